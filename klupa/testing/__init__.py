@@ -1,0 +1,1 @@
+"""Test support: real services on free loopback ports (a pytest plugin)."""
