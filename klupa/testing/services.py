@@ -17,23 +17,37 @@ Fixtures:
 
 from __future__ import annotations
 
-import contextlib
-import getpass
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
+
+from klupa.services import (
+    Broker,
+    Influx1,
+    Victoria,
+    free_port,
+    make_ca,
+    stop_process,
+    wait_for_http,
+    wait_for_port,
+)
+
+# Re-exported for test modules: one import line gives a test everything about services.
+__all__ = [
+    "Broker",
+    "Influx1",
+    "Victoria",
+    "free_port",
+    "make_ca",
+    "need_program",
+    "stop_process",
+    "wait_for_http",
+    "wait_for_port",
+]
 
 REQUIRE_ENV = "KLUPA_REQUIRE_SERVICES"
 
@@ -60,139 +74,7 @@ def need_program(name: str, *candidates: str) -> str:
     pytest.skip(msg)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_port(
-    port: int, proc: subprocess.Popen[bytes] | None, what: str, timeout: float = 20.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode} before it answered")
-        with (
-            contextlib.suppress(OSError),
-            socket.create_connection(("127.0.0.1", port), timeout=0.5),
-        ):
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not answer on 127.0.0.1:{port} within {timeout:.0f} s")
-
-
-def wait_for_http(
-    url: str, proc: subprocess.Popen[bytes] | None, what: str, timeout: float = 30.0
-) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with status {proc.returncode} before it answered")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status < 500:
-                    return
-        except urllib.error.HTTPError as exc:
-            if exc.code < 500:
-                return
-            last = exc
-        except OSError as exc:
-            last = exc
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not answer at {url} within {timeout:.0f} s: {last}")
-
-
-def stop_process(
-    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 10
-) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
 # --------------------------------------------------------------------------- Mosquitto
-
-
-@dataclass
-class Broker:
-    """A real Mosquitto on a free loopback port, with its own config and persistence dir."""
-
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    host: str = "127.0.0.1"
-    tls_port: int | None = None
-    ca_file: Path | None = None
-    extra: str = ""
-    listener_block: str = ""
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def config_file(self) -> Path:
-        return self.workdir / "mosquitto.conf"
-
-    @property
-    def log_file(self) -> Path:
-        return self.workdir / "mosquitto.log"
-
-    def write_config(self) -> None:
-        base = self.listener_block or (f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
-        self.config_file.write_text(
-            "per_listener_settings false\n"
-            # Mosquitto started as root drops to user `mosquitto`, which cannot write our temp dir.
-            + f"user {getpass.getuser()}\n"
-            + base
-            + "persistence true\n"
-            + f"persistence_location {self.workdir}/\n"
-            + "autosave_interval 1800\n"
-            + "max_inflight_messages 1000\n"
-            + "max_queued_messages 100000\n"
-            + "log_dest stderr\n"
-            + "log_type error\nlog_type warning\nlog_type notice\n"
-            + self.extra
-        )
-
-    def start(self) -> Broker:
-        if self.proc is not None and self.proc.poll() is None:
-            return self
-        self.write_config()
-        log = open(self.log_file, "ab")  # noqa: SIM115 - kept open for the process's life
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.config_file)], stdout=log, stderr=log, cwd=self.workdir
-        )
-        log.close()
-        try:
-            wait_for_port(self.port, self.proc, "mosquitto")
-            if self.tls_port:
-                wait_for_port(self.tls_port, self.proc, "mosquitto (TLS listener)")
-        except RuntimeError as exc:
-            raise RuntimeError(
-                f"{exc}\n{self.log_file.read_text(errors='replace')[-2000:]}"
-            ) from exc
-        return self
-
-    def stop(self) -> None:
-        """A clean stop: Mosquitto saves its persistence file."""
-        stop_process(self.proc)
-
-    def kill(self) -> None:
-        """SIGKILL: what Mosquitto had not saved is lost, as in a power cut."""
-        stop_process(self.proc, signal.SIGKILL)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
 
 @pytest.fixture
@@ -204,67 +86,6 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         yield broker
     finally:
         broker.kill()
-
-
-def make_ca(
-    workdir: Path, hostnames: tuple[str, ...] = ("localhost", "127.0.0.1")
-) -> dict[str, Path]:
-    """A CA and a server certificate signed by it, made with `cryptography` for one run."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "klupa test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for h in hostnames:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            sans.append(x509.DNSName(h))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = {
-        "ca": workdir / "ca.crt",
-        "cert": workdir / "server.crt",
-        "key": workdir / "server.key",
-    }
-    paths["ca"].write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    paths["cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths["key"].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    return paths
 
 
 def write_password_file(path: Path, passwords: dict[str, str]) -> None:
@@ -352,70 +173,6 @@ def mosquitto_secure(mosquitto_factory: Callable[..., Broker]) -> Broker:
 # --------------------------------------------------------------------------- InfluxDB 1.x
 
 
-@dataclass
-class Influx1:
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Influx1:
-        if self.proc is not None and self.proc.poll() is None:
-            return self
-        d = self.workdir
-        conf = d / "influxdb.conf"
-        bind = free_port()
-        conf.write_text(
-            f'reporting-disabled = true\nbind-address = "127.0.0.1:{bind}"\n'
-            f'[meta]\n  dir = "{d}/meta"\n'
-            f'[data]\n  dir = "{d}/data"\n  wal-dir = "{d}/wal"\n  query-log-enabled = false\n'
-            '  wal-fsync-delay = "0s"\n'
-            f'[http]\n  enabled = true\n  bind-address = "127.0.0.1:{self.port}"\n'
-            "  log-enabled = false\n  auth-enabled = false\n"
-            "[monitor]\n  store-enabled = false\n"
-            "[continuous_queries]\n  enabled = false\n"
-            '[logging]\n  level = "warn"\n'
-        )
-        log = open(d / "influxd.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([self.binary, "-config", str(conf)], stdout=log, stderr=log)
-        log.close()
-        wait_for_http(self.url + "/ping", self.proc, "influxd")
-        return self
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-    def kill(self) -> None:
-        stop_process(self.proc, signal.SIGKILL)
-
-    def query(self, q: str, db: str | None = None) -> dict[str, Any]:
-        params = {"q": q, "epoch": "s"}
-        if db:
-            params["db"] = db
-        data = urllib.parse.urlencode(params).encode()
-        with urllib.request.urlopen(self.url + "/query", data=data, timeout=10) as resp:
-            result: dict[str, Any] = json.loads(resp.read())
-        return result
-
-    def rows(self, q: str, db: str) -> list[dict[str, Any]]:
-        """Rows of the first series of a query, as dicts by column name (tags included)."""
-        out: list[dict[str, Any]] = []
-        for res in self.query(q, db).get("results", []):
-            if "error" in res:
-                raise RuntimeError(res["error"])
-            for series in res.get("series", []):
-                tags = series.get("tags", {})
-                for vals in series.get("values", []):
-                    row = dict(zip(series["columns"], vals, strict=True))
-                    row.update(tags)
-                    out.append(row)
-        return out
-
-
 @pytest.fixture
 def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx1]:
     binary = need_program("influxd")
@@ -428,53 +185,6 @@ def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx1]:
 
 
 # --------------------------------------------------------------------------- VictoriaMetrics
-
-
-@dataclass
-class Victoria:
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Victoria:
-        if self.proc is not None and self.proc.poll() is None:
-            return self
-        log = open(self.workdir / "vm.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                f"-storageDataPath={self.workdir / 'data'}",
-                f"-httpListenAddr=127.0.0.1:{self.port}",
-                "-retentionPeriod=100y",
-                "-search.disableCache",
-                "-loggerLevel=ERROR",
-            ],
-            stdout=log,
-            stderr=log,
-        )
-        log.close()
-        wait_for_http(self.url + "/health", self.proc, "victoria-metrics")
-        return self
-
-    def flush(self) -> None:
-        """Make recent writes searchable now instead of after VictoriaMetrics' buffer delay."""
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(self.url + "/internal/force_flush", timeout=10).read()
-
-    def export(self, match: str) -> list[dict[str, Any]]:
-        """Every sample of the series matching a selector, as exported JSON lines."""
-        self.flush()
-        q = urllib.parse.urlencode({"match[]": match, "start": "0"})
-        with urllib.request.urlopen(f"{self.url}/api/v1/export?{q}", timeout=10) as resp:
-            return [json.loads(line) for line in resp.read().splitlines() if line.strip()]
-
-    def stop(self) -> None:
-        stop_process(self.proc)
 
 
 @pytest.fixture
