@@ -1,51 +1,297 @@
-"""`klupa demo`: the whole system on this machine with no hardware.
+"""`klupa demo`: the whole system on this machine, with no hardware and no configuration.
 
-This first version starts a Mosquitto broker and reports which parts of the system are
-not yet available; it grows as the gateway, portal and virtual benches land.
+Starts, each on a free loopback port in one work folder: Mosquitto; the portal (with an admin
+token, a token per municipality and an open sample poll in every municipality, Bosnian
+questions and Serbian in Cyrillic where the municipality uses it); `influxd` when installed;
+one gateway per municipality; and the twelve benches as virtual benches running the real
+firmware. The benches replay the last day quickly (a day in about ten minutes) and then run
+in real time. Ctrl-C stops everything in reverse order.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+from klupa.services import Broker, Influx1, free_port, stop_process, wait_for_http
+
+MUNICIPALITIES = [
+    "mostar",
+    "jablanica",
+    "nevesinje",
+    "zavidovici",
+    "zepce",
+    "maglaj",
+    "prijedor",
+    "novi-grad",
+    "kostajnica",
+    "trebinje",
+    "ravno",
+    "berkovici",
+]
+# Republika Srpska: Cyrillic is official there.
+CYRILLIC = {"nevesinje", "prijedor", "novi-grad", "kostajnica", "trebinje", "berkovici"}
+
+QUESTIONS = {
+    "mostar": ("Da li želite više rasvjete u parku?", "Да ли желите више расвјете у парку?"),
+    "jablanica": ("Treba li obnoviti šetalište uz jezero?", ""),
+    "nevesinje": ("Da li želite novo dječije igralište?", "Да ли желите ново дјечије игралиште?"),
+    "zavidovici": ("Da li želite više klupa uz rijeku?", ""),
+    "zepce": ("Treba li gradski trg zatvoriti za auta vikendom?", ""),
+    "maglaj": ("Da li želite besplatan Wi-Fi u centru?", ""),
+    "prijedor": ("Da li želite više drveća u ulicama?", "Да ли желите више дрвећа у улицама?"),
+    "novi-grad": ("Treba li uvesti biciklističku stazu?", "Треба ли увести бициклистичку стазу?"),
+    "kostajnica": (
+        "Da li želite obnovu šetališta na Uni?",
+        "Да ли желите обнову шеталишта на Уни?",
+    ),
+    "trebinje": (
+        "Da li želite duže radno vrijeme biblioteke?",
+        "Да ли желите дуже радно вријеме библиотеке?",
+    ),
+    "ravno": ("Da li želite češći autobus do Trebinja?", ""),
+    "berkovici": ("Treba li urediti put do škole?", "Треба ли уредити пут до школе?"),
+}
+
+
+def sample_poll(municipality: str, now: int) -> dict[str, object]:
+    latin, cyrillic = QUESTIONS[municipality]
+    question: dict[str, str] = {"bs": latin}
+    yes: dict[str, str] = {"bs": "Da"}
+    no: dict[str, str] = {"bs": "Ne"}
+    if municipality in CYRILLIC and cyrillic:
+        question["sr"] = cyrillic
+        yes["sr"] = "Да"
+        no["sr"] = "Не"
+    question["en"] = "Sample question (demo)"
+    yes["en"] = "Yes"
+    no["en"] = "No"
+    return {
+        "v": 1,
+        "id": f"{municipality}-demo-{time.strftime('%Y', time.gmtime(now))}",
+        "opens": now - 3 * 86400,
+        "closes": now + 30 * 86400,
+        "question": question,
+        "options": [{"id": "yes", "label": yes}, {"id": "no", "label": no}],
+        "municipalities": [municipality],
+    }
+
+
+class Demo:
+    def __init__(self, workdir: Path, args: argparse.Namespace) -> None:
+        self.workdir = workdir
+        self.args = args
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.broker: Broker | None = None
+        self.influx: Influx1 | None = None
+        self.klupa = [sys.executable, "-m", "klupa.cli"]
+
+    def log(self, line: str) -> None:
+        print(f"klupa demo: {line}", flush=True)
+
+    def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=self.workdir)
+        log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def token(self, *args: str) -> str:
+        out = subprocess.run(
+            [*self.klupa, "portal", "token", "create", *args, "--db", str(self.portal_db)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip().splitlines()[-1]
+
+    def start(self) -> None:
+        mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(mosquitto).exists():
+            raise SystemExit("klupa demo: mosquitto is not installed (run `make demo` as root)")
+        self.broker = Broker(binary=mosquitto, workdir=self.workdir / "mosquitto")
+        self.broker.workdir.mkdir(exist_ok=True)
+        self.broker.start()
+        self.log(f"Mosquitto on 127.0.0.1:{self.broker.port}")
+
+        self.portal_db = self.workdir / "portal.sqlite"
+        admin = self.token("--admin")
+        tokens = {m: self.token(m) for m in MUNICIPALITIES}
+        self.portal_port = self.args.portal_port or free_port()
+        portal_url = f"http://127.0.0.1:{self.portal_port}"
+        self.spawn(
+            "portal",
+            [
+                *self.klupa,
+                "portal",
+                "serve",
+                "--db",
+                str(self.portal_db),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.portal_port),
+            ],
+        )
+        wait_for_http(portal_url + "/healthz", self.procs[-1][1], "the portal", timeout=60)
+        now = int(time.time())
+        for m in MUNICIPALITIES:
+            self.post_json(f"{portal_url}/api/v1/polls", sample_poll(m, now), admin)
+        self.log(f"portal on {portal_url} with a sample poll in each municipality")
+
+        influxd = shutil.which("influxd")
+        if influxd:
+            self.influx = Influx1(binary=influxd, workdir=self.workdir / "influxdb")
+            self.influx.workdir.mkdir(exist_ok=True)
+            self.influx.start()
+            self.log(f"InfluxDB 1.x on {self.influx.url} (database `benches`)")
+        else:
+            self.log("influxd not installed: metrics are kept in the gateways' stores only")
+
+        for m in MUNICIPALITIES:
+            token_file = self.workdir / f"{m}.token"
+            token_file.write_text(tokens[m])
+            token_file.chmod(0o600)
+            config = self.workdir / f"gateway-{m}.toml"
+            lines = [
+                f'municipality = "{m}"',
+                "[mqtt]",
+                'host = "127.0.0.1"',
+                f"port = {self.broker.port}",
+                "[spool]",
+                f'path = "{self.workdir / (m + ".sqlite")}"',
+                "[portal]",
+                f'url = "{portal_url}"',
+                f'token_file = "{token_file}"',
+                "poll_sync_s = 10",
+                "[health]",
+                "offline_after_s = 300",
+                f'expected = ["{m}-01"]',
+            ]
+            if self.influx:
+                lines += [
+                    "[influxdb]",
+                    f'url = "{self.influx.url}"',
+                    "api_version = 1",
+                    'database = "benches"',
+                ]
+            config.write_text("\n".join(lines) + "\n")
+            self.spawn(f"gateway-{m}", [*self.klupa, "gateway", "run", "--config", str(config)])
+        self.log(f"{len(MUNICIPALITIES)} gateways, one per municipality")
+
+        self.spawn(
+            "benches",
+            [
+                *self.klupa,
+                "sim",
+                "--broker",
+                f"127.0.0.1:{self.broker.port}",
+                "--municipalities",
+                ",".join(MUNICIPALITIES),
+                "--speed",
+                str(self.args.speed),
+                "--start-ago",
+                str(self.args.replay_hours * 3600),
+                "--catch-up",
+                "--seed",
+                str(self.args.seed),
+                "--flash",
+                str(self.workdir / "benches"),
+                "--people",
+                "4",
+            ],
+        )
+        self.log(
+            f"12 virtual benches replaying the last {self.args.replay_hours} h at ×{self.args.speed}, "
+            "then in real time"
+        )
+        print(f"\n  Portal:  {portal_url}/\n  Benches: {portal_url}/benches\n", flush=True)
+        self.log(f"logs in {self.workdir}; Ctrl-C stops everything")
+
+    def post_json(self, url: str, body: dict[str, object], token: str) -> None:
+        req = urllib.request.Request(
+            url,
+            data=json.dumps(body, ensure_ascii=False).encode(),
+            method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        try:
+            urllib.request.urlopen(req, timeout=10).read()
+        except urllib.error.HTTPError as exc:
+            if exc.code != 409:  # already there from an earlier run
+                raise SystemExit(
+                    f"klupa demo: portal refused the sample poll: {exc.read()!r}"
+                ) from exc
+
+    def watch(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds if seconds else None
+        while deadline is None or time.monotonic() < deadline:
+            for name, proc in self.procs:
+                if proc.poll() is not None:
+                    tail = (self.workdir / f"{name}.log").read_text(errors="replace")[-1500:]
+                    raise SystemExit(f"klupa demo: {name} exited ({proc.returncode}):\n{tail}")
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        for _, proc in reversed(self.procs):
+            stop_process(proc, signal.SIGTERM, timeout=15)
+        if self.influx:
+            self.influx.stop()
+        if self.broker:
+            self.broker.stop()
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="klupa demo", description=__doc__)
-    parser.add_argument("--port", type=int, default=1883, help="MQTT port (default 1883)")
+    parser.add_argument("--dir", type=Path, help="work folder (default: a new temp folder)")
+    parser.add_argument("--portal-port", type=int, default=8080, help="portal port (0: any free)")
+    parser.add_argument(
+        "--speed", type=float, default=144.0, help="replay speed (144: a day in 10 min)"
+    )
+    parser.add_argument(
+        "--replay-hours", type=int, default=24, help="how much of the past to replay"
+    )
+    parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
     args = parser.parse_args(argv)
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(mosquitto).exists():
-        print("klupa demo: mosquitto is not installed (run `make demo` as root)", file=sys.stderr)
-        return 2
-    workdir = Path(tempfile.mkdtemp(prefix="klupa-demo-"))
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {args.port} 127.0.0.1\nallow_anonymous true\n")
-    proc = subprocess.Popen([mosquitto, "-c", str(conf)])
-    print(f"klupa demo: Mosquitto on 127.0.0.1:{args.port}; Ctrl-C stops")
-    stop = False
+    if args.portal_port and not _port_free(args.portal_port):
+        args.portal_port = 0
+    workdir = args.dir or Path(tempfile.mkdtemp(prefix="klupa-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    demo = Demo(workdir.resolve(), args)
 
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
-    deadline = time.monotonic() + args.seconds if args.seconds else None
+    signal.signal(signal.SIGTERM, on_term)
     try:
-        while not stop and proc.poll() is None:
-            if deadline and time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
+        demo.start()
+        demo.watch(args.seconds)
     except KeyboardInterrupt:
-        pass
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        demo.log("stopping")
+    except SystemExit as exc:
+        demo.stop()
+        print(exc, file=sys.stderr)
+        return 1
+    demo.stop()
     return 0
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
