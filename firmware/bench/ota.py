@@ -1,0 +1,413 @@
+# OTA app updates: fetch a bundle's manifest and files over HTTP, verify every SHA-256 and the
+# manifest's HMAC-SHA256 (docs/display.md defines the manifest and its canonical bytes), stage
+# the new app in <root>/app.new streaming each file to flash, and switch at the next boot with
+# the previous app kept for a trial. Import this module only when an update runs or at boot:
+# it is not part of the resident set.
+# Flash layout (root "/" on the bench):
+#   app/        the running app (on sys.path)
+#   app.new/    the staged app while downloading (resumable: complete files are kept)
+#   app.old/    the previous app while the new one is on trial
+#   ota.json    {"state": "staged"|"trial", "version", "prev", "report": [state, version]|null}
+import hashlib
+import json
+import os
+
+MANIFEST_MAX = 16384
+CHUNK = 512
+TRIAL_MS = 300000  # a trial app must be healthy within 5 minutes
+_HEX = "0123456789abcdef"
+_PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/"
+
+
+class OtaError(Exception):
+    pass
+
+
+def hexlify(b):
+    out = []
+    for x in b:
+        out.append(_HEX[x >> 4] + _HEX[x & 15])
+    return "".join(out)
+
+
+def hmac_sha256(key, msg):
+    # RFC 2104 with SHA-256 (block 64 bytes): the ESP32 port ships hashlib but not hmac.
+    if len(key) > 64:
+        key = hashlib.sha256(key).digest()
+    key = key + bytes(64 - len(key))
+    inner = hashlib.sha256(bytes(k ^ 0x36 for k in key))
+    inner.update(msg)
+    outer = hashlib.sha256(bytes(k ^ 0x5C for k in key))
+    outer.update(inner.digest())
+    return outer.digest()
+
+
+def same(a, b):
+    # Compare without stopping at the first difference.
+    if len(a) != len(b):
+        return False
+    d = 0
+    for i in range(len(a)):
+        d |= ord(a[i]) ^ ord(b[i]) if type(a) is str else a[i] ^ b[i]
+    return d == 0
+
+
+def canonical(obj):
+    # The manifest's canonical text (docs/display.md): sorted keys, no whitespace, strings of
+    # printable ASCII without quote or backslash, integers only. Equals CPython's
+    # json.dumps(obj, sort_keys=True, separators=(",", ":")) on such values.
+    t = type(obj)
+    if t is dict:
+        keys = sorted(obj)
+        return "{" + ",".join(canonical(k) + ":" + canonical(obj[k]) for k in keys) + "}"
+    if t is list:
+        return "[" + ",".join(canonical(v) for v in obj) + "]"
+    if t is str:
+        for ch in obj:
+            if not 0x20 <= ord(ch) < 0x7F or ch == '"' or ch == "\\":
+                raise OtaError("manifest string not plain ASCII")
+        return '"' + obj + '"'
+    if t is bool:
+        return "true" if obj else "false"
+    if t is int:
+        return str(obj)
+    if obj is None:
+        return "null"
+    raise OtaError("manifest value of type %s" % t.__name__)
+
+
+def path_ok(p):
+    if type(p) is not str or not 0 < len(p) <= 64 or p[0] == "/" or p[-1] == "/":
+        return False
+    for ch in p:
+        if ch not in _PATH_CHARS:
+            return False
+    for part in p.split("/"):
+        if part in ("", ".", "..") or part.endswith(".part"):
+            return False
+    return True
+
+
+def verify_manifest(manifest, key):
+    # Raises OtaError unless the parsed manifest is well formed and its HMAC matches.
+    if type(manifest) is not dict:
+        raise OtaError("manifest is not an object")
+    mac = manifest.get("hmac")
+    if type(mac) is not str or len(mac) != 64:
+        raise OtaError("manifest has no hmac")
+    v = manifest.get("version")
+    if type(v) is not str or not 0 < len(v) <= 32:
+        raise OtaError("manifest has no version")
+    files = manifest.get("files")
+    if type(files) is not list or not files:
+        raise OtaError("manifest has no files")
+    seen = []
+    for f in files:
+        if type(f) is not dict or not path_ok(f.get("path")):
+            raise OtaError("manifest: bad file path")
+        if f["path"] in seen:
+            raise OtaError("manifest: duplicate path " + f["path"])
+        seen.append(f["path"])
+        size = f.get("size")
+        if type(size) is not int or size < 0:
+            raise OtaError("manifest: bad size for " + f["path"])
+        h = f.get("sha256")
+        if type(h) is not str or len(h) != 64 or any(c not in _HEX for c in h):
+            raise OtaError("manifest: bad sha256 for " + f["path"])
+    body = {}
+    for k in manifest:
+        if k != "hmac":
+            body[k] = manifest[k]
+    if not same(hexlify(hmac_sha256(key, canonical(body).encode())), mac):
+        raise OtaError("manifest hmac does not match")
+    return manifest
+
+
+# -- the file system, relative to a root the virtual board can place per bench ------------
+def _exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
+
+
+def _is_dir(p):
+    try:
+        return os.stat(p)[0] & 0x4000 != 0
+    except OSError:
+        return False
+
+
+def rmtree(p):
+    if _is_dir(p):
+        for name in os.listdir(p):
+            rmtree(p + "/" + name)
+        os.rmdir(p)
+    elif _exists(p):
+        os.remove(p)
+
+
+def _makedirs(p):
+    parts = p.split("/")
+    cur = ""
+    for i, part in enumerate(parts):
+        cur = part if i == 0 else cur + "/" + part
+        if cur and not _is_dir(cur):
+            os.mkdir(cur)
+
+
+def file_sha256(p):
+    h = hashlib.sha256()
+    buf = bytearray(CHUNK)
+    mv = memoryview(buf)
+    size = 0
+    with open(p, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+            size += n
+    return size, hexlify(h.digest())
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+class _Response:
+    def __init__(self, sock, stream, status):
+        self.sock = sock
+        self.stream = stream
+        self.status = status
+
+    def readinto(self, buf):
+        return self.stream.readinto(buf)
+
+    def read(self, n):
+        return self.stream.read(n)
+
+    def close(self):
+        try:
+            if self.stream is not self.sock:
+                self.stream.close()
+        finally:
+            self.sock.close()
+
+
+def http_get(url, timeout=15):
+    # A plain HTTP/1.0 GET (the gateway serves bundles on the LAN). Returns a response with
+    # status, readinto(buf), read(n) and close(); the body is streamed, never held whole.
+    import socket
+
+    if not url.startswith("http://"):
+        raise OtaError("only http:// URLs")
+    rest = url[7:]
+    slash = rest.find("/")
+    hostport, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
+    host, port = hostport, 80
+    if ":" in hostport:
+        host, p = hostport.rsplit(":", 1)
+        port = int(p)
+    addr = socket.getaddrinfo(host, port)[0][-1]
+    s = socket.socket()
+    try:
+        s.settimeout(timeout)
+        s.connect(addr)
+        s.send(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, hostport)).encode())
+        f = s.makefile("rb")
+        line = f.readline()
+        parts = line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise OtaError("bad HTTP status line")
+        status = int(parts[1])
+        while True:
+            h = f.readline()
+            if not h or h in (b"\r\n", b"\n"):
+                break
+    except Exception:
+        s.close()
+        raise
+    return _Response(s, f, status)
+
+
+class Ota:
+    # root: the flash root ("/" on the bench); key: the deployment's OTA key (bytes);
+    # fetch(url) -> response (status, readinto, close), http_get by default;
+    # emit(state, version): records an `ota` Event.
+    def __init__(self, root, key, emit, fetch=None):
+        self.root = root.rstrip("/")
+        self.key = key
+        self.emit = emit
+        self.fetch = fetch or http_get
+        self.error = ""  # why the last run failed, for the command's ack
+
+    def _p(self, name):
+        return self.root + "/" + name
+
+    # -- state -------------------------------------------------------------------------
+    def state(self):
+        try:
+            with open(self._p("ota.json")) as f:
+                s = json.load(f)
+            if type(s) is dict:
+                return s
+        except (OSError, ValueError):
+            pass
+        return {}
+
+    def _save(self, s):
+        tmp = self._p("ota.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(s, f)
+        try:
+            os.rename(tmp, self._p("ota.json"))
+        except OSError:
+            os.remove(self._p("ota.json"))
+            os.rename(tmp, self._p("ota.json"))
+
+    # -- download ----------------------------------------------------------------------
+    def _get_small(self, url, limit):
+        r = self.fetch(url)
+        try:
+            if r.status != 200:
+                raise OtaError("HTTP %d for %s" % (r.status, url[-60:]))
+            out = b""
+            while True:
+                b = r.read(CHUNK)
+                if not b:
+                    return out
+                out += b
+                if len(out) > limit:
+                    raise OtaError("manifest larger than %d bytes" % limit)
+        finally:
+            r.close()
+
+    def _download(self, url, dest, size, sha):
+        # Stream url to dest + ".part", hashing as it goes; rename only when it verifies.
+        part = dest + ".part"
+        h = hashlib.sha256()
+        buf = bytearray(CHUNK)
+        mv = memoryview(buf)
+        got = 0
+        r = self.fetch(url)
+        try:
+            if r.status != 200:
+                raise OtaError("HTTP %d for %s" % (r.status, url[-60:]))
+            with open(part, "wb") as f:
+                while True:
+                    n = r.readinto(buf)
+                    if not n:
+                        break
+                    got += n
+                    if got > size:
+                        raise OtaError("longer than its manifest size: " + dest[-40:])
+                    h.update(mv[:n])
+                    f.write(mv[:n])
+        finally:
+            r.close()
+        if got != size or hexlify(h.digest()) != sha:
+            os.remove(part)
+            raise OtaError("hash mismatch: " + dest[-40:])
+        os.rename(part, dest)
+
+    def run(self, url, version, manifest_sha256):
+        # The `ota` command. True when the new app is staged (the caller acks and reboots);
+        # False after a `failed` event, with the running app untouched.
+        self.emit("downloading", version)
+        try:
+            raw = self._get_small(url, MANIFEST_MAX)
+            if hexlify(hashlib.sha256(raw).digest()) != manifest_sha256.lower():
+                raise OtaError("manifest sha256 differs from the command's")
+            try:
+                manifest = json.loads(raw)
+            except ValueError:
+                raise OtaError("manifest is not JSON")
+            verify_manifest(manifest, self.key)
+            if manifest["version"] != version:
+                raise OtaError("manifest is version %s, not %s" % (manifest["version"], version))
+            self._stage(url[: url.rfind("/") + 1], manifest, raw)
+        except Exception as e:  # network, flash or verification: never past this point
+            self.emit("failed", version)
+            self.error = str(e)[:120]
+            return False
+        cur = self.state()
+        self._save({"state": "staged", "version": version,
+                    "prev": cur.get("version"), "report": cur.get("report")})
+        self.emit("verified", version)
+        return True
+
+    def _stage(self, base, manifest, raw):
+        new = self._p("app.new")
+        mark = new + "/.manifest"
+        digest = hexlify(hashlib.sha256(raw).digest())
+        # Resume only a download of this very manifest; anything else starts over.
+        try:
+            with open(mark) as f:
+                resume = f.read() == digest
+        except OSError:
+            resume = False
+        if not resume:
+            rmtree(new)
+            os.mkdir(new)
+            with open(mark, "w") as f:
+                f.write(digest)
+        for entry in manifest["files"]:
+            dest = new + "/" + entry["path"]
+            if "/" in entry["path"]:
+                _makedirs(dest[: dest.rfind("/")])
+            if resume and _exists(dest):
+                if file_sha256(dest) == (entry["size"], entry["sha256"]):
+                    continue
+                os.remove(dest)
+            self._download(base + entry["path"], dest, entry["size"], entry["sha256"])
+        os.remove(mark)
+
+    # -- boot, trial, rollback ---------------------------------------------------------
+    def boot(self):
+        # Call first thing at boot, before the app is imported and before safe mode counts
+        # the boot. Returns "switched" (now on trial), "rolled_back", or "".
+        s = self.state()
+        st = s.get("state")
+        app, new, old = self._p("app"), self._p("app.new"), self._p("app.old")
+        if st == "staged" and _is_dir(new) and not _exists(new + "/.manifest"):
+            rmtree(old)
+            if _is_dir(app):
+                os.rename(app, old)
+            os.rename(new, app)
+            s["state"] = "trial"
+            self._save(s)
+            return "switched"
+        if st == "trial":
+            # The trial app booted before and never reported healthy: its first boot failed.
+            self.rollback(s)
+            return "rolled_back"
+        return ""
+
+    def rollback(self, s=None):
+        # Put the previous app back (the caller reboots into it).
+        s = s or self.state()
+        app, old = self._p("app"), self._p("app.old")
+        if _is_dir(old):
+            rmtree(app)
+            os.rename(old, app)
+        self._save({"state": "", "version": s.get("prev"), "report": ["rolled_back", s.get("version")]})
+
+    def on_trial(self):
+        return self.state().get("state") == "trial"
+
+    def healthy(self):
+        # The trial app became healthy (core: 60 s up, session, birth acknowledged).
+        s = self.state()
+        if s.get("state") == "trial":
+            rmtree(self._p("app.old"))
+            self._save({"state": "", "version": s.get("version"), "report": ["applied", s.get("version")]})
+
+    def report(self):
+        # (state, version) to record as an `ota` event after boot, or None; then reported().
+        r = self.state().get("report")
+        return (r[0], r[1]) if r else None
+
+    def reported(self):
+        s = self.state()
+        if s.get("report"):
+            s["report"] = None
+            self._save(s)
