@@ -1,0 +1,383 @@
+"""The technician's deployment folder: inventory.toml, secrets.toml, pki/, brokers/, cache/.
+
+``inventory.toml`` is meant to be read and edited by people; the tool only ever rewrites
+one bench's ``[benches.{id}.provisioned]`` table in it, in place, so comments and the order
+of everything else survive. ``secrets.toml`` is mode 0600 and never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MUNICIPALITY_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
+BENCH_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
+
+# id, display name, latitude, longitude (the town centre; a bench's own site is edited in).
+MUNICIPALITIES: list[tuple[str, str, float, float]] = [
+    ("mostar", "Mostar", 43.3438, 17.8078),
+    ("jablanica", "Jablanica", 43.6603, 17.7617),
+    ("nevesinje", "Nevesinje", 43.2586, 18.1136),
+    ("zavidovici", "Zavidovići", 44.4458, 18.1497),
+    ("zepce", "Žepče", 44.4267, 18.0375),
+    ("maglaj", "Maglaj", 44.5469, 18.0994),
+    ("prijedor", "Prijedor", 44.9794, 16.7139),
+    ("novi-grad", "Novi Grad", 45.0472, 16.3778),
+    ("kostajnica", "Kostajnica", 45.2194, 16.5406),
+    ("trebinje", "Trebinje", 42.7119, 18.3433),
+    ("ravno", "Ravno", 42.8894, 17.9706),
+    ("berkovici", "Berkovići", 43.0942, 18.1717),
+]
+
+WIFI_PLACEHOLDER = "CHANGE-ME"
+DEFAULT_NTP = "ba.pool.ntp.org"
+# The pinned MicroPython release. Its image URLs and SHA-256s are filled in by the
+# deployment from https://micropython.org/download/ESP32_GENERIC/ (and ESP32_GENERIC_S3);
+# the tool never flashes an image it cannot check.
+MICROPYTHON_VERSION = "1.27.0"
+MICROPYTHON_IMAGES = {
+    "esp32": ("https://micropython.org/download/ESP32_GENERIC/", 0x1000),
+    "esp32s3": ("https://micropython.org/download/ESP32_GENERIC_S3/", 0x0),
+}
+
+
+class DeploymentError(Exception):
+    """The deployment folder is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Municipality:
+    id: str
+    name: str
+    lat: float
+    lon: float
+    gateway_host: str
+    mqtt_port: int
+    wifi_ssid: str
+    ntp_server: str
+
+
+@dataclass(frozen=True)
+class Bench:
+    id: str
+    municipality: str
+    board: str
+    location: str
+    lat: float
+    lon: float
+    notes: str
+    provisioned: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FirmwareImage:
+    chip: str
+    version: str
+    url: str
+    image: str
+    sha256: str
+    offset: int
+
+
+def _toml_str(value: str) -> str:
+    out = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{out}"'
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return _toml_str(str(value))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file readable by its owner only, atomically (never briefly world-readable)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def write_public(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def inventory_text() -> str:
+    lines = [
+        "# klupa deployment inventory: edit freely (TOML).",
+        "# `klupa provision` only rewrites a bench's [benches.<id>.provisioned] table.",
+        "",
+        "[micropython]",
+        "# The MicroPython release every bench runs. Per chip: `url` + `sha256` (downloaded",
+        "# once into cache/ and checked), or `image` = a local .bin (sha256 optional).",
+        "# Fill in sha256 from the release page before the first flash.",
+        f"version = {_toml_str(MICROPYTHON_VERSION)}",
+        "",
+    ]
+    for chip, (page, offset) in MICROPYTHON_IMAGES.items():
+        lines += [
+            f"[micropython.{chip}]",
+            f"# the v{MICROPYTHON_VERSION} .bin link from {page}",
+            'url = ""',
+            'sha256 = ""',
+            'image = ""',
+            f"offset = {offset:#x}",
+            "",
+        ]
+    for mid, name, lat, lon in MUNICIPALITIES:
+        lines += [
+            f"[municipalities.{mid}]",
+            f"name = {_toml_str(name)}",
+            f"lat = {lat}",
+            f"lon = {lon}",
+            f"gateway_host = {_toml_str(f'klupa-{mid}.local')}",
+            "mqtt_port = 8883",
+            f"wifi_ssid = {_toml_str(f'klupa-{mid}')}",
+            f"ntp_server = {_toml_str(DEFAULT_NTP)}",
+            "",
+        ]
+    for mid, name, lat, lon in MUNICIPALITIES:
+        lines += [
+            f"[benches.{mid}-01]",
+            f"municipality = {_toml_str(mid)}",
+            'board = "bench-v1"',
+            f"location = {_toml_str(f'{name}, site to be confirmed')}",
+            f"lat = {lat}",
+            f"lon = {lon}",
+            'notes = ""',
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def secrets_text(ota_key: str, gateway_passwords: dict[str, str]) -> str:
+    lines = [
+        "# klupa deployment secrets. Mode 0600. Never commit, print or mail this file.",
+        "",
+        "# The deployment's OTA key: HMAC-SHA256 key of every app bundle manifest (hex).",
+        f"ota_key = {_toml_str(ota_key)}",
+        "",
+        "[wifi]",
+        f"# Wi-Fi password per municipality (replace {WIFI_PLACEHOLDER}).",
+    ]
+    for mid, *_ in MUNICIPALITIES:
+        lines.append(f"{mid} = {_toml_str(WIFI_PLACEHOLDER)}")
+    lines += ["", "[mqtt]", "# MQTT passwords: gateways and registered benches (generated)."]
+    for user, pw in gateway_passwords.items():
+        lines.append(f"{_toml_str(user)} = {_toml_str(pw)}")
+    return "\n".join(lines) + "\n"
+
+
+def _render_secrets(data: dict[str, Any]) -> str:
+    lines = [
+        "# klupa deployment secrets. Mode 0600. Never commit, print or mail this file.",
+        "",
+    ]
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines += ["", f"[{name}]"]
+        for key, value in table.items():
+            lines.append(f"{_toml_str(key)} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def generate_password() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Deployment:
+    """One deployment folder, loaded."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.inventory_path = self.root / "inventory.toml"
+        self.secrets_path = self.root / "secrets.toml"
+        if not self.inventory_path.is_file():
+            raise DeploymentError(
+                f"{self.inventory_path} not found: create the folder with "
+                f"`klupa provision init {self.root}` or pass --deploy DIR"
+            )
+        self.reload()
+
+    def reload(self) -> None:
+        try:
+            self.inventory: dict[str, Any] = tomllib.loads(
+                self.inventory_path.read_text(encoding="utf-8")
+            )
+        except tomllib.TOMLDecodeError as e:
+            raise DeploymentError(f"{self.inventory_path}: {e}") from None
+        try:
+            self.secrets: dict[str, Any] = tomllib.loads(
+                self.secrets_path.read_text(encoding="utf-8")
+            )
+        except FileNotFoundError:
+            raise DeploymentError(f"{self.secrets_path} not found") from None
+        except tomllib.TOMLDecodeError as e:
+            # The message may quote a secret line: say only where it is.
+            where = str(e).rsplit("(", 1)[-1].rstrip(")") if "(" in str(e) else "?"
+            raise DeploymentError(f"{self.secrets_path} is not valid TOML ({where})") from None
+
+    # ---------------------------------------------------------------- paths
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.root / "pki"
+
+    def broker_dir(self, municipality: str) -> Path:
+        return self.root / "brokers" / municipality
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    @property
+    def build_dir(self) -> Path:
+        return self.root / "build"
+
+    # ---------------------------------------------------------------- inventory
+
+    def municipality(self, mid: str) -> Municipality:
+        table = self.inventory.get("municipalities", {}).get(mid)
+        if table is None:
+            raise DeploymentError(f"municipality {mid!r} is not in {self.inventory_path}")
+        return Municipality(
+            id=mid,
+            name=str(table.get("name", mid)),
+            lat=float(table.get("lat", 0.0)),
+            lon=float(table.get("lon", 0.0)),
+            gateway_host=str(table["gateway_host"]),
+            mqtt_port=int(table.get("mqtt_port", 8883)),
+            wifi_ssid=str(table["wifi_ssid"]),
+            ntp_server=str(table.get("ntp_server", DEFAULT_NTP)),
+        )
+
+    def municipalities(self) -> list[str]:
+        return list(self.inventory.get("municipalities", {}))
+
+    def bench(self, bid: str) -> Bench:
+        table = self.inventory.get("benches", {}).get(bid)
+        if table is None:
+            raise DeploymentError(f"bench {bid!r} is not in {self.inventory_path}")
+        if not BENCH_RE.match(bid):
+            raise DeploymentError(f"bench id {bid!r} is not a valid bench id")
+        mid = str(table.get("municipality", ""))
+        self.municipality(mid)
+        return Bench(
+            id=bid,
+            municipality=mid,
+            board=str(table.get("board", "bench-v1")),
+            location=str(table.get("location", "")),
+            lat=float(table.get("lat", 0.0)),
+            lon=float(table.get("lon", 0.0)),
+            notes=str(table.get("notes", "")),
+            provisioned=dict(table.get("provisioned", {})),
+        )
+
+    def benches(self) -> list[Bench]:
+        return [self.bench(bid) for bid in self.inventory.get("benches", {})]
+
+    def unprovisioned(self) -> list[Bench]:
+        return [b for b in self.benches() if not b.provisioned]
+
+    def firmware_image(self, chip: str) -> FirmwareImage:
+        mp = self.inventory.get("micropython", {})
+        table = mp.get(chip)
+        if not isinstance(table, dict):
+            raise DeploymentError(f"no [micropython.{chip}] image in {self.inventory_path}")
+        image = str(table.get("image", ""))
+        if image and not os.path.isabs(image):
+            image = str(self.root / image)
+        return FirmwareImage(
+            chip=chip,
+            version=str(mp.get("version", "")),
+            url=str(table.get("url", "")),
+            image=image,
+            sha256=str(table.get("sha256", "")).lower(),
+            offset=int(table.get("offset", 0)),
+        )
+
+    def record_provisioned(self, bid: str, record: dict[str, Any]) -> None:
+        """Replace the bench's [benches.{id}.provisioned] table, leaving the rest as written."""
+        self.bench(bid)
+        text = self.inventory_path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        header = f"[benches.{bid}.provisioned]"
+        body = [header] + [f"{k} = {_toml_value(v)}" for k, v in record.items()]
+        out: list[str] = []
+        i = 0
+        replaced = False
+        while i < len(lines):
+            if lines[i].strip() == header:
+                i += 1
+                while i < len(lines) and not lines[i].lstrip().startswith("["):
+                    i += 1
+                out += body + [""]
+                replaced = True
+                continue
+            out.append(lines[i])
+            i += 1
+        if not replaced:
+            # Put it right after the bench's own table so the two stay together.
+            bench_header = f"[benches.{bid}]"
+            idx = next(j for j, ln in enumerate(out) if ln.strip() == bench_header)
+            j = idx + 1
+            while j < len(out) and not out[j].lstrip().startswith("["):
+                j += 1
+            while j > idx + 1 and out[j - 1].strip() == "":
+                j -= 1
+            out[j:j] = [""] + body
+        write_public(self.inventory_path, "\n".join(out).rstrip("\n") + "\n")
+        self.reload()
+
+    # ---------------------------------------------------------------- secrets
+
+    @property
+    def ota_key(self) -> bytes:
+        return bytes.fromhex(str(self.secrets["ota_key"]))
+
+    def wifi_password(self, mid: str) -> str:
+        return str(self.secrets.get("wifi", {}).get(mid, WIFI_PLACEHOLDER))
+
+    def mqtt_password(self, user: str) -> str | None:
+        pw = self.secrets.get("mqtt", {}).get(user)
+        return None if pw is None else str(pw)
+
+    def ensure_mqtt_password(self, user: str) -> str:
+        """The user's MQTT password, generated and stored (0600) the first time."""
+        pw = self.mqtt_password(user)
+        if pw is not None:
+            return pw
+        pw = generate_password()
+        self.secrets.setdefault("mqtt", {})[user] = pw
+        write_private(self.secrets_path, _render_secrets(self.secrets))
+        return pw
+
+    def secret_values(self) -> list[str]:
+        """Every secret string in secrets.toml (for redaction and for tests)."""
+        out: list[str] = []
+
+        def walk(v: Any) -> None:
+            if isinstance(v, dict):
+                for x in v.values():
+                    walk(x)
+            elif isinstance(v, str) and v and v != WIFI_PLACEHOLDER:
+                out.append(v)
+
+        walk(self.secrets)
+        return out
