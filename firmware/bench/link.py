@@ -1,0 +1,284 @@
+# The link supervisor: Wi-Fi, clock, broker, then the MQTT session that publishes fresh
+# records at once and drains the spool's backlog oldest-first; reconnects with exponential
+# backoff (1 s .. 5 min) and jitter. A record leaves the spool only when a Receipt covers it;
+# one the broker acknowledged but no Receipt covered within resend_s is sent again.
+import json
+import random
+
+from bench import protocol, runtime
+from bench import spool as sp
+from bench.mqtt import Client
+from bench.runtime import asyncio, ticks_diff, ticks_ms
+
+BACKOFF_MIN_MS = 1000
+BACKOFF_MAX_MS = 300000
+AWAIT_RECEIPT_MAX = 64  # records sent but not yet receipted before the backlog pauses
+
+
+class Link:
+    def __init__(self, app):
+        self.app = app
+        cfg = app.cfg
+        self.cfg = cfg
+        net = app.hw.network
+        self.sta = net.WLAN(net.STA_IF)
+        m, b = cfg["municipality"], cfg["bench"]
+        self.t_status = protocol.topic(m, b, "status")
+        self.t_cmd = protocol.topic(m, b, "cmd")
+        self.t_receipt = protocol.topic(m, b, "receipt")
+        self.t_poll = protocol.ROOT + m + "/poll"
+        self.topics = {
+            sp.KIND_TELEMETRY: protocol.topic(m, b, "telemetry"),
+            sp.KIND_EVENT: protocol.topic(m, b, "event"),
+            sp.KIND_VOTE: protocol.topic(m, b, "vote"),
+            sp.KIND_ACK: protocol.topic(m, b, "cmd/ack"),
+        }
+        self.client = None
+        self.connected = False
+        self.birth_acked = False
+        self.queue = []  # fresh records, published before the backlog
+        self.sent = {}  # (boot, seq) -> [ticks when sent, broker acked]
+        self.cursor = (0, 0)
+        self.last_ntp = None
+        self.inbox = []
+        self.wake = asyncio.Event()
+        self.sessions = 0
+        self.published = 0  # records published (re-sends included)
+        self.resent = 0
+
+    # -- from the app
+    def fresh(self, rec):
+        if len(self.queue) < 16:
+            self.queue.append(rec)
+        self.wake.set()
+
+    def idle(self):
+        return not self.queue and (self.client is None or not self.client.inflight)
+
+    # -- Wi-Fi and clock
+    async def wifi(self):
+        sta = self.sta
+        if sta.isconnected():
+            return
+        sta.active(True)
+        w = self.cfg["wifi"]
+        sta.connect(w["ssid"], w.get("password", ""))
+        for _ in range(30):
+            if sta.isconnected():
+                return
+            await runtime.sleep_ms(500)
+        raise OSError("Wi-Fi did not connect to " + w["ssid"])
+
+    def ntp(self):
+        due = self.last_ntp is None or ticks_diff(ticks_ms(), self.last_ntp) > self.cfg[
+            "ntp_every_s"
+        ] * 1000
+        if not due:
+            return
+        nt = self.app.hw.ntptime
+        nt.host = self.cfg.get("ntp") or self.cfg["mqtt"]["host"]
+        old = runtime.wall()
+        try:
+            nt.settime()
+        except (OSError, OverflowError, IndexError) as e:
+            print("ntp:", e)
+            return
+        self.last_ntp = ticks_ms()
+        self.app.set_clock(runtime.wall(), old)
+
+    # -- the supervisor
+    async def run(self):
+        backoff = BACKOFF_MIN_MS
+        while True:
+            self.app.checkin("link")
+            started = ticks_ms()
+            try:
+                await self.wifi()
+                self.ntp()
+                await self.session()
+            except Exception as e:  # the link's edge: log, back off, try again
+                print("link:", repr(e))
+            self.connected = False
+            if self.client is not None:
+                self.client.close()
+            if ticks_diff(ticks_ms(), started) > 60000:
+                backoff = BACKOFF_MIN_MS
+            delay = backoff + random.getrandbits(16) % (backoff // 2 + 1)
+            backoff = min(backoff * 2, BACKOFF_MAX_MS)
+            while delay > 0:
+                self.app.checkin("link")
+                step = 1000 if delay > 1000 else delay
+                await runtime.sleep_ms(step)
+                delay -= step
+
+    def _tls(self):
+        mq = self.cfg["mqtt"]
+        if not mq.get("tls"):
+            return None
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        if mq.get("ca"):
+            path = mq["ca"]
+            if not path.startswith("/"):
+                path = "/" + path
+            ctx.load_verify_locations(cafile=self.app.root + path)
+        return ctx
+
+    async def session(self):
+        app = self.app
+        cfg = self.cfg
+        mq = cfg["mqtt"]
+        bench = cfg["bench"]
+        will = (self.t_status, protocol.status_json(bench, "offline"), True, 1)
+        c = Client(bench, cfg["keepalive"], mq.get("user", bench), mq.get("password"), will)
+        self.client = c
+        c.on_message = self.on_message
+        c.on_puback = self.on_puback
+        opener = getattr(app.hw, "open_connection", None) or runtime.open_connection
+        await c.connect(opener, mq["host"], mq["port"], self._tls())
+        self.sessions += 1
+        self.connected = True
+        self.birth_acked = False
+        # Re-send, on this clean session, everything the broker had not acknowledged.
+        for key in list(self.sent):
+            if not self.sent[key][1]:
+                del self.sent[key]
+        self.cursor = (0, 0)
+        tasks = [asyncio.create_task(c.reader_loop()), asyncio.create_task(c.keepalive_loop())]
+        try:
+            await c.subscribe([self.t_cmd, self.t_receipt, self.t_poll])
+            birth = protocol.status_json(bench, "online", app.boot_no, app.fw, _mpy(), app.now())
+            await c.publish(self.t_status, birth, retain=True, token="birth")
+            while c.error is None:
+                app.checkin("link")
+                self.handle_inbox()
+                self.check_resend()
+                if self.ntp_due():
+                    self.ntp()
+                if app.clock_set:
+                    await self.send_some(c)
+                if not self.wake.is_set():
+                    try:
+                        await runtime.wait_for_ms(self.wake.wait(), 1000)
+                    except asyncio.TimeoutError:
+                        pass
+                self.wake.clear()
+            raise c.error
+        finally:
+            for t in tasks:
+                t.cancel()
+            c.close()
+            self.connected = False
+
+    def ntp_due(self):
+        return self.last_ntp is None or ticks_diff(ticks_ms(), self.last_ntp) > self.cfg[
+            "ntp_every_s"
+        ] * 1000
+
+    async def send_some(self, c):
+        # Fresh records first, then up to a window's worth of backlog.
+        while self.queue and c.can_publish():
+            rec = self.queue.pop(0)
+            await self.publish(c, rec)
+        if self.queue or not c.can_publish() or len(self.sent) >= AWAIT_RECEIPT_MAX:
+            return
+        batch, cursor = self.app.spool.read_batch(self.cursor, 8)
+        for rec in batch:
+            key = (rec.boot, rec.seq)
+            if key in self.sent:
+                continue
+            if not c.can_publish() or len(self.sent) >= AWAIT_RECEIPT_MAX:
+                return  # the cursor stays: these are read again next time
+            await self.publish(c, rec)
+        self.cursor = cursor
+        if batch:
+            self.wake.set()
+
+    async def publish(self, c, rec):
+        key = (rec.boot, rec.seq)
+        if key in self.sent or self.app.spool.is_acked(rec.boot, rec.seq):
+            return
+        ts = self.app.ts_of(rec)
+        if ts is None:
+            return  # its boot's clock is unknown: it cannot be stamped
+        b = self.cfg["bench"]
+        if rec.kind == sp.KIND_TELEMETRY:
+            payload = protocol.telemetry_json(b, rec.boot, rec.seq, ts, rec.body)
+        else:
+            payload = protocol.fragment_json(b, rec.boot, rec.seq, ts, rec.body)
+        self.sent[key] = [ticks_ms(), False]
+        self.published += 1
+        await c.publish(self.topics[rec.kind], payload, token=key)
+
+    def check_resend(self):
+        limit = self.cfg["resend_s"] * 1000
+        now = ticks_ms()
+        expired = [k for k in self.sent if self.sent[k][1] and ticks_diff(now, self.sent[k][0]) > limit]
+        if expired:
+            for k in expired:
+                del self.sent[k]
+            self.resent += len(expired)
+            self.cursor = (0, 0)
+
+    # -- from the broker
+    def on_puback(self, token):
+        if token == "birth":
+            self.birth_acked = True
+            return
+        entry = self.sent.get(token)
+        if entry is not None:
+            entry[0] = ticks_ms()
+            entry[1] = True
+        self.wake.set()
+
+    def on_message(self, topic, payload):
+        # Called from the reader; the work happens in the session loop.
+        if len(self.inbox) < 8:
+            self.inbox.append((topic, payload))
+        self.wake.set()
+
+    def handle_inbox(self):
+        while self.inbox:
+            topic, payload = self.inbox.pop(0)
+            try:
+                if topic == self.t_receipt:
+                    self.on_receipt(payload)
+                elif topic == self.t_cmd:
+                    self.app.on_command(payload)
+                elif topic == self.t_poll and self.app.poll_hook is not None:
+                    self.app.poll_hook(self.app, payload)
+            except Exception as e:  # bad input never stops the link
+                self.app.fault("bad_message", topic[-12:] + ": " + repr(e)[:80])
+
+    def on_receipt(self, payload):
+        try:
+            boots = protocol.parse_receipt(json.loads(payload))
+        except ValueError:
+            boots = None
+        if boots is None:
+            return
+        self.app.spool.ack(boots)
+        for key in list(self.sent):
+            if self.app.spool.is_acked(key[0], key[1]):
+                del self.sent[key]
+        self.wake.set()
+
+    async def shutdown(self):
+        # Clean stop (reboot): the retained offline Status, then DISCONNECT (no will).
+        c = self.client
+        if c is None or not self.connected:
+            return
+        try:
+            await c.publish(self.t_status, protocol.status_json(self.cfg["bench"], "offline"), True)
+            await runtime.sleep_ms(200)
+            await c.disconnect()
+        except Exception:
+            pass
+
+
+def _mpy():
+    import sys
+
+    v = sys.implementation.version
+    return "%d.%d.%d" % (v[0], v[1], v[2])

@@ -1,0 +1,279 @@
+# A small asyncio MQTT 3.1.1 client: what a bench needs and nothing more. QoS 0/1 publish with
+# a bounded in-flight window, subscribe, keepalive pings, dead-link detection within 1.5
+# keepalives, and no assert anywhere: a malformed packet raises MQTTError, the caller drops
+# the connection and reconnects.
+import struct
+
+from bench import runtime
+from bench.runtime import const
+
+CONNECT = const(0x10)
+CONNACK = const(0x20)
+PUBLISH = const(0x30)
+PUBACK = const(0x40)
+SUBSCRIBE = const(0x82)
+SUBACK = const(0x90)
+PINGREQ = const(0xC0)
+PINGRESP = const(0xD0)
+DISCONNECT = const(0xE0)
+MAX_PACKET = const(8192)  # a Poll is at most 4096 bytes; anything longer is not ours
+
+
+class MQTTError(Exception):
+    pass
+
+
+def encode_length(n):
+    if n < 0 or n > 268435455:
+        raise MQTTError("length out of range")
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def decode_length(data, i=1):
+    # Remaining length at data[i:], returns (length, index after it).
+    n = 0
+    shift = 0
+    for k in range(4):
+        if i + k >= len(data):
+            raise MQTTError("truncated length")
+        b = data[i + k]
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return n, i + k + 1
+        shift += 7
+    raise MQTTError("length longer than 4 bytes")
+
+
+def _str(s):
+    if isinstance(s, str):
+        s = s.encode()
+    return struct.pack("!H", len(s)) + s
+
+
+def packet(first, body):
+    return bytes([first]) + encode_length(len(body)) + body
+
+
+def connect_packet(client_id, keepalive, user=None, password=None, will=None, clean=True):
+    flags = 0x02 if clean else 0
+    payload = _str(client_id)
+    if will is not None:
+        wtopic, wmsg, wretain, wqos = will
+        flags |= 0x04 | (wqos << 3) | (0x20 if wretain else 0)
+        payload += _str(wtopic) + _str(wmsg)
+    if user is not None:
+        flags |= 0x80
+        payload += _str(user)
+        if password is not None:
+            flags |= 0x40
+            payload += _str(password)
+    return packet(CONNECT, _str("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload)
+
+
+def publish_packet(topic, payload, qos=0, retain=False, pid=0, dup=False):
+    if isinstance(payload, str):
+        payload = payload.encode()
+    first = PUBLISH | (qos << 1) | (1 if retain else 0) | (0x08 if dup else 0)
+    body = _str(topic) + (struct.pack("!H", pid) if qos else b"") + payload
+    return packet(first, body)
+
+
+def subscribe_packet(pid, topics, qos=1):
+    body = struct.pack("!H", pid)
+    for t in topics:
+        body += _str(t) + bytes([qos])
+    return packet(SUBSCRIBE, body)
+
+
+def puback_packet(pid):
+    return bytes([PUBACK, 2]) + struct.pack("!H", pid)
+
+
+def parse(first, body):
+    # One packet from the broker -> (type, fields). Raises MQTTError on anything malformed.
+    kind = first & 0xF0
+    n = len(body)
+    if kind == CONNACK:
+        if first != CONNACK or n != 2 or body[0] > 1:
+            raise MQTTError("bad CONNACK")
+        return kind, body[1]
+    if kind == PUBLISH:
+        qos = (first >> 1) & 3
+        if qos == 3 or n < 2:
+            raise MQTTError("bad PUBLISH")
+        tlen = (body[0] << 8) | body[1]
+        i = 2 + tlen
+        if i > n or tlen == 0:
+            raise MQTTError("bad PUBLISH topic")
+        try:
+            topic = bytes(body[2:i]).decode()
+        except UnicodeError:
+            raise MQTTError("topic not UTF-8")
+        pid = 0
+        if qos:
+            if i + 2 > n:
+                raise MQTTError("bad PUBLISH id")
+            pid = (body[i] << 8) | body[i + 1]
+            if pid == 0:
+                raise MQTTError("PUBLISH id 0")
+            i += 2
+        return kind, (topic, bytes(body[i:]), qos, pid, bool(first & 1))
+    if kind in (PUBACK, SUBACK):
+        if (kind == PUBACK and (first != PUBACK or n != 2)) or (kind == SUBACK and n < 3):
+            raise MQTTError("bad ack")
+        if kind == SUBACK:
+            for b in body[2:]:
+                if b not in (0, 1, 2, 0x80):
+                    raise MQTTError("bad SUBACK code")
+        return kind, (body[0] << 8) | body[1]
+    if kind == PINGRESP:
+        if first != PINGRESP or n:
+            raise MQTTError("bad PINGRESP")
+        return kind, None
+    raise MQTTError("unexpected packet type " + str(kind >> 4))
+
+
+class Client:
+    def __init__(self, client_id, keepalive=60, user=None, password=None, will=None, window=8):
+        self.client_id = client_id
+        self.keepalive = keepalive
+        self.user = user
+        self.password = password
+        self.will = will
+        self.window = window
+        self.reader = None
+        self.writer = None
+        self.inflight = {}  # pid -> token given by the caller
+        self.pid = 0
+        self.last_rx = 0
+        self.last_tx = 0
+        self.error = None
+        self.on_message = None  # fn(topic, payload)
+        self.on_puback = None  # fn(token)
+        self.sent = 0  # bytes written, MQTT framing included
+
+    def _next_pid(self):
+        self.pid = self.pid % 65535 + 1
+        while self.pid in self.inflight:
+            self.pid = self.pid % 65535 + 1
+        return self.pid
+
+    async def _write(self, data):
+        self.writer.write(data)
+        await self.writer.drain()
+        self.sent += len(data)
+        self.last_tx = runtime.ticks_ms()
+
+    async def read_packet(self):
+        head = await self.reader.readexactly(1)
+        n = 0
+        shift = 0
+        for k in range(5):
+            if k == 4:
+                raise MQTTError("length longer than 4 bytes")
+            b = (await self.reader.readexactly(1))[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        if n > MAX_PACKET:
+            raise MQTTError("packet too long")
+        body = await self.reader.readexactly(n) if n else b""
+        self.last_rx = runtime.ticks_ms()
+        return parse(head[0], body)
+
+    async def connect(self, open_connection, host, port, ssl=None, timeout_ms=15000):
+        self.error = None
+        self.inflight = {}
+        self.reader, self.writer = await runtime.wait_for_ms(
+            open_connection(host, port, ssl), timeout_ms
+        )
+        await self._write(
+            connect_packet(self.client_id, self.keepalive, self.user, self.password, self.will)
+        )
+        kind, code = await runtime.wait_for_ms(self.read_packet(), timeout_ms)
+        if kind != CONNACK:
+            raise MQTTError("expected CONNACK")
+        if code:
+            raise MQTTError("connection refused, code " + str(code))
+
+    async def subscribe(self, topics, timeout_ms=15000):
+        pid = self._next_pid()
+        await self._write(subscribe_packet(pid, topics))
+        return pid
+
+    def can_publish(self):
+        return self.error is None and len(self.inflight) < self.window
+
+    async def publish(self, topic, payload, retain=False, qos=1, token=None, dup=False):
+        pid = 0
+        if qos:
+            pid = self._next_pid()
+            self.inflight[pid] = token
+        await self._write(publish_packet(topic, payload, qos, retain, pid, dup))
+        return pid
+
+    async def ping(self):
+        await self._write(bytes([PINGREQ, 0]))
+
+    async def disconnect(self):
+        try:
+            await self._write(bytes([DISCONNECT, 0]))
+        except Exception:
+            pass
+        self.close()
+
+    def close(self):
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except Exception:
+                pass
+        self.writer = None
+
+    async def reader_loop(self):
+        # Runs for the connection's life; any failure is stored in self.error.
+        try:
+            while True:
+                kind, v = await self.read_packet()
+                if kind == PUBLISH:
+                    topic, payload, qos, pid, _ = v
+                    if qos:
+                        await self._write(puback_packet(pid))
+                    if self.on_message is not None:
+                        self.on_message(topic, payload)
+                elif kind == PUBACK:
+                    if v in self.inflight:
+                        token = self.inflight.pop(v)
+                        if self.on_puback is not None:
+                            self.on_puback(token)
+        except Exception as e:  # malformed packet, EOF, reset: the link is dead
+            if self.error is None:
+                self.error = e
+            self.close()
+
+    async def keepalive_loop(self):
+        ka = self.keepalive * 1000
+        self.last_rx = runtime.ticks_ms()
+        try:
+            while self.error is None:
+                await runtime.sleep_ms(ka // 4 if ka >= 4000 else 1000)
+                now = runtime.ticks_ms()
+                if runtime.ticks_diff(now, self.last_rx) > ka * 3 // 2:
+                    raise MQTTError("no answer within 1.5 keepalives")
+                if runtime.ticks_diff(now, self.last_tx) >= ka // 2 or runtime.ticks_diff(
+                    now, self.last_rx
+                ) >= ka // 2:
+                    await self.ping()
+        except Exception as e:
+            if self.error is None:
+                self.error = e
+            self.close()

@@ -1,0 +1,107 @@
+# The power manager: state of charge by coulomb counting, corrected toward the chemistry's
+# open-circuit voltage only at rest, reset on full charge; and the load state with the
+# hysteresis of PROTOCOL.md (Power states). Charge is kept in integer mA*ms.
+from bench.runtime import const
+
+REST_MA = const(200)
+OCV_TAU_MS = const(1800000)  # at rest, close the gap to the OCV estimate with a 30-min constant
+FULL_HOLD_MS = const(180000)
+LOW_V_HOLD_MS = const(10000)
+
+
+def interpolate(curve, x):
+    if x <= curve[0][0]:
+        return curve[0][1]
+    for i in range(1, len(curve)):
+        x0, y0 = curve[i - 1]
+        x1, y1 = curve[i]
+        if x <= x1:
+            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return curve[-1][1]
+
+
+class PowerManager:
+    def __init__(self, battery, soc_pct=None):
+        # battery: the board profile's "battery" object.
+        self.capacity = int(battery["capacity_ah"] * 3600000000)  # mA*ms
+        self.eff = int(battery["charge_efficiency"] * 1000)
+        self.full_mv = int(battery["full_v"] * 1000)
+        self.tail_ma = int(battery["capacity_ah"] * 1000 / 20)
+        # OCV curve inverted: volts -> SoC %
+        self.ocv = [(p[1], p[0]) for p in battery["ocv"]]
+        th = battery["thresholds"]
+        self.th = {}
+        for k in th:
+            self.th[k] = th[k]
+        self.q = self.capacity * 8 // 10 if soc_pct is None else int(self.capacity * soc_pct / 100)
+        self.state = "normal"
+        self.full_ms = 0
+        self.low_v_ms = 0
+        self.seeded = soc_pct is not None
+
+    def set_thresholds(self, saver_soc=None, critical_soc=None):
+        # `set` moves the entry thresholds; the exit thresholds keep their hysteresis gap.
+        if saver_soc is not None:
+            gap = self.th["normal_soc"] - self.th["saver_soc"]
+            self.th["saver_soc"] = saver_soc
+            self.th["normal_soc"] = min(100, saver_soc + gap)
+        if critical_soc is not None:
+            gap = self.th["recover_soc"] - self.th["critical_soc"]
+            self.th["critical_soc"] = critical_soc
+            self.th["recover_soc"] = critical_soc + gap
+
+    def soc_cp(self):
+        # SoC in 0.01 %
+        v = self.q * 10000 // self.capacity
+        return 0 if v < 0 else (10000 if v > 10000 else v)
+
+    def update(self, mv, ma, dt_ms):
+        # One sample of the battery shunt (ma > 0 charging). Returns (old, new) on a change.
+        if not self.seeded:  # first sample: start from the voltage rather than a guess
+            self.q = int(self.capacity * interpolate(self.ocv, mv / 1000) / 100)
+            self.seeded = True
+        if ma > 0:
+            self.q += ma * dt_ms * self.eff // 1000
+        else:
+            self.q += ma * dt_ms
+        if -REST_MA < ma < REST_MA:
+            target = int(self.capacity * interpolate(self.ocv, mv / 1000) / 100)
+            self.q += (target - self.q) * dt_ms // OCV_TAU_MS
+        if mv >= self.full_mv and 0 <= ma < self.tail_ma:
+            self.full_ms += dt_ms
+            if self.full_ms >= FULL_HOLD_MS:
+                self.q = self.capacity
+        else:
+            self.full_ms = 0
+        if self.q > self.capacity:
+            self.q = self.capacity
+        if self.q < 0:
+            self.q = 0
+        if ma < 0 and mv < self.th["critical_v"] * 1000:
+            self.low_v_ms += dt_ms
+        else:
+            self.low_v_ms = 0
+        return self.decide(mv)
+
+    def decide(self, mv):
+        soc = self.soc_cp() / 100
+        th = self.th
+        old = self.state
+        new = old
+        low = soc < th["critical_soc"] or self.low_v_ms >= LOW_V_HOLD_MS
+        if old == "normal":
+            if low:
+                new = "critical"
+            elif soc < th["saver_soc"]:
+                new = "saver"
+        elif old == "saver":
+            if low:
+                new = "critical"
+            elif soc >= th["normal_soc"]:
+                new = "normal"
+        elif soc >= th["recover_soc"] and mv >= th["recover_v"] * 1000:
+            new = "saver"
+        if new != old:
+            self.state = new
+            return old, new
+        return None

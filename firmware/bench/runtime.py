@@ -1,0 +1,82 @@
+# What differs between MicroPython on the bench and CPython on the host, in one place:
+# const(), the ticks clock, wall time, asyncio sleeps and streams.
+# On the host the virtual board sets CLOCK to its virtual clock so simulated time can run
+# faster than real time or be stepped by a test.
+import sys
+import time
+
+MICROPYTHON = sys.implementation.name == "micropython"
+
+try:
+    from micropython import const
+except ImportError:
+
+    def const(x):
+        return x
+
+
+try:
+    import asyncio
+except ImportError:  # older MicroPython
+    import uasyncio as asyncio
+
+TICKS_PERIOD = const(1 << 30)
+_TICKS_HALF = const(1 << 29)
+# Seconds between 1970 and 2000, for ports whose epoch is 2000.
+EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+
+CLOCK = None  # host: an object with ticks_ms(), time(), settime(t), sleep_ms(ms) (a coroutine)
+
+
+def ticks_ms():
+    if CLOCK is not None:
+        return CLOCK.ticks_ms() % TICKS_PERIOD
+    if MICROPYTHON:
+        return time.ticks_ms()
+    return int(time.monotonic() * 1000) % TICKS_PERIOD
+
+
+def ticks_diff(a, b):
+    if MICROPYTHON:
+        return time.ticks_diff(a, b)
+    d = (a - b) % TICKS_PERIOD
+    if d >= _TICKS_HALF:
+        d -= TICKS_PERIOD
+    return d
+
+
+def ticks_add(a, delta):
+    if MICROPYTHON:
+        return time.ticks_add(a, delta)
+    return (a + delta) % TICKS_PERIOD
+
+
+def wall():
+    # Unix seconds by the board's RTC (not to be trusted before the clock is set).
+    if CLOCK is not None:
+        return int(CLOCK.time())
+    return int(time.time()) + EPOCH_OFFSET
+
+
+def sleep_ms(ms):
+    # An awaitable.
+    if CLOCK is not None:
+        return CLOCK.sleep_ms(ms)
+    if MICROPYTHON:
+        return asyncio.sleep_ms(ms)
+    return asyncio.sleep(ms / 1000)
+
+
+def open_connection(host, port, ssl=None):
+    if ssl is None:
+        return asyncio.open_connection(host, port)
+    return asyncio.open_connection(host, port, ssl=ssl)
+
+
+async def wait_for_ms(aw, ms):
+    # asyncio.wait_for in the clock's time: a virtual clock may run faster than real time.
+    if CLOCK is None:
+        if MICROPYTHON:
+            return await asyncio.wait_for_ms(aw, ms)
+        return await asyncio.wait_for(aw, ms / 1000)
+    return await asyncio.wait_for(aw, CLOCK.real_s(ms))

@@ -1,0 +1,416 @@
+# The flash spool: every record is appended here before it is published and leaves only
+# when a gateway Receipt covers it (PROTOCOL.md, Delivery guarantees).
+#
+# Layout under <root>/spool/: segment files NNNNNNNN.seg, append-only, and acked.json (the
+# receipted seq ranges per boot of records still on flash, replaced atomically by rename).
+# A record on flash:
+#   0 magic 0xA5 | 1 kind | 2-3 body length (LE) | 4-7 boot | 8-11 seq | 12-15 stamp
+#   16 flags (bit 0: stamp is uptime seconds, the clock was not set) | body | CRC-32 of all before
+# Recovery scans each segment and resynchronises on the next magic byte whose CRC checks, so a
+# torn tail or a flipped bit costs only the record it hits. Every boot starts a new segment.
+import json
+import os
+import struct
+
+try:
+    from binascii import crc32
+except ImportError:  # pragma: no cover - every supported port has it
+    crc32 = None
+
+from bench.runtime import const
+
+MAGIC = const(0xA5)
+HEADER = const(17)
+OVERHEAD = const(21)
+FLAG_UPTIME = const(1)
+
+KIND_TELEMETRY = const(1)
+KIND_EVENT = const(2)
+KIND_VOTE = const(3)
+KIND_ACK = const(4)
+
+
+class Record:
+    __slots__ = ("kind", "boot", "seq", "stamp", "flags", "body", "seg")
+
+    def __init__(self, kind, boot, seq, stamp, flags, body, seg=0):
+        self.kind = kind
+        self.boot = boot
+        self.seq = seq
+        self.stamp = stamp
+        self.flags = flags
+        self.body = body
+        self.seg = seg
+
+
+def encode(rec):
+    head = struct.pack(
+        "<BBHIIIB", MAGIC, rec.kind, len(rec.body), rec.boot, rec.seq, rec.stamp, rec.flags
+    )
+    crc = crc32(rec.body, crc32(head)) & 0xFFFFFFFF
+    return head + rec.body + struct.pack("<I", crc)
+
+
+MAX_BODY = const(2048)
+
+
+def parse(read, base=0, seg=0):
+    # Yields (record, end offset) for every intact record in a stream read by read(n),
+    # skipping damage byte by byte; base is the stream's offset in its file.
+    buf = b""
+    eof = False
+    i = 0
+    while True:
+        if not eof and len(buf) - i < 512:
+            chunk = read(512)
+            if chunk:
+                buf = buf[i:] + chunk
+                base += i
+                i = 0
+            else:
+                eof = True
+        n = len(buf)
+        if i >= n:
+            return
+        if buf[i] != MAGIC:
+            i += 1
+            continue
+        if n - i < OVERHEAD:
+            if eof:
+                i += 1
+            continue
+        blen = buf[i + 2] | (buf[i + 3] << 8)
+        end = i + HEADER + blen
+        if blen > MAX_BODY:
+            i += 1
+            continue
+        if end + 4 > n:
+            if eof:
+                i += 1
+            else:
+                chunk = read(end + 4 - n)
+                if chunk:
+                    buf += chunk
+                else:
+                    eof = True
+            continue
+        mv = memoryview(buf)
+        if crc32(mv[i:end]) & 0xFFFFFFFF != struct.unpack_from("<I", buf, end)[0]:
+            i += 1
+            continue
+        kind, _, boot, seq, stamp, flags = struct.unpack_from("<BHIIIB", buf, i + 1)
+        yield Record(kind, boot, seq, stamp, flags, bytes(mv[i + HEADER : end]), seg), base + end + 4
+        i = end + 4
+
+
+def decode_all(data, seg=0):
+    # Every intact record in data (tests and tools).
+    pos = [0]
+
+    def read(n):
+        c = data[pos[0] : pos[0] + n]
+        pos[0] += len(c)
+        return c
+
+    return [r for r, _ in parse(read, 0, seg)]
+
+
+def _merge(ranges, lo, hi):
+    # Insert [lo, hi] into sorted, disjoint, non-adjacent ranges.
+    out = []
+    placed = False
+    for a, b in ranges:
+        if b + 1 < lo:
+            out.append([a, b])
+        elif hi + 1 < a:
+            if not placed:
+                out.append([lo, hi])
+                placed = True
+            out.append([a, b])
+        else:
+            lo = a if a < lo else lo
+            hi = b if b > hi else hi
+    if not placed:
+        out.append([lo, hi])
+    return out
+
+
+def covered(ranges, seq):
+    for a, b in ranges:
+        if a <= seq <= b:
+            return True
+    return False
+
+
+class Segment:
+    # What the spool remembers about a segment without reading it: size and, per boot,
+    # the runs of seq it holds, with counts of telemetry and other records.
+    __slots__ = ("id", "size", "runs", "n_tel", "n_other")
+
+    def __init__(self, sid):
+        self.id = sid
+        self.size = 0
+        self.runs = {}  # boot -> [[lo, hi], ...]
+        self.n_tel = 0
+        self.n_other = 0
+
+    def add(self, rec, size):
+        self.size += size
+        self.runs[rec.boot] = _merge(self.runs.get(rec.boot, []), rec.seq, rec.seq)
+        if rec.kind == KIND_TELEMETRY:
+            self.n_tel += 1
+        else:
+            self.n_other += 1
+
+
+class Spool:
+    def __init__(self, root, capacity=1048576, segment_bytes=16384):
+        self.dir = root.rstrip("/") + "/spool"
+        self.capacity = capacity
+        self.segment_bytes = segment_bytes
+        self.segments = []  # oldest first; the last is the head being appended to
+        self.acked = {}  # boot -> ranges
+        self.dropped = 0  # records dropped for space, since boot
+        self.damaged = 0  # bytes skipped at recovery
+        try:
+            os.mkdir(self.dir)
+        except OSError:
+            pass
+        self._recover()
+
+    # -- files
+    def _path(self, sid):
+        return self.dir + "/" + ("0000000" + str(sid))[-8:] + ".seg"
+
+    def _scan(self, sid, offset=0):
+        # Records of one segment from offset on, as (record, end offset); nothing if it is gone.
+        try:
+            f = open(self._path(sid), "rb")
+        except OSError:
+            return
+        try:
+            if offset:
+                f.seek(offset)
+            for item in parse(f.read, offset, sid):
+                yield item
+        finally:
+            f.close()
+
+    def _recover(self):
+        ids = []
+        for name in os.listdir(self.dir):
+            if name.endswith(".seg"):
+                try:
+                    ids.append(int(name[:-4]))
+                except ValueError:
+                    pass
+        ids.sort()
+        seen = {}
+        for sid in ids:
+            seg = Segment(sid)
+            good = 0
+            size = 0
+            for rec, _ in self._scan(sid):
+                key = (rec.boot, rec.seq)
+                if key in seen:  # a copy made by compaction before the original went
+                    continue
+                seen[key] = 1
+                seg.add(rec, len(rec.body) + OVERHEAD)
+                good += len(rec.body) + OVERHEAD
+            try:
+                size = os.stat(self._path(sid))[6]
+            except OSError:
+                pass
+            seg.size = size
+            self.damaged += size - good
+            if seg.n_tel + seg.n_other:
+                self.segments.append(seg)
+            else:
+                self._remove(sid)
+        try:
+            with open(self.dir + "/acked.json") as f:
+                raw = json.load(f)
+            for k in raw:
+                self.acked[int(k)] = [[int(a), int(b)] for a, b in raw[k]]
+        except (OSError, ValueError, TypeError):
+            self.acked = {}
+        last = self.segments[-1].id if self.segments else (ids[-1] if ids else 0)
+        self.segments.append(Segment(last + 1))  # never append after a possibly torn tail
+
+    def _remove(self, sid):
+        try:
+            os.remove(self._path(sid))
+        except OSError:
+            pass
+
+    # -- state
+    def used(self):
+        s = 0
+        for seg in self.segments:
+            s += seg.size
+        return s
+
+    def is_acked(self, boot, seq):
+        r = self.acked.get(boot)
+        return r is not None and covered(r, seq)
+
+    def pending(self):
+        # Number of records on flash that no receipt covers.
+        n = 0
+        for seg in self.segments:
+            for boot in seg.runs:
+                acked = self.acked.get(boot, [])
+                for lo, hi in seg.runs[boot]:
+                    for s in range(lo, hi + 1):
+                        if not covered(acked, s):
+                            n += 1
+        return n
+
+    # -- writing
+    def append(self, rec):
+        data = encode(rec)
+        head = self.segments[-1]
+        if head.size and head.size + len(data) > self.segment_bytes:
+            head = Segment(head.id + 1)
+            self.segments.append(head)
+        with open(self._path(head.id), "ab") as f:
+            f.write(data)
+        head.add(rec, len(data))
+        if self.used() > self.capacity:
+            self._make_room()
+
+    def _make_room(self):
+        while self.used() > self.capacity and len(self.segments) > 1:
+            victim = None
+            for seg in self.segments[:-1]:
+                if seg.n_tel:
+                    victim = seg
+                    break
+            keep_other = victim is not None
+            if victim is None:
+                victim = self.segments[0]
+            self._compact(victim, keep_other)
+
+    def _compact(self, seg, keep_other):
+        # Copies what must survive (unreceipted events, votes and acks) to the head, then
+        # deletes the segment. A crash in between leaves duplicates, which recovery drops.
+        survivors = []
+        if keep_other:
+            for rec, _ in self._scan(seg.id):
+                if rec.kind != KIND_TELEMETRY and not self.is_acked(rec.boot, rec.seq):
+                    survivors.append(rec)
+        for boot in seg.runs:
+            for lo, hi in seg.runs[boot]:
+                for s in range(lo, hi + 1):
+                    if not self.is_acked(boot, s):
+                        self.dropped += 1
+        self.dropped -= len(survivors)
+        self.segments.remove(seg)
+        head = self.segments[-1]
+        if survivors:
+            if head.size:
+                head = Segment(head.id + 1)
+                self.segments.append(head)
+            with open(self._path(head.id), "ab") as f:
+                for rec in survivors:
+                    data = encode(rec)
+                    f.write(data)
+                    head.add(rec, len(data))
+        self._remove(seg.id)
+
+    # -- receipts
+    def ack(self, boots):
+        # boots: {boot: [[lo, hi], ...]} from a Receipt. Returns True if anything changed.
+        changed = False
+        for boot in boots:
+            r = self.acked.get(boot, [])
+            for lo, hi in boots[boot]:
+                if lo > hi:
+                    continue
+                if not _range_covered(r, lo, hi):
+                    changed = True
+                    r = _merge(r, lo, hi)
+            self.acked[boot] = r
+        if changed:
+            self._release()
+        return changed
+
+    def _release(self):
+        head = self.segments[-1]
+        for seg in self.segments[:-1]:
+            done = True
+            for boot in seg.runs:
+                acked = self.acked.get(boot, [])
+                for lo, hi in seg.runs[boot]:
+                    if not _range_covered(acked, lo, hi):
+                        done = False
+            if done:
+                self.segments.remove(seg)
+                self._remove(seg.id)
+        if head.size and (head.n_tel or head.n_other):
+            done = True
+            for boot in head.runs:
+                for lo, hi in head.runs[boot]:
+                    if not _range_covered(self.acked.get(boot, []), lo, hi):
+                        done = False
+            if done:  # start a fresh head so the finished one can go
+                self.segments.remove(head)
+                self._remove(head.id)
+                self.segments.append(Segment(head.id + 1))
+        self._save_acked()
+
+    def _save_acked(self):
+        # Keep ranges only for boots still on flash: the file stays small.
+        live = {}
+        for seg in self.segments:
+            for boot in seg.runs:
+                live[boot] = 1
+        out = {}
+        for boot in self.acked:
+            if boot in live:
+                out[str(boot)] = self.acked[boot]
+        self.acked = {}
+        for k in out:
+            self.acked[int(k)] = out[k]
+        tmp = self.dir + "/acked.tmp"
+        with open(tmp, "w") as f:
+            json.dump(out, f)
+        try:
+            os.rename(tmp, self.dir + "/acked.json")
+        except OSError:  # a file system whose rename does not replace
+            try:
+                os.remove(self.dir + "/acked.json")
+            except OSError:
+                pass
+            os.rename(tmp, self.dir + "/acked.json")
+
+    # -- reading for the link
+    def read_batch(self, cursor, limit):
+        # Up to limit unreceipted records from cursor (segment id, offset) on, oldest first,
+        # and the cursor after them. Opens and closes its files: safe across awaits.
+        sid, off = cursor
+        out = []
+        for seg in self.segments[:]:
+            if seg.id < sid:
+                continue
+            start = off if seg.id == sid else 0
+            for rec, end in self._scan(seg.id, start):
+                cursor = (seg.id, end)
+                if not self.is_acked(rec.boot, rec.seq):
+                    out.append(rec)
+                    if len(out) >= limit:
+                        return out, cursor
+            cursor = (seg.id + 1, 0)
+        return out, cursor
+
+    def records(self):
+        # Every unreceipted record, oldest first (tests and tools).
+        out, _ = self.read_batch((0, 0), 1 << 30)
+        return out
+
+
+def _range_covered(ranges, lo, hi):
+    for a, b in ranges:
+        if a <= lo and hi <= b:
+            return True
+    return False

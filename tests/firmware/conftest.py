@@ -1,0 +1,160 @@
+"""Firmware tests: the app's modules import as they do on the bench (`import bench.spool`)."""
+
+import sys
+from pathlib import Path
+
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
+if str(FIRMWARE) not in sys.path:
+    sys.path.insert(0, str(FIRMWARE))
+
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+from typing import Any  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+class Gateway:
+    """Stands in for the gateway: subscribes to a municipality, keeps every message, and
+    (when ``receipts`` is on) publishes the retained Receipt of what it has stored."""
+
+    def __init__(self, host: str, port: int, municipality: str = "mostar", receipts: bool = True):
+        import paho.mqtt.client as mqtt
+
+        self.m = municipality
+        self.messages: list[tuple[str, dict[str, Any] | None, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.receipts = receipts
+        self.stored: dict[str, dict[int, set[int]]] = {}
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="gateway-" + municipality
+        )
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(
+            f"klupa/v1/{municipality}/#", 1
+        )
+        self.client.connect(host, port, keepalive=10)
+        self.client.loop_start()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            body = json.loads(msg.payload) if msg.payload else None
+        except ValueError:
+            body = None
+        with self.lock:
+            self.messages.append((msg.topic, body, msg.payload, msg.retain))
+        leaf = msg.topic.split("/", 4)[-1]
+        if (
+            self.receipts
+            and isinstance(body, dict)
+            and leaf in ("telemetry", "event", "vote", "cmd/ack")
+        ):
+            bench = body["bench"]
+            self.stored.setdefault(bench, {}).setdefault(body["boot"], set()).add(body["seq"])
+            self.send_receipt(bench)
+
+    def send_receipt(self, bench: str) -> None:
+        boots: dict[str, list[list[int]]] = {}
+        for boot, seqs in self.stored.get(bench, {}).items():
+            ranges: list[list[int]] = []
+            for s in sorted(seqs):
+                if ranges and ranges[-1][1] + 1 == s:
+                    ranges[-1][1] = s
+                else:
+                    ranges.append([s, s])
+            boots[str(boot)] = ranges[-32:]
+        self.client.publish(
+            f"klupa/v1/{self.m}/{bench}/receipt", json.dumps({"v": 1, "boots": boots}), 1, True
+        )
+
+    def of(self, leaf: str, bench: str = "mostar-01") -> list[dict[str, Any]]:
+        topic = f"klupa/v1/{self.m}/{bench}/{leaf}"
+        with self.lock:
+            return [b for t, b, _, _ in self.messages if t == topic and b is not None]
+
+    def command(self, bench: str, cmd: dict[str, Any]) -> None:
+        self.client.publish(f"klupa/v1/{self.m}/{bench}/cmd", json.dumps(cmd), 1)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def bench_config(port: int, bench: str = "mostar-01", **extra: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "bench": bench,
+        "municipality": "mostar",
+        "wifi": {"ssid": "klupa-test", "password": "x"},
+        "mqtt": {"host": "127.0.0.1", "port": port},
+        "period": 10,
+        "keepalive": 30,
+        "boot": 3000000,
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or cond}")
+
+
+class BenchRunner:
+    """Runs virtual benches in a background asyncio loop so the test body stays synchronous."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.benches: list[Any] = []
+
+    def start(self, vb: Any) -> Any:
+        self.benches.append(vb)
+        vb.future = asyncio.run_coroutine_threadsafe(vb.run(), self.loop)
+        return vb
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        async def go() -> Any:
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(go(), self.loop).result(5)
+
+    def close(self) -> None:
+        for vb in self.benches:
+            vb.stop()
+
+        async def cancel_all() -> None:
+            me = asyncio.current_task()
+            tasks = [t for t in asyncio.all_tasks() if t is not me]
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+
+
+@pytest.fixture
+def bench_runner() -> Iterator[BenchRunner]:
+    r = BenchRunner()
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+@pytest.fixture
+def firmware_kit() -> dict[str, Any]:
+    """Helpers for host integration tests (fixtures, since test files cannot import siblings)."""
+    return {"Gateway": Gateway, "bench_config": bench_config, "wait_until": wait_until}

@@ -1,0 +1,255 @@
+"""CPython firmware + virtual board + real Mosquitto, in accelerated virtual time."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from boards.virtual.bench import VirtualBench
+from boards.virtual.clock import VirtualClock
+
+SPEED = 20.0  # simulated seconds per real second: a 10-s window takes half a second
+
+
+def make_bench(
+    tmp: Path, port: int, kit: dict[str, Any], profile: str = "bench-v1", **cfg: Any
+) -> VirtualBench:
+    clock = VirtualClock(start=time.time() - 6 * 3600, speed=SPEED)
+    vb = VirtualBench(tmp / "flash", profile, kit["bench_config"](port, **cfg), clock)
+    vb.board.set_solar(18.42, 1.105)
+    vb.board.set_battery(13.21, -0.412)
+    return vb
+
+
+def check_telemetry(t: dict[str, Any], ports: int, env: bool) -> None:
+    """Field by field against PROTOCOL.md, Telemetry."""
+    assert t["v"] == 1 and t["bench"] == "mostar-01"
+    for k in ("boot", "seq", "ts", "period", "heap"):
+        assert isinstance(t[k], int), k
+    assert t["boot"] >= 1 and t["seq"] >= 1
+    assert abs(t["ts"] - time.time()) < 35 * 86400 and t["ts"] <= time.time() + 300
+    assert 10 <= t["period"] <= 3600
+    for k in ("v", "a", "wh"):
+        assert isinstance(t["solar"][k], float)
+    assert t["solar"]["wh"] >= 0
+    assert abs(t["solar"]["v"] - 18.42) < 0.01 and abs(t["solar"]["a"] - 1.105) < 0.005
+    assert abs(t["batt"]["v"] - 13.21) < 0.01 and abs(t["batt"]["a"] + 0.412) < 0.005
+    assert 0 <= t["batt"]["soc"] <= 100
+    assert [p["n"] for p in t["ports"]] == list(range(1, ports + 1))
+    for p in t["ports"]:
+        assert set(p) == {"n", "on", "plug", "a", "wh"}
+        assert isinstance(p["on"], bool) and isinstance(p["plug"], bool)
+        assert isinstance(p["a"], float) and isinstance(p["wh"], float)
+    assert isinstance(t["wifi"]["rssi"], int) and -127 <= t["wifi"]["rssi"] <= 0
+    assert isinstance(t["wifi"]["clients"], int)
+    assert 0 <= t["seat"]["occ"] <= t["period"]
+    assert isinstance(t["touch"]["n"], int)
+    assert ("env" in t) == env
+    if env:
+        assert abs(t["env"]["t"] - 18.5) < 0.05 and abs(t["env"]["rh"] - 55.0) < 0.1
+    assert t["power"] in ("normal", "saver", "critical")
+    assert len(json.dumps(t)) <= 2048
+    for v in re.findall(r"-?\d+\.\d+", json.dumps(t)):
+        assert len(v.split(".")[1]) <= 3, v
+
+
+def test_birth_retained_boot_event_and_telemetry_per_window(
+    mosquitto, bench_runner, firmware_kit, tmp_path
+):
+    kit = firmware_kit
+    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
+    try:
+        vb = make_bench(tmp_path, mosquitto.port, kit)
+        vb.board.set_port(2, 0.912)
+        bench_runner.start(vb)
+        tel = kit["wait_until"](
+            lambda: len(gw.of("telemetry")) >= 3 and gw.of("telemetry"), what="telemetry"
+        )
+        events = gw.of("event")
+        assert events[0]["type"] == "boot" and events[0]["reset"] == "power_on"
+        assert events[0]["safe"] is False and events[0]["seq"] == 1
+        assert events[0]["boot"] == 3000000  # provisioning's start
+        for t in tel:
+            check_telemetry(t, ports=5, env=True)
+        assert tel[-1]["ports"][1]["plug"] is True and abs(tel[-1]["ports"][1]["a"] - 0.912) < 0.01
+        seqs = [t["seq"] for t in tel]
+        assert seqs == sorted(seqs)
+        # the retained birth, as a late subscriber sees it
+        late = kit["Gateway"](mosquitto.host, mosquitto.port, receipts=False)
+        try:
+            kit["wait_until"](lambda: late.of("status"), what="retained status")
+            st = late.of("status")[0]
+            assert st["state"] == "online" and st["boot"] == 3000000 and st["fw"] and "ts" in st
+            assert any(r for t, _, _, r in late.messages if t.endswith("/status"))
+        finally:
+            late.close()
+    finally:
+        gw.close()
+
+
+def test_broker_outage_loses_nothing_and_duplicates_only_resends(
+    mosquitto, bench_runner, firmware_kit, tmp_path
+):
+    kit = firmware_kit
+    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
+    vb = make_bench(tmp_path, mosquitto.port, kit)
+    bench_runner.start(vb)
+    try:
+        kit["wait_until"](lambda: len(gw.of("telemetry")) >= 2, what="first telemetry")
+        gw.close()
+        seen_before = {m["seq"] for leaf in ("telemetry", "event") for m in gw.of(leaf)}
+        first_raw = list(gw.messages)
+        mosquitto.stop()
+        time.sleep(3.0)  # six windows without a broker
+        made = vb.app.seq
+        mosquitto.start()
+        gw = kit["Gateway"](mosquitto.host, mosquitto.port)
+        kit["wait_until"](lambda: vb.app.link.connected, what="reconnect")
+
+        def all_arrived() -> bool:
+            got = {m["seq"] for leaf in ("telemetry", "event") for m in gw.of(leaf)}
+            return set(range(1, made + 1)) <= (got | seen_before)
+
+        kit["wait_until"](all_arrived, timeout=30, what="the backlog")
+        # a (boot, seq) seen twice is the same record, byte for byte
+        by_key: dict[tuple[int, int], bytes] = {}
+        for t, _, raw, _ in first_raw + gw.messages:
+            if t.endswith(("/telemetry", "/event")):
+                body = json.loads(raw)
+                key = (body["boot"], body["seq"])
+                assert by_key.setdefault(key, raw) == raw
+        kit["wait_until"](lambda: vb.app.spool.pending() <= 2, what="receipts to empty the spool")
+    finally:
+        gw.close()
+
+
+def test_abrupt_socket_loss_leaves_the_retained_offline_will(
+    mosquitto, bench_runner, firmware_kit, tmp_path
+):
+    kit = firmware_kit
+    vb = make_bench(tmp_path, mosquitto.port, kit)
+    bench_runner.start(vb)
+    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
+    try:
+        kit["wait_until"](
+            lambda: vb.app is not None and vb.app.link is not None and vb.app.link.birth_acked,
+            what="birth",
+        )
+        bench_runner.call(lambda: vb.board.set_link(False))
+        kit["wait_until"](
+            lambda: any(s["state"] == "offline" for s in gw.of("status")), what="the will"
+        )
+        late = kit["Gateway"](mosquitto.host, mosquitto.port, receipts=False)
+        try:
+            kit["wait_until"](lambda: late.of("status"), what="retained will")
+            assert late.of("status")[-1] == {"v": 1, "bench": "mostar-01", "state": "offline"}
+        finally:
+            late.close()
+        bench_runner.call(lambda: vb.board.set_link(True))
+        kit["wait_until"](lambda: gw.of("status")[-1]["state"] == "online", what="back online")
+    finally:
+        gw.close()
+
+
+def test_commands_are_acked_applied_and_run_once(mosquitto, bench_runner, firmware_kit, tmp_path):
+    kit = firmware_kit
+    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
+    vb = make_bench(tmp_path, mosquitto.port, kit)
+    bench_runner.start(vb)
+    try:
+        kit["wait_until"](
+            lambda: vb.app is not None and vb.app.link is not None and vb.app.link.birth_acked,
+            what="birth",
+        )
+
+        def ack(cid: str) -> list[dict[str, Any]]:
+            return [a for a in gw.of("cmd/ack") if a["id"] == cid]
+
+        gw.command("mostar-01", {"id": "c-ping", "op": "ping"})
+        assert kit["wait_until"](lambda: ack("c-ping"), what="ping ack")[0]["ok"] is True
+        gw.command("mostar-01", {"id": "c-bad", "op": "set", "args": {"period": 5}})
+        a = kit["wait_until"](lambda: ack("c-bad"), what="refusal")[0]
+        assert a["ok"] is False and "period" in a["detail"]
+        gw.command("mostar-01", {"id": "c-set", "op": "set", "args": {"period": 20}})
+        assert kit["wait_until"](lambda: ack("c-set"), what="set ack")[0]["ok"] is True
+        kit["wait_until"](
+            lambda: gw.of("telemetry") and gw.of("telemetry")[-1]["period"] == 20, what="period 20"
+        )
+        gw.command("mostar-01", {"id": "c-port", "op": "port", "args": {"n": 3, "on": False}})
+        assert kit["wait_until"](lambda: ack("c-port"), what="port ack")[0]["ok"] is True
+        assert vb.board.port_enabled(3) is False
+        kit["wait_until"](
+            lambda: gw.of("telemetry")[-1]["ports"][2]["on"] is False, what="port 3 off"
+        )
+        gw.command("mostar-01", {"id": "c-port", "op": "port", "args": {"n": 3, "on": True}})
+        kit["wait_until"](lambda: len(ack("c-port")) == 2, what="re-ack")
+        assert vb.board.port_enabled(3) is False  # acknowledged again, not run again
+        gw.command("mostar-01", {"id": "c-what", "op": "dance"})
+        assert kit["wait_until"](lambda: ack("c-what"), what="unknown op")[0]["ok"] is False
+        boot = vb.app.boot_no
+        gw.command("mostar-01", {"id": "c-reboot", "op": "reboot"})
+        assert kit["wait_until"](lambda: ack("c-reboot"), what="reboot ack")[0]["ok"] is True
+        kit["wait_until"](
+            lambda: any(e["type"] == "boot" and e["boot"] == boot + 1 for e in gw.of("event")),
+            what="the next boot",
+        )
+        ev = [e for e in gw.of("event") if e["type"] == "boot" and e["boot"] == boot + 1][0]
+        assert ev["reset"] == "hard"
+        # the setting survived the reboot
+        kit["wait_until"](
+            lambda: [t for t in gw.of("telemetry") if t["boot"] == boot + 1], what="telemetry"
+        )
+        assert [t for t in gw.of("telemetry") if t["boot"] == boot + 1][0]["period"] == 20
+    finally:
+        gw.close()
+
+
+def test_bad_config_gives_safe_mode_and_a_fault(mosquitto, bench_runner, firmware_kit, tmp_path):
+    kit = firmware_kit
+    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
+    vb = make_bench(tmp_path, mosquitto.port, kit, period=5)  # below the minimum of 10
+    bench_runner.start(vb)
+    try:
+        kit["wait_until"](lambda: len(gw.of("event")) >= 2, what="events")
+        boot, fault = gw.of("event")[:2]
+        assert boot["type"] == "boot" and boot["safe"] is True
+        assert fault["type"] == "fault" and fault["code"] == "bad_config"
+        assert "period" in fault["detail"]
+        gw.command("mostar-01", {"id": "c-1", "op": "port", "args": {"n": 1, "on": False}})
+        gw.command("mostar-01", {"id": "c-2", "op": "ping"})
+        kit["wait_until"](lambda: len(gw.of("cmd/ack")) >= 2, what="acks")
+        acks = {a["id"]: a for a in gw.of("cmd/ack")}
+        assert acks["c-1"]["ok"] is False and acks["c-2"]["ok"] is True
+        time.sleep(1.0)
+        assert gw.of("telemetry") == []  # safe mode runs only the link
+    finally:
+        gw.close()
+
+
+def test_s3_profile_reports_three_ports_and_lead_acid_thresholds(
+    mosquitto, bench_runner, firmware_kit, tmp_path
+):
+    kit = firmware_kit
+    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
+    vb = make_bench(tmp_path, mosquitto.port, kit, profile="bench-s3-v2")
+    bench_runner.start(vb)
+    try:
+        tel = kit["wait_until"](lambda: gw.of("telemetry"), what="telemetry")
+        check_telemetry(tel[0], ports=3, env=False)
+        th = vb.app.power.th
+        assert th["critical_v"] == 11.7
+        assert vb.app.power.capacity == 55 * 3600 * 1000 * 1000
+        # 11.6 V under load is critical for lead-acid
+        vb.board.set_battery(11.6, -2.0)
+        kit["wait_until"](
+            lambda: any(e["type"] == "power" and e["to"] == "critical" for e in gw.of("event")),
+            what="critical",
+        )
+        kit["wait_until"](
+            lambda: not any(vb.board.port_enabled(n) for n in (1, 2, 3)), what="ports off"
+        )
+    finally:
+        gw.close()
