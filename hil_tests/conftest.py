@@ -25,4 +25,6 @@ def real_bench(request: pytest.FixtureRequest) -> str | None:
 @pytest.fixture
 def needs_physics(real_bench: str | None) -> None:
     if real_bench:
-        pytest.skip("needs control of the bench's physics, which a real bench on a port does not give")
+        pytest.skip(
+            "needs control of the bench's physics, which a real bench on a port does not give"
+        )
