@@ -1,0 +1,263 @@
+"""The portal's HTTP API (INTERFACES.md, "Portal HTTP API") and the application that serves it.
+
+Every error is `{"error": "..."}` naming what is wrong: 400 for bad input (the field named),
+401 for a missing or unknown token, 403 for another municipality's data or a non-admin on an
+admin route, 404, 409 for a poll id already taken, 413 for a body over 1 MiB.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Engine, text
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from portal import checks, names, store
+from portal.db import current_revision
+from portal.tokens import Caller, find_caller
+
+log = logging.getLogger("portal")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+class Gatekeeper:
+    """Outermost layer: refuses bodies over 1 MiB (by Content-Length and by what actually
+    arrives) and writes one JSON log line per request."""
+
+    def __init__(self, app: ASGIApp, limit: int = names.MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 0}
+
+        async def send_logged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        try:
+            declared = int(length) if length is not None else 0
+        except ValueError:
+            declared = 0
+        if declared > self.limit:
+            response = error(413, f"body: {declared} bytes; at most {self.limit} (1 MiB)")
+            await response(scope, receive, send_logged)
+        else:
+            seen = {"bytes": 0}
+
+            async def receive_bounded() -> Message:
+                message = await receive()
+                if message["type"] == "http.request":
+                    seen["bytes"] += len(message.get("body", b""))
+                    if seen["bytes"] > self.limit:
+                        raise BodyTooLarge()
+                return message
+
+            await self.app(scope, receive_bounded, send_logged)
+        log.info(
+            "request",
+            extra={
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status["code"],
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise ApiError(401, "Authorization: expected `Bearer <token>`")
+    return value.strip()
+
+
+async def maybe_caller(request: Request) -> Caller | None:
+    """The caller of a request that may come without a token (a token sent must be valid)."""
+    token = _bearer(request)
+    if token is None:
+        return None
+    engine: Engine = request.app.state.engine
+    caller = await run_in_threadpool(find_caller, engine, token)
+    if caller is None:
+        raise ApiError(401, "Authorization: unknown or revoked token")
+    return caller
+
+
+async def need_caller(request: Request) -> Caller:
+    caller = await maybe_caller(request)
+    if caller is None:
+        raise ApiError(401, "Authorization: a bearer token is required")
+    return caller
+
+
+def must_write(caller: Caller, municipalities: list[str]) -> None:
+    """403 unless the caller may write every municipality named (admin writes all)."""
+    if caller.admin:
+        return
+    for m in municipalities:
+        if m != caller.municipality:
+            raise ApiError(
+                403, f"municipality: this token writes only {caller.municipality}, not {m}"
+            )
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    return checks.parse_body(await request.body())
+
+
+def create_app(engine: Engine) -> FastAPI:
+    app = FastAPI(
+        title="klupa portal", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
+    )
+    app.state.engine = engine
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error(exc.status, exc.message, headers)
+
+    @app.exception_handler(checks.BadField)
+    async def _bad_field(_: Request, exc: checks.BadField) -> Response:
+        return error(400, str(exc))
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(_: Request, exc: BodyTooLarge) -> Response:
+        return error(413, f"body: larger than {names.MAX_BODY_BYTES} bytes (1 MiB)")
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body"))
+        return error(400, f"{where or 'request'}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if not request.url.path.startswith("/api/") and exc.status_code == 404:
+            from portal.pages import not_found_page
+
+            return not_found_page(request)
+        return error(exc.status_code, str(exc.detail))
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        def probe() -> str | None:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            return current_revision(engine)
+
+        try:
+            revision = await run_in_threadpool(probe)
+        except Exception as exc:  # noqa: BLE001 - a health check reports, never raises
+            return JSONResponse({"ok": False, "error": f"database: {exc}"}, status_code=503)
+        return JSONResponse({"ok": True, "schema": revision})
+
+    @app.get("/api/v1/polls")
+    async def list_polls(request: Request) -> Response:
+        await maybe_caller(request)
+        municipality = request.query_params.get("municipality")
+        if not municipality:
+            raise checks.BadField("municipality", "query parameter is required")
+        if not names.MUNICIPALITY_RE.match(municipality):
+            raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
+        found = await run_in_threadpool(store.polls_for, engine, municipality, int(time.time()))
+        return JSONResponse({"polls": [p.wire() for p in found]})
+
+    @app.post("/api/v1/votes")
+    async def post_votes(request: Request) -> Response:
+        caller = await need_caller(request)
+        items = checks.check_votes(await json_body(request))
+        must_write(caller, [v.municipality for v in items])
+        outcome = await run_in_threadpool(store.ingest_votes, engine, items)
+        if outcome["rejected"]:
+            log.info("votes rejected", extra={"rejected": outcome["rejected"][:20]})
+        return JSONResponse(outcome)
+
+    @app.put("/api/v1/bench-days")
+    async def put_days(request: Request) -> Response:
+        caller = await need_caller(request)
+        days = checks.check_days(await json_body(request))
+        must_write(caller, [d.municipality for d in days])
+        count = await run_in_threadpool(store.upsert_days, engine, days)
+        return JSONResponse({"upserted": count})
+
+    @app.put("/api/v1/benches/{bench}")
+    async def put_bench(bench: str, request: Request) -> Response:
+        caller = await need_caller(request)
+        if not names.BENCH_RE.match(bench):
+            raise checks.BadField("bench", f"{bench!r} is not a bench id")
+        status = checks.check_bench_status(await json_body(request))
+        must_write(caller, [status.municipality])
+        await run_in_threadpool(store.set_bench_status, engine, bench, status)
+        return JSONResponse({"ok": True})
+
+    @app.get("/api/v1/polls/{poll_id}/results")
+    async def poll_results(poll_id: str, request: Request) -> Response:
+        caller = await maybe_caller(request)
+        try:
+            poll = await run_in_threadpool(store.get_poll, engine, poll_id)
+        except store.UnknownPoll as exc:
+            raise ApiError(404, f"poll: {exc}") from exc
+        if poll.hidden(int(time.time())) and not (caller and caller.admin):
+            return JSONResponse({"poll": poll.id, "hidden": True, "closes": poll.closes})
+        return JSONResponse(await run_in_threadpool(store.results, engine, poll_id, poll))
+
+    @app.post("/api/v1/polls")
+    async def post_poll(request: Request) -> Response:
+        caller = await need_caller(request)
+        if not caller.admin:
+            raise ApiError(403, "Authorization: creating a poll needs the admin token")
+        spec = checks.check_poll(await json_body(request))
+        try:
+            poll = await run_in_threadpool(store.create_poll, engine, spec)
+        except store.PollExists as exc:
+            raise ApiError(409, f"id: {exc}") from exc
+        log.info("poll created", extra={"poll": poll.id, "municipalities": poll.municipalities})
+        body = {**poll.wire(), "municipalities": poll.municipalities, "results": poll.results}
+        return JSONResponse(body, status_code=201)
+
+    from portal.pages import router
+
+    app.include_router(router)
+    return app
+
+
+def build(engine: Engine) -> ASGIApp:
+    """The whole ASGI application: the API and pages behind the body limit and request log."""
+    return Gatekeeper(create_app(engine))

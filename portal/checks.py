@@ -1,0 +1,336 @@
+"""Checks of what clients send: each failure names the field it is about (`votes[3].ts: ...`).
+
+The API, the `klupa portal poll create` command and the tests share these, so a rule lives here
+once. Numbers follow PROTOCOL.md: an integer field accepts a JSON number with a zero fraction,
+a float field accepts an integer.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from portal import names
+
+
+class BadField(ValueError):
+    """A client's input is wrong; `field` is its path in the body (or a query parameter)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def need_object(value: Any, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadField(field, "must be a JSON object")
+    return value
+
+
+def need_list(obj: dict[str, Any], key: str, field: str) -> list[Any]:
+    if key not in obj:
+        raise BadField(field, "is required")
+    value = obj[key]
+    if not isinstance(value, list):
+        raise BadField(field, "must be a list")
+    return value
+
+
+def need_str(
+    obj: dict[str, Any], key: str, field: str, pattern: re.Pattern[str] | None = None
+) -> str:
+    if key not in obj or obj[key] is None:
+        raise BadField(field, "is required")
+    value = obj[key]
+    if not isinstance(value, str):
+        raise BadField(field, "must be a string")
+    if pattern is not None and not pattern.match(value):
+        raise BadField(field, f"{value!r} does not match {pattern.pattern}")
+    return value
+
+
+def need_int(
+    obj: dict[str, Any], key: str, field: str, low: int | None = None, high: int | None = None
+) -> int:
+    if key not in obj or obj[key] is None:
+        raise BadField(field, "is required")
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadField(field, "must be an integer")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise BadField(field, "must be an integer")
+        value = int(value)
+    if low is not None and value < low:
+        raise BadField(field, f"must be at least {low}")
+    if high is not None and value > high:
+        raise BadField(field, f"must be at most {high}")
+    return value
+
+
+def need_float(
+    obj: dict[str, Any],
+    key: str,
+    field: str,
+    low: float | None = None,
+    high: float | None = None,
+    optional: bool = False,
+) -> float | None:
+    if key not in obj or obj[key] is None:
+        if optional:
+            return None
+        raise BadField(field, "is required")
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadField(field, "must be a number")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise BadField(field, "must be a finite number")
+    if low is not None and value < low:
+        raise BadField(field, f"must be at least {low:g}")
+    if high is not None and value > high:
+        raise BadField(field, f"must be at most {high:g}")
+    return value
+
+
+def need_bool(obj: dict[str, Any], key: str, field: str) -> bool:
+    if key not in obj or obj[key] is None:
+        raise BadField(field, "is required")
+    value = obj[key]
+    if not isinstance(value, bool):
+        raise BadField(field, "must be true or false")
+    return value
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or BadField("body", ...)."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadField("body", "is not UTF-8") from exc
+    except ValueError as exc:
+        raise BadField("body", f"is not valid JSON ({exc})") from exc
+    return need_object(value, "body")
+
+
+# --------------------------------------------------------------------------- polls
+
+
+def _texts(value: Any, field: str, limit: int) -> dict[str, str]:
+    texts = need_object(value, field)
+    if "bs" not in texts:
+        raise BadField(f"{field}.bs", "is required (Bosnian)")
+    out: dict[str, str] = {}
+    for lang, text in texts.items():
+        where = f"{field}.{lang}"
+        if lang not in names.LANGUAGES:
+            raise BadField(where, f"unknown language; use {', '.join(names.LANGUAGES)}")
+        if not isinstance(text, str) or not text.strip():
+            raise BadField(where, "must be a non-empty string")
+        if len(text) > limit:
+            raise BadField(where, f"is {len(text)} characters; at most {limit}")
+        out[lang] = text
+    return out
+
+
+@dataclass(frozen=True)
+class PollSpec:
+    """A checked poll: the Poll of PROTOCOL.md plus where it runs and how results are shown."""
+
+    id: str
+    opens: int
+    closes: int
+    question: dict[str, str]
+    options: list[dict[str, Any]]
+    municipalities: list[str]
+    results: str = "live"
+
+    def wire(self) -> dict[str, Any]:
+        """The Poll object exactly as PROTOCOL.md has it (what benches and gateways get)."""
+        return {
+            "v": names.PROTOCOL_VERSION,
+            "id": self.id,
+            "opens": self.opens,
+            "closes": self.closes,
+            "question": self.question,
+            "options": self.options,
+        }
+
+
+def check_poll(body: Any) -> PollSpec:
+    """Check a Poll plus `municipalities` (and optional `results`: live | after_close)."""
+    obj = need_object(body, "body")
+    if "v" in obj and obj["v"] != names.PROTOCOL_VERSION:
+        raise BadField("v", f"must be {names.PROTOCOL_VERSION}")
+    poll_id = need_str(obj, "id", "id", names.POLL_ID_RE)
+    opens = need_int(obj, "opens", "opens", low=0)
+    closes = need_int(obj, "closes", "closes", low=0)
+    if closes <= opens:
+        raise BadField("closes", "must be later than opens")
+    if "question" not in obj:
+        raise BadField("question", "is required")
+    question = _texts(obj["question"], "question", names.QUESTION_MAX)
+    raw_options = need_list(obj, "options", "options")
+    if not names.OPTIONS_MIN <= len(raw_options) <= names.OPTIONS_MAX:
+        raise BadField(
+            "options", f"has {len(raw_options)}; a poll has {names.OPTIONS_MIN} to 4 options"
+        )
+    options: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_options):
+        where = f"options[{i}]"
+        option = need_object(raw, where)
+        option_id = need_str(option, "id", f"{where}.id", names.OPTION_ID_RE)
+        if option_id in seen:
+            raise BadField(f"{where}.id", f"{option_id!r} is used twice")
+        seen.add(option_id)
+        if "label" not in option:
+            raise BadField(f"{where}.label", "is required")
+        label = _texts(option["label"], f"{where}.label", names.LABEL_MAX)
+        options.append({"id": option_id, "label": label})
+    raw_places = need_list(obj, "municipalities", "municipalities")
+    if not raw_places:
+        raise BadField("municipalities", "must name at least one municipality")
+    places: list[str] = []
+    for i, place in enumerate(raw_places):
+        if not isinstance(place, str) or not names.MUNICIPALITY_RE.match(place):
+            raise BadField(f"municipalities[{i}]", f"{place!r} is not a municipality id")
+        if place not in places:
+            places.append(place)
+    results = obj.get("results", "live")
+    if results not in names.RESULTS_MODES:
+        raise BadField("results", f"must be one of {', '.join(names.RESULTS_MODES)}")
+    spec = PollSpec(poll_id, opens, closes, question, options, places, results)
+    size = len(json.dumps(spec.wire(), ensure_ascii=False, separators=(",", ":")).encode())
+    if size > names.POLL_MAX_BYTES:
+        raise BadField("body", f"the Poll is {size} bytes; at most {names.POLL_MAX_BYTES}")
+    return spec
+
+
+# --------------------------------------------------------------------------- votes, days, benches
+
+
+@dataclass(frozen=True)
+class VoteItem:
+    id: str
+    municipality: str
+    bench: str
+    poll: str
+    choice: str
+    ts: int
+
+
+def check_votes(body: dict[str, Any]) -> list[VoteItem]:
+    items = need_list(body, "votes", "votes")
+    out: list[VoteItem] = []
+    for i, raw in enumerate(items):
+        where = f"votes[{i}]"
+        obj = need_object(raw, where)
+        vote_id = need_str(obj, "id", f"{where}.id")
+        bench = need_str(obj, "bench", f"{where}.bench", names.BENCH_RE)
+        parts = vote_id.split("/")
+        if (
+            len(parts) != 3
+            or parts[0] != bench
+            or not parts[1].isdigit()
+            or not parts[2].isdigit()
+            or int(parts[1]) < 1
+            or int(parts[2]) < 1
+        ):
+            raise BadField(f"{where}.id", f"{vote_id!r} is not {bench}/boot/seq")
+        out.append(
+            VoteItem(
+                id=vote_id,
+                municipality=need_str(
+                    obj, "municipality", f"{where}.municipality", names.MUNICIPALITY_RE
+                ),
+                bench=bench,
+                # A vote for a malformed poll or choice id is judged (rejected) like an unknown one.
+                poll=need_str(obj, "poll", f"{where}.poll"),
+                choice=need_str(obj, "choice", f"{where}.choice"),
+                ts=need_int(obj, "ts", f"{where}.ts", low=0),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class BenchDay:
+    municipality: str
+    bench: str
+    date: str
+    solar_wh: float
+    charge_wh: float
+    sessions: int
+    seat_occ_s: int
+    touches: int
+    votes: int
+    uptime_pct: float
+
+
+def check_days(body: dict[str, Any]) -> list[BenchDay]:
+    items = need_list(body, "days", "days")
+    out: list[BenchDay] = []
+    for i, raw in enumerate(items):
+        w = f"days[{i}]"
+        obj = need_object(raw, w)
+        date = need_str(obj, "date", f"{w}.date", names.DATE_RE)
+        try:
+            datetime.date.fromisoformat(date)
+        except ValueError as exc:
+            raise BadField(f"{w}.date", f"{date!r} is not a calendar date") from exc
+        out.append(
+            BenchDay(
+                municipality=need_str(
+                    obj, "municipality", f"{w}.municipality", names.MUNICIPALITY_RE
+                ),
+                bench=need_str(obj, "bench", f"{w}.bench", names.BENCH_RE),
+                date=date,
+                solar_wh=need_float(obj, "solar_wh", f"{w}.solar_wh", low=0) or 0.0,
+                charge_wh=need_float(obj, "charge_wh", f"{w}.charge_wh", low=0) or 0.0,
+                sessions=need_int(obj, "sessions", f"{w}.sessions", low=0),
+                seat_occ_s=need_int(obj, "seat_occ_s", f"{w}.seat_occ_s", low=0, high=86400),
+                touches=need_int(obj, "touches", f"{w}.touches", low=0),
+                votes=need_int(obj, "votes", f"{w}.votes", low=0),
+                uptime_pct=need_float(obj, "uptime_pct", f"{w}.uptime_pct", low=0, high=100) or 0.0,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class BenchStatus:
+    municipality: str
+    online: bool
+    last_seen: int | None
+    soc: float | None
+    power: str | None
+    fw: str | None
+
+
+def check_bench_status(body: dict[str, Any]) -> BenchStatus:
+    last_seen = None
+    if body.get("last_seen") is not None:
+        last_seen = need_int(body, "last_seen", "last_seen", low=0)
+    power = None
+    if body.get("power") is not None:
+        power = need_str(body, "power", "power")
+        if power not in names.POWER_STATES:
+            raise BadField("power", f"must be one of {', '.join(names.POWER_STATES)}")
+    fw = None
+    if body.get("fw") is not None:
+        fw = need_str(body, "fw", "fw")
+        if len(fw) > 40:
+            raise BadField("fw", "is longer than 40 characters")
+    return BenchStatus(
+        municipality=need_str(body, "municipality", "municipality", names.MUNICIPALITY_RE),
+        online=need_bool(body, "online", "online"),
+        last_seen=last_seen,
+        soc=need_float(body, "soc", "soc", low=0, high=100, optional=True),
+        power=power,
+        fw=fw,
+    )

@@ -1,0 +1,274 @@
+"""`klupa portal`: serve the portal, manage its tokens and polls.
+
+Every command is a thin layer over a function (portal.server.serve, portal.tokens.*,
+portal.store.create_poll) that tests and the demo call directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from portal import checks, i18n, store
+from portal.db import DatabaseError, open_database
+from portal.server import ServeError
+from portal.tokens import TokenError, create_token, list_tokens, revoke_token, rotate_token
+
+DB_ENV = "KLUPA_PORTAL_DB"
+
+
+class UsageError(ValueError):
+    pass
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=os.environ.get(DB_ENV),
+        help=f"SQLite file path or database URL (postgresql://…); default ${DB_ENV}",
+    )
+
+
+def _db(args: argparse.Namespace) -> str:
+    if not args.db:
+        raise UsageError(f"--db is required (or set {DB_ENV})")
+    return str(args.db)
+
+
+def parse_time(value: str) -> int:
+    """Unix seconds, or an ISO 8601 date/time (without a zone: Sarajevo local time)."""
+    if value.lstrip("-").isdigit():
+        return int(value)
+    try:
+        t = datetime.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is neither Unix seconds nor ISO 8601") from exc
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=store.LOCAL)
+    return int(t.timestamp())
+
+
+def _pair(value: str) -> tuple[str, str]:
+    key, sep, text = value.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected ID=LABEL")
+    return key.strip(), text.strip()
+
+
+def _triple(value: str) -> tuple[str, str, str]:
+    lang, sep, rest = value.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected LANG:ID=LABEL")
+    key, text = _pair(rest)
+    return lang.strip(), key, text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="klupa portal",
+        description="The civic-feedback portal: polls, vote results and bench metrics.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve",
+        help="serve the API and pages (migrates the database first)",
+        description="Serve the portal until SIGINT or SIGTERM (then exit 0). Logs are JSON lines "
+        "on stderr. The database schema is migrated to the newest revision first.",
+    )
+    _add_db(serve)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+
+    migrate = sub.add_parser("migrate", help="bring the database schema to the newest revision")
+    _add_db(migrate)
+
+    token = sub.add_parser("token", help="API tokens: create, list, revoke, rotate")
+    tsub = token.add_subparsers(dest="token_command", metavar="ACTION")
+    create = tsub.add_parser(
+        "create",
+        help="a new token for a municipality's gateway, or the admin token",
+        description="Print a new token, alone on the last line (it is stored hashed and shown "
+        "only now).",
+    )
+    create.add_argument("municipality", nargs="?", help="municipality id, e.g. mostar")
+    create.add_argument("--admin", action="store_true", help="an admin token (manages polls)")
+    _add_db(create)
+    listing = tsub.add_parser("list", help="the tokens in use (never the tokens themselves)")
+    listing.add_argument("--all", action="store_true", help="revoked tokens too")
+    _add_db(listing)
+    revoke = tsub.add_parser("revoke", help="revoke a token by its id (see `token list`)")
+    revoke.add_argument("id", type=int)
+    _add_db(revoke)
+    rotate = tsub.add_parser(
+        "rotate", help="revoke a token and print a new one with the same scope (last line)"
+    )
+    rotate.add_argument("id", type=int)
+    _add_db(rotate)
+
+    poll = sub.add_parser("poll", help="polls: create, list")
+    psub = poll.add_subparsers(dest="poll_command", metavar="ACTION")
+    pc = psub.add_parser(
+        "create",
+        help="create a poll",
+        description='Create a poll, from --json FILE (a Poll plus "municipalities") or from the '
+        "options below. Question and labels in Bosnian are required; hr, sr (Cyrillic or Latin, "
+        "as given) and en are optional. Times: Unix seconds or ISO 8601 (Sarajevo time if no "
+        "zone is given).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  klupa portal poll create --db portal.sqlite --id mostar-2026-park \\\n"
+        "    --municipality mostar --opens 2026-12-01T08:00 --closes 2026-12-31T20:00 \\\n"
+        "    --question 'Da li želite više rasvjete u parku?' \\\n"
+        "    --question-en 'More lighting in the park?' \\\n"
+        "    --option yes=Da --option no=Ne --label en:yes=Yes --label en:no=No",
+    )
+    _add_db(pc)
+    pc.add_argument("--json", type=Path, help="a JSON file with the whole poll")
+    pc.add_argument("--id", help="poll id, e.g. mostar-2026-park-lights")
+    pc.add_argument("--municipality", action="append", default=[], help="where it runs (repeat)")
+    pc.add_argument("--opens", type=parse_time, help="opening time")
+    pc.add_argument("--closes", type=parse_time, help="closing time")
+    pc.add_argument("--question", help="the question in Bosnian")
+    for lang in ("hr", "sr", "en"):
+        pc.add_argument(f"--question-{lang}", help=f"the question in {lang}")
+    pc.add_argument(
+        "--option",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="ID=LABEL",
+        help="an option with its Bosnian label (2 to 4, in touch-pad order)",
+    )
+    pc.add_argument(
+        "--label",
+        type=_triple,
+        action="append",
+        default=[],
+        metavar="LANG:ID=LABEL",
+        help="an option's label in another language",
+    )
+    pc.add_argument(
+        "--results",
+        choices=("live", "after_close"),
+        default="live",
+        help="show results while open (live) or only after it closes",
+    )
+    pl = psub.add_parser("list", help="every poll, newest first")
+    _add_db(pl)
+    return parser
+
+
+def poll_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    if args.json:
+        try:
+            body: dict[str, Any] = json.loads(args.json.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"--json {args.json}: {exc}") from exc
+        return body
+    question = {"bs": args.question} if args.question is not None else {}
+    for lang in ("hr", "sr", "en"):
+        text = getattr(args, f"question_{lang}")
+        if text:
+            question[lang] = text
+    options = [{"id": oid, "label": {"bs": label}} for oid, label in args.option]
+    by_id = {o["id"]: o for o in options}
+    for lang, oid, label in args.label:
+        if oid not in by_id:
+            raise UsageError(f"--label {lang}:{oid}: no --option {oid}=…")
+        by_id[oid]["label"][lang] = label
+    body = {
+        "v": 1,
+        "id": args.id,
+        "opens": args.opens,
+        "closes": args.closes,
+        "options": options,
+        "municipalities": args.municipality,
+        "results": args.results,
+    }
+    if question:
+        body["question"] = question
+    return body
+
+
+def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if args.command == "serve":
+        from portal.server import serve
+
+        return serve(_db(args), args.host, args.port)
+    if args.command == "migrate":
+        open_database(_db(args))
+        print("database schema is up to date")
+        return 0
+    if args.command == "token":
+        if args.token_command is None:
+            parser.parse_args(["token", "--help"])
+        engine = open_database(_db(args))
+        if args.token_command == "create":
+            if args.admin and args.municipality:
+                raise UsageError("give a municipality or --admin, not both")
+            if not args.admin and not args.municipality:
+                raise UsageError("give a municipality (e.g. mostar) or --admin")
+            token = create_token(engine, args.municipality, admin=args.admin)
+            scope = "admin" if args.admin else args.municipality
+            print(f"new {scope} token (stored hashed, shown only now):")
+            print(token)
+        elif args.token_command == "list":
+            print(f"{'id':>4}  {'scope':<14} {'starts':<12} {'created (UTC)':<20} revoked")
+            for info in list_tokens(engine, include_revoked=args.all):
+                created = datetime.datetime.fromtimestamp(info.created_at, datetime.UTC)
+                revoked = "" if info.revoked_at is None else "yes"
+                print(
+                    f"{info.id:>4}  {info.scope:<14} {info.hint:<12} {created:%Y-%m-%d %H:%M:%S}  {revoked}"
+                )
+        elif args.token_command == "revoke":
+            info = revoke_token(engine, args.id)
+            print(f"revoked token {info.id} ({info.scope})")
+        elif args.token_command == "rotate":
+            token = rotate_token(engine, args.id)
+            print(f"token {args.id} revoked; its replacement (shown only now):")
+            print(token)
+        return 0
+    if args.command == "poll":
+        if args.poll_command is None:
+            parser.parse_args(["poll", "--help"])
+        engine = open_database(_db(args))
+        if args.poll_command == "create":
+            spec = checks.check_poll(poll_from_args(args))
+            poll = store.create_poll(engine, spec)
+            print(f"created poll {poll.id} in {', '.join(poll.municipalities)}")
+        else:
+            for p in store.all_polls(engine):
+                print(
+                    f"{p.id:<40} {i18n.when(p.opens, 'en'):>22} → {i18n.when(p.closes, 'en'):<22} "
+                    f"{','.join(p.municipalities)}  {p.results}"
+                )
+        return 0
+    parser.print_help()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        return run(args, parser)
+    except (UsageError, TokenError, DatabaseError, store.PollExists, ServeError) as exc:
+        print(f"klupa portal: {exc}", file=sys.stderr)
+        return 2
+    except checks.BadField as exc:
+        print(f"klupa portal: poll {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, never a traceback
+        print(f"klupa portal: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""The portal's tables, its database engine, and schema migration (Alembic, shipped in the package).
+
+SQLite by default (a file path), PostgreSQL by URL. Times are Unix seconds, UTC, as integers.
+On SQLite every write request takes the write lock at its start (BEGIN IMMEDIATE), so two
+gateways' batches never interleave and a batch is one transaction, committed whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    inspect,
+)
+
+metadata = MetaData()
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("municipality", String(32), nullable=True),  # NULL for the admin token
+    Column("admin", Boolean, nullable=False, default=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("hint", String(16), nullable=False),  # the token's first characters, for `token list`
+    Column("created_at", Integer, nullable=False),
+    Column("revoked_at", Integer, nullable=True),
+)
+
+polls = Table(
+    "polls",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("opens", Integer, nullable=False),
+    Column("closes", Integer, nullable=False),
+    Column("question", Text, nullable=False),  # JSON: {"bs": ..., "en": ...}
+    Column("options", Text, nullable=False),  # JSON: [{"id": ..., "label": {...}}, ...]
+    Column("results", String(16), nullable=False, default="live"),
+    Column("created_at", Integer, nullable=False),
+)
+
+poll_places = Table(
+    "poll_places",
+    metadata,
+    Column("poll_id", String(64), primary_key=True),
+    Column("municipality", String(32), primary_key=True, index=True),
+)
+
+votes = Table(
+    "votes",
+    metadata,
+    Column("id", String(80), primary_key=True),  # bench/boot/seq
+    Column("poll_id", String(64), nullable=False),
+    Column("municipality", String(32), nullable=False),
+    Column("bench", String(40), nullable=False),
+    Column("choice", String(16), nullable=False),
+    Column("ts", Integer, nullable=False),
+    Column("received_at", Integer, nullable=False),
+)
+
+bench_days = Table(
+    "bench_days",
+    metadata,
+    Column("municipality", String(32), primary_key=True),
+    Column("bench", String(40), primary_key=True),
+    Column("date", String(10), primary_key=True),
+    Column("solar_wh", Float, nullable=False),
+    Column("charge_wh", Float, nullable=False),
+    Column("sessions", Integer, nullable=False),
+    Column("seat_occ_s", Integer, nullable=False),
+    Column("touches", Integer, nullable=False),
+    Column("votes", Integer, nullable=False),
+    Column("uptime_pct", Float, nullable=False),
+    Column("updated_at", Integer, nullable=False),
+)
+
+benches = Table(
+    "benches",
+    metadata,
+    Column("municipality", String(32), primary_key=True),
+    Column("bench", String(40), primary_key=True),
+    Column("online", Boolean, nullable=False),
+    Column("since", Integer, nullable=True),  # when it went online or offline (migration 0002)
+    Column("last_seen", Integer, nullable=True),
+    Column("soc", Float, nullable=True),
+    Column("power", String(16), nullable=True),
+    Column("fw", String(40), nullable=True),
+    Column("updated_at", Integer, nullable=False),
+)
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be opened or migrated; the message says what to do."""
+
+
+def database_url(db: str) -> str:
+    """A SQLite file path or a database URL, as a SQLAlchemy URL."""
+    if "://" in db:
+        if db.startswith("postgres://"):
+            db = "postgresql://" + db[len("postgres://") :]
+        if (
+            db.startswith("postgresql://")
+            and _has_module("psycopg")
+            and not _has_module("psycopg2")
+        ):
+            db = "postgresql+psycopg://" + db[len("postgresql://") :]
+        return db
+    path = Path(db).expanduser().resolve()
+    if not path.parent.is_dir():
+        raise DatabaseError(f"the folder of the database file {path} does not exist")
+    return f"sqlite:///{path}"
+
+
+def _has_module(name: str) -> bool:
+    return importlib.util.find_spec(name) is not None
+
+
+def make_engine(db: str) -> Engine:
+    url = database_url(db)
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+            _sqlite_transactions(engine)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise DatabaseError(
+            f"no database driver for {url.split(':')[0]}: install {exc.name}"
+        ) from exc
+    return engine
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's begin() decide how a transaction starts (pysqlite would defer it).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("klupa_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """One write transaction: committed when the block ends, rolled back on an exception."""
+    with engine.connect() as conn:
+        conn.execution_options(klupa_write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextlib.contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("portal") / "migrations"))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to `revision` (default: the newest), from empty or from any older one."""
+    from alembic import command
+
+    try:
+        command.upgrade(alembic_config(engine), revision)
+    except Exception as exc:  # noqa: BLE001 - reported as one line at the edge
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DatabaseError(f"migrating the database failed: {first_line}") from exc
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def table_names(engine: Engine) -> list[str]:
+    return sorted(inspect(engine).get_table_names())
+
+
+def open_database(db: str) -> Engine:
+    """An engine on `db` with the schema migrated to the newest revision."""
+    engine = make_engine(db)
+    migrate(engine)
+    return engine

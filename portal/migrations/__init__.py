@@ -1,0 +1,1 @@
+"""Alembic migrations of the portal's schema, shipped inside the package."""

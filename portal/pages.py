@@ -1,0 +1,157 @@
+"""The public pages, rendered on the server with Jinja2: polls and results, the benches, a bench.
+
+No JavaScript. Bosnian by default; `?lang=en` switches to English and a cookie keeps the choice.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
+
+from portal import charts, i18n, names, store
+
+router = APIRouter()
+
+templates = Environment(
+    loader=PackageLoader("portal", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+# Pages carry no script; the policy says so to the browser too.
+POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'"
+
+
+def _lang(request: Request) -> tuple[str, bool]:
+    """The visitor's language, and whether it was just chosen (so the cookie is set)."""
+    asked = request.query_params.get("lang")
+    return i18n.choose(asked, request.cookies.get(i18n.COOKIE)), asked in i18n.LANGS
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    lang, chosen = _lang(request)
+    other = "en" if lang == "bs" else "bs"
+    page = templates.get_template(name).render(
+        lang=lang,
+        t=i18n.words(lang),
+        switch_href=f"{request.url.path}?lang={other}",
+        when=lambda ts: i18n.when(ts, lang),
+        place=i18n.place_name,
+        text_in=lambda texts: i18n.text_in(texts, lang),
+        **context,
+    )
+    response = HTMLResponse(page, status_code=status)
+    response.headers["Content-Security-Policy"] = POLICY
+    if chosen:
+        response.set_cookie(i18n.COOKIE, lang, max_age=365 * 86400, samesite="lax")
+    return response
+
+
+def not_found_page(request: Request) -> Response:
+    return render(request, "not_found.html", status=404)
+
+
+@dataclass
+class PollCard:
+    poll: store.Poll
+    state: str  # open | upcoming | closed
+    hidden: bool
+    total: int
+    bars: Any
+    benches: list[tuple[str, dict[str, int], int, bool]]  # bench, per choice, total, flagged
+
+
+def _poll_cards(engine: Engine, lang: str, now: int) -> dict[str, list[PollCard]]:
+    by_place: dict[str, list[PollCard]] = {}
+    for poll in store.front_page_polls(engine, now):
+        state = "upcoming" if now < poll.opens else ("open" if now < poll.closes else "closed")
+        hidden = poll.hidden(now)
+        total, bars, rows = 0, None, []
+        if not hidden and state != "upcoming":
+            res = store.results(engine, poll.id, poll)
+            total = res["total"]
+            labels = [
+                (i18n.text_in(o["label"], lang), res["choices"][o["id"]]) for o in poll.options
+            ]
+            bars = charts.result_bars(labels, total, i18n.text_in(poll.question, lang))
+            flagged = store.vote_spikes(engine, res["benches"], now) if state == "open" else set()
+            rows = [
+                (bench, counts, sum(counts.values()), bench in flagged)
+                for bench, counts in res["benches"].items()
+            ]
+        card = PollCard(poll, state, hidden, total, bars, rows)
+        for place in poll.municipalities:
+            by_place.setdefault(place, []).append(card)
+    order = {"open": 0, "upcoming": 1, "closed": 2}
+    return {
+        place: sorted(cards, key=lambda c: (order[c.state], -c.poll.opens))
+        for place, cards in sorted(by_place.items(), key=lambda kv: i18n.place_name(kv[0]))
+    }
+
+
+@router.get("/", response_class=HTMLResponse)
+async def front_page(request: Request) -> Response:
+    lang, _ = _lang(request)
+    now = int(time.time())
+    places = await run_in_threadpool(_poll_cards, request.app.state.engine, lang, now)
+    return render(request, "index.html", places=places, now=now)
+
+
+@router.get("/benches", response_class=HTMLResponse)
+async def benches_page(request: Request) -> Response:
+    now = int(time.time())
+    rows = await run_in_threadpool(store.bench_overview, request.app.state.engine, now)
+    return render(request, "benches.html", benches=rows, now=now)
+
+
+SERIES = (
+    ("solar_wh", "#d9a400"),
+    ("charge_wh", "#2f6f9f"),
+    ("sessions", "#4f9a5a"),
+    ("votes", "#9b59b6"),
+    ("uptime_pct", "#d9822b"),
+)
+
+
+@router.get("/benches/{bench}", response_class=HTMLResponse)
+async def bench_page(bench: str, request: Request) -> Response:
+    if not names.BENCH_RE.match(bench):
+        return not_found_page(request)
+    lang, _ = _lang(request)
+    now = int(time.time())
+    engine = request.app.state.engine
+    try:
+        municipality, days = await run_in_threadpool(store.bench_history, engine, bench, now)
+    except LookupError:
+        return not_found_page(request)
+    report = {
+        (b.municipality, b.bench): b
+        for b in await run_in_threadpool(store.bench_overview, engine, now)
+    }.get((municipality, bench))
+    words = i18n.words(lang)
+    graphs = [
+        (
+            words[key],
+            charts.daily_bars(
+                [(d["date"][5:], d.get(key)) for d in days], f"{bench}: {words[key]}", colour
+            ),
+        )
+        for key, colour in SERIES
+    ]
+    return render(
+        request,
+        "bench.html",
+        bench=bench,
+        municipality=municipality,
+        report=report,
+        graphs=graphs,
+        now=now,
+    )

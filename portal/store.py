@@ -1,0 +1,390 @@
+"""What the portal does with its data: polls, vote ingest, bench days and status, results.
+
+Plain functions over an engine; the HTTP layer (portal.api), the pages (portal.pages) and the
+command line (portal.cli) are thin layers over them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from portal import anomaly, names
+from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem
+from portal.db import bench_days, benches, poll_places, polls, reading, votes, writing
+
+LOCAL = ZoneInfo(names.LOCAL_TZ)
+UPCOMING_S = 7 * 86400  # GET /polls lists polls opening within this
+RECENT_S = 30 * 86400  # the front page keeps closed polls this long
+CHUNK = 500  # rows per INSERT statement (SQLite's bound-parameter limit)
+
+
+class PollExists(ValueError):
+    pass
+
+
+class UnknownPoll(LookupError):
+    pass
+
+
+@dataclass
+class Poll:
+    """A stored poll with where it runs and how its results are shown."""
+
+    id: str
+    opens: int
+    closes: int
+    question: dict[str, str]
+    options: list[dict[str, Any]]
+    results: str
+    municipalities: list[str] = field(default_factory=list)
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "v": names.PROTOCOL_VERSION,
+            "id": self.id,
+            "opens": self.opens,
+            "closes": self.closes,
+            "question": self.question,
+            "options": self.options,
+        }
+
+    def hidden(self, now: int) -> bool:
+        return self.results == "after_close" and now < self.closes
+
+    def option_ids(self) -> list[str]:
+        return [o["id"] for o in self.options]
+
+
+def _polls(conn: Connection, where: Any = None) -> list[Poll]:
+    query = select(polls).order_by(polls.c.opens.desc(), polls.c.id)
+    if where is not None:
+        query = query.where(where)
+    found = {
+        r.id: Poll(
+            r.id, r.opens, r.closes, json.loads(r.question), json.loads(r.options), r.results
+        )
+        for r in conn.execute(query)
+    }
+    if found:
+        places = select(poll_places).where(poll_places.c.poll_id.in_(list(found)))
+        for r in conn.execute(places.order_by(poll_places.c.municipality)):
+            found[r.poll_id].municipalities.append(r.municipality)
+    return list(found.values())
+
+
+def create_poll(engine: Engine, spec: PollSpec, now: int | None = None) -> Poll:
+    with writing(engine) as conn:
+        if conn.execute(select(polls.c.id).where(polls.c.id == spec.id)).first():
+            raise PollExists(f"poll {spec.id!r} already exists")
+        conn.execute(
+            polls.insert().values(
+                id=spec.id,
+                opens=spec.opens,
+                closes=spec.closes,
+                question=json.dumps(spec.question, ensure_ascii=False),
+                options=json.dumps(spec.options, ensure_ascii=False),
+                results=spec.results,
+                created_at=int(time.time()) if now is None else now,
+            )
+        )
+        conn.execute(
+            poll_places.insert(),
+            [{"poll_id": spec.id, "municipality": m} for m in spec.municipalities],
+        )
+    return Poll(
+        spec.id,
+        spec.opens,
+        spec.closes,
+        spec.question,
+        spec.options,
+        spec.results,
+        list(spec.municipalities),
+    )
+
+
+def get_poll(engine: Engine, poll_id: str) -> Poll:
+    with reading(engine) as conn:
+        found = _polls(conn, polls.c.id == poll_id)
+    if not found:
+        raise UnknownPoll(f"poll {poll_id!r} not found")
+    return found[0]
+
+
+def polls_for(engine: Engine, municipality: str, now: int) -> list[Poll]:
+    """Polls running in `municipality` that are open at `now` or open within 7 days."""
+    ids = select(poll_places.c.poll_id).where(poll_places.c.municipality == municipality)
+    with reading(engine) as conn:
+        found = _polls(
+            conn,
+            polls.c.id.in_(ids) & (polls.c.closes > now) & (polls.c.opens <= now + UPCOMING_S),
+        )
+    return sorted(found, key=lambda p: (p.opens, p.id))
+
+
+def all_polls(engine: Engine) -> list[Poll]:
+    with reading(engine) as conn:
+        return _polls(conn)
+
+
+def front_page_polls(engine: Engine, now: int) -> list[Poll]:
+    """Polls open now, opening within 7 days, or closed within the last 30 days."""
+    with reading(engine) as conn:
+        return _polls(conn, (polls.c.closes > now - RECENT_S) & (polls.c.opens <= now + UPCOMING_S))
+
+
+# --------------------------------------------------------------------------- votes
+
+
+def _insert_ignoring_known(conn: Connection, rows: list[dict[str, Any]]) -> int:
+    """Insert the votes whose id is new; return how many were new (known ids are skipped).
+
+    One statement executed for many rows: SQLAlchemy batches it into multi-row INSERTs from one
+    compiled form, and RETURNING names only the rows that went in.
+    """
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(votes).on_conflict_do_nothing(index_elements=["id"]).returning(votes.c.id)
+    return len(conn.execute(stmt, rows).all())
+
+
+def ingest_votes(engine: Engine, items: list[VoteItem], now: int | None = None) -> dict[str, Any]:
+    """Apply a batch of votes in one transaction: new ones are stored, known ids are duplicates,
+    and votes that cannot count are rejected with their reason (the rest still apply)."""
+    received = int(time.time()) if now is None else now
+    rejected: list[dict[str, str]] = []
+    fresh: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    repeats = 0
+    with writing(engine) as conn:
+        wanted = {v.poll for v in items if names.POLL_ID_RE.match(v.poll)}
+        known = {p.id: p for p in _polls(conn, polls.c.id.in_(wanted))} if wanted else {}
+        for vote in items:
+            if vote.id in seen:
+                repeats += 1
+                continue
+            reason = _why_not_counted(vote, known.get(vote.poll))
+            if reason:
+                rejected.append({"id": vote.id, "reason": reason})
+                continue
+            seen.add(vote.id)
+            fresh.append(
+                {
+                    "id": vote.id,
+                    "poll_id": vote.poll,
+                    "municipality": vote.municipality,
+                    "bench": vote.bench,
+                    "choice": vote.choice,
+                    "ts": vote.ts,
+                    "received_at": received,
+                }
+            )
+        accepted = _insert_ignoring_known(conn, fresh) if fresh else 0
+    return {
+        "accepted": accepted,
+        "duplicates": repeats + len(fresh) - accepted,
+        "rejected": rejected,
+    }
+
+
+def _why_not_counted(vote: VoteItem, poll: Poll | None) -> str:
+    if poll is None:
+        return f"unknown poll {vote.poll!r}"
+    if vote.municipality not in poll.municipalities:
+        return f"poll {poll.id!r} does not run in {vote.municipality}"
+    if not poll.opens <= vote.ts < poll.closes:
+        return (
+            f"ts {vote.ts} is outside the poll's window: poll {poll.id!r} is open "
+            f"for opens {poll.opens} <= ts < closes {poll.closes}"
+        )
+    if vote.choice not in poll.option_ids():
+        return (
+            f"unknown choice {vote.choice!r}: poll {poll.id!r} has {', '.join(poll.option_ids())}"
+        )
+    return ""
+
+
+def results(engine: Engine, poll_id: str, poll: Poll | None = None) -> dict[str, Any]:
+    """Totals per choice and per bench (every option listed, zero included)."""
+    poll = poll or get_poll(engine, poll_id)
+    choices = dict.fromkeys(poll.option_ids(), 0)
+    per_bench: dict[str, dict[str, int]] = {}
+    query = (
+        select(votes.c.bench, votes.c.choice, func.count())
+        .where(votes.c.poll_id == poll_id)
+        .group_by(votes.c.bench, votes.c.choice)
+    )
+    with reading(engine) as conn:
+        for bench, choice, count in conn.execute(query):
+            choices[choice] = choices.get(choice, 0) + count
+            per_bench.setdefault(bench, dict.fromkeys(poll.option_ids(), 0))[choice] = count
+    return {
+        "poll": poll.id,
+        "total": sum(choices.values()),
+        "choices": choices,
+        "benches": dict(sorted(per_bench.items())),
+    }
+
+
+def vote_spikes(engine: Engine, bench_ids: Iterable[str], now: int, days: int = 15) -> set[str]:
+    """Benches (of `bench_ids`) whose votes today are far above their own usual day."""
+    ids = list(bench_ids)
+    if not ids:
+        return set()
+    utc_offset = datetime.datetime.fromtimestamp(now, LOCAL).utcoffset()
+    offset_s = int(utc_offset.total_seconds()) if utc_offset else 0
+    day = (votes.c.ts + offset_s) // 86400
+    query = (
+        select(votes.c.bench, day, func.count())
+        .where(votes.c.bench.in_(ids), votes.c.ts >= now - days * 86400)
+        .group_by(votes.c.bench, day)
+    )
+    daily: dict[str, dict[int, int]] = {}
+    with reading(engine) as conn:
+        for bench, day_no, count in conn.execute(query):
+            daily.setdefault(bench, {})[int(day_no)] = count
+    return anomaly.spiking_benches(daily, (now + offset_s) // 86400)
+
+
+# --------------------------------------------------------------------------- benches
+
+
+def upsert_days(engine: Engine, days: list[BenchDay], now: int | None = None) -> int:
+    stamp = int(time.time()) if now is None else now
+    if not days:
+        return 0
+    with writing(engine) as conn:
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        rows = [{**d.__dict__, "updated_at": stamp} for d in days]
+        # The last row for a key wins when a batch names one day twice.
+        unique = list({(r["municipality"], r["bench"], r["date"]): r for r in rows}.values())
+        for start in range(0, len(unique), CHUNK):
+            stmt = insert(bench_days).values(unique[start : start + CHUNK])
+            keys = ("municipality", "bench", "date")
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(keys),
+                set_={
+                    c.name: stmt.excluded[c.name] for c in bench_days.columns if c.name not in keys
+                },
+            )
+            conn.execute(stmt)
+    return len(days)
+
+
+def set_bench_status(
+    engine: Engine, bench: str, status: BenchStatus, now: int | None = None
+) -> None:
+    stamp = int(time.time()) if now is None else now
+    key = (benches.c.municipality == status.municipality) & (benches.c.bench == bench)
+    values = {
+        "online": status.online,
+        "last_seen": status.last_seen,
+        "soc": status.soc,
+        "power": status.power,
+        "fw": status.fw,
+        "updated_at": stamp,
+    }
+    with writing(engine) as conn:
+        old = conn.execute(select(benches.c.online, benches.c.since).where(key)).first()
+        if old is None:
+            since = status.last_seen if status.online and status.last_seen else stamp
+            conn.execute(
+                benches.insert().values(
+                    municipality=status.municipality, bench=bench, since=since, **values
+                )
+            )
+            return
+        if bool(old.online) != status.online:
+            # Offline since the last report, online since now (or since that report).
+            values["since"] = status.last_seen or stamp
+        conn.execute(benches.update().where(key).values(**values))
+
+
+@dataclass
+class BenchOverview:
+    municipality: str
+    bench: str
+    online: bool | None  # None: never reported a status
+    since: int | None
+    last_seen: int | None
+    soc: float | None
+    power: str | None
+    fw: str | None
+    today: dict[str, Any] | None
+
+
+def local_date(ts: int) -> str:
+    return datetime.datetime.fromtimestamp(ts, LOCAL).date().isoformat()
+
+
+def bench_overview(engine: Engine, now: int) -> list[BenchOverview]:
+    today = local_date(now)
+    with reading(engine) as conn:
+        status = {(r.municipality, r.bench): r for r in conn.execute(select(benches))}
+        days = {
+            (r.municipality, r.bench): r._asdict()
+            for r in conn.execute(select(bench_days).where(bench_days.c.date == today))
+        }
+        known = {
+            (r.municipality, r.bench)
+            for r in conn.execute(select(bench_days.c.municipality, bench_days.c.bench).distinct())
+        }
+    out = []
+    for key in sorted(set(status) | known):
+        s = status.get(key)
+        out.append(
+            BenchOverview(
+                municipality=key[0],
+                bench=key[1],
+                online=None if s is None else bool(s.online),
+                since=None if s is None else s.since,
+                last_seen=None if s is None else s.last_seen,
+                soc=None if s is None else s.soc,
+                power=None if s is None else s.power,
+                fw=None if s is None else s.fw,
+                today=days.get(key),
+            )
+        )
+    return out
+
+
+def bench_history(
+    engine: Engine, bench: str, now: int, days: int = 30
+) -> tuple[str, list[dict[str, Any]]]:
+    """The bench's municipality and one row per local day for the last `days` days (None if no row)."""
+    first = datetime.datetime.fromtimestamp(now, LOCAL).date() - datetime.timedelta(days=days - 1)
+    with reading(engine) as conn:
+        places = [
+            r.municipality
+            for r in conn.execute(select(benches.c.municipality).where(benches.c.bench == bench))
+        ] + [
+            r.municipality
+            for r in conn.execute(
+                select(bench_days.c.municipality).where(bench_days.c.bench == bench).distinct()
+            )
+        ]
+        if not places:
+            raise LookupError(f"bench {bench!r} not found")
+        municipality = places[0]
+        rows = {
+            r.date: r._asdict()
+            for r in conn.execute(
+                select(bench_days).where(
+                    bench_days.c.municipality == municipality,
+                    bench_days.c.bench == bench,
+                    bench_days.c.date >= first.isoformat(),
+                )
+            )
+        }
+    series = []
+    for i in range(days):
+        date = (first + datetime.timedelta(days=i)).isoformat()
+        series.append(rows.get(date) or {"date": date})
+    return municipality, series

@@ -1,0 +1,237 @@
+"""The real portal for tests: `klupa portal serve` as a child process on a free port, SQLite in a
+temp dir, with an admin token and per-municipality tokens created through portal.tokens."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from klupa.testing.services import (
+    free_port,
+    need_program,
+    stop_process,
+    wait_for_http,
+    wait_for_port,
+)
+from portal.db import open_database
+from portal.tokens import create_token
+
+_ids = itertools.count(1)
+
+
+class RunningPortal:
+    def __init__(self, workdir: Path, db: str | None = None) -> None:
+        self.workdir = workdir
+        self.db = db or str(workdir / "portal.sqlite")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.engine = open_database(self.db)
+        self.admin = create_token(self.engine, admin=True)
+        self._tokens: dict[str, str] = {}
+        self.log = workdir / "portal.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(base_url=self.url, timeout=30)
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "klupa.cli",
+                    "portal",
+                    "serve",
+                    "--db",
+                    self.db,
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=log,
+                stderr=log,
+            )
+        wait_for_http(self.url + "/healthz", self.proc, "the portal", timeout=60)
+
+    def stop(self) -> int | None:
+        self.http.close()
+        if self.proc is None:
+            return None
+        stop_process(self.proc, signal.SIGTERM, timeout=15)
+        return self.proc.returncode
+
+    def token(self, municipality: str) -> str:
+        """A gateway token for `municipality` (made once per municipality)."""
+        if municipality not in self._tokens:
+            self._tokens[municipality] = create_token(self.engine, municipality)
+        return self._tokens[municipality]
+
+    def auth(self, token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    def make_poll(
+        self,
+        municipalities: list[str],
+        opens: int | None = None,
+        closes: int | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Create a poll through the admin API; a fresh id every call."""
+        now = int(time.time())
+        body: dict[str, Any] = {
+            "v": 1,
+            "id": f"test-poll-{next(_ids)}-{now % 100000}",
+            "opens": now - 3600 if opens is None else opens,
+            "closes": now + 86400 if closes is None else closes,
+            "question": {
+                "bs": "Da li želite više rasvjete u parku?",
+                "sr": "Да ли желите више расвјете у парку?",
+                "en": "Do you want more lighting in the park?",
+            },
+            "options": [
+                {"id": "yes", "label": {"bs": "Da", "en": "Yes"}},
+                {"id": "no", "label": {"bs": "Ne", "en": "No"}},
+            ],
+            "municipalities": municipalities,
+            **extra,
+        }
+        r = self.http.post("/api/v1/polls", json=body, headers=self.auth(self.admin))
+        assert r.status_code == 201, r.text
+        return body
+
+
+def vote(
+    poll: dict[str, Any],
+    bench: str,
+    seq: int,
+    choice: str = "yes",
+    ts: int | None = None,
+    municipality: str | None = None,
+    boot: int | None = None,
+) -> dict[str, Any]:
+    if boot is None:  # one boot per poll, so tests sharing the server never share vote ids
+        boot = zlib.crc32(poll["id"].encode()) % 1_000_000 + 1
+    return {
+        "id": f"{bench}/{boot}/{seq}",
+        "municipality": municipality or bench.rsplit("-", 1)[0],
+        "bench": bench,
+        "poll": poll["id"],
+        "choice": choice,
+        "ts": int(time.time()) - 60 if ts is None else ts,
+    }
+
+
+@pytest.fixture(scope="session")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
+    running = RunningPortal(tmp_path_factory.mktemp("portal"))
+    try:
+        running.start()
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def make_vote() -> Callable[..., dict[str, Any]]:
+    return vote
+
+
+class Postgres:
+    """A throwaway PostgreSQL server on a free loopback port (run as `postgres` when root)."""
+
+    def __init__(self) -> None:
+        self.initdb = need_program("initdb", "/usr/lib/postgresql/15/bin/initdb")
+        self.postgres = need_program("postgres", "/usr/lib/postgresql/15/bin/postgres")
+        self.as_user: dict[str, Any] = {}
+        self.workdir = Path(tempfile.mkdtemp(prefix="klupa-pg-"))
+        if os.geteuid() == 0:
+            try:
+                owner = pwd.getpwnam("postgres")
+            except KeyError:
+                pytest.skip("PostgreSQL refuses to run as root and there is no `postgres` user")
+            os.chown(self.workdir, owner.pw_uid, owner.pw_gid)
+            # The server itself runs as `postgres`, so signals reach it directly.
+            self.as_user = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
+        self.port = free_port()
+        self.url = f"postgresql://klupa@127.0.0.1:{self.port}/postgres"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        data = self.workdir / "data"
+        subprocess.run(
+            [
+                self.initdb,
+                "-D",
+                str(data),
+                "-U",
+                "klupa",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+            cwd=self.workdir,
+            **self.as_user,
+        )
+        log = (self.workdir / "postgres.log").open("ab")
+        self.proc = subprocess.Popen(
+            [
+                self.postgres,
+                "-D",
+                str(data),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                f"unix_socket_directories={self.workdir}",
+                "-c",
+                "fsync=off",
+            ],
+            stdout=log,
+            stderr=log,
+            cwd=self.workdir,
+            **self.as_user,
+        )
+        log.close()
+        wait_for_port(self.port, self.proc, "postgres", timeout=60)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGINT, timeout=20)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
+    """The portal served on a real PostgreSQL (needs the psycopg driver)."""
+    pytest.importorskip("psycopg", reason="the psycopg driver is not installed (psycopg[binary])")
+    server = Postgres()
+    try:
+        server.start()
+        running = RunningPortal(tmp_path_factory.mktemp("portal-pg"), db=server.url)
+        try:
+            running.start()
+            yield running
+        finally:
+            running.stop()
+            running.engine.dispose()
+    finally:
+        server.stop()

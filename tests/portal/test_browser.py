@@ -1,0 +1,133 @@
+"""The pages in a real browser: Debian's Chromium driven by Playwright for Python.
+
+Set KLUPA_SCREENSHOTS=DIR to keep the screenshots (docs/img/portal-*.png come from such a run).
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from klupa.testing.services import need_program
+from portal import store
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+QUESTION_BS = "Treba li postaviti česmu kod klupe u Mostaru?"
+QUESTION_EN = "Should a drinking fountain be put next to the bench in Mostar?"
+
+
+def seed(portal: Any, make_vote: Any) -> str:
+    now = int(time.time())
+    poll = portal.make_poll(
+        ["mostar"],
+        question={
+            "bs": QUESTION_BS,
+            "sr": "Треба ли поставити чесму код клупе?",
+            "en": QUESTION_EN,
+        },
+        options=[
+            {"id": "yes", "label": {"bs": "Da", "en": "Yes"}},
+            {"id": "no", "label": {"bs": "Ne", "en": "No"}},
+            {"id": "later", "label": {"bs": "Možda kasnije", "en": "Maybe later"}},
+        ],
+    )
+    votes = [
+        make_vote(poll, "mostar-05", n, ("yes", "no", "later", "yes")[n % 4]) for n in range(1, 30)
+    ]
+    token = portal.auth(portal.token("mostar"))
+    assert portal.http.post("/api/v1/votes", json={"votes": votes}, headers=token).is_success
+    status = {
+        "municipality": "mostar",
+        "online": True,
+        "last_seen": now,
+        "soc": 82.0,
+        "power": "normal",
+        "fw": "1.0.0",
+    }
+    assert portal.http.put("/api/v1/benches/mostar-05", json=status, headers=token).is_success
+    today = datetime.datetime.fromtimestamp(now, store.LOCAL).date()
+    days = [
+        {
+            "municipality": "mostar",
+            "bench": "mostar-05",
+            "date": (today - datetime.timedelta(days=n)).isoformat(),
+            "solar_wh": 80.0 + (n * 37) % 90,
+            "charge_wh": 20.0 + (n * 13) % 30,
+            "sessions": 3 + n % 6,
+            "seat_occ_s": 3600 + 600 * (n % 5),
+            "touches": 10 + n,
+            "votes": n % 7,
+            "uptime_pct": 100.0 - (n % 3),
+        }
+        for n in range(30)
+    ]
+    assert portal.http.put("/api/v1/bench-days", json={"days": days}, headers=token).is_success
+    return "mostar-05"
+
+
+def check_screenshot(png: bytes) -> None:
+    from PIL import Image
+
+    assert len(png) > 5000
+    image = Image.open(io.BytesIO(png))
+    assert image.width >= 300 and image.height >= 300
+    colours = image.convert("RGB").getcolors(maxcolors=1_000_000)
+    assert colours is None or len(colours) > 20  # something was drawn, not a blank page
+
+
+def test_pages_in_chromium(portal: Any, make_vote: Any, tmp_path: Path) -> None:
+    chromium = need_program("chromium", "/usr/bin/chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    bench = seed(portal, make_vote)
+    keep = os.environ.get("KLUPA_SCREENSHOTS")
+    problems: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 412, "height": 915})  # a phone
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
+
+            page.goto(portal.url + "/")
+            assert QUESTION_BS in page.inner_text("body")
+            assert "Треба ли поставити чесму код клупе?" in page.inner_text("body")
+            front = page.screenshot(path=str(tmp_path / "portal-index.png"), full_page=False)
+            check_screenshot(front)
+
+            page.goto(portal.url + "/benches")
+            assert "mostar-05" in page.inner_text("body")
+            page.click(f'a[href="/benches/{bench}"]')
+            page.wait_for_url(f"**/benches/{bench}")
+            assert bench in page.inner_text("h1")
+            assert page.locator("svg.chart").count() == 5
+            bench_png = page.screenshot(path=str(tmp_path / "portal-bench.png"), full_page=True)
+            check_screenshot(bench_png)
+
+            page.click("#lang-switch")
+            page.wait_for_url("**lang=en")
+            assert "Last 30 days" in page.inner_text("body")
+            page.click("header >> text=Polls")
+            page.wait_for_url(portal.url + "/")
+            assert QUESTION_EN in page.inner_text("body")  # the cookie kept English
+            check_screenshot(page.screenshot())
+        finally:
+            browser.close()
+    assert problems == []
+    if keep:
+        for name in ("portal-index.png", "portal-bench.png"):
+            shutil.copy(tmp_path / name, Path(keep) / name)

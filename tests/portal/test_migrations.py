@@ -1,0 +1,91 @@
+"""Schema migrations: from an empty database, and from the previous revision with data in it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from alembic import command
+from sqlalchemy import inspect, text
+
+from portal import checks, db, store
+from portal.tokens import create_token, find_caller
+
+
+def test_an_empty_database_is_migrated_to_the_newest_revision(tmp_path: Path) -> None:
+    engine = db.open_database(str(tmp_path / "p.sqlite"))
+    assert db.current_revision(engine) == "0002"
+    assert db.table_names(engine) == [
+        "alembic_version",
+        "bench_days",
+        "benches",
+        "poll_places",
+        "polls",
+        "tokens",
+        "votes",
+    ]
+    # Running again changes nothing.
+    db.migrate(engine)
+    assert db.current_revision(engine) == "0002"
+
+
+def test_a_database_at_the_previous_revision_is_upgraded_keeping_its_data(tmp_path: Path) -> None:
+    engine = db.make_engine(str(tmp_path / "p.sqlite"))
+    db.migrate(engine, "0001")
+    assert db.current_revision(engine) == "0001"
+    assert "since" not in {c["name"] for c in inspect(engine).get_columns("benches")}
+    now = int(time.time())
+    token = create_token(engine, "mostar")  # tokens work at 0001 already
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO benches (municipality, bench, online, last_seen, soc, power, fw,"
+                " updated_at) VALUES ('mostar', 'mostar-01', 1, :seen, 55.0, 'saver', '1.0.0', :now)"
+            ),
+            {"seen": now - 30, "now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO polls VALUES ('old-poll', :o, :c, '{\"bs\": \"Pitanje?\"}',"
+                ' \'[{"id": "a", "label": {"bs": "A"}}, {"id": "b", "label": {"bs": "B"}}]\','
+                " 'live', :o)"
+            ),
+            {"o": now - 100, "c": now + 100},
+        )
+        conn.execute(text("INSERT INTO poll_places VALUES ('old-poll', 'mostar')"))
+        conn.execute(
+            text(
+                "INSERT INTO votes VALUES ('mostar-01/1/1', 'old-poll', 'mostar', 'mostar-01', 'a',"
+                " :t, :t)"
+            ),
+            {"t": now - 50},
+        )
+
+    db.migrate(engine)
+    assert db.current_revision(engine) == "0002"
+    indexes = {i["name"] for i in inspect(engine).get_indexes("votes")}
+    assert {"ix_votes_poll_bench_choice", "ix_votes_bench_ts"} <= indexes
+    assert "ix_votes_poll" not in indexes
+    bench = store.bench_overview(engine, now)[0]
+    assert (bench.bench, bench.online, bench.since, bench.soc) == (
+        "mostar-01",
+        True,
+        now - 30,
+        55.0,
+    )
+    assert find_caller(engine, token) is not None
+    assert store.results(engine, "old-poll")["choices"] == {"a": 1, "b": 0}
+    vote = checks.VoteItem("mostar-01/1/2", "mostar", "mostar-01", "old-poll", "b", now - 10)
+    assert store.ingest_votes(engine, [vote])["accepted"] == 1
+    assert store.results(engine, "old-poll")["total"] == 2
+
+
+def test_the_newest_revision_downgrades_to_the_previous_one(tmp_path: Path) -> None:
+    engine = db.open_database(str(tmp_path / "p.sqlite"))
+    command.downgrade(db.alembic_config(engine), "0001")
+    assert db.current_revision(engine) == "0001"
+    assert "since" not in {c["name"] for c in inspect(engine).get_columns("benches")}
+    command.downgrade(db.alembic_config(engine), "base")
+    assert db.table_names(engine) == ["alembic_version"]
+    db.migrate(engine)
+    assert db.current_revision(engine) == "0002"
