@@ -25,25 +25,11 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from edge_gateway.protocol import MUNICIPALITIES
 from klupa.services import free_port, stop_process, wait_for_http
 from portal import checks, store
 from portal.db import open_database
 from portal.tokens import create_token
-
-MUNICIPALITIES = [
-    "mostar",
-    "jablanica",
-    "nevesinje",
-    "zavidovici",
-    "zepce",
-    "maglaj",
-    "prijedor",
-    "novi-grad",
-    "kostajnica",
-    "trebinje",
-    "ravno",
-    "berkovici",
-]
 
 
 def make_votes(n: int, now: int, poll: str) -> list[dict[str, Any]]:

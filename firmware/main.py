@@ -1,6 +1,10 @@
 # The bench's entry point. On the ESP32 MicroPython runs this file after boot.py; on the
-# host the virtual board calls start() with the bench's flash folder and its hardware.
-from bench import runtime
+# host the virtual board calls prepare() and start() with the bench's flash folder and its
+# hardware. Boot order: the OTA step (switch in a staged app, or roll back a trial app whose
+# first boot failed) runs before the app is imported and before safe mode counts the boot.
+import sys
+
+APP_PACKAGES = ("bench", "drivers")
 
 
 class Hardware:
@@ -17,11 +21,44 @@ class Hardware:
         self.ntptime = ntptime
 
 
-async def start(root="/", hw=None, started=None):
+def _is_dir(p):
+    import os
+
+    try:
+        return os.stat(p)[0] & 0x4000 != 0
+    except OSError:
+        return False
+
+
+def prepare(root="/"):
+    # The OTA boot step -> (result, app folder or None). result: "switched" (a new app on
+    # trial), "rolled_back", "" (nothing to do) or "error". The app folder is <root>/app when
+    # an OTA installed one; else the app provisioned at the root runs.
+    root = root.rstrip("/")
+    result = ""
+    try:
+        from bench import ota
+
+        result = ota.Ota(root or "/", b"", None).boot()
+    except Exception as e:  # a damaged OTA state must not keep the bench from booting
+        print("ota boot:", repr(e))
+        result = "error"
+    app = root + "/app"
+    return result, (app if _is_dir(app) else None)
+
+
+def forget_app():
+    # Drop the app's modules imported so far, so the next import reads the chosen app.
+    for name in list(sys.modules):
+        if name in APP_PACKAGES or name.split(".")[0] in APP_PACKAGES:
+            del sys.modules[name]
+
+
+async def start(root="/", hw=None, started=None, ota=""):
     # Runs the app until it asks for a reboot; returns the reason. started(app): host hook.
     from bench.app import App
 
-    app = App(root, hw or Hardware())
+    app = App(root, hw or Hardware(), ota)
     if started is not None:
         started(app)
     return await app.main()
@@ -30,7 +67,13 @@ async def start(root="/", hw=None, started=None):
 def run(root="/"):
     hw = Hardware()
     try:
-        runtime.asyncio.run(start(root, hw))
+        result, app_dir = prepare(root)
+        forget_app()  # prepare() imported bench.ota from the provisioned app
+        if app_dir is not None and app_dir not in sys.path:
+            sys.path.insert(0, app_dir)
+        from bench import runtime
+
+        runtime.asyncio.run(start(root, hw, ota=result))
     finally:
         hw.machine.reset()
 

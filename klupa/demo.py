@@ -22,22 +22,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from edge_gateway.protocol import MUNICIPALITIES
 from klupa.services import Broker, Influx1, free_port, stop_process, wait_for_http
 
-MUNICIPALITIES = [
-    "mostar",
-    "jablanica",
-    "nevesinje",
-    "zavidovici",
-    "zepce",
-    "maglaj",
-    "prijedor",
-    "novi-grad",
-    "kostajnica",
-    "trebinje",
-    "ravno",
-    "berkovici",
-]
 # Republika Srpska: Cyrillic is official there.
 CYRILLIC = {"nevesinje", "prijedor", "novi-grad", "kostajnica", "trebinje", "berkovici"}
 

@@ -10,6 +10,7 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -61,6 +62,19 @@ def wait_for_http(
             last = exc
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not answer at {url} within {timeout:.0f} s: {last}")
+
+
+def serve_portal(db: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """`klupa portal serve` on loopback ``port`` with database ``db``, once it answers."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "klupa.cli", "portal", "serve", "--db", db]
+            + ["--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=out,
+        )
+    wait_for_http(f"http://127.0.0.1:{port}/healthz", proc, "the portal", timeout=60)
+    return proc
 
 
 def stop_process(

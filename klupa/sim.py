@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,7 @@ class Presses:
 
     rng: random.Random
     queue: list[tuple[float, int, float]] = field(default_factory=list)  # (at, pad, hold_s)
+    log: Path | None = None  # one JSON line per press made, for tests to compare with votes
 
     def maybe_visit(self, t: float, rate_per_h: float, dt: float, pads: int, options: int) -> None:
         if self.rng.random() >= rate_per_h * dt / 3600.0:
@@ -103,23 +105,153 @@ class Presses:
         choice = 0 if self.rng.random() < 0.6 else self.rng.randrange(max(1, options))
         kind = self.rng.random()
         if kind < 0.8:
-            self.queue.append((t, choice, self.rng.uniform(0.5, 1.0)))
+            self.queue.append((t, choice, self.rng.uniform(0.5, 0.9)))
         elif kind < 0.93:
-            self.queue.append((t, self.rng.randrange(pads), 0.15))  # a brush of the hand
+            self.queue.append((t, self.rng.randrange(pads), 0.05))  # a brush of the hand
         else:
             for i in range(10):  # the same pad ten times
                 self.queue.append((t + i * 2.0, choice, 0.6))
 
+    def record(self, at: float, pad: int, hold: float, expect: str, option: str | None) -> None:
+        if self.log is not None:
+            line: dict[str, Any] = {"ts": round(at, 3), "pad": pad, "hold_s": round(hold, 3)}
+            line["expect"] = expect
+            if option is not None:
+                line["option"] = option
+            with self.log.open("a") as f:
+                f.write(json.dumps(line) + "\n")
+
+
+# The vote rules of the bench (PROTOCOL.md, issue "touchpad voting"), as a passer-by meets them.
+PRESS_S = (0.3, 1.5)  # a vote press is held this long, then released
+CONFIRM_S = 3.0  # the confirmation screen, before the cooldown starts
+MARGIN_S = 0.5  # closer than this to a rule's edge, the sim does not claim to know the outcome
+HOLD_MARGIN_S = 0.15  # the same for a press's length, which the bench measures by sampling
+
+
+@dataclass
+class Tally:
+    """What the bench should make of each press, tracked by the simulator on its own: a vote, or
+    not (a brush, no such option, poll closed, confirmation + cooldown, hourly cap).
+
+    A press within MARGIN_S of a rule's edge may go either way: the tally then follows both
+    histories (the times the last vote may have been made) and calls a later press sure only
+    when every history agrees on it; otherwise it is `unsure`. Reads the poll the bench keeps
+    (``poll.json``) and its settings (``config.json``, then ``state.json``'s `set` values) from
+    the flash folder, as they change."""
+
+    flash: Path | None
+    votes: list[tuple[float, bool]] = field(default_factory=list)  # (time, sure), last hour
+    lasts: set[float | None] = field(default_factory=lambda: {None})  # the possible last votes
+    poll: dict[str, Any] | None = None
+    settings: dict[str, int] = field(default_factory=lambda: {"cooldown": 10, "vote_cap": 60})
+    _read: float = -1e18
+
+    def refresh(self, t: float, now: bool = False) -> None:
+        if self.flash is None or (t - self._read < 30.0 and not now):
+            return
+        self._read = t
+        self.poll = read_json(self.flash / "poll.json")
+        for name in ("config.json", "state.json"):
+            doc = read_json(self.flash / name) or {}
+            values = doc.get("settings", {}) if name == "state.json" else doc
+            for key in ("cooldown", "vote_cap"):
+                if isinstance(values.get(key), int):
+                    self.settings[key] = values[key]
+
+    def options(self) -> int:
+        return len(self.poll["options"]) if self.poll else 2
+
+    def judge(self, released: float, pad: int, hold: float, ready: bool) -> tuple[str, str | None]:
+        """The outcome of a press released at ``released`` (the bench's clock)."""
+        self.refresh(released, now=True)  # the poll as the bench has it at this moment
+        poll = self.poll
+        if not ready or poll is None:
+            return "closed", None
+        option = poll["options"][pad]["id"] if pad < len(poll["options"]) else None
+        if option is None:
+            return "no_option", None
+        opens, closes = int(poll["opens"]), int(poll["closes"])
+        edge = min(abs(released - opens), abs(released - closes)) < MARGIN_S + 1
+        if not edge and not opens <= released < closes:
+            return "closed", option
+        lo, hi = PRESS_S
+        if hold < lo - HOLD_MARGIN_S or hold > hi + HOLD_MARGIN_S:
+            return "touch", option
+        maybe_press = edge or not lo + HOLD_MARGIN_S <= hold <= hi - HOLD_MARGIN_S
+        # The hourly cap: the votes of the last hour (uncertain near the hour's edge, or when
+        # some of them may not have been votes).
+        self.votes = [v for v in self.votes if released - v[0] < 3600.0 + MARGIN_S]
+        near_hour = any(abs(released - t - 3600.0) < MARGIN_S for t, _ in self.votes)
+        cap = self.settings["vote_cap"]
+        if sum(sure for _, sure in self.votes) >= cap and not near_hour:
+            return "cap", option
+        maybe_cap = near_hour or len(self.votes) >= cap
+        # Confirmation + cooldown after the last vote, in each history.
+        blocked = CONFIRM_S + self.settings["cooldown"]
+        outcomes: set[str] = set()
+        lasts: set[float | None] = set()
+        for last in self.lasts:
+            age = None if last is None else released - last
+            if age is not None and age < blocked - MARGIN_S:
+                outcomes.add("cooldown")
+                lasts.add(last)
+            elif age is None or age > blocked + MARGIN_S:
+                outcomes.add("vote")
+                lasts.add(released)
+                if maybe_press or maybe_cap:
+                    lasts.add(last)
+            else:
+                outcomes |= {"cooldown", "vote"}
+                lasts |= {last, released}
+        # A history whose last vote is long past blocks nothing: it is the same as no vote.
+        self.lasts = {
+            t if t is not None and released - t < blocked + MARGIN_S else None for t in lasts
+        }
+        sure = outcomes == {"vote"} and not (maybe_press or maybe_cap)
+        if "vote" in outcomes:
+            self.votes.append((released, sure))
+        if sure:
+            return "vote", option
+        if outcomes == {"cooldown"}:
+            return "cooldown", option
+        return "unsure", option
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
 
 async def drive(
-    board: Any, world: World, clock: Any, profile: dict[str, Any], stop: asyncio.Event
+    board: Any,
+    world: World,
+    clock: Any,
+    profile: dict[str, Any],
+    stop: asyncio.Event,
+    presses_log: Path | None = None,
+    state: Path | None = None,
+    flash: Path | None = None,
+    ready: Callable[[], bool] = lambda: True,
 ) -> None:
-    """Copy the world's physical values onto the board's chips, one simulated second at a time."""
+    """Copy the world's physical values onto the board's chips, one simulated second at a time.
+
+    With ``presses_log``, every press made on a pad is appended there with what the bench
+    should make of it (see Tally; ``flash`` is the bench's flash folder, ``ready`` says whether
+    its clock is set and its touchpad running); with ``state``, the battery's state of charge is
+    saved there each simulated minute, so that a bench process killed by a power cut comes back
+    with the battery it had, not a fresh one.
+    """
     pins = profile["touch"]["pins"]
     falls = profile["touch"].get("direction", "falls") == "falls"
     base = 600
-    presses = Presses(random.Random(f"{world.seed}/{world.municipality}/presses"))
-    pressing: tuple[float, int] | None = None
+    presses = Presses(random.Random(f"{world.seed}/{world.municipality}/presses"), log=presses_log)
+    tally = Tally(flash)
+    saved = world.t
+    pressing: tuple[float, int, float, float] | None = None  # (until, pad, began, hold)
     last = clock.time()
     while not stop.is_set():
         now = clock.time()
@@ -131,8 +263,13 @@ async def drive(
             world.step(step)
             dt -= step
             hour, _ = world.local_hour()
+            tally.refresh(world.t)
             presses.maybe_visit(
-                world.t, world.people_scale * (6.0 if 8 <= hour < 21 else 0.5), step, len(pins), 2
+                world.t,
+                world.people_scale * (6.0 if 8 <= hour < 21 else 0.5),
+                step,
+                len(pins),
+                tally.options(),
             )
         for p in profile["ports"]:
             world.port_on[p["n"]] = board.port_enabled(p["n"])
@@ -146,15 +283,23 @@ async def drive(
         up = world.link_up()
         if up != board.link_up:
             board.set_link(up)
-        # Touch pads: a press holds a pad past the sensitivity for its hold time.
-        if pressing is None and presses.queue and presses.queue[0][0] <= world.t:
+        # Touch pads: a press holds a pad past the sensitivity for exactly its hold time.
+        if pressing is None and presses.queue and presses.queue[0][0] <= clock.time() + 0.3:
             at, pad, hold = presses.queue.pop(0)
-            pressing = (world.t + hold, pad)
-            board.touch[pins[pad]] = int(base * (0.6 if falls else 1.4))
-        elif pressing is not None and world.t >= pressing[0]:
-            board.touch[pins[pressing[1]]] = base
+            began = max(at, clock.time())  # on time, even between two turns of this loop
+            pressing = (began + hold, pad, began, hold)
+            board.press(pins[pad], int(base * (0.6 if falls else 1.4)), began, hold)
+        elif pressing is not None and clock.time() >= pressing[0] + 0.05:
+            until, pad, began, hold = pressing
+            expect, option = tally.judge(until, pad, hold, ready())
+            presses.record(began, pad, hold, expect, option)
             pressing = None
-        await clock.sleep_ms(50 if pressing is not None else 250)
+        if state is not None and world.t - saved >= 60.0:
+            saved = world.t
+            tmp = state.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"t": world.t, "soc": world.battery.soc}))
+            os.replace(tmp, state)
+        await clock.sleep_ms(250)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -164,7 +309,16 @@ def run_bench(args: argparse.Namespace) -> int:
 
     spec = BenchSpec(**json.loads(args.spec))
     profile = json.loads((BOARDS / f"{spec.profile}.json").read_text())
-    clock = VirtualClock(start=args.start, speed=args.speed)
+    flash = Path(args.flash)
+    flash.mkdir(parents=True, exist_ok=True)
+    # Beside the flash folder, not in it: the world's state and the presses are not the bench's.
+    state = flash.parent / f"{flash.name}.world.json"
+    presses_log = flash.parent / f"{flash.name}.presses.jsonl"
+    if state.exists():  # back after a power cut: the battery is as the cut left it
+        spec.soc = float(json.loads(state.read_text())["soc"])
+    # After a power cut the bench comes back at the simulated time the cut happened, not at the
+    # run's start: time never goes backwards. Outages stay relative to the run's start.
+    clock = VirtualClock(start=args.now, speed=args.speed)
     battery = profile["battery"]
     world = World(
         spec.municipality,
@@ -178,8 +332,6 @@ def run_bench(args: argparse.Namespace) -> int:
         people_scale=spec.people,
         outages=[(args.start + s, args.start + s + d) for s, d in args.outages],
     )
-    flash = Path(args.flash)
-    flash.mkdir(parents=True, exist_ok=True)
     config = None
     if not (flash / "config.json").exists():
         host, port = args.broker.rsplit(":", 1)
@@ -198,6 +350,12 @@ def run_bench(args: argparse.Namespace) -> int:
                     clock.set_speed(1.0)
             await asyncio.sleep(0.2)
 
+    async def screenshots(stop: asyncio.Event) -> None:
+        # What the display shows, rewritten every real second (and once more at the end).
+        while not stop.is_set():
+            vb.screenshot(args.screenshot, scale=4)
+            await asyncio.sleep(1.0)
+
     async def both() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -209,9 +367,25 @@ def run_bench(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
         tasks = [
-            asyncio.create_task(drive(vb.board, world, clock, profile, stop)),
+            asyncio.create_task(
+                drive(
+                    vb.board,
+                    world,
+                    clock,
+                    profile,
+                    stop,
+                    presses_log=presses_log,
+                    state=state,
+                    flash=flash,
+                    ready=lambda: bool(
+                        vb.app is not None and vb.app.clock_set and vb.app.front is not None
+                    ),
+                )
+            ),
             asyncio.create_task(catch_up(stop)),
         ]
+        if args.screenshot:
+            tasks.append(asyncio.create_task(screenshots(stop)))
         bench = asyncio.create_task(vb.run())
         await asyncio.wait([bench, *tasks], return_when=asyncio.FIRST_COMPLETED)
         stop.set()
@@ -219,6 +393,8 @@ def run_bench(args: argparse.Namespace) -> int:
         for t in (bench, *tasks):
             t.cancel()
         await asyncio.gather(bench, *tasks, return_exceptions=True)
+        if args.screenshot:
+            vb.screenshot(args.screenshot, scale=4)
 
     asyncio.run(both())
     return 0
@@ -268,6 +444,7 @@ def main(argv: list[str]) -> int:
             spec=args.bench_process,
             broker=args.broker,
             start=float(os.environ["KLUPA_SIM_START"]),
+            now=float(os.environ.get("KLUPA_SIM_NOW", os.environ["KLUPA_SIM_START"])),
             speed=args.speed,
             outages=args.wifi_outage,
             flash=os.environ["KLUPA_SIM_FLASH"],
@@ -288,14 +465,20 @@ def main(argv: list[str]) -> int:
     for spec in specs:
         spec.people = args.people
         spec.soc = args.soc
-    shots = dict(s.split("=", 1) for s in [args.screenshot] if s)
+    shots = dict(s.split("=", 1) for s in [args.screenshot] if "=" in s)
+    if args.screenshot and not shots:
+        parser.error(f"--screenshot wants BENCH=FILE.png, got {args.screenshot!r}")
+    for bench in shots:
+        if bench not in {s.bench for s in specs}:
+            parser.error(f"--screenshot names {bench!r}, which is not one of the simulated benches")
     start = time.time() - args.start_ago
     flash_root = Path(args.flash).resolve()
     procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def spawn(spec: BenchSpec) -> subprocess.Popen[bytes]:
+    def spawn(spec: BenchSpec, now: float | None = None) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env["KLUPA_SIM_START"] = repr(start)
+        env["KLUPA_SIM_NOW"] = repr(start if now is None else now)
         env["KLUPA_SIM_FLASH"] = str(flash_root / spec.bench)
         if spec.bench in shots:
             env["KLUPA_SIM_SCREENSHOT"] = shots[spec.bench]
@@ -338,10 +521,12 @@ def main(argv: list[str]) -> int:
         sim_elapsed = (time.monotonic() - t0) * args.speed
         if cuts and sim_elapsed >= cuts[0]:
             cuts.pop(0)
+            # The benches' clocks: accelerated until they reach now, then real time.
+            now = min(start + sim_elapsed, time.time()) if args.catch_up else start + sim_elapsed
             for bench, proc in procs.items():  # a power cut: no clean shutdown, flash as it is
                 proc.kill()
                 proc.wait()
-                procs[bench] = spawn(next(s for s in specs if s.bench == bench))
+                procs[bench] = spawn(next(s for s in specs if s.bench == bench), now)
             print(
                 f"klupa sim: power cut at {sim_elapsed:.0f} s simulated; benches rebooting",
                 flush=True,
@@ -349,10 +534,12 @@ def main(argv: list[str]) -> int:
         if args.duration and sim_elapsed >= args.duration:
             break
         for bench, proc in procs.items():
-            if proc.poll() is not None:
+            if proc.poll() is not None and proc.returncode != 0:
                 print(f"klupa sim: {bench} stopped with status {proc.returncode}", file=sys.stderr)
                 rc = 1
                 stopping = True
+        if all(proc.poll() == 0 for proc in procs.values()):
+            break  # every bench reached now (without --catch-up): the run is over
         time.sleep(0.1)
     for proc in procs.values():
         if proc.poll() is None:

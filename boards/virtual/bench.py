@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from boards.virtual import BOARDS, firmware_path, use_clock
+from boards.virtual import BOARDS, FIRMWARE, apploader, firmware_path, use_clock
 from boards.virtual.clock import VirtualClock
-from boards.virtual.hardware import SOFT_RESET, VirtualBoard, VirtualReset
+from boards.virtual.hardware import HARD_RESET, SOFT_RESET, VirtualBoard, VirtualReset
 
 
 def load_profile(profile: str | Path | dict[str, Any]) -> dict[str, Any]:
@@ -42,6 +42,7 @@ class VirtualBench:
         config: dict[str, Any] | None,
         clock: VirtualClock,
         write_files: bool = True,
+        mpy_sources: list[str | Path] | None = None,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -55,6 +56,10 @@ class VirtualBench:
         self.app: Any = None
         self.boots = 0
         self.reasons: list[str] = []
+        self.crashes: list[str] = []  # exceptions that escaped the app (each one a reset)
+        self.ota_boots: list[str] = []  # what the OTA boot step did at each boot
+        # Folders whose sources may have built a .mpy an OTA puts in the flash (apploader).
+        self.mpy_sources = [Path(p) for p in (mpy_sources or [])] + [FIRMWARE]
         self._stop = False
         # A plausible resting world until a test or the physics says otherwise.
         self.board.set_solar(0.0, 0.0)
@@ -77,13 +82,29 @@ class VirtualBench:
         while not self._stop and (max_boots is None or self.boots < max_boots):
             self.boots += 1
             try:
-                reason = await main.start(str(self.root), hw, self._started)
+                # As main.run() on the ESP32: the OTA step first, then the app it leaves.
+                result, app_dir = main.prepare(str(self.root))
+                self.ota_boots.append(result)
+                apploader.activate(None if app_dir is None else Path(app_dir), self.mpy_sources)
+                use_clock(self.clock)
+                reason = await main.start(str(self.root), hw, self._started, result)
                 self.reasons.append(str(reason))
                 self.board.machine.reset()
             except VirtualReset as e:
                 self.board.cause = e.cause
+            except Exception as e:  # noqa: BLE001 - the app crashed: the board resets
+                import traceback
+
+                traceback.print_exc()
+                self.crashes.append(repr(e))
+                self.board.cause = HARD_RESET
+                await self.clock.sleep_ms(1000)
             finally:
                 self.board.kill_sockets()
+
+    def screenshot(self, path: str | Path, scale: int = 1) -> Path:
+        """Write what the bench's display shows as a PNG (scale 1: the exact 1-bit picture)."""
+        return self.board.display.save_png(path, scale)
 
     def stop(self) -> None:
         self._stop = True

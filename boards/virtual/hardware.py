@@ -16,6 +16,7 @@ from typing import Any
 
 from boards.virtual.chips import BME280, INA226, INA3221, I2CBus
 from boards.virtual.clock import VirtualClock
+from boards.virtual.display import SSD1306Model
 
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
 
@@ -36,6 +37,9 @@ class VirtualBoard:
         self.bus = I2CBus()
         self.pins: dict[int, int] = {}
         self.touch: dict[int, int] = {p: 600 for p in profile["touch"]["pins"]}
+        # Timed presses: pin -> (reading, from, until) on the bench's clock, so that a press
+        # lasts exactly its length however late the simulator's event loop gets round to it.
+        self.presses: dict[int, tuple[int, float, float]] = {}
         self.adc: dict[int, int] = {}
         self.nvs: dict[str, dict[str, Any]] = {}
         self.cause = PWRON_RESET
@@ -67,6 +71,9 @@ class VirtualBoard:
         if profile.get("env"):
             self.env = BME280()
             self.bus.attach(profile["env"]["addr"], self.env)
+        self.display = SSD1306Model()
+        if profile.get("display"):
+            self.bus.attach(profile["display"]["addr"], self.display)
         seat = profile["seat"]
         self.pins[seat["pin"]] = 1 if seat["active_low"] else 0
         self.machine = _machine_module(self)
@@ -105,6 +112,10 @@ class VirtualBoard:
     def set_env(self, temp_c: float, rh: float) -> None:
         if self.env is not None:
             self.env.temp_c, self.env.rh = temp_c, rh
+
+    def press(self, pin: int, reading: int, start: float, seconds: float) -> None:
+        """A finger on touch pin ``pin`` from ``start`` (the bench's clock) for ``seconds``."""
+        self.presses[pin] = (reading, start, start + seconds)
 
     def set_link(self, up: bool) -> None:
         """Wi-Fi up or down; going down cuts every open connection of this bench."""
@@ -184,6 +195,17 @@ def _machine_module(board: VirtualBoard) -> types.ModuleType:
         def writeto_mem(self, addr: int, reg: int, buf: bytes, addrsize: int = 8) -> None:
             self.bus.chip(addr).write(reg, bytes(buf))
 
+        def writeto(self, addr: int, buf: bytes, stop: bool = True) -> int:
+            data = bytes(buf)
+            if data:
+                self.bus.chip(addr).write(data[0], data[1:])
+            else:
+                self.bus.chip(addr)  # an address-only probe: OSError if nobody answers
+            return 1
+
+        def writevto(self, addr: int, bufs: Any, stop: bool = True) -> int:
+            return self.writeto(addr, b"".join(bytes(b) for b in bufs), stop)
+
     class ADC:
         def __init__(self, pin: Any, atten: int | None = None) -> None:
             self.id = pin.id if hasattr(pin, "id") else int(pin)
@@ -196,6 +218,9 @@ def _machine_module(board: VirtualBoard) -> types.ModuleType:
             self.id = pin.id if hasattr(pin, "id") else int(pin)
 
         def read(self) -> int:
+            timed = board.presses.get(self.id)
+            if timed is not None and timed[1] <= board.clock.time() < timed[2]:
+                return timed[0]
             return board.touch.get(self.id, 0)
 
         def config(self, value: int) -> None:
@@ -234,6 +259,7 @@ def _machine_module(board: VirtualBoard) -> types.ModuleType:
 
     def lightsleep(ms: int = 0) -> None:
         board.sleep_requests.append(("light", ms))
+        del board.sleep_requests[:-1000]  # the latest thousand are plenty for a test
 
     ns: dict[str, Any] = {
         "Pin": Pin,

@@ -16,7 +16,10 @@ RESET_NAMES = {1: "power_on", 2: "hard", 3: "wdt", 4: "deepsleep", 5: "soft"}
 SAFE_OPS = ("ping", "reboot", "set", "ota")
 UNHEALTHY_LIMIT = 3
 HEALTHY_AFTER_MS = 60000
+OTA_TRIAL_MS = 300000  # bench.ota.TRIAL_MS: the new app must be healthy within 5 minutes
 KEEP_IDS = 32
+DOZE_STEP_MS = 5000  # a critical-state sleep wakes this often to check in with the watchdog
+LINK_DRAIN_MS = 20000  # at most this long awake in `critical` for the link to send a window
 
 
 def _mpy_version():
@@ -42,10 +45,14 @@ def _frag(fields):
 
 
 class App:
-    def __init__(self, root, hw):
+    def __init__(self, root, hw, ota=""):
         self.root = root.rstrip("/")
         self.hw = hw
         self.fw = FW
+        self.ota_boot = ota  # what the OTA boot step did: "switched", "rolled_back" or ""
+        self.booted = False  # the boot event is recorded: faults can be records now
+        self.front = None  # touch pads, voting and display (bench.front)
+        self.asleep = False  # in a critical-state sleep between windows
         self.safe = False
         self.faults = []  # (code, detail) found during boot, recorded once records can be made
         self.cfg = None
@@ -113,7 +120,9 @@ class App:
         self.state = store.load(self.root + "/state.json", {})
         raw_cfg = None
         try:
-            self.board = config.validate_board(config.read_json(self.root + "/board.json", "bad_board"))
+            self.board = config.validate_board(
+                config.read_json(self.root + "/board.json", "bad_board")
+            )
         except config.ConfigError as e:
             self.faults.append((e.args[0], e.args[1]))
             self.safe = True
@@ -137,7 +146,8 @@ class App:
         if unhealthy >= UNHEALTHY_LIMIT:
             self.safe = True
             self.faults.append(("unhealthy_boots", "%d boots never became healthy" % unhealthy))
-        self.state["unhealthy"] = unhealthy + 1
+        if self.ota_boot != "rolled_back":  # the trial's failed boot is not the old app's
+            self.state["unhealthy"] = unhealthy + 1
         self.save_state()
         gc.collect()
 
@@ -149,12 +159,16 @@ class App:
             d = {}
             for k in ("bench", "municipality", "wifi", "mqtt"):
                 d[k] = raw[k]
+            if isinstance(raw.get("ota_key"), str):
+                d["ota_key"] = raw["ota_key"]
             if not isinstance(d["mqtt"], dict) or not isinstance(d["mqtt"].get("host"), str):
                 return None
             d["mqtt"].setdefault("port", 1883)
             for k in config.CONFIG_DEFAULTS:
                 v = raw.get(k)
-                d[k] = v if type(v) is type(config.CONFIG_DEFAULTS[k]) else config.CONFIG_DEFAULTS[k]
+                d[k] = (
+                    v if type(v) is type(config.CONFIG_DEFAULTS[k]) else config.CONFIG_DEFAULTS[k]
+                )
                 if k in config.SETTABLE:
                     lo, hi = config.SETTABLE[k]
                     if not lo <= d[k] <= hi:
@@ -172,7 +186,12 @@ class App:
     def setup_hardware(self):
         b = self.board
         m = self.hw.machine
-        i2c = m.I2C(b["i2c"]["id"], scl=m.Pin(b["i2c"]["scl"]), sda=m.Pin(b["i2c"]["sda"]), freq=b["i2c"]["freq"])
+        i2c = m.I2C(
+            b["i2c"]["id"],
+            scl=m.Pin(b["i2c"]["scl"]),
+            sda=m.Pin(b["i2c"]["sda"]),
+            freq=b["i2c"]["freq"],
+        )
         self.i2c = i2c
         from drivers.ina226 import INA226
         from drivers.ina3221 import INA3221
@@ -223,7 +242,9 @@ class App:
         self.seq += 1
         now = self.now()
         if now is None:
-            rec = sp.Record(kind, self.boot_no, self.seq, self.uptime_ms() // 1000, sp.FLAG_UPTIME, body)
+            rec = sp.Record(
+                kind, self.boot_no, self.seq, self.uptime_ms() // 1000, sp.FLAG_UPTIME, body
+            )
         else:
             rec = sp.Record(kind, self.boot_no, self.seq, now, 0, body)
         try:
@@ -247,7 +268,7 @@ class App:
         return self.record(sp.KIND_VOTE, _frag({"poll": poll, "choice": choice}))
 
     def fault(self, code, detail):
-        if self.spool is None:
+        if self.spool is None or not self.booted:
             self.faults.append((code, detail))
         else:
             self.record_event("fault", {"code": code, "detail": str(detail)[:120]})
@@ -288,6 +309,8 @@ class App:
             else:
                 on = False
             self.switch_port(n, on)
+        if self.front is not None:
+            self.front.set_power(state)
 
     def _session_event(self, n, ended):
         s, mwh = ended
@@ -380,6 +403,61 @@ class App:
                 self.close_window(period)
                 self.window.reset(now)
                 window_ms = 0
+                if self.power.state == "critical" and self.link is not None:
+                    await self.doze(self.period_s() * 1000)
+                    window_ms = ticks_diff(ticks_ms(), now)
+                    if window_ms > 0:
+                        self.sample(window_ms)
+                    last = ticks_ms()
+
+    async def doze(self, ms):
+        # `critical`: announce the sleep, leave the broker cleanly, sleep until the next window.
+        # A touch wakes the bench (the display lights for a vote); it sleeps again 30 s after
+        # the last touch. The link wakes at the next window and sends what was recorded.
+        start = ticks_ms()
+        await self.link.wait_idle(LINK_DRAIN_MS)
+        now = self.now()
+        await self.link.sleep(None if now is None else now + ms // 1000)
+        self.asleep = True
+        try:
+            while True:
+                left = ms - ticks_diff(ticks_ms(), start)
+                if left <= 0 or self.power.state != "critical" or self.reboot_requested is not None:
+                    return
+                self.checkin("sampler")
+                front = self.front
+                if front is not None and front.ui.awake_on:
+                    await runtime.sleep_ms(min(left, 1000))  # lit for a vote: stay awake
+                    continue
+                step = min(left, DOZE_STEP_MS)
+                if front is not None:
+                    front.woken = False
+                await self.light_sleep(step)
+        finally:
+            self.asleep = False
+            self.link.wake_up()
+
+    async def light_sleep(self, ms):
+        # The ESP32 sleeps here with the CPU stopped and a touch as a wake source; the host's
+        # virtual board records the request and the bench waits out the time on its clock,
+        # the pad sampler standing in for the touch wake-up hardware.
+        m = self.hw.machine
+        if runtime.MICROPYTHON:
+            try:
+                self.hw.esp32.wake_on_touch(True)
+            except (AttributeError, ValueError, OSError):
+                pass
+            m.lightsleep(ms)
+            if self.front is not None:
+                self.front.touch.sample()
+            await runtime.sleep_ms(0)  # let the supervisor feed the watchdog between sleeps
+            return
+        m.lightsleep(ms)
+        start = ticks_ms()
+        while ticks_diff(ticks_ms(), start) < ms:
+            if self.front is not None and self.front.woken:
+                return
+            await runtime.sleep_ms(250)
 
     # -- commands
     def on_command(self, payload):
@@ -464,6 +542,27 @@ class App:
             self.healthy = True
             self.state["unhealthy"] = 0
             self.save_state()
+            if self.ota_boot == "switched":
+                self.ota_step("healthy")
+
+    def ota_step(self, what):
+        # The OTA module for one step (imported only for it): "healthy", "report", "rollback".
+        from bench import ota
+
+        o = ota.Ota(self.root, b"", self.ota_event)
+        if what == "healthy":
+            o.healthy()
+        elif what == "rollback":
+            o.rollback()
+        if what != "rollback":
+            r = o.report()
+            if r is not None:
+                self.ota_event(r[0], r[1])
+                o.reported()
+        _unload("ota")
+
+    def ota_event(self, state, version):
+        self.record_event("ota", {"state": state, "version": version})
 
     async def supervisor(self):
         wdt = None
@@ -488,6 +587,14 @@ class App:
                 and self.uptime_ms() >= HEALTHY_AFTER_MS
             ):
                 self.mark_healthy()
+            if (
+                self.ota_boot == "switched"
+                and not self.healthy
+                and self.uptime_ms() >= OTA_TRIAL_MS
+                and self.reboot_requested is None
+            ):
+                self.ota_step("rollback")  # the trial app never became healthy
+                self.reboot_requested = now
             if self.reboot_requested is not None and (
                 self.link is None
                 or self.link.idle()
@@ -513,11 +620,31 @@ class App:
             except Exception as e:  # a board the profile does not describe: report, stay up
                 self.faults.append(("hardware", str(e)[:120]))
                 self.safe = True
+        if not self.safe:
+            try:
+                from bench.front import Front
+
+                self.front = Front(self)
+            except Exception as e:  # no display or pads: the bench still charges and reports
+                self.faults.append(("front", repr(e)[:120]))
+                self.front = None
+        self.selftest_hook = selftest_command
+        self.ota_hook = ota_command
+        if store.exists(self.root + "/app"):  # an app installed by OTA: its bundle's version
+            v = store.load(self.root + "/ota.json", {}).get("version")
+            if isinstance(v, str) and v:
+                self.fw = v
         cause = RESET_NAMES.get(self.hw.machine.reset_cause(), "power_on")
-        self.record_event("boot", {"reset": cause, "fw": FW, "safe": self.safe})
+        self.record_event("boot", {"reset": cause, "fw": self.fw, "safe": self.safe})
+        self.booted = True
         for code, detail in self.faults:
             self.record_event("fault", {"code": code, "detail": str(detail)[:120]})
         self.faults = []
+        if self.ota_boot or store.exists(self.root + "/ota.json"):
+            try:
+                self.ota_step("report")
+            except Exception as e:  # a damaged ota.json must not stop the boot
+                self.fault("ota", repr(e))
 
     async def main(self):
         self.start()
@@ -526,8 +653,15 @@ class App:
             tasks.append(asyncio.create_task(self.link.run()))
         if not self.safe:
             tasks.append(asyncio.create_task(self.sampler()))
+        if self.front is not None:
+            tasks.append(asyncio.create_task(self.front.run()))
         self.tasks = tasks
-        reason = await tasks[0]
+        try:
+            reason = await tasks[0]
+        except BaseException:  # cancelled from outside (the host stopping a virtual bench)
+            for t in tasks[1:]:
+                t.cancel()
+            raise
         if self.link is not None:
             await self.link.shutdown()
         for t in tasks[1:]:
@@ -536,3 +670,42 @@ class App:
 
     async def supervisor_guard(self):
         return await self.supervisor()
+
+
+def selftest_command(app):
+    # The `selftest` command: every sensor, port, pad and the display, one line back.
+    from bench import selftest
+
+    try:
+        summary, report = selftest.for_app(app)
+    finally:
+        _unload("selftest")
+    return report["ok"], summary
+
+
+def ota_command(app, args):
+    # The `ota` command: fetch, verify and stage the bundle; ack, then reboot into it.
+    if not isinstance(args, dict):
+        return False, "args must be an object"
+    for k in ("url", "version", "sha256"):
+        if not isinstance(args.get(k), str) or not args[k]:
+            return False, k + " missing"
+    key = app.cfg.get("ota_key")
+    if not isinstance(key, str) or not key:
+        return False, "no ota_key in config"
+    try:
+        import binascii
+
+        key = binascii.unhexlify(key)
+    except ValueError:
+        return False, "ota_key is not hex"
+    from bench import ota
+
+    o = ota.Ota(app.root, key, app.ota_event)
+    ok = o.run(args["url"], args["version"], args["sha256"])
+    error = o.error
+    _unload("ota")
+    if not ok:
+        return False, error
+    app.reboot_requested = ticks_ms()
+    return True, ""

@@ -17,7 +17,7 @@ SETTABLE = {
 CONFIG_DEFAULTS = {
     "period": 60,
     "sample_s": 1,
-    "cooldown": 30,
+    "cooldown": 10,
     "vote_cap": 60,
     "keepalive": 60,
     "resend_s": 900,

@@ -45,6 +45,10 @@ class Link:
         self.sessions = 0
         self.published = 0  # records published (re-sends included)
         self.resent = 0
+        self.dozing = False  # `critical`: disconnected on purpose until wake_up()
+        self.leaving = False  # sleep() is announcing the sleep and disconnecting
+        self.resume = asyncio.Event()
+        self.backing_off = False  # the last attempt failed; waiting before the next one
 
     # -- from the app
     def fresh(self, rec):
@@ -70,9 +74,10 @@ class Link:
         raise OSError("Wi-Fi did not connect to " + w["ssid"])
 
     def ntp(self):
-        due = self.last_ntp is None or ticks_diff(ticks_ms(), self.last_ntp) > self.cfg[
-            "ntp_every_s"
-        ] * 1000
+        due = (
+            self.last_ntp is None
+            or ticks_diff(ticks_ms(), self.last_ntp) > self.cfg["ntp_every_s"] * 1000
+        )
         if not due:
             return
         nt = self.app.hw.ntptime
@@ -93,23 +98,34 @@ class Link:
             self.app.checkin("link")
             started = ticks_ms()
             try:
+                if self.dozing or self.leaving:
+                    await self.parked()
+                    continue
                 await self.wifi()
                 self.ntp()
                 await self.session()
             except Exception as e:  # the link's edge: log, back off, try again
-                print("link:", repr(e))
+                if not (self.dozing or self.leaving):
+                    print("link:", repr(e))
             self.connected = False
             if self.client is not None:
                 self.client.close()
+            if self.dozing or self.leaving:
+                backoff = BACKOFF_MIN_MS
+                continue
             if ticks_diff(ticks_ms(), started) > 60000:
                 backoff = BACKOFF_MIN_MS
             delay = backoff + random.getrandbits(16) % (backoff // 2 + 1)
             backoff = min(backoff * 2, BACKOFF_MAX_MS)
-            while delay > 0:
-                self.app.checkin("link")
-                step = 1000 if delay > 1000 else delay
-                await runtime.sleep_ms(step)
-                delay -= step
+            self.backing_off = True
+            try:
+                while delay > 0:
+                    self.app.checkin("link")
+                    step = 1000 if delay > 1000 else delay
+                    await runtime.sleep_ms(step)
+                    delay -= step
+            finally:
+                self.backing_off = False
 
     def _tls(self):
         mq = self.cfg["mqtt"]
@@ -150,7 +166,7 @@ class Link:
             await c.subscribe([self.t_cmd, self.t_receipt, self.t_poll])
             birth = protocol.status_json(bench, "online", app.boot_no, app.fw, _mpy(), app.now())
             await c.publish(self.t_status, birth, retain=True, token="birth")
-            while c.error is None:
+            while c.error is None and not self.dozing:
                 app.checkin("link")
                 self.handle_inbox()
                 self.check_resend()
@@ -164,6 +180,8 @@ class Link:
                     except asyncio.TimeoutError:
                         pass
                 self.wake.clear()
+            if self.dozing or self.leaving:
+                return
             raise c.error
         finally:
             for t in tasks:
@@ -172,9 +190,10 @@ class Link:
             self.connected = False
 
     def ntp_due(self):
-        return self.last_ntp is None or ticks_diff(ticks_ms(), self.last_ntp) > self.cfg[
-            "ntp_every_s"
-        ] * 1000
+        return (
+            self.last_ntp is None
+            or ticks_diff(ticks_ms(), self.last_ntp) > self.cfg["ntp_every_s"] * 1000
+        )
 
     async def send_some(self, c):
         # Fresh records first, then up to a window's worth of backlog.
@@ -214,7 +233,9 @@ class Link:
     def check_resend(self):
         limit = self.cfg["resend_s"] * 1000
         now = ticks_ms()
-        expired = [k for k in self.sent if self.sent[k][1] and ticks_diff(now, self.sent[k][0]) > limit]
+        expired = [
+            k for k in self.sent if self.sent[k][1] and ticks_diff(now, self.sent[k][0]) > limit
+        ]
         if expired:
             for k in expired:
                 del self.sent[k]
@@ -263,6 +284,53 @@ class Link:
             if self.app.spool.is_acked(key[0], key[1]):
                 del self.sent[key]
         self.wake.set()
+
+    # -- the critical state's sleep (App.doze)
+    async def wait_idle(self, ms):
+        # Until the records made so far are out and acknowledged by the broker, or ms pass.
+        # A link that failed and waits to retry will not send them now: no reason to stay awake.
+        start = runtime.real_ms()  # the broker answers in real time, however fast the clock
+        while ticks_diff(runtime.real_ms(), start) < ms:
+            if self.connected and self.app.clock_set and self.idle() and self.birth_acked:
+                return True
+            if self.backing_off and not self.connected:
+                return False
+            await runtime.real_sleep_ms(50)
+        return False
+
+    async def sleep(self, until):
+        # Publish the retained `sleeping` Status and disconnect cleanly (the will stays unsent).
+        self.leaving = True
+        self.resume.clear()
+        c = self.client
+        if c is not None and self.connected:
+            try:
+                st = protocol.status_json(self.cfg["bench"], "sleeping", until=until)
+                await c.publish(self.t_status, st, retain=True, token="sleeping")
+                start = runtime.real_ms()
+                while (
+                    c.inflight and c.error is None and ticks_diff(runtime.real_ms(), start) < 5000
+                ):
+                    await runtime.real_sleep_ms(20)
+                await c.disconnect()
+            except Exception as e:
+                print("link: sleep:", repr(e))
+        self.dozing = True
+        self.leaving = False
+        self.connected = False
+        self.wake.set()
+
+    def wake_up(self):
+        self.dozing = False
+        self.resume.set()
+
+    async def parked(self):
+        while self.dozing or self.leaving:
+            self.app.checkin("link")
+            try:
+                await runtime.wait_for_ms(self.resume.wait(), 1000)
+            except asyncio.TimeoutError:
+                pass
 
     async def shutdown(self):
         # Clean stop (reboot): the retained offline Status, then DISCONNECT (no will).

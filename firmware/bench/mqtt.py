@@ -75,7 +75,9 @@ def connect_packet(client_id, keepalive, user=None, password=None, will=None, cl
         if password is not None:
             flags |= 0x40
             payload += _str(password)
-    return packet(CONNECT, _str("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload)
+    return packet(
+        CONNECT, _str("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
+    )
 
 
 def publish_packet(topic, payload, qos=0, retain=False, pid=0, dup=False):
@@ -170,7 +172,7 @@ class Client:
         self.writer.write(data)
         await self.writer.drain()
         self.sent += len(data)
-        self.last_tx = runtime.ticks_ms()
+        self.last_tx = runtime.real_ms()
 
     async def read_packet(self):
         head = await self.reader.readexactly(1)
@@ -187,19 +189,19 @@ class Client:
         if n > MAX_PACKET:
             raise MQTTError("packet too long")
         body = await self.reader.readexactly(n) if n else b""
-        self.last_rx = runtime.ticks_ms()
+        self.last_rx = runtime.real_ms()
         return parse(head[0], body)
 
     async def connect(self, open_connection, host, port, ssl=None, timeout_ms=15000):
         self.error = None
         self.inflight = {}
-        self.reader, self.writer = await runtime.wait_for_ms(
+        self.reader, self.writer = await runtime.net_wait_ms(
             open_connection(host, port, ssl), timeout_ms
         )
         await self._write(
             connect_packet(self.client_id, self.keepalive, self.user, self.password, self.will)
         )
-        kind, code = await runtime.wait_for_ms(self.read_packet(), timeout_ms)
+        kind, code = await runtime.net_wait_ms(self.read_packet(), timeout_ms)
         if kind != CONNACK:
             raise MQTTError("expected CONNACK")
         if code:
@@ -261,17 +263,20 @@ class Client:
             self.close()
 
     async def keepalive_loop(self):
+        # In real time (runtime.real_ms): the broker holds the keepalive sent in CONNECT in
+        # real seconds, so a virtual clock running fast must neither ping nor give up sooner.
         ka = self.keepalive * 1000
-        self.last_rx = runtime.ticks_ms()
+        self.last_rx = runtime.real_ms()
         try:
             while self.error is None:
-                await runtime.sleep_ms(ka // 4 if ka >= 4000 else 1000)
-                now = runtime.ticks_ms()
+                await runtime.real_sleep_ms(ka // 4 if ka >= 4000 else 1000)
+                now = runtime.real_ms()
                 if runtime.ticks_diff(now, self.last_rx) > ka * 3 // 2:
                     raise MQTTError("no answer within 1.5 keepalives")
-                if runtime.ticks_diff(now, self.last_tx) >= ka // 2 or runtime.ticks_diff(
-                    now, self.last_rx
-                ) >= ka // 2:
+                if (
+                    runtime.ticks_diff(now, self.last_tx) >= ka // 2
+                    or runtime.ticks_diff(now, self.last_rx) >= ka // 2
+                ):
                     await self.ping()
         except Exception as e:
             if self.error is None:

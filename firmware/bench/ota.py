@@ -330,8 +330,14 @@ class Ota:
             self.error = str(e)[:120]
             return False
         cur = self.state()
-        self._save({"state": "staged", "version": version,
-                    "prev": cur.get("version"), "report": cur.get("report")})
+        self._save(
+            {
+                "state": "staged",
+                "version": version,
+                "prev": cur.get("version"),
+                "report": cur.get("report"),
+            }
+        )
         self.emit("verified", version)
         return True
 
@@ -386,10 +392,12 @@ class Ota:
         # Put the previous app back (the caller reboots into it).
         s = s or self.state()
         app, old = self._p("app"), self._p("app.old")
+        rmtree(app)  # with no app.old (a first OTA) the app provisioned at the root comes back
         if _is_dir(old):
-            rmtree(app)
             os.rename(old, app)
-        self._save({"state": "", "version": s.get("prev"), "report": ["rolled_back", s.get("version")]})
+        self._save(
+            {"state": "", "version": s.get("prev"), "report": ["rolled_back", s.get("version")]}
+        )
 
     def on_trial(self):
         return self.state().get("state") == "trial"
@@ -399,7 +407,9 @@ class Ota:
         s = self.state()
         if s.get("state") == "trial":
             rmtree(self._p("app.old"))
-            self._save({"state": "", "version": s.get("version"), "report": ["applied", s.get("version")]})
+            self._save(
+                {"state": "", "version": s.get("version"), "report": ["applied", s.get("version")]}
+            )
 
     def report(self):
         # (state, version) to record as an `ota` event after boot, or None; then reported().

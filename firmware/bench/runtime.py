@@ -11,14 +11,14 @@ try:
     from micropython import const
 except ImportError:
 
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 
 try:
     import asyncio
 except ImportError:  # older MicroPython
-    import uasyncio as asyncio
+    import uasyncio as asyncio  # type: ignore[no-redef]
 
 TICKS_PERIOD = const(1 << 30)
 _TICKS_HALF = const(1 << 29)
@@ -80,3 +80,26 @@ async def wait_for_ms(aw, ms):
             return await asyncio.wait_for_ms(aw, ms)
         return await asyncio.wait_for(aw, ms / 1000)
     return await asyncio.wait_for(aw, CLOCK.real_s(ms))
+
+
+# Real time, for what lives in real time even when the board's clock runs fast: the broker's
+# keepalive, TCP, connect and read timeouts. On the bench it is the same ticks clock.
+def real_ms():
+    if MICROPYTHON:
+        return time.ticks_ms()
+    return int(time.monotonic() * 1000) % TICKS_PERIOD
+
+
+def real_sleep_ms(ms):
+    # An awaitable lasting ms of real time.
+    if CLOCK is None:
+        return sleep_ms(ms)
+    return asyncio.sleep(ms / 1000)
+
+
+async def net_wait_ms(aw, ms):
+    # asyncio.wait_for for network waits: never shorter than ms of real time, whatever the
+    # speed of a virtual clock (a broker does not answer faster because the bench's time does).
+    if CLOCK is None:
+        return await wait_for_ms(aw, ms)
+    return await asyncio.wait_for(aw, max(CLOCK.real_s(ms), ms / 1000))

@@ -75,3 +75,171 @@ def run(sensors, ports, pads=None, screens=None):
     else:
         summary = "OK %d/%d checks" % (checks, checks)
     return summary[:120], report
+
+
+# -- the checks of a bench, from its board profile ------------------------------------------
+SOLAR_LIMITS = {"v": (0.0, 30.0), "a": (-0.1, 12.0)}
+BATTERY_LIMITS = {"v": (9.0, 16.0), "a": (-30.0, 30.0)}
+ENV_LIMITS = {"t": (-40.0, 85.0), "rh": (0.0, 100.0)}
+
+
+def _settle():
+    # Let a load switch and the INA3221's conversion follow a port switch.
+    try:
+        import time
+
+        time.sleep_ms(30)
+    except AttributeError:  # CPython: the virtual board answers at once
+        pass
+
+
+def _missing(name):
+    def read():
+        raise OSError("no %s sensor answered at boot" % name)
+
+    return read
+
+
+def _ina226(d):
+    return lambda: {"v": d.bus_mv() / 1000, "a": d.current_ma() / 1000}
+
+
+def _bme280(d):
+    def read():
+        r = d.read()
+        return {"t": r[0] / 100, "rh": r[1] / 1000}
+
+    return read
+
+
+def sensors_of(board, drivers):
+    # [(name, read, limits)] for every sensor the profile names; a chip without a driver fails.
+    out = []
+    for name, limits in (("solar", SOLAR_LIMITS), ("battery", BATTERY_LIMITS)):
+        d = drivers.get(name)
+        out.append((name, _ina226(d) if d is not None else _missing(name), limits))
+    if board.get("env"):
+        d = drivers.get("env")
+        out.append(("env", _bme280(d) if d is not None else _missing("env"), ENV_LIMITS))
+    return out
+
+
+def ports_of(board, drivers, switch):
+    # [(n, switch(on), read())] for every port; switch(n, on) drives its load switch.
+    out = []
+    for p in board["ports"]:
+        chip = drivers.get(p["addr"])
+        n, ch = p["n"], p["channel"]
+
+        def sw(on, n=n):
+            switch(n, on)
+            _settle()
+
+        if chip is None:
+            out.append((n, sw, _missing("port %d" % n)))
+        else:
+            out.append(
+                (n, sw, lambda c=chip, ch=ch: (c.bus_mv(ch) / 1000, c.current_ma(ch) / 1000))
+            )
+    return out
+
+
+def for_app(app):
+    # The `selftest` command on the running app: its drivers, ports, pads and display. Ports
+    # end as they were before the test; the screen goes back to what it showed.
+    front = app.front
+    was = {}
+    for n in app.port_on:
+        was[n] = app.port_on[n]
+    try:
+        result = run(
+            sensors_of(app.board, app.drivers),
+            ports_of(app.board, app.drivers, app.switch_port),
+            front.touch if front is not None else None,
+            front.screens if front is not None else None,
+        )
+    finally:
+        for n in was:
+            if app.port_on.get(n) != was[n]:
+                app.switch_port(n, was[n])
+        if front is not None:
+            front.ui.redraw()
+    return result
+
+
+def on_board(root="/", machine=None):
+    # Provisioning's `selftest` step, over the REPL on a freshly provisioned board:
+    # builds the drivers from /board.json and runs every check -> (summary, report).
+    if machine is None:
+        import machine
+    from bench import config
+    from bench.runtime import ticks_ms
+
+    root = root.rstrip("/")
+    board = config.validate_board(config.read_json(root + "/board.json", "bad_board"))
+    b = board["i2c"]
+    i2c = machine.I2C(b["id"], scl=machine.Pin(b["scl"]), sda=machine.Pin(b["sda"]), freq=b["freq"])
+    drivers = {}
+    from drivers.ina226 import INA226
+    from drivers.ina3221 import INA3221
+
+    for part in ("solar", "battery"):
+        d = board[part]
+        try:
+            drivers[part] = INA226(i2c, d["addr"], d["shunt_ohm"], d["max_a"])
+        except OSError:
+            pass
+    shunts = {}
+    for p in board["ports"]:
+        shunts.setdefault(p["addr"], [0.1, 0.1, 0.1])[p["channel"] - 1] = p["shunt_ohm"]
+    for addr in shunts:
+        try:
+            drivers[addr] = INA3221(i2c, addr, shunts[addr])
+        except OSError:
+            pass
+    if board.get("env"):
+        from drivers.bme280 import BME280
+
+        try:
+            drivers["env"] = BME280(i2c, board["env"]["addr"])
+        except OSError:
+            pass
+    pins = {}
+    for p in board["ports"]:
+        pins[p["n"]] = machine.Pin(p["enable_pin"], machine.Pin.OUT, value=1)
+
+    def switch(n, on):
+        pins[n].value(1 if on else 0)
+
+    from bench.touch import TouchPads
+
+    try:
+        tp = [machine.TouchPad(machine.Pin(p)) for p in board["touch"]["pins"]]
+        pads = TouchPads(lambda i: tp[i].read(), board["touch"], ticks_ms, _none, _none)
+        pads.sample()  # the first reading of each pad is its baseline
+    except (AttributeError, ValueError, OSError):  # a pin that is no touch channel
+        pads = _NoPads()
+    screens = None
+    try:
+        from drivers.ssd1306 import SSD1306
+
+        from bench.screens import Screens
+
+        screens = Screens(SSD1306(i2c, addr=board["display"]["addr"]))
+    except OSError:
+        screens = _NoScreen()
+    return run(sensors_of(board, drivers), ports_of(board, drivers, switch), pads, screens)
+
+
+def _none(*a):
+    pass
+
+
+class _NoScreen:
+    def test_pattern(self):
+        raise OSError("display did not answer")
+
+
+class _NoPads:
+    def baselines(self):
+        return [None]

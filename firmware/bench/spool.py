@@ -15,7 +15,7 @@ import struct
 try:
     from binascii import crc32
 except ImportError:  # pragma: no cover - every supported port has it
-    crc32 = None
+    crc32 = None  # type: ignore[assignment]
 
 from bench.runtime import const
 

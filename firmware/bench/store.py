@@ -24,3 +24,11 @@ def save(path, obj):
         except OSError:
             pass
         os.rename(tmp, path)
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False

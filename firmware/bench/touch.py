@@ -50,6 +50,13 @@ class TouchPads:
     def baselines(self):
         return [None if b is None else b >> _FP for b in self.base]
 
+    def active(self):
+        # Any pad down (a press or touch in progress)?
+        for st in self.state:
+            if st != _IDLE:
+                return True
+        return False
+
     def take_touches(self):
         n = self.touches
         self.touches = 0
@@ -97,7 +104,8 @@ class TouchPads:
                 self.state[i] = _IDLE
                 if st != _SPOILED:
                     self.emit_fault(
-                        "touch_stuck", "pad %d pressed for %d s; re-baselined" % (i + 1, held // 1000)
+                        "touch_stuck",
+                        "pad %d pressed for %d s; re-baselined" % (i + 1, held // 1000),
                     )
             elif st == _DOWN and held >= HOLD_MS:
                 self.state[i] = _HELD
@@ -114,7 +122,9 @@ class TouchPads:
                         self.state[i] = _SPOILED
                 if not self._wet_reported:
                     self._wet_reported = True
-                    self.emit_fault("touch_wet", "%d of %d pads wet; presses ignored" % (down, self.n))
+                    self.emit_fault(
+                        "touch_wet", "%d of %d pads wet; presses ignored" % (down, self.n)
+                    )
             self._dry_since = None
         elif self.wet and down == 0:
             self.wet = False

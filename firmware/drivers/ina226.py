@@ -3,7 +3,7 @@ try:
     from micropython import const
 except ImportError:  # CPython with the virtual board
 
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 

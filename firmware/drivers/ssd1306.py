@@ -7,14 +7,14 @@ try:
     from micropython import const
 except ImportError:  # CPython with the virtual board
 
-    def const(x):
+    def const(x):  # type: ignore[misc]
         return x
 
 
 try:
     import framebuf
 except ImportError:  # CPython
-    framebuf = None
+    framebuf = None  # type: ignore[assignment]
 
 # Control byte: Co=0 and D/C#=0 -> a stream of commands; 0x40 (D/C#=1) -> GDDRAM data.
 _CTRL_CMD = const(0x00)

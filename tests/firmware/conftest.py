@@ -128,15 +128,24 @@ class BenchRunner:
         return asyncio.run_coroutine_threadsafe(go(), self.loop).result(5)
 
     def close(self) -> None:
+        if not self.thread.is_alive():
+            return  # closed already
         for vb in self.benches:
             vb.stop()
 
         async def cancel_all() -> None:
+            # Cancel until every task has ended: a task may be mid-way through a wait_for
+            # that absorbs one cancellation (CPython 3.11), so cancel again while any is left.
             me = asyncio.current_task()
-            tasks = [t for t in asyncio.all_tasks() if t is not me]
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for _ in range(50):
+                tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+                if not tasks:
+                    return
+                for t in tasks:
+                    t.cancel()
+                await asyncio.wait(tasks, timeout=0.2)
+            left = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+            raise RuntimeError(f"tasks that would not stop: {left}")
 
         try:
             asyncio.run_coroutine_threadsafe(cancel_all(), self.loop).result(10)

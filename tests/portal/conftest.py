@@ -9,7 +9,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import zlib
@@ -23,8 +22,8 @@ import pytest
 from klupa.testing.services import (
     free_port,
     need_program,
+    serve_portal,
     stop_process,
-    wait_for_http,
     wait_for_port,
 )
 from portal.db import open_database
@@ -47,25 +46,7 @@ class RunningPortal:
         self.http = httpx.Client(base_url=self.url, timeout=30)
 
     def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "klupa.cli",
-                    "portal",
-                    "serve",
-                    "--db",
-                    self.db,
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
-                stdout=log,
-                stderr=log,
-            )
-        wait_for_http(self.url + "/healthz", self.proc, "the portal", timeout=60)
+        self.proc = serve_portal(self.db, self.port, self.log)
 
     def stop(self) -> int | None:
         self.http.close()

@@ -105,6 +105,16 @@ class PressDetection(unittest.TestCase):
         b.press(2, 600, delta=-4000)  # the wrong way: nothing
         self.assertEqual(b.kinds("press"), [1])
 
+    def test_active_while_a_pad_is_down_and_not_after_release(self):
+        b = Bench()
+        self.assertFalse(b.pads.active())
+        b.raw[2] -= 300
+        b.run(100)
+        self.assertTrue(b.pads.active())
+        b.raw[2] += 300
+        b.run(100)
+        self.assertFalse(b.pads.active())
+
     def test_each_pad_is_told_apart(self):
         b = Bench()
         for pad in (3, 0, 2, 1):

@@ -1,15 +1,12 @@
 """A sample of a firmware unit test that runs both under pytest (CPython) and in the VM.
 
 It exercises what tests/firmware/test_in_vm.py relies on: setUp/tearDown, cleanups,
-assertion helpers, assertRaises in both forms, skips, expected failures, and an async test
+assertion helpers, assertRaises in both forms, and an async test
 driven by the VM's asyncio (create_task, Event, wait_for, gather, cancellation).
 """
 
 import asyncio
-import sys
 import unittest
-
-IN_VM = sys.implementation.name == "micropython"
 
 
 def moving_average(values, n):
@@ -69,14 +66,6 @@ class MovingAverageTest(unittest.TestCase):
             with self.assertRaises(KeyError):
                 pass
 
-    @unittest.skip("shows that a skip is reported as a skip")
-    def test_skipped(self):
-        raise RuntimeError("a skipped test must not run")
-
-    @unittest.expectedFailure
-    def test_expected_failure(self):
-        self.assertEqual(moving_average([1], 1), [2.0])
-
 
 async def _produce(event, box):
     await asyncio.sleep(0.005)
@@ -121,9 +110,3 @@ class AsyncLoopTest(unittest.IsolatedAsyncioTestCase):
         block = bytearray(20000)
         await asyncio.sleep(0.005)
         self.assertEqual(len(block), 20000)
-
-
-@unittest.skipIf(not IN_VM, "MicroPython-only check")
-class OnlyInVmTest(unittest.TestCase):
-    def test_running_in_micropython(self):
-        self.assertEqual(sys.implementation.name, "micropython")

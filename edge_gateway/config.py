@@ -1,0 +1,437 @@
+"""The gateway's TOML configuration, exactly as INTERFACES.md lists it.
+
+:func:`load` returns a :class:`Config` or raises :class:`ConfigError` whose ``problems`` are
+one line each, every line naming its key (``mqtt.port: …``). Unknown keys are problems: a typo
+must not silently switch forwarding off. Secrets come from the key, its ``*_file`` twin or a
+``KLUPA_*`` environment variable; they never appear in a repr, a problem line or the log.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from edge_gateway.protocol import BENCH_RE, MUNICIPALITY_RE
+
+
+class ConfigError(Exception):
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = ""
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    ca_file: str | None = None
+    certfile: str | None = None
+    keyfile: str | None = None
+
+
+@dataclass
+class SpoolConfig:
+    path: str
+    retention_days: float = 35
+    max_mb: float = 2048
+
+
+@dataclass
+class InfluxConfig:
+    url: str
+    api_version: int = 2
+    org: str = ""
+    bucket: str = ""
+    token: str | None = field(default=None, repr=False)
+    database: str = ""
+    retention_policy: str = ""
+    create_database: bool = True
+    username: str = ""
+    password: str | None = field(default=None, repr=False)
+    batch_size: int = 5000
+    flush_interval_s: float = 5
+
+
+@dataclass
+class PortalConfig:
+    url: str
+    token: str | None = field(default=None, repr=False)
+    poll_sync_s: float = 60
+
+
+@dataclass
+class HealthConfig:
+    offline_after_s: float = 300
+    expected: list[str] = field(default_factory=list)
+
+
+@dataclass
+class OtaConfig:
+    dir: str
+    port: int = 8070
+
+
+@dataclass
+class MetricsConfig:
+    port: int = 9108
+
+
+@dataclass
+class Config:
+    municipality: str
+    mqtt: MqttConfig
+    spool: SpoolConfig
+    influxdb: InfluxConfig | None = None
+    portal: PortalConfig | None = None
+    health: HealthConfig = field(default_factory=HealthConfig)
+    ota: OtaConfig | None = None
+    metrics: MetricsConfig | None = None
+    path: str = ""
+
+    def secrets(self) -> list[str]:
+        """Every secret value in force, so a log filter can blank them."""
+        out = [self.mqtt.password]
+        if self.influxdb:
+            out += [self.influxdb.token, self.influxdb.password]
+        if self.portal:
+            out.append(self.portal.token)
+        return [s for s in out if s]
+
+
+SECTIONS: dict[str, set[str]] = {
+    "mqtt": {
+        "host",
+        "port",
+        "client_id",
+        "username",
+        "password",
+        "password_file",
+        "tls",
+        "ca_file",
+        "certfile",
+        "keyfile",
+    },
+    "spool": {"path", "retention_days", "max_mb"},
+    "influxdb": {
+        "url",
+        "api_version",
+        "org",
+        "bucket",
+        "token",
+        "token_file",
+        "database",
+        "retention_policy",
+        "create_database",
+        "username",
+        "password",
+        "password_file",
+        "batch_size",
+        "flush_interval_s",
+    },
+    "portal": {"url", "token", "token_file", "poll_sync_s"},
+    "health": {"offline_after_s", "expected"},
+    "ota": {"dir", "port"},
+    "metrics": {"port"},
+}
+V1_ONLY = {"database", "retention_policy", "create_database", "username", "password"}
+V2_ONLY = {"org", "bucket"}
+
+
+class _Reader:
+    """Typed reads from one table, noting problems instead of stopping at the first."""
+
+    def __init__(self, table: Mapping[str, Any], prefix: str, problems: list[str]) -> None:
+        self.table = table
+        self.prefix = prefix
+        self.problems = problems
+
+    def name(self, key: str) -> str:
+        return f"{self.prefix}{key}"
+
+    def bad(self, key: str, why: str) -> None:
+        self.problems.append(f"{self.name(key)}: {why}")
+
+    def text(self, key: str, default: str | None = None, required: bool = False) -> str | None:
+        if key not in self.table:
+            if required:
+                self.bad(key, "required")
+            return default
+        value = self.table[key]
+        if not isinstance(value, str):
+            self.bad(key, f"must be a string (got {type(value).__name__})")
+            return default
+        return value
+
+    def number(
+        self,
+        key: str,
+        default: float,
+        lo: float,
+        hi: float,
+        integer: bool = False,
+    ) -> float:
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        kind = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.bad(key, f"must be {kind} (got {type(value).__name__})")
+            return default
+        if integer and not float(value).is_integer():
+            self.bad(key, f"must be {kind} (got {value})")
+            return default
+        if not lo <= value <= hi:
+            self.bad(key, f"must be between {lo:g} and {hi:g} (got {value})")
+            return default
+        return int(value) if integer else float(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        if key not in self.table:
+            return default
+        value = self.table[key]
+        if not isinstance(value, bool):
+            self.bad(key, f"must be true or false (got {type(value).__name__})")
+            return default
+        return value
+
+    def file(self, key: str, base: Path) -> str | None:
+        value = self.text(key)
+        if value is None:
+            return None
+        p = base / value if not os.path.isabs(value) else Path(value)
+        if not p.is_file():
+            self.bad(key, f"file {value} does not exist")
+            return None
+        return str(p)
+
+    def url(self, key: str) -> str | None:
+        value = self.text(key, required=True)
+        if value is None:
+            return None
+        u = urlparse(value)
+        if u.scheme not in ("http", "https") or not u.netloc:
+            self.bad(key, f"must be an http:// or https:// URL (got {value!r})")
+            return None
+        return value.rstrip("/")
+
+    def secret(self, key: str, env: str, base: Path, required: bool = False) -> str | None:
+        """A secret from ``key``, ``key_file`` or the environment variable ``env``."""
+        file_key = f"{key}_file"
+        if key in self.table and file_key in self.table:
+            self.bad(key, f"give either {self.name(key)} or {self.name(file_key)}, not both")
+            return None
+        if key in self.table:
+            value = self.table[key]
+            if not isinstance(value, str):
+                self.bad(key, "must be a string")
+                return None
+            return value
+        if file_key in self.table:
+            path = self.file(file_key, base)
+            if path is None:
+                return None
+            try:
+                return Path(path).read_text().strip()
+            except OSError as exc:
+                self.bad(file_key, f"cannot read the file: {exc.strerror}")
+                return None
+        value = os.environ.get(env)
+        if value:
+            return value
+        if required:
+            self.bad(key, f"required (or {self.name(file_key)}, or the variable {env})")
+        return None
+
+
+def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
+    """Build a Config from parsed TOML; relative file paths are relative to ``base``."""
+    problems: list[str] = []
+    for key, value in data.items():
+        if key == "municipality":
+            continue
+        if key not in SECTIONS:
+            problems.append(f"{key}: unknown key")
+        elif not isinstance(value, dict):
+            problems.append(f"{key}: must be a table [{key}]")
+    for name, allowed in SECTIONS.items():
+        given = data.get(name)
+        if isinstance(given, dict):
+            for key in given:
+                if key not in allowed:
+                    problems.append(f"{name}.{key}: unknown key")
+
+    top = _Reader(data, "", problems)
+    municipality = top.text("municipality", required=True) or ""
+    if municipality and not MUNICIPALITY_RE.match(municipality):
+        top.bad("municipality", f"must match {MUNICIPALITY_RE.pattern} (got {municipality!r})")
+
+    def section(name: str) -> dict[str, Any] | None:
+        t = data.get(name)
+        return t if isinstance(t, dict) else None
+
+    # [mqtt]
+    r = _Reader(section("mqtt") or {}, "mqtt.", problems)
+    tls = r.flag("tls", False)
+    mqtt = MqttConfig(
+        host=r.text("host", "127.0.0.1") or "127.0.0.1",
+        port=int(r.number("port", 8883 if tls else 1883, 1, 65535, integer=True)),
+        client_id=r.text("client_id", f"gateway-{municipality}") or f"gateway-{municipality}",
+        username=r.text("username"),
+        password=r.secret("password", "KLUPA_MQTT_PASSWORD", base),
+        tls=tls,
+        ca_file=r.file("ca_file", base),
+        certfile=r.file("certfile", base),
+        keyfile=r.file("keyfile", base),
+    )
+    if not tls:
+        for key in ("ca_file", "certfile", "keyfile"):
+            if key in r.table:
+                r.bad(key, "only with tls = true")
+    if ("certfile" in r.table) != ("keyfile" in r.table):
+        r.bad(
+            "keyfile" if "certfile" in r.table else "certfile", "certfile and keyfile go together"
+        )
+
+    # [spool]
+    spool_t = section("spool")
+    if spool_t is None and "spool" not in data:
+        problems.append("spool: required section [spool] with path")
+    r = _Reader(spool_t or {}, "spool.", problems)
+    spool_path = r.text("path", required=spool_t is not None) or ""
+    if spool_path:
+        p = Path(spool_path) if os.path.isabs(spool_path) else base / spool_path
+        spool_path = str(p)
+        parent = p.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not os.access(parent, os.W_OK):
+            r.bad("path", f"directory {parent} is not writable")
+    spool = SpoolConfig(
+        path=spool_path,
+        retention_days=r.number("retention_days", 35, 1, 36500),
+        max_mb=r.number("max_mb", 2048, 1, 10_000_000),
+    )
+
+    # [influxdb]
+    influx: InfluxConfig | None = None
+    t = section("influxdb")
+    if t is not None:
+        r = _Reader(t, "influxdb.", problems)
+        version = int(r.number("api_version", 2, 1, 2, integer=True))
+        for key in V1_ONLY | {"password_file"} if version == 2 else V2_ONLY:
+            if key in t:
+                r.bad(key, f"not used with api_version = {version}")
+        influx = InfluxConfig(
+            url=r.url("url") or "",
+            api_version=version,
+            org=r.text("org", "") or "",
+            bucket=r.text("bucket", "") or "",
+            token=r.secret("token", "KLUPA_INFLUXDB_TOKEN", base, required=version == 2),
+            database=r.text("database", "", required=version == 1) or "",
+            retention_policy=r.text("retention_policy", "") or "",
+            create_database=r.flag("create_database", True),
+            username=r.text("username", "") or "",
+            password=(
+                r.secret("password", "KLUPA_INFLUXDB_PASSWORD", base) if version == 1 else None
+            ),
+            batch_size=int(r.number("batch_size", 5000, 1, 1_000_000, integer=True)),
+            flush_interval_s=r.number("flush_interval_s", 5, 0.01, 3600),
+        )
+        if version == 2:
+            if "org" not in t:
+                r.bad("org", "required with api_version = 2")
+            if "bucket" not in t:
+                r.bad("bucket", "required with api_version = 2")
+
+    # [portal]
+    portal: PortalConfig | None = None
+    t = section("portal")
+    if t is not None:
+        r = _Reader(t, "portal.", problems)
+        portal = PortalConfig(
+            url=r.url("url") or "",
+            token=r.secret("token", "KLUPA_PORTAL_TOKEN", base, required=True),
+            poll_sync_s=r.number("poll_sync_s", 60, 1, 86400),
+        )
+
+    # [health]
+    r = _Reader(section("health") or {}, "health.", problems)
+    expected: list[str] = []
+    raw = r.table.get("expected", [])
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        r.bad("expected", "must be a list of bench ids")
+    else:
+        for b in raw:
+            if not BENCH_RE.match(b):
+                r.bad("expected", f"{b!r} is not a bench id ({BENCH_RE.pattern})")
+        expected = list(raw)
+    health = HealthConfig(
+        offline_after_s=r.number("offline_after_s", 300, 1, 30 * 86400), expected=expected
+    )
+
+    # [ota]
+    ota: OtaConfig | None = None
+    t = section("ota")
+    if t is not None:
+        r = _Reader(t, "ota.", problems)
+        d = r.text("dir", required=True)
+        if d is not None:
+            dp = Path(d) if os.path.isabs(d) else base / d
+            if not dp.is_dir():
+                r.bad("dir", f"directory {d} does not exist")
+            d = str(dp)
+        ota = OtaConfig(dir=d or "", port=int(r.number("port", 8070, 1, 65535, integer=True)))
+
+    # [metrics]
+    metrics: MetricsConfig | None = None
+    t = section("metrics")
+    if t is not None:
+        r = _Reader(t, "metrics.", problems)
+        metrics = MetricsConfig(port=int(r.number("port", 9108, 1, 65535, integer=True)))
+
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        municipality=municipality,
+        mqtt=mqtt,
+        spool=spool,
+        influxdb=influx,
+        portal=portal,
+        health=health,
+        ota=ota,
+        metrics=metrics,
+        path=env_path,
+    )
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and check a config file; every problem is one line naming its key."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(["no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"cannot read: {exc}"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"not valid TOML: {exc}"]) from None
+    return parse(data, p.resolve().parent, str(p))
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret replaced by ``***``."""
+    for s in secrets:
+        if s:
+            text = text.replace(s, "***")
+    return text

@@ -1,0 +1,120 @@
+"""Online and offline, exactly as INTERFACES.md's ``[health]`` says.
+
+A bench is offline when its will fired (the offline Status), when it has been silent longer
+than ``max(offline_after_s, 2.5 × its last reported period)``, or when it announced a sleep and
+is not back by ``until`` plus one window. Any record or online Status brings it back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_PERIOD = 60
+
+
+@dataclass
+class BenchHealth:
+    bench: str
+    online: bool = False
+    sleeping: bool = False
+    until: int | None = None
+    last_seen: float | None = None
+    period: int | None = None  # last reported window, s
+    boot: int | None = None
+    fw: str | None = None
+    soc: float | None = None
+    power: str | None = None
+
+
+@dataclass
+class Change:
+    bench: str
+    online: bool
+    sleeping: bool
+    why: str
+    t: float
+
+
+class Health:
+    def __init__(self, offline_after_s: float, known: list[dict[str, Any]] | None = None) -> None:
+        self.offline_after_s = offline_after_s
+        self.benches: dict[str, BenchHealth] = {}
+        for row in known or []:
+            self.benches[row["bench"]] = BenchHealth(
+                bench=row["bench"],
+                online=bool(row["online"]),
+                sleeping=bool(row["sleeping"]),
+                until=row["until"],
+                last_seen=row["last_seen"],
+                period=row["period"],
+                boot=row["boot"],
+                fw=row["fw"],
+                soc=row["soc"],
+                power=row["power"],
+            )
+
+    def get(self, bench: str) -> BenchHealth:
+        b = self.benches.get(bench)
+        if b is None:
+            b = self.benches[bench] = BenchHealth(bench)
+        return b
+
+    def _set(
+        self, b: BenchHealth, online: bool, sleeping: bool, why: str, now: float
+    ) -> Change | None:
+        if b.online == online and b.sleeping == sleeping:
+            return None
+        b.online, b.sleeping = online, sleeping
+        return Change(b.bench, online, sleeping, why, now)
+
+    def on_status(
+        self,
+        bench: str,
+        state: str,
+        now: float,
+        boot: int | None = None,
+        fw: str | None = None,
+        until: int | None = None,
+    ) -> Change | None:
+        b = self.get(bench)
+        if boot is not None:
+            b.boot = boot
+        if fw is not None:
+            b.fw = fw
+        if state == "online":
+            b.last_seen = now
+            b.until = None
+            return self._set(b, True, False, "online status", now)
+        if state == "sleeping":
+            b.last_seen = now
+            b.until = until
+            return self._set(b, False, True, f"sleeping until {until}", now)
+        b.until = None
+        return self._set(b, False, False, "offline status (will or clean shutdown)", now)
+
+    def on_record(self, bench: str, now: float) -> Change | None:
+        b = self.get(bench)
+        b.last_seen = now
+        if not b.online:
+            b.until = None
+            return self._set(b, True, False, "records arriving", now)
+        return None
+
+    def silence_limit(self, b: BenchHealth) -> float:
+        return max(self.offline_after_s, 2.5 * (b.period or 0))
+
+    def tick(self, now: float) -> list[Change]:
+        changes = []
+        for b in self.benches.values():
+            c: Change | None = None
+            if b.online and b.last_seen is not None and now - b.last_seen > self.silence_limit(b):
+                c = self._set(b, False, False, f"silent for {now - b.last_seen:.0f} s", now)
+            elif b.sleeping and b.until is not None:
+                window = b.period or DEFAULT_PERIOD
+                if now > b.until + window:
+                    why = f"not back from sleep by {b.until} + {window} s"
+                    c = self._set(b, False, False, why, now)
+            if c:
+                changes.append(c)
+        return changes

@@ -1,0 +1,279 @@
+"""InfluxDB points exactly per INTERFACES.md's schema, built with influxdb-client's ``Point``.
+
+Every point is written with millisecond precision: a point timed in seconds gets ``ts × 1000``;
+``session`` and ``event`` points get ``ts × 1000 + seq mod 1000`` so that two events of one bench
+in one second stay two points. Field types are forced to the schema's, whatever the JSON held.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+from influxdb_client import Point, WritePrecision
+from influxdb_client.client.write.point import _ESCAPE_KEY, _ESCAPE_STRING
+
+from edge_gateway.protocol import Event, Telemetry, Vote
+from edge_gateway.store import Row, Store, day_bounds, local_day
+
+MS = WritePrecision.MS
+_telemetry = msgspec.json.Decoder(Telemetry)
+_event = msgspec.json.Decoder(Event)
+_vote = msgspec.json.Decoder(Vote)
+
+EVENT_FIELDS: dict[str, dict[str, type]] = {
+    "boot": {"reset": str, "fw": str, "safe": bool},
+    "power": {"from_": str, "to": str},
+    "clock": {"offset": int},
+    "ota": {"state": str, "version": str},
+    "tamper": {"kind": str},
+    "fault": {},
+}
+
+
+def _p(measurement: str, m: str, bench: str) -> Point:
+    return Point(measurement).tag("municipality", m).tag("bench", bench)
+
+
+def telemetry_points(m: str, t: Telemetry) -> list[Point]:
+    ms = int(t.ts) * 1000
+    out = [
+        _p("power", m, t.bench)
+        .field("solar_v", float(t.solar.v))
+        .field("solar_a", float(t.solar.a))
+        .field("solar_wh", float(t.solar.wh))
+        .field("batt_v", float(t.batt.v))
+        .field("batt_a", float(t.batt.a))
+        .field("batt_soc", float(t.batt.soc))
+        .field("state", str(t.power))
+        .time(ms, MS),
+        _p("link", m, t.bench)
+        .field("rssi", int(t.wifi.rssi))
+        .field("clients", int(t.wifi.clients))
+        .field("heap", int(t.heap))
+        .time(ms, MS),
+        _p("usage", m, t.bench)
+        .field("seat_occ_s", int(t.seat.occ))
+        .field("touches", int(t.touch.n))
+        .time(ms, MS),
+    ]
+    for port in t.ports:
+        out.append(
+            _p("port", m, t.bench)
+            .tag("port", str(int(port.n)))
+            .field("on", bool(port.on))
+            .field("plug", bool(port.plug))
+            .field("a", float(port.a))
+            .field("wh", float(port.wh))
+            .time(ms, MS)
+        )
+    if t.env is not None:
+        out.append(
+            _p("env", m, t.bench)
+            .field("temp_c", float(t.env.t))
+            .field("rh", float(t.env.rh))
+            .time(ms, MS)
+        )
+    return out
+
+
+def _value(v: Any) -> str:
+    """A field value exactly as ``Point.to_line_protocol`` writes it."""
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, float):
+        text = str(v)
+        return text[:-2] if text.endswith(".0") else text
+    if isinstance(v, int):
+        return f"{v}i"
+    return '"' + str(v).translate(_ESCAPE_STRING) + '"'
+
+
+def fast_line(measurement: str, tags: dict[str, str], fields: dict[str, Any], ms: int) -> str:
+    """The line ``Point`` would make for these tags and fields, about 5 times faster.
+
+    Used for telemetry, the bulk of the traffic; ``telemetry_points`` (built with ``Point``) is
+    the reference, and a test holds the two equal.
+    """
+    t = ",".join(f"{k}={str(tags[k]).translate(_ESCAPE_KEY)}" for k in sorted(tags))
+    f = ",".join(f"{k}={_value(fields[k])}" for k in sorted(fields))
+    return f"{measurement},{t} {f} {ms}"
+
+
+def telemetry_lines(m: str, t: Telemetry) -> list[str]:
+    """Lines of ``telemetry_points``, built directly (see :func:`fast_line`)."""
+    ms = int(t.ts) * 1000
+    tags = {"municipality": m, "bench": t.bench}
+    out = [
+        fast_line(
+            "power",
+            tags,
+            {
+                "solar_v": float(t.solar.v),
+                "solar_a": float(t.solar.a),
+                "solar_wh": float(t.solar.wh),
+                "batt_v": float(t.batt.v),
+                "batt_a": float(t.batt.a),
+                "batt_soc": float(t.batt.soc),
+                "state": str(t.power),
+            },
+            ms,
+        ),
+        fast_line(
+            "link",
+            tags,
+            {"rssi": int(t.wifi.rssi), "clients": int(t.wifi.clients), "heap": int(t.heap)},
+            ms,
+        ),
+        fast_line("usage", tags, {"seat_occ_s": int(t.seat.occ), "touches": int(t.touch.n)}, ms),
+    ]
+    for port in t.ports:
+        out.append(
+            fast_line(
+                "port",
+                {**tags, "port": str(int(port.n))},
+                {
+                    "on": bool(port.on),
+                    "plug": bool(port.plug),
+                    "a": float(port.a),
+                    "wh": float(port.wh),
+                },
+                ms,
+            )
+        )
+    if t.env is not None:
+        out.append(fast_line("env", tags, {"temp_c": float(t.env.t), "rh": float(t.env.rh)}, ms))
+    return out
+
+
+def event_point(m: str, e: Event) -> Point:
+    ms = int(e.ts) * 1000 + int(e.seq) % 1000
+    if e.type == "session":
+        return (
+            _p("session", m, e.bench)
+            .tag("port", str(int(e.port or 0)))
+            .field("duration_s", int(e.s or 0))
+            .field("wh", float(e.wh or 0.0))
+            .time(ms, MS)
+        )
+    p = (
+        _p("event", m, e.bench)
+        .tag("type", e.type)
+        .field("detail", e.detail or "")
+        .field("code", e.code or "")
+    )
+    for attr, kind in EVENT_FIELDS.get(e.type, {}).items():
+        value = getattr(e, attr)
+        name = "from" if attr == "from_" else attr
+        if kind is str:
+            p.field(name, "" if value is None else str(value))
+        elif kind is bool:
+            p.field(name, bool(value))
+        elif value is not None:
+            p.field(name, int(value))
+    return p.time(ms, MS)
+
+
+def votes_point(m: str, bench: str, poll: str, choice: str, minute: int, count: int) -> Point:
+    return (
+        _p("votes", m, bench)
+        .tag("poll", poll)
+        .tag("choice", choice)
+        .field("count", int(count))
+        .time(minute * 1000, MS)
+    )
+
+
+def daily_point(m: str, bench: str, day: str, d: dict[str, Any]) -> Point:
+    start, _ = day_bounds(day)
+    return (
+        _p("daily", m, bench)
+        .field("solar_wh", float(d["solar_wh"]))
+        .field("charge_wh", float(d["charge_wh"]))
+        .field("sessions", int(d["sessions"]))
+        .field("seat_occ_s", int(d["seat_occ_s"]))
+        .field("touches", int(d["touches"]))
+        .field("votes", int(d["votes"]))
+        .field("uptime_pct", float(d["uptime_pct"]))
+        .time(int(start) * 1000, MS)
+    )
+
+
+def status_point(m: str, bench: str, body: dict[str, Any]) -> Point:
+    p = (
+        _p("bench_status", m, bench)
+        .field("online", bool(body["online"]))
+        .field("sleeping", bool(body["sleeping"]))
+    )
+    if body.get("boot") is not None:
+        p.field("boot", int(body["boot"]))
+    if body.get("fw") is not None:
+        p.field("fw", str(body["fw"]))
+    return p.time(int(float(body["t"]) * 1000), MS)
+
+
+def gateway_point(m: str, counters: dict[str, int], depth: int, lag: float, t: float) -> Point:
+    return (
+        Point("gateway")
+        .tag("municipality", m)
+        .field("received", int(counters.get("received", 0)))
+        .field("accepted", int(counters.get("accepted", 0)))
+        .field("rejected", int(counters.get("rejected", 0)))
+        .field("duplicates", int(counters.get("duplicates", 0)))
+        .field("spool_depth", int(depth))
+        .field("forward_lag_s", float(lag))
+        .time(int(t * 1000), MS)
+    )
+
+
+def decode_row(row: Row) -> Any:
+    """The typed message of a stored row (rows were validated before they were stored)."""
+    if row.kind == "telemetry":
+        return _telemetry.decode(row.body)
+    if row.kind == "event":
+        return _event.decode(row.body)
+    if row.kind == "vote":
+        return _vote.decode(row.body)
+    if row.kind == "state":
+        return json.loads(row.body)
+    return None
+
+
+def row_points(m: str, rows: Iterable[Row], store: Store, now: float) -> list[tuple[int, str]]:
+    """Line-protocol lines for stored rows, each with the id of the row it came from.
+
+    Derived points (vote counts per minute, the local day) are emitted once per batch with the
+    store's current value, tagged with the id of the last row that touched them.
+    """
+    lines: list[tuple[int, str]] = []
+    minutes: dict[tuple[str, str, str, int], int] = {}
+    days: dict[tuple[str, str], int] = {}
+    for row in rows:
+        msg = decode_row(row)
+        if msg is None:
+            continue
+        if isinstance(msg, Telemetry):
+            lines.extend((row.id, text) for text in telemetry_lines(m, msg))
+            days[(row.bench, local_day(row.ts))] = row.id
+        elif isinstance(msg, Event):
+            lines.append((row.id, event_point(m, msg).to_line_protocol()))
+            if msg.type == "session":
+                days[(row.bench, local_day(row.ts))] = row.id
+        elif isinstance(msg, Vote):
+            minute = int(msg.ts) - int(msg.ts) % 60
+            minutes[(row.bench, msg.poll, msg.choice, minute)] = row.id
+            days[(row.bench, local_day(row.ts))] = row.id
+        elif isinstance(msg, dict):
+            lines.append((row.id, status_point(m, row.bench, msg).to_line_protocol()))
+            days[(row.bench, local_day(row.ts))] = row.id
+    for (bench, poll, choice, minute), rid in minutes.items():
+        count = store.vote_count(bench, poll, choice, minute)
+        lines.append((rid, votes_point(m, bench, poll, choice, minute, count).to_line_protocol()))
+    for (bench, day), rid in days.items():
+        d = store.daily(bench, day, now)
+        lines.append((rid, daily_point(m, bench, day, d).to_line_protocol()))
+    return lines

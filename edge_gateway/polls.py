@@ -1,0 +1,88 @@
+"""Poll distribution: fetch the municipality's polls from the portal, publish the one in force.
+
+Every ``poll_sync_s`` the open and upcoming polls are fetched; every second the choice is made
+again from that list by the gateway's clock (so a poll opens and closes on time between
+fetches): of the polls open now, the one that opened last (ties: the smallest id), retained on
+``klupa/v1/{m}/poll``; when none is open, ``{"v":1,"id":null}`` — never an empty payload.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+from edge_gateway import protocol as P
+from edge_gateway.config import PortalConfig
+from edge_gateway.sinks.base import Rejected, Retry, http
+
+if TYPE_CHECKING:
+    from edge_gateway.service import Gateway
+
+log = logging.getLogger("edge_gateway.polls")
+
+POLL_FIELDS = ("v", "id", "opens", "closes", "question", "options")
+
+
+def choose(polls: list[dict[str, Any]], now: float) -> dict[str, Any] | None:
+    """The poll a municipality's benches show at ``now``, or None."""
+    open_now = [p for p in polls if p["opens"] <= now < p["closes"]]
+    if not open_now:
+        return None
+    return min(open_now, key=lambda p: (-p["opens"], p["id"]))
+
+
+def poll_payload(poll: dict[str, Any] | None) -> bytes:
+    if poll is None:
+        return P.no_poll()
+    return P.encode({k: poll[k] for k in POLL_FIELDS if k in poll} | {"v": P.VERSION})
+
+
+class PollSync(threading.Thread):
+    def __init__(self, gateway: Gateway, cfg: PortalConfig) -> None:
+        super().__init__(name="poll-sync", daemon=True)
+        self.gateway = gateway
+        self.cfg = cfg
+        self.polls: list[dict[str, Any]] | None = None
+        self.published: bytes | None = None
+        self.stopping = threading.Event()
+
+    def fetch(self) -> list[dict[str, Any]]:
+        q = urllib.parse.urlencode({"municipality": self.gateway.m})
+        headers = {"Authorization": f"Bearer {self.cfg.token or ''}", "Accept": "application/json"}
+        _, body = http("GET", f"{self.cfg.url}/api/v1/polls?{q}", None, headers, timeout=15)
+        data = json.loads(body)
+        out = []
+        for p in data.get("polls", []):
+            payload = P.encode({k: p[k] for k in POLL_FIELDS if k in p} | {"v": P.VERSION})
+            try:
+                P.validate_poll(payload)
+            except P.ProtocolError as exc:
+                log.warning("portal poll %s is not a valid Poll (%s); skipped", p.get("id"), exc)
+                continue
+            out.append(p)
+        return out
+
+    def run(self) -> None:
+        last_fetch = 0.0
+        while not self.stopping.is_set():
+            now = time.time()
+            if now - last_fetch >= self.cfg.poll_sync_s:
+                last_fetch = now
+                try:
+                    self.polls = self.fetch()
+                except (Retry, Rejected, ValueError, AttributeError) as exc:
+                    log.warning("could not fetch polls from the portal: %s", exc)
+            if self.polls is not None and self.gateway.connected.is_set():
+                payload = poll_payload(choose(self.polls, now))
+                if payload != self.published:
+                    self.gateway.publish(P.topic(self.gateway.m, None, "poll"), payload)
+                    self.published = payload
+                    log.info("published poll: %s", json.loads(payload).get("id"))
+            self.stopping.wait(1.0)
+
+    def stop(self) -> None:
+        self.stopping.set()

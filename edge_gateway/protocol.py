@@ -1,0 +1,542 @@
+"""The host's one definition of PROTOCOL.md (version 1): names, topics, payloads and limits.
+
+Everything on the host that reads or writes bench messages (the gateway, the simulator, the
+system tests) validates with :func:`validate`, which returns a typed message or raises
+:class:`ProtocolError` carrying a short reason code (``bad_type``, ``ts_future``, …) that the
+gateway counts by.
+
+msgspec decodes and type-checks in one pass; the rules msgspec cannot express (integers
+written as ``-61.0``, at most 3 decimals, ranges, the ``ts`` window) are checked after it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+VERSION = 1
+ROOT = "klupa/v1"
+MAX_PAYLOAD = 2048
+MAX_POLL_PAYLOAD = 4096
+TS_MAX_FUTURE_S = 300
+TS_MAX_AGE_S = 35 * 86400
+
+MUNICIPALITY_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
+BENCH_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
+POLL_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
+OPTION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
+
+MUNICIPALITIES = (
+    "mostar",
+    "jablanica",
+    "nevesinje",
+    "zavidovici",
+    "zepce",
+    "maglaj",
+    "prijedor",
+    "novi-grad",
+    "kostajnica",
+    "trebinje",
+    "ravno",
+    "berkovici",
+)
+
+# Topic kinds a bench publishes (and the gateway subscribes to).
+BENCH_KINDS = ("telemetry", "event", "vote", "status", "cmd/ack")
+# Kinds that carry the envelope (bench, boot, seq, ts) and are stored by (bench, boot, seq).
+RECORD_KINDS = ("telemetry", "event", "vote", "cmd/ack")
+
+POWER_STATES = ("normal", "saver", "critical")
+EVENT_TYPES = ("boot", "session", "power", "fault", "clock", "ota", "tamper")
+RESET_CAUSES = ("power_on", "hard", "wdt", "deepsleep", "soft")
+OTA_STATES = ("downloading", "verified", "applied", "rolled_back", "failed")
+TAMPER_KINDS = ("tilt", "shock", "port_overcurrent")
+STATUS_STATES = ("online", "offline", "sleeping")
+COMMAND_OPS = ("ping", "reboot", "set", "port", "ota", "selftest")
+SET_RANGES: dict[str, tuple[int, int]] = {
+    "period": (10, 3600),
+    "sample_s": (1, 60),
+    "cooldown": (0, 600),
+    "vote_cap": (1, 1000),
+    "saver_soc": (0, 100),
+    "critical_soc": (0, 100),
+}
+
+# Reason codes, each counted by the gateway.
+REASONS = (
+    "bad_topic",
+    "wrong_municipality",
+    "too_large",
+    "not_json",
+    "not_object",
+    "missing_field",
+    "bad_type",
+    "out_of_range",
+    "bad_name",
+    "bad_version",
+    "bench_mismatch",
+    "ts_future",
+    "ts_too_old",
+)
+
+
+class ProtocolError(ValueError):
+    """A message that breaks PROTOCOL.md; ``reason`` is a short code, ``detail`` says where."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+Num = int | float  # JSON numbers as decoded; the integer rule is checked after decoding.
+
+
+# --------------------------------------------------------------------------- payload shapes
+
+
+class Solar(msgspec.Struct):
+    v: float
+    a: float
+    wh: float
+
+
+class Batt(msgspec.Struct):
+    v: float
+    a: float
+    soc: float
+
+
+class Port(msgspec.Struct):
+    n: Num
+    on: bool
+    plug: bool
+    a: float
+    wh: float
+
+
+class Wifi(msgspec.Struct):
+    rssi: Num
+    clients: Num
+
+
+class Seat(msgspec.Struct):
+    occ: Num
+
+
+class Touch(msgspec.Struct):
+    n: Num
+
+
+class Env(msgspec.Struct):
+    t: float
+    rh: float
+
+
+class Envelope(msgspec.Struct):
+    v: Num
+    bench: str
+    boot: Num
+    seq: Num
+    ts: Num
+
+
+class Telemetry(Envelope):
+    period: Num
+    solar: Solar
+    batt: Batt
+    ports: list[Port]
+    wifi: Wifi
+    seat: Seat
+    touch: Touch
+    power: str
+    heap: Num
+    env: Env | None = None
+
+
+class Event(Envelope):
+    type: str
+    reset: str | None = None
+    fw: str | None = None
+    safe: bool | None = None
+    port: Num | None = None
+    s: Num | None = None
+    wh: float | None = None
+    from_: str | None = msgspec.field(default=None, name="from")
+    to: str | None = None
+    code: str | None = None
+    detail: str | None = None
+    offset: Num | None = None
+    state: str | None = None
+    version: str | None = None
+    kind: str | None = None
+
+
+class Vote(Envelope):
+    poll: str
+    choice: str
+
+
+class CommandAck(Envelope):
+    id: str
+    ok: bool
+    detail: str = ""
+
+
+class Status(msgspec.Struct):
+    v: Num
+    bench: str
+    state: str
+    boot: Num | None = None
+    fw: str | None = None
+    mpy: str | None = None
+    ts: Num | None = None
+    until: Num | None = None
+
+
+class Command(msgspec.Struct):
+    id: str
+    op: str
+    args: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Text(msgspec.Struct):
+    bs: str
+    hr: str | None = None
+    sr: str | None = None
+    en: str | None = None
+
+
+class PollOption(msgspec.Struct):
+    id: str
+    label: Text
+
+
+class Poll(msgspec.Struct, omit_defaults=True):
+    v: Num
+    id: str | None
+    opens: Num | None = None
+    closes: Num | None = None
+    question: Text | None = None
+    options: list[PollOption] | None = None
+
+
+Message = Telemetry | Event | Vote | CommandAck | Status
+
+_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    "telemetry": msgspec.json.Decoder(Telemetry),
+    "event": msgspec.json.Decoder(Event),
+    "vote": msgspec.json.Decoder(Vote),
+    "cmd/ack": msgspec.json.Decoder(CommandAck),
+    "status": msgspec.json.Decoder(Status),
+}
+_POLL_DECODER = msgspec.json.Decoder(Poll)
+_ENCODER = msgspec.json.Encoder()
+
+
+# --------------------------------------------------------------------------- topics
+
+
+def topic(municipality: str, bench: str | None, kind: str) -> str:
+    """``klupa/v1/{m}/{b}/{kind}``, or ``klupa/v1/{m}/poll`` when ``bench`` is None."""
+    if bench is None:
+        return f"{ROOT}/{municipality}/{kind}"
+    return f"{ROOT}/{municipality}/{bench}/{kind}"
+
+
+_topic_cache: dict[str, tuple[str, str, str]] = {}
+
+
+def parse_topic(t: str) -> tuple[str, str, str]:
+    """Split a bench topic into (municipality, bench, kind) or raise ``bad_topic``."""
+    hit = _topic_cache.get(t)
+    if hit is not None:
+        return hit
+    parts = t.split("/")
+    if len(parts) < 5 or parts[0] != "klupa" or parts[1] != "v1":
+        raise ProtocolError("bad_topic", t[:80])
+    m, b = parts[2], parts[3]
+    kind = "/".join(parts[4:])
+    if kind not in BENCH_KINDS:
+        raise ProtocolError("bad_topic", t[:80])
+    if not MUNICIPALITY_RE.match(m) or not BENCH_RE.match(b):
+        raise ProtocolError("bad_name", t[:80])
+    if len(_topic_cache) > 10_000:
+        _topic_cache.clear()
+    _topic_cache[t] = (m, b, kind)
+    return m, b, kind
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _int(value: Num | None, name: str, lo: int | None = None, hi: int | None = None) -> int:
+    if type(value) is int and (lo is None or value >= lo) and (hi is None or value <= hi):
+        return value
+    if value is None:
+        raise ProtocolError("missing_field", name)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")) or not value.is_integer():
+            raise ProtocolError("bad_type", f"{name} must be an integer")
+        value = int(value)
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ProtocolError("out_of_range", name)
+    return value
+
+
+# A number written with 4 or more decimals, or with an exponent. Where a payload has none,
+# every float in it has at most 3 decimals and the per-field check can be skipped.
+_MANY_DECIMALS = re.compile(rb"\.[0-9]{4}")
+_EXPONENT = re.compile(rb"[eE][-+0-9]")
+
+
+def _float(
+    value: float | None,
+    name: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    decimals: bool = True,
+) -> float:
+    if value is None:
+        raise ProtocolError("missing_field", name)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ProtocolError("bad_type", name)
+    if decimals and round(value, 3) != value:
+        raise ProtocolError("bad_type", f"{name} has more than 3 decimals")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ProtocolError("out_of_range", name)
+    return value
+
+
+def _str(value: str | None, name: str, choices: tuple[str, ...] | None = None, n: int = 0) -> str:
+    if value is None:
+        raise ProtocolError("missing_field", name)
+    if choices is not None and value not in choices:
+        raise ProtocolError("out_of_range", name)
+    if n and len(value) > n:
+        raise ProtocolError("out_of_range", name)
+    return value
+
+
+def _reason_of(exc: msgspec.ValidationError) -> str:
+    text = str(exc)
+    if "missing required field" in text:
+        return "missing_field"
+    if "out of range" in text:
+        return "out_of_range"
+    return "bad_type"
+
+
+def decode(kind: str, payload: bytes) -> Any:
+    """Decode a payload of a topic kind into its Struct; type errors become ProtocolError."""
+    if len(payload) > MAX_PAYLOAD:
+        raise ProtocolError("too_large", f"{len(payload)} bytes")
+    if not payload.lstrip()[:1] == b"{":
+        try:
+            msgspec.json.decode(payload)
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+            raise ProtocolError("not_json", str(exc)[:80]) from None
+        raise ProtocolError("not_object")
+    try:
+        return _DECODERS[kind].decode(payload)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(_reason_of(exc), str(exc)[:120]) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError("not_json", str(exc)[:80]) from None
+
+
+def _check_envelope(msg: Envelope, bench: str, now: float) -> None:
+    if _int(msg.v, "v") != VERSION:
+        raise ProtocolError("bad_version", str(msg.v))
+    if not BENCH_RE.match(msg.bench):
+        raise ProtocolError("bad_name", "bench")
+    if msg.bench != bench:
+        raise ProtocolError("bench_mismatch", f"{msg.bench} in topic of {bench}")
+    msg.boot = _int(msg.boot, "boot", 1, 2**53)
+    msg.seq = _int(msg.seq, "seq", 1, 2**53)
+    msg.ts = _int(msg.ts, "ts", 0, 2**53)
+    if msg.ts > now + TS_MAX_FUTURE_S:
+        raise ProtocolError("ts_future", f"ts {msg.ts} is {msg.ts - now:.0f} s ahead")
+    if msg.ts < now - TS_MAX_AGE_S:
+        raise ProtocolError("ts_too_old", f"ts {msg.ts}")
+
+
+def _check_telemetry(t: Telemetry, d: bool = True) -> None:
+    t.period = _int(t.period, "period", 10, 3600)
+    _float(t.solar.v, "solar.v", None, None, d)
+    _float(t.solar.a, "solar.a", None, None, d)
+    _float(t.solar.wh, "solar.wh", 0, None, d)
+    _float(t.batt.v, "batt.v", None, None, d)
+    _float(t.batt.a, "batt.a", None, None, d)
+    _float(t.batt.soc, "batt.soc", 0, 100, d)
+    seen: set[int] = set()
+    for p in t.ports:
+        p.n = _int(p.n, "ports.n", 1, 64)
+        if p.n in seen:
+            raise ProtocolError("out_of_range", "ports.n repeated")
+        seen.add(p.n)
+        _float(p.a, "ports.a", None, None, d)
+        _float(p.wh, "ports.wh", 0, None, d)
+    t.wifi.rssi = _int(t.wifi.rssi, "wifi.rssi", -127, 0)
+    t.wifi.clients = _int(t.wifi.clients, "wifi.clients", 0, 10_000)
+    t.seat.occ = _int(t.seat.occ, "seat.occ", 0, t.period)
+    t.touch.n = _int(t.touch.n, "touch.n", 0, 2**31)
+    if t.env is not None:
+        _float(t.env.t, "env.t", -100, 100, d)
+        _float(t.env.rh, "env.rh", 0, 100, d)
+    _str(t.power, "power", POWER_STATES)
+    t.heap = _int(t.heap, "heap", 0, 2**31)
+
+
+def _check_event(e: Event) -> None:
+    _str(e.type, "type", EVENT_TYPES)
+    if e.type == "boot":
+        _str(e.reset, "reset", RESET_CAUSES)
+        _str(e.fw, "fw", None, 32)
+    elif e.type == "session":
+        e.port = _int(e.port, "port", 1, 64)
+        e.s = _int(e.s, "s", 0, 2**31)
+        _float(e.wh, "wh", 0)
+    elif e.type == "power":
+        _str(e.from_, "from", POWER_STATES)
+        _str(e.to, "to", POWER_STATES)
+    elif e.type == "fault":
+        _str(e.code, "code", None, 64)
+    elif e.type == "clock":
+        e.offset = _int(e.offset, "offset", -(2**53), 2**53)
+    elif e.type == "ota":
+        _str(e.state, "state", OTA_STATES)
+    elif e.type == "tamper":
+        _str(e.kind, "kind", TAMPER_KINDS)
+    if e.detail is not None and len(e.detail) > 120:
+        raise ProtocolError("out_of_range", "detail")
+    for name in ("port", "s", "offset"):
+        value = getattr(e, name)
+        if value is not None:
+            setattr(e, name, _int(value, name))
+    if e.wh is not None:
+        _float(e.wh, "wh")
+
+
+def _check_vote(v: Vote) -> None:
+    if not POLL_RE.match(v.poll):
+        raise ProtocolError("bad_name", "poll")
+    if not OPTION_RE.match(v.choice):
+        raise ProtocolError("bad_name", "choice")
+
+
+def _check_status(s: Status, bench: str, now: float) -> None:
+    if _int(s.v, "v") != VERSION:
+        raise ProtocolError("bad_version", str(s.v))
+    if s.bench != bench:
+        raise ProtocolError("bench_mismatch", f"{s.bench} in topic of {bench}")
+    _str(s.state, "state", STATUS_STATES)
+    if s.boot is not None:
+        s.boot = _int(s.boot, "boot", 1, 2**53)
+    if s.ts is not None:
+        s.ts = _int(s.ts, "ts", 0, 2**53)
+        if s.ts > now + TS_MAX_FUTURE_S:
+            raise ProtocolError("ts_future", f"ts {s.ts}")
+    if s.state == "sleeping":
+        s.until = _int(s.until, "until", 0, 2**53)
+    elif s.until is not None:
+        s.until = _int(s.until, "until", 0, 2**53)
+
+
+def validate(topic: str, payload: bytes, now: float, municipality: str | None = None) -> Message:
+    """Check one bench message against PROTOCOL.md; return it typed or raise ProtocolError.
+
+    ``now`` is the receiver's clock (Unix s) for the ``ts`` window; with ``municipality`` the
+    topic must be that municipality's.
+    """
+    m, bench, kind = parse_topic(topic)
+    if municipality is not None and m != municipality:
+        raise ProtocolError("wrong_municipality", m)
+    msg = decode(kind, payload)
+    if isinstance(msg, Status):
+        _check_status(msg, bench, now)
+        return msg
+    _check_envelope(msg, bench, now)
+    if isinstance(msg, Telemetry):
+        many = _MANY_DECIMALS.search(payload) or _EXPONENT.search(payload)
+        _check_telemetry(msg, many is not None)
+    elif isinstance(msg, Event):
+        _check_event(msg)
+    elif isinstance(msg, Vote):
+        _check_vote(msg)
+    elif isinstance(msg, CommandAck):
+        if msg.detail is not None and len(msg.detail) > 200:
+            raise ProtocolError("out_of_range", "detail")
+    return msg
+
+
+def kind_of(msg: Message) -> str:
+    """The topic kind a message belongs to."""
+    if isinstance(msg, Telemetry):
+        return "telemetry"
+    if isinstance(msg, Event):
+        return "event"
+    if isinstance(msg, Vote):
+        return "vote"
+    if isinstance(msg, CommandAck):
+        return "cmd/ack"
+    return "status"
+
+
+def validate_poll(payload: bytes) -> Poll:
+    """Check a Poll payload (the retained ``klupa/v1/{m}/poll``); ``{"v":1,"id":null}`` is valid."""
+    if len(payload) > MAX_POLL_PAYLOAD:
+        raise ProtocolError("too_large", f"{len(payload)} bytes")
+    try:
+        poll = _POLL_DECODER.decode(payload)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(_reason_of(exc), str(exc)[:120]) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ProtocolError("not_json", str(exc)[:80]) from None
+    if _int(poll.v, "v") != VERSION:
+        raise ProtocolError("bad_version")
+    if poll.id is None:
+        return poll
+    if not POLL_RE.match(poll.id):
+        raise ProtocolError("bad_name", "id")
+    poll.opens = _int(poll.opens, "opens", 0)
+    poll.closes = _int(poll.closes, "closes", 0)
+    if poll.closes <= poll.opens:
+        raise ProtocolError("out_of_range", "closes")
+    if poll.question is None or poll.options is None:
+        raise ProtocolError("missing_field", "question" if poll.question is None else "options")
+    for lang in ("bs", "hr", "sr", "en"):
+        q = getattr(poll.question, lang)
+        if q is not None and len(q) > 200:
+            raise ProtocolError("out_of_range", f"question.{lang}")
+    if not 2 <= len(poll.options) <= 4:
+        raise ProtocolError("out_of_range", "options")
+    ids: set[str] = set()
+    for opt in poll.options:
+        if not OPTION_RE.match(opt.id) or opt.id in ids:
+            raise ProtocolError("bad_name", "options.id")
+        ids.add(opt.id)
+        for lang in ("bs", "hr", "sr", "en"):
+            label = getattr(opt.label, lang)
+            if label is not None and len(label) > 24:
+                raise ProtocolError("out_of_range", f"options.label.{lang}")
+    return poll
+
+
+def encode(obj: Any) -> bytes:
+    """Compact UTF-8 JSON without ``\\u`` escapes, as the protocol writes payloads."""
+    return _ENCODER.encode(obj)
+
+
+def no_poll() -> bytes:
+    """The retained Poll that means "no poll open": never an empty payload."""
+    return b'{"v":1,"id":null}'
+
+
+def receipt_payload(boots: dict[int, list[tuple[int, int]]]) -> bytes:
+    """A Receipt: ``{"v":1,"boots":{"17":[[1,1180],[1190,1234]]}}``."""
+    return encode(
+        {"v": VERSION, "boots": {str(b): [list(r) for r in rs] for b, rs in boots.items()}}
+    )

@@ -1,0 +1,187 @@
+"""The sink loop: read past the watermark, send, advance; back off on transient failures."""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from edge_gateway.store import Row, Store
+
+log = logging.getLogger("edge_gateway.sink")
+
+WATERMARK_SAVE_S = 10.0
+BACKOFF_MIN_S = 0.5
+BACKOFF_MAX_S = 20.0  # a sink notices a receiver that came back within 30 s
+
+
+class Retry(Exception):
+    """A transient failure (timeout, connection refused, 5xx, 429): send the batch again later."""
+
+
+class Rejected(Exception):
+    """The receiver refused the request as malformed (4xx): quarantine its rows and move on."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
+        self.reason = reason
+
+
+def http(
+    method: str,
+    url: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    timeout: float = 10,
+) -> tuple[int, bytes]:
+    """One HTTP request; returns (status, body) for 2xx, raises Retry or Rejected otherwise."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return int(resp.status), resp.read()
+    except urllib.error.HTTPError as exc:
+        text = exc.read()[:300].decode("utf-8", "replace")
+        if exc.code in (401, 403, 408, 429) or exc.code >= 500:
+            raise Retry(f"HTTP {exc.code}: {text}") from None
+        raise Rejected(exc.code, text) from None
+    except (OSError, TimeoutError) as exc:
+        raise Retry(str(exc)) from None
+
+
+class Sink(threading.Thread):
+    """Base of every sink. Subclasses implement :meth:`send` (and may override :meth:`tick`)."""
+
+    name: str = "sink"
+
+    def __init__(self, store_path: str, batch_rows: int, interval_s: float) -> None:
+        super().__init__(name=f"sink-{self.name}", daemon=True)
+        self.store = Store(store_path)
+        self.batch_rows = batch_rows
+        self.interval_s = interval_s
+        self.stopping = threading.Event()
+        self.wake = threading.Event()
+        self.watermark = self.store.watermark(self.name)
+        self.saved_at = 0.0
+        # Set by the gateway: True while the ingest has a backlog. Storing and acknowledging
+        # comes first (until then the broker holds the messages); forwarding can wait a little.
+        self.ingest_busy: Callable[[], bool] = lambda: False
+        self.sent = 0
+        self.failures = 0
+        self.last_error = ""
+
+    def send(self, rows: list[Row]) -> None:
+        raise NotImplementedError
+
+    def tick(self, now: float) -> None:
+        """Periodic work besides forwarding rows (e.g. the gateway measurement)."""
+
+    def quarantine(self, row: Row, reason: str) -> None:
+        self.store.begin()
+        try:
+            self.store.quarantine(
+                f"sink/{self.name}/{row.bench}/{row.kind}", reason, "", row.body or b"", time.time()
+            )
+            self.store.bump({f"sink_rejected:{self.name}": 1})
+            self.store.commit()
+        except Exception:
+            self.store.rollback()
+            raise
+
+    def advance(self, msg_id: int, force: bool = False) -> None:
+        """Move the watermark; it is saved at most every WATERMARK_SAVE_S (or when forced).
+
+        After a crash the sink re-sends what it sent since the last save: forwarding is
+        idempotent, and an SD card sees one commit fewer per batch.
+        """
+        self.watermark = msg_id
+        now = time.monotonic()
+        if not force and now - self.saved_at < WATERMARK_SAVE_S:
+            return
+        self.saved_at = now
+        self.store.begin()
+        try:
+            self.store.set_watermark(self.name, msg_id)
+            self.store.commit()
+        except Exception:
+            self.store.rollback()
+            raise
+
+    def pass_once(self) -> int:
+        """Forward one batch; returns the number of rows handled (0: nothing to do)."""
+        rows = self.store.rows_after(self.watermark, self.batch_rows)
+        if not rows:
+            return 0
+        self.send(rows)
+        self.advance(rows[-1].id)
+        self.sent += len(rows)
+        return len(rows)
+
+    def run(self) -> None:
+        backoff = BACKOFF_MIN_S
+        last_tick = 0.0
+        while not self.stopping.is_set():
+            now = time.time()
+            if now - last_tick >= 1:
+                last_tick = now
+                try:
+                    self.tick(now)
+                except Exception as exc:  # noqa: BLE001 - a sink must not die
+                    log.warning("%s: periodic work failed: %s", self.name, exc)
+            if self.ingest_busy():
+                self.stopping.wait(0.05)
+                continue
+            try:
+                n = self.pass_once()
+            except Retry as exc:
+                self.failures += 1
+                if self.last_error != str(exc):
+                    log.warning("%s: will retry: %s", self.name, exc)
+                self.last_error = str(exc)
+                delay = backoff * (0.5 + random.random())
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
+                self.stopping.wait(delay)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                self.failures += 1
+                log.exception("%s: unexpected failure: %s", self.name, exc)
+                self.stopping.wait(backoff)
+                backoff = min(BACKOFF_MAX_S, backoff * 2)
+                continue
+            if self.last_error:
+                log.info("%s: forwarding again", self.name)
+                self.last_error = ""
+            backoff = BACKOFF_MIN_S
+            if n < self.batch_rows:
+                if self.watermark != self.store.watermark(self.name):
+                    self.advance(
+                        self.watermark, force=time.monotonic() - self.saved_at >= WATERMARK_SAVE_S
+                    )
+                self.wake.wait(self.interval_s)
+                self.wake.clear()
+
+    def flush(self, deadline: float) -> None:
+        """On shutdown: forward what is left, as long as the receiver answers and time allows."""
+        while time.time() < deadline:
+            try:
+                if self.pass_once() == 0:
+                    self.advance(self.watermark, force=True)
+                    return
+            except Exception as exc:  # noqa: BLE001
+                log.warning(
+                    "%s: not flushed at shutdown (%s); it is kept in the store", self.name, exc
+                )
+                break
+        self.advance(self.watermark, force=True)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+
+    def info(self) -> dict[str, Any]:
+        return {"sink": self.name, "watermark": self.watermark, "sent": self.sent}

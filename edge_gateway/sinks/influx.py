@@ -1,0 +1,150 @@
+"""InfluxDB sink: api_version 1 (POST /write to InfluxDB 1.x) or 2 (influxdb-client, synchronous).
+
+Batches are at most ``batch_size`` lines, gzip-compressed, in millisecond precision. Our own
+batching and retries: influxdb-client's batching mode can drop data on exit. A 4xx answer
+(a point the server refuses) is narrowed down to the rows that caused it; those go to the
+quarantine and the rest are written.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import logging
+import time
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from edge_gateway.config import InfluxConfig
+from edge_gateway.points import gateway_point, row_points
+from edge_gateway.sinks.base import Rejected, Retry, Sink, http
+from edge_gateway.store import Row
+
+log = logging.getLogger("edge_gateway.sink.influxdb")
+
+GATEWAY_POINT_EVERY_S = 60
+
+
+class InfluxSink(Sink):
+    name = "influxdb"
+
+    def __init__(
+        self, store_path: str, municipality: str, cfg: InfluxConfig, sinks: Sequence[str]
+    ) -> None:
+        # A telemetry row makes about 6 lines; keep a batch within batch_size lines.
+        super().__init__(store_path, max(1, cfg.batch_size // 8), cfg.flush_interval_s)
+        self.municipality = municipality
+        self.cfg = cfg
+        self.sinks = list(sinks)
+        self.database_ready = cfg.api_version != 1 or not cfg.create_database
+        self.last_gateway_point = 0.0
+        self._write_api: Any = None
+        self._client: Any = None
+
+    # ------------------------------------------------------------------ transport
+
+    def _v1_headers(self) -> dict[str, str]:
+        h = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.cfg.username:
+            cred = f"{self.cfg.username}:{self.cfg.password or ''}".encode()
+            h["Authorization"] = "Basic " + base64.b64encode(cred).decode()
+        elif self.cfg.token:
+            h["Authorization"] = f"Token {self.cfg.token}"
+        return h
+
+    def _create_database(self) -> None:
+        q = urllib.parse.urlencode({"q": f'CREATE DATABASE "{self.cfg.database}"'}).encode()
+        headers = self._v1_headers()
+        headers["Content-Type"] = "application/x-www-form-urlencoded"
+        http("POST", f"{self.cfg.url}/query", q, headers)
+        self.database_ready = True
+        log.info("InfluxDB database %s is ready", self.cfg.database)
+
+    def write_lines(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        body = "\n".join(lines).encode()
+        if self.cfg.api_version == 1:
+            if not self.database_ready:
+                self._create_database()
+            params = {"db": self.cfg.database, "precision": "ms"}
+            if self.cfg.retention_policy:
+                params["rp"] = self.cfg.retention_policy
+            headers = self._v1_headers()
+            headers["Content-Encoding"] = "gzip"
+            url = f"{self.cfg.url}/write?{urllib.parse.urlencode(params)}"
+            http("POST", url, gzip.compress(body, 1), headers, timeout=30)
+            return
+        self._write_v2(body)
+
+    def _write_v2(self, body: bytes) -> None:
+        from influxdb_client import InfluxDBClient, WritePrecision
+        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client.rest import ApiException
+
+        if self._write_api is None:
+            self._client = InfluxDBClient(
+                url=self.cfg.url,
+                token=self.cfg.token or "",
+                org=self.cfg.org,
+                timeout=30_000,
+                enable_gzip=True,
+                retries=False,
+            )
+            self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+        try:
+            self._write_api.write(
+                bucket=self.cfg.bucket,
+                org=self.cfg.org,
+                record=body,
+                write_precision=WritePrecision.MS,
+            )
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            if status in (401, 403, 408, 429) or status >= 500 or status == 0:
+                raise Retry(f"HTTP {status}: {exc.reason}") from None
+            raise Rejected(status, str(exc.body)[:300]) from None
+        except Exception as exc:  # noqa: BLE001 - urllib3 connection errors and the like
+            raise Retry(str(exc)[:300]) from None
+
+    # ------------------------------------------------------------------ sink
+
+    def send(self, rows: list[Row]) -> None:
+        lines = row_points(self.municipality, rows, self.store, time.time())
+        try:
+            for i in range(0, len(lines), self.cfg.batch_size):
+                self.write_lines([text for _, text in lines[i : i + self.cfg.batch_size]])
+        except Rejected:
+            self._narrow(rows, lines)
+
+    def _narrow(self, rows: list[Row], lines: list[tuple[int, str]]) -> None:
+        """Write row by row; quarantine each row the server refuses."""
+        by_row: dict[int, list[str]] = {}
+        for rid, text in lines:
+            by_row.setdefault(rid, []).append(text)
+        index = {r.id: r for r in rows}
+        for rid, texts in by_row.items():
+            try:
+                self.write_lines(texts)
+            except Rejected as exc:
+                log.warning("influxdb refused row %s (%s): quarantined", rid, exc.reason[:120])
+                self.quarantine(index[rid], f"influxdb_{exc.status}")
+
+    def tick(self, now: float) -> None:
+        if now - self.last_gateway_point < GATEWAY_POINT_EVERY_S:
+            return
+        self.last_gateway_point = now
+        depth, lag = self.store.depth_and_lag(self.sinks, now)
+        p = gateway_point(self.municipality, self.store.counters(), depth, lag, now)
+        try:
+            self.write_lines([p.to_line_protocol()])
+        except (Retry, Rejected) as exc:
+            log.debug("gateway point not written: %s", exc)
+
+    def stop(self) -> None:
+        super().stop()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()

@@ -1,0 +1,139 @@
+"""Portal sink: votes, bench-days and bench state per INTERFACES.md's portal API.
+
+A vote's ``id`` is ``bench/boot/seq``, so a replay is a duplicate at the portal, never a
+second vote. Votes the portal lists as rejected (unknown poll, outside its window) are
+quarantined with the portal's reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from edge_gateway.config import PortalConfig
+from edge_gateway.points import decode_row
+from edge_gateway.protocol import Event, Telemetry, Vote
+from edge_gateway.sinks.base import Rejected, Sink, http
+from edge_gateway.store import Row, local_day
+
+log = logging.getLogger("edge_gateway.sink.portal")
+
+VOTES_PER_REQUEST = 500
+DAYS_PER_REQUEST = 200
+
+
+class PortalSink(Sink):
+    name = "portal"
+
+    def __init__(self, store_path: str, municipality: str, cfg: PortalConfig) -> None:
+        super().__init__(store_path, 2000, 1.0)
+        self.municipality = municipality
+        self.cfg = cfg
+        self.timeout_s = 15.0
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.cfg.token or ''}",
+        }
+
+    def request(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        _, data = http(
+            method, self.cfg.url + path, json.dumps(body).encode(), self.headers(), self.timeout_s
+        )
+        try:
+            out = json.loads(data or b"{}")
+        except ValueError:
+            return {}
+        return out if isinstance(out, dict) else {}
+
+    def send(self, rows: list[Row]) -> None:
+        votes: list[tuple[Row, dict[str, Any]]] = []
+        days: set[tuple[str, str]] = set()
+        benches: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            msg = decode_row(row)
+            if msg is None:
+                continue
+            if isinstance(msg, Vote):
+                votes.append(
+                    (
+                        row,
+                        {
+                            "id": f"{row.bench}/{row.boot}/{row.seq}",
+                            "municipality": self.municipality,
+                            "bench": row.bench,
+                            "poll": msg.poll,
+                            "choice": msg.choice,
+                            "ts": int(msg.ts),
+                        },
+                    )
+                )
+                days.add((row.bench, local_day(row.ts)))
+            elif isinstance(msg, Telemetry):
+                days.add((row.bench, local_day(row.ts)))
+                benches.setdefault(row.bench, {}).update(
+                    soc=float(msg.batt.soc), power=msg.power, last_seen=int(row.received)
+                )
+            elif isinstance(msg, Event) and msg.type == "session":
+                days.add((row.bench, local_day(row.ts)))
+            elif isinstance(msg, dict):
+                b = benches.setdefault(row.bench, {})
+                b.update(online=bool(msg["online"]), last_seen=int(row.received))
+                if msg.get("fw") is not None:
+                    b["fw"] = msg["fw"]
+                days.add((row.bench, local_day(row.ts)))
+        for i in range(0, len(votes), VOTES_PER_REQUEST):
+            self._send_votes(votes[i : i + VOTES_PER_REQUEST])
+        self._send_days(sorted(days))
+        for bench in sorted(benches):
+            self._send_bench(bench, benches[bench])
+
+    def _send_votes(self, chunk: list[tuple[Row, dict[str, Any]]]) -> None:
+        try:
+            answer = self.request("POST", "/api/v1/votes", {"votes": [v for _, v in chunk]})
+        except Rejected as exc:
+            if len(chunk) == 1:
+                log.warning("portal refused vote %s: %s", chunk[0][1]["id"], exc.reason[:120])
+                self.quarantine(chunk[0][0], f"portal_{exc.status}")
+                return
+            for one in chunk:
+                self._send_votes([one])
+            return
+        by_id = {v["id"]: r for r, v in chunk}
+        for item in answer.get("rejected", []) or []:
+            row = by_id.get(str(item.get("id")))
+            if row is not None:
+                reason = str(item.get("reason", ""))[:80]
+                log.info("portal rejected vote %s: %s", item.get("id"), reason)
+                self.quarantine(row, f"portal_rejected: {reason}")
+
+    def _send_days(self, days: list[tuple[str, str]]) -> None:
+        now = time.time()
+        items = []
+        for bench, day in days:
+            d = self.store.daily(bench, day, now)
+            items.append({"municipality": self.municipality, "bench": bench, "date": day, **d})
+        for i in range(0, len(items), DAYS_PER_REQUEST):
+            try:
+                self.request("PUT", "/api/v1/bench-days", {"days": items[i : i + DAYS_PER_REQUEST]})
+            except Rejected as exc:
+                log.warning("portal refused bench-days: %s", exc)
+
+    def _send_bench(self, bench: str, latest: dict[str, Any]) -> None:
+        """The bench's state: what this batch's rows say, the rest from the store."""
+        info = next((b for b in self.store.benches() if b["bench"] == bench), None) or {}
+        body = {
+            "municipality": self.municipality,
+            "online": bool(latest.get("online", info.get("online", True))),
+            "last_seen": int(latest.get("last_seen") or info.get("last_seen") or 0),
+            "soc": latest.get("soc", info.get("soc")),
+            "power": latest.get("power", info.get("power")),
+            "fw": latest.get("fw", info.get("fw")),
+        }
+        try:
+            self.request("PUT", f"/api/v1/benches/{bench}", body)
+        except Rejected as exc:
+            log.warning("portal refused the state of %s: %s", bench, exc)

@@ -1,0 +1,104 @@
+"""Boot → birth → telemetry with physically plausible values, at night and in daylight."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+SPEED = 400.0
+SPAN = 2 * 3600.0
+CAPACITY_AH = 40.0  # bench-v1
+
+
+class Watch:
+    """Every Status a bench publishes (the birth is the first, retained, online one)."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.seen: list[tuple[str, dict[str, Any], bool]] = []
+        self.lock = threading.Lock()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        self.client.on_message = self._on
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(topic, 1)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on(self, c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.payload:
+            with self.lock:
+                self.seen.append((msg.topic, json.loads(msg.payload), bool(msg.retain)))
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_boot_birth_and_plausible_telemetry(system: Any, hil: dict[str, Any]) -> None:
+    night_ago = hil["window"]("mostar", SPAN, want_day=False)
+    day_ago = hil["window"]("mostar", SPAN, want_day=True)
+    watch = Watch(system.broker.port, "klupa/v1/mostar/+/status")
+    system.start_gateway()
+    try:
+        night = system.sim(["mostar-01"], SPEED, night_ago, SPAN)
+        day = system.sim(["mostar-02"], SPEED, day_ago, SPAN)
+        for proc in (night, day):
+            assert proc.wait(SPAN / SPEED + 60) == 0, system.sim_log()[-2000:]
+        hil["wait_until"](
+            lambda: len(system.records("telemetry", "mostar-02")) >= 100,
+            30,
+            "the day bench's telemetry in the store",
+        )
+    finally:
+        watch.close()
+
+    for bench in ("mostar-01", "mostar-02"):
+        recs = system.records(bench=bench)
+        # Boot: the first record of the boot is the `boot` event.
+        assert recs[0].kind == "event" and recs[0].body["type"] == "boot", recs[0]
+        assert recs[0].body["reset"] == "power_on"
+        # Birth: a retained online Status before the bench's first telemetry arrived.
+        births = [
+            b for t, b, _ in watch.seen if t.endswith(f"/{bench}/status") and b["state"] == "online"
+        ]
+        assert births, f"no online Status from {bench}"
+        assert births[0]["boot"] == recs[0].boot
+        assert hil["seq_gaps"](recs) == {}
+
+    tele = {b: [r.body for r in system.records("telemetry", b)] for b in ("mostar-01", "mostar-02")}
+    (system.workdir / "telemetry.json").write_text(json.dumps(tele))
+    for bench, rows in tele.items():
+        # A two-hour span of one-minute windows (the first minutes go to boot and NTP).
+        assert 100 <= len(rows) <= 121, (bench, len(rows))
+        for t in rows:
+            assert 10.0 < t["batt"]["v"] < 14.6, t
+            assert 0.0 <= t["batt"]["soc"] <= 100.0
+
+    night_rows = tele["mostar-01"]
+    assert all(t["solar"]["a"] == 0.0 and t["solar"]["wh"] == 0.0 for t in night_rows)
+    assert all(t["batt"]["a"] < 0 for t in night_rows), "the battery only discharges at night"
+    day_rows = tele["mostar-02"]
+    lit = [t for t in day_rows if t["solar"]["a"] > 0.05]
+    assert len(lit) >= 0.9 * len(day_rows), f"{len(lit)} of {len(day_rows)} windows with sun"
+    assert sum(t["solar"]["wh"] for t in day_rows) > 2.0
+    assert all(10.0 < t["solar"]["v"] < 23.0 for t in lit)
+
+    # SoC follows the energy balance: window by window, its change is the battery's net charge
+    # (the firmware also corrects towards the open-circuit voltage now and then; those windows
+    # are the few exceptions allowed).
+    for bench, rows in tele.items():
+        fits = agree = significant = 0
+        for prev, t in zip(rows, rows[1:], strict=False):
+            d_soc = t["batt"]["soc"] - prev["batt"]["soc"]
+            # Over the window's real length (a loaded host stretches windows a little).
+            span = max(1, t["ts"] - prev["ts"])
+            expected = 100.0 * t["batt"]["a"] * span / 3600.0 / CAPACITY_AH
+            fits += abs(d_soc - expected) <= 0.015 + 0.25 * abs(expected)
+            if abs(expected) >= 0.02:
+                significant += 1
+                agree += (d_soc > 0) == (expected > 0) and d_soc != 0
+        assert fits >= 0.7 * (len(rows) - 1), (bench, fits, len(rows))
+        assert agree >= 0.85 * significant, (bench, agree, significant)
+    assert night_rows[-1]["batt"]["soc"] < night_rows[0]["batt"]["soc"]

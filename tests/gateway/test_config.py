@@ -1,0 +1,175 @@
+"""Configuration: each problem named by its key, exit codes, secrets kept out of logs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_gateway.cli import main
+from edge_gateway.config import ConfigError, load
+from klupa.services import Broker, free_port
+
+GOOD = """
+municipality = "mostar"
+[mqtt]
+host = "127.0.0.1"
+port = 1883
+username = "gateway-mostar"
+password_file = "mqtt.pass"
+[spool]
+path = "store/mostar.sqlite"
+retention_days = 35
+max_mb = 2048
+[influxdb]
+url = "http://127.0.0.1:8086"
+api_version = 2
+org = "link"
+bucket = "benches"
+token = "influx-secret-token"
+batch_size = 5000
+flush_interval_s = 5
+[portal]
+url = "http://127.0.0.1:8080"
+token_file = "portal.token"
+poll_sync_s = 60
+[health]
+offline_after_s = 300
+expected = ["mostar-01"]
+[ota]
+dir = "ota"
+port = 8070
+[metrics]
+port = 9108
+"""
+
+
+@pytest.fixture
+def cfgdir(tmp_path: Path) -> Path:
+    (tmp_path / "mqtt.pass").write_text("mqtt-secret-pw\n")
+    (tmp_path / "portal.token").write_text("portal-secret-token\n")
+    (tmp_path / "ota").mkdir()
+    return tmp_path
+
+
+def write(d: Path, text: str) -> Path:
+    p = d / "gateway.toml"
+    p.write_text(text)
+    return p
+
+
+def problems(d: Path, text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(write(d, text))
+    return info.value.problems
+
+
+def test_the_documented_example_is_valid_and_reads_secret_files(cfgdir: Path) -> None:
+    cfg = load(write(cfgdir, GOOD))
+    assert cfg.municipality == "mostar"
+    assert cfg.mqtt.client_id == "gateway-mostar"
+    assert cfg.mqtt.password == "mqtt-secret-pw"
+    assert cfg.portal is not None and cfg.portal.token == "portal-secret-token"
+    assert cfg.influxdb is not None and cfg.influxdb.token == "influx-secret-token"
+    assert cfg.spool.path == str(cfgdir / "store" / "mostar.sqlite")
+    assert "secret" not in repr(cfg)
+
+
+def test_each_bad_key_is_named_on_its_own_line(cfgdir: Path) -> None:
+    text = (
+        GOOD.replace("port = 1883", 'port = "1883"')
+        .replace("retention_days = 35", "retention_dayz = 35")
+        .replace("api_version = 2", "api_version = 3")
+        .replace("offline_after_s = 300", "offline_after_s = -1")
+        .replace('expected = ["mostar-01"]', 'expected = ["Mostar 01"]')
+        + "[extra]\nx = 1\n"
+    )
+    found = problems(cfgdir, text)
+    keys = [line.split(":")[0] for line in found]
+    assert keys == [
+        "extra",
+        "spool.retention_dayz",
+        "mqtt.port",
+        "influxdb.api_version",
+        "health.expected",
+        "health.offline_after_s",
+    ]
+
+
+def test_unknown_key_in_a_section_is_an_error(cfgdir: Path) -> None:
+    found = problems(cfgdir, GOOD.replace("bucket =", "bukket ="))
+    assert "influxdb.bukket: unknown key" in found
+    assert any(p.startswith("influxdb.bucket:") for p in found)
+
+
+def test_missing_required_keys_and_files_are_named(cfgdir: Path) -> None:
+    text = GOOD.replace('municipality = "mostar"', "").replace('dir = "ota"', 'dir = "nope"')
+    text = text.replace('token_file = "portal.token"', 'token_file = "missing.token"')
+    found = problems(cfgdir, text)
+    assert "municipality: required" in found
+    assert any(p.startswith("ota.dir: directory nope does not exist") for p in found)
+    assert any(p.startswith("portal.token_file: file missing.token does not exist") for p in found)
+
+
+def test_secret_from_environment(cfgdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = GOOD.replace('token = "influx-secret-token"\n', "")
+    assert any(p.startswith("influxdb.token:") for p in problems(cfgdir, text))
+    monkeypatch.setenv("KLUPA_INFLUXDB_TOKEN", "from-env")
+    cfg = load(write(cfgdir, text))
+    assert cfg.influxdb is not None and cfg.influxdb.token == "from-env"
+
+
+def test_check_exit_codes_and_one_line_per_problem(
+    cfgdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(cfgdir, GOOD)
+    assert main(["check", "--config", str(path)]) == 0
+    assert "valid" in capsys.readouterr().out
+    write(cfgdir, GOOD.replace("port = 9108", "port = 0").replace("[portal]", "[portl]"))
+    assert main(["check", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2
+    assert "metrics.port" in " ".join(err) and "portl: unknown key" in " ".join(err)
+    assert main(["check", "--config", str(cfgdir / "absent.toml")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    (cfgdir / "bad.toml").write_text("municipality = \n")
+    assert main(["check", "--config", str(cfgdir / "bad.toml")]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_run_exits_2_on_a_bad_config(cfgdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(cfgdir, GOOD.replace("[health]", "[healt]"))
+    assert main(["run", "--config", str(path)]) == 2
+    assert "healt: unknown key" in capsys.readouterr().err
+
+
+def test_secrets_never_appear_in_the_log(cfgdir: Path, mosquitto: Broker, tmp_path: Path) -> None:
+    """Run the real gateway with a portal and InfluxDB that refuse it; its log holds no secret."""
+    text = (
+        GOOD.replace("port = 1883", f"port = {mosquitto.port}")
+        .replace("http://127.0.0.1:8086", "http://127.0.0.1:9")
+        .replace("http://127.0.0.1:8080", "http://127.0.0.1:9")
+        .replace("port = 8070", f"port = {free_port()}")
+        .replace("port = 9108", f"port = {free_port()}")
+        .replace("poll_sync_s = 60", "poll_sync_s = 1")
+    )
+    path = write(cfgdir, text)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge_gateway", "run", "--verbose", "--config", str(path)],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "KLUPA_MQTT_PASSWORD": "unused-env-secret"},
+    )
+    time.sleep(3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    log = err.decode()
+    assert proc.returncode == 0, log
+    assert "connected to" in log  # anonymous broker accepts the credentials
+    assert "will retry" in log or "could not fetch polls" in log
+    for secret in ("mqtt-secret-pw", "portal-secret-token", "influx-secret-token"):
+        assert secret not in log

@@ -1,0 +1,211 @@
+"""Portal forwarding and poll distribution against a real HTTP server, and the CLI commands."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_gateway.cli import main
+from edge_gateway.service import Gateway
+from edge_gateway.testing import (
+    Publisher,
+    RecordingPortal,
+    event,
+    telemetry,
+    topic_of,
+    vote,
+    wait_until,
+)
+from klupa.services import Broker, free_port
+
+
+def portal_extra(url: str) -> str:
+    return f'[portal]\nurl = "{url}"\ntoken = "portal-token"\npoll_sync_s = 1\n'
+
+
+def test_votes_reach_the_portal_once_through_500s_and_timeouts_with_days_and_state(
+    mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
+) -> None:
+    portal.fail_next = 3
+    portal.slow_next = 1
+    gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
+    gw.sinks[0].timeout_s = 0.5  # type: ignore[attr-defined]
+    now = int(time.time()) - 300
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    pub.publish(
+        topic_of("mostar-01", "status"),
+        {"v": 1, "bench": "mostar-01", "state": "online", "fw": "1.0.0"},
+    )
+    pub.publish(topic_of("mostar-01", "telemetry"), telemetry("mostar-01", 4, 1, now))
+    pub.publish(
+        topic_of("mostar-01", "event"),
+        event("mostar-01", 4, 2, now, "session", port=1, s=60, wh=1.5),
+    )
+    for s in range(3, 23):
+        pub.publish(
+            topic_of("mostar-01", "vote"),
+            vote("mostar-01", 4, s, now + s, "mostar-park", "yes" if s % 3 else "no"),
+        )
+    pub.publish(topic_of("mostar-01", "vote"), vote("mostar-01", 4, 23, now, "unknown-poll", "yes"))
+    pub.publish(
+        topic_of("mostar-01", "vote"), vote("mostar-01", 4, 5, now + 5, "mostar-park", "no")
+    )  # re-sent
+    pub.wait_published()
+    wait_until(lambda: len(portal.votes) == 20, 30, what="20 votes at the portal")
+    assert portal.slow_next == 0  # one answer came too late: that batch was sent again
+    posts = [v["id"] for body in portal.of("POST", "/api/v1/votes") for v in body["votes"]]
+    assert max(posts.count(i) for i in set(posts)) >= 2
+    assert sorted(portal.votes) == sorted(f"mostar-01/4/{s}" for s in range(3, 23))
+    v = portal.votes["mostar-01/4/3"]
+    assert v == {
+        "id": "mostar-01/4/3",
+        "municipality": "mostar",
+        "bench": "mostar-01",
+        "poll": "mostar-park",
+        "choice": "no",
+        "ts": now + 3,
+    }
+    wait_until(lambda: gw.store.quarantine_counts().get("portal_rejected: unknown poll") == 1, 10)
+
+    def last_day() -> dict[str, Any] | None:
+        days = [d for body in portal.of("PUT", "/api/v1/bench-days") for d in body["days"]]
+        return days[-1] if days and days[-1]["votes"] == 21 else None
+
+    # the bench-days PUT follows the votes POST of the same batch
+    last = wait_until(last_day, 10, what="the day with every vote")
+    assert (last["bench"], last["sessions"], last["charge_wh"]) == ("mostar-01", 1, 0.076)
+    assert set(last) == {
+        "municipality",
+        "bench",
+        "date",
+        "solar_wh",
+        "charge_wh",
+        "sessions",
+        "seat_occ_s",
+        "touches",
+        "votes",
+        "uptime_pct",
+    }
+    state = wait_until(lambda: portal.of("PUT", "/api/v1/benches/mostar-01"), 10)[-1]
+    assert state["online"] is True and state["soc"] == 78.5 and state["power"] == "normal"
+    assert state["fw"] == "1.0.0" and state["municipality"] == "mostar"
+
+
+def poll(pid: str, opens: int, closes: int) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "id": pid,
+        "opens": opens,
+        "closes": closes,
+        "question": {"bs": "Pitanje?", "en": "Question?"},
+        "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
+        "municipalities": ["mostar"],
+    }
+
+
+def test_the_poll_that_opened_last_is_published_retained_then_the_null_poll(
+    mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
+) -> None:
+    now = int(time.time())
+    portal.polls = [
+        poll("mostar-older", now - 1000, now + 1000),
+        poll("mostar-newer-b", now - 100, now + 1000),
+        poll("mostar-newer-a", now - 100, now + 1000),
+        poll("mostar-future", now + 1000, now + 2000),
+    ]
+    gateway_factory(mosquitto.port, portal_extra(portal.url))
+    sub = Publisher(mosquitto.host, mosquitto.port)
+    sub.subscribe("klupa/v1/mostar/poll")
+
+    def last_poll() -> dict[str, Any] | None:
+        with sub.lock:
+            got = [(json.loads(p), r) for t, p, r in sub.received]
+        return got[-1][0] if got else None
+
+    first = wait_until(last_poll, 10, what="a poll")
+    assert first["id"] == "mostar-newer-a" and "municipalities" not in first
+    assert first["options"][0] == {"id": "yes", "label": {"bs": "Da"}}
+    assert any(r.startswith("/api/v1/polls?municipality=mostar") for _, r, _, _ in portal.requests)
+    portal.polls = [poll("mostar-future", now + 1000, now + 2000)]
+    wait_until(lambda: (last_poll() or {}).get("id", "x") is None, 10, what="the null poll")
+    assert last_poll() == {"v": 1, "id": None}
+    late = Publisher(mosquitto.host, mosquitto.port)  # a reconnecting bench sees it retained
+    late.subscribe("klupa/v1/mostar/poll")
+    wait_until(lambda: late.received, 5)
+    assert late.received[0][1] == b'{"v":1,"id":null}' and late.received[0][2] is True
+
+
+def test_cmd_publishes_a_command_and_prints_the_ack(
+    mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(
+        f'municipality = "mostar"\n[mqtt]\nport = {mosquitto.port}\n[spool]\npath = "s.sqlite"\n'
+    )
+    bench = Publisher(mosquitto.host, mosquitto.port, client_id="mostar-01")
+    bench.subscribe(topic_of("mostar-01", "cmd"))
+
+    def answer(c: Any, u: Any, msg: Any) -> None:
+        cmd = json.loads(msg.payload)
+        bench.received.append((msg.topic, msg.payload, False))
+        ack = {
+            "v": 1,
+            "bench": "mostar-01",
+            "boot": 1,
+            "seq": 9,
+            "ts": int(time.time()),
+            "id": cmd["id"],
+            "ok": True,
+            "detail": "period 300",
+        }
+        c.publish(topic_of("mostar-01", "cmd/ack"), json.dumps(ack), qos=1)
+
+    bench.client.on_message = answer
+    assert main(["cmd", "--config", str(cfg), "mostar-01", "set", "period=300"]) == 0
+    assert "mostar-01: set ok: period 300" in capsys.readouterr().out
+    sent = json.loads(bench.received[-1][1])
+    assert sent["op"] == "set" and sent["args"] == {"period": 300} and sent["id"].startswith("c-")
+    bench.close()
+    assert main(["cmd", "--config", str(cfg), "--timeout", "0.5", "mostar-01", "ping"]) == 1
+    err = capsys.readouterr().err
+    assert "no answer from mostar-01" in err and "not queued for offline benches" in err
+    assert main(["cmd", "--config", str(cfg), "mostar-01", "dance"]) == 2
+
+
+def test_status_metrics_and_ota(
+    mosquitto: Broker,
+    tmp_path: Path,
+    gateway_factory: Callable[..., Gateway],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ota = tmp_path / "ota"
+    ota.mkdir()
+    (ota / "manifest.json").write_text('{"version":"1.0.1"}')
+    mport, oport = free_port(), free_port()
+    gw = gateway_factory(
+        mosquitto.port,
+        f'[health]\nexpected = ["mostar-01", "mostar-09"]\n[ota]\ndir = "{ota}"\nport = {oport}\n[metrics]\nport = {mport}\n',
+    )
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    pub.publish(topic_of("mostar-01", "telemetry"), telemetry("mostar-01", 1, 1, int(time.time())))
+    pub.wait_published()
+    wait_until(lambda: gw.counts["accepted"] == 1, 5)
+    assert main(["status", "--config", gw.cfg.path]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["bench", "online", "last", "seen", "SoC", "power", "firmware"]
+    assert out[1].split()[:2] == ["mostar-01", "yes"] and "78.5 %" in out[1] and "normal" in out[1]
+    assert out[2].split()[:3] == ["mostar-09", "never", "seen"]
+    assert out[-1].startswith("spool depth: 0 rows")
+    text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read().decode()
+    assert (
+        "klupa_gateway_received_total 1" in text
+        and 'klupa_bench_online{bench="mostar-01"} 1' in text
+    )
+    body = urllib.request.urlopen(f"http://127.0.0.1:{oport}/manifest.json", timeout=5).read()
+    assert body == b'{"version":"1.0.1"}'

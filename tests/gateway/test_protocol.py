@@ -1,0 +1,325 @@
+"""PROTOCOL.md's rules as the host checks them, and bad input through the real gateway."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge_gateway import protocol as P
+from edge_gateway.service import Gateway
+from edge_gateway.testing import Publisher, dumps, event, telemetry, topic_of, vote, wait_until
+from klupa.services import Broker
+
+NOW = 1_795_712_460.0
+B = "mostar-01"
+T = topic_of(B, "telemetry")
+
+
+def reason(topic: str, payload: bytes, now: float = NOW) -> str:
+    with pytest.raises(P.ProtocolError) as info:
+        P.validate(topic, payload, now, "mostar")
+    return info.value.reason
+
+
+def test_the_documented_examples_validate() -> None:
+    msg = P.validate(T, dumps(telemetry(B, 17, 1234, int(NOW))), NOW, "mostar")
+    assert isinstance(msg, P.Telemetry) and msg.wifi.rssi == -61
+    ev = P.validate(
+        topic_of(B, "event"),
+        dumps(event(B, 17, 1, int(NOW), "session", port=2, s=1820, wh=4.1)),
+        NOW,
+    )
+    assert isinstance(ev, P.Event) and ev.s == 1820
+    v = P.validate(
+        topic_of(B, "vote"), dumps(vote(B, 17, 2, int(NOW), "mostar-2026-park-lights", "yes")), NOW
+    )
+    assert isinstance(v, P.Vote)
+    st_ = P.validate(topic_of(B, "status"), b'{"v":1,"bench":"mostar-01","state":"offline"}', NOW)
+    assert isinstance(st_, P.Status) and st_.state == "offline"
+
+
+def test_integer_with_zero_fraction_is_accepted_as_the_integer() -> None:
+    t = telemetry(B, 17.0, 3, int(NOW))
+    t["wifi"]["rssi"] = -61.0
+    msg = P.validate(T, dumps(t), NOW)
+    assert isinstance(msg, P.Telemetry)
+    assert msg.wifi.rssi == -61 and type(msg.wifi.rssi) is int and type(msg.boot) is int
+
+
+def test_integer_with_a_fraction_and_floats_with_four_decimals_are_rejected() -> None:
+    t = telemetry(B, 17, 3, int(NOW))
+    t["wifi"]["rssi"] = -61.5
+    assert reason(T, dumps(t)) == "bad_type"
+    t = telemetry(B, 17, 3, int(NOW))
+    t["solar"]["v"] = 18.4215
+    assert reason(T, dumps(t)) == "bad_type"
+    t = telemetry(B, 17, 3, int(NOW))
+    t["batt"]["v"] = 13  # a JSON integer is accepted as the float
+    assert P.validate(T, dumps(t), NOW)
+
+
+def test_bench_must_match_the_topic_and_municipality_the_gateway() -> None:
+    assert reason(T, dumps(telemetry("mostar-02", 1, 1, int(NOW)))) == "bench_mismatch"
+    assert (
+        reason(
+            topic_of("jablanica-01", "telemetry"), dumps(telemetry("jablanica-01", 1, 1, int(NOW)))
+        )
+        == "wrong_municipality"
+    )
+    assert reason("klupa/v1/mostar/mostar-01/weather", b"{}") == "bad_topic"
+
+
+def test_ts_window_is_minus_35_days_to_plus_300_seconds() -> None:
+    ok_future = telemetry(B, 1, 1, int(NOW) + 300)
+    assert P.validate(T, dumps(ok_future), NOW)
+    assert reason(T, dumps(telemetry(B, 1, 1, int(NOW) + 301))) == "ts_future"
+    assert P.validate(T, dumps(telemetry(B, 1, 1, int(NOW) - 35 * 86400)), NOW)
+    assert reason(T, dumps(telemetry(B, 1, 1, int(NOW) - 35 * 86400 - 1))) == "ts_too_old"
+
+
+def test_size_json_and_shape_reasons() -> None:
+    big = telemetry(B, 1, 1, int(NOW), pad="x" * 2100)
+    assert reason(T, dumps(big)) == "too_large"
+    assert reason(T, b"\xff\xfe{") == "not_json"
+    assert reason(T, b"[1,2]") == "not_object"
+    assert reason(T, b'{"v":1') == "not_json"
+    t = telemetry(B, 1, 1, int(NOW))
+    del t["batt"]
+    assert reason(T, dumps(t)) == "missing_field"
+    t = telemetry(B, 1, 1, int(NOW))
+    t["batt"]["soc"] = 100.5
+    assert reason(T, dumps(t)) == "out_of_range"
+    t = telemetry(B, 1, 0, int(NOW))
+    assert reason(T, dumps(t)) == "out_of_range"
+    t = telemetry(B, 1, 1, int(NOW), unknown_field={"ignored": True})
+    assert P.validate(T, dumps(t), NOW)
+
+
+def test_poll_rules() -> None:
+    good = {
+        "v": 1,
+        "id": "mostar-2026-park-lights",
+        "opens": 1,
+        "closes": 2,
+        "question": {"bs": "Da li želite više rasvjete u parku?"},
+        "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
+    }
+    assert P.validate_poll(dumps(good)).id == "mostar-2026-park-lights"
+    assert P.validate_poll(P.no_poll()).id is None
+    bad = copy.deepcopy(good)
+    bad["options"] = bad["options"][:1]
+    with pytest.raises(P.ProtocolError):
+        P.validate_poll(dumps(bad))
+
+
+# --------------------------------------------------------------------------- generated bad input
+
+GOOD = telemetry(B, 17, 100, int(NOW) - 60)
+
+
+def _set(path: list[str | int], value: Any) -> bytes:
+    obj = copy.deepcopy(GOOD)
+    cur: Any = obj
+    for k in path[:-1]:
+        cur = cur[k]
+    cur[path[-1]] = value
+    return dumps(obj)
+
+
+def _drop(path: list[str | int]) -> bytes:
+    obj = copy.deepcopy(GOOD)
+    cur: Any = obj
+    for k in path[:-1]:
+        cur = cur[k]
+    del cur[path[-1]]
+    return dumps(obj)
+
+
+INT_FIELDS = [
+    ["boot"],
+    ["seq"],
+    ["ts"],
+    ["period"],
+    ["heap"],
+    ["wifi", "rssi"],
+    ["seat", "occ"],
+    ["touch", "n"],
+]
+FLOAT_FIELDS = [["solar", "v"], ["solar", "a"], ["batt", "v"], ["batt", "soc"], ["ports", 0, "a"]]
+REQUIRED = [
+    ["v"],
+    ["bench"],
+    ["boot"],
+    ["seq"],
+    ["ts"],
+    ["period"],
+    ["solar"],
+    ["batt"],
+    ["ports"],
+    ["wifi"],
+    ["seat"],
+    ["touch"],
+    ["power"],
+    ["heap"],
+    ["batt", "soc"],
+]
+wrong_values = st.one_of(
+    st.text(max_size=8),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+def _nest(depth: int) -> bytes:
+    return b'{"v":1,"bench":"mostar-01","boot":' + b"[" * depth + b"]" * depth + b"}"
+
+
+BAD: st.SearchStrategy[tuple[str, bytes, set[str]]] = st.one_of(
+    st.tuples(
+        st.just(T),
+        st.sampled_from(INT_FIELDS + FLOAT_FIELDS).flatmap(
+            lambda p: wrong_values.map(lambda v: _set(p, v))
+        ),
+        st.just({"bad_type"}),
+    ),
+    st.tuples(
+        st.just(T),
+        st.sampled_from(INT_FIELDS).flatmap(
+            lambda p: (
+                st.floats(allow_nan=False, allow_infinity=False)
+                .filter(lambda f: not f.is_integer())
+                .map(lambda v: _set(p, v))
+            )
+        ),
+        st.just({"bad_type"}),
+    ),
+    st.tuples(
+        st.just(T),
+        st.sampled_from(INT_FIELDS).flatmap(
+            lambda p: st.integers(min_value=2**60, max_value=2**200).map(lambda v: _set(p, v))
+        ),
+        st.just({"out_of_range", "ts_future", "bad_type"}),
+    ),
+    st.tuples(st.just(T), st.sampled_from(REQUIRED).map(_drop), st.just({"missing_field"})),
+    st.tuples(
+        st.just(T),
+        st.integers(301, 10**6).map(lambda d: _set(["ts"], int(NOW) + d)),
+        st.just({"ts_future"}),
+    ),
+    st.tuples(
+        st.just(T),
+        st.integers(35 * 86400 + 1, 10**9).map(lambda d: _set(["ts"], int(NOW) - d)),
+        st.just({"ts_too_old"}),
+    ),
+    st.tuples(
+        st.just(T),
+        st.sampled_from(["mostar-02", "novi-grad-01", "zepce-99"]).map(
+            lambda b: _set(["bench"], b)
+        ),
+        st.just({"bench_mismatch"}),
+    ),
+    st.tuples(
+        st.just(T),
+        st.binary(min_size=1, max_size=64).map(lambda b: b"\xff" + b),
+        st.just({"not_json"}),
+    ),
+    st.tuples(st.just(T), st.integers(1, 900).map(_nest), st.just({"bad_type", "not_json"})),
+    st.tuples(
+        st.just(T),
+        st.integers(2049, 5000).map(lambda n: b'{"v":1,"x":"' + b"a" * n + b'"}'),
+        st.just({"too_large"}),
+    ),
+    st.tuples(
+        st.sampled_from(
+            [
+                "klupa/v1/mostar/mostar-01/foo",
+                "klupa/v1/mostar/Mostar_01/telemetry",
+                "klupa/v2/mostar/mostar-01/telemetry",
+            ]
+        ),
+        st.just(dumps(GOOD)),
+        st.just({"bad_topic", "bad_name"}),
+    ),
+)
+
+
+@settings(
+    max_examples=int(os.environ.get("KLUPA_HYPOTHESIS_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(BAD)
+def test_generated_bad_payloads_are_rejected_with_their_reason(
+    case: tuple[str, bytes, set[str]],
+) -> None:
+    topic, payload, reasons = case
+    with pytest.raises(P.ProtocolError) as info:
+        P.validate(topic, payload, NOW, "mostar")
+    assert info.value.reason in reasons
+    assert info.value.reason in P.REASONS
+
+
+def test_bad_input_through_the_gateway_is_counted_by_reason_and_never_stored(
+    mosquitto: Broker, gateway_factory: Callable[..., Gateway]
+) -> None:
+    gw = gateway_factory(mosquitto.port)
+    now = time.time()
+    expected: Counter[str] = Counter()
+    # A few hundred bad payloads of every kind, seeded, stamped with the real clock.
+    rnd = random.Random(5)
+    cases = [_draw(rnd)[:2] for _ in range(300)]
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    good = 0
+    for i, (topic, payload) in enumerate(cases):
+        try:
+            P.validate(topic, payload, now, "mostar")
+            good += 1
+        except P.ProtocolError as exc:
+            expected[exc.reason] += 1
+        pub.publish(topic, payload)
+        if i % 30 == 0:
+            pub.publish(T, telemetry(B, 18, i + 1, int(now) - 100))
+    pub.wait_published()
+    total = len(cases) + len(range(0, len(cases), 30))
+    wait_until(lambda: gw.counts["received"] >= total, 15, what="every message handled")
+    got = {k.split(":", 1)[1]: v for k, v in gw.counts.items() if k.startswith("rejected:")}
+    assert got == dict(expected)
+    assert gw.counts["rejected"] == sum(expected.values())
+    assert gw.counts["accepted"] == good + 10
+    rows = gw.store.conn.execute("SELECT kind, count(*) FROM messages GROUP BY kind").fetchall()
+    assert dict(rows).get("telemetry") == good + 10
+
+
+def _draw(rnd: Any) -> tuple[str, bytes, set[str]]:
+    """A bad case drawn without hypothesis's engine (fast, seeded)."""
+    k = rnd.randrange(7)
+    ts = int(time.time()) - 60
+    base = telemetry(B, 17, rnd.randrange(1, 10**6), ts)
+    if k == 0:
+        base["wifi"]["rssi"] = rnd.choice(["-61", True, None, [1], -61.5])
+    elif k == 1:
+        del base[rnd.choice(["v", "bench", "batt", "ports", "power"])]
+    elif k == 2:
+        base["ts"] = ts + rnd.randrange(400, 10**6)
+    elif k == 3:
+        base["bench"] = "mostar-02"
+    elif k == 4:
+        return T, b"\xff" + bytes(rnd.randrange(256) for _ in range(20)), set()
+    elif k == 5:
+        d = rnd.randrange(10, 900)
+        return T, b'{"v":1,"seat":' + b"[" * d + b"]" * d + b"}", set()
+    else:
+        base["solar"]["wh"] = -1
+    return T, json.dumps(base).encode(), set()

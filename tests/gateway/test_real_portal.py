@@ -1,0 +1,116 @@
+"""The gateway against the real portal (`klupa portal serve`): polls out, votes and state in."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_gateway.service import Gateway
+from edge_gateway.testing import Publisher, telemetry, topic_of, vote, wait_until
+from klupa.services import Broker, free_port, serve_portal, stop_process
+
+
+class RealPortal:
+    def __init__(self, workdir: Path) -> None:
+        from portal.db import open_database
+        from portal.tokens import create_token
+
+        self.db = str(workdir / "portal.sqlite")
+        engine = open_database(self.db)
+        self.admin = create_token(engine, admin=True)
+        self.token = create_token(engine, "mostar")
+        engine.dispose()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = serve_portal(self.db, self.port, workdir / "portal.log")
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        req = urllib.request.Request(
+            self.url + path,
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={
+                "Authorization": f"Bearer {token or self.admin}",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read() or b"null")
+
+
+@pytest.fixture
+def real_portal(tmp_path: Path) -> Iterator[RealPortal]:
+    pytest.importorskip("portal.db")
+    p = RealPortal(tmp_path)
+    yield p
+    stop_process(p.proc, signal.SIGTERM)
+
+
+def test_polls_votes_and_bench_state_through_the_real_portal(
+    mosquitto: Broker, real_portal: RealPortal, gateway_factory: Callable[..., Gateway]
+) -> None:
+    now = int(time.time())
+    poll = {
+        "v": 1,
+        "id": "mostar-gateway-test",
+        "opens": now - 3600,
+        "closes": now + 86400,
+        "question": {"bs": "Da li želite više rasvjete u parku?"},
+        "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
+        "municipalities": ["mostar"],
+    }
+    real_portal.call("POST", "/api/v1/polls", poll)
+    gw = gateway_factory(
+        mosquitto.port,
+        f'[portal]\nurl = "{real_portal.url}"\ntoken = "{real_portal.token}"\npoll_sync_s = 1\n',
+    )
+    bench = Publisher(mosquitto.host, mosquitto.port)
+    bench.subscribe("klupa/v1/mostar/poll")
+    wait_until(lambda: bench.received, 30, what="the poll")
+    published = json.loads(bench.received[-1][1])
+    assert published["id"] == "mostar-gateway-test" and published["options"][1]["id"] == "no"
+
+    b = "mostar-01"
+    bench.publish(topic_of(b, "status"), {"v": 1, "bench": b, "state": "online", "fw": "1.0.0"})
+    bench.publish(topic_of(b, "telemetry"), telemetry(b, 3, 1, now - 120))
+    for seq, choice in [(2, "yes"), (3, "yes"), (4, "no"), (5, "yes"), (6, "no"), (3, "yes")]:
+        bench.publish(topic_of(b, "vote"), vote(b, 3, seq, now - 100 + seq, poll["id"], choice))
+    bench.wait_published()
+
+    def results() -> dict[str, Any] | None:
+        r = real_portal.call("GET", f"/api/v1/polls/{poll['id']}/results")
+        return r if r.get("total") == 5 else None
+
+    r = wait_until(results, 30, what="5 votes in the portal's results")
+    assert r["choices"] == {"yes": 3, "no": 2}
+    assert r["benches"] == {b: {"yes": 3, "no": 2}}
+
+    def portal_rows(sql: str) -> list[tuple[Any, ...]]:
+        conn = sqlite3.connect(f"file:{real_portal.db}?mode=ro", uri=True)
+        try:
+            return conn.execute(sql).fetchall()
+        finally:
+            conn.close()
+
+    # bench-days and bench state follow the votes in the same batch
+    days = wait_until(
+        lambda: portal_rows("SELECT bench, votes, charge_wh FROM bench_days WHERE votes = 5"), 30
+    )
+    assert days == [(b, 5, 0.076)]
+    state = wait_until(
+        lambda: portal_rows(
+            "SELECT online, soc, power, fw FROM benches WHERE soc IS NOT NULL AND fw IS NOT NULL"
+        ),
+        30,
+    )
+    assert state == [(1, 78.5, "normal", "1.0.0")]
+    assert gw.store.quarantine_counts() == {}
+    assert all(s.last_error == "" for s in gw.sinks)

@@ -1,0 +1,143 @@
+"""Receipts after a mixed stream, and online/offline as INTERFACES.md's [health] says."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from edge_gateway.health import Health
+from edge_gateway.receipts import Receipts
+from edge_gateway.service import Gateway
+from edge_gateway.testing import Publisher, telemetry, topic_of, vote, wait_until
+from klupa.services import Broker
+
+OFFLINE = b'{"v":1,"bench":"mostar-01","state":"offline"}'
+
+
+def test_receipt_ranges_merge_and_stay_within_bounds() -> None:
+    r = Receipts()
+    for seq in [5, 1, 3, 2, 9, 4, 8]:
+        r.add("b", 1, seq)
+    assert r.boots("b") == {1: [(1, 5), (8, 9)]}
+    for boot in range(2, 6):
+        r.add("b", boot, 1)
+    assert list(r.boots("b")) == [5, 4, 3]
+    for seq in range(1, 100, 2):
+        r.add("c", 1, seq)
+    rs = r.boots("c")[1]
+    assert len(rs) == 32 and rs[0] == (37, 37) and rs[-1] == (99, 99)
+
+
+def test_receipts_after_a_mixed_stream_cover_exactly_the_store(
+    mosquitto: Broker, gateway_factory: Callable[..., Gateway]
+) -> None:
+    gw = gateway_factory(mosquitto.port)
+    now = int(time.time())
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    t1, t2 = topic_of("mostar-01", "telemetry"), topic_of("mostar-02", "telemetry")
+    sent = 0
+    for seq in range(1, 6):
+        pub.publish(t1, telemetry("mostar-01", 16, seq, now - 500))
+    for seq in (1, 2, 3, 5, 2):  # a gap at 4, a duplicate of 2
+        pub.publish(t1, telemetry("mostar-01", 17, seq, now - 400))
+    pub.publish(t1, telemetry("mostar-01", 17, 6, now + 4000))  # rejected: ts_future, still handled
+    pub.publish(t1, b"not json")  # rejected, no identity
+    pub.publish(topic_of("mostar-01", "vote"), vote("mostar-01", 17, 7, now - 10, "p-one", "yes"))
+    sent += 13
+    for boot in range(1, 6):  # five boots: the receipt keeps the three latest
+        pub.publish(t2, telemetry("mostar-02", boot, 1, now - 300))
+    for seq in range(1, 80, 2):  # forty ranges: the receipt keeps the 32 latest
+        pub.publish(t2, telemetry("mostar-02", 5, seq + 10, now - 200))
+    sent += 45
+    pub.wait_published()
+    wait_until(lambda: gw.counts["received"] == sent, 10, what="all received")
+    assert gw.counts["duplicates"] == 1 and gw.counts["rejected"] == 2
+    time.sleep(1.2)  # the last receipt may wait out the once-per-second limit
+
+    sub = Publisher(mosquitto.host, mosquitto.port)
+    sub.subscribe("klupa/v1/mostar/+/receipt")
+
+    def receipts() -> dict[str, dict[str, list[list[int]]]] | None:
+        with sub.lock:
+            got = {t.split("/")[3]: json.loads(p)["boots"] for t, p, retained in sub.received}
+        return got if len(got) == 2 else None
+
+    got = wait_until(receipts, 5, what="retained receipts")
+    assert got["mostar-01"] == {"16": [[1, 5]], "17": [[1, 3], [5, 7]]}
+    boots = got["mostar-02"]
+    assert sorted(boots) == ["3", "4", "5"]
+    assert boots["3"] == [[1, 1]] and boots["4"] == [[1, 1]]
+    expected5 = [[1, 1]] + [[s + 10, s + 10] for s in range(1, 80, 2)]
+    assert boots["5"] == expected5[-32:]
+    # and the store holds exactly these (over all boots, untrimmed)
+    stored = gw.store.receipt_ranges()
+    assert [list(r) for r in stored["mostar-01"][17]] == [[1, 3], [5, 7]]
+    assert [list(r) for r in stored["mostar-02"][5]] == expected5
+    sub.close()
+    pub.close()
+
+
+def test_will_makes_a_bench_offline_within_a_second(
+    mosquitto: Broker, gateway_factory: Callable[..., Gateway]
+) -> None:
+    gw = gateway_factory(mosquitto.port)
+    bench = Publisher(
+        mosquitto.host,
+        mosquitto.port,
+        client_id="mostar-01",
+        will=(topic_of("mostar-01", "status"), OFFLINE),
+    )
+    online = {
+        "v": 1,
+        "bench": "mostar-01",
+        "state": "online",
+        "boot": 3,
+        "fw": "1.0.0",
+        "mpy": "1.27.0",
+        "ts": int(time.time()),
+    }
+    bench.publish(topic_of("mostar-01", "status"), online, retain=True)
+    bench.wait_published()
+    wait_until(lambda: gw.health.get("mostar-01").online, 5, what="online")
+    bench.drop()  # the socket closes at the end of drop(): time from there
+    t0 = time.monotonic()
+    wait_until(lambda: not gw.health.get("mostar-01").online, 2, step=0.01, what="offline")
+    assert time.monotonic() - t0 < 1.0
+    rows = gw.store.conn.execute(
+        "SELECT body FROM messages WHERE kind = 'state' ORDER BY id"
+    ).fetchall()
+    assert [json.loads(r[0])["online"] for r in rows] == [True, False]
+
+
+def test_silence_longer_than_the_limit_makes_a_bench_offline(
+    mosquitto: Broker, gateway_factory: Callable[..., Gateway]
+) -> None:
+    gw = gateway_factory(mosquitto.port, "[health]\noffline_after_s = 1\n")
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    now = int(time.time())
+    pub.publish(topic_of("mostar-01", "status"), {"v": 1, "bench": "mostar-01", "state": "online"})
+    # mostar-02 reported a 10-s window: its limit is 2.5 x 10 s, not offline_after_s
+    pub.publish(
+        topic_of("mostar-02", "telemetry"),
+        telemetry("mostar-02", 1, 1, now, period=10, seat={"occ": 5}),
+    )
+    pub.wait_published()
+    wait_until(lambda: gw.health.get("mostar-01").online and gw.health.get("mostar-02").online, 5)
+    t0 = time.monotonic()
+    wait_until(lambda: not gw.health.get("mostar-01").online, 4, step=0.02, what="silent offline")
+    assert 0.7 < time.monotonic() - t0 < 2.0
+    time.sleep(1.5)
+    assert gw.health.get("mostar-02").online
+
+
+def test_sleeping_bench_is_offline_only_after_until_plus_its_window() -> None:
+    h = Health(offline_after_s=300)
+    h.on_record("b", 1000.0)
+    h.get("b").period = 900
+    c = h.on_status("b", "sleeping", 1010.0, until=2000)
+    assert c is not None and c.sleeping and not c.online
+    assert h.tick(2000 + 899.0) == []
+    changes = h.tick(2000 + 901.0)
+    assert [(x.online, x.sleeping) for x in changes] == [(False, False)]
+    assert h.on_record("b", 3000.0) is not None and h.get("b").online

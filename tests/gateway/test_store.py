@@ -1,0 +1,100 @@
+"""Store upkeep (retention, size bound) and a sink that meets a 4xx."""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_gateway.service import Gateway
+from edge_gateway.store import Store, day_bounds, local_day
+from edge_gateway.testing import Publisher, telemetry, topic_of, wait_until
+from klupa.services import Broker, Influx1
+
+
+def fill(st: Store, kind: str, n: int, received: float, start: int = 1) -> None:
+    st.begin()
+    for i in range(start, start + n):
+        st.insert_message("mostar-01", 1, i, kind, int(received), received, b"x" * 500)
+    st.commit()
+
+
+def test_retention_prunes_only_forwarded_rows_older_than_the_period(tmp_path: Path) -> None:
+    st = Store(str(tmp_path / "s.sqlite"))
+    now = time.time()
+    fill(st, "telemetry", 10, now - 40 * 86400, 1)  # old
+    fill(st, "telemetry", 10, now - 40 * 86400, 11)  # old, not yet forwarded by portal
+    fill(st, "telemetry", 10, now - 3600, 21)  # recent
+    st.begin()
+    st.set_watermark("influxdb", 30)
+    st.set_watermark("portal", 10)
+    st.commit()
+    assert st.prune(["influxdb", "portal"], 35, 2048, now) == 10
+    seqs = [r[0] for r in st.conn.execute("SELECT seq FROM messages ORDER BY seq")]
+    assert seqs == list(range(11, 31))
+
+
+def test_size_bound_drops_forwarded_rows_then_telemetry_before_votes(tmp_path: Path) -> None:
+    st = Store(str(tmp_path / "s.sqlite"))
+    now = time.time()
+    fill(st, "telemetry", 2000, now, 1)
+    fill(st, "vote", 2000, now, 2001)
+    fill(st, "telemetry", 2000, now, 4001)
+    st.begin()
+    st.set_watermark("influxdb", 1000)  # the first 1000 rows are forwarded
+    st.commit()
+    size_mb = st.size_bytes() / 2**20
+    st.prune(["influxdb"], 35, size_mb * 0.5, now)
+    kinds = dict(st.conn.execute("SELECT kind, count(*) FROM messages GROUP BY kind").fetchall())
+    assert kinds["vote"] == 2000  # votes go last
+    assert kinds.get("telemetry", 0) < 3000
+    assert st.conn.execute("SELECT min(id) FROM messages").fetchone()[0] > 1000
+    assert st.counters()["dropped_unforwarded"] > 0
+    assert st.size_bytes() / 2**20 <= size_mb * 0.5
+
+
+def test_local_days_follow_sarajevo_time_across_dst() -> None:
+    start, end = day_bounds("2026-03-29")  # spring forward: a 23-hour day
+    assert end - start == 23 * 3600
+    start, end = day_bounds("2026-10-25")  # fall back: 25 hours
+    assert end - start == 25 * 3600
+    assert local_day(day_bounds("2026-11-26")[0]) == "2026-11-26"
+    assert local_day(day_bounds("2026-11-26")[0] - 1) == "2026-11-25"
+
+
+def test_a_point_influxdb_refuses_is_quarantined_and_the_sink_moves_on(
+    mosquitto: Broker, influxdb1: Influx1, gateway_factory: Callable[..., Gateway]
+) -> None:
+    now = int(time.time())
+    recent = now - 3600
+    # A field of another type already in the shard: InfluxDB answers 400 (field type conflict).
+    influxdb1.query('CREATE DATABASE "benches"')
+    req = urllib.request.Request(
+        influxdb1.url + "/write?" + urllib.parse.urlencode({"db": "benches", "precision": "s"}),
+        data=f'link,municipality=mostar,bench=mostar-09 rssi="weak" {recent - 10}'.encode(),
+        method="POST",
+    )
+    urllib.request.urlopen(req, timeout=10).read()
+    gw = gateway_factory(
+        mosquitto.port,
+        f'[influxdb]\nurl = "{influxdb1.url}"\napi_version = 1\ndatabase = "benches"\n'
+        "flush_interval_s = 0.2\n",
+    )
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    pub.publish(topic_of("mostar-01", "telemetry"), telemetry("mostar-01", 1, 1, recent))
+    pub.publish(topic_of("mostar-01", "telemetry"), telemetry("mostar-01", 1, 2, now - 20 * 86400))
+    pub.wait_published()
+    wait_until(lambda: gw.store.quarantine_counts().get("influxdb_400") == 1, 15, what="quarantine")
+    rows = influxdb1.rows("SELECT rssi FROM link WHERE bench = 'mostar-01'", "benches")
+    assert [r["time"] for r in rows] == [now - 20 * 86400]
+    pub.publish(topic_of("mostar-01", "telemetry"), telemetry("mostar-01", 1, 3, now - 19 * 86400))
+    pub.wait_published()
+    wait_until(
+        lambda: (
+            len(influxdb1.rows("SELECT rssi FROM link WHERE bench = 'mostar-01'", "benches")) == 2
+        ),
+        10,
+        what="the sink moved on",
+    )
