@@ -26,7 +26,9 @@ SOURCE_ONLY = ("boot.py", "main.py")
 SKIP_DIRS = {"__pycache__", "tests", ".mypy_cache"}
 MANIFEST_NAME = "manifest.json"
 DEFAULT_VERSION = "0.1.0"
-VERSION_RE = re.compile(r"""^(?:FW_)?VERSION\s*=\s*["']([^"']+)["']""", re.M)
+# The app's version as the firmware declares it: `FW = "…"` (bench/app.py, what the bench
+# reports in its birth and boot event), or `VERSION` / `FW_VERSION`.
+VERSION_RE = re.compile(r"""^(?:FW_VERSION|VERSION|FW)\s*=\s*["']([^"']+)["']""", re.M)
 
 
 class BundleError(Exception):
@@ -66,7 +68,8 @@ def verify(manifest: dict[str, Any], key: bytes) -> bool:
 
 
 def firmware_version(firmware_dir: Path) -> str:
-    """The version the firmware declares (``VERSION = "…"`` in bench/), else the default."""
+    """The version the firmware declares (``FW = "…"`` or ``VERSION = "…"`` in bench/), else
+    the default."""
     for candidate in sorted((firmware_dir / "bench").glob("*.py")):
         m = VERSION_RE.search(candidate.read_text(encoding="utf-8", errors="replace"))
         if m:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import ast
 import base64
 import contextlib
-import io
 import json
-from collections.abc import Callable
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,59 @@ def _h(p):
 """
 
 
+class _MutedThreads:
+    """``sys.stdout`` while any board is talking: drops what mpremote prints from a thread
+    inside a board call, passes everything else to the stdout it replaced.
+
+    ``contextlib.redirect_stdout`` swaps the process-wide ``sys.stdout``; two boards in a
+    batch's threads would restore each other's swaps and leave stdout pointing at a buffer
+    (the batch's summary table then went nowhere).
+    """
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self.local = threading.local()
+
+    def write(self, text: str) -> int:
+        if getattr(self.local, "depth", 0):
+            return len(text)
+        return int(self.target.write(text))
+
+    def flush(self) -> None:
+        if not getattr(self.local, "depth", 0):
+            self.target.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+
+_MUTE_LOCK = threading.Lock()
+_mute: _MutedThreads | None = None
+_mute_users = 0
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Mute this thread's prints (mpremote's) for the block, leaving other threads' alone."""
+    global _mute, _mute_users
+    with _MUTE_LOCK:
+        if _mute_users == 0 or _mute is None or sys.stdout is not _mute:
+            _mute = _MutedThreads(sys.stdout)
+            sys.stdout = _mute
+        mute = _mute
+        _mute_users += 1
+    mute.local.depth = getattr(mute.local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        mute.local.depth -= 1
+        with _MUTE_LOCK:
+            _mute_users -= 1
+            if _mute_users == 0 and sys.stdout is mute:
+                sys.stdout = mute.target
+                _mute = None
+
+
 class BoardError(Exception):
     """The board did not answer as a MicroPython REPL, or a command on it failed."""
 
@@ -64,9 +118,8 @@ class Board:
     def __init__(self, port: str, baud: int = 115200, timeout: float = 10.0) -> None:
         self.port = port
         self.stats = LinkStats()
-        self._quiet = io.StringIO()
         try:
-            with contextlib.redirect_stdout(self._quiet):
+            with _quiet():
                 self.transport = SerialTransport(port, baudrate=baud)
         except (TransportError, OSError) as e:
             raise BoardError(f"cannot open {port}: {e}") from None
@@ -88,7 +141,7 @@ class Board:
         self.timeout = timeout
         self.atomic = True
         try:
-            with contextlib.redirect_stdout(self._quiet):
+            with _quiet():
                 self.transport.enter_raw_repl(soft_reset=False, timeout_overall=timeout)
         except (TransportError, OSError) as e:
             self.close()
@@ -101,14 +154,14 @@ class Board:
         self.close()
 
     def close(self) -> None:
-        with contextlib.suppress(Exception), contextlib.redirect_stdout(self._quiet):
+        with contextlib.suppress(Exception), _quiet():
             if self.transport.in_raw_repl:
                 self.transport.exit_raw_repl()
             self.transport.close()
 
     def exec(self, code: str, timeout: float | None = None) -> bytes:
         try:
-            with contextlib.redirect_stdout(self._quiet):
+            with _quiet():
                 out, err = self.transport.exec_raw(code, timeout=timeout or self.timeout)
         except (TransportError, OSError) as e:
             raise BoardError(f"the board stopped answering: {e}") from None
@@ -126,7 +179,7 @@ class Board:
 
     def soft_reset(self) -> None:
         """Leave the raw REPL and soft-reset, so boot.py and main.py start the app."""
-        with contextlib.suppress(Exception), contextlib.redirect_stdout(self._quiet):
+        with contextlib.suppress(Exception), _quiet():
             self.transport.exit_raw_repl()
             self.transport.serial.write(b"\x04")
 
