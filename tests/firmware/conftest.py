@@ -21,7 +21,16 @@ class Gateway:
     """Stands in for the gateway: subscribes to a municipality, keeps every message, and
     (when ``receipts`` is on) publishes the retained Receipt of what it has stored."""
 
-    def __init__(self, host: str, port: int, municipality: str = "mostar", receipts: bool = True):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        municipality: str = "mostar",
+        receipts: bool = True,
+        session: bool = False,
+    ):
+        """``session``: a persistent session (clean session off), as the real gateway keeps,
+        so the broker queues the bench's messages for it while it is away."""
         import paho.mqtt.client as mqtt
 
         self.m = municipality
@@ -30,7 +39,9 @@ class Gateway:
         self.receipts = receipts
         self.stored: dict[str, dict[int, set[int]]] = {}
         self.client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id="gateway-" + municipality
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id="gateway-" + municipality,
+            clean_session=not session,
         )
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, rc, p=None: c.subscribe(

@@ -126,6 +126,47 @@ def test_broker_outage_loses_nothing_and_duplicates_only_resends(
         gw.close()
 
 
+def test_broker_killed_before_saving_while_the_gateway_is_away_bench_resends(
+    mosquitto, bench_runner, firmware_kit, tmp_path
+):
+    """The lost-acknowledged-message case: the broker PUBACKed the bench's records and queued
+    them for the gateway's persistent session while the gateway was away, then died (SIGKILL)
+    before saving its queue. No Receipt ever covers those records, so the bench publishes them
+    again after `resend_s` (shortened here), and the gateway ends with every record."""
+    kit = firmware_kit
+    gw = kit["Gateway"](mosquitto.host, mosquitto.port, session=True)
+    vb = make_bench(tmp_path, mosquitto.port, kit, resend_s=60)
+    bench_runner.start(vb)
+    try:
+        kit["wait_until"](lambda: len(gw.of("telemetry")) >= 2, what="first telemetry")
+        before = {(m["boot"], m["seq"]) for leaf in ("telemetry", "event") for m in gw.of(leaf)}
+        gw.close()  # the gateway goes away; its session stays, the broker queues for it
+        away_from = vb.app.seq
+        kit["wait_until"](
+            lambda: vb.app.seq >= away_from + 4 and vb.app.link.idle(),
+            what="records PUBACKed while the gateway is away",
+        )
+        made = vb.app.seq
+        lost = vb.app.link.published
+        mosquitto.kill()  # before its autosave: the queued messages are gone
+        mosquitto.start()
+        gw = kit["Gateway"](mosquitto.host, mosquitto.port, session=True)
+        kit["wait_until"](lambda: vb.app.link.connected, what="the bench reconnects")
+
+        def everything() -> bool:
+            got = {(m["boot"], m["seq"]) for leaf in ("telemetry", "event") for m in gw.of(leaf)}
+            return {(vb.app.boot_no, s) for s in range(1, made + 1)} <= (got | before)
+
+        kit["wait_until"](everything, timeout=60, what="every record, re-sent after resend_s")
+        assert vb.app.link.resent > 0, "nothing was re-sent: the broker's queue was not lost"
+        assert vb.app.link.published > lost
+        kit["wait_until"](lambda: vb.app.spool.pending() <= 2, what="receipts to empty the spool")
+    finally:
+        gw.close()
+        if not mosquitto.running:
+            mosquitto.start()
+
+
 def test_abrupt_socket_loss_leaves_the_retained_offline_will(
     mosquitto, bench_runner, firmware_kit, tmp_path
 ):
