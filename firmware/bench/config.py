@@ -14,6 +14,8 @@ SETTABLE = {
     "critical_soc": (0, 100),
 }
 
+INA3221_SHUNT_FULL_V = 0.1638  # 4095 x 40 uV
+
 CONFIG_DEFAULTS = {
     "period": 60,
     "sample_s": 1,
@@ -125,9 +127,15 @@ def validate_board(b):
         ch = _need(p, "channel", int, w, c)
         if not 1 <= ch <= 3:
             raise ConfigError(c, w + "channel must be 1..3")
-        _need(p, "shunt_ohm", float, w, c)
+        shunt = _need(p, "shunt_ohm", float, w, c)
         _need(p, "enable_pin", int, w, c)
-        _need(p, "limit_a", float, w, c)
+        limit = _need(p, "limit_a", float, w, c)
+        # The INA3221 reads at most 163.8 mV across a shunt: a limit above that current could
+        # never trip, and the port's readings would saturate below it.
+        if shunt <= 0 or limit <= 0 or limit * shunt > INA3221_SHUNT_FULL_V:
+            raise ConfigError(
+                c, w + "limit_a x shunt_ohm must be > 0 and <= 0.1638 V (INA3221 full scale)"
+            )
     seat = _need(b, "seat", dict, "", c)
     _need(seat, "pin", int, "seat.", c)
     _need(seat, "active_low", bool, "seat.", c)

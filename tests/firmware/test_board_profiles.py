@@ -1,0 +1,56 @@
+"""The board profiles in boards/ against the firmware's own validation (bench.config, the same
+code the bench runs at boot): both shipped profiles pass, and a broken one is refused with the
+field named, which on the bench means a `fault` event and safe mode (test_bench_integration)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench import config
+
+BOARDS = Path(__file__).resolve().parents[2] / "boards"
+PROFILES = sorted(BOARDS.glob("*.json"))
+
+
+def load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((BOARDS / f"{name}.json").read_text())
+    return data
+
+
+@pytest.mark.parametrize("path", PROFILES, ids=[p.stem for p in PROFILES])
+def test_shipped_profiles_validate(path: Path) -> None:
+    board = json.loads(path.read_text())
+    assert config.validate_board(copy.deepcopy(board))["ports"]
+
+
+def test_every_port_limit_is_measurable_by_its_chip() -> None:
+    # 163.8 mV full scale on the INA3221: limit x shunt must stay below it, or a port in
+    # trouble could never be seen past the limit (bench-v1 once had 0.1 ohm with 2.6 A).
+    for path in PROFILES:
+        for p in json.loads(path.read_text())["ports"]:
+            assert p["limit_a"] * p["shunt_ohm"] <= 0.1638, (path.name, p)
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda b: b["ports"][1].update(shunt_ohm=0.1), "ports[1].limit_a x shunt_ohm"),
+        (lambda b: b["ports"][0].update(channel=4), "ports[0].channel"),
+        (lambda b: b["ports"][2].update(kind="lamp"), "ports[2].kind"),
+        (lambda b: b["ports"][3].pop("enable_pin"), "ports[3].enable_pin missing"),
+        (lambda b: b["battery"].update(chemistry="unobtainium"), "battery.chemistry"),
+        (lambda b: b["touch"].update(direction="sideways"), "touch.direction"),
+        (lambda b: b.pop("seat"), "seat missing"),
+    ],
+)
+def test_a_broken_profile_is_refused_naming_the_field(change: Any, named: str) -> None:
+    board = load("bench-v1")
+    change(board)
+    with pytest.raises(config.ConfigError) as err:
+        config.validate_board(board)
+    code, message = err.value.args[0], err.value.args[1]
+    assert code == "bad_board" and named in message, message
