@@ -1,0 +1,177 @@
+"""The bench core's heap over 24 simulated hours in the MicroPython VM (issue 3).
+
+Runs ``benchmarks/vm/core_day.py`` inside the npm MicroPython WebAssembly port through
+``klupa.testing.vm.run_unittests``, with the firmware as the bench runs it: compiled to
+``.mpy`` by ``provisioning.bundle.build_bundle`` (mpy-cross, as ``klupa bundle`` does) and
+copied to the VM's ``/``; the GC heap starts at 56 KiB like a plain ESP32's.
+
+Included: the modules App.start() makes resident on a healthy bench without its front
+(bench.app and its imports, bench.link, bench.mqtt, the sensor drivers), ``App.load()``
+validating ``/board.json`` (boards/bench-v1.json) and ``/config.json`` with bench.config
+(imported and dropped as at boot), the real spool on the VM's in-memory file system, and then
+86,400 one-second ``App.sample`` calls, ``App.close_window`` every window (period from
+``App.period_s()``), the telemetry packed, spooled, encoded to JSON by the link and published
+by ``bench.mqtt.Client`` to a loopback byte sink; the broker's PUBACKs and the gateway's
+Receipt are fed back as MQTT packets decoded by ``bench.mqtt.parse`` and handled by the link,
+so the spool releases what was receipted.
+
+Not included: no Wi-Fi, socket, TLS or broker (the client writes to a byte counter; the link
+supervisor, keepalive and reader tasks do not run), no I2C sensor chips or their drivers'
+register traffic (stand-in sensors answer ``bus_mv()``/``current_ma()`` with a scripted clear
+day, defined in ``benchmarks/vm/vmkit.py``; the seat and Wi-Fi-statistics drivers run on
+stand-in pins and WLAN objects), no touch pads, voting or display (``benchmarks/vm_ui.py``),
+no watchdog/supervisor task, no ESP-IDF, lwIP or mbedTLS memory (outside the GC heap).
+
+Heap figures follow ``klupa/testing/vm.py``: ``gc.threshold(4096)``; this port collects only
+when control returns to JavaScript, so the live heap is sampled right after a collection at
+the end of every window, and the most bytes allocated within one window's synchronous stretch
+(garbage included) is reported as the upper bound of the transient peak.
+
+    .venv/bin/python benchmarks/vm_core.py
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from klupa.testing.vm import FIRMWARE_DIR, VmUnavailable, run_unittests  # noqa: E402
+from provisioning.bundle import build_bundle  # noqa: E402
+
+VM_DIR = Path(__file__).resolve().parent / "vm"
+BOARD = ROOT / "boards" / "bench-v1.json"
+BUNDLE_KEY = b"\x00" * 32  # the manifest's HMAC is not looked at here
+TARGET_HIGH = 40 * 1024
+TARGET_DRIFT = 1024
+
+CORE = (
+    "bench/app.mpy",
+    "bench/protocol.mpy",
+    "bench/runtime.mpy",
+    "bench/store.mpy",
+    "bench/spool.mpy",
+    "bench/power.mpy",
+    "bench/session.mpy",
+    "bench/window.mpy",
+    "bench/link.mpy",
+    "bench/mqtt.mpy",
+    "drivers/ina226.mpy",
+    "drivers/ina3221.mpy",
+    "drivers/bme280.mpy",
+    "drivers/seat.mpy",
+    "drivers/wifi.mpy",
+)
+FRONT = (
+    "bench/front.mpy",
+    "bench/screens.mpy",
+    "bench/font.mpy",
+    "bench/fontdata.mpy",
+    "bench/touch.mpy",
+    "bench/voting.mpy",
+    "drivers/ssd1306.mpy",
+)
+ON_DEMAND = ("bench/config.mpy", "bench/selftest.mpy", "bench/ota.mpy")
+
+
+def build(out: Path) -> Path:
+    """The firmware bundle (``.mpy``) in ``out``, as ``klupa bundle`` builds it."""
+    return build_bundle(FIRMWARE_DIR, out / "bundle", BUNDLE_KEY).dir
+
+
+def mpy_sizes(bundle: Path) -> dict[str, int]:
+    return {p.relative_to(bundle).as_posix(): p.stat().st_size for p in bundle.rglob("*.mpy")}
+
+
+def size_of(sizes: dict[str, int], names: tuple[str, ...]) -> int:
+    return sum(sizes.get(n, 0) for n in names)
+
+
+def run_vm(script: str, bundle: Path, marker: str, timeout: float) -> dict[str, object]:
+    """Run one in-VM benchmark script on the bundle; return its result line's JSON."""
+    result = run_unittests(
+        VM_DIR / script,
+        [(bundle, "/"), (BOARD, "/boards")],
+        firmware=False,
+        timeout=timeout,
+    )
+    if not result.ok:
+        raise SystemExit(result.report() + "\n" + result.output[-3000:])
+    for line in result.output.splitlines():
+        if line.startswith(marker):
+            data = json.loads(line[len(marker) :])
+            assert isinstance(data, dict)
+            return data
+    raise SystemExit(f"no {marker!r} line in the VM's output:\n{result.output[-3000:]}")
+
+
+def kib(n: float) -> str:
+    return f"{n / 1024:.1f} KiB"
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory(prefix="klupa-vm-core-") as tmp:
+        bundle = build(Path(tmp))
+        sizes = mpy_sizes(bundle)
+        try:
+            r = run_vm("core_day.py", bundle, "@@vm-core ", timeout=1800)
+        except VmUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    start = int(str(r["start"]))
+    code = int(str(r["imported"])) - start
+    built = int(str(r["built"])) - start
+    high = int(str(r["high"])) - start
+    hour1 = int(str(r["hour1"])) - start
+    hour24 = int(str(r["hour24"])) - start
+    burst = int(str(r["burst"]))
+    total = sum(sizes.values())
+    core = size_of(sizes, CORE)
+    print("MicroPython VM (npm WebAssembly port 1.27, 56 KiB initial GC heap), firmware as .mpy")
+    print(
+        "included: App.load/sample/close_window, spool (in-memory FS), telemetry JSON, "
+        "bench.mqtt.Client to a loopback byte sink, PUBACK + Receipt fed back"
+    )
+    print(
+        "not included: Wi-Fi, sockets, TLS, broker, link/keepalive/reader tasks, I2C chips "
+        "(stand-in sensors), touch/voting/display, ESP-IDF/lwIP/mbedTLS memory"
+    )
+    print(f"bytecode (.mpy) of the whole firmware: {total} B in {len(sizes)} files")
+    print(
+        f"  resident core set: {core} B; front (issue 4): {size_of(sizes, FRONT)} B; "
+        f"on demand (config, selftest, ota): {size_of(sizes, ON_DEMAND)} B"
+    )
+    print(f"VM heap before the app (runner, unittest, vmkit): {kib(start)} (baseline)")
+    print(f"core modules imported from .mpy, live: {kib(code)} ({code} B)")
+    print(f"app built (board, config, spool, link, window, power), live: {kib(built)}")
+    print(
+        f"{r['windows']} windows, {r['records']} records, {r['published']} published, "
+        f"{r['wire_bytes']} B to the sink in {r['wire_packets']} packets, "
+        f"spool {r['spool_used']} B in use at the end, power {r['power']}"
+    )
+    print(
+        f"high-water of the live heap over 24 h (after collections): {kib(high)} ({high} B, "
+        f"target <= 40 KiB: {'met' if high <= TARGET_HIGH else 'NOT met'}); "
+        f"of the core modules' bytecode: {high / code:.2f}x"
+    )
+    print(
+        f"most allocated within one window between collections (garbage included): "
+        f"{kib(burst)}; live + that: {kib(high + burst)}"
+    )
+    drift = hour24 - hour1
+    print(
+        f"live heap after gc.collect: hour 1 {kib(hour1)} ({hour1} B), hour 24 {kib(hour24)} "
+        f"({hour24} B), drift {drift:+d} B (target within 1 KiB: "
+        f"{'met' if abs(drift) <= TARGET_DRIFT else 'NOT met'})"
+    )
+    print(f"VM time for the simulated day: {int(str(r['elapsed_us'])) / 1e6:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
