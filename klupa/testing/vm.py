@@ -12,7 +12,9 @@ How the VM is set up
 
 - ``firmware/`` to ``/`` (as on the bench's flash: ``import drivers.ina219`` works),
 - ``boards/virtual/mp/`` to ``/lib`` (the MicroPython fakes of ``machine``, ``network``,
-  ``esp32``, ``ntptime``),
+  ``esp32``, ``ntptime`` and the chip models they use),
+- the board profiles ``boards/*.json`` to ``/boards`` (a test builds the virtual board with
+  ``machine.use(json.load(open("/boards/bench-v1.json")))``),
 - ``klupa/testing/mp/`` to ``/lib`` (our ``unittest`` and the in-VM runner),
 - the test file's folder (its ``*.py``) to ``/tests``.
 
@@ -105,6 +107,7 @@ VMRUN_SCRIPT = HERE / "vmrun.mjs"
 MP_LIB = HERE / "mp"
 FIRMWARE_DIR = REPO_ROOT / "firmware"
 FAKES_DIR = REPO_ROOT / "boards" / "virtual" / "mp"
+PROFILES_DIR = REPO_ROOT / "boards"
 RESULT_MARKER = "@@klupa-vm-result "
 DEFAULT_HEAPSIZE = 56 * 1024
 # What Wi-Fi and TLS leave a plain ESP32's GC heap (DESIGN.md): the default budget a test
@@ -198,6 +201,7 @@ def default_paths() -> list[tuple[Path, str]]:
     paths = [(FIRMWARE_DIR, "/")]
     if FAKES_DIR.is_dir():
         paths.append((FAKES_DIR, "/lib"))
+    paths.extend((p, "/boards") for p in sorted(PROFILES_DIR.glob("*.json")))
     return paths
 
 
@@ -212,7 +216,8 @@ def run_unittests(
     """Run the unittest module ``test_file`` in the MicroPython VM and return its results.
 
     ``extra_paths`` are (host file or folder, VM folder) pairs copied in after the defaults
-    (``firmware/`` to ``/`` and ``boards/virtual/mp/`` to ``/lib`` unless ``firmware=False``).
+    (``firmware/`` to ``/``, ``boards/virtual/mp/`` to ``/lib`` and the board profiles to
+    ``/boards`` unless ``firmware=False``).
     Raises VmUnavailable when node or the npm port is missing.
     """
     node, module = require_vm()

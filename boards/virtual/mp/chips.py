@@ -1,0 +1,324 @@
+# mypy: ignore-errors
+# (MicroPython code for the VM; the CPython originals are boards/virtual/chips.py and
+# boards/virtual/display.py.)
+# Register-level models of the bench's I2C chips on a simulated bus, for firmware that runs
+# inside the MicroPython VM. Measurement registers come from physical values a test sets
+# (volts, amps, degrees); the drivers read them through the same register traffic as on the
+# bench. A missing address NACKs with OSError(ENODEV).
+import errno
+
+
+def _clamp(v, lo, hi):
+    return lo if v < lo else hi if v > hi else v
+
+
+class Reg16Chip:
+    # TI-style chips: 16-bit registers, MSB first, one register per address.
+    def __init__(self):
+        self.regs = {}
+
+    def reg(self, r):
+        return self.regs.get(r, 0)
+
+    def read(self, reg, n):
+        out = bytearray()
+        while len(out) < n:
+            v = self.reg(reg)
+            out.append((v >> 8) & 0xFF)
+            out.append(v & 0xFF)
+            reg += 1
+        return bytes(out[:n])
+
+    def write(self, reg, data):
+        if len(data) >= 2:
+            self.store(reg, (data[0] << 8) | data[1])
+
+    def store(self, reg, value):
+        self.regs[reg] = value
+
+
+class INA226(Reg16Chip):
+    # Bus voltage 1.25 mV/LSB, shunt 2.5 uV/LSB, current = shunt x CAL / 2048.
+    def __init__(self, shunt_ohm):
+        super().__init__()
+        self.shunt_ohm = shunt_ohm
+        self.volts = 0.0
+        self.amps = 0.0
+        self.regs = {0x00: 0x4127, 0x05: 0, 0x06: 0, 0x07: 0, 0xFE: 0x5449, 0xFF: 0x2260}
+
+    def store(self, reg, value):
+        if reg == 0x00 and value & 0x8000:  # reset bit
+            self.regs[0x00] = 0x4127
+            self.regs[0x05] = 0
+        elif reg in (0x00, 0x06, 0x07):
+            self.regs[reg] = value
+        elif reg == 0x05:
+            self.regs[reg] = value & 0xFFFE  # bit 0 reads as zero
+
+    def _shunt(self):
+        return _clamp(round(self.amps * self.shunt_ohm / 2.5e-6), -32768, 32767)
+
+    def _bus(self):
+        return _clamp(round(self.volts / 1.25e-3), 0, 0x7FFF)
+
+    def reg(self, r):
+        if r == 0x01:
+            return self._shunt() & 0xFFFF
+        if r == 0x02:
+            return self._bus()
+        current = self._shunt() * self.regs[0x05] // 2048
+        if r == 0x04:
+            return _clamp(current, -32768, 32767) & 0xFFFF
+        if r == 0x03:
+            return _clamp(abs(current) * self._bus() // 20000, 0, 0xFFFF)
+        return self.regs.get(r, 0)
+
+
+class INA3221(Reg16Chip):
+    # Per channel: shunt 40 uV/LSB and bus 8 mV/LSB, both in bits 15..3.
+    def __init__(self, shunt_ohm=(0.1, 0.1, 0.1)):
+        super().__init__()
+        self.shunt_ohm = shunt_ohm
+        self.volts = [0.0, 0.0, 0.0]
+        self.amps = [0.0, 0.0, 0.0]
+        # Per channel, a function giving (volts, amps) at each read (the board wires it to
+        # the port's load switch and the device plugged in), or None for the fixed values.
+        self.source = [None, None, None]
+        self.regs = {0x00: 0x7127, 0xFE: 0x5449, 0xFF: 0x3220}
+
+    def store(self, reg, value):
+        if reg == 0x00:
+            self.regs[0] = 0x7127 if value & 0x8000 else value
+        elif 0x07 <= reg <= 0x10:
+            self.regs[reg] = value & 0xFFF8
+
+    def reg(self, r):
+        if 0x01 <= r <= 0x06:
+            ch = (r - 1) // 2
+            src = self.source[ch]
+            if src is not None:
+                self.volts[ch], self.amps[ch] = src()
+            if r % 2:
+                raw = _clamp(round(self.amps[ch] * self.shunt_ohm[ch] / 40e-6), -4096, 4095)
+            else:
+                raw = _clamp(round(self.volts[ch] / 8e-3), 0, 4095)
+            return (raw << 3) & 0xFFFF
+        return self.regs.get(r, 0)
+
+
+# BME280 trimming values (the datasheet's worked example set).
+T_TRIM = (27504, 26435, -1000)
+P_TRIM = (36477, -10685, 3024, 2855, 140, -7, 15500, -14600, 6000)
+H_TRIM = (75, 362, 0, 313, 50, 30)
+
+
+def _t_fine(adc_t):
+    t1, t2, t3 = T_TRIM
+    x = adc_t / 131072.0 - t1 / 8192.0
+    return (adc_t / 16384.0 - t1 / 1024.0) * t2 + x * x * t3
+
+
+def _humidity(adc_h, tf):
+    h1, h2, h3, h4, h5, h6 = H_TRIM
+    v = tf - 76800.0
+    v = (adc_h - (h4 * 64.0 + h5 / 16384.0 * v)) * (
+        h2 / 65536.0 * (1.0 + h6 / 67108864.0 * v * (1.0 + h3 / 67108864.0 * v))
+    )
+    return v * (1.0 - h1 * v / 524288.0)
+
+
+def _pressure(adc_p, tf):
+    p1, p2, p3, p4, p5, p6, p7, p8, p9 = P_TRIM
+    v1 = tf / 2.0 - 64000.0
+    v2 = v1 * v1 * p6 / 32768.0 + v1 * p5 * 2.0
+    v2 = v2 / 4.0 + p4 * 65536.0
+    v1 = (p3 * v1 * v1 / 524288.0 + p2 * v1) / 524288.0
+    v1 = (1.0 + v1 / 32768.0) * p1
+    p = (1048576.0 - adc_p - v2 / 4096.0) * 6250.0 / v1
+    return p + (p9 * p * p / 2147483648.0 + p * p8 / 32768.0 + p7) / 16.0
+
+
+def _invert(f, target, hi, rising):
+    # The smallest raw value whose compensated reading reaches target (f is monotonic).
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if (f(mid) < target) if rising else (f(mid) > target):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+class BME280:
+    # Byte registers; the raw ADC values are found by inverting the datasheet's floating
+    # point compensation, a path independent of the driver's integer maths.
+    def __init__(self):
+        self.temp_c = 20.0
+        self.rh = 50.0
+        self.pa = 101325.0
+        m = bytearray(256)
+        m[0xD0] = 0x60
+        i = 0x88
+        for v in T_TRIM + P_TRIM:
+            m[i] = v & 0xFF
+            m[i + 1] = (v >> 8) & 0xFF
+            i += 2
+        h1, h2, h3, h4, h5, h6 = H_TRIM
+        m[0xA1] = h1
+        m[0xE1] = h2 & 0xFF
+        m[0xE2] = (h2 >> 8) & 0xFF
+        m[0xE3] = h3
+        m[0xE4] = (h4 >> 4) & 0xFF
+        m[0xE5] = (h4 & 0x0F) | ((h5 & 0x0F) << 4)
+        m[0xE6] = (h5 >> 4) & 0xFF
+        m[0xE7] = h6 & 0xFF
+        self.mem = m
+
+    def raw(self):
+        adc_t = _invert(lambda a: _t_fine(a) / 5120.0, self.temp_c, (1 << 20) - 1, True)
+        tf = _t_fine(adc_t)
+        adc_h = _invert(lambda a: _humidity(a, tf), self.rh, 0xFFFF, True)
+        adc_p = _invert(lambda a: _pressure(a, tf), self.pa, (1 << 20) - 1, False)
+        return adc_t, adc_p, adc_h
+
+    def read(self, reg, n):
+        m = self.mem
+        if reg <= 0xF7 < reg + n:
+            t, p, h = self.raw()
+            data = (p >> 12, (p >> 4) & 0xFF, (p & 0xF) << 4, t >> 12, (t >> 4) & 0xFF)
+            data += ((t & 0xF) << 4, h >> 8, h & 0xFF)
+            for i in range(8):
+                m[0xF7 + i] = data[i]
+        return bytes(m[reg : reg + n])
+
+    def write(self, reg, data):
+        for i in range(len(data)):
+            r = reg + i
+            if r == 0xE0 and data[i] == 0xB6:  # soft reset
+                self.mem[0xF2] = self.mem[0xF4] = self.mem[0xF5] = 0
+            elif r in (0xF2, 0xF4, 0xF5):
+                self.mem[r] = data[i]
+
+
+# SSD1306 commands followed by argument bytes, and how many (datasheet table 9).
+_SSD_ARGS = {0x81: 1, 0x8D: 1, 0x20: 1, 0x21: 2, 0x22: 2, 0xA8: 1, 0xD3: 1, 0xD5: 1}
+_SSD_ARGS.update({0xD9: 1, 0xDA: 1, 0xDB: 1, 0x26: 6, 0x27: 6, 0x29: 5, 0x2A: 5, 0xA3: 2})
+
+
+class SSD1306:
+    # The 128x64 OLED controller: decodes the I2C stream (control byte Co and D/C#,
+    # commands with their arguments, GDDRAM writes in page, horizontal or vertical mode).
+    # `gddram` is the chip's memory (page-major, one byte = eight rows of a column); `on`
+    # is true only once the display is on with the charge pump enabled.
+    def __init__(self):
+        self.gddram = bytearray(128 * 8)
+        self.commands = []
+        self.frames = 0
+        self.display_on = False
+        self.charge_pump = False
+        self.contrast = 0x7F
+        self.inverse = False
+        self.mode = 2
+        self.cols = [0, 127]
+        self.pages = [0, 7]
+        self.col = 0
+        self.page = 0
+        self._cmd = []
+
+    def on(self):
+        return self.display_on and self.charge_pump
+
+    def read(self, reg, n):
+        # A read returns the status byte: bit 6 set while the display is off.
+        return bytes([0x00 if self.display_on else 0x40]) * n
+
+    def write(self, reg, data):
+        # A writeto(addr, buf): reg is buf[0], the control byte.
+        if reg & 0x40:
+            self.frames += 1
+            for b in data:
+                self._data(b)
+        else:
+            for b in data:
+                self._command_byte(b)
+
+    def _command_byte(self, b):
+        self.commands.append(b)
+        del self.commands[:-256]
+        c = self._cmd
+        c.append(b)
+        if len(c) <= _SSD_ARGS.get(c[0], 0):
+            return
+        self._cmd = []
+        op = c[0]
+        if op == 0xAE or op == 0xAF:
+            self.display_on = op == 0xAF
+        elif op == 0x8D:
+            self.charge_pump = bool(c[1] & 0x04)
+        elif op == 0x81:
+            self.contrast = c[1]
+        elif op == 0xA6 or op == 0xA7:
+            self.inverse = op == 0xA7
+        elif op == 0x20:
+            self.mode = c[1] & 3
+        elif op == 0x21:
+            self.cols = [c[1] & 0x7F, c[2] & 0x7F]
+            self.col = self.cols[0]
+        elif op == 0x22:
+            self.pages = [c[1] & 7, c[2] & 7]
+            self.page = self.pages[0]
+        elif 0xB0 <= op <= 0xB7:
+            self.page = op & 7
+        elif op <= 0x0F:
+            self.col = (self.col & 0xF0) | op
+        elif op <= 0x1F:
+            self.col = (self.col & 0x0F) | ((op & 0x0F) << 4)
+
+    def _data(self, b):
+        self.gddram[self.page * 128 + self.col] = b
+        if self.mode == 2:  # page addressing: the column wraps within the page
+            self.col = (self.col + 1) & 0x7F
+        elif self.mode == 0:  # horizontal
+            if self.col < self.cols[1]:
+                self.col += 1
+            else:
+                self.col = self.cols[0]
+                self.page = self.page + 1 if self.page < self.pages[1] else self.pages[0]
+        else:  # vertical
+            if self.page < self.pages[1]:
+                self.page += 1
+            else:
+                self.page = self.pages[0]
+                self.col = self.col + 1 if self.col < self.cols[1] else self.cols[0]
+
+    def lit(self):
+        # How many pixels the GDDRAM holds on.
+        n = 0
+        for b in self.gddram:
+            while b:
+                n += b & 1
+                b >>= 1
+        return n
+
+
+class I2CBus:
+    # Chips by 7-bit address; an address nobody answers NACKs.
+    def __init__(self):
+        self.chips = {}
+
+    def attach(self, addr, chip):
+        self.chips[addr] = chip
+
+    def detach(self, addr):
+        # Take a chip off the bus (a broken or unsoldered part): it stops answering.
+        return self.chips.pop(addr, None)
+
+    def chip(self, addr):
+        c = self.chips.get(addr)
+        if c is None:
+            raise OSError(errno.ENODEV)
+        return c
+
+    def scan(self):
+        return sorted(self.chips)
