@@ -348,7 +348,9 @@ def run_bench(args: argparse.Namespace) -> int:
                     return
                 if clock.speed != 1.0:
                     clock.set_speed(1.0)
-            await asyncio.sleep(0.2)
+            # Wake when the clock is due to reach now, not up to 0.2 s x speed past it.
+            ahead = (time.time() - 1 - clock.time()) / max(1.0, clock.speed)
+            await asyncio.sleep(min(0.2, max(0.005, ahead)))
 
     async def screenshots(stop: asyncio.Event) -> None:
         # What the display shows, rewritten every real second (and once more at the end).

@@ -85,6 +85,8 @@ class VirtualBench:
                 # As main.run() on the ESP32: the OTA step first, then the app it leaves.
                 result, app_dir = main.prepare(str(self.root))
                 self.ota_boots.append(result)
+                if result:  # <root>/app changed while its path stayed: import it afresh
+                    apploader.forget_app_modules()
                 apploader.activate(None if app_dir is None else Path(app_dir), self.mpy_sources)
                 use_clock(self.clock)
                 reason = await main.start(str(self.root), hw, self._started, result)
