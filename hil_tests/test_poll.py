@@ -79,7 +79,7 @@ def test_poll_reaches_benches_and_votes_reach_portal(system: Any, hil: dict[str,
                 maybe,
             )
     assert judged["vote"] > 0 and judged["cooldown"] > 0 and judged["touch"] > 0, judged
-    assert judged["unsure"] <= judged["vote"] // 3, judged
+    assert judged["unsure"] <= judged["vote"] // 2, judged  # edge cases stay the exception
     sent = Counter(v.body["choice"] for v in votes)
     per_bench = Counter((v.bench, v.body["choice"]) for v in votes)
 

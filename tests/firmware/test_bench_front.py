@@ -362,6 +362,7 @@ def test_critical_without_wifi_keeps_its_15_minute_windows(
             what="the windows recorded while offline",
         )
         gaps = [b["ts"] - a["ts"] for a, b in zip(tel, tel[1:], strict=False)]
-        assert all(abs(g - 900) <= 30 for g in gaps), gaps
+        # 15 min each (a bench waiting 20 s of real time per window would make them ~50 min)
+        assert all(abs(g - 900) <= 60 for g in gaps), gaps
     finally:
         gw.close()
