@@ -6,6 +6,7 @@ import getpass
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from klupa.services import free_port, make_ca, stop_process, wait_for_port
 from klupa.testing.services import need_program, write_password_file
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+KLUPA_CMD = [sys.executable, "-m", "klupa.cli"]
 
 
 def test_mosquitto_template_loads_and_carries_the_gateway(
@@ -104,3 +106,26 @@ def test_systemd_unit_restarts_on_failure_as_its_own_user() -> None:
     assert "Restart=on-failure" in unit and "User=klupa" in unit
     assert "klupa gateway run --config /etc/klupa/gateway-%i.toml" in unit
     assert "KillSignal=SIGTERM" in unit
+
+
+def test_example_config_is_valid_once_the_machine_has_its_folders_and_secrets(
+    tmp_path: Path,
+) -> None:
+    """deploy/gateway.example.toml (the README's example) follows INTERFACES.md: `klupa gateway
+    check` accepts it with the secrets in the environment and its folders present, and names
+    exactly what is missing otherwise."""
+    text = (DEPLOY / "gateway.example.toml").read_text()
+    text = text.replace("/var/lib/klupa/", f"{tmp_path}/")
+    cfg = tmp_path / "mostar.toml"
+    cfg.write_text(text)
+    (tmp_path / "ota").mkdir()
+    env = {"PATH": "/usr/bin:/bin"}
+    check = [*KLUPA_CMD, "gateway", "check", "--config", str(cfg)]
+    bare = subprocess.run(check, capture_output=True, text=True, env=env, timeout=60)
+    assert bare.returncode == 2
+    named = sorted(re.findall(r": (\w+\.\w+): required", bare.stderr))
+    assert named == ["influxdb.token", "portal.token"], bare.stderr
+    env |= {"KLUPA_INFLUXDB_TOKEN": "t-influx", "KLUPA_PORTAL_TOKEN": "t-portal"}
+    ok = subprocess.run(check, capture_output=True, text=True, env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "t-influx" not in ok.stdout + ok.stderr and "t-portal" not in ok.stdout + ok.stderr
