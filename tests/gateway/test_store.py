@@ -21,6 +21,28 @@ def fill(st: Store, kind: str, n: int, received: float, start: int = 1) -> None:
     st.commit()
 
 
+def test_a_new_store_has_small_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    # 1 KiB pages: an idle message's own commit writes fewer bytes to the Pi's SD card
+    # (benchmarks/README.md, Gateway). A store made by an earlier version keeps 4 KiB pages.
+    new = Store(str(tmp_path / "new.sqlite"))
+    assert new.conn.execute("PRAGMA page_size").fetchone()[0] == 1024
+    assert new.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    new.close()
+    import sqlite3
+
+    old_path = tmp_path / "old.sqlite"
+    c = sqlite3.connect(old_path)
+    c.execute("PRAGMA page_size=4096")
+    c.execute("CREATE TABLE t (x)")
+    c.commit()
+    c.close()
+    old = Store(str(old_path))
+    assert old.conn.execute("PRAGMA page_size").fetchone()[0] == 4096
+    fill(old, "telemetry", 3, time.time(), 1)
+    assert old.conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 3
+    old.close()
+
+
 def test_retention_prunes_only_forwarded_rows_older_than_the_period(tmp_path: Path) -> None:
     st = Store(str(tmp_path / "s.sqlite"))
     now = time.time()
