@@ -93,14 +93,7 @@ def main() -> None:
         influx.start()
         t1 = time.perf_counter()
 
-        def in_influx() -> int:
-            try:
-                rows = influx.rows("SELECT count(batt_soc) FROM power", "benches")
-                return int(rows[0]["count"]) if rows else 0
-            except (RuntimeError, OSError):
-                return 0
-
-        wait_until(lambda: in_influx() >= n, 600, step=0.2)
+        wait_until(lambda: influx.count("SELECT count(batt_soc) FROM power") >= n, 600, step=0.2)
         drain = time.perf_counter() - t1
         print(f"backlog drain after InfluxDB came back: {drain:.1f} s (target <= 60 s)")
 

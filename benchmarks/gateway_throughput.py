@@ -155,14 +155,7 @@ def main() -> None:
         )
         print(f"  resident memory:      {st['VmHWM'] / 1024:9.1f} MB peak")
 
-        def in_influx() -> int:
-            try:
-                rows = influx.rows("SELECT count(batt_soc) FROM power", "benches")
-                return int(rows[0]["count"]) if rows else 0
-            except (RuntimeError, OSError):
-                return 0
-
-        wait_until(lambda: in_influx() >= N, 300, step=0.1)
+        wait_until(lambda: influx.count("SELECT count(batt_soc) FROM power") >= N, 300, step=0.1)
         t_influx = time.perf_counter()
         print(
             f"end to end into InfluxDB: {(N - n_first) / (t_influx - t_first):7.0f} msg/s  "

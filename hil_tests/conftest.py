@@ -29,7 +29,9 @@ import httpx
 import pytest
 
 from boards.virtual.physics import COORDINATES, solar_elevation
+from edge_gateway.testing import wait_until as poll_until
 from klupa.services import Broker, Influx1, free_port, serve_portal, stop_process
+from klupa.testing.services import need_program
 
 KLUPA = [sys.executable, "-m", "klupa.cli"]
 RECORD_KINDS = ("telemetry", "event", "vote", "cmd/ack")
@@ -60,14 +62,7 @@ def needs_physics(real_bench: str | None) -> None:
 
 def wait_until(pred: Callable[[], Any], timeout: float, what: str, step: float = 0.2) -> Any:
     """Poll ``pred`` until truthy; fail the test naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(step)
+    return poll_until(pred, timeout, step, what)
 
 
 def window(
@@ -165,11 +160,7 @@ class System:
 
     # -- services
     def with_influx(self) -> Influx1:
-        import shutil
-
-        influxd = shutil.which("influxd")
-        if influxd is None:
-            pytest.skip("influxd is not installed")
+        influxd = need_program("influxd")  # skips, or fails under KLUPA_REQUIRE_SERVICES=1
         self.influx = Influx1(binary=influxd, workdir=self.workdir / "influxdb")
         self.influx.workdir.mkdir(exist_ok=True)
         self.influx.start()

@@ -16,10 +16,8 @@ LOCAL = ZoneInfo("Europe/Sarajevo")
 def influx_count(system: Any, bench: str = BENCH) -> int:
     """Telemetry points of the bench in InfluxDB (one `power` point per telemetry)."""
     assert system.influx is not None
-    rows = system.influx.rows(
-        f"SELECT count(batt_soc) FROM power WHERE bench = '{bench}'", "benches"
-    )
-    return int(rows[0]["count"]) if rows else 0
+    count: int = system.influx.count(f"SELECT count(batt_soc) FROM power WHERE bench = '{bench}'")
+    return count
 
 
 def assert_complete(system: Any, hil: dict[str, Any], bench: str = BENCH) -> list[Any]:

@@ -281,6 +281,15 @@ class Influx1:
             result: dict[str, Any] = json.loads(resp.read())
         return result
 
+    def count(self, q: str, db: str = "benches") -> int:
+        """The number a ``SELECT count(…)`` query gives (summed over its rows); 0 when it gives
+        none or while InfluxDB does not answer, so it can be polled while a sink catches up."""
+        try:
+            rows = self.rows(q, db)
+        except (RuntimeError, OSError):
+            return 0
+        return sum(v for r in rows for k, v in r.items() if k != "time" and isinstance(v, int))
+
     def rows(self, q: str, db: str) -> list[dict[str, Any]]:
         """Rows of the first series of a query, as dicts by column name (tags included)."""
         out: list[dict[str, Any]] = []

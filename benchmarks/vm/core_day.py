@@ -21,11 +21,7 @@ class CoreDay(unittest.IsolatedAsyncioTestCase):
         start = await vmkit.settle()
         vmkit.import_all(vmkit.CORE_MODULES)
         imported = await vmkit.settle()
-        clock = vmkit.SimClock()
-        app = vmkit.make_app(clock)
-        loop = vmkit.Loopback(app)
-        await loop.pump()
-        built = await vmkit.settle()
+        clock, app, loop, built = await vmkit.connected_app()
         from bench import runtime
 
         high = built

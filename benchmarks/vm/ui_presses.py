@@ -45,11 +45,7 @@ class UiPresses(unittest.IsolatedAsyncioTestCase):
         core = await vmkit.settle()
         vmkit.import_all(vmkit.FRONT_MODULES)
         code = await vmkit.settle()
-        clock = vmkit.SimClock()
-        app = vmkit.make_app(clock)
-        loop = vmkit.Loopback(app)
-        await loop.pump()
-        built = await vmkit.settle()
+        clock, app, loop, built = await vmkit.connected_app()
         from bench.front import Front
 
         front = Front(app)

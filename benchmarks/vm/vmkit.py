@@ -340,3 +340,13 @@ class Loopback:
         self._feed(mqtt.publish_packet(link.t_receipt, receipt, qos=0))
         link.handle_inbox()
         link.check_resend()
+
+
+async def connected_app():
+    # The app on a simulated clock, linked to a Loopback and settled: (clock, app, loopback,
+    # live heap once built).
+    clock = SimClock()
+    app = make_app(clock)
+    loop = Loopback(app)
+    await loop.pump()
+    return clock, app, loop, await settle()

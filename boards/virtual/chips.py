@@ -7,6 +7,7 @@ them through :class:`I2CBus`, exactly as they talk to a ``machine.I2C``.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 
@@ -18,14 +19,16 @@ def _clamp(v: int, lo: int, hi: int) -> int:
     return lo if v < lo else hi if v > hi else v
 
 
-class Chip:
+class Chip(abc.ABC):
     """A device on the bus: 8-bit register pointer, auto-increment on reads."""
 
+    @abc.abstractmethod
     def read(self, reg: int, n: int) -> bytes:
-        raise NotImplementedError
+        """``n`` bytes from register ``reg`` on."""
 
+    @abc.abstractmethod
     def write(self, reg: int, data: bytes) -> None:
-        raise NotImplementedError
+        """``data`` into register ``reg`` on."""
 
 
 class Reg16Chip(Chip):

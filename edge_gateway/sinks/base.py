@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import logging
 import random
 import threading
@@ -54,7 +55,7 @@ def http(
         raise Retry(str(exc)) from None
 
 
-class Sink(threading.Thread):
+class Sink(threading.Thread, abc.ABC):
     """Base of every sink. Subclasses implement :meth:`send` (and may override :meth:`tick`)."""
 
     name: str = "sink"
@@ -75,8 +76,9 @@ class Sink(threading.Thread):
         self.failures = 0
         self.last_error = ""
 
+    @abc.abstractmethod
     def send(self, rows: list[Row]) -> None:
-        raise NotImplementedError
+        """Deliver ``rows`` to the receiver, or raise Retry or Rejected (see those)."""
 
     def tick(self, now: float) -> None:
         """Periodic work besides forwarding rows (e.g. the gateway measurement)."""

@@ -91,16 +91,6 @@ def stored(path: Path) -> int:
         return -1
 
 
-def influx_count(influx: Influx1, q: str) -> int:
-    try:
-        rows = influx.rows(q, "benches")
-    except (RuntimeError, OSError):
-        return -1
-    return int(
-        sum(v for r in rows for k, v in r.items() if k not in ("time",) and isinstance(v, int))
-    )
-
-
 def test_sigkill_and_restarts_under_a_stream_lose_nothing_and_double_nothing(
     mosquitto: Broker, influxdb1: Influx1, portal: RecordingPortal, tmp_path: Path
 ) -> None:
@@ -155,7 +145,7 @@ def test_sigkill_and_restarts_under_a_stream_lose_nothing_and_double_nothing(
         what=f"{distinct} distinct messages stored",
     )
     wait_until(
-        lambda: influx_count(influxdb1, "SELECT count(batt_soc) FROM power") == telemetry_n,
+        lambda: influxdb1.count("SELECT count(batt_soc) FROM power") == telemetry_n,
         120,
         step=0.3,
         what=f"{telemetry_n} power points",
@@ -209,7 +199,7 @@ def test_influxdb_down_then_up_everything_arrives(
         assert gw.sinks[0].failures > 0
         influxdb1.start()
         wait_until(
-            lambda: influx_count(influxdb1, "SELECT count(batt_soc) FROM power") == 300,
+            lambda: influxdb1.count("SELECT count(batt_soc) FROM power") == 300,
             90,
             step=0.3,
             what="300 power points after InfluxDB came back",
