@@ -24,7 +24,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_gateway.testing import Publisher, telemetry, topic_of, wait_until, write_config
-from klupa.services import Broker, Influx1
+from klupa.services import Broker, Influx1, children
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
 BENCHES = [f"mostar-{i:02d}" for i in range(1, 13)]
@@ -80,13 +80,17 @@ def bare_loop(broker: Broker, n: int) -> float:
 
 
 def proc_stat(pid: int) -> dict[str, int]:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(("VmHWM", "VmRSS")):
-            out[line.split(":")[0]] = int(line.split()[1])
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        k, v = line.split(":")
-        out[k] = int(v)
+    """Memory and I/O of the gateway process and its forwarder process, summed."""
+    out: dict[str, int] = {}
+    for p in [pid, *children(pid)]:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith(("VmHWM", "VmRSS")):
+                k = line.split(":")[0]
+                out[k] = out.get(k, 0) + int(line.split()[1])
+        for line in Path(f"/proc/{p}/io").read_text().splitlines():
+            k, v = line.split(":")
+            out[k] = out.get(k, 0) + int(v)
+        out["processes"] = out.get("processes", 0) + 1
     return out
 
 
@@ -153,13 +157,17 @@ def main() -> None:
         print(
             f"  bytes written:        {wb / (N - n_first):9.0f} per message (to the card, WAL+db)"
         )
-        print(f"  resident memory:      {st['VmHWM'] / 1024:9.1f} MB peak")
 
         wait_until(lambda: influx.count("SELECT count(batt_soc) FROM power") >= N, 300, step=0.1)
         t_influx = time.perf_counter()
         print(
             f"end to end into InfluxDB: {(N - n_first) / (t_influx - t_first):7.0f} msg/s  "
             f"(all {N} in InfluxDB {t_influx - t0:.1f} s after the gateway process started)"
+        )
+        st = proc_stat(gw.pid)
+        print(
+            f"  resident memory:      {st['VmHWM'] / 1024:9.1f} MB, sum of the peaks of "
+            f"{st['processes']} processes (gateway and forwarder)"
         )
         gw.send_signal(signal.SIGTERM)
         print(f"gateway exit status on SIGTERM: {gw.wait(60)}")

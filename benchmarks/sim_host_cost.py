@@ -36,7 +36,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_gateway.protocol import MUNICIPALITIES
-from klupa.services import Broker
+from klupa.services import Broker, children
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -71,13 +71,6 @@ class Collector:
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
-
-
-def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
 
 
 def cpu_s(pid: int) -> float:

@@ -79,74 +79,56 @@ def telemetry_points(m: str, t: Telemetry) -> list[Point]:
     return out
 
 
-def _value(v: Any) -> str:
-    """A field value exactly as ``Point.to_line_protocol`` writes it."""
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, float):
-        text = str(v)
-        return text[:-2] if text.endswith(".0") else text
-    if isinstance(v, int):
-        return f"{v}i"
-    return '"' + str(v).translate(_ESCAPE_STRING) + '"'
+def _fl(v: float) -> str:
+    """A float field exactly as ``Point.to_line_protocol`` writes it."""
+    text = repr(float(v))
+    return text[:-2] if text.endswith(".0") else text
 
 
-def fast_line(measurement: str, tags: dict[str, str], fields: dict[str, Any], ms: int) -> str:
-    """The line ``Point`` would make for these tags and fields, about 5 times faster.
+def _bool(v: Any) -> str:
+    return "true" if v else "false"
 
-    Used for telemetry, the bulk of the traffic; ``telemetry_points`` (built with ``Point``) is
-    the reference, and a test holds the two equal.
-    """
-    t = ",".join(f"{k}={str(tags[k]).translate(_ESCAPE_KEY)}" for k in sorted(tags))
-    f = ",".join(f"{k}={_value(fields[k])}" for k in sorted(fields))
-    return f"{measurement},{t} {f} {ms}"
+
+_prefixes: dict[tuple[str, str], str] = {}
+
+
+def _tags(m: str, bench: str) -> str:
+    """``bench=…,municipality=…``, escaped as ``Point`` escapes tag values (cached)."""
+    key = (m, bench)
+    text = _prefixes.get(key)
+    if text is None:
+        if len(_prefixes) > 10_000:
+            _prefixes.clear()
+        text = f"bench={bench.translate(_ESCAPE_KEY)},municipality={m.translate(_ESCAPE_KEY)}"
+        _prefixes[key] = text
+    return text
 
 
 def telemetry_lines(m: str, t: Telemetry) -> list[str]:
-    """Lines of ``telemetry_points``, built directly (see :func:`fast_line`)."""
+    """The lines of ``telemetry_points``, byte for byte, about ten times faster.
+
+    Telemetry is the bulk of the traffic, so its lines are written with one f-string per
+    measurement: tags and fields in the sorted order ``Point`` uses. ``telemetry_points``
+    (built with ``Point``) is the reference, and a test holds the two equal.
+    """
     ms = int(t.ts) * 1000
-    tags = {"municipality": m, "bench": t.bench}
+    tags = _tags(m, t.bench)
+    s, b = t.solar, t.batt
+    state = str(t.power).translate(_ESCAPE_STRING)
     out = [
-        fast_line(
-            "power",
-            tags,
-            {
-                "solar_v": float(t.solar.v),
-                "solar_a": float(t.solar.a),
-                "solar_wh": float(t.solar.wh),
-                "batt_v": float(t.batt.v),
-                "batt_a": float(t.batt.a),
-                "batt_soc": float(t.batt.soc),
-                "state": str(t.power),
-            },
-            ms,
-        ),
-        fast_line(
-            "link",
-            tags,
-            {"rssi": int(t.wifi.rssi), "clients": int(t.wifi.clients), "heap": int(t.heap)},
-            ms,
-        ),
-        fast_line("usage", tags, {"seat_occ_s": int(t.seat.occ), "touches": int(t.touch.n)}, ms),
+        f"power,{tags} batt_a={_fl(b.a)},batt_soc={_fl(b.soc)},batt_v={_fl(b.v)},"
+        f'solar_a={_fl(s.a)},solar_v={_fl(s.v)},solar_wh={_fl(s.wh)},state="{state}" {ms}',
+        f"link,{tags} clients={int(t.wifi.clients)}i,heap={int(t.heap)}i,"
+        f"rssi={int(t.wifi.rssi)}i {ms}",
+        f"usage,{tags} seat_occ_s={int(t.seat.occ)}i,touches={int(t.touch.n)}i {ms}",
     ]
-    for port in t.ports:
+    for p in t.ports:
         out.append(
-            fast_line(
-                "port",
-                {**tags, "port": str(int(port.n))},
-                {
-                    "on": bool(port.on),
-                    "plug": bool(port.plug),
-                    "a": float(port.a),
-                    "wh": float(port.wh),
-                },
-                ms,
-            )
+            f"port,{tags},port={int(p.n)} a={_fl(p.a)},on={_bool(p.on)},"
+            f"plug={_bool(p.plug)},wh={_fl(p.wh)} {ms}"
         )
     if t.env is not None:
-        out.append(fast_line("env", tags, {"temp_c": float(t.env.t), "rh": float(t.env.rh)}, ms))
+        out.append(f"env,{tags} rh={_fl(t.env.rh)},temp_c={_fl(t.env.t)} {ms}")
     return out
 
 

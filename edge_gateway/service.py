@@ -25,9 +25,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_gateway import protocol as P
 from edge_gateway.config import Config
+from edge_gateway.forwarder import Forwarder, SinkView
 from edge_gateway.health import Change, Health
 from edge_gateway.receipts import Receipts
-from edge_gateway.sinks.base import Sink
 from edge_gateway.store import Store, local_day, state_body
 
 log = logging.getLogger("edge_gateway")
@@ -35,7 +35,6 @@ log = logging.getLogger("edge_gateway")
 GROUP_MAX = 2000
 RECEIPT_MIN_INTERVAL_S = 1.0
 SAVE_EVERY_S = 30.0
-INGEST_BACKLOG = 200  # queued messages above which the sinks pause for the ingest
 REJECT_LOG_INTERVAL_S = 60.0
 EXPECTED_LOG_INTERVAL_S = 3600.0
 
@@ -68,7 +67,9 @@ class Gateway:
         self.connected = threading.Event()
         self.fatal = threading.Event()  # the store failed: the process must restart
         self.closing = False
-        self.sinks: list[Sink] = []
+        self.forwarder = Forwarder(cfg)
+        # Attributes set on a sink in the forwarder once it is built, by sink name (tests).
+        self.sink_options: dict[str, dict[str, Any]] = {}
         self.started = time.time()
         self.expected_logged = 0.0
         self.last_prune = 0.0
@@ -80,6 +81,11 @@ class Gateway:
         self.client = self._make_client()
         self.writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         self.extras: list[Any] = []  # poll sync, HTTP servers: objects with stop()
+
+    @property
+    def sinks(self) -> list[SinkView]:
+        """Each sink's state as the forwarder process last reported it."""
+        return self.forwarder.views
 
     # ------------------------------------------------------------------ MQTT
 
@@ -286,8 +292,7 @@ class Gateway:
             if now - self.reject_logged.get(key, 0) >= REJECT_LOG_INTERVAL_S:
                 self.reject_logged[key] = now
                 log.warning("rejected a message from %s: %s %s", bench, reason, detail[:120])
-        for s in self.sinks:
-            s.wake.set()
+        self.forwarder.wake()
 
     def _derive(self, msg: Any, rid: int) -> None:
         """Update the per-minute vote counts and the local day's sums (same transaction)."""
@@ -401,8 +406,8 @@ class Gateway:
                 raise
             for c in changes:
                 self._log_change(c)
-            for s in self.sinks:
-                s.wake.set()
+            self.forwarder.wake()
+        self.forwarder.check()
         grace = max(self.cfg.health.offline_after_s, 60)
         if (
             self.cfg.health.expected
@@ -430,22 +435,10 @@ class Gateway:
     # ------------------------------------------------------------------ life
 
     def start(self) -> None:
-        from edge_gateway.sinks.influx import InfluxSink
-        from edge_gateway.sinks.portal import PortalSink
-
-        names = [
-            n for n, on in (("influxdb", self.cfg.influxdb), ("portal", self.cfg.portal)) if on
-        ]
-        if self.cfg.influxdb:
-            self.sinks.append(InfluxSink(self.cfg.spool.path, self.m, self.cfg.influxdb, names))
-        if self.cfg.portal:
-            self.sinks.append(PortalSink(self.cfg.spool.path, self.m, self.cfg.portal))
-        for s in self.sinks:
-            s.ingest_busy = lambda: self.queue.qsize() > INGEST_BACKLOG
+        self.forwarder.options = self.sink_options
+        self.forwarder.start()
         self.last_prune = time.time() - 3600 + 60  # first upkeep a minute after start
         self.writer.start()
-        for s in self.sinks:
-            s.start()
         self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=30)
         self.client.loop_start()
         if self.cfg.portal:
@@ -464,7 +457,7 @@ class Gateway:
 
             self.extras.append(serve_metrics(self, self.cfg.metrics.port))
             log.info("metrics on port %d at /metrics", self.cfg.metrics.port)
-        sinks = ", ".join(names) or "none"
+        sinks = ", ".join(s.name for s in self.sinks) or "none"
         log.info("gateway %s started: store %s, sinks: %s", self.m, self.cfg.spool.path, sinks)
 
     def stop(self, flush_s: float = 10.0) -> None:
@@ -483,12 +476,7 @@ class Gateway:
                 self.store.rollback()
                 log.exception("could not save the counters at shutdown")
         self._publish_receipts(time.time() + RECEIPT_MIN_INTERVAL_S)
-        deadline = time.time() + flush_s
-        for s in self.sinks:
-            s.stop()
-        for s in self.sinks:
-            s.join(timeout=max(0.1, deadline - time.time()))
-            s.flush(deadline)
+        self.forwarder.stop(time.time() + flush_s)
         try:
             self.client.disconnect()
         finally:

@@ -77,6 +77,14 @@ def serve_portal(db: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
+def children(pid: int) -> list[int]:
+    """The ids of a process's children (Linux /proc), or [] when it has ended."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
 def stop_process(
     proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 10
 ) -> None:

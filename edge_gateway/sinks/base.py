@@ -9,7 +9,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from typing import Any
 
 from edge_gateway.store import Row, Store
@@ -69,9 +68,6 @@ class Sink(threading.Thread, abc.ABC):
         self.wake = threading.Event()
         self.watermark = self.store.watermark(self.name)
         self.saved_at = 0.0
-        # Set by the gateway: True while the ingest has a backlog. Storing and acknowledging
-        # comes first (until then the broker holds the messages); forwarding can wait a little.
-        self.ingest_busy: Callable[[], bool] = lambda: False
         self.sent = 0
         self.failures = 0
         self.last_error = ""
@@ -135,9 +131,6 @@ class Sink(threading.Thread, abc.ABC):
                     self.tick(now)
                 except Exception as exc:  # noqa: BLE001 - a sink must not die
                     log.warning("%s: periodic work failed: %s", self.name, exc)
-            if self.ingest_busy():
-                self.stopping.wait(0.05)
-                continue
             try:
                 n = self.pass_once()
             except Retry as exc:

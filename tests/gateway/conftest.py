@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,12 @@ from edge_gateway.testing import RecordingPortal, wait_until, write_config
 def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
     started: list[Gateway] = []
 
-    def make(broker_port: int, extra: str = "", municipality: str = "mostar") -> Gateway:
+    def make(
+        broker_port: int,
+        extra: str = "",
+        municipality: str = "mostar",
+        sink_options: dict[str, dict[str, Any]] | None = None,
+    ) -> Gateway:
         n = len(started)
         cfg_path = write_config(
             tmp_path / f"gw{n}.toml",
@@ -27,6 +33,7 @@ def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., Gateway]]:
             extra,
         )
         gw = Gateway(load(cfg_path))
+        gw.sink_options.update(sink_options or {})
         gw.start()
         wait_until(gw.connected.is_set, 10, what="the gateway to connect")
         time.sleep(0.2)  # the subscriptions are in place after the broker's SUBACK

@@ -10,9 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from edge_gateway.service import Gateway
 from edge_gateway.testing import (
     Publisher,
     RecordingPortal,
@@ -22,10 +26,20 @@ from edge_gateway.testing import (
     wait_until,
     write_config,
 )
-from klupa.services import Broker, Influx1
+from klupa.services import Broker, Influx1, children
 
 BENCHES = [f"mostar-{i:02d}" for i in range(1, 13)]
 CHOICES = ["yes", "no", "maybe"]
+
+
+def running(pid: int) -> bool:
+    """The process exists and has not ended (a zombie waiting for its reaper has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    state = next(line for line in status.splitlines() if line.startswith("State:"))
+    return state.split()[1] not in ("Z", "X")
 
 
 class GatewayProcess:
@@ -34,6 +48,7 @@ class GatewayProcess:
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.forwarders: list[int] = []  # the forwarder processes of killed gateways
 
     def start(self) -> None:
         self.starts += 1
@@ -46,6 +61,7 @@ class GatewayProcess:
 
     def kill(self) -> None:
         assert self.proc is not None
+        self.forwarders += children(self.proc.pid)
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
@@ -136,6 +152,11 @@ def test_sigkill_and_restarts_under_a_stream_lose_nothing_and_double_nothing(
         gw.start()
     thread.join(120)
     assert done.is_set()
+    # A killed gateway's forwarder process notices and ends: no second forwarder lingers.
+    assert gw.forwarders, "no forwarder process was seen"
+    wait_until(
+        lambda: not any(running(p) for p in gw.forwarders), 10, what="orphaned forwarders ended"
+    )
     pub.wait_published()
 
     wait_until(
@@ -207,3 +228,38 @@ def test_influxdb_down_then_up_everything_arrives(
         pub.close()
     finally:
         gw.stop(flush_s=2)
+
+
+def test_a_forwarder_that_dies_is_started_again_and_forwards_the_rest(
+    mosquitto: Broker,
+    influxdb1: Influx1,
+    gateway_factory: Callable[..., Gateway],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    gw = gateway_factory(
+        mosquitto.port,
+        f'[influxdb]\nurl = "{influxdb1.url}"\napi_version = 1\ndatabase = "benches"\n'
+        "flush_interval_s = 0.2\n",
+    )
+    first = gw.forwarder.proc
+    assert first is not None
+    now = int(time.time())
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    for s in range(1, 51):
+        pub.publish(topic_of("mostar-04", "telemetry"), telemetry("mostar-04", 2, s, now - 500 + s))
+    pub.wait_published()
+    wait_until(lambda: influxdb1.count("SELECT count(batt_soc) FROM power") == 50, 30)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    for s in range(51, 101):
+        pub.publish(topic_of("mostar-04", "telemetry"), telemetry("mostar-04", 2, s, now - 500 + s))
+    pub.wait_published()
+    wait_until(
+        lambda: influxdb1.count("SELECT count(batt_soc) FROM power") == 100,
+        30,
+        step=0.2,
+        what="the rows stored after the forwarder died, in InfluxDB",
+    )
+    assert gw.forwarder.restarts == 1 and gw.forwarder.proc is not first
+    assert any("the forwarder process ended" in r.getMessage() for r in caplog.records)
+    pub.close()

@@ -9,6 +9,9 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from edge_gateway.service import Gateway
 from edge_gateway.store import day_bounds, local_day
 from edge_gateway.testing import Publisher, event, telemetry, topic_of, vote, wait_until
@@ -317,3 +320,53 @@ def test_fast_telemetry_lines_equal_what_point_writes() -> None:
         msg = validate(topic_of(B, "telemetry"), dumps(t), now)
         points = [p.to_line_protocol() for p in telemetry_points("mostar", msg)]  # type: ignore[arg-type]
         assert telemetry_lines("mostar", msg) == points  # type: ignore[arg-type]
+
+
+_finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    m=st.sampled_from(["mostar", "novi-grad", "zepce", "a b,c=d"]),
+    bench=st.sampled_from([B, "novi-grad-12", "x y,z=w"]),
+    values=st.lists(_finite, min_size=11, max_size=11),
+    ints=st.lists(st.integers(-(2**40), 2**40), min_size=5, max_size=5),
+    ports=st.lists(
+        st.tuples(st.integers(1, 8), st.booleans(), st.booleans(), _finite, _finite), max_size=5
+    ),
+    env=st.booleans(),
+    power=st.sampled_from(["normal", "saver", "critical", 'odd "state"\\']),
+)
+def test_fast_telemetry_lines_equal_point_for_any_values(
+    m: str,
+    bench: str,
+    values: list[float],
+    ints: list[int],
+    ports: list[tuple[int, bool, bool, float, float]],
+    env: bool,
+    power: str,
+) -> None:
+    """Byte for byte what ``Point`` writes: float forms (1e-05, 1e+16, -0.0), ints, escapes."""
+    from edge_gateway.points import telemetry_lines, telemetry_points
+    from edge_gateway.protocol import Batt, Env, Port, Seat, Solar, Telemetry, Touch, Wifi
+
+    v = values
+    msg = Telemetry(
+        v=1,
+        bench=bench,
+        boot=ints[0],
+        seq=1,
+        ts=1_780_000_000,
+        period=60,
+        solar=Solar(v=v[0], a=v[1], wh=v[2]),
+        batt=Batt(v=v[3], a=v[4], soc=v[5]),
+        ports=[Port(n=n, on=on, plug=plug, a=a, wh=wh) for n, on, plug, a, wh in ports],
+        wifi=Wifi(rssi=ints[1], clients=ints[2]),
+        seat=Seat(occ=ints[3]),
+        touch=Touch(n=ints[4]),
+        power=power,
+        heap=ints[0],
+        env=Env(t=v[6], rh=v[7]) if env else None,
+    )
+    points = [p.to_line_protocol() for p in telemetry_points(m, msg)]
+    assert telemetry_lines(m, msg) == points

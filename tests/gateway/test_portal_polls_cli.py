@@ -30,12 +30,16 @@ def portal_extra(url: str) -> str:
 
 
 def test_votes_reach_the_portal_once_through_500s_and_timeouts_with_days_and_state(
-    mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
+    mosquitto: Broker,
+    portal: RecordingPortal,
+    gateway_factory: Callable[..., Gateway],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     portal.fail_next = 3
     portal.slow_next = 1
-    gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
-    gw.sinks[0].timeout_s = 0.5  # type: ignore[attr-defined]
+    gw = gateway_factory(
+        mosquitto.port, portal_extra(portal.url), sink_options={"portal": {"timeout_s": 0.5}}
+    )
     now = int(time.time()) - 300
     pub = Publisher(mosquitto.host, mosquitto.port)
     pub.publish(
@@ -59,6 +63,13 @@ def test_votes_reach_the_portal_once_through_500s_and_timeouts_with_days_and_sta
     pub.wait_published()
     wait_until(lambda: len(portal.votes) == 20, 30, what="20 votes at the portal")
     assert portal.slow_next == 0  # one answer came too late: that batch was sent again
+
+    # The sinks run in the forwarder process; their log lines reach the gateway's log.
+    def retries() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "edge_gateway.sink"]
+
+    wait_until(lambda: any("portal: will retry: timed out" in m for m in retries()), 10)
+    assert any("portal: will retry: HTTP 500" in m for m in retries()), retries()
     posts = [v["id"] for body in portal.of("POST", "/api/v1/votes") for v in body["votes"]]
     assert max(posts.count(i) for i in set(posts)) >= 2
     assert sorted(portal.votes) == sorted(f"mostar-01/4/{s}" for s in range(3, 23))

@@ -113,4 +113,4 @@ def test_polls_votes_and_bench_state_through_the_real_portal(
     )
     assert state == [(1, 78.5, "normal", "1.0.0")]
     assert gw.store.quarantine_counts() == {}
-    assert all(s.last_error == "" for s in gw.sinks)
+    wait_until(lambda: all(s.last_error == "" for s in gw.sinks), 5)
