@@ -127,35 +127,49 @@ class Forwarder:
         self._spawn()
 
     def _read(self, stream: IO[bytes]) -> None:
-        by_name = {v.name: v for v in self.views}
-        for line in stream:
+        while True:
             try:
-                kind, item = json.loads(line)
-            except ValueError:
-                log.warning("forwarder: %s", line[:200].decode("utf-8", "replace").rstrip())
-                continue
-            if kind == "log":
-                name, level, text = item
-                logger = logging.getLogger(name)
-                if logger.isEnabledFor(level):
-                    fields = {"name": name, "levelno": level, "msg": text}
-                    fields["levelname"] = logging.getLevelName(level)
-                    logger.handle(logging.makeLogRecord(fields))
-            elif kind == "state" and item["sink"] in by_name:
-                v = by_name[item["sink"]]
-                v.watermark, v.sent = item["watermark"], item["sent"]
-                v.failures, v.last_error = item["failures"], item["last_error"]
+                line = stream.readline()
+            except (OSError, ValueError):
+                return  # the pipe was closed under us: that forwarder has ended
+            if not line:
+                return
+            self._report(line)
+
+    def _report(self, line: bytes) -> None:
+        try:
+            kind, item = json.loads(line)
+        except ValueError:
+            log.warning("forwarder: %s", line[:200].decode("utf-8", "replace").rstrip())
+            return
+        if kind == "log":
+            name, level, text = item
+            logger = logging.getLogger(name)
+            if logger.isEnabledFor(level):
+                fields = {"name": name, "levelno": level, "msg": text}
+                fields["levelname"] = logging.getLevelName(level)
+                logger.handle(logging.makeLogRecord(fields))
+        elif kind == "state":
+            for v in self.views:
+                if v.name == item["sink"]:
+                    v.watermark, v.sent = item["watermark"], item["sent"]
+                    v.failures, v.last_error = item["failures"], item["last_error"]
 
     def stop(self, deadline: float) -> None:
         """Ask the forwarder to flush until ``deadline`` (wall clock) and exit; wait for it."""
         self.closing = True
         if self.proc is None or self.proc.stdin is None:
             return
-        os.set_blocking(self.proc.stdin.fileno(), True)
-        try:
-            self.proc.stdin.write(b"s" + _STOP.pack(deadline))
-        except (BrokenPipeError, ValueError):
-            pass  # it has ended already
+        message = b"s" + _STOP.pack(deadline)
+        while message and time.time() < deadline:
+            try:
+                n = self.proc.stdin.write(message)
+            except (BrokenPipeError, ValueError):
+                break  # it has ended already
+            if n is None:  # the pipe is full: a forwarder that does not read, or not yet
+                time.sleep(0.05)
+            else:
+                message = message[n:]
         try:
             self.proc.wait(timeout=max(0.5, deadline - time.time() + 5))
         except subprocess.TimeoutExpired:

@@ -263,3 +263,27 @@ def test_a_forwarder_that_dies_is_started_again_and_forwards_the_rest(
     assert gw.forwarder.restarts == 1 and gw.forwarder.proc is not first
     assert any("the forwarder process ended" in r.getMessage() for r in caplog.records)
     pub.close()
+
+
+def test_a_flood_of_wake_ups_neither_blocks_the_gateway_nor_garbles_the_stop(
+    mosquitto: Broker, influxdb1: Influx1, gateway_factory: Callable[..., Gateway]
+) -> None:
+    gw = gateway_factory(
+        mosquitto.port,
+        f'[influxdb]\nurl = "{influxdb1.url}"\napi_version = 1\ndatabase = "benches"\n',
+    )
+    proc = gw.forwarder.proc
+    assert proc is not None
+    for _ in range(300_000):  # far more than a pipe holds: the writes that find it full drop
+        gw.forwarder.wake()
+    now = int(time.time())
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    for s in range(1, 21):
+        pub.publish(topic_of("mostar-05", "telemetry"), telemetry("mostar-05", 1, s, now - 100 + s))
+    pub.wait_published()
+    wait_until(lambda: gw.counts["accepted"] == 20, 10)
+    gw.stop(flush_s=10)
+    # The stop message came through behind the wake-ups: a clean exit, everything forwarded.
+    assert proc.returncode == 0
+    assert influxdb1.count("SELECT count(batt_soc) FROM power") == 20
+    pub.close()
