@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_gateway.config import Config, ConfigError, load, redact
+from edge_gateway.forwarder import sink_names
 
 
 class RedactingFormatter(logging.Formatter):
@@ -55,7 +56,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     cfg = _load(args.config, "klupa gateway check")
     if cfg is None:
         return 2
-    sinks = [n for n, on in (("influxdb", cfg.influxdb), ("portal", cfg.portal)) if on]
+    sinks = sink_names(cfg)
     print(
         f"{args.config}: valid (municipality {cfg.municipality}, broker "
         f"{cfg.mqtt.host}:{cfg.mqtt.port}, sinks: {', '.join(sinks) or 'none'})"
@@ -111,7 +112,7 @@ def status_rows(cfg: Config) -> tuple[list[list[str]], list[str], int, float]:
     st = Store(cfg.spool.path, readonly=True)
     try:
         benches = st.benches()
-        sinks = [n for n, on in (("influxdb", cfg.influxdb), ("portal", cfg.portal)) if on]
+        sinks = sink_names(cfg)
         depth, lag = st.depth_and_lag(sinks, now)
     finally:
         st.close()

@@ -73,7 +73,7 @@ class Forwarder:
     def __init__(self, cfg: Config, options: dict[str, dict[str, Any]] | None = None) -> None:
         self.cfg = cfg
         # Attributes set on each sink once it is built, by sink name (used by tests).
-        self.options = options or {}
+        self.options = options if options is not None else {}
         self.views = [SinkView(n) for n in sink_names(cfg)]
         self.proc: subprocess.Popen[bytes] | None = None
         self.reader: threading.Thread | None = None
@@ -314,9 +314,7 @@ def main() -> None:
         s.flush(deadline)
     report(force=True)
     for s in sinks:
-        close = getattr(s, "close", None)
-        if close is not None:
-            close()
+        s.close()
 
 
 if __name__ == "__main__":

@@ -67,9 +67,9 @@ class Gateway:
         self.connected = threading.Event()
         self.fatal = threading.Event()  # the store failed: the process must restart
         self.closing = False
-        self.forwarder = Forwarder(cfg)
         # Attributes set on a sink in the forwarder once it is built, by sink name (tests).
         self.sink_options: dict[str, dict[str, Any]] = {}
+        self.forwarder = Forwarder(cfg, self.sink_options)
         self.started = time.time()
         self.expected_logged = 0.0
         self.last_prune = 0.0
@@ -435,7 +435,6 @@ class Gateway:
     # ------------------------------------------------------------------ life
 
     def start(self) -> None:
-        self.forwarder.options = self.sink_options
         self.forwarder.start()
         self.last_prune = time.time() - 3600 + 60  # first upkeep a minute after start
         self.writer.start()

@@ -178,5 +178,8 @@ class Sink(threading.Thread, abc.ABC):
         self.stopping.set()
         self.wake.set()
 
+    def close(self) -> None:
+        """Release the receiver's client, if the sink keeps one (after :meth:`flush`)."""
+
     def info(self) -> dict[str, Any]:
         return {"sink": self.name, "watermark": self.watermark, "sent": self.sent}

@@ -142,9 +142,6 @@ class InfluxSink(Sink):
         except (Retry, Rejected) as exc:
             log.debug("gateway point not written: %s", exc)
 
-    def stop(self) -> None:
-        super().stop()
-
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
