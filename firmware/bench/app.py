@@ -7,7 +7,7 @@ import sys
 from bench import protocol, runtime, store
 from bench import spool as sp
 from bench.power import PowerManager
-from bench.runtime import asyncio, ticks_diff, ticks_ms
+from bench.runtime import asyncio, ticks_add, ticks_diff, ticks_ms
 from bench.session import Session
 from bench.window import Window
 
@@ -18,6 +18,7 @@ UNHEALTHY_LIMIT = 3
 HEALTHY_AFTER_MS = 60000
 OTA_TRIAL_MS = 300000  # bench.ota.TRIAL_MS: the new app must be healthy within 5 minutes
 KEEP_IDS = 32
+WINDOW_EARLY_MS = 500  # a window closes when due, or this little before
 DOZE_STEP_MS = 5000  # a critical-state sleep wakes this often to check in with the watchdog
 LINK_DRAIN_MS = 20000  # at most this long awake in `critical` for the link to send a window
 
@@ -387,42 +388,53 @@ class App:
             self.on_window(self, t)
 
     async def sampler(self):
+        # Windows close on a fixed grid (start + period), so a late wake-up delays one record
+        # and never the ones after it. In `critical` the bench dozes until the next window is
+        # due, closes it, and only then wakes the link to send it.
         last = ticks_ms()
+        start = last
         self.window.reset(last)
-        window_ms = 0
         while True:
             self.checkin("sampler")
-            await runtime.sleep_ms(self.cfg["sample_s"] * 1000)
+            due = ticks_add(start, self.period_s() * 1000)
+            wait = min(self.cfg["sample_s"] * 1000, ticks_diff(due, ticks_ms()))
+            await runtime.sleep_ms(max(0, wait))
             now = ticks_ms()
-            dt = ticks_diff(now, last)
+            self.sample(ticks_diff(now, last))
             last = now
-            self.sample(dt)
-            window_ms += dt
-            period = self.period_s()
-            if window_ms >= period * 1000 - 500:
-                self.close_window(period)
-                self.window.reset(now)
-                window_ms = 0
-                if self.power.state == "critical" and self.link is not None:
-                    await self.doze(self.period_s() * 1000)
-                    window_ms = ticks_diff(ticks_ms(), now)
-                    if window_ms > 0:
-                        self.sample(window_ms)
-                    last = ticks_ms()
+            period = self.period_s()  # the sample may have changed the power state
+            due = ticks_add(start, period * 1000)
+            late = ticks_diff(now, due)
+            if late < -WINDOW_EARLY_MS:
+                continue
+            self.close_window(period)
+            start = due if late < period * 1000 else now  # a whole window behind: a new grid
+            self.window.reset(now)
+            if self.link is not None and self.link.dozing:
+                self.link.wake_up()
+            if self.power.state == "critical" and self.link is not None:
+                ms = ticks_diff(ticks_add(start, self.period_s() * 1000), ticks_ms())
+                if ms > 0:
+                    await self.doze(ms)
 
     async def doze(self, ms):
         # `critical`: announce the sleep, leave the broker cleanly, sleep until the next window.
         # A touch wakes the bench (the display lights for a vote); it sleeps again 30 s after
-        # the last touch. The link wakes at the next window and sends what was recorded.
+        # the last touch. The sampler wakes the link once it has closed the next window; a doze
+        # cut short (the state changed, a reboot is due) wakes it here.
         start = ticks_ms()
         await self.link.wait_idle(LINK_DRAIN_MS)
         now = self.now()
         await self.link.sleep(None if now is None else now + ms // 1000)
         self.asleep = True
+        on_time = False
         try:
             while True:
                 left = ms - ticks_diff(ticks_ms(), start)
-                if left <= 0 or self.power.state != "critical" or self.reboot_requested is not None:
+                if left <= 0:
+                    on_time = True
+                    return
+                if self.power.state != "critical" or self.reboot_requested is not None:
                     return
                 self.checkin("sampler")
                 front = self.front
@@ -435,7 +447,8 @@ class App:
                 await self.light_sleep(step)
         finally:
             self.asleep = False
-            self.link.wake_up()
+            if not on_time:
+                self.link.wake_up()
 
     async def light_sleep(self, ms):
         # The ESP32 sleeps here with the CPU stopped and a touch as a wake source; the host's
