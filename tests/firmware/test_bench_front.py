@@ -280,7 +280,8 @@ def test_critical_sleeps_announced_and_telemetry_every_15_minutes(
     kit = firmware_kit
     publish_retained(mosquitto.host, mosquitto.port, TOPIC_POLL, json.dumps(POLL).encode())
     gw = kit["Gateway"](mosquitto.host, mosquitto.port)
-    vb = make_bench(tmp_path, mosquitto.port, kit, speed=150.0)
+    # ×100: the 30 s allowed below is 0.3 s of real time a loaded host may stall the bench for
+    vb = make_bench(tmp_path, mosquitto.port, kit, speed=100.0)
     bench_runner.start(vb)
     try:
         kit["wait_until"](lambda: ready(vb), what="bench up")
@@ -291,7 +292,11 @@ def test_critical_sleeps_announced_and_telemetry_every_15_minutes(
         assert set(sleeping) == {"v", "bench", "state", "until"}
         validate("klupa/v1/mostar/mostar-01/status", json.dumps(sleeping).encode(), time.time())
         assert not vb.board.display.lit  # the display is off in critical
-        assert any(kind == "light" for kind, _ in vb.board.sleep_requests)
+        # the Status goes out before the bench sleeps: its light-sleep request follows
+        kit["wait_until"](
+            lambda: any(kind == "light" for kind, _ in vb.board.sleep_requests),
+            what="a light-sleep request",
+        )
         # a touch wakes the display for a vote while the bench sleeps
         kit["wait_until"](lambda: vb.app.asleep, what="asleep")
         (snap,) = do(bench_runner, vb, [("press", 0), ("wait", 300), ("snap", 0)])
@@ -302,7 +307,7 @@ def test_critical_sleeps_announced_and_telemetry_every_15_minutes(
 
         tel = kit["wait_until"](
             lambda: len(critical_telemetry()) >= 3 and critical_telemetry(),
-            timeout=40,
+            timeout=60,
             what="three critical windows",
         )
         for a, b in zip(tel[1:], tel[2:], strict=False):
