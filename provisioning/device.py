@@ -265,8 +265,16 @@ class Board:
                 f"import os\nfor p in {paths!r}:\n try:\n  os.remove(p)\n except OSError:\n  pass\n"
             )
 
+    def remove_empty_dirs(self, dirs: list[str]) -> None:
+        """Remove these folders where empty, deepest first (a non-empty one stays)."""
+        if dirs:
+            deepest = sorted(dirs, key=lambda d: -d.count("/"))
+            self.exec(
+                f"import os\nfor d in {deepest!r}:\n try:\n  os.rmdir(d)\n except OSError:\n  pass\n"
+            )
 
-def _dirs_of(paths: list[str]) -> list[str]:
+
+def dirs_of(paths: list[str]) -> list[str]:
     out: set[str] = set()
     for p in paths:
         parts = p.strip("/").split("/")[:-1]
@@ -291,7 +299,7 @@ def sync_files(
     result.unchanged = [p for p in files if p not in todo]
     total = sum(len(files[p]) for p in todo)
     sent_before = 0
-    board.make_dirs(_dirs_of(todo))
+    board.make_dirs(dirs_of(todo))
     for p in todo:
         base = sent_before
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provisioning import broker, esp
+from provisioning import broker, esp, romfs
 from provisioning.bundle import MANIFEST_NAME, BundleError, build_bundle
 from provisioning.deployment import WIFI_PLACEHOLDER, Bench, Deployment, DeploymentError
-from provisioning.device import Board, BoardError, parse_json_line, sync_files
+from provisioning.device import Board, BoardError, dirs_of, parse_json_line, sync_files
 from provisioning.errors import HINT_NO_REPL, StepError
 from provisioning.firmware_image import FLASH_SIZES, flash_image, resolve_image
 
@@ -256,7 +256,11 @@ def step_app(run: Run) -> str:
                     stale = ["/" + f["path"] for f in json.loads(old).get("files", [])]
                 except (ValueError, AttributeError, TypeError):
                     stale = []
-            result = sync_files(board, files, run.tick("app"), stale=stale)
+            rom_note, in_rom = _app_to_romfs(run, board, files)
+            on_fs = {p: d for p, d in files.items() if p not in in_rom}
+            # a copy of a package on the file system would come before /rom on sys.path
+            result = sync_files(board, on_fs, run.tick("app"), stale=stale + sorted(in_rom))
+            board.remove_empty_dirs(dirs_of(sorted(in_rom)))  # an empty one shadows /rom too
             boot = json.loads(files["/config.json"])["boot"]
             run.facts.setdefault("micropython", board.micropython_version())
         except BoardError as e:
@@ -272,7 +276,31 @@ def step_app(run: Run) -> str:
     return (
         f"app {version}: {len(result.copied)} file(s) copied ({result.bytes_copied} bytes), "
         f"{len(result.unchanged)} unchanged, {len(result.removed)} removed, all hashes verified; "
-        f"boot number {boot}"
+        f"boot number {boot}{rom_note}"
+    )
+
+
+def _app_to_romfs(run: Run, board: Board, files: dict[str, bytes]) -> tuple[str, set[str]]:
+    """Put the app's packages in the board's ROMFS partition when it has one they fit in.
+
+    Returns a note for the step's summary and the paths now served from /rom.
+    """
+    part = romfs.query(board)
+    if part is None:
+        return "", set()
+    packages = romfs.rom_files(files)
+    image = romfs.build_image(packages)
+    if len(image) > part.size:
+        return (
+            f"; the {len(image)}-byte ROMFS image exceeds the board's {part.size}-byte "
+            "partition: packages on the file system",
+            set(),
+        )
+    written = romfs.deploy(board, image, part, run.tick("app"))
+    state = "written and verified" if written else "unchanged"
+    return (
+        f"; {len(packages)} package file(s) in ROMFS ({len(image)} of {part.size} bytes, {state})",
+        set(packages),
     )
 
 

@@ -11,6 +11,9 @@ Fixture ``micropython_board`` yields a :class:`MicroPythonBoard`:
 - ``.port``: the pty path for ``mpremote connect``.
 - ``.fs_dir``: the host folder that is the board's ``/`` (its flash).
 - ``.restart()``: a hard reset (power cycle): a new VM on the same pty and folder.
+- ``.rom_dir``: with ``romfs_size=N`` given to the factory, the host folder whose
+  ``partition.bin`` (N bytes, erased) is the board's ROMFS partition. The npm port has no
+  ROMFS; ``mp/romvfs.py`` stands in for it (``vfs.rom_ioctl``, the image mounted at ``/rom``).
 - ``.output``: everything the board printed so far (bytes), for diagnostics.
 
 Files can be preloaded onto the board before it boots: the fixture
@@ -81,8 +84,10 @@ class MicroPythonBoard:
         heapsize: int = 56 * 1024,
         run_main: bool = False,
         log_file: Path | None = None,
+        rom_dir: Path | None = None,
     ) -> None:
         self.fs_dir = fs_dir
+        self.rom_dir = rom_dir
         self.node = node
         self.port_module = port_module
         self.heapsize = heapsize
@@ -115,6 +120,8 @@ class MicroPythonBoard:
         ]
         if self.run_main:
             cmd.append("--run-main")
+        if self.rom_dir is not None:
+            cmd += ["--rom", str(self.rom_dir)]
         with open(self.log_file, "ab") as log:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log
@@ -231,12 +238,18 @@ def micropython_board_factory(
         preload: Mapping[str, Path] | None = None,
         heapsize: int = 56 * 1024,
         run_main: bool = False,
+        romfs_size: int | None = None,
     ) -> MicroPythonBoard:
         node, port_module = need_micropython_vm()
         workdir = tmp_path_factory.mktemp("mpboard")
         fs_dir = workdir / "flash"
         fs_dir.mkdir()
         copy_onto_board(fs_dir, preload or {})
+        rom_dir = None
+        if romfs_size is not None:  # an erased ROMFS partition (see mp/romvfs.py)
+            rom_dir = workdir / "rom"
+            rom_dir.mkdir()
+            (rom_dir / "partition.bin").write_bytes(b"\xff" * romfs_size)
         board = MicroPythonBoard(
             fs_dir,
             node,
@@ -244,6 +257,7 @@ def micropython_board_factory(
             heapsize=heapsize,
             run_main=run_main,
             log_file=workdir / "board.log",
+            rom_dir=rom_dir,
         )
         boards.append(board)
         board.start()

@@ -1,6 +1,6 @@
 // A MicroPython "board" for mpremote: the npm WebAssembly port behind a byte stream.
 //
-//   node mpboard.mjs --fs DIR [--heapsize BYTES] [--run-main]
+//   node mpboard.mjs --fs DIR [--heapsize BYTES] [--run-main] [--rom DIR]
 //
 // Bytes from the host arrive on stdin, the board's output leaves on stdout (the Python side,
 // klupa/testing/micropython.py, bridges both to a pseudo-terminal). What this adds to the port:
@@ -14,19 +14,22 @@
 //   machine.soft_reset() of the fakes) ends the port's REPL; we then print "MPY: soft reboot",
 //   start a fresh VM on the same folder, run boot.py (and main.py with --run-main, friendly
 //   REPL only, as a board does) and return to the REPL mode the host was in.
+// * With --rom DIR, a stand-in for a ROMFS build (mp/romvfs.py): `vfs.rom_ioctl` writes the
+//   partition DIR/partition.bin, and a valid image there is mounted at /rom at every boot.
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
 import { mountHostDir } from "./hostfs.mjs";
 
 function parseArgs(argv) {
-  const opts = { fs: null, heapsize: 56 * 1024, runMain: false, port: null };
+  const opts = { fs: null, heapsize: 56 * 1024, runMain: false, port: null, rom: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--fs") opts.fs = argv[++i];
     else if (a === "--heapsize") opts.heapsize = parseInt(argv[++i], 10);
     else if (a === "--run-main") opts.runMain = true;
     else if (a === "--port-module") opts.port = argv[++i];
+    else if (a === "--rom") opts.rom = argv[++i];
     else throw new Error(`unknown argument ${a}`);
   }
   if (!opts.fs) throw new Error("--fs DIR is required");
@@ -75,6 +78,10 @@ import sys
 sys.path[:] = ['', '.frozen', '/lib']
 del sys, vfs, _HostVfs, _mount_root
 `;
+const ROMVFS = fs.readFileSync(new URL("./mp/romvfs.py", import.meta.url), "utf8");
+const ROM_SETUP = `${ROMVFS}
+_install_rom('/romdev')
+`;
 
 let vm = null;
 let mode = "friendly"; // the REPL mode the host put the board in: survives soft resets
@@ -94,6 +101,10 @@ async function boot() {
   vm = await loadMicroPython({ heapsize: opts.heapsize, stdout: emit, linebuffer: false });
   mountHostDir(vm.FS, opts.fs, "/flash");
   vm.runPython(SETUP);
+  if (opts.rom) {
+    mountHostDir(vm.FS, opts.rom, "/romdev");
+    vm.runPython(ROM_SETUP);
+  }
   runFile("boot.py");
   if (opts.runMain && mode === "friendly") runFile("main.py");
   muted = mode === "raw";

@@ -63,3 +63,21 @@ def test_selftest_step_passes_on_the_fakes_then_names_a_missing_battery_monitor(
         step_selftest(Run(dep=deployment, port=mp.port, bench=bench))
     assert err.value.step == "selftest"
     assert err.value.seen == "failed: battery"
+
+
+def test_the_real_firmware_runs_its_selftest_from_romfs(
+    micropython_board_factory: Callable[..., MicroPythonBoard], deployment: Deployment
+) -> None:
+    """The real bundle's packages in a ROMFS partition (the stand-in of
+    klupa/testing/mp/romvfs.py: the npm port has no ROMFS) import from /rom and pass."""
+    mp = micropython_board_factory(preload={"lib": FAKES}, romfs_size=256 * 1024)
+    bench = deployment.bench("mostar-01")
+    summary = step_app(Run(dep=deployment, port=mp.port, bench=bench))
+    assert "package file(s) in ROMFS" in summary and "written and verified" in summary, summary
+    assert not (mp.fs_dir / "bench").exists() and not (mp.fs_dir / "drivers").exists()
+    assert (mp.fs_dir / "main.py").is_file() and (mp.fs_dir / "boot.py").is_file()
+    _on_board(
+        mp.port,
+        "import machine\nmachine.board.set_solar(18.4, 1.1)\nmachine.board.set_battery(13.2, -0.4)",
+    )
+    assert step_selftest(Run(dep=deployment, port=mp.port, bench=bench)) == "OK 10/10 checks"
