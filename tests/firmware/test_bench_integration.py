@@ -335,3 +335,26 @@ def test_s3_profile_reports_three_ports_and_lead_acid_thresholds(
         )
     finally:
         gw.close()
+
+
+def test_windows_stay_on_their_grid(mosquitto, bench_runner, firmware_kit, tmp_path):
+    """Each window is due one period after the previous one was due: the time a bench spends
+    sampling and recording does not add up, window after window (were each window to start
+    when the last was recorded, 24 windows would drift by 24 times that time)."""
+    kit = firmware_kit
+    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
+    try:
+        vb = make_bench(tmp_path, mosquitto.port, kit)
+        vb.clock.set_speed(25.0)  # 24 windows of 10 s in under 10 s of real time
+        bench_runner.start(vb)
+        tel = kit["wait_until"](
+            lambda: len(gw.of("telemetry")) >= 26 and gw.of("telemetry"),
+            timeout=60,
+            what="26 windows",
+        )
+        first, last = tel[1], tel[25]
+        assert first["boot"] == last["boot"] and last["seq"] > first["seq"]
+        # 5 s of the bench's time is 0.2 s of real time: a stall of the host at the last window
+        assert abs((last["ts"] - first["ts"]) - 24 * 10) <= 5, (first["ts"], last["ts"])
+    finally:
+        gw.close()
