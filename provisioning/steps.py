@@ -259,7 +259,9 @@ def step_app(run: Run) -> str:
             rom_note, in_rom = _app_to_romfs(run, board, files)
             on_fs = {p: d for p, d in files.items() if p not in in_rom}
             # a copy of a package on the file system would come before /rom on sys.path
-            result = sync_files(board, on_fs, run.tick("app"), stale=stale + sorted(in_rom))
+            copies = [p for p, h in board.hashes(sorted(in_rom)).items() if h is not None]
+            stale = [p for p in stale if p not in in_rom] + copies
+            result = sync_files(board, on_fs, run.tick("app"), stale=stale)
             board.remove_empty_dirs(dirs_of(sorted(in_rom)))  # an empty one shadows /rom too
             boot = json.loads(files["/config.json"])["boot"]
             run.facts.setdefault("micropython", board.micropython_version())

@@ -43,6 +43,7 @@ def test_packages_go_to_romfs_run_from_rom_and_reruns_write_only_changes(
     first = step_app(_run(deployment, board, fw))
 
     assert "3 package file(s) in ROMFS" in first and "written and verified" in first, first
+    assert ", 1 removed," in first, first  # the stale copy, and nothing the board did not hold
     partition = (board.rom_dir / "partition.bin").read_bytes()
     tree = read_romfs(partition)
     want = _manifest_files(board.fs_dir)
@@ -61,6 +62,7 @@ def test_packages_go_to_romfs_run_from_rom_and_reruns_write_only_changes(
 
     again = step_app(_run(deployment, board, fw))
     assert again.startswith("app 9.9.1: 0 file(s) copied") and "unchanged" in again, again
+    assert ", 0 removed," in again, again
     assert (board.rom_dir / "partition.bin").read_bytes() == partition
 
     (fw / "bench" / "core.py").write_text("def f(x):\n    return x * 3\n")
