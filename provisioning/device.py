@@ -171,7 +171,11 @@ class Board:
         return bytes(out)
 
     def eval(self, expr: str) -> Any:
-        out = self.exec(f"print(repr({expr}))")
+        return self.value(f"print(repr({expr}))")
+
+    def value(self, code: str) -> Any:
+        """Run code that prints one Python literal; return that value."""
+        out = self.exec(code)
         try:
             return ast.literal_eval(out.decode().strip())
         except (ValueError, SyntaxError):
@@ -202,15 +206,14 @@ class Board:
             " pass\n"
             "print(repr(r))\n"
         )
-        return {str(k): str(v) for k, v in ast.literal_eval(self.exec(code).decode()).items()}
+        return {str(k): str(v) for k, v in self.value(code).items()}
 
     # ------------------------------------------------------------------ files
 
     def hashes(self, paths: list[str]) -> dict[str, str | None]:
         if not paths:
             return {}
-        out = self.exec(_HASH_FN + f"print(repr([_h(p) for p in {paths!r}]))\n")
-        values = ast.literal_eval(out.decode().strip())
+        values = self.value(_HASH_FN + f"print(repr([_h(p) for p in {paths!r}]))\n")
         return dict(zip(paths, values, strict=True))
 
     def read_text(self, path: str) -> str | None:

@@ -262,7 +262,7 @@ def step_app(run: Run) -> str:
             copies = [p for p, h in board.hashes(sorted(in_rom)).items() if h is not None]
             stale = [p for p in stale if p not in in_rom] + copies
             result = sync_files(board, on_fs, run.tick("app"), stale=stale)
-            board.remove_empty_dirs(dirs_of(sorted(in_rom)))  # an empty one shadows /rom too
+            board.remove_empty_dirs(dirs_of(list(in_rom)))  # an empty one shadows /rom too
             boot = json.loads(files["/config.json"])["boot"]
             run.facts.setdefault("micropython", board.micropython_version())
         except BoardError as e:

@@ -413,7 +413,7 @@ class App:
             if self.link is not None and self.link.dozing:
                 self.link.wake_up()
             if self.power.state == "critical" and self.link is not None:
-                ms = ticks_diff(ticks_add(start, self.period_s() * 1000), ticks_ms())
+                ms = ticks_diff(ticks_add(start, period * 1000), ticks_ms())
                 if ms > 0:
                     await self.doze(ms)
 
