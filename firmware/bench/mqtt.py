@@ -7,16 +7,16 @@ import struct
 from bench import runtime
 from bench.runtime import const
 
-CONNECT = const(0x10)
-CONNACK = const(0x20)
+_CONNECT = const(0x10)
+_CONNACK = const(0x20)
 PUBLISH = const(0x30)
 PUBACK = const(0x40)
-SUBSCRIBE = const(0x82)
-SUBACK = const(0x90)
+_SUBSCRIBE = const(0x82)
+_SUBACK = const(0x90)
 PINGREQ = const(0xC0)
 PINGRESP = const(0xD0)
-DISCONNECT = const(0xE0)
-MAX_PACKET = const(8192)  # a Poll is at most 4096 bytes; anything longer is not ours
+_DISCONNECT = const(0xE0)
+_MAX_PACKET = const(8192)  # a Poll is at most 4096 bytes; anything longer is not ours
 
 
 class MQTTError(Exception):
@@ -76,7 +76,7 @@ def connect_packet(client_id, keepalive, user=None, password=None, will=None, cl
             flags |= 0x40
             payload += _str(password)
     return packet(
-        CONNECT, _str("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
+        _CONNECT, _str("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
     )
 
 
@@ -92,7 +92,7 @@ def subscribe_packet(pid, topics, qos=1):
     body = struct.pack("!H", pid)
     for t in topics:
         body += _str(t) + bytes([qos])
-    return packet(SUBSCRIBE, body)
+    return packet(_SUBSCRIBE, body)
 
 
 def puback_packet(pid):
@@ -103,8 +103,8 @@ def parse(first, body):
     # One packet from the broker -> (type, fields). Raises MQTTError on anything malformed.
     kind = first & 0xF0
     n = len(body)
-    if kind == CONNACK:
-        if first != CONNACK or n != 2 or body[0] > 1:
+    if kind == _CONNACK:
+        if first != _CONNACK or n != 2 or body[0] > 1:
             raise MQTTError("bad CONNACK")
         return kind, body[1]
     if kind == PUBLISH:
@@ -128,10 +128,10 @@ def parse(first, body):
                 raise MQTTError("PUBLISH id 0")
             i += 2
         return kind, (topic, bytes(body[i:]), qos, pid, bool(first & 1))
-    if kind in (PUBACK, SUBACK):
-        if (kind == PUBACK and (first != PUBACK or n != 2)) or (kind == SUBACK and n < 3):
+    if kind in (PUBACK, _SUBACK):
+        if (kind == PUBACK and (first != PUBACK or n != 2)) or (kind == _SUBACK and n < 3):
             raise MQTTError("bad ack")
-        if kind == SUBACK:
+        if kind == _SUBACK:
             for b in body[2:]:
                 if b not in (0, 1, 2, 0x80):
                     raise MQTTError("bad SUBACK code")
@@ -186,7 +186,7 @@ class Client:
             shift += 7
             if not b & 0x80:
                 break
-        if n > MAX_PACKET:
+        if n > _MAX_PACKET:
             raise MQTTError("packet too long")
         body = await self.reader.readexactly(n) if n else b""
         self.last_rx = runtime.real_ms()
@@ -202,7 +202,7 @@ class Client:
             connect_packet(self.client_id, self.keepalive, self.user, self.password, self.will)
         )
         kind, code = await runtime.net_wait_ms(self.read_packet(), timeout_ms)
-        if kind != CONNACK:
+        if kind != _CONNACK:
             raise MQTTError("expected CONNACK")
         if code:
             raise MQTTError("connection refused, code " + str(code))
@@ -228,7 +228,7 @@ class Client:
 
     async def disconnect(self):
         try:
-            await self._write(bytes([DISCONNECT, 0]))
+            await self._write(bytes([_DISCONNECT, 0]))
         except Exception:
             pass
         self.close()

@@ -3,10 +3,10 @@
 # hysteresis of PROTOCOL.md (Power states). Charge is kept in integer mA*ms.
 from bench.runtime import const
 
-REST_MA = const(200)
-OCV_TAU_MS = const(1800000)  # at rest, close the gap to the OCV estimate with a 30-min constant
-FULL_HOLD_MS = const(180000)
-LOW_V_HOLD_MS = const(10000)
+_REST_MA = const(200)
+_OCV_TAU_MS = const(1800000)  # at rest, close the gap to the OCV estimate with a 30-min constant
+_FULL_HOLD_MS = const(180000)
+_LOW_V_HOLD_MS = const(10000)
 
 
 def interpolate(curve, x):
@@ -64,12 +64,12 @@ class PowerManager:
             self.q += ma * dt_ms * self.eff // 1000
         else:
             self.q += ma * dt_ms
-        if -REST_MA < ma < REST_MA:
+        if -_REST_MA < ma < _REST_MA:
             target = int(self.capacity * interpolate(self.ocv, mv / 1000) / 100)
-            self.q += (target - self.q) * dt_ms // OCV_TAU_MS
+            self.q += (target - self.q) * dt_ms // _OCV_TAU_MS
         if mv >= self.full_mv and 0 <= ma < self.tail_ma:
             self.full_ms += dt_ms
-            if self.full_ms >= FULL_HOLD_MS:
+            if self.full_ms >= _FULL_HOLD_MS:
                 self.q = self.capacity
         else:
             self.full_ms = 0
@@ -88,7 +88,7 @@ class PowerManager:
         th = self.th
         old = self.state
         new = old
-        low = soc < th["critical_soc"] or self.low_v_ms >= LOW_V_HOLD_MS
+        low = soc < th["critical_soc"] or self.low_v_ms >= _LOW_V_HOLD_MS
         if old == "normal":
             if low:
                 new = "critical"

@@ -3,12 +3,9 @@
 # with exact decimals, so no float ever rounds a value on its way out.
 import struct
 
-from bench.runtime import const
 
-V = const(1)
 ROOT = "klupa/v1/"
 POWER_STATES = ("normal", "saver", "critical")
-MAX_PAYLOAD = const(2048)
 
 # period, solar mV, mA, mWh; battery mV, mA, SoC 0.01 %; rssi, clients, occ s, touches,
 # power state, heap, env flag, temperature 0.01 C, RH 0.01 %, port count

@@ -103,3 +103,12 @@ async def net_wait_ms(aw, ms):
     if CLOCK is None:
         return await wait_for_ms(aw, ms)
     return await asyncio.wait_for(aw, max(CLOCK.real_s(ms), ms / 1000))
+
+
+def unload(name):
+    # Drop a module imported for one job (boot, a command, a doze, spool upkeep, OTA,
+    # self-test) so its bytecode leaves the heap; its names stay interned.
+    sys.modules.pop("bench." + name, None)
+    pkg = sys.modules.get("bench")
+    if pkg is not None and hasattr(pkg, name):
+        delattr(pkg, name)

@@ -2,10 +2,10 @@
 # unplugged when it stays below 20 mA for 10 s (phones trickle when nearly full).
 from bench.runtime import const
 
-PLUG_MA = const(50)
-PLUG_MS = const(3000)
-UNPLUG_MA = const(20)
-UNPLUG_MS = const(10000)
+_PLUG_MA = const(50)
+_PLUG_MS = const(3000)
+_UNPLUG_MA = const(20)
+_UNPLUG_MS = const(10000)
 
 
 class Session:
@@ -20,11 +20,11 @@ class Session:
     def update(self, mv, ma, dt_ms):
         # Returns (seconds, mWh) when a session ends, else None.
         if not self.plugged:
-            if ma > PLUG_MA:
+            if ma > _PLUG_MA:
                 self.above_ms += dt_ms
                 self.ms += dt_ms
                 self.nj += mv * ma * dt_ms
-                if self.above_ms >= PLUG_MS:
+                if self.above_ms >= _PLUG_MS:
                     self.plugged = True
                     self.below_ms = 0
             else:
@@ -34,9 +34,9 @@ class Session:
             return None
         self.ms += dt_ms
         self.nj += mv * ma * dt_ms
-        if ma < UNPLUG_MA:
+        if ma < _UNPLUG_MA:
             self.below_ms += dt_ms
-            if self.below_ms >= UNPLUG_MS:
+            if self.below_ms >= _UNPLUG_MS:
                 return self.end(self.below_ms)
         else:
             self.below_ms = 0

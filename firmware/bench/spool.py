@@ -8,7 +8,6 @@
 #   16 flags (bit 0: stamp is uptime seconds, the clock was not set) | body | CRC-32 of all before
 # Recovery scans each segment and resynchronises on the next magic byte whose CRC checks, so a
 # torn tail or a flipped bit costs only the record it hits. Every boot starts a new segment.
-import json
 import os
 import struct
 
@@ -17,10 +16,11 @@ try:
 except ImportError:  # pragma: no cover - every supported port has it
     crc32 = None  # type: ignore[assignment]
 
-from bench.runtime import const
+from bench import store
+from bench.runtime import const, unload
 
-MAGIC = const(0xA5)
-HEADER = const(17)
+_MAGIC = const(0xA5)
+_HEADER = const(17)
 OVERHEAD = const(21)
 FLAG_UPTIME = const(1)
 
@@ -45,13 +45,13 @@ class Record:
 
 def encode(rec):
     head = struct.pack(
-        "<BBHIIIB", MAGIC, rec.kind, len(rec.body), rec.boot, rec.seq, rec.stamp, rec.flags
+        "<BBHIIIB", _MAGIC, rec.kind, len(rec.body), rec.boot, rec.seq, rec.stamp, rec.flags
     )
     crc = crc32(rec.body, crc32(head)) & 0xFFFFFFFF
     return head + rec.body + struct.pack("<I", crc)
 
 
-MAX_BODY = const(2048)
+_MAX_BODY = const(2048)
 
 
 def parse(read, base=0, seg=0):
@@ -72,7 +72,7 @@ def parse(read, base=0, seg=0):
         n = len(buf)
         if i >= n:
             return
-        if buf[i] != MAGIC:
+        if buf[i] != _MAGIC:
             i += 1
             continue
         if n - i < OVERHEAD:
@@ -80,8 +80,8 @@ def parse(read, base=0, seg=0):
                 i += 1
             continue
         blen = buf[i + 2] | (buf[i + 3] << 8)
-        end = i + HEADER + blen
-        if blen > MAX_BODY:
+        end = i + _HEADER + blen
+        if blen > _MAX_BODY:
             i += 1
             continue
         if end + 4 > n:
@@ -99,7 +99,7 @@ def parse(read, base=0, seg=0):
             i += 1
             continue
         kind, _, boot, seq, stamp, flags = struct.unpack_from("<BHIIIB", buf, i + 1)
-        yield Record(kind, boot, seq, stamp, flags, bytes(mv[i + HEADER : end]), seg), base + end + 4
+        yield Record(kind, boot, seq, stamp, flags, bytes(mv[i + _HEADER : end]), seg), base + end + 4
         i = end + 4
 
 
@@ -176,16 +176,21 @@ class Spool:
             os.mkdir(self.dir)
         except OSError:
             pass
-        self._recover()
+        from bench import spoolmaint  # only at boot: not resident afterwards
+
+        try:
+            spoolmaint.recover(self)
+        finally:
+            unload("spoolmaint")
 
     # -- files
-    def _path(self, sid):
+    def path_of(self, sid):
         return self.dir + "/" + ("0000000" + str(sid))[-8:] + ".seg"
 
-    def _scan(self, sid, offset=0):
+    def scan(self, sid, offset=0):
         # Records of one segment from offset on, as (record, end offset); nothing if it is gone.
         try:
-            f = open(self._path(sid), "rb")
+            f = open(self.path_of(sid), "rb")
         except OSError:
             return
         try:
@@ -196,50 +201,9 @@ class Spool:
         finally:
             f.close()
 
-    def _recover(self):
-        ids = []
-        for name in os.listdir(self.dir):
-            if name.endswith(".seg"):
-                try:
-                    ids.append(int(name[:-4]))
-                except ValueError:
-                    pass
-        ids.sort()
-        seen = {}
-        for sid in ids:
-            seg = Segment(sid)
-            good = 0
-            size = 0
-            for rec, _ in self._scan(sid):
-                key = (rec.boot, rec.seq)
-                if key in seen:  # a copy made by compaction before the original went
-                    continue
-                seen[key] = 1
-                seg.add(rec, len(rec.body) + OVERHEAD)
-                good += len(rec.body) + OVERHEAD
-            try:
-                size = os.stat(self._path(sid))[6]
-            except OSError:
-                pass
-            seg.size = size
-            self.damaged += size - good
-            if seg.n_tel + seg.n_other:
-                self.segments.append(seg)
-            else:
-                self._remove(sid)
+    def drop_segment(self, sid):
         try:
-            with open(self.dir + "/acked.json") as f:
-                raw = json.load(f)
-            for k in raw:
-                self.acked[int(k)] = [[int(a), int(b)] for a, b in raw[k]]
-        except (OSError, ValueError, TypeError):
-            self.acked = {}
-        last = self.segments[-1].id if self.segments else (ids[-1] if ids else 0)
-        self.segments.append(Segment(last + 1))  # never append after a possibly torn tail
-
-    def _remove(self, sid):
-        try:
-            os.remove(self._path(sid))
+            os.remove(self.path_of(sid))
         except OSError:
             pass
 
@@ -273,50 +237,16 @@ class Spool:
         if head.size and head.size + len(data) > self.segment_bytes:
             head = Segment(head.id + 1)
             self.segments.append(head)
-        with open(self._path(head.id), "ab") as f:
+        with open(self.path_of(head.id), "ab") as f:
             f.write(data)
         head.add(rec, len(data))
         if self.used() > self.capacity:
-            self._make_room()
+            from bench import spoolmaint  # only when full: not resident otherwise
 
-    def _make_room(self):
-        while self.used() > self.capacity and len(self.segments) > 1:
-            victim = None
-            for seg in self.segments[:-1]:
-                if seg.n_tel:
-                    victim = seg
-                    break
-            keep_other = victim is not None
-            if victim is None:
-                victim = self.segments[0]
-            self._compact(victim, keep_other)
-
-    def _compact(self, seg, keep_other):
-        # Copies what must survive (unreceipted events, votes and acks) to the head, then
-        # deletes the segment. A crash in between leaves duplicates, which recovery drops.
-        survivors = []
-        if keep_other:
-            for rec, _ in self._scan(seg.id):
-                if rec.kind != KIND_TELEMETRY and not self.is_acked(rec.boot, rec.seq):
-                    survivors.append(rec)
-        for boot in seg.runs:
-            for lo, hi in seg.runs[boot]:
-                for s in range(lo, hi + 1):
-                    if not self.is_acked(boot, s):
-                        self.dropped += 1
-        self.dropped -= len(survivors)
-        self.segments.remove(seg)
-        head = self.segments[-1]
-        if survivors:
-            if head.size:
-                head = Segment(head.id + 1)
-                self.segments.append(head)
-            with open(self._path(head.id), "ab") as f:
-                for rec in survivors:
-                    data = encode(rec)
-                    f.write(data)
-                    head.add(rec, len(data))
-        self._remove(seg.id)
+            try:
+                spoolmaint.make_room(self)
+            finally:
+                unload("spoolmaint")
 
     # -- receipts
     def ack(self, boots):
@@ -346,7 +276,7 @@ class Spool:
                         done = False
             if done:
                 self.segments.remove(seg)
-                self._remove(seg.id)
+                self.drop_segment(seg.id)
         if head.size and (head.n_tel or head.n_other):
             done = True
             for boot in head.runs:
@@ -355,7 +285,7 @@ class Spool:
                         done = False
             if done:  # start a fresh head so the finished one can go
                 self.segments.remove(head)
-                self._remove(head.id)
+                self.drop_segment(head.id)
                 self.segments.append(Segment(head.id + 1))
         self._save_acked()
 
@@ -372,17 +302,7 @@ class Spool:
         self.acked = {}
         for k in out:
             self.acked[int(k)] = out[k]
-        tmp = self.dir + "/acked.tmp"
-        with open(tmp, "w") as f:
-            json.dump(out, f)
-        try:
-            os.rename(tmp, self.dir + "/acked.json")
-        except OSError:  # a file system whose rename does not replace
-            try:
-                os.remove(self.dir + "/acked.json")
-            except OSError:
-                pass
-            os.rename(tmp, self.dir + "/acked.json")
+        store.save(self.dir + "/acked.json", out)
 
     # -- reading for the link
     def read_batch(self, cursor, limit):
@@ -394,7 +314,7 @@ class Spool:
             if seg.id < sid:
                 continue
             start = off if seg.id == sid else 0
-            for rec, end in self._scan(seg.id, start):
+            for rec, end in self.scan(seg.id, start):
                 cursor = (seg.id, end)
                 if not self.is_acked(rec.boot, rec.seq):
                     out.append(rec)

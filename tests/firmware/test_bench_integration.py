@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -236,16 +237,35 @@ def test_abrupt_socket_loss_leaves_the_retained_offline_will(
         gw.close()
 
 
+# (Not bench.ota: the virtual bench's boot step, main.prepare, imports it on the host and keeps
+# it; on the ESP32 main.run drops every app module before the app starts.)
+JOB_MODULES = ("startup", "config", "spoolmaint", "connect", "commands", "doze", "selftest")
+
+
+def job_modules_loaded() -> list[str]:
+    """The firmware's one-job modules still importable without loading (docs/firmware.md)."""
+    pkg = sys.modules.get("bench")
+    return [
+        n for n in JOB_MODULES if f"bench.{n}" in sys.modules or (pkg is not None and hasattr(pkg, n))
+    ]
+
+
 def test_commands_are_acked_applied_and_run_once(mosquitto, bench_runner, firmware_kit, tmp_path):
     kit = firmware_kit
     gw = kit["Gateway"](mosquitto.host, mosquitto.port)
     vb = make_bench(tmp_path, mosquitto.port, kit)
+    from bench import runtime as bench_runtime
+
+    for name in JOB_MODULES:  # earlier tests in this process may have imported them
+        bench_runtime.unload(name)
     bench_runner.start(vb)
     try:
         kit["wait_until"](
             lambda: vb.app is not None and vb.app.link is not None and vb.app.link.birth_acked,
             what="birth",
         )
+        # booted and connected: the boot's and the connection's modules are gone again
+        kit["wait_until"](lambda: not job_modules_loaded(), what="job modules dropped")
 
         def ack(cid: str) -> list[dict[str, Any]]:
             return [a for a in gw.of("cmd/ack") if a["id"] == cid]
@@ -271,6 +291,7 @@ def test_commands_are_acked_applied_and_run_once(mosquitto, bench_runner, firmwa
         assert vb.board.port_enabled(3) is False  # acknowledged again, not run again
         gw.command("mostar-01", {"id": "c-what", "op": "dance"})
         assert kit["wait_until"](lambda: ack("c-what"), what="unknown op")[0]["ok"] is False
+        assert job_modules_loaded() == []  # commands, and config for `set`, dropped after each
         boot = vb.app.boot_no
         gw.command("mostar-01", {"id": "c-reboot", "op": "reboot"})
         assert kit["wait_until"](lambda: ack("c-reboot"), what="reboot ack")[0]["ok"] is True

@@ -1,0 +1,127 @@
+# The bench's commands (PROTOCOL.md, Commands): run at most once per id across reboots and
+# acknowledged on cmd/ack. App.on_command() imports this module for one command and drops it
+# afterwards, so its bytecode does not stay in the heap.
+import json
+
+from bench.app import frag, unload
+from bench.runtime import const, ticks_ms
+
+_KEEP_IDS = const(32)
+SAFE_OPS = ("ping", "reboot", "set", "ota")
+
+
+def handle(app, payload):
+    try:
+        cmd = json.loads(payload)
+    except ValueError:
+        app.fault("bad_command", "not JSON")
+        return
+    if not isinstance(cmd, dict) or not isinstance(cmd.get("id"), str) or not cmd["id"]:
+        app.fault("bad_command", "no id")
+        return
+    cid = cmd["id"][:64]
+    done = app.state.setdefault("ids", [])
+    for entry in done:
+        if entry[0] == cid:  # re-delivered: acknowledge again, never run twice
+            ack(app, cid, entry[1], entry[2])
+            return
+    ok, detail = execute(app, cmd.get("op"), cmd.get("args", {}))
+    done.append([cid, ok, detail])
+    while len(done) > _KEEP_IDS:
+        done.pop(0)
+    app.save_state()
+    ack(app, cid, ok, detail)
+
+
+def ack(app, cid, ok, detail):
+    from bench import spool as sp
+
+    return app.record(sp.KIND_ACK, frag({"id": cid, "ok": ok, "detail": detail}))
+
+
+def execute(app, op, args):
+    if not isinstance(op, str):
+        return False, "op missing"
+    if app.safe and op not in SAFE_OPS:
+        return False, "safe mode: only ping, reboot, set, ota"
+    if args is None:
+        args = {}
+    if op == "ping":
+        return True, ""
+    if op == "reboot":
+        app.reboot_requested = ticks_ms()
+        return True, ""
+    if op == "set":
+        return apply_settings(app, args)
+    if op == "port":
+        if not isinstance(args, dict):
+            return False, "args must be an object"
+        n = args.get("n")
+        on = args.get("on")
+        if not isinstance(n, int) or isinstance(n, bool) or n not in app.port_pins:
+            return False, "no port n=%s" % (n,)
+        if not isinstance(on, bool):
+            return False, "on must be true or false"
+        app.switch_port(n, on)
+        return True, ""
+    if op == "selftest":
+        return run_selftest(app)
+    if op == "ota":
+        return run_ota(app, args)
+    return False, "unknown op " + op[:32]
+
+
+def apply_settings(app, args):
+    from bench import config
+
+    th = app.power.th if app.power else {"saver_soc": 40, "critical_soc": 15}
+    reason, clean = config.check_settings(args, th)
+    unload("config")
+    if reason:
+        return False, reason
+    settings = app.state.setdefault("settings", {})
+    for k in clean:
+        settings[k] = clean[k]
+        app.cfg[k] = clean[k]
+    if app.power:
+        app.power.set_thresholds(clean.get("saver_soc"), clean.get("critical_soc"))
+    return True, ""
+
+
+def run_selftest(app):
+    # Every sensor, port, pad and the display, one line back.
+    from bench import selftest
+
+    try:
+        summary, report = selftest.for_app(app)
+    finally:
+        unload("selftest")
+    return report["ok"], summary
+
+
+def run_ota(app, args):
+    # Fetch, verify and stage the bundle; ack, then reboot into it.
+    if not isinstance(args, dict):
+        return False, "args must be an object"
+    for k in ("url", "version", "sha256"):
+        if not isinstance(args.get(k), str) or not args[k]:
+            return False, k + " missing"
+    key = app.cfg.get("ota_key")
+    if not isinstance(key, str) or not key:
+        return False, "no ota_key in config"
+    try:
+        import binascii
+
+        key = binascii.unhexlify(key)
+    except ValueError:
+        return False, "ota_key is not hex"
+    from bench import ota
+
+    o = ota.Ota(app.root, key, app.ota_event)
+    ok = o.run(args["url"], args["version"], args["sha256"])
+    error = o.error
+    unload("ota")
+    if not ok:
+        return False, error
+    app.reboot_requested = ticks_ms()
+    return True, ""

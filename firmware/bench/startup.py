@@ -1,0 +1,173 @@
+# What the app does once per boot: read and validate the board profile and the config,
+# count the boot, build the spool, link, drivers and front, and record the boot event.
+# App.start() imports this module for the boot and drops it afterwards, so its bytecode
+# does not stay in the heap (docs/firmware.md, "Heap").
+import gc
+
+from bench import spool as sp
+from bench import store
+from bench.app import unload
+from bench.runtime import const
+
+_UNHEALTHY_LIMIT = const(3)
+RESET_NAMES = {1: "power_on", 2: "hard", 3: "wdt", 4: "deepsleep", 5: "soft"}
+
+
+def load(app):
+    from bench import config  # only at boot: not resident afterwards
+
+    app.state = store.load(app.root + "/state.json", {})
+    raw_cfg = None
+    try:
+        app.board = config.validate_board(config.read_json(app.root + "/board.json", "bad_board"))
+    except config.ConfigError as e:
+        app.faults.append((e.args[0], e.args[1]))
+        app.safe = True
+    try:
+        raw_cfg = config.read_json(app.root + "/config.json", "bad_config")
+        app.cfg = config.validate_config(raw_cfg)
+    except config.ConfigError as e:
+        app.faults.append((e.args[0], e.args[1]))
+        app.safe = True
+        app.cfg = essentials(raw_cfg, config)
+    for k in app.state.get("settings", {}):
+        if app.cfg is not None:
+            app.cfg[k] = app.state["settings"][k]
+    unload("config")
+    # Boot number: provisioning's start (minutes since 2020), then +1 every boot.
+    last = app.state.get("boot", 0)
+    start = app.cfg.get("boot", 1) - 1 if app.cfg else 0
+    app.boot_no = (last if last > start else start) + 1
+    app.state["boot"] = app.boot_no
+    unhealthy = app.state.get("unhealthy", 0)
+    if unhealthy >= _UNHEALTHY_LIMIT:
+        app.safe = True
+        app.faults.append(("unhealthy_boots", "%d boots never became healthy" % unhealthy))
+    if app.ota_boot != "rolled_back":  # the trial's failed boot is not the old app's
+        app.state["unhealthy"] = unhealthy + 1
+    app.save_state()
+    gc.collect()
+
+
+def essentials(raw, config):
+    # With a bad config, keep what the link needs so the fault can still be reported.
+    if not isinstance(raw, dict):
+        return None
+    try:
+        d = {}
+        for k in ("bench", "municipality", "wifi", "mqtt"):
+            d[k] = raw[k]
+        if isinstance(raw.get("ota_key"), str):
+            d["ota_key"] = raw["ota_key"]
+        if not isinstance(d["mqtt"], dict) or not isinstance(d["mqtt"].get("host"), str):
+            return None
+        d["mqtt"].setdefault("port", 1883)
+        for k in config.CONFIG_DEFAULTS:
+            v = raw.get(k)
+            d[k] = v if type(v) is type(config.CONFIG_DEFAULTS[k]) else config.CONFIG_DEFAULTS[k]
+            if k in config.SETTABLE:
+                lo, hi = config.SETTABLE[k]
+                if not lo <= d[k] <= hi:
+                    d[k] = config.CONFIG_DEFAULTS[k]
+        return d
+    except (KeyError, TypeError):
+        return None
+
+
+def setup_hardware(app):
+    from bench.power import PowerManager
+    from bench.session import Session
+    from bench.window import Window
+    from drivers.ina226 import INA226
+    from drivers.ina3221 import INA3221
+    from drivers.seat import Seat
+    from drivers.wifi import WifiStats
+
+    b = app.board
+    m = app.hw.machine
+    i2c = m.I2C(
+        b["i2c"]["id"],
+        scl=m.Pin(b["i2c"]["scl"]),
+        sda=m.Pin(b["i2c"]["sda"]),
+        freq=b["i2c"]["freq"],
+    )
+    app.i2c = i2c
+    for part in ("solar", "battery"):
+        d = b[part]
+        try:
+            app.drivers[part] = INA226(i2c, d["addr"], d["shunt_ohm"], d["max_a"])
+        except OSError as e:
+            app.fault("sensor_" + part, str(e))
+    chips = {}
+    for p in b["ports"]:
+        chips.setdefault(p["addr"], [0.1, 0.1, 0.1])[p["channel"] - 1] = p["shunt_ohm"]
+    for addr in chips:
+        try:
+            app.drivers[addr] = INA3221(i2c, addr, chips[addr])
+        except OSError as e:
+            app.fault("sensor_ports", str(e))
+    if b.get("env"):
+        from drivers.bme280 import BME280
+
+        try:
+            app.drivers["env"] = BME280(i2c, b["env"]["addr"])
+        except OSError as e:
+            app.fault("sensor_env", str(e))
+    for p in b["ports"]:
+        app.port_pins[p["n"]] = m.Pin(p["enable_pin"], m.Pin.OUT, value=1)
+        app.port_on[p["n"]] = True
+        app.port_limits[p["n"]] = int(p["limit_a"] * 1000)
+        app.sessions[p["n"]] = Session(p["n"])
+    s = b["seat"]
+    pull = m.Pin.PULL_UP if s["active_low"] else m.Pin.PULL_DOWN
+    app.seat = Seat(m.Pin(s["pin"], m.Pin.IN, pull), s["active_low"])
+    ap = None
+    if b.get("wifi", {}).get("ap"):
+        ap = app.hw.network.WLAN(app.hw.network.AP_IF)
+    app.wifi_stats = WifiStats(app.link.sta, ap)
+    app.window = Window([p["n"] for p in b["ports"]])
+    app.power = PowerManager(b["battery"])
+    th = app.state.get("settings", {})
+    app.power.set_thresholds(th.get("saver_soc"), th.get("critical_soc"))
+
+
+def start(app):
+    from bench.link import Link
+
+    load(app)
+    app.spool = sp.Spool(
+        app.root,
+        app.cfg["spool_bytes"] if app.cfg else 1048576,
+        app.cfg["segment_bytes"] if app.cfg else 16384,
+    )
+    if app.cfg is not None:
+        app.link = Link(app)
+    if not app.safe:
+        try:
+            setup_hardware(app)
+        except Exception as e:  # a board the profile does not describe: report, stay up
+            app.faults.append(("hardware", str(e)[:120]))
+            app.safe = True
+    if not app.safe:
+        try:
+            from bench.front import Front
+
+            app.front = Front(app)
+        except Exception as e:  # no display or pads: the bench still charges and reports
+            app.faults.append(("front", repr(e)[:120]))
+            app.front = None
+    if store.exists(app.root + "/app"):  # an app installed by OTA: its bundle's version
+        v = store.load(app.root + "/ota.json", {}).get("version")
+        if isinstance(v, str) and v:
+            app.fw = v
+    cause = RESET_NAMES.get(app.hw.machine.reset_cause(), "power_on")
+    app.record_event("boot", {"reset": cause, "fw": app.fw, "safe": app.safe})
+    app.booted = True
+    for code, detail in app.faults:
+        app.record_event("fault", {"code": code, "detail": str(detail)[:120]})
+    app.faults = []
+    if app.ota_boot or store.exists(app.root + "/ota.json"):
+        try:
+            app.ota_step("report")
+        except Exception as e:  # a damaged ota.json must not stop the boot
+            app.fault("ota", repr(e))
