@@ -4,8 +4,12 @@ import sys
 from pathlib import Path
 
 FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
-if str(FIRMWARE) not in sys.path:
-    sys.path.insert(0, str(FIRMWARE))
+# The unit tests' shared helpers (unit/scratch.py) import by their bare name, as in the VM,
+# where the test folder is /tests on sys.path.
+UNIT = Path(__file__).resolve().parent / "unit"
+for _p in (FIRMWARE, UNIT):
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 import asyncio  # noqa: E402
 import json  # noqa: E402

@@ -13,25 +13,7 @@ except ImportError:  # older MicroPython
 
 from bench import runtime
 from bench import spool as sp
-
-_made = [0]
-
-
-def fresh(name):
-    try:
-        import tempfile
-
-        base = tempfile.mkdtemp()
-    except ImportError:
-        base = "/tmp"
-        try:
-            os.mkdir(base)
-        except OSError:
-            pass
-    _made[0] += 1
-    path = base + "/jobs-" + name + "-" + str(_made[0])
-    os.mkdir(path)
-    return path
+from scratch import fresh
 
 
 def forget(name):
@@ -113,7 +95,7 @@ class JobModulesTest(unittest.TestCase):
         runtime.CLOCK = None
 
     def test_spool_recovery_runs_in_a_module_that_is_dropped_afterwards(self):
-        root = fresh("recover")
+        root = fresh("jobs-recover")
         s = sp.Spool(root)
         for i in range(1, 6):
             s.append(rec(i))
@@ -123,7 +105,7 @@ class JobModulesTest(unittest.TestCase):
         self.assertFalse(loaded("spoolmaint"))
 
     def test_making_room_in_a_full_spool_drops_its_module_too(self):
-        root = fresh("full")
+        root = fresh("jobs-full")
         s = sp.Spool(root, capacity=1200, segment_bytes=300)
         s.append(rec(1, sp.KIND_EVENT))
         for i in range(2, 40):

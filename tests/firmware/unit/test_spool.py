@@ -4,25 +4,7 @@ import random
 import unittest
 
 from bench import spool as sp
-
-_made = [0]
-
-
-def fresh(name):
-    try:
-        import tempfile
-
-        base = tempfile.mkdtemp()
-    except ImportError:
-        base = "/tmp"
-        try:
-            os.mkdir(base)
-        except OSError:
-            pass
-    _made[0] += 1
-    path = base + "/spool-" + name + "-" + str(_made[0])
-    os.mkdir(path)
-    return path
+from scratch import fresh
 
 
 def rec(seq, kind=sp.KIND_TELEMETRY, boot=7, size=60):
@@ -35,7 +17,7 @@ def seg_files(root):
 
 class SpoolTest(unittest.TestCase):
     def test_records_survive_a_restart_in_order(self):
-        root = fresh("restart")
+        root = fresh("spool-restart")
         s = sp.Spool(root)
         for i in range(1, 11):
             s.append(rec(i))
@@ -44,7 +26,7 @@ class SpoolTest(unittest.TestCase):
         self.assertEqual(got, [(7, i, rec(i).body) for i in range(1, 11)])
 
     def test_receipt_removes_covered_records_and_survives_restart(self):
-        root = fresh("ack")
+        root = fresh("spool-ack")
         s = sp.Spool(root, segment_bytes=400)
         for i in range(1, 21):
             s.append(rec(i))
@@ -57,7 +39,7 @@ class SpoolTest(unittest.TestCase):
         self.assertEqual(seg_files(root), [])
 
     def test_torn_last_record_at_every_byte_offset_loses_only_that_record(self):
-        root = fresh("torn")
+        root = fresh("spool-torn")
         s = sp.Spool(root)
         for i in range(1, 4):
             s.append(rec(i))
@@ -94,7 +76,7 @@ class SpoolTest(unittest.TestCase):
         self.assertEqual([r.seq for r in sp.decode_all(data)], [1, 2])
 
     def test_full_spool_drops_oldest_telemetry_and_keeps_events(self):
-        root = fresh("full")
+        root = fresh("spool-full")
         cap = 6000
         s = sp.Spool(root, capacity=cap, segment_bytes=1000)
         seq = 0
@@ -118,7 +100,7 @@ class SpoolTest(unittest.TestCase):
         self.assertGreater(s.dropped, 0)
 
     def test_events_go_only_when_no_telemetry_is_left(self):
-        root = fresh("events")
+        root = fresh("spool-events")
         s = sp.Spool(root, capacity=3000, segment_bytes=800)
         for i in range(1, 101):
             s.append(rec(i, sp.KIND_EVENT, size=40))
