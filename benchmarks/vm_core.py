@@ -84,6 +84,7 @@ ON_DEMAND = (
     "bench/connect.mpy",
     "bench/doze.mpy",
     "bench/spoolmaint.mpy",
+    "bench/pollcheck.mpy",
     "bench/selftest.mpy",
     "bench/ota.mpy",
 )
@@ -154,7 +155,8 @@ def main() -> int:
     print(f"bytecode (.mpy) of the whole firmware: {total} B in {len(sizes)} files")
     print(
         f"  resident core set: {core} B; front (issue 4): {size_of(sizes, FRONT)} B; "
-        f"on demand (startup, config, commands, connect, doze, spoolmaint, selftest, ota): "
+        f"on demand (startup, config, commands, connect, doze, spoolmaint, pollcheck, "
+        f"selftest, ota): "
         f"{size_of(sizes, ON_DEMAND)} B"
     )
     print(f"VM heap before the app (runner, unittest, vmkit): {kib(start)} (baseline)")

@@ -2,14 +2,14 @@
 # Built by App.start() on a healthy boot (never in safe mode); runs one task that samples the
 # pads every 50 ms and lets the screens tick every 250 ms. See docs/display.md.
 from bench import runtime
-from bench.runtime import ticks_ms
+from bench.runtime import const, ticks_ms
 from bench.screens import Screens, Ui
 from bench.touch import TouchPads
 from bench.voting import Voting
 
-SAMPLE_MS = 50
-TICK_MS = 250
-ASLEEP_MS = 200  # pad sampling while the bench sleeps in `critical` (the ESP32 is stopped)
+_SAMPLE_MS = const(50)
+_TICK_MS = const(250)
+_ASLEEP_MS = const(200)  # pad sampling while the bench sleeps in `critical` (the ESP32 is stopped)
 
 
 class _Dark:
@@ -92,10 +92,10 @@ class Front:
             self.app.checkin("front")
             self.touch.sample()
             now = ticks_ms()
-            if runtime.ticks_diff(now, ticked) >= TICK_MS:
+            if runtime.ticks_diff(now, ticked) >= _TICK_MS:
                 ticked = now
                 self.ui.tick()
             if self.app.asleep and not self.ui.awake_on and not self.touch.active():
-                await runtime.sleep_ms(ASLEEP_MS)  # host only: stands in for touch wake-up
+                await runtime.sleep_ms(_ASLEEP_MS)  # host only: stands in for touch wake-up
             else:
-                await runtime.sleep_ms(SAMPLE_MS)
+                await runtime.sleep_ms(_SAMPLE_MS)

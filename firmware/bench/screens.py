@@ -4,13 +4,13 @@
 # The display is any object with buffer (MONO_VLSB bytearray), width, height, fill,
 # fill_rect, show, contrast(level) and power(on): drivers/ssd1306.SSD1306 is one.
 from bench import font
-from bench.runtime import ticks_diff
+from bench.runtime import const, ticks_diff
 
-COLS = 21  # characters per line at 6 px
-LINE = 10  # pixel rows per text line
-CONFIRM_MS = 3000
-SCROLL_MS = 2000
-WAKE_MS = 30000  # display lit after a touch in `critical`
+_COLS = const(21)  # characters per line at 6 px
+_LINE = const(10)  # pixel rows per text line
+_CONFIRM_MS = const(3000)
+_SCROLL_MS = const(2000)
+_WAKE_MS = const(30000)  # display lit after a touch in `critical`
 CONTRAST = {"normal": 0xCF, "saver": 0x08}
 
 # The strings the bench itself says, per language. `sr` is Cyrillic; `srl` is Serbian in
@@ -73,7 +73,7 @@ def pick(texts, lang):
     return s if s is not None else texts.get("bs", "")
 
 
-def wrap(text, cols=COLS):
+def wrap(text, cols=_COLS):
     # Word wrap to `cols` characters; a word longer than a line is broken.
     lines = []
     line = ""
@@ -140,7 +140,7 @@ class Screens:
 
     def _pad_label(self, x, y, n, text):
         # The pad number in an inverted box, then the option's label.
-        self.d.fill_rect(x, y, 7, LINE, 1)
+        self.d.fill_rect(x, y, 7, _LINE, 1)
         self._text(x + 1, y, str(n), 0)
         self._text(x + 9, y, text)
 
@@ -174,18 +174,18 @@ class Screens:
         positions = max(1, len(lines) - room + 1)
         scroll = scroll % positions
         for i in range(min(room, len(lines) - scroll)):
-            self._text(0, i * LINE, lines[scroll + i])
-        top = room * LINE + 3
+            self._text(0, i * _LINE, lines[scroll + i])
+        top = room * _LINE + 3
         d.fill_rect(0, top - 2, d.width, 1, 1)
         if positions > 1:  # scroll position on the rule's right end
             d.fill_rect(d.width - 9 + (8 * scroll) // (positions - 1), top - 3, 1, 3, 1)
         two = rows < len(labels)
         for i in range(len(labels)):
             if two:
-                x, y = (i & 1) * 64, top + (i >> 1) * LINE
+                x, y = (i & 1) * 64, top + (i >> 1) * _LINE
                 self._pad_label(x, y, i + 1, labels[i][:9])
             else:
-                self._pad_label(0, top + i * LINE, i + 1, labels[i][:19])
+                self._pad_label(0, top + i * _LINE, i + 1, labels[i][:19])
         d.show()
         return positions
 
@@ -203,10 +203,10 @@ class Screens:
         t = TEXT[ui_language(poll, lang)]
         self._frame()
         lines = wrap(t[_TRY_LATER], 19)
-        y = (self.d.height - len(lines) * LINE) // 2
+        y = (self.d.height - len(lines) * _LINE) // 2
         for line in lines:
             self._centre(y, line)
-            y += LINE
+            y += _LINE
         self.d.show()
 
     def idle(self, municipality, battery_pct, free_ports, ts, lang, poll=None):
@@ -232,7 +232,7 @@ class Screens:
         d.fill_rect(gx + 2, gy + 2, (18 * pct) // 100, 5, 1)
         self._text(0, 36, "%s: %d" % (t[_FREE], free_ports))
         if poll is not None:
-            self._text(0, 52, t[_TOUCH][:COLS])
+            self._text(0, 52, t[_TOUCH][:_COLS])
         d.show()
 
     def low_power(self, poll, lang):
@@ -241,12 +241,12 @@ class Screens:
         y = 8
         for line in wrap(t[_LOW], 19):
             self._centre(y, line)
-            y += LINE
+            y += _LINE
         if poll is not None:
             y += 6
             for line in wrap(t[_TOUCH], 19):
                 self._centre(y, line)
-                y += LINE
+                y += _LINE
         self.d.show()
 
     def test_pattern(self):
@@ -371,18 +371,18 @@ class Ui:
     def tick(self):
         now = self.now_ms()
         if self.mode in ("confirm", "later"):
-            if ticks_diff(now, self.until) >= CONFIRM_MS:
+            if ticks_diff(now, self.until) >= _CONFIRM_MS:
                 self.scroll = 0
                 self.scrolled = now
                 self.redraw()
             return
-        if self.awake_on and ticks_diff(now, self.awake) >= WAKE_MS:
+        if self.awake_on and ticks_diff(now, self.awake) >= _WAKE_MS:
             self.awake_on = False
             self.screens.wake(False)
         mode = self.home()
         if mode != self.mode:
             self.redraw()
-        elif mode == "poll" and self.positions > 1 and ticks_diff(now, self.scrolled) >= SCROLL_MS:
+        elif mode == "poll" and self.positions > 1 and ticks_diff(now, self.scrolled) >= _SCROLL_MS:
             self.scroll = (self.scroll + 1) % self.positions
             self.scrolled = now
             self.redraw()

@@ -15,12 +15,12 @@
 #   emit_fault(code, detail)
 from bench.runtime import const, ticks_diff
 
-PRESS_MIN_MS = const(300)
-PRESS_MAX_MS = const(1500)
-HOLD_MS = const(2000)
-STUCK_MS = const(30000)
-NOISE_MS = const(100)
-WET_CLEAR_MS = const(60000)  # dry this long before another wet episode is reported
+_PRESS_MIN_MS = const(300)
+_PRESS_MAX_MS = const(1500)
+_HOLD_MS = const(2000)
+_STUCK_MS = const(30000)
+_NOISE_MS = const(100)
+_WET_CLEAR_MS = const(60000)  # dry this long before another wet episode is reported
 _FP = const(4)  # baselines are kept x16 so slow drift is not lost to integer rounding
 _AVG = const(7)  # rolling average weight 1/128 per sample
 
@@ -93,13 +93,13 @@ class TouchPads:
             held = ticks_diff(now, self.since[i])
             if dev <= (limit * 3) >> 2:  # released (with hysteresis)
                 self.state[i] = _IDLE
-                if st == _DOWN and held >= NOISE_MS:
+                if st == _DOWN and held >= _NOISE_MS:
                     self.touches += 1
-                    kind = "press" if PRESS_MIN_MS <= held <= PRESS_MAX_MS else "touch"
+                    kind = "press" if _PRESS_MIN_MS <= held <= _PRESS_MAX_MS else "touch"
                     self.emit(kind, i)
                 continue
             down += 1
-            if held >= STUCK_MS:
+            if held >= _STUCK_MS:
                 self.base[i] = raw << _FP
                 self.state[i] = _IDLE
                 if st != _SPOILED:
@@ -107,7 +107,7 @@ class TouchPads:
                         "touch_stuck",
                         "pad %d pressed for %d s; re-baselined" % (i + 1, held // 1000),
                     )
-            elif st == _DOWN and held >= HOLD_MS:
+            elif st == _DOWN and held >= _HOLD_MS:
                 self.state[i] = _HELD
                 self.touches += 1
                 self.emit("hold", i)
@@ -130,6 +130,6 @@ class TouchPads:
             self.wet = False
             self._dry_since = now
         elif not self.wet and self._dry_since is not None and down == 0:
-            if ticks_diff(now, self._dry_since) >= WET_CLEAR_MS:
+            if ticks_diff(now, self._dry_since) >= _WET_CLEAR_MS:
                 self._wet_reported = False
                 self._dry_since = None

@@ -11,17 +11,13 @@
 import json
 import os
 
-from bench.runtime import ticks_diff
+from bench.runtime import const, ticks_diff, unload
 
-POLL_MAX_BYTES = 4096
-QUESTION_MAX = 200
-LABEL_MAX = 24
-OPTIONS_MIN = 2
-OPTIONS_MAX = 4
-CONFIRM_MS = 3000
-COOLDOWN_S = 10
-VOTE_CAP = 60
-HOUR_MS = 3600000
+_POLL_MAX_BYTES = const(4096)
+_CONFIRM_MS = const(3000)
+_COOLDOWN_S = const(10)
+_VOTE_CAP = const(60)
+_HOUR_MS = const(3600000)
 LANGUAGE_ORDER = ("bs", "hr", "sr", "en")
 
 # press() results
@@ -32,83 +28,15 @@ CLOSED = "closed"  # no poll, or not open by the bench's clock (or the clock is 
 NO_OPTION = "none"  # a pad beyond the poll's options
 
 
-def _is_int(x):
-    if type(x) is bool:
-        return False
-    if type(x) is int:
-        return True
-    return type(x) is float and x == int(x)
-
-
-def _slug(s, first, rest, lo, hi):
-    # s[0] in first, s[1:] in rest, lo <= len(s) <= hi
-    if type(s) is not str or not lo <= len(s) <= hi:
-        return False
-    if s[0] not in first:
-        return False
-    for ch in s[1:]:
-        if ch not in rest:
-            return False
-    return True
-
-
-_LOWER_DIGIT = "abcdefghijklmnopqrstuvwxyz0123456789"
-_SLUG = _LOWER_DIGIT + "-"
-
-
-def poll_id_ok(s):
-    return _slug(s, _LOWER_DIGIT, _SLUG, 3, 64)
-
-
-def option_id_ok(s):
-    return _slug(s, _LOWER_DIGIT, _SLUG, 1, 16)
-
-
-def _texts_error(texts, limit, what):
-    if type(texts) is not dict:
-        return what + " is not an object"
-    if type(texts.get("bs")) is not str or not texts["bs"]:
-        return what + " has no bs text"
-    for lang in texts:
-        s = texts[lang]
-        if type(s) is not str:
-            return what + "." + str(lang)[:8] + " is not a string"
-        if len(s) > limit:
-            return "%s.%s longer than %d" % (what, str(lang)[:8], limit)
-    return None
-
-
 def poll_error(poll):
-    # Why `poll` (parsed JSON) is not a valid open Poll, or None. The closing Poll
-    # ({"v":1,"id":null}) is handled before this.
-    if type(poll) is not dict:
-        return "not an object"
-    if not _is_int(poll.get("v")) or int(poll["v"]) != 1:
-        return "v is not 1"
-    if not poll_id_ok(poll.get("id")):
-        return "bad id"
-    for k in ("opens", "closes"):
-        if not _is_int(poll.get(k)):
-            return k + " is not an integer"
-    if int(poll["closes"]) <= int(poll["opens"]):
-        return "closes is not after opens"
-    err = _texts_error(poll.get("question"), QUESTION_MAX, "question")
-    if err:
-        return err
-    opts = poll.get("options")
-    if type(opts) is not list or not OPTIONS_MIN <= len(opts) <= OPTIONS_MAX:
-        return "options: need 2 to 4"
-    seen = []
-    for i, o in enumerate(opts):
-        if type(o) is not dict or not option_id_ok(o.get("id")):
-            return "option %d: bad id" % (i + 1)
-        if o["id"] in seen:
-            return "option %d: duplicate id" % (i + 1)
-        seen.append(o["id"])
-        err = _texts_error(o.get("label"), LABEL_MAX, "option %d label" % (i + 1))
-        if err:
-            return err
-    return None
+    # Why `poll` (parsed JSON) is not a valid open Poll, or None: bench.pollcheck, imported
+    # for the check and dropped afterwards (a poll arrives rarely; its rules need not stay).
+    from bench import pollcheck
+
+    try:
+        return pollcheck.poll_error(poll)
+    finally:
+        unload("pollcheck")
 
 
 def languages(poll):
@@ -140,7 +68,7 @@ class Voting:
         # The poll kept in flash, if any and still valid (a torn write is ignored).
         try:
             with open(self.path, "rb") as f:
-                payload = f.read(POLL_MAX_BYTES + 1)
+                payload = f.read(_POLL_MAX_BYTES + 1)
         except OSError:
             return
         try:
@@ -175,8 +103,9 @@ class Voting:
         # A message on the municipality's poll topic. Returns True when the poll shown changed.
         if not payload:
             return False  # a deleted retained message; keep what we have (PROTOCOL.md)
-        if len(payload) > POLL_MAX_BYTES:
-            self.emit_fault("poll_invalid", "poll of %d bytes > %d" % (len(payload), POLL_MAX_BYTES))
+        if len(payload) > _POLL_MAX_BYTES:
+            too_big = "poll of %d bytes > %d" % (len(payload), _POLL_MAX_BYTES)
+            self.emit_fault("poll_invalid", too_big)
             return False
         if payload == self._payload:
             return False  # the retained poll again after a reconnect
@@ -212,13 +141,13 @@ class Voting:
 
     # -- presses ------------------------------------------------------------------
     def _cooldown_ms(self):
-        return CONFIRM_MS + 1000 * int(self.settings.get("cooldown", COOLDOWN_S))
+        return _CONFIRM_MS + 1000 * int(self.settings.get("cooldown", _COOLDOWN_S))
 
     def _prune(self, now):
         v = self._votes
         while v:
             age = ticks_diff(now, v[0])
-            if 0 <= age < HOUR_MS:
+            if 0 <= age < _HOUR_MS:
                 break
             v.pop(0)
 
@@ -247,7 +176,7 @@ class Voting:
             return COOLDOWN, pad
         now = self.now_ms()
         self._prune(now)
-        if len(self._votes) >= int(self.settings.get("vote_cap", VOTE_CAP)):
+        if len(self._votes) >= int(self.settings.get("vote_cap", _VOTE_CAP)):
             return CAPPED, pad
         self.emit_vote(poll["id"], poll["options"][pad]["id"])
         self._votes.append(now)

@@ -91,9 +91,6 @@ class StubApp:
 
 
 class JobModulesTest(unittest.TestCase):
-    def tearDown(self):
-        runtime.CLOCK = None
-
     def test_spool_recovery_runs_in_a_module_that_is_dropped_afterwards(self):
         root = fresh("jobs-recover")
         s = sp.Spool(root)
@@ -115,25 +112,30 @@ class JobModulesTest(unittest.TestCase):
         self.assertFalse(loaded("spoolmaint"))
 
     def test_a_failed_ntp_query_waits_30_s_before_the_next(self):
+        # Imported here, not at the top: other tests in this process may have dropped the
+        # app's modules, and the clock must be set on the runtime the link uses.
+        from bench import runtime as rt
         from bench.link import Link
 
         clock = Clock()
-        runtime.CLOCK = clock
-        app = StubApp()
-        link = Link(app)
-        self.assertTrue(link.ntp_due())  # never synchronised
-        from bench import connect
+        rt.CLOCK = clock
+        try:
+            app = StubApp()
+            link = Link(app)
+            self.assertTrue(link.ntp_due())  # never synchronised
+            from bench import connect
 
-        connect.ntp(link)
-        runtime.unload("connect")
-        self.assertEqual(app.hw.ntptime.queries, 1)
-        self.assertEqual(app.clock_calls, 0)
-        clock.ms += 29000
-        self.assertFalse(link.ntp_due())
-        clock.ms += 1500
-        self.assertTrue(link.ntp_due())
-        self.assertFalse(loaded("connect"))
-
+            connect.ntp(link)
+            rt.unload("connect")
+            self.assertEqual(app.hw.ntptime.queries, 1)
+            self.assertEqual(app.clock_calls, 0)
+            clock.ms += 29000
+            self.assertFalse(link.ntp_due())
+            clock.ms += 1500
+            self.assertTrue(link.ntp_due())
+            self.assertFalse(loaded("connect"))
+        finally:
+            rt.CLOCK = None
 
 async def settle():
     # The VM port collects when control returns to JavaScript: collect, then yield (twice).

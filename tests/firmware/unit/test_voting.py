@@ -96,6 +96,14 @@ class PollHandling(unittest.TestCase):
         self.assertEqual(b.v.poll["id"], "mostar-2026-park-lights")
         self.assertEqual(b.faults, [])
 
+    def test_the_poll_rules_are_dropped_after_each_check(self):
+        # bench.pollcheck is imported for a check and leaves again (docs/firmware.md, Heap)
+        b = Booth()
+        self.assertTrue(b.v.on_poll(poll_payload()))
+        self.assertFalse(b.v.on_poll(poll_payload(closes=OPENS)))  # checked, and refused
+        self.assertNotIn("bench.pollcheck", sys.modules)
+        self.assertFalse(hasattr(sys.modules.get("bench"), "pollcheck"))
+
     def test_the_same_retained_poll_again_changes_nothing(self):
         b = Booth()
         b.v.on_poll(poll_payload())
