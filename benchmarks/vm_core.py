@@ -113,12 +113,25 @@ def run_vm(script: str, bundle: Path, marker: str, timeout: float) -> dict[str, 
     )
     if not result.ok:
         raise SystemExit(result.report() + "\n" + result.output[-3000:])
-    for line in result.output.splitlines():
+    lines = result.output.splitlines()
+    for line in lines:
         if line.startswith(marker):
             data = json.loads(line[len(marker) :])
             assert isinstance(data, dict)
+            data["names"] = name_pools(lines)
             return data
     raise SystemExit(f"no {marker!r} line in the VM's output:\n{result.output[-3000:]}")
+
+
+def name_pools(lines: list[str]) -> dict[str, tuple[int, int]]:
+    """``vmkit.names(label)`` reports: label -> (interned names, bytes of the name pool)."""
+    out: dict[str, tuple[int, int]] = {}
+    for i, line in enumerate(lines[:-1]):
+        nxt = lines[i + 1]
+        if line.startswith("@@names ") and nxt.startswith("qstr pool:"):
+            fields = dict(p.split("=") for p in nxt.replace(",", " ").split() if "=" in p)
+            out[line[len("@@names ") :]] = (int(fields["n_qstr"]), int(fields["n_total_bytes"]))
+    return out
 
 
 def kib(n: float) -> str:
@@ -161,6 +174,17 @@ def main() -> int:
     )
     print(f"VM heap before the app (runner, unittest, vmkit): {kib(start)} (baseline)")
     print(f"core modules imported from .mpy, live: {kib(code)} ({code} B)")
+    pools = r["names"]
+    assert isinstance(pools, dict)
+    if "start" in pools and "core" in pools:
+        (n0, b0), (n1, b1) = pools["start"], pools["core"]
+        print(
+            f"  of which interned names (micropython.qstr_info): {n1 - n0} names, "
+            f"{kib(b1 - b0)} ({b1 - b0} B) of name pool and strings"
+        )
+    if "start" in pools and "end" in pools:
+        (n0, b0), (n2, b2) = pools["start"], pools["end"]
+        print(f"  interned names at the end of the day: {n2 - n0} names, {kib(b2 - b0)}")
     print(f"app built (board, config, spool, link, window, power), live: {kib(built)}")
     print(
         f"{r['windows']} windows, {r['records']} records, {r['published']} published, "

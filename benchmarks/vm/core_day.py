@@ -19,8 +19,10 @@ class CoreDay(unittest.IsolatedAsyncioTestCase):
     async def test_day(self):
         gc.threshold(4096)
         start = await vmkit.settle()
+        vmkit.names("start")
         vmkit.import_all(vmkit.CORE_MODULES)
         imported = await vmkit.settle()
+        vmkit.names("core")
         clock, app, loop, built = await vmkit.connected_app()
         from bench import runtime
 
@@ -79,4 +81,5 @@ class CoreDay(unittest.IsolatedAsyncioTestCase):
             "soc_cp": app.power.soc_cp(),
             "elapsed_us": elapsed_us,
         }
+        vmkit.names("end")
         print("@@vm-core " + json.dumps(result))

@@ -79,6 +79,16 @@ async def settle():
     return gc.mem_alloc()
 
 
+def names(label):
+    # The interned-name pool, for the host to read: micropython.qstr_info() only prints, so a
+    # "@@names <label>" line goes first and its "qstr pool: n_qstr=…, n_total_bytes=…" line
+    # follows (benchmarks/vm_core.py parses the pair).
+    import micropython
+
+    print("@@names " + label)
+    micropython.qstr_info()
+
+
 def import_all(names):
     for name in names:
         __import__(name)
