@@ -2,11 +2,10 @@
 # supervision. All of a bench's state hangs off one App object.
 import gc
 import json
-import sys
 
 from bench import protocol, runtime, store
 from bench import spool as sp
-from bench.runtime import asyncio, const, ticks_add, ticks_diff, ticks_ms, unload
+from bench.runtime import asyncio, const, job, ticks_add, ticks_diff, ticks_ms, unload
 
 FW = "1.0.0"
 _HEALTHY_AFTER_MS = const(60000)
@@ -275,21 +274,11 @@ class App:
             if self.power.state == "critical" and self.link is not None:
                 ms = ticks_diff(ticks_add(start, period * 1000), ticks_ms())
                 if ms > 0:
-                    from bench import doze  # only in `critical`: not resident otherwise
-
-                    try:
-                        await doze.doze(self, ms)
-                    finally:
-                        unload("doze")
+                    await job("doze", "doze", self, ms)  # only in `critical`
 
     # -- commands
     def on_command(self, payload):
-        from bench import commands  # only for the command: not resident afterwards
-
-        try:
-            commands.handle(self, payload)
-        finally:
-            unload("commands")
+        job("commands", "handle", self, payload)
 
     # -- supervision
     def checkin(self, name):
@@ -362,12 +351,7 @@ class App:
 
     # -- the whole app
     def start(self):
-        from bench import startup  # only at boot: not resident afterwards
-
-        try:
-            startup.start(self)
-        finally:
-            unload("startup")
+        job("startup", "start", self)
 
     async def main(self):
         self.start()

@@ -3,8 +3,8 @@
 # afterwards, so its bytecode does not stay in the heap.
 import json
 
-from bench.app import frag, unload
-from bench.runtime import const, ticks_ms
+from bench.app import frag
+from bench.runtime import const, job, ticks_ms, unload
 
 _KEEP_IDS = const(32)
 SAFE_OPS = ("ping", "reboot", "set", "ota")
@@ -72,11 +72,8 @@ def execute(app, op, args):
 
 
 def apply_settings(app, args):
-    from bench import config
-
     th = app.power.th if app.power else {"saver_soc": 40, "critical_soc": 15}
-    reason, clean = config.check_settings(args, th)
-    unload("config")
+    reason, clean = job("config", "check_settings", args, th)
     if reason:
         return False, reason
     settings = app.state.setdefault("settings", {})
@@ -90,12 +87,7 @@ def apply_settings(app, args):
 
 def run_selftest(app):
     # Every sensor, port, pad and the display, one line back.
-    from bench import selftest
-
-    try:
-        summary, report = selftest.for_app(app)
-    finally:
-        unload("selftest")
+    summary, report = job("selftest", "for_app", app)
     return report["ok"], summary
 
 

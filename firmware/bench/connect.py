@@ -36,10 +36,7 @@ async def start(link):
         birth = protocol.status_json(bench, "online", app.boot_no, app.fw, _mpy(), app.now())
         await c.publish(link.t_status, birth, retain=True, token="birth")
     except BaseException:
-        for t in tasks:
-            t.cancel()
-        c.close()
-        link.connected = False
+        link.end_session(c, tasks)
         raise
     return c, tasks
 

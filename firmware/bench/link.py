@@ -7,7 +7,7 @@ import random
 
 from bench import protocol, runtime
 from bench import spool as sp
-from bench.runtime import asyncio, const, ticks_diff, ticks_ms, unload
+from bench.runtime import asyncio, const, job, ticks_diff, ticks_ms
 
 _BACKOFF_MIN_MS = const(1000)
 _BACKOFF_MAX_MS = const(300000)
@@ -70,12 +70,7 @@ class Link:
                 if self.dozing or self.leaving:
                     await self.parked()
                     continue
-                from bench import connect  # for the attempt only: not resident afterwards
-
-                try:
-                    c, tasks = await connect.start(self)
-                finally:
-                    unload("connect")
+                c, tasks = await job("connect", "start", self)  # Wi-Fi, NTP, broker, birth
                 await self.session(c, tasks)
             except Exception as e:  # the link's edge: log, back off, try again
                 if not (self.dozing or self.leaving):
@@ -109,12 +104,7 @@ class Link:
                 self.handle_inbox()
                 self.check_resend()
                 if self.ntp_due():
-                    from bench import connect  # every 6 h: not resident otherwise
-
-                    try:
-                        connect.ntp(self)
-                    finally:
-                        unload("connect")
+                    job("connect", "ntp", self)
                 if app.clock_set:
                     await self.send_some(c)
                 if not self.wake.is_set():
@@ -127,10 +117,13 @@ class Link:
                 return
             raise c.error
         finally:
-            for t in tasks:
-                t.cancel()
-            c.close()
-            self.connected = False
+            self.end_session(c, tasks)
+
+    def end_session(self, c, tasks):
+        for t in tasks:
+            t.cancel()
+        c.close()
+        self.connected = False
 
     def ntp_due(self):
         # Every ntp_every_s; after a failed query, not again within 30 s.

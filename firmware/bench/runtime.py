@@ -112,3 +112,14 @@ def unload(name):
     pkg = sys.modules.get("bench")
     if pkg is not None and hasattr(pkg, name):
         delattr(pkg, name)
+
+
+def job(name, fn, *args):
+    # bench.<name>.<fn>(*args) with the module imported for this call only. A coroutine it
+    # returns still runs when awaited: its functions hold the module's globals, and the
+    # module is collected when it ends.
+    mod = __import__("bench." + name, None, None, (fn,))
+    try:
+        return getattr(mod, fn)(*args)
+    finally:
+        unload(name)

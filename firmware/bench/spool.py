@@ -17,7 +17,7 @@ except ImportError:  # pragma: no cover - every supported port has it
     crc32 = None  # type: ignore[assignment]
 
 from bench import store
-from bench.runtime import const, unload
+from bench.runtime import const, job
 
 _MAGIC = const(0xA5)
 _HEADER = const(17)
@@ -176,12 +176,7 @@ class Spool:
             os.mkdir(self.dir)
         except OSError:
             pass
-        from bench import spoolmaint  # only at boot: not resident afterwards
-
-        try:
-            spoolmaint.recover(self)
-        finally:
-            unload("spoolmaint")
+        job("spoolmaint", "recover", self)
 
     # -- files
     def path_of(self, sid):
@@ -241,12 +236,7 @@ class Spool:
             f.write(data)
         head.add(rec, len(data))
         if self.used() > self.capacity:
-            from bench import spoolmaint  # only when full: not resident otherwise
-
-            try:
-                spoolmaint.make_room(self)
-            finally:
-                unload("spoolmaint")
+            job("spoolmaint", "make_room", self)
 
     # -- receipts
     def ack(self, boots):

@@ -6,8 +6,7 @@ import gc
 
 from bench import spool as sp
 from bench import store
-from bench.app import unload
-from bench.runtime import const
+from bench.runtime import const, unload
 
 _UNHEALTHY_LIMIT = const(3)
 RESET_NAMES = {1: "power_on", 2: "hard", 3: "wdt", 4: "deepsleep", 5: "soft"}

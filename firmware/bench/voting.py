@@ -11,7 +11,7 @@
 import json
 import os
 
-from bench.runtime import const, ticks_diff, unload
+from bench.runtime import const, job, ticks_diff
 
 _POLL_MAX_BYTES = const(4096)
 _CONFIRM_MS = const(3000)
@@ -31,12 +31,7 @@ NO_OPTION = "none"  # a pad beyond the poll's options
 def poll_error(poll):
     # Why `poll` (parsed JSON) is not a valid open Poll, or None: bench.pollcheck, imported
     # for the check and dropped afterwards (a poll arrives rarely; its rules need not stay).
-    from bench import pollcheck
-
-    try:
-        return pollcheck.poll_error(poll)
-    finally:
-        unload("pollcheck")
+    return job("pollcheck", "poll_error", poll)
 
 
 def languages(poll):
