@@ -1,85 +1,12 @@
 # mypy: ignore-errors
 # (MicroPython code, run inside the VM by benchmarks/vm_core.py through
-# klupa.testing.vm.run_unittests; the host script documents what is and is not included.)
-# 24 simulated hours at 1-s samples: App.sample -> App.close_window -> spool -> encode ->
-# publish to a loopback byte sink, PUBACKs and Receipts fed back. Prints one line
-# "@@vm-core {json}" with the heap figures.
-import gc
-import json
-import unittest
-
-import klupa_vmrun
+# klupa.testing.vm.run_script: main() awaited with no runner or unittest loaded; the host
+# script documents what is and is not included.)
+# The core's heap over a simulated day (dayrun.py), measured by vmkit.measure: baseline, the
+# core modules imported, the harness imported and subtracted, then the day. Prints one line
+# "@@vm-core {json}".
 import vmkit
 
-klupa_vmrun.ASYNC_TIMEOUT_S = 1800  # the run takes minutes, not the runner's 60 s
-HOURS = 24
 
-
-class CoreDay(unittest.IsolatedAsyncioTestCase):
-    async def test_day(self):
-        gc.threshold(4096)
-        start = await vmkit.settle()
-        vmkit.names("start")
-        vmkit.import_all(vmkit.CORE_MODULES)
-        imported = await vmkit.settle()
-        vmkit.names("core")
-        clock, app, loop, built = await vmkit.connected_app()
-        from bench import runtime
-
-        high = built
-        high_at = 0
-        burst = 0
-        hourly = []
-        windows = 0
-        window_ms = 0
-        t0 = vmkit.now_us()
-        for _hour in range(HOURS):
-            for _ in range(60):
-                # one 60-s window (period_s() grows in saver/critical: follow it)
-                after = gc.mem_alloc()
-                period = app.period_s()
-                while window_ms < period * 1000 - 500:
-                    clock.advance(1000)
-                    app.sample(1000)
-                    window_ms += 1000
-                app.close_window(period)
-                app.window.reset(runtime.ticks_ms())
-                window_ms = 0
-                windows += 1
-                await loop.pump()
-                grown = gc.mem_alloc() - after
-                if grown > burst:
-                    burst = grown
-                live = await vmkit.settle()
-                unittest.sample_heap()
-                if live > high:
-                    high = live
-                    high_at = windows
-            hourly.append(live)
-        elapsed_us = vmkit.now_us() - t0
-        link = app.link
-        self.assertEqual(link.published, app.seq)
-        self.assertEqual(app.spool.pending(), 0)
-        result = {
-            "start": start,
-            "imported": imported,
-            "built": built,
-            "high": high,
-            "high_at": high_at,
-            "burst": burst,
-            "hour1": hourly[0],
-            "hour24": hourly[-1],
-            "hourly": hourly,
-            "windows": windows,
-            "records": app.seq,
-            "published": link.published,
-            "wire_bytes": loop.sink.bytes,
-            "wire_packets": loop.sink.packets,
-            "fed_back_bytes": loop.received,
-            "spool_used": app.spool.used(),
-            "power": app.power.state,
-            "soc_cp": app.power.soc_cp(),
-            "elapsed_us": elapsed_us,
-        }
-        vmkit.names("end")
-        print("@@vm-core " + json.dumps(result))
+async def main():
+    await vmkit.measure("dayrun", "@@vm-core ", (("core", vmkit.CORE_MODULES),))

@@ -1,157 +1,16 @@
 # mypy: ignore-errors
 # (MicroPython code, run inside the VM by benchmarks/vm_ui.py through
-# klupa.testing.vm.run_unittests; the host script documents what is and is not included.)
-# 1,000 vote presses through the touch pads: TouchPads.sample() recognises each press from
-# pad readings, Front.on_touch -> Ui -> Voting.press -> App.record_vote (spooled) -> the
-# confirmation screen -> SSD1306.show() -> I2C writeto. Prints "@@vm-ui {json}".
-import gc
-import json
-import unittest
-
-import klupa_vmrun
+# klupa.testing.vm.run_script: main() awaited with no runner or unittest loaded; the host
+# script documents what is and is not included.)
+# 1,000 vote presses (pressrun.py), measured by vmkit.measure: baseline, the core modules and
+# then the front's imported, the harness imported and subtracted, then the presses. Prints one
+# line "@@vm-ui {json}".
 import vmkit
 
-klupa_vmrun.ASYNC_TIMEOUT_S = 1800
-PRESSES = 1000
-POLL = {
-    "v": 1,
-    "id": "klupa-park-2026",
-    "opens": vmkit.START_WALL - 3600,
-    "closes": vmkit.START_WALL + 40 * 86400,
-    "question": {
-        "bs": "Da li želite više klupa u parku kod škole? Šta je važnije: sjena ili đački kutak?",
-        "sr": "Да ли желите више клупа у парку код школе?",
-    },
-    "options": [
-        {"id": "da", "label": {"bs": "Da", "sr": "Да"}},
-        {"id": "ne", "label": {"bs": "Ne", "sr": "Не"}},
-        {"id": "sjena", "label": {"bs": "Sjena", "sr": "Сјена"}},
-        {"id": "kutak", "label": {"bs": "Đački kutak", "sr": "Ђачки кутак"}},
-    ],
-}
 
-
-def _median(xs):
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n & 1 else (s[n // 2 - 1] + s[n // 2]) // 2
-
-
-class UiPresses(unittest.IsolatedAsyncioTestCase):
-    async def test_presses(self):
-        gc.threshold(4096)
-        start = await vmkit.settle()
-        vmkit.import_all(vmkit.CORE_MODULES)
-        core = await vmkit.settle()
-        vmkit.import_all(vmkit.FRONT_MODULES)
-        code = await vmkit.settle()
-        clock, app, loop, built = await vmkit.connected_app()
-        from bench.front import Front
-
-        front = Front(app)
-        app.front = front
-        front.on_poll(app, json.dumps(POLL).encode())
-        front.ui.redraw()
-        await loop.pump()
-        ready = await vmkit.settle()
-        fine = vmkit.fine_us
-        i2c = app.i2c
-        t = {"t0": 0, "f0": 0, "lat": None, "flat": None, "frame": None}
-
-        def on_frame(data):
-            if t["lat"] is None and t["t0"]:
-                t["lat"] = vmkit.now_us() - t["t0"]
-                if fine is not None:
-                    t["flat"] = fine() - t["f0"]
-                t["frame"] = data
-
-        i2c.on_frame = on_frame
-        emit = front.touch.emit
-
-        def recognised(kind, pad):
-            if kind == "press":
-                t["t0"] = vmkit.now_us()
-                if fine is not None:
-                    t["f0"] = fine()
-                t["lat"] = None
-            emit(kind, pad)
-
-        front.touch.emit = recognised
-        pads = front.pads
-        lat = []
-        flat = []
-        high = ready
-        burst = 0
-        for k in range(PRESSES):
-            after = gc.mem_alloc()
-            clock.advance(61000)  # past confirmation + cooldown, under the hourly cap
-            front.ui.tick()  # back to the poll screen
-            for _ in range(4):
-                front.touch.sample()
-                clock.advance(50)
-            pad = pads[k % 4]
-            pad.v = 250  # touched: the reading falls (ESP32)
-            for _ in range(10):  # held 0.5 s
-                front.touch.sample()
-                clock.advance(50)
-            pad.v = 400
-            t["t0"] = 0
-            front.touch.sample()  # released: the press is recognised here
-            self.assertIsNotNone(t["lat"], f"press {k} sent no frame")
-            self.assertEqual(front.ui.mode, "confirm")
-            lat.append(t["lat"])
-            if fine is not None:
-                flat.append(t["flat"])
-            await loop.pump()
-            grown = gc.mem_alloc() - after
-            if grown > burst:
-                burst = grown
-            live = await vmkit.settle()
-            unittest.sample_heap()
-            if live > high:
-                high = live
-        # Baseline, same run: the same frame put up with plain framebuf and shown on the
-        # same display and I2C stand-in: fill, blit of the captured frame, show().
-        import framebuf
-
-        d = front.display
-        img = bytearray(t["frame"][1:])
-        src = framebuf.FrameBuffer(img, d.width, d.height, framebuf.MONO_VLSB)
-        base = []
-        fbase = []
-        for i in range(PRESSES):
-            t["t0"] = vmkit.now_us()
-            if fine is not None:
-                t["f0"] = fine()
-            t["lat"] = None
-            d.fill(0)
-            d.fb.blit(src, 0, 0)
-            d.show()
-            base.append(t["lat"])
-            if fine is not None:
-                fbase.append(t["flat"])
-            if not i % 50:
-                await vmkit.settle()
-        self.assertEqual(bytes(d.buffer), bytes(img))
-        result = {
-            "start": start,
-            "core": core,
-            "code": code,
-            "built": built,
-            "ready": ready,
-            "high": high,
-            "burst": burst,
-            "presses": PRESSES,
-            "votes": app.seq,
-            "frames": i2c.frames,
-            "median_us": _median(lat),
-            "worst_us": max(lat),
-            "base_median_us": _median(base),
-            "base_worst_us": max(base),
-            "fine": fine is not None,
-            "fine_median_us": _median(flat) if flat else None,
-            "fine_worst_us": max(flat) if flat else None,
-            "fine_base_median_us": _median(fbase) if fbase else None,
-            "fine_base_worst_us": max(fbase) if fbase else None,
-        }
-        print("@@vm-ui " + json.dumps(result))
+async def main():
+    await vmkit.measure(
+        "pressrun",
+        "@@vm-ui ",
+        (("core", vmkit.CORE_MODULES), ("code", vmkit.FRONT_MODULES)),
+    )

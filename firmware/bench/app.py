@@ -5,7 +5,7 @@ import json
 
 from bench import protocol, runtime, store
 from bench import spool as sp
-from bench.runtime import asyncio, const, job, ticks_add, ticks_diff, ticks_ms, unload
+from bench.runtime import asyncio, const, job, ticks_add, ticks_diff, ticks_ms
 
 FW = "1.0.0"
 _HEALTHY_AFTER_MS = const(60000)
@@ -34,7 +34,8 @@ class App:
         self.safe = False
         self.faults = []  # (code, detail) found during boot, recorded once records can be made
         self.cfg = None
-        self.board = None
+        self.board = None  # the board profile, from boot until the hardware and front are built
+        self.ports = []  # (n, wireless, chip address, channel) of each outlet, from the profile
         self.seq = 0
         self.boot_no = 0
         self.uptime = 0
@@ -94,7 +95,7 @@ class App:
         try:
             store.save(self.root + "/state.json", self.state)
         except OSError as e:
-            self.faults.append(("flash_error", "state: " + str(e)))
+            self.faults.append(("flash_error", "state.json: " + str(e)))
 
     # -- records
     def record(self, kind, body):
@@ -112,7 +113,7 @@ class App:
         except OSError as e:
             if "flash" not in self.sensor_faults:
                 self.sensor_faults["flash"] = 1
-                print("spool:", e)
+                print("spool append failed:", e)
         if self.link is not None:
             self.link.fresh(rec)
         return self.seq
@@ -160,12 +161,11 @@ class App:
         return True
 
     def apply_power_state(self, state):
-        for p in self.board["ports"]:
-            n = p["n"]
+        for n, wireless, _, _ in self.ports:
             if state == "normal":
                 on = True
             elif state == "saver":
-                on = p["kind"] != "wireless" and n <= 2
+                on = not wireless and n <= 2
             else:
                 on = False
             self.switch_port(n, on)
@@ -203,12 +203,10 @@ class App:
                 if change:
                     self.record_event("power", {"from": change[0], "to": change[1]})
                     self.apply_power_state(change[1])
-        for p in self.board["ports"]:
-            n = p["n"]
-            chip = d.get(p["addr"])
+        for n, _, addr, ch in self.ports:
+            chip = d.get(addr)
             if chip is None:
                 continue
-            ch = p["channel"]
             r = self._read("port%d" % n, lambda: (chip.bus_mv(ch), chip.current_ma(ch)))
             if not r:
                 continue
@@ -290,26 +288,7 @@ class App:
             self.state["unhealthy"] = 0
             self.save_state()
             if self.ota_boot == "switched":
-                self.ota_step("healthy")
-
-    def ota_step(self, what):
-        # The OTA module for one step (imported only for it): "healthy", "report", "rollback".
-        from bench import ota
-
-        o = ota.Ota(self.root, b"", self.ota_event)
-        if what == "healthy":
-            o.healthy()
-        elif what == "rollback":
-            o.rollback()
-        if what != "rollback":
-            r = o.report()
-            if r is not None:
-                self.ota_event(r[0], r[1])
-                o.reported()
-        unload("ota")
-
-    def ota_event(self, state, version):
-        self.record_event("ota", {"state": state, "version": version})
+                job("ota", "step", self, "healthy")
 
     async def supervisor(self):
         wdt = None
@@ -340,7 +319,7 @@ class App:
                 and self.uptime_ms() >= _OTA_TRIAL_MS
                 and self.reboot_requested is None
             ):
-                self.ota_step("rollback")  # the trial app never became healthy
+                job("ota", "step", self, "rollback")  # the trial app never became healthy
                 self.reboot_requested = now
             if self.reboot_requested is not None and (
                 self.link is None

@@ -109,7 +109,7 @@ def run_ota(app, args):
         return False, "ota_key is not hex"
     from bench import ota
 
-    o = ota.Ota(app.root, key, app.ota_event)
+    o = ota.Ota(app.root, key, ota.recorder(app))
     ok = o.run(args["url"], args["version"], args["sha256"])
     error = o.error
     unload("ota")

@@ -2,8 +2,6 @@
 # afterwards (see app.boot), so it does not stay in the resident heap.
 import json
 
-BENCH_ID_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789-"
-
 # The settings `set` may change: name -> (min, max). PROTOCOL.md, Command.
 SETTABLE = {
     "period": (10, 3600),
@@ -13,8 +11,6 @@ SETTABLE = {
     "saver_soc": (0, 100),
     "critical_soc": (0, 100),
 }
-
-INA3221_SHUNT_FULL_V = 0.1638  # 4095 x 40 uV
 
 CONFIG_DEFAULTS = {
     "period": 60,
@@ -36,12 +32,14 @@ class ConfigError(Exception):
 
 
 def _name_ok(s, lo, hi):
+    # Checked as bytes: indexing or iterating a str makes an interned name of each character.
     if not isinstance(s, str) or not (lo <= len(s) <= hi):
         return False
-    if not ("a" <= s[0] <= "z"):
+    b = s.encode()
+    if not (0x61 <= b[0] <= 0x7A):  # a-z
         return False
-    for c in s:
-        if c not in BENCH_ID_CHARS:
+    for c in b:
+        if c not in b"abcdefghijklmnopqrstuvwxyz0123456789-":
             return False
     return True
 
@@ -59,9 +57,16 @@ def read_json(path, code):
     return data
 
 
+# Messages name the key by its path, e.g. "battery.ocv"; `where` is the section ("battery",
+# "ports[2]") or "" at the top. (Sections are passed without the dot: each short string in a
+# module is an interned name that stays in the heap after this module is dropped.)
+def _path(where, key):
+    return where + "." + key if where else key
+
+
 def _need(d, key, kind, where, code):
     if key not in d:
-        raise ConfigError(code, where + key + " missing")
+        raise ConfigError(code, _path(where, key) + " missing")
     v = d[key]
     if kind is float:
         ok = isinstance(v, (int, float)) and not isinstance(v, bool)
@@ -70,7 +75,7 @@ def _need(d, key, kind, where, code):
     else:
         ok = isinstance(v, kind)
     if not ok:
-        raise ConfigError(code, where + key + " has the wrong type")
+        raise ConfigError(code, _path(where, key) + " has the wrong type")
     return v
 
 
@@ -78,7 +83,7 @@ def _chip(d, where, code):
     _need(d, "chip", str, where, code)
     a = _need(d, "addr", int, where, code)
     if not 0x08 <= a <= 0x77:
-        raise ConfigError(code, where + "addr out of range")
+        raise ConfigError(code, _path(where, "addr") + " out of range")
 
 
 def validate_board(b):
@@ -87,20 +92,20 @@ def validate_board(b):
     _need(b, "chip", str, "", c)
     i2c = _need(b, "i2c", dict, "", c)
     for k in ("id", "scl", "sda", "freq"):
-        _need(i2c, k, int, "i2c.", c)
+        _need(i2c, k, int, "i2c", c)
     for part in ("solar", "battery"):
         d = _need(b, part, dict, "", c)
-        _chip(d, part + ".", c)
-        if _need(d, "shunt_ohm", float, part + ".", c) <= 0:
+        _chip(d, part, c)
+        if _need(d, "shunt_ohm", float, part, c) <= 0:
             raise ConfigError(c, part + ".shunt_ohm must be > 0")
-        _need(d, "max_a", float, part + ".", c)
+        _need(d, "max_a", float, part, c)
     bat = b["battery"]
     for k in ("capacity_ah", "nominal_v", "full_v", "charge_efficiency"):
-        _need(bat, k, float, "battery.", c)
-    chem = _need(bat, "chemistry", str, "battery.", c)
+        _need(bat, k, float, "battery", c)
+    chem = _need(bat, "chemistry", str, "battery", c)
     if chem not in ("lifepo4", "lead-acid"):
         raise ConfigError(c, "battery.chemistry unknown: " + chem)
-    ocv = _need(bat, "ocv", list, "battery.", c)
+    ocv = _need(bat, "ocv", list, "battery", c)
     if len(ocv) < 2:
         raise ConfigError(c, "battery.ocv needs at least 2 points")
     last = -1.0
@@ -108,46 +113,46 @@ def validate_board(b):
         if not (isinstance(p, list) and len(p) == 2) or p[0] <= last:
             raise ConfigError(c, "battery.ocv must be [soc, volts] pairs by rising soc")
         last = p[0]
-    th = _need(bat, "thresholds", dict, "battery.", c)
+    th = _need(bat, "thresholds", dict, "battery", c)
     for k in ("saver_soc", "normal_soc", "critical_soc", "critical_v", "recover_soc", "recover_v"):
-        _need(th, k, float, "battery.thresholds.", c)
+        _need(th, k, float, "battery.thresholds", c)
     ports = _need(b, "ports", list, "", c)
     seen = []
     for i, p in enumerate(ports):
-        w = "ports[" + str(i) + "]."
+        w = "ports[%d]" % i
         if not isinstance(p, dict):
-            raise ConfigError(c, w[:-1] + " is not an object")
+            raise ConfigError(c, w + " is not an object")
         n = _need(p, "n", int, w, c)
         if n < 1 or n in seen:
-            raise ConfigError(c, w + "n must be unique and >= 1")
+            raise ConfigError(c, w + ".n must be unique and >= 1")
         seen.append(n)
         if _need(p, "kind", str, w, c) not in ("usb", "wireless"):
-            raise ConfigError(c, w + "kind must be usb or wireless")
+            raise ConfigError(c, w + ".kind must be usb or wireless")
         _chip(p, w, c)
         ch = _need(p, "channel", int, w, c)
         if not 1 <= ch <= 3:
-            raise ConfigError(c, w + "channel must be 1..3")
+            raise ConfigError(c, w + ".channel must be 1..3")
         shunt = _need(p, "shunt_ohm", float, w, c)
         _need(p, "enable_pin", int, w, c)
         limit = _need(p, "limit_a", float, w, c)
         # The INA3221 reads at most 163.8 mV across a shunt: a limit above that current could
         # never trip, and the port's readings would saturate below it.
-        if shunt <= 0 or limit <= 0 or limit * shunt > INA3221_SHUNT_FULL_V:
+        if shunt <= 0 or limit <= 0 or limit * shunt > 0.1638:  # 4095 x 40 uV
             raise ConfigError(
-                c, w + "limit_a x shunt_ohm must be > 0 and <= 0.1638 V (INA3221 full scale)"
+                c, w + ".limit_a x shunt_ohm must be > 0 and <= 0.1638 V (INA3221 full scale)"
             )
     seat = _need(b, "seat", dict, "", c)
-    _need(seat, "pin", int, "seat.", c)
-    _need(seat, "active_low", bool, "seat.", c)
+    _need(seat, "pin", int, "seat", c)
+    _need(seat, "active_low", bool, "seat", c)
     touch = _need(b, "touch", dict, "", c)
-    _need(touch, "pins", list, "touch.", c)
-    if _need(touch, "direction", str, "touch.", c) not in ("falls", "rises"):
+    _need(touch, "pins", list, "touch", c)
+    if _need(touch, "direction", str, "touch", c) not in ("falls", "rises"):
         raise ConfigError(c, "touch.direction must be falls or rises")
-    _need(touch, "sensitivity", float, "touch.", c)
-    _chip(_need(b, "display", dict, "", c), "display.", c)
+    _need(touch, "sensitivity", float, "touch", c)
+    _chip(_need(b, "display", dict, "", c), "display", c)
     env = b.get("env")
     if env is not None:
-        _chip(env, "env.", c)
+        _chip(env, "env", c)
     return b
 
 
@@ -159,16 +164,16 @@ def validate_config(d):
     if not _name_ok(_need(d, "municipality", str, "", c), 2, 32):
         raise ConfigError(c, "municipality invalid")
     wifi = _need(d, "wifi", dict, "", c)
-    _need(wifi, "ssid", str, "wifi.", c)
+    _need(wifi, "ssid", str, "wifi", c)
     mq = _need(d, "mqtt", dict, "", c)
-    _need(mq, "host", str, "mqtt.", c)
+    _need(mq, "host", str, "mqtt", c)
     port = mq.get("port", 8883 if mq.get("tls") else 1883)
     if not isinstance(port, int) or not 1 <= port <= 65535:
         raise ConfigError(c, "mqtt.port out of range")
     mq["port"] = port
     for k in ("user", "password", "ca"):
         if k in mq and not isinstance(mq[k], str):
-            raise ConfigError(c, "mqtt." + k + " has the wrong type")
+            raise ConfigError(c, _path("mqtt", k) + " has the wrong type")
     if "ntp" in d and not isinstance(d["ntp"], str):
         raise ConfigError(c, "ntp has the wrong type")
     for k in CONFIG_DEFAULTS:
@@ -200,7 +205,7 @@ def check_settings(args, thresholds):
         if not isinstance(v, int) and k not in ("saver_soc", "critical_soc"):
             return k + " must be an integer", None
         if not lo <= v <= hi:
-            return k + " out of range " + str(lo) + ".." + str(hi), None
+            return "%s out of range %s..%s" % (k, lo, hi), None
         out[k] = v
     saver = out.get("saver_soc", thresholds["saver_soc"])
     crit = out.get("critical_soc", thresholds["critical_soc"])

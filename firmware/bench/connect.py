@@ -2,9 +2,15 @@
 # the broker, the subscriptions and the birth Status. bench.link imports this module for an
 # attempt (and for the 6-hourly clock check) and drops it afterwards; the session's loop,
 # which runs for as long as the connection lasts, stays in bench.link.
+import struct
+
 from bench import protocol, runtime
-from bench.mqtt import Client
-from bench.runtime import asyncio, ticks_ms
+from bench.mqtt import Client, MQTTError, packet, utf8
+from bench.runtime import asyncio, const, ticks_ms
+
+_CONNECT = const(0x10)  # MQTT 3.1.1 packet types
+_CONNACK = const(0x20)
+_SUBSCRIBE = const(0x82)
 
 
 async def start(link):
@@ -15,13 +21,14 @@ async def start(link):
     cfg = link.cfg
     mq = cfg["mqtt"]
     bench = cfg["bench"]
-    will = (link.t_status, protocol.status_json(bench, "offline"), True, 1)
-    c = Client(bench, cfg["keepalive"], mq.get("user", bench), mq.get("password"), will)
+    will = (link.base + "status", protocol.status_json(bench, "offline"), True, 1)
+    c = Client(cfg["keepalive"])
     link.client = c
     c.on_message = link.on_message
     c.on_puback = link.on_puback
     opener = getattr(app.hw, "open_connection", None) or runtime.open_connection
-    await c.connect(opener, mq["host"], mq["port"], tls(link))
+    hello = connect_packet(bench, c.keepalive, mq.get("user", bench), mq.get("password"), will)
+    await handshake(c, opener, mq["host"], mq["port"], tls(link), hello)
     link.sessions += 1
     link.connected = True
     link.birth_acked = False
@@ -32,9 +39,10 @@ async def start(link):
     link.cursor = (0, 0)
     tasks = [asyncio.create_task(c.reader_loop()), asyncio.create_task(c.keepalive_loop())]
     try:
-        await c.subscribe([link.t_cmd, link.t_receipt, link.t_poll])
+        topics = [link.base + "cmd", link.base + "receipt", link.t_poll]
+        await c.write(subscribe_packet(c.next_pid(), topics))
         birth = protocol.status_json(bench, "online", app.boot_no, app.fw, _mpy(), app.now())
-        await c.publish(link.t_status, birth, retain=True, token="birth")
+        await c.publish(link.base + "status", birth, retain=True, token="birth")
     except BaseException:
         link.end_session(c, tasks)
         raise
@@ -90,3 +98,41 @@ def _mpy():
 
     v = sys.implementation.version
     return "%d.%d.%d" % (v[0], v[1], v[2])
+
+
+def connect_packet(client_id, keepalive, user=None, password=None, will=None, clean=True):
+    flags = 0x02 if clean else 0
+    payload = utf8(client_id)
+    if will is not None:
+        wtopic, wmsg, wretain, wqos = will
+        flags |= 0x04 | (wqos << 3) | (0x20 if wretain else 0)
+        payload += utf8(wtopic) + utf8(wmsg)
+    if user is not None:
+        flags |= 0x80
+        payload += utf8(user)
+        if password is not None:
+            flags |= 0x40
+            payload += utf8(password)
+    return packet(
+        _CONNECT, utf8("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
+    )
+
+
+def subscribe_packet(pid, topics, qos=1):
+    body = struct.pack("!H", pid)
+    for t in topics:
+        body += utf8(t) + bytes([qos])
+    return packet(_SUBSCRIBE, body)
+
+
+async def handshake(c, open_connection, host, port, ssl, hello, timeout_ms=15000):
+    # Opens the connection, sends CONNECT (hello) and waits for the broker's CONNACK.
+    c.error = None
+    c.inflight = {}
+    c.reader, c.writer = await runtime.net_wait_ms(open_connection(host, port, ssl), timeout_ms)
+    await c.write(hello)
+    kind, code = await runtime.net_wait_ms(c.read_packet(), timeout_ms)
+    if kind != _CONNACK:
+        raise MQTTError("expected CONNACK")
+    if code:
+        raise MQTTError("connection refused, code " + str(code))

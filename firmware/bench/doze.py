@@ -87,7 +87,7 @@ async def leave(link, until):
     if c is not None and link.connected:
         try:
             st = protocol.status_json(link.cfg["bench"], "sleeping", until=until)
-            await c.publish(link.t_status, st, retain=True, token="sleeping")
+            await c.publish(link.base + "status", st, retain=True, token="sleeping")
             start = runtime.real_ms()
             while c.inflight and c.error is None and ticks_diff(runtime.real_ms(), start) < 5000:
                 await runtime.real_sleep_ms(20)

@@ -22,17 +22,11 @@ class Link:
         self.cfg = cfg
         net = app.hw.network
         self.sta = net.WLAN(net.STA_IF)
-        m, b = cfg["municipality"], cfg["bench"]
-        self.t_status = protocol.topic(m, b, "status")
-        self.t_cmd = protocol.topic(m, b, "cmd")
-        self.t_receipt = protocol.topic(m, b, "receipt")
+        m = cfg["municipality"]
+        # The bench's topics are this prefix plus a leaf ("status", "cmd", "receipt", ...),
+        # joined when used rather than kept as a string each.
+        self.base = protocol.topic(m, cfg["bench"], "")
         self.t_poll = protocol.ROOT + m + "/poll"
-        self.topics = {
-            sp.KIND_TELEMETRY: protocol.topic(m, b, "telemetry"),
-            sp.KIND_EVENT: protocol.topic(m, b, "event"),
-            sp.KIND_VOTE: protocol.topic(m, b, "vote"),
-            sp.KIND_ACK: protocol.topic(m, b, "cmd/ack"),
-        }
         self.client = None
         self.connected = False
         self.birth_acked = False
@@ -166,7 +160,9 @@ class Link:
             payload = protocol.fragment_json(b, rec.boot, rec.seq, ts, rec.body)
         self.sent[key] = [ticks_ms(), False]
         self.published += 1
-        await c.publish(self.topics[rec.kind], payload, token=key)
+        # the leaf by record kind: KIND_TELEMETRY 1, KIND_EVENT 2, KIND_VOTE 3, KIND_ACK 4
+        leaf = ("telemetry", "event", "vote", "cmd/ack")[rec.kind - 1]
+        await c.publish(self.base + leaf, payload, token=key)
 
     def check_resend(self):
         limit = self.cfg["resend_s"] * 1000
@@ -201,9 +197,10 @@ class Link:
         while self.inbox:
             topic, payload = self.inbox.pop(0)
             try:
-                if topic == self.t_receipt:
+                leaf = topic[len(self.base) :] if topic.startswith(self.base) else None
+                if leaf == "receipt":
                     self.on_receipt(payload)
-                elif topic == self.t_cmd:
+                elif leaf == "cmd":
                     self.app.on_command(payload)
                 elif topic == self.t_poll and self.app.poll_hook is not None:
                     self.app.poll_hook(self.app, payload)
@@ -242,7 +239,8 @@ class Link:
         if c is None or not self.connected:
             return
         try:
-            await c.publish(self.t_status, protocol.status_json(self.cfg["bench"], "offline"), True)
+            st = protocol.status_json(self.cfg["bench"], "offline")
+            await c.publish(self.base + "status", st, True)
             await runtime.sleep_ms(200)
             await c.disconnect()
         except Exception:

@@ -1,20 +1,19 @@
 # A small asyncio MQTT 3.1.1 client: what a bench needs and nothing more. QoS 0/1 publish with
-# a bounded in-flight window, subscribe, keepalive pings, dead-link detection within 1.5
-# keepalives, and no assert anywhere: a malformed packet raises MQTTError, the caller drops
-# the connection and reconnects.
+# a bounded in-flight window, keepalive pings, dead-link detection within 1.5 keepalives, and
+# no assert anywhere: a malformed packet raises MQTTError, the caller drops the connection
+# and reconnects. What happens once per connection (CONNECT, CONNACK, SUBSCRIBE) is in
+# bench.connect, which the link imports only for a connection attempt.
 import struct
 
 from bench import runtime
 from bench.runtime import const
 
-_CONNECT = const(0x10)
 _CONNACK = const(0x20)
 PUBLISH = const(0x30)
 PUBACK = const(0x40)
-_SUBSCRIBE = const(0x82)
 _SUBACK = const(0x90)
-PINGREQ = const(0xC0)
-PINGRESP = const(0xD0)
+_PINGREQ = const(0xC0)
+_PINGRESP = const(0xD0)
 _DISCONNECT = const(0xE0)
 _MAX_PACKET = const(8192)  # a Poll is at most 4096 bytes; anything longer is not ours
 
@@ -52,7 +51,8 @@ def decode_length(data, i=1):
     raise MQTTError("length longer than 4 bytes")
 
 
-def _str(s):
+def utf8(s):
+    # An MQTT UTF-8 string: 2-byte length, then the bytes.
     if isinstance(s, str):
         s = s.encode()
     return struct.pack("!H", len(s)) + s
@@ -62,37 +62,12 @@ def packet(first, body):
     return bytes([first]) + encode_length(len(body)) + body
 
 
-def connect_packet(client_id, keepalive, user=None, password=None, will=None, clean=True):
-    flags = 0x02 if clean else 0
-    payload = _str(client_id)
-    if will is not None:
-        wtopic, wmsg, wretain, wqos = will
-        flags |= 0x04 | (wqos << 3) | (0x20 if wretain else 0)
-        payload += _str(wtopic) + _str(wmsg)
-    if user is not None:
-        flags |= 0x80
-        payload += _str(user)
-        if password is not None:
-            flags |= 0x40
-            payload += _str(password)
-    return packet(
-        _CONNECT, _str("MQTT") + bytes([4, flags]) + struct.pack("!H", keepalive) + payload
-    )
-
-
 def publish_packet(topic, payload, qos=0, retain=False, pid=0, dup=False):
     if isinstance(payload, str):
         payload = payload.encode()
     first = PUBLISH | (qos << 1) | (1 if retain else 0) | (0x08 if dup else 0)
-    body = _str(topic) + (struct.pack("!H", pid) if qos else b"") + payload
+    body = utf8(topic) + (struct.pack("!H", pid) if qos else b"") + payload
     return packet(first, body)
-
-
-def subscribe_packet(pid, topics, qos=1):
-    body = struct.pack("!H", pid)
-    for t in topics:
-        body += _str(t) + bytes([qos])
-    return packet(_SUBSCRIBE, body)
 
 
 def puback_packet(pid):
@@ -130,26 +105,22 @@ def parse(first, body):
         return kind, (topic, bytes(body[i:]), qos, pid, bool(first & 1))
     if kind in (PUBACK, _SUBACK):
         if (kind == PUBACK and (first != PUBACK or n != 2)) or (kind == _SUBACK and n < 3):
-            raise MQTTError("bad ack")
+            raise MQTTError("bad PUBACK or SUBACK")
         if kind == _SUBACK:
             for b in body[2:]:
                 if b not in (0, 1, 2, 0x80):
                     raise MQTTError("bad SUBACK code")
         return kind, (body[0] << 8) | body[1]
-    if kind == PINGRESP:
-        if first != PINGRESP or n:
+    if kind == _PINGRESP:
+        if first != _PINGRESP or n:
             raise MQTTError("bad PINGRESP")
         return kind, None
     raise MQTTError("unexpected packet type " + str(kind >> 4))
 
 
 class Client:
-    def __init__(self, client_id, keepalive=60, user=None, password=None, will=None, window=8):
-        self.client_id = client_id
+    def __init__(self, keepalive=60, window=8):
         self.keepalive = keepalive
-        self.user = user
-        self.password = password
-        self.will = will
         self.window = window
         self.reader = None
         self.writer = None
@@ -162,13 +133,13 @@ class Client:
         self.on_puback = None  # fn(token)
         self.sent = 0  # bytes written, MQTT framing included
 
-    def _next_pid(self):
+    def next_pid(self):
         self.pid = self.pid % 65535 + 1
         while self.pid in self.inflight:
             self.pid = self.pid % 65535 + 1
         return self.pid
 
-    async def _write(self, data):
+    async def write(self, data):
         self.writer.write(data)
         await self.writer.drain()
         self.sent += len(data)
@@ -192,43 +163,23 @@ class Client:
         self.last_rx = runtime.real_ms()
         return parse(head[0], body)
 
-    async def connect(self, open_connection, host, port, ssl=None, timeout_ms=15000):
-        self.error = None
-        self.inflight = {}
-        self.reader, self.writer = await runtime.net_wait_ms(
-            open_connection(host, port, ssl), timeout_ms
-        )
-        await self._write(
-            connect_packet(self.client_id, self.keepalive, self.user, self.password, self.will)
-        )
-        kind, code = await runtime.net_wait_ms(self.read_packet(), timeout_ms)
-        if kind != _CONNACK:
-            raise MQTTError("expected CONNACK")
-        if code:
-            raise MQTTError("connection refused, code " + str(code))
-
-    async def subscribe(self, topics, timeout_ms=15000):
-        pid = self._next_pid()
-        await self._write(subscribe_packet(pid, topics))
-        return pid
-
     def can_publish(self):
         return self.error is None and len(self.inflight) < self.window
 
     async def publish(self, topic, payload, retain=False, qos=1, token=None, dup=False):
         pid = 0
         if qos:
-            pid = self._next_pid()
+            pid = self.next_pid()
             self.inflight[pid] = token
-        await self._write(publish_packet(topic, payload, qos, retain, pid, dup))
+        await self.write(publish_packet(topic, payload, qos, retain, pid, dup))
         return pid
 
     async def ping(self):
-        await self._write(bytes([PINGREQ, 0]))
+        await self.write(bytes([_PINGREQ, 0]))
 
     async def disconnect(self):
         try:
-            await self._write(bytes([_DISCONNECT, 0]))
+            await self.write(bytes([_DISCONNECT, 0]))
         except Exception:
             pass
         self.close()
@@ -249,7 +200,7 @@ class Client:
                 if kind == PUBLISH:
                     topic, payload, qos, pid, _ = v
                     if qos:
-                        await self._write(puback_packet(pid))
+                        await self.write(puback_packet(pid))
                     if self.on_message is not None:
                         self.on_message(topic, payload)
                 elif kind == PUBACK:

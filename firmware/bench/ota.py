@@ -421,3 +421,24 @@ class Ota:
         if s.get("report"):
             s["report"] = None
             self._save(s)
+
+
+# -- the app's steps outside a download (each imports this module for the step: runtime.job)
+def recorder(app):
+    # Ota's emit: every step becomes an `ota` event.
+    return lambda state, version: app.record_event("ota", {"state": state, "version": version})
+
+
+def step(app, what):
+    # "healthy": the trial app became healthy; "rollback": it did not in time; "report": the
+    # boot records what the last OTA came to. Every step but a rollback reports.
+    o = Ota(app.root, b"", recorder(app))
+    if what == "healthy":
+        o.healthy()
+    elif what == "rollback":
+        o.rollback()
+    if what != "rollback":
+        r = o.report()
+        if r is not None:
+            o.emit(r[0], r[1])
+            o.reported()

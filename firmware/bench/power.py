@@ -27,8 +27,8 @@ class PowerManager:
         self.eff = int(battery["charge_efficiency"] * 1000)
         self.full_mv = int(battery["full_v"] * 1000)
         self.tail_ma = int(battery["capacity_ah"] * 1000 / 20)
-        # OCV curve inverted: volts -> SoC %
-        self.ocv = [(p[1], p[0]) for p in battery["ocv"]]
+        # OCV curve inverted: mV -> SoC % (whole millivolts: small ints, no float objects)
+        self.ocv = tuple((int(p[1] * 1000 + 0.5), p[0]) for p in battery["ocv"])
         th = battery["thresholds"]
         self.th = {}
         for k in th:
@@ -58,14 +58,14 @@ class PowerManager:
     def update(self, mv, ma, dt_ms):
         # One sample of the battery shunt (ma > 0 charging). Returns (old, new) on a change.
         if not self.seeded:  # first sample: start from the voltage rather than a guess
-            self.q = int(self.capacity * interpolate(self.ocv, mv / 1000) / 100)
+            self.q = int(self.capacity * interpolate(self.ocv, mv) / 100)
             self.seeded = True
         if ma > 0:
             self.q += ma * dt_ms * self.eff // 1000
         else:
             self.q += ma * dt_ms
         if -_REST_MA < ma < _REST_MA:
-            target = int(self.capacity * interpolate(self.ocv, mv / 1000) / 100)
+            target = int(self.capacity * interpolate(self.ocv, mv) / 100)
             self.q += (target - self.q) * dt_ms // _OCV_TAU_MS
         if mv >= self.full_mv and 0 <= ma < self.tail_ma:
             self.full_ms += dt_ms

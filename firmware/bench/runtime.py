@@ -15,15 +15,10 @@ except ImportError:
         return x
 
 
-try:
-    import asyncio
-except ImportError:  # older MicroPython
-    import uasyncio as asyncio  # type: ignore[no-redef]
+import asyncio
 
 TICKS_PERIOD = const(1 << 30)
 _TICKS_HALF = const(1 << 29)
-# Seconds between 1970 and 2000, for ports whose epoch is 2000.
-EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
 
 CLOCK = None  # host: an object with ticks_ms(), time(), settime(t), sleep_ms(ms) (a coroutine)
 
@@ -55,7 +50,7 @@ def wall():
     # Unix seconds by the board's RTC (not to be trusted before the clock is set).
     if CLOCK is not None:
         return int(CLOCK.time())
-    return int(time.time()) + EPOCH_OFFSET
+    return int(time.time())  # MicroPython 1.22 and later count from 1970, as CPython does
 
 
 def sleep_ms(ms):

@@ -147,14 +147,19 @@ def ports_of(board, drivers, switch):
 def for_app(app):
     # The `selftest` command on the running app: its drivers, ports, pads and display. Ports
     # end as they were before the test; the screen goes back to what it showed.
+    from bench import config
+    from bench.runtime import unload
+
+    board = config.validate_board(config.read_json(app.root + "/board.json", "bad_board"))
+    unload("config")
     front = app.front
     was = {}
     for n in app.port_on:
         was[n] = app.port_on[n]
     try:
         result = run(
-            sensors_of(app.board, app.drivers),
-            ports_of(app.board, app.drivers, app.switch_port),
+            sensors_of(board, app.drivers),
+            ports_of(board, app.drivers, app.switch_port),
             front.touch if front is not None else None,
             front.screens if front is not None else None,
         )

@@ -31,8 +31,6 @@ KIND_ACK = const(4)
 
 
 class Record:
-    __slots__ = ("kind", "boot", "seq", "stamp", "flags", "body", "seg")
-
     def __init__(self, kind, boot, seq, stamp, flags, body, seg=0):
         self.kind = kind
         self.boot = boot
@@ -103,18 +101,6 @@ def parse(read, base=0, seg=0):
         i = end + 4
 
 
-def decode_all(data, seg=0):
-    # Every intact record in data (tests and tools).
-    pos = [0]
-
-    def read(n):
-        c = data[pos[0] : pos[0] + n]
-        pos[0] += len(c)
-        return c
-
-    return [r for r, _ in parse(read, 0, seg)]
-
-
 def _merge(ranges, lo, hi):
     # Insert [lo, hi] into sorted, disjoint, non-adjacent ranges.
     out = []
@@ -145,8 +131,6 @@ def covered(ranges, seq):
 class Segment:
     # What the spool remembers about a segment without reading it: size and, per boot,
     # the runs of seq it holds, with counts of telemetry and other records.
-    __slots__ = ("id", "size", "runs", "n_tel", "n_other")
-
     def __init__(self, sid):
         self.id = sid
         self.size = 0
@@ -180,7 +164,7 @@ class Spool:
 
     # -- files
     def path_of(self, sid):
-        return self.dir + "/" + ("0000000" + str(sid))[-8:] + ".seg"
+        return self.dir + "/%08d.seg" % sid
 
     def scan(self, sid, offset=0):
         # Records of one segment from offset on, as (record, end offset); nothing if it is gone.

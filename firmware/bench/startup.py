@@ -6,10 +6,9 @@ import gc
 
 from bench import spool as sp
 from bench import store
-from bench.runtime import const, unload
+from bench.runtime import const, job, unload
 
 _UNHEALTHY_LIMIT = const(3)
-RESET_NAMES = {1: "power_on", 2: "hard", 3: "wdt", 4: "deepsleep", 5: "soft"}
 
 
 def load(app):
@@ -113,6 +112,7 @@ def setup_hardware(app):
         except OSError as e:
             app.fault("sensor_env", str(e))
     for p in b["ports"]:
+        app.ports.append((p["n"], p["kind"] == "wireless", p["addr"], p["channel"]))
         app.port_pins[p["n"]] = m.Pin(p["enable_pin"], m.Pin.OUT, value=1)
         app.port_on[p["n"]] = True
         app.port_limits[p["n"]] = int(p["limit_a"] * 1000)
@@ -155,11 +155,18 @@ def start(app):
         except Exception as e:  # no display or pads: the bench still charges and reports
             app.faults.append(("front", repr(e)[:120]))
             app.front = None
+    # Built from the profile: what runs from now on keeps its own parts of it (app.ports, the
+    # power manager's curve and thresholds, the pads), so the parsed profile (4 KiB of heap)
+    # goes. The self-test reads /board.json again.
+    app.board = None
     if store.exists(app.root + "/app"):  # an app installed by OTA: its bundle's version
         v = store.load(app.root + "/ota.json", {}).get("version")
         if isinstance(v, str) and v:
             app.fw = v
-    cause = RESET_NAMES.get(app.hw.machine.reset_cause(), "power_on")
+    # machine.reset_cause(): PWRON 1, HARD 2, WDT 3, DEEPSLEEP 4, SOFT 5. A tuple constant:
+    # its strings are objects dropped with this module, not interned names that stay.
+    rc = app.hw.machine.reset_cause()
+    cause = ("power_on", "hard", "wdt", "deepsleep", "soft")[rc - 1] if 1 <= rc <= 5 else "power_on"
     app.record_event("boot", {"reset": cause, "fw": app.fw, "safe": app.safe})
     app.booted = True
     for code, detail in app.faults:
@@ -167,6 +174,6 @@ def start(app):
     app.faults = []
     if app.ota_boot or store.exists(app.root + "/ota.json"):
         try:
-            app.ota_step("report")
+            job("ota", "step", app, "report")
         except Exception as e:  # a damaged ota.json must not stop the boot
             app.fault("ota", repr(e))

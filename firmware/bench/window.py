@@ -5,8 +5,6 @@
 
 class Channel:
     # One voltage/current pair: sums of mV*ms, mA*ms and mV*mA*ms (= nJ) over the window.
-    __slots__ = ("mv_ms", "ma_ms", "nj", "ms")
-
     def __init__(self):
         self.reset()
 

@@ -28,19 +28,20 @@ class BME280:
             raise OSError("BME280 not found at " + hex(addr))
         c = i2c.readfrom_mem(addr, 0x88, 26)
         u = lambda i: c[i] | (c[i + 1] << 8)  # noqa: E731
-        self.t1, self.t2, self.t3 = u(0), _s16(u(2)), _s16(u(4))
-        self.p = [u(6)] + [_s16(u(8 + 2 * i)) for i in range(8)]
-        self.h1 = c[25]
+        # Calibration as tuples (T1..T3, P1..P9, H1..H6), unpacked where used.
+        self.t = (u(0), _s16(u(2)), _s16(u(4)))
+        self.p = tuple([u(6)] + [_s16(u(8 + 2 * i)) for i in range(8)])
         h = i2c.readfrom_mem(addr, 0xE1, 7)
-        self.h2 = _s16(h[0] | (h[1] << 8))
-        self.h3 = h[2]
-        self.h4 = (h[3] << 4) | (h[4] & 0x0F)
-        if self.h4 & 0x800:
-            self.h4 -= 0x1000
-        self.h5 = (h[5] << 4) | (h[4] >> 4)
-        if self.h5 & 0x800:
-            self.h5 -= 0x1000
-        self.h6 = h[6] - 256 if h[6] & 0x80 else h[6]
+        h4 = (h[3] << 4) | (h[4] & 0x0F)
+        h5 = (h[5] << 4) | (h[4] >> 4)
+        self.h = (
+            c[25],
+            _s16(h[0] | (h[1] << 8)),
+            h[2],
+            h4 - 0x1000 if h4 & 0x800 else h4,
+            h5 - 0x1000 if h5 & 0x800 else h5,
+            h[6] - 256 if h[6] & 0x80 else h[6],
+        )
         # Humidity x1, then temperature and pressure x1, normal mode, standby 1 s.
         i2c.writeto_mem(addr, _CTRL_HUM, b"\x01")
         i2c.writeto_mem(addr, _CONFIG, b"\xa0")
@@ -54,8 +55,9 @@ class BME280:
         return t, p, h
 
     def _t_fine(self, adc_t):
-        v1 = (((adc_t >> 3) - (self.t1 << 1)) * self.t2) >> 11
-        v2 = (((((adc_t >> 4) - self.t1) * ((adc_t >> 4) - self.t1)) >> 12) * self.t3) >> 14
+        t1, t2, t3 = self.t
+        v1 = (((adc_t >> 3) - (t1 << 1)) * t2) >> 11
+        v2 = (((((adc_t >> 4) - t1) * ((adc_t >> 4) - t1)) >> 12) * t3) >> 14
         return v1 + v2
 
     def read(self):
@@ -63,12 +65,13 @@ class BME280:
         adc_t, adc_p, adc_h = self.read_raw()
         tf = self._t_fine(adc_t)
         t = (tf * 5 + 128) >> 8
+        h1, h2, h3, h4, h5, h6 = self.h
         v = tf - 76800
-        v = ((((adc_h << 14) - (self.h4 << 20) - (self.h5 * v)) + 16384) >> 15) * (
-            ((((((v * self.h6) >> 10) * (((v * self.h3) >> 11) + 32768)) >> 10) + 2097152)
-              * self.h2 + 8192) >> 14
+        v = ((((adc_h << 14) - (h4 << 20) - (h5 * v)) + 16384) >> 15) * (
+            ((((((v * h6) >> 10) * (((v * h3) >> 11) + 32768)) >> 10) + 2097152)
+              * h2 + 8192) >> 14
         )
-        v = v - (((((v >> 15) * (v >> 15)) >> 7) * self.h1) >> 4)
+        v = v - (((((v >> 15) * (v >> 15)) >> 7) * h1) >> 4)
         v = 0 if v < 0 else v
         v = 419430400 if v > 419430400 else v
         h = (v >> 12) * 1000 // 1024

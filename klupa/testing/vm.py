@@ -5,6 +5,8 @@
     print(result.heap_high_water)
 
 or from a shell: ``python -m klupa.testing.vm tests/firmware/unit/test_window.py ...``.
+``run_script(path)`` instead imports a plain script and awaits its ``main()`` with nothing
+else loaded (no runner, no ``unittest``): the heap benchmarks in ``benchmarks/vm/`` use it.
 
 How the VM is set up
 --------------------
@@ -205,6 +207,33 @@ def default_paths() -> list[tuple[Path, str]]:
     return paths
 
 
+def _vm_config(
+    entry: Path, extra_paths: Sequence[tuple[Path, str]], firmware: bool, heapsize: int
+) -> dict[str, object]:
+    node, module = require_vm()
+    copies: list[tuple[Path, str]] = list(default_paths()) if firmware else []
+    copies.append((MP_LIB, "/lib"))
+    copies.extend(extra_paths)
+    copies.extend((p, "/tests") for p in sorted(entry.parent.glob("*.py")))
+    return {
+        "node": node,
+        "portModule": str(module),
+        "heapsize": heapsize,
+        "copies": [[str(host), vm] for host, vm in copies if host.exists()],
+        "module": entry.stem,
+        "marker": RESULT_MARKER,
+    }
+
+
+def _run_node(config: dict[str, object], timeout: float) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(config.pop("node")), str(VMRUN_SCRIPT)],
+        input=json.dumps(config).encode(),
+        capture_output=True,
+        timeout=timeout,
+    )
+
+
 def run_unittests(
     test_file: Path,
     extra_paths: Sequence[tuple[Path, str]] = (),
@@ -220,30 +249,52 @@ def run_unittests(
     ``/boards`` unless ``firmware=False``).
     Raises VmUnavailable when node or the npm port is missing.
     """
-    node, module = require_vm()
     test_file = test_file.resolve()
-    copies: list[tuple[Path, str]] = list(default_paths()) if firmware else []
-    copies.append((MP_LIB, "/lib"))
-    copies.extend(extra_paths)
-    copies.extend((p, "/tests") for p in sorted(test_file.parent.glob("*.py")))
-    config = {
-        "portModule": str(module),
-        "heapsize": heapsize,
-        "copies": [[str(host), vm] for host, vm in copies if host.exists()],
-        "module": test_file.stem,
-        "marker": RESULT_MARKER,
-    }
+    config = _vm_config(test_file, extra_paths, firmware, heapsize)
     try:
-        proc = subprocess.run(
-            [node, str(VMRUN_SCRIPT)],
-            input=json.dumps(config).encode(),
-            capture_output=True,
-            timeout=timeout,
-        )
+        proc = _run_node(config, timeout)
     except subprocess.TimeoutExpired as exc:
         out = (exc.stdout or b"").decode(errors="replace")
         return VmResult(module=test_file.stem, error=f"timed out after {timeout}s", output=out)
     return parse_output(test_file.stem, proc.stdout.decode(errors="replace"), proc)
+
+
+@dataclass
+class ScriptResult:
+    """The VM run of one script: what it printed, and why it failed if it did."""
+
+    output: str
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def run_script(
+    script: Path,
+    extra_paths: Sequence[tuple[Path, str]] = (),
+    *,
+    firmware: bool = True,
+    heapsize: int = DEFAULT_HEAPSIZE,
+    timeout: float = 120.0,
+) -> ScriptResult:
+    """Import ``script`` in the MicroPython VM and await its ``main()``, with nothing else
+    loaded (no runner, no ``unittest``): the VM as lean as a bench before its app, for the
+    heap benchmarks. The same copies as ``run_unittests``; raises VmUnavailable likewise."""
+    script = script.resolve()
+    config = _vm_config(script, extra_paths, firmware, heapsize)
+    config["script"] = True
+    try:
+        proc = _run_node(config, timeout)
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"").decode(errors="replace")
+        return ScriptResult(out, f"timed out after {timeout}s")
+    err = proc.stderr.decode(errors="replace").strip()
+    return ScriptResult(
+        proc.stdout.decode(errors="replace"),
+        "" if proc.returncode == 0 else f"exit {proc.returncode}: {err}",
+    )
 
 
 def parse_output(module: str, stdout: str, proc: subprocess.CompletedProcess[bytes]) -> VmResult:

@@ -1,7 +1,7 @@
 // Run one firmware unit-test module inside the MicroPython WebAssembly VM.
 //
 // Reads a JSON config on stdin (written by klupa/testing/vm.py):
-//   {portModule, heapsize, copies: [[hostPath, vmDir], ...], module, marker}
+//   {portModule, heapsize, copies: [[hostPath, vmDir], ...], module, marker, script}
 // copies the host files/folders into the VM's in-memory file system, then awaits
 // klupa_vmrun.run_module(module, marker) at the top level, so async tests run on the port's
 // JavaScript-driven asyncio. The result is one line on stdout starting with the marker.
@@ -59,9 +59,13 @@ import sys
 sys.path[:] = ['/tests', '', '/lib', '.frozen']
 del sys, vfs, _HostVfs, _mount_root
 `);
-  await mp.runPythonAsync(
-    `import asyncio, klupa_vmrun\nawait asyncio.create_task(klupa_vmrun.run_module(${JSON.stringify(config.module)}, ${JSON.stringify(config.marker)}))\n`,
-  );
+  const name = JSON.stringify(config.module);
+  // A script (config.script) is imported and its main() awaited, with nothing else loaded:
+  // no runner, no unittest (what the heap benchmarks measure against).
+  const run = config.script
+    ? `import asyncio\nawait asyncio.create_task(__import__(${name}).main())\n`
+    : `import asyncio, klupa_vmrun\nawait asyncio.create_task(klupa_vmrun.run_module(${name}, ${JSON.stringify(config.marker)}))\n`;
+  await mp.runPythonAsync(run);
 } catch (e) {
   flush();
   process.stderr.write(`${e.name === "PythonError" ? e.message : e.stack || e}\n`);

@@ -45,6 +45,10 @@ def test_every_port_limit_is_measurable_by_its_chip() -> None:
         (lambda b: b["battery"].update(chemistry="unobtainium"), "battery.chemistry"),
         (lambda b: b["touch"].update(direction="sideways"), "touch.direction"),
         (lambda b: b.pop("seat"), "seat missing"),
+        (lambda b: b["i2c"].pop("freq"), "i2c.freq missing"),
+        (lambda b: b["battery"]["thresholds"].pop("critical_v"), "battery.thresholds.critical_v"),
+        (lambda b: b["display"].update(addr=0x99), "display.addr out of range"),
+        (lambda b: b["solar"].update(shunt_ohm="x"), "solar.shunt_ohm has the wrong type"),
     ],
 )
 def test_a_broken_profile_is_refused_naming_the_field(change: Any, named: str) -> None:
@@ -54,3 +58,4 @@ def test_a_broken_profile_is_refused_naming_the_field(change: Any, named: str) -
         config.validate_board(board)
     code, message = err.value.args[0], err.value.args[1]
     assert code == "bad_board" and named in message, message
+

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from klupa.testing.micropython import need_micropython_vm
-from klupa.testing.vm import run_unittests
+from klupa.testing.vm import run_script, run_unittests
 
 
 @pytest.fixture(autouse=True)
@@ -95,3 +95,20 @@ def test_heap_high_water_counts_what_a_module_holds(tmp_path: Path) -> None:
     assert big.heap_high_water >= 60000
     assert little.heap_high_water < 20000
     assert big.heap_budget == 50000 and little.heap_budget is None
+
+
+def test_a_script_runs_alone_and_its_failure_is_reported(tmp_path: Path) -> None:
+    # run_script awaits main() with nothing else loaded: neither unittest nor the runner.
+    ok = write(
+        tmp_path,
+        "lean.py",
+        "import sys\n"
+        "async def main():\n"
+        "    print('@@loaded', sorted(m for m in ('unittest', 'klupa_vmrun') if m in sys.modules))\n",
+    )
+    result = run_script(ok, firmware=False)
+    assert result.ok, result.error
+    assert "@@loaded []" in result.output
+    bad = write(tmp_path, "broken.py", "async def main():\n    raise ValueError('no luck')\n")
+    result = run_script(bad, firmware=False)
+    assert not result.ok and "no luck" in result.error

@@ -1,7 +1,7 @@
 # Runs under pytest and inside the MicroPython VM.
 import unittest
 
-from bench import mqtt
+from bench import connect, mqtt
 
 
 class PacketTest(unittest.TestCase):
@@ -39,7 +39,7 @@ class PacketTest(unittest.TestCase):
             mqtt.decode_length(b"\x30\xff")
 
     def test_connect_carries_the_will_and_credentials(self):
-        pkt = mqtt.connect_packet("mostar-01", 60, "mostar-01", "pw", ("s/t", "off", True, 1))
+        pkt = connect.connect_packet("mostar-01", 60, "mostar-01", "pw", ("s/t", "off", True, 1))
         n, i = mqtt.decode_length(pkt)
         body = pkt[i:]
         self.assertEqual(body[:6], b"\x00\x04MQTT")
@@ -47,6 +47,10 @@ class PacketTest(unittest.TestCase):
         self.assertEqual(body[7], 0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02)
         self.assertEqual(body[8:10], b"\x00\x3c")
         self.assertIn(b"off", body)
+
+    def test_subscribe_asks_qos_1_for_each_topic(self):
+        pkt = connect.subscribe_packet(7, ["a/b", "c"])
+        self.assertEqual(pkt, b"\x82\x0c\x00\x07\x00\x03a/b\x01\x00\x01c\x01")
 
     def test_malformed_packets_raise_and_never_assert(self):
         bad = [

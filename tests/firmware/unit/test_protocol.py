@@ -1,0 +1,54 @@
+# Runs under pytest and inside the MicroPython VM.
+# The telemetry record's spool form (bench.protocol) packs and unpacks without loss, the
+# JSON it becomes carries exact decimals, and the record sizes written into the code as
+# constants agree with the struct formats they stand for.
+import json
+import struct
+import sys
+import unittest
+
+from bench import protocol
+
+T = {
+    "period": 60,
+    "solar_mv": 18420,
+    "solar_ma": 2051,
+    "solar_mwh": 615,
+    "batt_mv": 13312,
+    "batt_ma": -412,
+    "soc_cp": 8734,
+    "rssi": -61,
+    "clients": 2,
+    "occ": 41,
+    "touches": 3,
+    "power": "saver",
+    "heap": 40960,
+    "env": (1234, 5678),
+    "ports": [(1, True, True, 900, 15), (2, False, False, 0, 0), (5, True, False, 3, 0)],
+}
+
+
+class ProtocolTest(unittest.TestCase):
+    def test_telemetry_round_trips_through_the_spool_form(self):
+        body = protocol.pack_telemetry(T)
+        self.assertEqual(len(body), 35 + 6 * 3)
+        back = protocol.unpack_telemetry(body)
+        for k in T:
+            if k == "ports":
+                self.assertEqual([tuple(p) for p in back[k]], T[k])
+            else:
+                self.assertEqual(back[k], T[k], k)
+
+    def test_telemetry_json_has_exact_decimals(self):
+        body = protocol.pack_telemetry(T)
+        m = json.loads(protocol.telemetry_json("maglaj-01", 3141, 7, 1795651200, body))
+        self.assertEqual(m["solar"], {"v": 18.42, "a": 2.051, "wh": 0.615})
+        self.assertEqual(m["batt"], {"v": 13.312, "a": -0.412, "soc": 87.34})
+        self.assertEqual(m["ports"][0], {"n": 1, "on": True, "plug": True, "a": 0.9, "wh": 0.015})
+        self.assertEqual(m["env"], {"t": 12.34, "rh": 56.78})
+        self.assertEqual((m["boot"], m["seq"], m["power"]), (3141, 7, "saver"))
+
+    @unittest.skipIf(sys.implementation.name == "micropython", "const() names are folded away")
+    def test_record_size_constants_match_their_formats(self):
+        self.assertEqual(protocol._TEL_SIZE, struct.calcsize(protocol._TEL))
+        self.assertEqual(protocol._PORT_SIZE, struct.calcsize(protocol._PORT))
