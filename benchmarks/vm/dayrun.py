@@ -3,21 +3,17 @@
 # imports this after the app's core modules and subtracts what the import costs.)
 # 24 simulated hours at 1-s samples: App.sample -> App.close_window -> spool -> encode ->
 # publish to a loopback byte sink, PUBACKs and Receipts fed back.
-import gc
-
 import vmapp
 import vmkit
 
 HOURS = 24
 
 
-async def run(fig):
+async def run(fig, peaks):
     clock, app, loop, built = await vmapp.connected_app()
     from bench import runtime
 
-    high = built
-    high_at = 0
-    burst = 0
+    peaks.reset(built)
     hourly = []
     windows = 0
     window_ms = 0
@@ -25,7 +21,7 @@ async def run(fig):
     for _hour in range(HOURS):
         for _ in range(60):
             # one 60-s window (period_s() grows in saver/critical: follow it)
-            after = gc.mem_alloc()
+            peaks.begin()
             period = app.period_s()
             while window_ms < period * 1000 - 500:
                 clock.advance(1000)
@@ -36,13 +32,8 @@ async def run(fig):
             window_ms = 0
             windows += 1
             await loop.pump()
-            grown = gc.mem_alloc() - after
-            if grown > burst:
-                burst = grown
-            live = await vmkit.settle()
-            if live > high:
-                high = live
-                high_at = windows
+            peaks.end()
+            live = peaks.note(await vmkit.settle())
         hourly.append(live)
     elapsed_us = vmkit.now_us() - t0
     link = app.link
@@ -52,9 +43,9 @@ async def run(fig):
     result.update(
         {
             "built": built,
-            "high": high,
-            "high_at": high_at,
-            "burst": burst,
+            "high": peaks.high,
+            "high_at": peaks.high_at,
+            "burst": peaks.burst,
             "hour1": hourly[0],
             "hour24": hourly[-1],
             "hourly": hourly,

@@ -4,7 +4,6 @@
 # 1,000 vote presses through the touch pads: TouchPads.sample() recognises each press from
 # pad readings, Front.on_touch -> Ui -> Voting.press -> App.record_vote (spooled) -> the
 # confirmation screen -> SSD1306.show() -> I2C writeto.
-import gc
 import json
 
 import vmapp
@@ -35,7 +34,7 @@ def _median(xs):
     return s[n // 2] if n & 1 else (s[n // 2 - 1] + s[n // 2]) // 2
 
 
-async def run(fig):
+async def run(fig, peaks):
     clock, app, loop, built = await vmapp.connected_app()
     from bench.front import Front
 
@@ -75,10 +74,9 @@ async def run(fig):
     pads = front.pads
     lat = []
     flat = []
-    high = ready
-    burst = 0
+    peaks.reset(ready)
     for k in range(PRESSES):
-        after = gc.mem_alloc()
+        peaks.begin()
         clock.advance(61000)  # past confirmation + cooldown, under the hourly cap
         front.ui.tick()  # back to the poll screen
         for _ in range(4):
@@ -98,12 +96,8 @@ async def run(fig):
         if fine is not None:
             flat.append(t["flat"])
         await loop.pump()
-        grown = gc.mem_alloc() - after
-        if grown > burst:
-            burst = grown
-        live = await vmkit.settle()
-        if live > high:
-            high = live
+        peaks.end()
+        peaks.note(await vmkit.settle())
     # Baseline, same run: the same frame put up with plain framebuf and shown on the
     # same display and I2C stand-in: fill, blit of the captured frame, show().
     import framebuf
@@ -132,8 +126,8 @@ async def run(fig):
         {
             "built": built,
             "ready": ready,
-            "high": high,
-            "burst": burst,
+            "high": peaks.high,
+            "burst": peaks.burst,
             "presses": PRESSES,
             "votes": app.seq,
             "frames": i2c.frames,

@@ -83,6 +83,39 @@ def check(ok, what):
         raise AssertionError("benchmark check failed: " + what)
 
 
+class Peaks:
+    # Per step of a benchmark (a window, a press): the most allocated between collections
+    # (garbage included) and the highest live heap after one, with the step it came at.
+    # measure() makes the one instance before its baseline, so it is not charged to the app.
+    def __init__(self):
+        self.reset(0)
+
+    def reset(self, live):
+        self.high = live
+        self.high_at = 0
+        self.burst = 0
+        self.steps = 0
+        self.before = 0
+
+    def begin(self):
+        self.before = gc.mem_alloc()
+
+    def end(self):
+        # The step's synchronous work is done: what it allocated since begin().
+        grown = gc.mem_alloc() - self.before
+        if grown > self.burst:
+            self.burst = grown
+
+    def note(self, live):
+        # The live heap after the step's collection (await settle() in the caller's own frame:
+        # a coroutine of ours would be live while it is sampled); returns it.
+        self.steps += 1
+        if live > self.high:
+            self.high = live
+            self.high_at = self.steps
+        return live
+
+
 def import_all(names):
     for name in names:
         __import__(name)
@@ -91,10 +124,11 @@ def import_all(names):
 async def measure(run_module, marker, groups):
     # Baseline; then each group of app modules imported (groups: ((label, modules), ...)),
     # the live heap after each; then the harness module run_module (which imports vmapp),
-    # its cost as "harness"; then run_module.run(figures) and its result printed as one
+    # its cost as "harness"; then run_module.run(figures, peaks) and its result printed as one
     # "<marker>{json}" line. Figures taken after the harness import include its cost: the
-    # host subtracts "start" and "harness" from them.
+    # host subtracts "start" and "harness" from them. run() gets a Peaks to track its steps.
     gc.threshold(4096)
+    peaks = Peaks()
     fig = {"start": await settle()}
     names("start")
     last = "start"
@@ -107,7 +141,7 @@ async def measure(run_module, marker, groups):
     mod = __import__(run_module)
     fig["harness"] = await settle() - fig[last]
     names("harness1")
-    result = await mod.run(fig)
+    result = await mod.run(fig, peaks)
     names("end")
     print(marker + json.dumps(result))
 

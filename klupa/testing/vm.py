@@ -225,13 +225,20 @@ def _vm_config(
     }
 
 
-def _run_node(config: dict[str, object], timeout: float) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [str(config.pop("node")), str(VMRUN_SCRIPT)],
-        input=json.dumps(config).encode(),
-        capture_output=True,
-        timeout=timeout,
-    )
+def _run_node(
+    config: dict[str, object], timeout: float
+) -> tuple[subprocess.CompletedProcess[bytes] | None, str]:
+    """(the finished run, "") or (None, what it printed) when it timed out."""
+    try:
+        proc = subprocess.run(
+            [str(config.pop("node")), str(VMRUN_SCRIPT)],
+            input=json.dumps(config).encode(),
+            capture_output=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return None, (exc.stdout or b"").decode(errors="replace")
+    return proc, ""
 
 
 def run_unittests(
@@ -251,10 +258,8 @@ def run_unittests(
     """
     test_file = test_file.resolve()
     config = _vm_config(test_file, extra_paths, firmware, heapsize)
-    try:
-        proc = _run_node(config, timeout)
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode(errors="replace")
+    proc, out = _run_node(config, timeout)
+    if proc is None:
         return VmResult(module=test_file.stem, error=f"timed out after {timeout}s", output=out)
     return parse_output(test_file.stem, proc.stdout.decode(errors="replace"), proc)
 
@@ -285,10 +290,8 @@ def run_script(
     script = script.resolve()
     config = _vm_config(script, extra_paths, firmware, heapsize)
     config["script"] = True
-    try:
-        proc = _run_node(config, timeout)
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"").decode(errors="replace")
+    proc, out = _run_node(config, timeout)
+    if proc is None:
         return ScriptResult(out, f"timed out after {timeout}s")
     err = proc.stderr.decode(errors="replace").strip()
     return ScriptResult(
