@@ -9,4 +9,4 @@ import vmkit
 
 
 async def main():
-    await vmkit.measure("dayrun", "@@vm-core ", (("core", vmkit.CORE_MODULES),))
+    await vmkit.measure("dayrun", "@@vm-core ", (("core", vmkit.CORE_MODULES),), 24)  # dayrun.HOURS

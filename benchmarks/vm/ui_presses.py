@@ -13,4 +13,5 @@ async def main():
         "pressrun",
         "@@vm-ui ",
         (("core", vmkit.CORE_MODULES), ("code", vmkit.FRONT_MODULES)),
+        1000,  # pressrun.PRESSES
     )

@@ -16,6 +16,7 @@ import asyncio
 import gc
 import json
 import time
+from array import array
 from binascii import crc32
 
 # benchmarks/vm/binascii.py stands in for the ESP32's C binascii (see there): it must give
@@ -85,9 +86,14 @@ def check(ok, what):
 
 class Peaks:
     # Per step of a benchmark (a window, a press): the most allocated between collections
-    # (garbage included) and the highest live heap after one, with the step it came at.
-    # measure() makes the one instance before its baseline, so it is not charged to the app.
-    def __init__(self):
+    # (garbage included) and the highest live heap after one, with the step it came at; and
+    # room for two series of per-step figures (a, b: `samples` ints each), so that recording
+    # them allocates nothing while the heap is tracked (a growing list would be charged to the
+    # app: 1,000 latencies in two lists came to 8 KiB). measure() makes the one instance
+    # before its baseline, so none of it is charged to the app.
+    def __init__(self, samples=0):
+        self.a = array("i", bytes(4 * samples))
+        self.b = array("i", bytes(4 * samples))
         self.reset(0)
 
     def reset(self, live):
@@ -121,14 +127,15 @@ def import_all(names):
         __import__(name)
 
 
-async def measure(run_module, marker, groups):
+async def measure(run_module, marker, groups, samples=0):
     # Baseline; then each group of app modules imported (groups: ((label, modules), ...)),
     # the live heap after each; then the harness module run_module (which imports vmapp),
     # its cost as "harness"; then run_module.run(figures, peaks) and its result printed as one
     # "<marker>{json}" line. Figures taken after the harness import include its cost: the
-    # host subtracts "start" and "harness" from them. run() gets a Peaks to track its steps.
+    # host subtracts "start" and "harness" from them. run() gets a Peaks to track its steps
+    # with room for `samples` figures per series.
     gc.threshold(4096)
-    peaks = Peaks()
+    peaks = Peaks(samples)
     fig = {"start": await settle()}
     names("start")
     last = "start"

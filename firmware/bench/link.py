@@ -214,9 +214,13 @@ class Link:
             boots = None
         if boots is None:
             return
-        self.app.spool.ack(boots)
+        spool = self.app.spool
+        spool.ack(boots)
+        # By the receipt's own ranges as well as the spool's: once every record of a boot has
+        # left the flash, the spool forgets that boot's ranges.
         for key in list(self.sent):
-            if self.app.spool.is_acked(key[0], key[1]):
+            r = boots.get(key[0])
+            if (r is not None and sp.covered(r, key[1])) or spool.is_acked(key[0], key[1]):
                 del self.sent[key]
         self.wake.set()
 

@@ -1,0 +1,121 @@
+# Runs under pytest and inside the MicroPython VM: unittest and firmware modules only.
+# The link's bookkeeping of records sent and awaiting a Receipt (PROTOCOL.md, "Delivery
+# guarantees"): a Receipt settles what it covers, even when it empties the spool; what no
+# Receipt covers within resend_s is published again, and nothing else is.
+import json
+import unittest
+
+from bench import runtime
+from bench import spool as sp
+from scratch import fresh
+
+BOOT = 3
+RESEND_S = 900
+
+
+def rec(seq):
+    return sp.Record(sp.KIND_EVENT, BOOT, seq, 1795712460 + seq, 0, b'"type":"x","data":{}')
+
+
+def receipt(lo, hi):
+    return json.dumps({"v": 1, "boots": {str(BOOT): [[lo, hi]]}}).encode()
+
+
+class Clock:
+    def __init__(self):
+        self.ms = 0
+
+    def ticks_ms(self):
+        return self.ms
+
+
+class Client:
+    # The MQTT client as the link uses it: room to publish, and what was published.
+    def __init__(self):
+        self.published = []
+
+    def can_publish(self):
+        return True
+
+    async def publish(self, topic, payload, token=None):
+        self.published.append(token)
+
+
+class App:
+    def __init__(self, root):
+        self.cfg = {
+            "bench": "maglaj-01",
+            "municipality": "maglaj",
+            "resend_s": RESEND_S,
+        }
+        self.spool = sp.Spool(root)
+        self.faults = []
+
+    class hw:
+        class network:
+            STA_IF = 0
+
+            class WLAN:
+                def __init__(self, kind):
+                    pass
+
+    def ts_of(self, r):
+        return r.stamp
+
+    def fault(self, code, detail):
+        self.faults.append(code)
+
+
+class LinkReceiptTest(unittest.IsolatedAsyncioTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        runtime.CLOCK = self.clock
+
+    def tearDown(self):
+        runtime.CLOCK = None
+
+    async def sent_and_acked(self, name, n):
+        # n records spooled, published from the backlog and PUBACKed by the broker.
+        from bench.link import Link
+
+        app = App(fresh(name))
+        for seq in range(1, n + 1):
+            app.spool.append(rec(seq))
+        link = Link(app)
+        client = Client()
+        await link.send_some(client)
+        for token in client.published:
+            link.on_puback(token)
+        self.assertEqual(sorted(link.sent), [(BOOT, s) for s in range(1, n + 1)])
+        return app, link, client
+
+    async def test_a_receipt_that_empties_the_spool_settles_every_record_it_covers(self):
+        app, link, client = await self.sent_and_acked("receipt-all", 3)
+        link.on_message(link.base + "receipt", receipt(1, 3))
+        link.handle_inbox()
+        self.assertEqual(app.spool.pending(), 0)
+        self.assertEqual(link.sent, {})  # nothing left waiting for a Receipt
+        self.clock.ms += (RESEND_S + 1) * 1000
+        link.check_resend()
+        self.assertEqual(link.resent, 0)
+        await link.send_some(client)
+        self.assertEqual(len(client.published), 3)  # nothing published twice
+        self.assertEqual(app.faults, [])
+
+    async def test_what_no_receipt_covers_is_published_again_after_resend_s(self):
+        app, link, client = await self.sent_and_acked("receipt-part", 3)
+        link.on_message(link.base + "receipt", receipt(1, 2))
+        link.handle_inbox()
+        self.assertEqual(sorted(link.sent), [(BOOT, 3)])
+        self.clock.ms += RESEND_S * 1000 - 1000
+        link.check_resend()
+        self.assertEqual(link.resent, 0)  # not yet
+        self.clock.ms += 2000
+        link.check_resend()
+        self.assertEqual(link.resent, 1)
+        await link.send_some(client)
+        self.assertEqual(client.published[3:], [(BOOT, 3)])  # seq 3 again, only it
+
+
+if __name__ == "__main__":
+    unittest.main()
