@@ -14,11 +14,13 @@ _WINDOW_EARLY_MS = const(500)  # a window closes when due, or this little before
 
 
 def frag(fields):
-    # A record's own fields as a JSON fragment (the envelope is added when it is sent).
-    try:
+    # A record's own fields as a JSON fragment (the envelope is added when it is sent), in
+    # UTF-8 with no \u escapes (PROTOCOL.md): MicroPython's json writes text as it is;
+    # CPython's needs ensure_ascii=False (the firmware on the host: the virtual board).
+    if runtime.MICROPYTHON:
         s = json.dumps(fields, separators=(",", ":"))
-    except TypeError:  # a MicroPython without separators
-        s = json.dumps(fields)
+    else:
+        s = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
     return s[1:-1].encode()
 
 

@@ -7,6 +7,9 @@ from bench.app import frag
 from bench.runtime import const, job, ticks_ms, unload
 
 _KEEP_IDS = const(32)
+_ID_KEEP = const(64)  # longer ids are kept as their SHA-256
+_ID_MAX = const(256)
+_DETAIL_MAX = const(200)  # an ack's detail, in characters
 SAFE_OPS = ("ping", "reboot", "set", "ota")
 
 
@@ -19,18 +22,34 @@ def handle(app, payload):
     if not isinstance(cmd, dict) or not isinstance(cmd.get("id"), str) or not cmd["id"]:
         app.fault("bad_command", "no id")
         return
-    cid = cmd["id"][:64]
+    cid = cmd["id"]
+    if len(cid) > _ID_MAX:  # its ack must fit a payload (PROTOCOL.md: 2,048 bytes)
+        app.fault("bad_command", "id longer than 256 characters")
+        return
+    key = id_key(cid)
     done = app.state.setdefault("ids", [])
     for entry in done:
-        if entry[0] == cid:  # re-delivered: acknowledge again, never run twice
+        if entry[0] == key:  # re-delivered: acknowledge again, never run twice
             ack(app, cid, entry[1], entry[2])
             return
     ok, detail = execute(app, cmd.get("op"), cmd.get("args", {}))
-    done.append([cid, ok, detail])
+    detail = detail[:_DETAIL_MAX]
+    done.append([key, ok, detail])
     while len(done) > _KEEP_IDS:
         done.pop(0)
     app.save_state()
     ack(app, cid, ok, detail)
+
+
+def id_key(cid):
+    # What the bench keeps of a command id to know it again: the id itself, or for a long
+    # one its SHA-256 (the ack always carries the whole id; state.json stays small).
+    if len(cid) <= _ID_KEEP:
+        return cid
+    import binascii
+    import hashlib
+
+    return "#" + binascii.hexlify(hashlib.sha256(cid.encode()).digest()).decode()
 
 
 def ack(app, cid, ok, detail):

@@ -26,6 +26,7 @@ async def start(link):
     link.client = c
     c.on_message = link.on_message
     c.on_puback = link.on_puback
+    c.busy = link.inbox_full
     opener = getattr(app.hw, "open_connection", None) or runtime.open_connection
     hello = connect_packet(bench, c.keepalive, mq.get("user", bench), mq.get("password"), will)
     await handshake(c, opener, mq["host"], mq["port"], tls(link), hello)

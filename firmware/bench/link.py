@@ -13,6 +13,7 @@ _BACKOFF_MIN_MS = const(1000)
 _BACKOFF_MAX_MS = const(300000)
 _AWAIT_RECEIPT_MAX = const(64)  # records sent but not yet receipted before the backlog pauses
 _NTP_RETRY_MS = const(30000)
+_INBOX_MAX = const(8)  # messages from the broker waiting for the session loop
 
 
 class Link:
@@ -188,10 +189,13 @@ class Link:
         self.wake.set()
 
     def on_message(self, topic, payload):
-        # Called from the reader; the work happens in the session loop.
-        if len(self.inbox) < 8:
-            self.inbox.append((topic, payload))
+        # Called from the reader; the work happens in the session loop. The reader waits
+        # while inbox_full(), so a burst of commands is taken in full, a few at a time.
+        self.inbox.append((topic, payload))
         self.wake.set()
+
+    def inbox_full(self):
+        return len(self.inbox) >= _INBOX_MAX
 
     def handle_inbox(self):
         while self.inbox:

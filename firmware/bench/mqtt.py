@@ -131,6 +131,7 @@ class Client:
         self.error = None
         self.on_message = None  # fn(topic, payload)
         self.on_puback = None  # fn(token)
+        self.busy = None  # fn() -> True while the receiver can take no more messages
         self.sent = 0  # bytes written, MQTT framing included
 
     def next_pid(self):
@@ -196,6 +197,11 @@ class Client:
         # Runs for the connection's life; any failure is stored in self.error.
         try:
             while True:
+                # A receiver that is behind is not handed more, and nothing is dropped: what
+                # the broker sent waits in the socket (TCP and the broker's in-flight limit
+                # hold the rest) until it has room.
+                while self.busy is not None and self.busy():
+                    await runtime.real_sleep_ms(20)
                 kind, v = await self.read_packet()
                 if kind == PUBLISH:
                     topic, payload, qos, pid, _ = v

@@ -295,6 +295,26 @@ def test_commands_are_acked_applied_and_run_once(mosquitto, bench_runner, firmwa
         assert vb.board.port_enabled(3) is False  # acknowledged again, not run again
         gw.command("mostar-01", {"id": "c-what", "op": "dance"})
         assert kit["wait_until"](lambda: ack("c-what"), what="unknown op")[0]["ok"] is False
+        # A burst larger than the bench's inbox (8): every command is acked, none dropped. Ids
+        # come back whole, a long one and a non-ASCII one included, in UTF-8 without \u
+        # escapes; the long one, delivered again, is acked again and not run again.
+        long_id = "c-long-" + "x" * 120
+        burst = ["c-burst-%02d" % i for i in range(18)] + ["c-čćž-đš", long_id]
+        for cid in burst:
+            gw.command("mostar-01", {"id": cid, "op": "ping"})
+        kit["wait_until"](lambda: all(ack(c) for c in burst), what="an ack for every command")
+        raw = [r for t, _, r, _ in gw.messages if t.endswith("/cmd/ack") and b"c-\xc4" in r]
+        assert raw and "c-čćž-đš".encode() in raw[0] and b"\\u" not in raw[0]
+        gw.command("mostar-01", {"id": long_id, "op": "port", "args": {"n": 3, "on": True}})
+        kit["wait_until"](lambda: len(ack(long_id)) == 2, what="the long id acked again")
+        assert ack(long_id)[1]["ok"] is True and ack(long_id)[1]["detail"] == ""
+        assert vb.board.port_enabled(3) is False  # not run: the id was the ping's
+        gw.command("mostar-01", {"id": "c-" + "y" * 300, "op": "ping"})
+        fault = kit["wait_until"](
+            lambda: [e for e in gw.of("event") if e["type"] == "fault" and "256" in e["detail"]],
+            what="the too-long id refused",
+        )[0]
+        assert fault["code"] == "bad_command"
         assert job_modules_loaded() == []  # commands, and config for `set`, dropped after each
         boot = vb.app.boot_no
         gw.command("mostar-01", {"id": "c-reboot", "op": "reboot"})

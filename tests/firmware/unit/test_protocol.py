@@ -48,6 +48,19 @@ class ProtocolTest(unittest.TestCase):
         self.assertEqual(m["env"], {"t": 12.34, "rh": 56.78})
         self.assertEqual((m["boot"], m["seq"], m["power"]), (3141, 7, "saver"))
 
+    def test_event_and_ack_json_is_utf8_without_escapes(self):
+        # PROTOCOL.md: UTF-8 JSON "written without \\u escapes for non-ASCII letters", on the
+        # bench and on the host (CPython's json escapes them unless told not to).
+        from bench.app import frag
+
+        text = "nepoznato: plešem čćđšž ČĆĐŠŽ Жж Љљ"
+        body = frag({"id": "c-čćž-1", "ok": False, "detail": text})
+        raw = protocol.fragment_json("maglaj-01", 3141, 8, 1795651200, body).encode()
+        self.assertNotIn(b"\\u", raw)
+        self.assertIn(text.encode(), raw)
+        m = json.loads(raw)
+        self.assertEqual((m["id"], m["detail"], m["seq"]), ("c-čćž-1", text, 8))
+
     @unittest.skipIf(sys.implementation.name == "micropython", "const() names are folded away")
     def test_record_size_constants_match_their_formats(self):
         self.assertEqual(protocol._TEL_SIZE, struct.calcsize(protocol._TEL))

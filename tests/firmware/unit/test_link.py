@@ -1,9 +1,15 @@
 # Runs under pytest and inside the MicroPython VM: unittest and firmware modules only.
 # The link's bookkeeping of records sent and awaiting a Receipt (PROTOCOL.md, "Delivery
 # guarantees"): a Receipt settles what it covers, even when it empties the spool; what no
-# Receipt covers within resend_s is published again, and nothing else is.
+# Receipt covers within resend_s is published again, and nothing else is. And what comes
+# from the broker: a burst of commands larger than the link's inbox is taken in full.
 import json
 import unittest
+
+try:
+    import asyncio
+except ImportError:  # older MicroPython
+    import uasyncio as asyncio
 
 from bench import runtime
 from bench import spool as sp
@@ -50,6 +56,7 @@ class App:
         }
         self.spool = sp.Spool(root)
         self.faults = []
+        self.commands = []
 
     class hw:
         class network:
@@ -64,6 +71,32 @@ class App:
 
     def fault(self, code, detail):
         self.faults.append(code)
+
+    def on_command(self, payload):
+        self.commands.append(payload)
+
+
+class Stream:
+    # The broker's side of the socket: what it sent, read in pieces; what the bench wrote.
+    def __init__(self, data):
+        self.data = data
+        self.at = 0
+        self.written = b""
+
+    async def readexactly(self, n):
+        if self.at + n > len(self.data):
+            raise EOFError("closed")
+        self.at += n
+        return self.data[self.at - n : self.at]
+
+    def write(self, data):
+        self.written += data
+
+    async def drain(self):
+        pass
+
+    def close(self):
+        pass
 
 
 class LinkReceiptTest(unittest.IsolatedAsyncioTestCase):
@@ -115,6 +148,43 @@ class LinkReceiptTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(link.resent, 1)
         await link.send_some(client)
         self.assertEqual(client.published[3:], [(BOOT, 3)])  # seq 3 again, only it
+
+
+class LinkInboxTest(unittest.IsolatedAsyncioTestCase):
+    async def test_a_burst_of_commands_larger_than_the_inbox_is_taken_in_full(self):
+        # 20 commands at once, QoS 1: the reader acknowledges and hands them on while the
+        # inbox has room, waits while it is full, and the session loop works through them.
+        from bench import mqtt
+        from bench.link import Link
+
+        app = App(fresh("inbox-burst"))
+        link = Link(app)
+        payloads = [json.dumps({"id": "c-%d" % i, "op": "ping"}).encode() for i in range(20)]
+        stream = Stream(
+            b"".join(
+                mqtt.publish_packet(link.base + "cmd", p, qos=1, pid=i + 1)
+                for i, p in enumerate(payloads)
+            )
+        )
+        c = mqtt.Client()
+        c.reader = stream
+        c.writer = stream
+        c.on_message = link.on_message
+        c.busy = link.inbox_full
+        reader = asyncio.create_task(c.reader_loop())
+        most = 0
+        for _ in range(500):
+            most = max(most, len(link.inbox))
+            link.handle_inbox()
+            if len(app.commands) == 20:
+                break
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        self.assertEqual(app.commands, payloads)  # every one, in order
+        self.assertLessEqual(most, 8)
+        self.assertEqual(stream.written, b"".join(mqtt.puback_packet(i) for i in range(1, 21)))
+        self.assertTrue(reader.done())  # it ended at the end of the stream
+        self.assertEqual(app.faults, [])
 
 
 if __name__ == "__main__":
