@@ -33,7 +33,8 @@ class Change:
     online: bool
     sleeping: bool
     why: str
-    t: float
+    t: float  # the gateway's time of the change (uptime is counted by it)
+    ts: float | None = None  # the time of the message that made it, when it carries one
 
 
 class Health:
@@ -61,12 +62,18 @@ class Health:
         return b
 
     def _set(
-        self, b: BenchHealth, online: bool, sleeping: bool, why: str, now: float
+        self,
+        b: BenchHealth,
+        online: bool,
+        sleeping: bool,
+        why: str,
+        now: float,
+        ts: float | None = None,
     ) -> Change | None:
         if b.online == online and b.sleeping == sleeping:
             return None
         b.online, b.sleeping = online, sleeping
-        return Change(b.bench, online, sleeping, why, now)
+        return Change(b.bench, online, sleeping, why, now, ts)
 
     def on_status(
         self,
@@ -76,7 +83,9 @@ class Health:
         boot: int | None = None,
         fw: str | None = None,
         until: int | None = None,
+        ts: float | None = None,
     ) -> Change | None:
+        """A Status at the gateway's time `now`; `ts` is the Status's own, when it has one."""
         b = self.get(bench)
         if boot is not None:
             b.boot = boot
@@ -85,7 +94,7 @@ class Health:
         if state == "online":
             b.last_seen = now
             b.until = None
-            return self._set(b, True, False, "online status", now)
+            return self._set(b, True, False, "online status", now, ts)
         if state == "sleeping":
             b.last_seen = now
             b.until = until
@@ -93,12 +102,12 @@ class Health:
         b.until = None
         return self._set(b, False, False, "offline status (will or clean shutdown)", now)
 
-    def on_record(self, bench: str, now: float) -> Change | None:
+    def on_record(self, bench: str, now: float, ts: float | None = None) -> Change | None:
         b = self.get(bench)
         b.last_seen = now
         if not b.online:
             b.until = None
-            return self._set(b, True, False, "records arriving", now)
+            return self._set(b, True, False, "records arriving", now, ts)
         return None
 
     def silence_limit(self, b: BenchHealth) -> float:

@@ -48,7 +48,17 @@ class PollSync(threading.Thread):
         self.cfg = cfg
         self.polls: list[dict[str, Any]] | None = None
         self.published: bytes | None = None
+        self.generation = -1  # the gateway's connection the poll was last published on
+        self.topic = P.topic(gateway.m, None, "poll")
         self.stopping = threading.Event()
+
+    def seen(self, payload: bytes) -> None:
+        """A message on the poll topic (the gateway watches it): when it is not what this
+        gateway published (deleted with an empty payload, or replaced by another client),
+        the poll in force is published again on the next pass."""
+        if self.published is not None and payload != self.published:
+            log.warning("the retained poll was changed by someone else; publishing it again")
+            self.published = None
 
     def fetch(self) -> list[dict[str, Any]]:
         q = urllib.parse.urlencode({"municipality": self.gateway.m})
@@ -77,10 +87,14 @@ class PollSync(threading.Thread):
                 except (Retry, Rejected, ValueError, AttributeError) as exc:
                     log.warning("could not fetch polls from the portal: %s", exc)
             if self.polls is not None and self.gateway.connected.is_set():
+                # Again after every (re)connect too: a broker restarted without its
+                # persistence has lost the retained poll.
                 payload = poll_payload(choose(self.polls, now))
-                if payload != self.published:
-                    self.gateway.publish(P.topic(self.gateway.m, None, "poll"), payload)
+                generation = self.gateway.generation
+                if payload != self.published or generation != self.generation:
                     self.published = payload
+                    self.generation = generation
+                    self.gateway.publish(self.topic, payload)
                     log.info("published poll: %s", json.loads(payload).get("id"))
             self.stopping.wait(1.0)
 

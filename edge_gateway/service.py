@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import paho.mqtt.client as mqtt
@@ -29,6 +29,9 @@ from edge_gateway.forwarder import Forwarder, SinkView
 from edge_gateway.health import Change, Health
 from edge_gateway.receipts import Receipts
 from edge_gateway.store import Store, local_day, state_body
+
+if TYPE_CHECKING:
+    from edge_gateway.polls import PollSync
 
 log = logging.getLogger("edge_gateway")
 
@@ -64,6 +67,7 @@ class Gateway:
         self.receipt_sent: dict[str, float] = {}
         self.reject_logged: dict[tuple[str, str], float] = {}
         self.generation = 0
+        self.poll_sync: PollSync | None = None
         self.connected = threading.Event()
         self.fatal = threading.Event()  # the store failed: the process must restart
         self.closing = False
@@ -123,6 +127,8 @@ class Gateway:
             return
         self.generation += 1
         subs = [(P.topic(self.m, "+", kind), 1) for kind in P.BENCH_KINDS]
+        if self.poll_sync is not None:  # QoS 0: watched, never stored or acknowledged
+            subs.append((P.topic(self.m, None, "poll"), 0))
         client.subscribe(subs)
         self.connected.set()
         log.info(
@@ -145,6 +151,9 @@ class Gateway:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self.closing:
             return  # not acknowledged: the broker keeps it for the next session
+        if self.poll_sync is not None and msg.topic == self.poll_sync.topic:
+            self.poll_sync.seen(bytes(msg.payload))
+            return
         self.queue.put(
             Incoming(self.generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time())
         )
@@ -238,6 +247,7 @@ class Gateway:
                         boot=msg.boot,  # type: ignore[arg-type]
                         fw=msg.fw,
                         until=msg.until,  # type: ignore[arg-type]
+                        ts=msg.ts if msg.state == "online" else None,
                     )
                     counts["status"] += 1
                     if c:
@@ -250,7 +260,7 @@ class Gateway:
                 rid = st.insert_message(bench, boot, seq, kind, ts, item.t, item.payload)
                 self.receipts.add(bench, boot, seq)
                 touched.add(bench)
-                c = self.health.on_record(bench, item.t)
+                c = self.health.on_record(bench, item.t, ts)
                 if c:
                     changes.append(c)
                 if rid is None:
@@ -362,8 +372,11 @@ class Gateway:
     def _store_change(self, c: Change) -> None:
         b = self.health.get(c.bench)
         body = state_body(c.online, c.sleeping, b.boot, b.fw)
-        body = body[:-1] + f',"t":{c.t:.3f}}}'.encode()
-        self.store.insert_message(c.bench, None, None, "state", int(c.t), c.t, body)
+        # The point's time (INTERFACES.md): the message's `ts`; the gateway's own for an
+        # offline or sleeping change, which no bench clock stamps.
+        t = c.t if c.ts is None else c.ts
+        body = body[:-1] + f',"t":{t:.3f}}}'.encode()
+        self.store.insert_message(c.bench, None, None, "state", int(t), c.t, body)
         self.store.add_state(c.bench, c.t, c.online or c.sleeping)
 
     def _log_change(self, c: Change) -> None:
@@ -438,14 +451,15 @@ class Gateway:
         self.forwarder.start()
         self.last_prune = time.time() - 3600 + 60  # first upkeep a minute after start
         self.writer.start()
-        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=30)
-        self.client.loop_start()
-        if self.cfg.portal:
+        if self.cfg.portal:  # made before connecting: the connection subscribes for it
             from edge_gateway.polls import PollSync
 
-            ps = PollSync(self, self.cfg.portal)
-            ps.start()
-            self.extras.append(ps)
+            self.poll_sync = PollSync(self, self.cfg.portal)
+        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=30)
+        self.client.loop_start()
+        if self.poll_sync is not None:
+            self.poll_sync.start()
+            self.extras.append(self.poll_sync)
         if self.cfg.ota:
             from edge_gateway.serve import serve_ota
 

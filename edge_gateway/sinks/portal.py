@@ -84,7 +84,8 @@ class PortalSink(Sink):
                 b.update(online=bool(msg["online"]), last_seen=int(row.received))
                 if msg.get("fw") is not None:
                     b["fw"] = msg["fw"]
-                days.add((row.bench, local_day(row.ts)))
+                # uptime is counted on the gateway's clock; `ts` may be the bench's own
+                days.add((row.bench, local_day(int(row.received))))
         for i in range(0, len(votes), VOTES_PER_REQUEST):
             self._send_votes(votes[i : i + VOTES_PER_REQUEST])
         self._send_days(sorted(days))

@@ -69,6 +69,7 @@ def test_every_schema_row_reads_back_from_influxdb_1x(
 ) -> None:
     gateway_factory(mosquitto.port, influx_extra_v1(influxdb1.url))
     now = int(time.time())
+    born = now - 7  # the birth Status was made a moment before it arrived
     bench = Publisher(
         mosquitto.host,
         mosquitto.port,
@@ -84,7 +85,7 @@ def test_every_schema_row_reads_back_from_influxdb_1x(
             "boot": BOOT,
             "fw": "1.0.0",
             "mpy": "1.27.0",
-            "ts": now,
+            "ts": born,
         },
         retain=True,
     )
@@ -177,6 +178,9 @@ def test_every_schema_row_reads_back_from_influxdb_1x(
     status = q("SELECT * FROM bench_status")
     assert [r["online"] for r in status] == [True, False]
     assert status[0]["boot"] == BOOT and status[0]["fw"] == "1.0.0"
+    # online: the Status's own `ts`; offline (the will, no `ts`): the gateway's time
+    assert status[0]["time"] == born
+    assert status[1]["time"] >= now - 1
 
     # Field types exactly as the schema lists them, whatever the JSON looked like.
     assert field_types(influxdb1, "power") == {

@@ -152,6 +152,49 @@ def test_the_poll_that_opened_last_is_published_retained_then_the_null_poll(
     assert late.received[0][1] == b'{"v":1,"id":null}' and late.received[0][2] is True
 
 
+def test_the_retained_poll_comes_back_when_deleted_or_lost_with_the_broker(
+    mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
+) -> None:
+    """A bench that connects must find the poll in force retained on the poll topic. When the
+    retained message is deleted (an empty retained payload from another client) or the broker
+    restarts without it (killed before its autosave), the gateway publishes it again."""
+    now = int(time.time())
+    portal.polls = [poll("mostar-park", now - 100, now + 1000)]
+    gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
+
+    def retained() -> bytes | None:
+        # What a bench connecting now is given on the poll topic (None: nothing retained).
+        sub = Publisher(mosquitto.host, mosquitto.port)
+        try:
+            sub.subscribe("klupa/v1/mostar/poll")
+            time.sleep(0.3)
+            with sub.lock:
+                got = [p for _, p, r in sub.received if r]
+            return got[0] if got else None
+        finally:
+            sub.close()
+
+    def poll_id() -> str | None:
+        got = retained()
+        return json.loads(got).get("id") if got else None
+
+    wait_until(lambda: poll_id() == "mostar-park", 10, what="the poll retained")
+    other = Publisher(mosquitto.host, mosquitto.port)
+    other.publish("klupa/v1/mostar/poll", b"", retain=True)  # deletes the retained message
+    other.wait_published()
+    other.close()
+    wait_until(lambda: poll_id() == "mostar-park", 10, what="the poll after the deletion")
+    mosquitto.kill()  # before its autosave: the retained poll is gone with it
+    try:
+        mosquitto.start()
+        assert retained() is None  # the broker really lost it
+        wait_until(lambda: poll_id() == "mostar-park", 20, what="the poll after the restart")
+    finally:
+        if not mosquitto.running:
+            mosquitto.start()
+    assert gw.poll_sync is not None and gw.poll_sync.published is not None
+
+
 def test_cmd_publishes_a_command_and_prints_the_ack(
     mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
