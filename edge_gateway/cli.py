@@ -162,7 +162,7 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     cfg = _load(args.config, prog)
     if cfg is None:
         return 2
-    if not P.BENCH_RE.match(args.bench):
+    if not P.BENCH_RE.fullmatch(args.bench):
         print(f"{prog}: {args.bench!r} is not a bench id", file=sys.stderr)
         return 2
     if args.op not in P.COMMAND_OPS:

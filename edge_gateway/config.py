@@ -169,6 +169,9 @@ class _Reader:
         if not isinstance(value, str):
             self.bad(key, f"must be a string (got {type(value).__name__})")
             return default
+        if required and not value.strip():
+            self.bad(key, "required, and must not be empty")
+            return default
         return value
 
     def number(
@@ -271,7 +274,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
 
     top = _Reader(data, "", problems)
     municipality = top.text("municipality", required=True) or ""
-    if municipality and not MUNICIPALITY_RE.match(municipality):
+    if municipality and not MUNICIPALITY_RE.fullmatch(municipality):
         top.bad("municipality", f"must match {MUNICIPALITY_RE.pattern} (got {municipality!r})")
 
     def section(name: str) -> dict[str, Any] | None:
@@ -371,7 +374,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
         r.bad("expected", "must be a list of bench ids")
     else:
         for b in raw:
-            if not BENCH_RE.match(b):
+            if not BENCH_RE.fullmatch(b):
                 r.bad("expected", f"{b!r} is not a bench id ({BENCH_RE.pattern})")
         expected = list(raw)
     health = HealthConfig(

@@ -261,7 +261,7 @@ def parse_topic(t: str) -> tuple[str, str, str]:
     kind = "/".join(parts[4:])
     if kind not in BENCH_KINDS:
         raise ProtocolError("bad_topic", t[:80])
-    if not MUNICIPALITY_RE.match(m) or not BENCH_RE.match(b):
+    if not MUNICIPALITY_RE.fullmatch(m) or not BENCH_RE.fullmatch(b):
         raise ProtocolError("bad_name", t[:80])
     if len(_topic_cache) > 10_000:
         _topic_cache.clear()
@@ -350,7 +350,7 @@ def decode(kind: str, payload: bytes) -> Any:
 def _check_envelope(msg: Envelope, bench: str, now: float) -> None:
     if _int(msg.v, "v") != VERSION:
         raise ProtocolError("bad_version", str(msg.v))
-    if not BENCH_RE.match(msg.bench):
+    if not BENCH_RE.fullmatch(msg.bench):
         raise ProtocolError("bad_name", "bench")
     if msg.bench != bench:
         raise ProtocolError("bench_mismatch", f"{msg.bench} in topic of {bench}")
@@ -421,9 +421,9 @@ def _check_event(e: Event) -> None:
 
 
 def _check_vote(v: Vote) -> None:
-    if not POLL_RE.match(v.poll):
+    if not POLL_RE.fullmatch(v.poll):
         raise ProtocolError("bad_name", "poll")
-    if not OPTION_RE.match(v.choice):
+    if not OPTION_RE.fullmatch(v.choice):
         raise ProtocolError("bad_name", "choice")
 
 
@@ -499,7 +499,7 @@ def validate_poll(payload: bytes) -> Poll:
         raise ProtocolError("bad_version")
     if poll.id is None:
         return poll
-    if not POLL_RE.match(poll.id):
+    if not POLL_RE.fullmatch(poll.id):
         raise ProtocolError("bad_name", "id")
     poll.opens = _int(poll.opens, "opens", 0)
     poll.closes = _int(poll.closes, "closes", 0)
@@ -515,7 +515,7 @@ def validate_poll(payload: bytes) -> Poll:
         raise ProtocolError("out_of_range", "options")
     ids: set[str] = set()
     for opt in poll.options:
-        if not OPTION_RE.match(opt.id) or opt.id in ids:
+        if not OPTION_RE.fullmatch(opt.id) or opt.id in ids:
             raise ProtocolError("bad_name", "options.id")
         ids.add(opt.id)
         for lang in ("bs", "hr", "sr", "en"):

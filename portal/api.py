@@ -194,7 +194,7 @@ def create_app(engine: Engine) -> FastAPI:
         municipality = request.query_params.get("municipality")
         if not municipality:
             raise checks.BadField("municipality", "query parameter is required")
-        if not names.MUNICIPALITY_RE.match(municipality):
+        if not names.MUNICIPALITY_RE.fullmatch(municipality):
             raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
         found = await run_in_threadpool(store.polls_for, engine, municipality, int(time.time()))
         return JSONResponse({"polls": [p.wire() for p in found]})
@@ -220,7 +220,7 @@ def create_app(engine: Engine) -> FastAPI:
     @app.put("/api/v1/benches/{bench}")
     async def put_bench(bench: str, request: Request) -> Response:
         caller = await need_caller(request)
-        if not names.BENCH_RE.match(bench):
+        if not names.BENCH_RE.fullmatch(bench):
             raise checks.BadField("bench", f"{bench!r} is not a bench id")
         status = checks.check_bench_status(await json_body(request))
         must_write(caller, [status.municipality])

@@ -48,7 +48,7 @@ def need_str(
     value = obj[key]
     if not isinstance(value, str):
         raise BadField(field, "must be a string")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise BadField(field, f"{value!r} does not match {pattern.pattern}")
     return value
 
@@ -197,7 +197,7 @@ def check_poll(body: Any) -> PollSpec:
         raise BadField("municipalities", "must name at least one municipality")
     places: list[str] = []
     for i, place in enumerate(raw_places):
-        if not isinstance(place, str) or not names.MUNICIPALITY_RE.match(place):
+        if not isinstance(place, str) or not names.MUNICIPALITY_RE.fullmatch(place):
             raise BadField(f"municipalities[{i}]", f"{place!r} is not a municipality id")
         if place not in places:
             places.append(place)

@@ -123,7 +123,7 @@ SERIES = (
 
 @router.get("/benches/{bench}", response_class=HTMLResponse)
 async def bench_page(bench: str, request: Request) -> Response:
-    if not names.BENCH_RE.match(bench):
+    if not names.BENCH_RE.fullmatch(bench):
         return not_found_page(request)
     lang, _ = _lang(request)
     now = int(time.time())

@@ -164,7 +164,7 @@ def ingest_votes(engine: Engine, items: list[VoteItem], now: int | None = None) 
     seen: set[str] = set()
     repeats = 0
     with writing(engine) as conn:
-        wanted = {v.poll for v in items if names.POLL_ID_RE.match(v.poll)}
+        wanted = {v.poll for v in items if names.POLL_ID_RE.fullmatch(v.poll)}
         known = {p.id: p for p in _polls(conn, polls.c.id.in_(wanted))} if wanted else {}
         for vote in items:
             if vote.id in seen:

@@ -53,7 +53,7 @@ def create_token(engine: Engine, municipality: str | None = None, admin: bool = 
     """A new token for `municipality`, or the admin token when `admin`; returned once, stored hashed."""
     if admin == (municipality is not None):
         raise TokenError("give either a municipality or --admin")
-    if municipality is not None and not names.MUNICIPALITY_RE.match(municipality):
+    if municipality is not None and not names.MUNICIPALITY_RE.fullmatch(municipality):
         raise TokenError(
             f"{municipality!r} is not a municipality id ({names.MUNICIPALITY_RE.pattern})"
         )

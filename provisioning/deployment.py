@@ -274,7 +274,7 @@ class Deployment:
         table = self.inventory.get("benches", {}).get(bid)
         if table is None:
             raise DeploymentError(f"bench {bid!r} is not in {self.inventory_path}")
-        if not BENCH_RE.match(bid):
+        if not BENCH_RE.fullmatch(bid):
             raise DeploymentError(f"bench id {bid!r} is not a valid bench id")
         mid = str(table.get("municipality", ""))
         self.municipality(mid)

@@ -116,6 +116,25 @@ def test_missing_required_keys_and_files_are_named(cfgdir: Path) -> None:
     assert any(p.startswith("portal.token_file: file missing.token does not exist") for p in found)
 
 
+def test_empty_or_newline_ended_names_and_paths_are_refused(cfgdir: Path) -> None:
+    # An empty municipality would subscribe to klupa/v1//#, an empty spool path would open a
+    # temporary database (nothing durable); "mostar\n" passes a `$`-anchored check.
+    found = problems(
+        cfgdir,
+        GOOD.replace('municipality = "mostar"', 'municipality = ""').replace(
+            'path = "store/mostar.sqlite"', 'path = ""'
+        ),
+    )
+    assert "municipality: required, and must not be empty" in found
+    assert "spool.path: required, and must not be empty" in found
+    found = problems(cfgdir, GOOD.replace('municipality = "mostar"', 'municipality = "mostar\\n"'))
+    assert [p.split(":")[0] for p in found] == ["municipality"]
+    found = problems(
+        cfgdir, GOOD.replace('expected = ["mostar-01"]', 'expected = ["mostar-01\\n"]')
+    )
+    assert [p.split(":")[0] for p in found] == ["health.expected"]
+
+
 def test_secret_from_environment(cfgdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = GOOD.replace('token = "influx-secret-token"\n', "")
     assert any(p.startswith("influxdb.token:") for p in problems(cfgdir, text))

@@ -77,6 +77,10 @@ def test_bench_must_match_the_topic_and_municipality_the_gateway() -> None:
         == "wrong_municipality"
     )
     assert reason("klupa/v1/mostar/mostar-01/weather", b"{}") == "bad_topic"
+    # Names match their rules whole: a final newline is not let through by `$`.
+    assert reason(topic_of("mostar-01\n", "telemetry"), b"{}") == "bad_name"
+    bad_vote = vote("mostar-01", 1, 2, int(NOW), "mostar-park\n", "yes")
+    assert reason(topic_of("mostar-01", "vote"), dumps(bad_vote)) == "bad_name"
 
 
 def test_ts_window_is_minus_35_days_to_plus_300_seconds() -> None:

@@ -364,6 +364,9 @@ def test_bench_status_is_stored_and_checked(portal: Any) -> None:
     bad = portal.http.put("/api/v1/benches/T_01", json=status, headers=token)
     assert bad.status_code == 400
     assert bad.json()["error"].startswith("bench:")
+    bad = portal.http.put("/api/v1/benches/trebinje-01%0A", json=status, headers=token)
+    assert bad.status_code == 400  # a `$`-anchored check lets a final newline through
+    assert bad.json()["error"].startswith("bench:")
     foreign = portal.http.put(
         "/api/v1/benches/ravno-01", json={**status, "municipality": "ravno"}, headers=token
     )
