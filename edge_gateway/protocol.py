@@ -27,6 +27,7 @@ MUNICIPALITY_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 BENCH_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
 POLL_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
 OPTION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
+FAULT_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # "short snake_case"
 
 MUNICIPALITIES = (
     "mostar",
@@ -202,11 +203,9 @@ class Command(msgspec.Struct):
     args: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class Text(msgspec.Struct):
-    bs: str
-    hr: str | None = None
-    sr: str | None = None
-    en: str | None = None
+# A text per language: `bs` required, `hr`, `sr`, `en` optional; a bench shows any other
+# language it is given too, so every one is held to the same rules.
+Text = dict[str, str]
 
 
 class PollOption(msgspec.Struct):
@@ -373,45 +372,52 @@ def _check_telemetry(t: Telemetry, d: bool = True) -> None:
     _float(t.batt.soc, "batt.soc", 0, 100, d)
     seen: set[int] = set()
     for p in t.ports:
-        p.n = _int(p.n, "ports.n", 1, 64)
+        p.n = _int(p.n, "ports.n", 1, 2**31)
         if p.n in seen:
             raise ProtocolError("out_of_range", "ports.n repeated")
         seen.add(p.n)
         _float(p.a, "ports.a", None, None, d)
         _float(p.wh, "ports.wh", 0, None, d)
     t.wifi.rssi = _int(t.wifi.rssi, "wifi.rssi", -127, 0)
-    t.wifi.clients = _int(t.wifi.clients, "wifi.clients", 0, 10_000)
+    t.wifi.clients = _int(t.wifi.clients, "wifi.clients", 0, 2**31)
     t.seat.occ = _int(t.seat.occ, "seat.occ", 0, t.period)
     t.touch.n = _int(t.touch.n, "touch.n", 0, 2**31)
     if t.env is not None:
-        _float(t.env.t, "env.t", -100, 100, d)
+        _float(t.env.t, "env.t", None, None, d)
         _float(t.env.rh, "env.rh", 0, 100, d)
     _str(t.power, "power", POWER_STATES)
     t.heap = _int(t.heap, "heap", 0, 2**31)
 
 
 def _check_event(e: Event) -> None:
+    # Every extra field PROTOCOL.md lists for the type is required; limits are the spec's only
+    # (a value it does not bound is bounded by the 2,048-byte payload).
     _str(e.type, "type", EVENT_TYPES)
     if e.type == "boot":
         _str(e.reset, "reset", RESET_CAUSES)
-        _str(e.fw, "fw", None, 32)
+        _str(e.fw, "fw")
+        if e.safe is None:
+            raise ProtocolError("missing_field", "safe")
     elif e.type == "session":
-        e.port = _int(e.port, "port", 1, 64)
+        e.port = _int(e.port, "port", 1, 2**31)
         e.s = _int(e.s, "s", 0, 2**31)
         _float(e.wh, "wh", 0)
     elif e.type == "power":
         _str(e.from_, "from", POWER_STATES)
         _str(e.to, "to", POWER_STATES)
     elif e.type == "fault":
-        _str(e.code, "code", None, 64)
+        if not FAULT_CODE_RE.fullmatch(_str(e.code, "code")):
+            raise ProtocolError("bad_name", "code must be short snake_case")
+        if len(_str(e.detail, "detail")) > 120:
+            raise ProtocolError("out_of_range", "detail longer than 120 characters")
     elif e.type == "clock":
         e.offset = _int(e.offset, "offset", -(2**53), 2**53)
     elif e.type == "ota":
         _str(e.state, "state", OTA_STATES)
+        _str(e.version, "version")
     elif e.type == "tamper":
         _str(e.kind, "kind", TAMPER_KINDS)
-    if e.detail is not None and len(e.detail) > 120:
-        raise ProtocolError("out_of_range", "detail")
+        _str(e.detail, "detail")
     for name in ("port", "s", "offset"):
         value = getattr(e, name)
         if value is not None:
@@ -466,9 +472,6 @@ def validate(topic: str, payload: bytes, now: float, municipality: str | None = 
         _check_event(msg)
     elif isinstance(msg, Vote):
         _check_vote(msg)
-    elif isinstance(msg, CommandAck):
-        if msg.detail is not None and len(msg.detail) > 200:
-            raise ProtocolError("out_of_range", "detail")
     return msg
 
 
@@ -507,10 +510,7 @@ def validate_poll(payload: bytes) -> Poll:
         raise ProtocolError("out_of_range", "closes")
     if poll.question is None or poll.options is None:
         raise ProtocolError("missing_field", "question" if poll.question is None else "options")
-    for lang in ("bs", "hr", "sr", "en"):
-        q = getattr(poll.question, lang)
-        if q is not None and len(q) > 200:
-            raise ProtocolError("out_of_range", f"question.{lang}")
+    _check_texts(poll.question, "question", 200)
     if not 2 <= len(poll.options) <= 4:
         raise ProtocolError("out_of_range", "options")
     ids: set[str] = set()
@@ -518,11 +518,16 @@ def validate_poll(payload: bytes) -> Poll:
         if not OPTION_RE.fullmatch(opt.id) or opt.id in ids:
             raise ProtocolError("bad_name", "options.id")
         ids.add(opt.id)
-        for lang in ("bs", "hr", "sr", "en"):
-            label = getattr(opt.label, lang)
-            if label is not None and len(label) > 24:
-                raise ProtocolError("out_of_range", f"options.label.{lang}")
+        _check_texts(opt.label, "options.label", 24)
     return poll
+
+
+def _check_texts(texts: Text, name: str, limit: int) -> None:
+    if not texts.get("bs"):
+        raise ProtocolError("missing_field", f"{name}.bs")
+    for lang, text in texts.items():
+        if len(text) > limit:
+            raise ProtocolError("out_of_range", f"{name}.{lang[:8]} longer than {limit}")
 
 
 def encode(obj: Any) -> bytes:

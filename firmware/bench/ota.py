@@ -426,7 +426,9 @@ class Ota:
 # -- the app's steps outside a download (each imports this module for the step: runtime.job)
 def recorder(app):
     # Ota's emit: every step becomes an `ota` event.
-    return lambda state, version: app.record_event("ota", {"state": state, "version": version})
+    return lambda state, version: app.record_event(
+        "ota", {"state": state, "version": version or ""}
+    )
 
 
 def step(app, what):

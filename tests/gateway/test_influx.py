@@ -242,8 +242,8 @@ def test_event_points_have_millisecond_timestamps(
     gateway_factory(mosquitto.port, influx_extra_v1(influxdb1.url))
     now = int(time.time()) - 100
     pub = Publisher(mosquitto.host, mosquitto.port)
-    pub.publish(topic_of(B, "event"), event(B, BOOT, 1234, now, "fault", code="a"))
-    pub.publish(topic_of(B, "event"), event(B, BOOT, 1235, now, "fault", code="b"))
+    pub.publish(topic_of(B, "event"), event(B, BOOT, 1234, now, "fault", code="a", detail=""))
+    pub.publish(topic_of(B, "event"), event(B, BOOT, 1235, now, "fault", code="b", detail=""))
     pub.publish(topic_of(B, "event"), event(B, BOOT, 1236, now, "session", port=1, s=5, wh=0.1))
     pub.wait_published()
 

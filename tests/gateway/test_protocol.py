@@ -91,6 +91,49 @@ def test_ts_window_is_minus_35_days_to_plus_300_seconds() -> None:
     assert reason(T, dumps(telemetry(B, 1, 1, int(NOW) - 35 * 86400 - 1))) == "ts_too_old"
 
 
+def test_each_event_type_needs_every_field_the_protocol_lists_for_it() -> None:
+    E = topic_of(B, "event")
+    full = {
+        "boot": {"reset": "power_on", "fw": "1.0.0", "safe": False},
+        "session": {"port": 2, "s": 1820, "wh": 4.1},
+        "power": {"from": "normal", "to": "saver"},
+        "fault": {"code": "sensor_env", "detail": "no ack"},
+        "clock": {"offset": -61},
+        "ota": {"state": "applied", "version": "1.0.1"},
+        "tamper": {"kind": "tilt", "detail": "12 degrees"},
+    }
+    for type_, fields in full.items():
+        assert P.validate(E, dumps(event(B, 1, 1, int(NOW), type_, **fields)), NOW)
+        for name in fields:
+            less = {k: v for k, v in fields.items() if k != name}
+            ev = dumps(event(B, 1, 1, int(NOW), type_, **less))
+            assert reason(E, ev) == "missing_field", (type_, name)
+    # fault: `code` short snake_case, `detail` at most 120 characters
+    for code in ("Sensor Env!", "sensor-env", "", "x" * 65):
+        ev = event(B, 1, 1, int(NOW), "fault", code=code, detail="")
+        assert reason(E, dumps(ev)) == "bad_name", code
+    ev = event(B, 1, 1, int(NOW), "fault", code="sensor_env", detail="d" * 121)
+    assert reason(E, dumps(ev)) == "out_of_range"
+
+
+def test_what_the_protocol_does_not_bound_is_accepted() -> None:
+    # Limits are PROTOCOL.md's: a long `detail` outside a fault, a long firmware version, an
+    # ack's long detail, a high port number or temperature are not reasons to lose a record.
+    E = topic_of(B, "event")
+    tamper = event(B, 1, 1, int(NOW), "tamper", kind="shock", detail="d" * 300)
+    assert P.validate(E, dumps(tamper), NOW)
+    boot = event(B, 1, 1, int(NOW), "boot", reset="soft", fw="1.2.3-rc.1+" + "f" * 40, safe=True)
+    assert P.validate(E, dumps(boot), NOW)
+    ack = {"v": 1, "bench": B, "boot": 1, "seq": 1, "ts": int(NOW), "id": "c-1", "ok": True}
+    ack["detail"] = "selftest: " + "ok " * 200
+    assert P.validate(topic_of(B, "cmd/ack"), dumps(ack), NOW)
+    t = telemetry(B, 1, 1, int(NOW))
+    t["ports"][1]["n"] = 100
+    t["env"]["t"] = 120.5
+    t["wifi"]["clients"] = 20_000
+    assert P.validate(T, dumps(t), NOW)
+
+
 def test_size_json_and_shape_reasons() -> None:
     big = telemetry(B, 1, 1, int(NOW), pad="x" * 2100)
     assert reason(T, dumps(big)) == "too_large"
@@ -124,6 +167,62 @@ def test_poll_rules() -> None:
     bad["options"] = bad["options"][:1]
     with pytest.raises(P.ProtocolError):
         P.validate_poll(dumps(bad))
+
+
+def test_the_gateway_and_the_bench_judge_a_poll_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The gateway publishes only polls every bench will show: its check and the firmware's
+    # (bench.pollcheck) agree on each variant, languages beyond bs/hr/sr/en included.
+    from klupa.testing.vm import FIRMWARE_DIR
+
+    monkeypatch.syspath_prepend(str(FIRMWARE_DIR))
+    from bench.pollcheck import poll_error
+
+    good = {
+        "v": 1,
+        "id": "trebinje-2026-klupe",
+        "opens": 1795651000,
+        "closes": 1798243000,
+        "question": {"bs": "Nove klupe?", "sr": "Нове клупе?", "de": "Neue Bänke?"},
+        "options": [{"id": "da", "label": {"bs": "Da"}}, {"id": "ne", "label": {"bs": "Ne"}}],
+    }
+
+    def variant(path: list[str | int], value: Any) -> dict[str, Any]:
+        poll = copy.deepcopy(good)
+        cur: Any = poll
+        for k in path[:-1]:
+            cur = cur[k]
+        if value is KeyError:
+            del cur[path[-1]]
+        else:
+            cur[path[-1]] = value
+        return poll
+
+    cases = {
+        "good": good,
+        "empty bs": variant(["question", "bs"], ""),
+        "no bs": variant(["question", "bs"], KeyError),
+        "long de question": variant(["question", "de"], "x" * 201),
+        "200-character question": variant(["question", "bs"], "x" * 200),
+        "long en label": variant(["options", 0, "label", "en"], "y" * 25),
+        "24-character label": variant(["options", 0, "label", "bs"], "y" * 24),
+        "empty label bs": variant(["options", 1, "label", "bs"], ""),
+        "number as text": variant(["question", "hr"], 5),
+        "one option": variant(["options"], good["options"][:1]),
+        "duplicate option": variant(["options", 1, "id"], "da"),
+        "closes before opens": variant(["closes"], 1795650000),
+        "bad id": variant(["id"], "Trebinje"),
+        "v 2": variant(["v"], 2),
+    }
+    for name, poll in cases.items():
+        payload = dumps(poll)
+        try:
+            P.validate_poll(payload)
+            gateway_ok = True
+        except P.ProtocolError:
+            gateway_ok = False
+        bench_ok = poll_error(json.loads(payload)) is None
+        assert gateway_ok == bench_ok, (name, gateway_ok, poll_error(json.loads(payload)))
+        assert gateway_ok == (name in ("good", "200-character question", "24-character label"))
 
 
 # --------------------------------------------------------------------------- generated bad input
