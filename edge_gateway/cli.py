@@ -17,6 +17,7 @@ from typing import Any
 
 from edge_gateway.config import Config, ConfigError, load, redact
 from edge_gateway.forwarder import sink_names
+from klupa.argparsing import Parser
 
 
 class RedactingFormatter(logging.Formatter):
@@ -256,7 +257,7 @@ def cmd_cmd(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="klupa gateway", description="The municipality gateway.")
+    parser = Parser(prog="klupa gateway", description="The municipality gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, help_: str) -> argparse.ArgumentParser:

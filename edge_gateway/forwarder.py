@@ -87,7 +87,7 @@ class Forwarder:
 
     def _spawn(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_gateway.forwarder"],
+            [sys.executable, "-P", "-m", "edge_gateway.forwarder"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             bufsize=0,

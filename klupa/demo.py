@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from edge_gateway.protocol import MUNICIPALITIES
+from klupa.argparsing import Parser
 from klupa.services import Broker, Influx1, free_port, stop_process, wait_for_http
 
 # Republika Srpska: Cyrillic is official there.
@@ -80,7 +81,7 @@ class Demo:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.broker: Broker | None = None
         self.influx: Influx1 | None = None
-        self.klupa = [sys.executable, "-m", "klupa.cli"]
+        self.klupa = [sys.executable, "-P", "-m", "klupa.cli"]
 
     def log(self, line: str) -> None:
         print(f"klupa demo: {line}", flush=True)
@@ -238,7 +239,7 @@ class Demo:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="klupa demo", description=__doc__)
+    parser = Parser(prog="klupa demo", description=__doc__)
     parser.add_argument("--dir", type=Path, help="work folder (default: a new temp folder)")
     parser.add_argument("--portal-port", type=int, default=8080, help="portal port (0: any free)")
     parser.add_argument(
@@ -268,6 +269,12 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:
         demo.stop()
         print(exc, file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - stop what was started; one line, no traceback
+        demo.stop()
+        detail = getattr(exc, "stderr", None) or ""
+        last = detail.strip().splitlines()[-1:] if isinstance(detail, str) else []
+        print(f"klupa demo: {type(exc).__name__}: {exc}", *last, file=sys.stderr)
         return 1
     demo.stop()
     return 0

@@ -68,7 +68,7 @@ def serve_portal(db: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     """`klupa portal serve` on loopback ``port`` with database ``db``, once it answers."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "klupa.cli", "portal", "serve", "--db", db]
+            [sys.executable, "-P", "-m", "klupa.cli", "portal", "serve", "--db", db]
             + ["--host", "127.0.0.1", "--port", str(port)],
             stdout=out,
             stderr=out,

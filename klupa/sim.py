@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from boards.virtual.physics import COORDINATES, World
+from klupa.argparsing import Parser
 
 REPO = Path(__file__).resolve().parent.parent
 BOARDS = REPO / "boards"
@@ -47,6 +48,14 @@ def seconds(text: str) -> float:
     if text and text[-1] in units:
         return float(text[:-1]) * units[text[-1]]
     return float(text)
+
+
+def broker_address(text: str) -> str:
+    """``--broker``: HOST:PORT, checked here so a typo is one line, not a traceback."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, e.g. 127.0.0.1:1883 (got {text!r})")
+    return text
 
 
 @dataclass
@@ -86,6 +95,27 @@ def bench_config(spec: BenchSpec, host: str, port: int) -> dict[str, Any]:
         "ntp": host,
         "ota_key": "0" * 64,
     }
+
+
+def config_to_write(flash: Path, spec: BenchSpec, broker: str) -> dict[str, Any] | None:
+    """The config.json to give a virtual bench's flash, or None to keep the one it has.
+
+    A bench kept from an earlier run keeps its config, except where its broker is: this
+    run's ``--broker`` (a technician re-points a real bench the same way, with a new config).
+    """
+    host, port = broker.rsplit(":", 1)
+    kept = flash / "config.json"
+    try:
+        old = json.loads(kept.read_text()) if kept.exists() else None
+    except ValueError:
+        old = None  # a damaged config: the bench gets a new one
+    if not isinstance(old, dict) or not isinstance(old.get("mqtt"), dict):
+        return bench_config(spec, host, int(port))
+    if (old["mqtt"].get("host"), old["mqtt"].get("port")) == (host, int(port)):
+        return None
+    old["mqtt"] = dict(old["mqtt"], host=host, port=int(port))
+    old["ntp"] = host
+    return old
 
 
 # --------------------------------------------------------------------------- one bench
@@ -332,11 +362,7 @@ def run_bench(args: argparse.Namespace) -> int:
         people_scale=spec.people,
         outages=[(args.start + s, args.start + s + d) for s, d in args.outages],
     )
-    config = None
-    if not (flash / "config.json").exists():
-        host, port = args.broker.rsplit(":", 1)
-        config = bench_config(spec, host, int(port))
-    vb = VirtualBench(flash, profile, config, clock)
+    vb = VirtualBench(flash, profile, config_to_write(flash, spec, args.broker), clock)
 
     async def catch_up(stop: asyncio.Event) -> None:
         # The gateway refuses records from the future: at now, real time; or stop there.
@@ -406,8 +432,13 @@ def run_bench(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="klupa sim", description=__doc__)
-    parser.add_argument("--broker", default="127.0.0.1:1883", help="HOST:PORT of the MQTT broker")
+    parser = Parser(prog="klupa sim", description=__doc__)
+    parser.add_argument(
+        "--broker",
+        type=broker_address,
+        default="127.0.0.1:1883",
+        help="HOST:PORT of the MQTT broker",
+    )
     parser.add_argument(
         "--municipalities", default="", help="comma-separated; one bench each, or `all`"
     )
@@ -486,6 +517,7 @@ def main(argv: list[str]) -> int:
             env["KLUPA_SIM_SCREENSHOT"] = shots[spec.bench]
         argv = [
             sys.executable,
+            "-P",  # not the current folder first: a local `portal/` must not shadow ours
             "-m",
             "klupa.cli",
             "sim",

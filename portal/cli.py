@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from klupa.argparsing import Parser
 from portal import checks, i18n, store
 from portal.db import DatabaseError, open_database
 from portal.server import ServeError
@@ -69,7 +70,7 @@ def _triple(value: str) -> tuple[str, str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="klupa portal",
         description="The civic-feedback portal: polls, vote results and bench metrics.",
     )

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from klupa.argparsing import Parser
+
 SOURCE_ONLY = ("boot.py", "main.py")
 MPY_OPT = "-O3"  # no asserts, no line-number tables (module docstring)
 SKIP_DIRS = {"__pycache__", "tests", ".mypy_cache"}
@@ -190,7 +192,7 @@ def _key_from_args(args: argparse.Namespace) -> bytes:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="klupa bundle",
         description="Build the app bundle (firmware compiled to .mpy, signed manifest).",
     )

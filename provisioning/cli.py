@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from klupa.argparsing import Parser
 from provisioning import detect as detect_mod
 from provisioning import esp
 from provisioning.create import DeploymentInvalid, create_deployment
@@ -33,7 +34,7 @@ def _steps_epilog() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="klupa provision",
         description="Turn a blank ESP32 into a registered, verified bench over USB.",
         epilog=_steps_epilog(),
