@@ -100,22 +100,26 @@ def bench_config(spec: BenchSpec, host: str, port: int) -> dict[str, Any]:
 def config_to_write(flash: Path, spec: BenchSpec, broker: str) -> dict[str, Any] | None:
     """The config.json to give a virtual bench's flash, or None to keep the one it has.
 
-    A bench kept from an earlier run keeps its config, except where its broker is: this
-    run's ``--broker`` (a technician re-points a real bench the same way, with a new config).
+    A flash folder with a config keeps it as it is, broker included, as a real bench keeps
+    its provisioned config (hil_tests boot a provisioned flash this way); the sim says so
+    when that broker is not ``--broker``. A missing or damaged config gets a new one.
     """
     host, port = broker.rsplit(":", 1)
     kept = flash / "config.json"
     try:
         old = json.loads(kept.read_text()) if kept.exists() else None
     except ValueError:
-        old = None  # a damaged config: the bench gets a new one
+        old = None
     if not isinstance(old, dict) or not isinstance(old.get("mqtt"), dict):
         return bench_config(spec, host, int(port))
-    if (old["mqtt"].get("host"), old["mqtt"].get("port")) == (host, int(port)):
-        return None
-    old["mqtt"] = dict(old["mqtt"], host=host, port=int(port))
-    old["ntp"] = host
-    return old
+    was = (old["mqtt"].get("host"), old["mqtt"].get("port"))
+    if was != (host, int(port)):
+        print(
+            f"klupa sim: {spec.bench} keeps the broker of its config.json, {was[0]}:{was[1]}, "
+            f"not --broker {broker} (remove {kept} for a new config)",
+            file=sys.stderr,
+        )
+    return None
 
 
 # --------------------------------------------------------------------------- one bench
