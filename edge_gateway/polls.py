@@ -49,7 +49,7 @@ class PollSync(threading.Thread):
         self.polls: list[dict[str, Any]] | None = None
         self.published: bytes | None = None
         self.generation = -1  # the gateway's connection the poll was last published on
-        self.topic = P.topic(gateway.m, None, "poll")
+        self.topic = gateway.poll_topic
         self.stopping = threading.Event()
 
     def seen(self, payload: bytes) -> None:

@@ -68,6 +68,7 @@ class Gateway:
         self.reject_logged: dict[tuple[str, str], float] = {}
         self.generation = 0
         self.poll_sync: PollSync | None = None
+        self.poll_topic = P.topic(self.m, None, "poll")
         self.connected = threading.Event()
         self.fatal = threading.Event()  # the store failed: the process must restart
         self.closing = False
@@ -128,7 +129,7 @@ class Gateway:
         self.generation += 1
         subs = [(P.topic(self.m, "+", kind), 1) for kind in P.BENCH_KINDS]
         if self.poll_sync is not None:  # QoS 0: watched, never stored or acknowledged
-            subs.append((P.topic(self.m, None, "poll"), 0))
+            subs.append((self.poll_topic, 0))
         client.subscribe(subs)
         self.connected.set()
         log.info(
@@ -151,8 +152,9 @@ class Gateway:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         if self.closing:
             return  # not acknowledged: the broker keeps it for the next session
-        if self.poll_sync is not None and msg.topic == self.poll_sync.topic:
-            self.poll_sync.seen(bytes(msg.payload))
+        if msg.topic == self.poll_topic:  # watched at QoS 0 (the session may keep the
+            if self.poll_sync is not None:  # subscription after [portal] is removed)
+                self.poll_sync.seen(bytes(msg.payload))
             return
         self.queue.put(
             Incoming(self.generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time())

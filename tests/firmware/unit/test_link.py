@@ -11,7 +11,6 @@ try:
 except ImportError:  # older MicroPython
     import uasyncio as asyncio
 
-from bench import runtime
 from bench import spool as sp
 from scratch import fresh
 
@@ -99,22 +98,30 @@ class Stream:
         pass
 
 
+def link_module():
+    # bench.link as imported now, and the clock set on the runtime it uses: other tests in
+    # this process (the virtual bench's reboots) may have imported the firmware afresh, so
+    # the runtime imported at the top of this file may not be the link's.
+    from bench import link
+
+    return link
+
+
 class LinkReceiptTest(unittest.IsolatedAsyncioTestCase):
     def setUp(self):
         self.clock = Clock()
-        runtime.CLOCK = self.clock
+        self.link_mod = link_module()
+        self.link_mod.runtime.CLOCK = self.clock
 
     def tearDown(self):
-        runtime.CLOCK = None
+        self.link_mod.runtime.CLOCK = None
 
     async def sent_and_acked(self, name, n):
         # n records spooled, published from the backlog and PUBACKed by the broker.
-        from bench.link import Link
-
         app = App(fresh(name))
         for seq in range(1, n + 1):
             app.spool.append(rec(seq))
-        link = Link(app)
+        link = self.link_mod.Link(app)
         client = Client()
         await link.send_some(client)
         for token in client.published:
