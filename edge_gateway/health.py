@@ -25,6 +25,7 @@ class BenchHealth:
     fw: str | None = None
     soc: float | None = None
     power: str | None = None
+    point_t: float = 0.0  # time of its last bench_status point (kept in order)
 
 
 @dataclass
@@ -34,7 +35,7 @@ class Change:
     sleeping: bool
     why: str
     t: float  # the gateway's time of the change (uptime is counted by it)
-    ts: float | None = None  # the time of the message that made it, when it carries one
+    ts: float | None = None  # its bench_status point's time (see Health._set)
 
 
 class Health:
@@ -73,7 +74,12 @@ class Health:
         if b.online == online and b.sleeping == sleeping:
             return None
         b.online, b.sleeping = online, sleeping
-        return Change(b.bench, online, sleeping, why, now, ts)
+        # The point's time: the message's ts when it has one, the gateway's otherwise; never
+        # before the bench's previous point, so the latest point is the latest state (a
+        # retained birth Status delivered after a restart may be days old).
+        t = now if ts is None else max(float(ts), b.point_t + 0.001)
+        b.point_t = max(t, b.point_t)
+        return Change(b.bench, online, sleeping, why, now, t)
 
     def on_status(
         self,
@@ -102,12 +108,13 @@ class Health:
         b.until = None
         return self._set(b, False, False, "offline status (will or clean shutdown)", now)
 
-    def on_record(self, bench: str, now: float, ts: float | None = None) -> Change | None:
+    def on_record(self, bench: str, now: float) -> Change | None:
+        # Records may come from a spool, made long before: the bench is back now.
         b = self.get(bench)
         b.last_seen = now
         if not b.online:
             b.until = None
-            return self._set(b, True, False, "records arriving", now, ts)
+            return self._set(b, True, False, "records arriving", now)
         return None
 
     def silence_limit(self, b: BenchHealth) -> float:

@@ -251,7 +251,8 @@ def row_points(m: str, rows: Iterable[Row], store: Store, now: float) -> list[tu
             days[(row.bench, local_day(row.ts))] = row.id
         elif isinstance(msg, dict):
             lines.append((row.id, status_point(m, row.bench, msg).to_line_protocol()))
-            days[(row.bench, local_day(row.ts))] = row.id
+            # uptime is counted on the gateway's clock; `ts` may be an old Status's
+            days[(row.bench, local_day(int(row.received)))] = row.id
     for (bench, poll, choice, minute), rid in minutes.items():
         count = store.vote_count(bench, poll, choice, minute)
         lines.append((rid, votes_point(m, bench, poll, choice, minute, count).to_line_protocol()))

@@ -262,7 +262,7 @@ class Gateway:
                 rid = st.insert_message(bench, boot, seq, kind, ts, item.t, item.payload)
                 self.receipts.add(bench, boot, seq)
                 touched.add(bench)
-                c = self.health.on_record(bench, item.t, ts)
+                c = self.health.on_record(bench, item.t)
                 if c:
                     changes.append(c)
                 if rid is None:
@@ -374,8 +374,8 @@ class Gateway:
     def _store_change(self, c: Change) -> None:
         b = self.health.get(c.bench)
         body = state_body(c.online, c.sleeping, b.boot, b.fw)
-        # The point's time (INTERFACES.md): the message's `ts`; the gateway's own for an
-        # offline or sleeping change, which no bench clock stamps.
+        # The point's time (INTERFACES.md): an online Status's `ts`; the gateway's own for
+        # other changes, which no bench clock stamps (Health._set keeps them in order).
         t = c.t if c.ts is None else c.ts
         body = body[:-1] + f',"t":{t:.3f}}}'.encode()
         self.store.insert_message(c.bench, None, None, "state", int(t), c.t, body)

@@ -97,12 +97,17 @@ def bench_config(spec: BenchSpec, host: str, port: int) -> dict[str, Any]:
     }
 
 
+SIM_MARK = ".klupa-sim"  # in a flash folder whose config.json the sim wrote
+
+
 def config_to_write(flash: Path, spec: BenchSpec, broker: str) -> dict[str, Any] | None:
     """The config.json to give a virtual bench's flash, or None to keep the one it has.
 
-    A flash folder with a config keeps it as it is, broker included, as a real bench keeps
-    its provisioned config (hil_tests boot a provisioned flash this way); the sim says so
-    when that broker is not ``--broker``. A missing or damaged config gets a new one.
+    A config the sim wrote itself (marked by ``SIM_MARK``) follows this run's ``--broker``
+    (``klupa demo --dir`` starts its broker on a new port each run). Any other config is kept
+    as it is, broker included, as a real bench keeps its provisioned config (hil_tests boot a
+    provisioned flash folder this way); the sim says so when that broker is not ``--broker``.
+    A missing or damaged config gets a new one.
     """
     host, port = broker.rsplit(":", 1)
     kept = flash / "config.json"
@@ -111,14 +116,21 @@ def config_to_write(flash: Path, spec: BenchSpec, broker: str) -> dict[str, Any]
     except ValueError:
         old = None
     if not isinstance(old, dict) or not isinstance(old.get("mqtt"), dict):
+        flash.mkdir(parents=True, exist_ok=True)
+        (flash / SIM_MARK).write_text("config.json written by klupa sim\n")
         return bench_config(spec, host, int(port))
     was = (old["mqtt"].get("host"), old["mqtt"].get("port"))
-    if was != (host, int(port)):
-        print(
-            f"klupa sim: {spec.bench} keeps the broker of its config.json, {was[0]}:{was[1]}, "
-            f"not --broker {broker} (remove {kept} for a new config)",
-            file=sys.stderr,
-        )
+    if was == (host, int(port)):
+        return None
+    if (flash / SIM_MARK).exists():
+        old["mqtt"] = dict(old["mqtt"], host=host, port=int(port))
+        old["ntp"] = host
+        return old
+    print(
+        f"klupa sim: {spec.bench} keeps the broker of its config.json, {was[0]}:{was[1]}, "
+        f"not --broker {broker} (remove {kept} for a new config)",
+        file=sys.stderr,
+    )
     return None
 
 

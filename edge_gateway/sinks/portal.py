@@ -21,6 +21,7 @@ from edge_gateway.store import Row, local_day
 log = logging.getLogger("edge_gateway.sink.portal")
 
 VOTES_PER_REQUEST = 500
+FW_MAX = 40  # characters of `fw` the portal keeps
 DAYS_PER_REQUEST = 200
 
 
@@ -134,6 +135,10 @@ class PortalSink(Sink):
             "power": latest.get("power", info.get("power")),
             "fw": latest.get("fw", info.get("fw")),
         }
+        if isinstance(body["fw"], str) and len(body["fw"]) > FW_MAX:
+            # The protocol does not bound a version string; the reference portal keeps 40
+            # characters and refuses more, which would lose the rest of the bench's state.
+            body["fw"] = body["fw"][:FW_MAX]
         try:
             self.request("PUT", f"/api/v1/benches/{bench}", body)
         except Rejected as exc:

@@ -112,5 +112,18 @@ def test_polls_votes_and_bench_state_through_the_real_portal(
         30,
     )
     assert state == [(1, 78.5, "normal", "1.0.0")]
+    # A version string longer than the portal keeps (40) is cut, not a reason for the portal
+    # to refuse the bench's whole state.
+    long_fw = "1.2.0-rc.1+build." + "0123456789abcdef" * 3
+    c = "mostar-02"
+    bench.publish(topic_of(c, "status"), {"v": 1, "bench": c, "state": "online", "fw": long_fw})
+    bench.publish(topic_of(c, "telemetry"), telemetry(c, 4, 1, now - 60))
+    bench.wait_published()
+    row = wait_until(
+        lambda: portal_rows(f"SELECT online, soc, fw FROM benches WHERE bench = '{c}' AND soc > 0"),
+        30,
+        what="the second bench's state in the portal",
+    )
+    assert row == [(1, 78.5, long_fw[:40])]
     assert gw.store.quarantine_counts() == {}
     wait_until(lambda: all(s.last_error == "" for s in gw.sinks), 5)

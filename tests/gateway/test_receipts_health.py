@@ -141,3 +141,20 @@ def test_sleeping_bench_is_offline_only_after_until_plus_its_window() -> None:
     changes = h.tick(2000 + 901.0)
     assert [(x.online, x.sleeping) for x in changes] == [(False, False)]
     assert h.on_record("b", 3000.0) is not None and h.get("b").online
+
+
+def test_status_points_take_the_status_ts_and_stay_in_order() -> None:
+    # INTERFACES.md: a bench_status point carries its message's ts (offline: the gateway's
+    # time). A birth Status older than the bench's last point (a retained one delivered after
+    # a gateway restart) is placed just after it, so the latest point is the latest state.
+    h = Health(offline_after_s=300)
+    c = h.on_status("b", "online", 5000.0, boot=7, fw="1.0.0", ts=4990)
+    assert c is not None and c.online and c.ts == 4990.0 and c.t == 5000.0
+    off = h.on_status("b", "offline", 6000.0)
+    assert off is not None and not off.online and off.ts == 6000.0
+    late = h.on_status("b", "online", 6001.0, ts=3000)  # days-old retained birth
+    assert late is not None and late.online and late.ts is not None
+    assert 6000.0 < late.ts < 6000.01
+    h.tick(7000.0)  # silent: offline at the gateway's time
+    back = h.on_record("b", 7100.0)  # records from a spool bring it back at arrival
+    assert back is not None and back.ts == 7100.0
