@@ -35,7 +35,7 @@ class Change:
     sleeping: bool
     why: str
     t: float  # the gateway's time of the change (uptime is counted by it)
-    ts: float | None = None  # its bench_status point's time (see Health._set)
+    ts: float  # its bench_status point's time (see Health._set)
 
 
 class Health:

@@ -49,7 +49,6 @@ class PollSync(threading.Thread):
         self.polls: list[dict[str, Any]] | None = None
         self.published: bytes | None = None
         self.generation = -1  # the gateway's connection the poll was last published on
-        self.topic = gateway.poll_topic
         self.stopping = threading.Event()
 
     def seen(self, payload: bytes) -> None:
@@ -94,7 +93,7 @@ class PollSync(threading.Thread):
                 if payload != self.published or generation != self.generation:
                     self.published = payload
                     self.generation = generation
-                    self.gateway.publish(self.topic, payload)
+                    self.gateway.publish(self.gateway.poll_topic, payload)
                     log.info("published poll: %s", json.loads(payload).get("id"))
             self.stopping.wait(1.0)
 

@@ -376,7 +376,7 @@ class Gateway:
         body = state_body(c.online, c.sleeping, b.boot, b.fw)
         # The point's time (INTERFACES.md): an online Status's `ts`; the gateway's own for
         # other changes, which no bench clock stamps (Health._set keeps them in order).
-        t = c.t if c.ts is None else c.ts
+        t = c.ts
         body = body[:-1] + f',"t":{t:.3f}}}'.encode()
         self.store.insert_message(c.bench, None, None, "state", int(t), c.t, body)
         self.store.add_state(c.bench, c.t, c.online or c.sleeping)
