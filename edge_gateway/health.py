@@ -76,9 +76,10 @@ class Health:
         b.online, b.sleeping = online, sleeping
         # The point's time: the message's ts when it has one, the gateway's otherwise; never
         # before the bench's previous point, so the latest point is the latest state (a
-        # retained birth Status delivered after a restart may be days old).
-        t = now if ts is None else max(float(ts), b.point_t + 0.001)
-        b.point_t = max(t, b.point_t)
+        # retained birth Status delivered after a restart may be days old; a bench clock up
+        # to 300 s ahead may stamp an online point after the gateway's next offline one).
+        t = max(now if ts is None else float(ts), b.point_t + 0.001)
+        b.point_t = t
         return Change(b.bench, online, sleeping, why, now, t)
 
     def on_status(

@@ -158,3 +158,8 @@ def test_status_points_take_the_status_ts_and_stay_in_order() -> None:
     h.tick(7000.0)  # silent: offline at the gateway's time
     back = h.on_record("b", 7100.0)  # records from a spool bring it back at arrival
     assert back is not None and back.ts == 7100.0
+    assert h.on_status("b", "offline", 8000.0) is not None
+    ahead = h.on_status("b", "online", 8001.0, ts=8250)  # a bench clock 250 s ahead
+    assert ahead is not None and ahead.ts == 8250.0
+    gone = h.on_status("b", "offline", 8010.0)  # the will, by the gateway's clock
+    assert gone is not None and gone.ts > 8250.0  # still after the online point
