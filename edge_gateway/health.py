@@ -18,7 +18,7 @@ class BenchHealth:
     bench: str
     online: bool = False
     sleeping: bool = False
-    until: int | None = None
+    until: float | None = None
     last_seen: float | None = None
     period: int | None = None  # last reported window, s
     boot: int | None = None
@@ -89,7 +89,7 @@ class Health:
         now: float,
         boot: int | None = None,
         fw: str | None = None,
-        until: int | None = None,
+        until: float | None = None,
         ts: float | None = None,
     ) -> Change | None:
         """A Status at the gateway's time `now`; `ts` is the Status's own, when it has one."""

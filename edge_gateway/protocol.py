@@ -309,6 +309,14 @@ def _float(
     return value
 
 
+def _time(value: Num | None, name: str) -> int | float:
+    # A Unix time that is not `ts` (`until`, `opens`, `closes`): a float by the number rule,
+    # kept as an int when it is one (or has a zero fraction), so stores and sums stay exact.
+    if isinstance(value, float) and not value.is_integer():
+        return _float(value, name, 0, 2**53)
+    return _int(value, name, 0, 2**53)
+
+
 def _str(value: str | None, name: str, choices: tuple[str, ...] | None = None, n: int = 0) -> str:
     if value is None:
         raise ProtocolError("missing_field", name)
@@ -445,10 +453,8 @@ def _check_status(s: Status, bench: str, now: float) -> None:
         s.ts = _int(s.ts, "ts", 0, 2**53)
         if s.ts > now + TS_MAX_FUTURE_S:
             raise ProtocolError("ts_future", f"ts {s.ts}")
-    if s.state == "sleeping":
-        s.until = _int(s.until, "until", 0, 2**53)
-    elif s.until is not None:
-        s.until = _int(s.until, "until", 0, 2**53)
+    if s.state == "sleeping" or s.until is not None:
+        s.until = _time(s.until, "until")
 
 
 def validate(topic: str, payload: bytes, now: float, municipality: str | None = None) -> Message:
@@ -504,8 +510,8 @@ def validate_poll(payload: bytes) -> Poll:
         return poll
     if not POLL_RE.fullmatch(poll.id):
         raise ProtocolError("bad_name", "id")
-    poll.opens = _int(poll.opens, "opens", 0)
-    poll.closes = _int(poll.closes, "closes", 0)
+    poll.opens = _time(poll.opens, "opens")
+    poll.closes = _time(poll.closes, "closes")
     if poll.closes <= poll.opens:
         raise ProtocolError("out_of_range", "closes")
     if poll.question is None or poll.options is None:

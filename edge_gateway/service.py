@@ -248,7 +248,7 @@ class Gateway:
                         item.t,
                         boot=msg.boot,  # type: ignore[arg-type]
                         fw=msg.fw,
-                        until=msg.until,  # type: ignore[arg-type]
+                        until=msg.until,
                         ts=msg.ts if msg.state == "online" else None,
                     )
                     counts["status"] += 1

@@ -76,6 +76,8 @@ def execute(app, op, args):
         if not isinstance(args, dict):
             return False, "args must be an object"
         n = args.get("n")
+        if isinstance(n, float) and n - n == 0 and n == int(n):  # 2.0 is the integer 2
+            n = int(n)
         on = args.get("on")
         if not isinstance(n, int) or isinstance(n, bool) or n not in app.port_pins:
             return False, "no port n=%s" % (n,)

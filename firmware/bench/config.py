@@ -197,8 +197,9 @@ def check_settings(args, thresholds):
         if k not in SETTABLE:
             return "unknown key " + str(k), None
         v = args[k]
-        if isinstance(v, float) and v == int(v) and k not in ("saver_soc", "critical_soc"):
-            v = int(v)
+        if isinstance(v, float) and v - v == 0 and v == int(v):  # finite: int(inf) raises
+            if k not in ("saver_soc", "critical_soc"):
+                v = int(v)
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return k + " must be a number", None
         lo, hi = SETTABLE[k]

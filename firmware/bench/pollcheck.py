@@ -13,7 +13,14 @@ def _is_int(x):
         return False
     if type(x) is int:
         return True
-    return type(x) is float and x == int(x)
+    return _is_num(x) and x == int(x)
+
+
+def _is_num(x):
+    # An int or a finite float (json gives inf for 1e999, and int(inf) raises).
+    if type(x) is int:
+        return True
+    return type(x) is float and x == x and x - x == 0
 
 
 def _slug(s, first, rest, lo, hi):
@@ -64,9 +71,11 @@ def poll_error(poll):
     if not poll_id_ok(poll.get("id")):
         return "bad id"
     for k in ("opens", "closes"):
-        if not _is_int(poll.get(k)):
-            return k + " is not an integer"
-    if int(poll["closes"]) <= int(poll["opens"]):
+        # Times are numbers; a float is accepted (PROTOCOL.md's number rule), though a bench
+        # whose floats are single precision reads one to within a couple of minutes.
+        if not _is_num(poll.get(k)):
+            return k + " is not a number"
+    if poll["closes"] <= poll["opens"]:
         return "closes is not after opens"
     err = _texts_error(poll.get("question"), _QUESTION_MAX, "question")
     if err:

@@ -132,7 +132,7 @@ class Voting:
             ts = self.now_s()
             if ts is None:
                 return False
-        return int(self.poll["opens"]) <= ts < int(self.poll["closes"])
+        return self.poll["opens"] <= ts < self.poll["closes"]
 
     # -- presses ------------------------------------------------------------------
     def _cooldown_ms(self):

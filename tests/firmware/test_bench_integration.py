@@ -293,6 +293,12 @@ def test_commands_are_acked_applied_and_run_once(mosquitto, bench_runner, firmwa
         gw.command("mostar-01", {"id": "c-port", "op": "port", "args": {"n": 3, "on": True}})
         kit["wait_until"](lambda: len(ack("c-port")) == 2, what="re-ack")
         assert vb.board.port_enabled(3) is False  # acknowledged again, not run again
+        # n is an integer by PROTOCOL.md's number rule, so 3.0 is port 3
+        gw.command("mostar-01", {"id": "c-port-3.0", "op": "port", "args": {"n": 3.0, "on": True}})
+        assert kit["wait_until"](lambda: ack("c-port-3.0"), what="port 3.0 ack")[0]["ok"] is True
+        assert vb.board.port_enabled(3) is True
+        gw.command("mostar-01", {"id": "c-port-off", "op": "port", "args": {"n": 3, "on": False}})
+        assert kit["wait_until"](lambda: ack("c-port-off"), what="port off ack")[0]["ok"] is True
         gw.command("mostar-01", {"id": "c-what", "op": "dance"})
         assert kit["wait_until"](lambda: ack("c-what"), what="unknown op")[0]["ok"] is False
         # A burst larger than the bench's inbox (8): every command is acked, none dropped. Ids

@@ -25,6 +25,16 @@ B = "mostar-01"
 T = topic_of(B, "telemetry")
 
 
+PARK_POLL: dict[str, Any] = {
+    "v": 1,
+    "id": "mostar-2026-park-lights",
+    "opens": 1,
+    "closes": 2,
+    "question": {"bs": "Da li želite više rasvjete u parku?"},
+    "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
+}
+
+
 def reason(topic: str, payload: bytes, now: float = NOW) -> str:
     with pytest.raises(P.ProtocolError) as info:
         P.validate(topic, payload, now, "mostar")
@@ -66,6 +76,28 @@ def test_integer_with_a_fraction_and_floats_with_four_decimals_are_rejected() ->
     t = telemetry(B, 17, 3, int(NOW))
     t["batt"]["v"] = 13  # a JSON integer is accepted as the float
     assert P.validate(T, dumps(t), NOW)
+
+
+def test_times_other_than_ts_are_floats_by_the_number_rule() -> None:
+    # `until`, `opens` and `closes` are not in PROTOCOL.md's list of integers: a float is
+    # accepted (kept as the int when its fraction is zero), with at most 3 decimals.
+    st = topic_of(B, "status")
+    base = '{"v":1,"bench":"mostar-01","state":"sleeping","until":%s}'
+    half = P.validate(st, (base % "1795713300.5").encode(), NOW)
+    assert isinstance(half, P.Status) and half.until == 1795713300.5
+    whole = P.validate(st, (base % "1795713300.0").encode(), NOW)
+    assert isinstance(whole, P.Status) and type(whole.until) is int
+    assert reason(st, (base % "1795713300.1234").encode()) == "bad_type"
+    assert reason(st, (base % '"soon"').encode()) == "bad_type"
+    assert reason(st, (base % "-1.5").encode()) == "out_of_range"
+    assert reason(st, b'{"v":1,"bench":"mostar-01","state":"sleeping"}') == "missing_field"
+    poll = dict(PARK_POLL, opens=1795651000.25, closes=1795651000.5)
+    p = P.validate_poll(dumps(poll))
+    assert (p.opens, p.closes) == (1795651000.25, 1795651000.5)
+    poll["closes"] = 1795651000.125
+    with pytest.raises(P.ProtocolError) as info:
+        P.validate_poll(dumps(poll))
+    assert (info.value.reason, info.value.detail) == ("out_of_range", "closes")
 
 
 def test_bench_must_match_the_topic_and_municipality_the_gateway() -> None:
@@ -153,14 +185,7 @@ def test_size_json_and_shape_reasons() -> None:
 
 
 def test_poll_rules() -> None:
-    good = {
-        "v": 1,
-        "id": "mostar-2026-park-lights",
-        "opens": 1,
-        "closes": 2,
-        "question": {"bs": "Da li želite više rasvjete u parku?"},
-        "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
-    }
+    good = dict(PARK_POLL)
     assert P.validate_poll(dumps(good)).id == "mostar-2026-park-lights"
     assert P.validate_poll(P.no_poll()).id is None
     bad = copy.deepcopy(good)
@@ -210,6 +235,9 @@ def test_the_gateway_and_the_bench_judge_a_poll_alike(monkeypatch: pytest.Monkey
         "one option": variant(["options"], good["options"][:1]),
         "duplicate option": variant(["options", 1, "id"], "da"),
         "closes before opens": variant(["closes"], 1795650000),
+        "fractional times": variant(["opens"], 1795651000.5),
+        "opens as text": variant(["opens"], "soon"),
+        "closes true": variant(["closes"], True),
         "bad id": variant(["id"], "Trebinje"),
         "v 2": variant(["v"], 2),
     }
@@ -222,7 +250,9 @@ def test_the_gateway_and_the_bench_judge_a_poll_alike(monkeypatch: pytest.Monkey
             gateway_ok = False
         bench_ok = poll_error(json.loads(payload)) is None
         assert gateway_ok == bench_ok, (name, gateway_ok, poll_error(json.loads(payload)))
-        assert gateway_ok == (name in ("good", "200-character question", "24-character label"))
+        assert gateway_ok == (
+            name in ("good", "200-character question", "24-character label", "fractional times")
+        )
 
 
 # --------------------------------------------------------------------------- generated bad input

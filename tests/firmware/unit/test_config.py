@@ -66,3 +66,9 @@ class ConfigTest(unittest.TestCase):
             config.check_settings({"saver_soc": 10}, th)[0], "critical_soc must be below saver_soc"
         )
         self.assertEqual(config.check_settings({"colour": 1}, th)[0], "unknown key colour")
+        # json reads 1e999 as inf: named as out of range or not an integer, never a crash
+        inf = float("inf")
+        self.assertEqual(config.check_settings({"period": inf}, th)[0], "period must be an integer")
+        self.assertEqual(
+            config.check_settings({"saver_soc": inf}, th)[0], "saver_soc out of range 0..100"
+        )
