@@ -157,13 +157,17 @@ def parse_receipt(obj):
             return None
         good = []
         for r in ranges:
-            if (
-                isinstance(r, list)
-                and len(r) == 2
-                and isinstance(r[0], int)
-                and isinstance(r[1], int)
-                and 1 <= r[0] <= r[1]
-            ):
-                good.append([r[0], r[1]])
+            if isinstance(r, list) and len(r) == 2:
+                lo = _seq(r[0])
+                hi = _seq(r[1])
+                if lo and hi and lo <= hi:
+                    good.append([lo, hi])
         out[boot] = good
     return out
+
+
+def _seq(x):
+    # A sequence number as an int (1.0 counts as 1: the integer rule), or 0 if it is none.
+    if type(x) is float and x - x == 0 and x == int(x):
+        x = int(x)
+    return x if type(x) is int and x >= 1 else 0

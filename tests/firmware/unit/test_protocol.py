@@ -29,6 +29,19 @@ T = {
 
 
 class ProtocolTest(unittest.TestCase):
+    def test_receipt_ranges_follow_the_integer_rule(self):
+        # Sequence numbers are integers; 1.0 is 1 (PROTOCOL.md). Ranges that are not pairs
+        # of sequence numbers in order are left out, the others kept.
+        got = protocol.parse_receipt(
+            json.loads(
+                '{"v":1,"boots":{"17":[[1.0,3],[5,5.0],[2.5,4],[true,2],[4,3],[0,2],'
+                '["1",2],[7,1e999],[9,9]]}}'
+            )
+        )
+        self.assertEqual(got, {17: [[1, 3], [5, 5], [9, 9]]})
+        self.assertEqual(type(got[17][0][0]), int)
+        self.assertIsNone(protocol.parse_receipt(json.loads('{"v":1,"boots":{"x":[[1,2]]}}')))
+
     def test_telemetry_round_trips_through_the_spool_form(self):
         body = protocol.pack_telemetry(T)
         self.assertEqual(len(body), 35 + 6 * 3)
