@@ -8,7 +8,6 @@ import json
 import vmkit
 from vmkit import I2C, WLAN, Hw, Network, Pin
 
-ROOT = "/flash"
 START_WALL = 1795651200  # 2026-11-26 00:00 UTC
 CONFIG = {
     "bench": "novi-grad-02",
@@ -95,16 +94,17 @@ def make_app(clock):
     try:
         import os
 
-        os.mkdir(ROOT)
+        os.mkdir(vmkit.ROOT)
     except OSError:
         pass
     with open(vmkit.BOARD_FILE) as f:
         board = f.read()
-    with open(ROOT + "/board.json", "w") as f:
+    root = vmkit.ROOT
+    with open(root + "/board.json", "w") as f:
         f.write(board)
-    with open(ROOT + "/config.json", "w") as f:
+    with open(root + "/config.json", "w") as f:
         json.dump(CONFIG, f)
-    app = App(ROOT, Hw())
+    app = App(root, Hw())
     startup.load(app)
     runtime.unload("startup")
     app.spool = sp.Spool(app.root, app.cfg["spool_bytes"], app.cfg["segment_bytes"])

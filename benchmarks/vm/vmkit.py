@@ -25,6 +25,7 @@ if crc32(b"123456789") != 0xCBF43926 or crc32(b"56789", crc32(b"1234")) != 0xCBF
     raise AssertionError("benchmarks/vm/binascii.py: crc32 differs from CRC-32/ISO-HDLC")
 
 BOARD_FILE = "/boards/bench-v1.json"
+ROOT = "/flash"  # the bench's file system (a launcher may point both elsewhere: unix_main.py)
 # Module names as one string, split at run time: a short string literal here would be
 # interned before the baseline, and the app's import of that module would not be charged.
 # Modules resident on a healthy bench without the front (what App.start() leaves imported:

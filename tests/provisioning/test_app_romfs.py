@@ -3,13 +3,16 @@
 The npm MicroPython port is built without ROMFS, so the board here runs
 ``klupa/testing/mp/romvfs.py``, a stand-in with ROMFS's outside: ``vfs.rom_ioctl`` writes a
 partition file, and a valid image there is mounted at ``/rom`` (on ``sys.path``) at boot.
-Everything else is real: mpremote's transport, the REPL, the imports from ``/rom``.
+Everything else is real: mpremote's transport, the REPL, the imports from ``/rom``. The last
+test mounts the real firmware's image on MicroPython's own ``VfsRom`` (the unix port).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +89,63 @@ def test_packages_stay_on_the_file_system_when_the_partition_is_too_small(
     for path, sha in _manifest_files(board.fs_dir).items():
         assert hashlib.sha256((board.fs_dir / path).read_bytes()).hexdigest() == sha
     assert step_selftest(_run(deployment, board, fw)) == "OK 3/3 checks"
+
+
+_ON_VFSROM = """\
+import sys, os, vfs, hashlib, binascii
+with open(sys.argv[1], "rb") as f:
+    image = f.read()
+vfs.mount(vfs.VfsRom(image), "/rom")
+sys.path.insert(0, "/rom")
+def walk(d):
+    for name, kind, *_ in os.ilistdir(d):
+        p = d + "/" + name
+        if kind == 0x4000:
+            walk(p)
+        else:
+            with open(p, "rb") as f:
+                print("file", p[4:], binascii.hexlify(hashlib.sha256(f.read()).digest()).decode())
+walk("/rom")
+from bench import font, pollcheck, protocol
+print("from", protocol.__file__, font.__file__)
+print("glyphs", all(font.has_glyph(c) for c in "čćđšžČĆĐŠŽЖљ"), font.has_glyph("\u20ac"))
+print("poll", pollcheck.poll_error({"v": 1, "id": "mostar-2026-klupe", "opens": 2, "closes": 1}))
+"""
+
+
+def test_the_firmwares_image_runs_in_place_on_micropythons_own_vfsrom(tmp_path: Path) -> None:
+    # The stand-in above parses images with our own reader; here MicroPython's VfsRom (the unix
+    # port, 1.29 preview) mounts the image provisioning builds from the real firmware, lists
+    # every package with its bytes intact, and imports and runs modules from it in place.
+    from klupa.testing.services import need_program
+    from klupa.testing.vm import FIRMWARE_DIR
+    from provisioning import romfs
+    from provisioning.bundle import build_bundle
+
+    exe = need_program(str(Path(sys.executable).parent / "micropython"), "micropython")
+    bundle = build_bundle(FIRMWARE_DIR, tmp_path / "bundle", b"\x00" * 32).dir
+    files = {
+        "/" + p.relative_to(bundle).as_posix(): p.read_bytes()
+        for p in bundle.rglob("*")
+        if p.is_file()
+    }
+    packages = romfs.rom_files(files)
+    assert "/bench/app.mpy" in packages and "/main.py" not in packages
+    (tmp_path / "app.rom").write_bytes(romfs.build_image(packages))
+    (tmp_path / "check.py").write_text(_ON_VFSROM)
+
+    out = subprocess.run(
+        [exe, str(tmp_path / "check.py"), str(tmp_path / "app.rom")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    listed = dict(line.split()[1:] for line in lines if line.startswith("file "))
+    assert listed == {p: hashlib.sha256(d).hexdigest() for p, d in packages.items()}
+    assert "from /rom/bench/protocol.mpy /rom/bench/font.mpy" in lines
+    assert "glyphs True False" in lines
+    assert "poll closes is not after opens" in lines
