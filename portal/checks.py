@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,22 @@ def need_int(
     if high is not None and value > high:
         raise BadField(field, f"must be at most {high}")
     return value
+
+
+def need_time(obj: dict[str, Any], key: str) -> int:
+    """A poll's ``opens``/``closes``: a float by PROTOCOL.md's number rule (at most 3 decimals),
+    kept as the whole second at or after it. Vote times are whole seconds, so ``opens <= ts <
+    closes`` judges every vote alike with either, and the store keeps integers."""
+    if key not in obj or obj[key] is None:
+        raise BadField(key, "is required")
+    value = obj[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BadField(key, "must be a Unix time in seconds")
+    if isinstance(value, float) and round(value, 3) != value:
+        raise BadField(key, "has more than 3 decimals")
+    if value < 0:
+        raise BadField(key, "must be at least 0")
+    return math.ceil(value)
 
 
 def need_float(
@@ -167,8 +184,8 @@ def check_poll(body: Any) -> PollSpec:
     if "v" in obj and obj["v"] != names.PROTOCOL_VERSION:
         raise BadField("v", f"must be {names.PROTOCOL_VERSION}")
     poll_id = need_str(obj, "id", "id", names.POLL_ID_RE)
-    opens = need_int(obj, "opens", "opens", low=0)
-    closes = need_int(obj, "closes", "closes", low=0)
+    opens = need_time(obj, "opens")
+    closes = need_time(obj, "closes")
     if closes <= opens:
         raise BadField("closes", "must be later than opens")
     if "question" not in obj:

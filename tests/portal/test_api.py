@@ -441,6 +441,10 @@ GOOD_POLL: dict[str, Any] = {
         ({"v": 2}, "v"),
         ({"closes": 1795651000}, "closes"),
         ({"opens": "tomorrow"}, "opens"),
+        ({"opens": True}, "opens"),
+        ({"opens": 1795651000.1234}, "opens"),
+        ({"closes": -1.5}, "closes"),
+        ({"opens": 1795651000.2, "closes": 1795651000.7}, "closes"),  # no whole second in it
         ({"question": {"en": "Only English?"}}, "question.bs"),
         ({"question": {"bs": "x" * 201}}, "question.bs"),
         ({"question": {"bs": "Pitanje?", "de": "Frage?"}}, "question.de"),
@@ -495,6 +499,15 @@ def test_invalid_polls_are_400_naming_the_field(
     )
     assert r.status_code == 400, r.text
     assert r.json()["error"].startswith(field + ":")
+
+
+def test_fractional_poll_times_are_taken_as_the_next_whole_second(portal: Any) -> None:
+    # opens/closes are floats by PROTOCOL.md's number rule; vote times are whole seconds, so
+    # [1000.5, 2000.25) admits exactly the votes of [1001, 2001).
+    body = {**GOOD_POLL, "id": "fractional-times", "opens": 1795651000.5, "closes": 1798243000.25}
+    r = portal.http.post("/api/v1/polls", json=body, headers=portal.auth(portal.admin))
+    assert r.status_code == 201, r.text
+    assert (r.json()["opens"], r.json()["closes"]) == (1795651001, 1798243001)
 
 
 def test_poll_texts_keep_their_letters(portal: Any) -> None:
