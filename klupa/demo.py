@@ -4,8 +4,9 @@ Starts, each on a free loopback port in one work folder: Mosquitto; the portal (
 token, a token per municipality and an open sample poll in every municipality, Bosnian
 questions and Serbian in Cyrillic where the municipality uses it); `influxd` when installed;
 one gateway per municipality; and the twelve benches as virtual benches running the real
-firmware. The benches replay the last day quickly (a day in about ten minutes) and then run
-in real time. Ctrl-C stops everything in reverse order.
+firmware. The benches replay the last day quickly (a day in twelve minutes, ×120: the fastest
+at which twelve benches kept pace on a 2-core machine, benchmarks/README.md) and then run in
+real time. Ctrl-C stops everything in reverse order.
 """
 
 from __future__ import annotations
@@ -243,7 +244,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dir", type=Path, help="work folder (default: a new temp folder)")
     parser.add_argument("--portal-port", type=int, default=8080, help="portal port (0: any free)")
     parser.add_argument(
-        "--speed", type=float, default=144.0, help="replay speed (144: a day in 10 min)"
+        "--speed", type=float, default=120.0, help="replay speed (120: a day in 12 min)"
     )
     parser.add_argument(
         "--replay-hours", type=int, default=24, help="how much of the past to replay"
