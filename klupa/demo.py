@@ -89,7 +89,10 @@ class Demo:
 
     def spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - the child keeps it
-        proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=self.workdir)
+        # Its own process group: a Ctrl-C reaches only this program, which stops the parts in
+        # reverse order (benches, then gateways while the portal can still take their last
+        # flush, then the portal, InfluxDB and the broker).
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=self.workdir, process_group=0)
         log.close()
         self.procs.append((name, proc))
         return proc
@@ -107,7 +110,7 @@ class Demo:
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(mosquitto).exists():
             raise SystemExit("klupa demo: mosquitto is not installed (run `make demo` as root)")
-        self.broker = Broker(binary=mosquitto, workdir=self.workdir / "mosquitto")
+        self.broker = Broker(binary=mosquitto, workdir=self.workdir / "mosquitto", own_group=True)
         self.broker.workdir.mkdir(exist_ok=True)
         self.broker.start()
         self.log(f"Mosquitto on 127.0.0.1:{self.broker.port}")
@@ -139,7 +142,7 @@ class Demo:
 
         influxd = shutil.which("influxd")
         if influxd:
-            self.influx = Influx1(binary=influxd, workdir=self.workdir / "influxdb")
+            self.influx = Influx1(binary=influxd, workdir=self.workdir / "influxdb", own_group=True)
             self.influx.workdir.mkdir(exist_ok=True)
             self.influx.start()
             self.log(f"InfluxDB 1.x on {self.influx.url} (database `benches`)")
@@ -231,6 +234,10 @@ class Demo:
             time.sleep(0.5)
 
     def stop(self) -> None:
+        # The parts are in their own process groups: a second Ctrl-C must not cut this short
+        # and leave them running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for _, proc in reversed(self.procs):
             stop_process(proc, signal.SIGTERM, timeout=15)
         if self.influx:
@@ -262,6 +269,7 @@ def main(argv: list[str]) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)  # a closed terminal stops the parts too
     try:
         demo.start()
         demo.watch(args.seconds)

@@ -113,6 +113,9 @@ class Broker:
     ca_file: Path | None = None
     extra: str = ""
     listener_block: str = ""
+    # In a process group of its own, a terminal's Ctrl-C reaches only the program that started
+    # it (klupa demo), which stops its parts in order instead of all at once.
+    own_group: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -146,7 +149,11 @@ class Broker:
         self.write_config()
         log = open(self.log_file, "ab")  # noqa: SIM115 - kept open for the process's life
         self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.config_file)], stdout=log, stderr=log, cwd=self.workdir
+            [self.binary, "-c", str(self.config_file)],
+            stdout=log,
+            stderr=log,
+            cwd=self.workdir,
+            process_group=0 if self.own_group else None,
         )
         log.close()
         try:
@@ -245,6 +252,7 @@ class Influx1:
     binary: str
     workdir: Path
     port: int = field(default_factory=free_port)
+    own_group: bool = False  # as Broker.own_group
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -269,7 +277,12 @@ class Influx1:
             '[logging]\n  level = "warn"\n'
         )
         log = open(d / "influxd.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen([self.binary, "-config", str(conf)], stdout=log, stderr=log)
+        self.proc = subprocess.Popen(
+            [self.binary, "-config", str(conf)],
+            stdout=log,
+            stderr=log,
+            process_group=0 if self.own_group else None,
+        )
         log.close()
         wait_for_http(self.url + "/ping", self.proc, "influxd")
         return self
