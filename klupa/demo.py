@@ -25,7 +25,14 @@ from pathlib import Path
 
 from edge_gateway.protocol import MUNICIPALITIES
 from klupa.argparsing import Parser
-from klupa.services import Broker, Influx1, free_port, stop_process, wait_for_http
+from klupa.services import (
+    Broker,
+    Influx1,
+    die_with_parent,
+    free_port,
+    stop_process,
+    wait_for_http,
+)
 
 # Republika Srpska: Cyrillic is official there.
 CYRILLIC = {"nevesinje", "prijedor", "novi-grad", "kostajnica", "trebinje", "berkovici"}
@@ -92,7 +99,15 @@ class Demo:
         # Its own process group: a Ctrl-C reaches only this program, which stops the parts in
         # reverse order (benches, then gateways while the portal can still take their last
         # flush, then the portal, InfluxDB and the broker).
-        proc = subprocess.Popen(argv, stdout=log, stderr=log, cwd=self.workdir, process_group=0)
+        # SIGTERM when this program ends however it ends, killed included (die_with_parent).
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=log,
+            cwd=self.workdir,
+            process_group=0,
+            preexec_fn=die_with_parent,
+        )
         log.close()
         self.procs.append((name, proc))
         return proc

@@ -77,6 +77,16 @@ def serve_portal(db: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     return proc
 
 
+def die_with_parent() -> None:
+    """For ``Popen(preexec_fn=...)``: the child gets SIGTERM when the process that started it
+    ends, however it ends (Linux ``PR_SET_PDEATHSIG``). A part started in a process group of
+    its own would otherwise outlive a killed parent."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def children(pid: int) -> list[int]:
     """The ids of a process's children (Linux /proc), or [] when it has ended."""
     try:
@@ -114,7 +124,8 @@ class Broker:
     extra: str = ""
     listener_block: str = ""
     # In a process group of its own, a terminal's Ctrl-C reaches only the program that started
-    # it (klupa demo), which stops its parts in order instead of all at once.
+    # it (klupa demo), which stops its parts in order instead of all at once; and it is told
+    # to stop when that program ends (die_with_parent).
     own_group: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
@@ -154,6 +165,7 @@ class Broker:
             stderr=log,
             cwd=self.workdir,
             process_group=0 if self.own_group else None,
+            preexec_fn=die_with_parent if self.own_group else None,
         )
         log.close()
         try:
@@ -282,6 +294,7 @@ class Influx1:
             stdout=log,
             stderr=log,
             process_group=0 if self.own_group else None,
+            preexec_fn=die_with_parent if self.own_group else None,
         )
         log.close()
         wait_for_http(self.url + "/ping", self.proc, "influxd")
