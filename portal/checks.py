@@ -84,8 +84,8 @@ def need_time(obj: dict[str, Any], key: str) -> int:
         raise BadField(key, "must be a Unix time in seconds")
     if isinstance(value, float) and round(value, 3) != value:
         raise BadField(key, "has more than 3 decimals")
-    if value < 0:
-        raise BadField(key, "must be at least 0")
+    if not 0 <= value <= 2**53:
+        raise BadField(key, "must be a Unix time from 0 to 2^53")
     return math.ceil(value)
 
 

@@ -444,6 +444,8 @@ GOOD_POLL: dict[str, Any] = {
         ({"opens": True}, "opens"),
         ({"opens": 1795651000.1234}, "opens"),
         ({"closes": -1.5}, "closes"),
+        ({"closes": 1e300}, "closes"),
+        ({"closes": 10**30}, "closes"),
         ({"opens": 1795651000.2, "closes": 1795651000.7}, "closes"),  # no whole second in it
         ({"question": {"en": "Only English?"}}, "question.bs"),
         ({"question": {"bs": "x" * 201}}, "question.bs"),
