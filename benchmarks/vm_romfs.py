@@ -37,10 +37,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vm_core import BOARD, VM_DIR, build, kib, run_vm  # noqa: E402
+from vm_core import BOARD, BUNDLE_KEY, VM_DIR, kib, run_vm  # noqa: E402
 
-from klupa.testing.vm import VmUnavailable  # noqa: E402
+from klupa.testing.vm import FIRMWARE_DIR, VmUnavailable  # noqa: E402
 from provisioning import romfs  # noqa: E402
+from provisioning.bundle import build_bundle  # noqa: E402
 
 TARGET_HIGH = 48 * 1024
 MARKER = "@@vm-ui "
@@ -56,14 +57,9 @@ def unix_micropython() -> Path:
 
 def lay_out(root: Path) -> int:
     """The run folder (see unix_main.py); returns the ROMFS image's size."""
-    bundle = build(root / "build")
-    shutil.copytree(bundle, root / "app")
-    files = {
-        "/" + p.relative_to(bundle).as_posix(): p.read_bytes()
-        for p in sorted(bundle.rglob("*"))
-        if p.is_file()
-    }
-    image = romfs.build_image(romfs.rom_files(files))
+    bundle = build_bundle(FIRMWARE_DIR, root / "build" / "bundle", BUNDLE_KEY)
+    shutil.copytree(bundle.dir, root / "app")
+    image = romfs.build_image(romfs.rom_files(bundle.contents()))
     (root / "app.rom").write_bytes(image)
     (root / "boards").mkdir()
     shutil.copy(BOARD, root / "boards" / BOARD.name)

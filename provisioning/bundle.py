@@ -56,6 +56,10 @@ class Bundle:
     def read(self, path: str) -> bytes:
         return (self.dir / path).read_bytes()
 
+    def contents(self) -> dict[str, bytes]:
+        """Every file the manifest lists, by its absolute path on the board."""
+        return {"/" + f["path"]: self.read(f["path"]) for f in self.files()}
+
 
 def canonical(manifest: dict[str, Any]) -> bytes:
     body = {k: v for k, v in manifest.items() if k != "hmac"}

@@ -234,7 +234,7 @@ def app_files(run: Run, boot: int | None = None) -> tuple[dict[str, bytes], str]
             bundle = build_bundle(run.firmware_dir, run.dep.build_dir / "bundle", run.dep.ota_key)
         except BundleError as e:
             raise StepError("app", run.port, "an app bundle", str(e), "fix the firmware") from None
-        files = {"/" + f["path"]: bundle.read(f["path"]) for f in bundle.files()}
+        files = bundle.contents()
         files["/board.json"] = json.dumps(_profile(run, "app")).encode()
         config = bench_config(run, bench)
         if boot:

@@ -4,6 +4,7 @@
 import json
 
 from bench.app import frag
+from bench.protocol import whole
 from bench.runtime import const, job, ticks_ms, unload
 
 _KEEP_IDS = const(32)
@@ -75,12 +76,10 @@ def execute(app, op, args):
     if op == "port":
         if not isinstance(args, dict):
             return False, "args must be an object"
-        n = args.get("n")
-        if isinstance(n, float) and n - n == 0 and n == int(n):  # 2.0 is the integer 2
-            n = int(n)
+        n = whole(args.get("n"))  # 2.0 is port 2
         on = args.get("on")
-        if not isinstance(n, int) or isinstance(n, bool) or n not in app.port_pins:
-            return False, "no port n=%s" % (n,)
+        if n not in app.port_pins:
+            return False, "no port n=%s" % (args.get("n"),)
         if not isinstance(on, bool):
             return False, "on must be true or false"
         app.switch_port(n, on)

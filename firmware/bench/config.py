@@ -2,6 +2,8 @@
 # afterwards (see app.boot), so it does not stay in the resident heap.
 import json
 
+from bench.protocol import whole
+
 # The settings `set` may change: name -> (min, max). PROTOCOL.md, Command.
 SETTABLE = {
     "period": (10, 3600),
@@ -197,9 +199,9 @@ def check_settings(args, thresholds):
         if k not in SETTABLE:
             return "unknown key " + str(k), None
         v = args[k]
-        if isinstance(v, float) and v - v == 0 and v == int(v):  # finite: int(inf) raises
-            if k not in ("saver_soc", "critical_soc"):
-                v = int(v)
+        w = whole(v)  # 120.0 is 120; the soc keys are floats
+        if w is not None and k not in ("saver_soc", "critical_soc"):
+            v = w
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return k + " must be a number", None
         lo, hi = SETTABLE[k]

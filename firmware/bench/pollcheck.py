@@ -1,19 +1,12 @@
 # The retained Poll's rules (PROTOCOL.md, Poll): what bench.voting checks before it shows
 # a poll or keeps it in flash. Imported for one check and dropped afterwards.
+from bench.protocol import whole
 from bench.runtime import const
 
 _QUESTION_MAX = const(200)
 _LABEL_MAX = const(24)
 _OPTIONS_MIN = const(2)
 _OPTIONS_MAX = const(4)
-
-
-def _is_int(x):
-    if type(x) is bool:
-        return False
-    if type(x) is int:
-        return True
-    return _is_num(x) and x == int(x)
 
 
 def _is_num(x):
@@ -66,7 +59,7 @@ def poll_error(poll):
     # ({"v":1,"id":null}) is handled before this.
     if type(poll) is not dict:
         return "not an object"
-    if not _is_int(poll.get("v")) or int(poll["v"]) != 1:
+    if whole(poll.get("v")) != 1:
         return "v is not 1"
     if not poll_id_ok(poll.get("id")):
         return "bad id"

@@ -158,16 +158,17 @@ def parse_receipt(obj):
         good = []
         for r in ranges:
             if isinstance(r, list) and len(r) == 2:
-                lo = _seq(r[0])
-                hi = _seq(r[1])
-                if lo and hi and lo <= hi:
+                lo = whole(r[0])
+                hi = whole(r[1])
+                if lo and hi and 0 < lo <= hi:
                     good.append([lo, hi])
         out[boot] = good
     return out
 
 
-def _seq(x):
-    # A sequence number as an int (1.0 counts as 1: the integer rule), or 0 if it is none.
+def whole(x):
+    # x as an int by PROTOCOL.md's integer rule (1.0 is 1), or None when it is not one
+    # (booleans, text, fractions; inf and nan, which json gives for 1e999 and int() refuses).
     if type(x) is float and x - x == 0 and x == int(x):
-        x = int(x)
-    return x if type(x) is int and x >= 1 else 0
+        return int(x)
+    return x if type(x) is int else None

@@ -123,13 +123,8 @@ def test_the_firmwares_image_runs_in_place_on_micropythons_own_vfsrom(tmp_path: 
     from provisioning.bundle import build_bundle
 
     exe = need_program(str(Path(sys.executable).parent / "micropython"), "micropython")
-    bundle = build_bundle(FIRMWARE_DIR, tmp_path / "bundle", b"\x00" * 32).dir
-    files = {
-        "/" + p.relative_to(bundle).as_posix(): p.read_bytes()
-        for p in bundle.rglob("*")
-        if p.is_file()
-    }
-    packages = romfs.rom_files(files)
+    bundle = build_bundle(FIRMWARE_DIR, tmp_path / "bundle", b"\x00" * 32)
+    packages = romfs.rom_files(bundle.contents())
     assert "/bench/app.mpy" in packages and "/main.py" not in packages
     (tmp_path / "app.rom").write_bytes(romfs.build_image(packages))
     (tmp_path / "check.py").write_text(_ON_VFSROM)
