@@ -23,20 +23,25 @@ from provisioning.device import CHUNK, Board, BoardError
 
 PREPARE_MAX = 32768  # bytes erased per prepare call (an erase of a flash sector takes time)
 
+# rom_ioctl(2, 0) answers the partition's bytes on some ports (unix, stm32: erased and written
+# through rom_ioctl 3, 4, 5) and a block device on the ESP32 (an esp32.Partition, readable in
+# place through the buffer protocol, erased with ioctl(6, block), written with writeblocks).
 _QUERY = """\
 import vfs
 r=None
 if hasattr(vfs,'rom_ioctl') and vfs.rom_ioctl(1)>0:
  d=vfs.rom_ioctl(2,0)
- if not isinstance(d,int) and not hasattr(d,'ioctl'):
-  r=(len(d),vfs.rom_ioctl(6,0))
+ if hasattr(d,'ioctl'):
+  r=(d.ioctl(4,0)*d.ioctl(5,0),d.ioctl(5,0),1)
+ elif not isinstance(d,int):
+  r=(len(d),vfs.rom_ioctl(6,0),0)
  d=None
 print(repr(r))
 """
 
 _HASH = """\
 import vfs,hashlib,binascii
-m=vfs.rom_ioctl(2,0)
+m=memoryview(vfs.rom_ioctl(2,0))
 if len(m)<{n}:
  print('None')
 else:
@@ -50,22 +55,23 @@ m=None
 
 @dataclass(frozen=True)
 class Partition:
-    """ROMFS partition 0 of a board: its size and erase block, in bytes."""
+    """ROMFS partition 0 of a board: its size and erase block, in bytes; ``device`` when the
+    board offers it as a block device (the ESP32), else as bytes written through rom_ioctl."""
 
     size: int
     block: int
+    device: bool = False
 
 
 def query(board: Board) -> Partition | None:
-    """The board's first ROMFS partition, or None when its MicroPython has none (or offers it
-    only as a block device, which this step does not write)."""
+    """The board's first ROMFS partition, or None when its MicroPython has none."""
     found = board.value(_QUERY)
-    if not (isinstance(found, tuple) and len(found) == 2):
+    if not (isinstance(found, tuple) and len(found) == 3):
         return None
-    size, block = int(found[0]), int(found[1])
-    if size <= 0:
+    size, block, device = int(found[0]), int(found[1]), bool(found[2])
+    if size <= 0 or (device and block <= 0):
         return None
-    return Partition(size, block if 0 < block <= size else size)
+    return Partition(size, block if 0 < block <= size else size, device)
 
 
 def rom_files(files: dict[str, bytes]) -> dict[str, bytes]:
@@ -114,6 +120,40 @@ def deploy(
         return False
     # The image must not be in use while its flash is erased (mpremote does the same).
     board.exec("import vfs\ntry:\n vfs.umount('/rom')\nexcept OSError:\n pass")
+    if part.device:
+        _deploy_to_device(board, image, part, progress)
+    else:
+        _deploy_through_ioctl(board, image, part, progress)
+    got = on_board_sha256(board, len(image))
+    if got != want:
+        raise BoardError(
+            f"the ROMFS partition differs after writing: expected sha256 {want[:16]}…, "
+            f"board has {str(got)[:16]}…"
+        )
+    return True
+
+
+def _deploy_to_device(
+    board: Board, image: bytes, part: Partition, progress: Callable[[int, int], None] | None
+) -> None:
+    blocks = -(-len(image) // part.block)
+    per_call = max(1, PREPARE_MAX // part.block)
+    board.exec("import vfs,binascii\nd=vfs.rom_ioctl(2,0)\na=binascii.a2b_base64")
+    for first in range(0, blocks, per_call):
+        last = min(blocks, first + per_call)
+        board.exec(f"for b in range({first},{last}):\n r=d.ioctl(6,b)\n if r:\n  raise OSError(r)")
+    for offset in range(0, len(image), CHUNK):
+        data = image[offset : offset + CHUNK]
+        block, within = divmod(offset, part.block)
+        board.exec(f"d.writeblocks({block},a({base64.b64encode(data)!r}),{within})")
+        if progress:
+            progress(min(offset + CHUNK, len(image)), len(image))
+    board.exec("d=None")
+
+
+def _deploy_through_ioctl(
+    board: Board, image: bytes, part: Partition, progress: Callable[[int, int], None] | None
+) -> None:
     min_write = 1
     if part.block < part.size:
         step = max(part.block, PREPARE_MAX // part.block * part.block)
@@ -134,13 +174,6 @@ def deploy(
         if progress:
             progress(min(offset + chunk, len(image)), len(image))
     _ioctl(board, "5,0", "finish writing")
-    got = on_board_sha256(board, len(image))
-    if got != want:
-        raise BoardError(
-            f"the ROMFS partition differs after writing: expected sha256 {want[:16]}…, "
-            f"board has {str(got)[:16]}…"
-        )
-    return True
 
 
 def _ioctl(board: Board, args: str, what: str) -> int:

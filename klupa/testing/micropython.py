@@ -239,6 +239,7 @@ def micropython_board_factory(
         heapsize: int = 56 * 1024,
         run_main: bool = False,
         romfs_size: int | None = None,
+        romfs_kind: str = "buffer",
     ) -> MicroPythonBoard:
         node, port_module = need_micropython_vm()
         workdir = tmp_path_factory.mktemp("mpboard")
@@ -250,6 +251,7 @@ def micropython_board_factory(
             rom_dir = workdir / "rom"
             rom_dir.mkdir()
             (rom_dir / "partition.bin").write_bytes(b"\xff" * romfs_size)
+            (rom_dir / "kind").write_text(romfs_kind)  # "buffer" or "esp32" (mp/romvfs.py)
         board = MicroPythonBoard(
             fs_dir,
             node,

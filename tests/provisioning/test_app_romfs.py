@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from klupa.testing.mp.romvfs import image_tree
 from provisioning.deployment import Deployment
 from provisioning.steps import step_app, step_selftest
@@ -34,13 +36,18 @@ def _manifest_files(fs_dir: Path) -> dict[str, str]:
     return {f["path"]: f["sha256"] for f in manifest["files"]}
 
 
+@pytest.mark.parametrize("kind", ["esp32", "buffer"])
 def test_packages_go_to_romfs_run_from_rom_and_reruns_write_only_changes(
-    micropython_board_factory, deployment: Deployment, tmp_path: Path
+    micropython_board_factory, deployment: Deployment, tmp_path: Path, kind: str
 ) -> None:
+    """Both kinds of ROMFS build: the ESP32's partition is a block device, other ports' are
+    bytes written through vfs.rom_ioctl (klupa/testing/mp/romvfs.py)."""
     # A stale package copy on the file system would shadow /rom: the step removes it.
     stale = tmp_path / "stale.mpy"
     stale.write_bytes(b"not the app")
-    board = micropython_board_factory(romfs_size=64 * 1024, preload={"bench/core.mpy": stale})
+    board = micropython_board_factory(
+        romfs_size=64 * 1024, romfs_kind=kind, preload={"bench/core.mpy": stale}
+    )
     fw = _firmware(tmp_path / "fw")
 
     first = step_app(_run(deployment, board, fw))

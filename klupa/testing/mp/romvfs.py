@@ -8,6 +8,12 @@
 # the host file DIR/partition.bin (written as flash is: prepare erases to 0xFF), and at boot a
 # valid image is mounted at /rom by a read-only VFS that parses it. Unlike the real VfsRom it
 # serves files from a copy in RAM, so heap figures taken with it say nothing about ROMFS.
+# Two kinds of build, as MicroPython has them (the file DIR/kind names one, "buffer" when
+# absent): "buffer" (unix, stm32) answers vfs.rom_ioctl(2, 0) with the partition's bytes and
+# erases and writes through rom_ioctl 3, 4 and 5; "esp32" (the ESP32 port) answers it with the
+# partition as a block device, an esp32.Partition, whose bytes are readable through the buffer
+# protocol and which is erased with ioctl(6, block) and written with writeblocks(block, buf,
+# offset), while rom_ioctl 3 to 6 answer -EINVAL.
 # image_tree() also runs on CPython: the tests read the partition back with it.
 import sys
 
@@ -138,20 +144,62 @@ class _Partition:
         return 0
 
 
+class _Esp32Partition(bytearray):
+    # esp32.Partition of the "romfs" partition: a block device whose bytes can be read in
+    # place (memoryview), as flash mapped into memory is. Writes go to the file and to the
+    # bytes seen through the buffer. _partition: the _Partition behind it.
+    _partition = None
+
+    def ioctl(self, op, arg):
+        if op == 4:  # block count
+            return len(self) // _BLOCK
+        if op == 5:  # block size
+            return _BLOCK
+        if op == 6:  # erase a block
+            return self._put(arg * _BLOCK, b"\xff" * _BLOCK)
+        return 0
+
+    def writeblocks(self, block, buf, offset=0):
+        if self._put(block * _BLOCK + offset, bytes(buf)):
+            raise OSError(_EINVAL)
+
+    def readblocks(self, block, buf, offset=0):
+        start = block * _BLOCK + offset
+        buf[:] = self[start : start + len(buf)]
+
+    def _put(self, offset, data):
+        r = self._partition.write(offset, data)
+        if not r:
+            self[offset : offset + len(data)] = data
+        return r
+
+
 class _VfsWithRom:
     # The vfs module with rom_ioctl: `import vfs` finds this in sys.modules first.
-    def __init__(self, partition):
+    def __init__(self, partition, kind):
         self._partition = partition
+        self._device = None
+        if kind == "esp32":
+            self._device = _Esp32Partition(partition.read())
+            self._device._partition = partition
 
     def __getattr__(self, name):
         return getattr(_vfs_module, name)
+
+    def VfsRom(self, buf):  # noqa: N802 (MicroPython's name)
+        tree = image_tree(memoryview(buf))
+        if tree is None:
+            raise OSError(_ENODEV)
+        return _RomVfs(tree)
 
     def rom_ioctl(self, op, *args):
         if op == 1:  # number of partitions
             return 1
         if not args or args[0] != 0:
-            return -_ENODEV
+            return -_ENODEV if self._device is None else -_EINVAL
         p = self._partition
+        if self._device is not None:
+            return self._device if op == 2 else -_EINVAL
         if op == 2:  # the partition's bytes
             return memoryview(p.read())
         if op == 3:  # prepare to write: erase (offset, length) or (length) from 0
@@ -169,7 +217,12 @@ class _VfsWithRom:
 
 def _install_rom(host_dir):
     partition = _Partition(host_dir)
-    sys.modules["vfs"] = _VfsWithRom(partition)
+    try:
+        with partition._fs.open(host_dir.rstrip("/") + "/kind", "r") as f:
+            kind = f.read().strip()
+    except OSError:
+        kind = "buffer"
+    sys.modules["vfs"] = _VfsWithRom(partition, kind)
     tree = image_tree(partition.read())
     if tree is not None:
         _vfs_module.mount(_RomVfs(tree), "/rom")
