@@ -30,20 +30,43 @@ def _is_dir(p):
         return False
 
 
+def _rom_pending(root):
+    # ota.json says the committed app's ROMFS image waits to be written (bench/ota.py).
+    import json
+
+    try:
+        with open(root + "/ota.json") as f:
+            s = json.load(f)
+        return type(s) is dict and bool(s.get("rom")) and not s.get("state")
+    except (OSError, ValueError):
+        return False
+
+
 def prepare(root="/"):
     # The OTA boot step -> (result, app folder or None). result: "switched" (a new app on
     # trial), "rolled_back", "" (nothing to do) or "error". The app folder is <root>/app when
-    # an OTA installed one; else the app provisioned at the root runs.
+    # an OTA installed one; else the app provisioned at the root (or in ROMFS) runs.
     root = root.rstrip("/")
+    app = root + "/app"
     result = ""
     try:
+        if _rom_pending(root) and _is_dir(app):
+            # The committed app moves into ROMFS. Its own ota module writes the partition,
+            # imported from app/ so that nothing was imported from /rom, whose flash it erases.
+            sys.path.insert(0, app)
+            try:
+                from bench import ota
+
+                ota.Ota(root or "/", b"", None).to_rom(APP_PACKAGES)
+            finally:
+                sys.path.remove(app)
+                forget_app()
         from bench import ota
 
         result = ota.Ota(root or "/", b"", None).boot()
     except Exception as e:  # a damaged OTA state must not keep the bench from booting
         print("ota boot:", repr(e))
         result = "error"
-    app = root + "/app"
     return result, (app if _is_dir(app) else None)
 
 

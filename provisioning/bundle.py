@@ -7,7 +7,10 @@ bench names the file and function but not the line, and the bytecode, which sits
 bench's GC heap, is about 7 % smaller. The manifest lists
 every file's device path, size and SHA-256 and carries an HMAC-SHA256 with the deployment's
 OTA key over its canonical form: the manifest without ``hmac``, as JSON with sorted keys and
-no spaces (``json.dumps(m, sort_keys=True, separators=(",", ":"))``), UTF-8.
+no spaces (``json.dumps(m, sort_keys=True, separators=(",", ":"))``), UTF-8. Its ``rom``
+entry (path, size, SHA-256, like a file's) is ``app.rom``: the app's packages as one ROMFS
+image (``provisioning.romfs``), which a bench with a ROMFS partition also downloads and
+writes there once the new app is healthy; the others ignore it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from klupa.argparsing import Parser
 
 SOURCE_ONLY = ("boot.py", "main.py")
+ROM_NAME = "app.rom"
 MPY_OPT = "-O3"  # no asserts, no line-number tables (module docstring)
 SKIP_DIRS = {"__pycache__", "tests", ".mypy_cache"}
 MANIFEST_NAME = "manifest.json"
@@ -59,6 +63,10 @@ class Bundle:
     def contents(self) -> dict[str, bytes]:
         """Every file the manifest lists, by its absolute path on the board."""
         return {"/" + f["path"]: self.read(f["path"]) for f in self.files()}
+
+
+def _entry(path: str, data: bytes) -> dict[str, Any]:
+    return {"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def canonical(manifest: dict[str, Any]) -> bytes:
@@ -153,16 +161,18 @@ def build_bundle(
             dest = staging / dest_rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
-        data = dest.read_bytes()
-        files.append(
-            {
-                "path": dest_rel.as_posix(),
-                "size": len(data),
-                "sha256": hashlib.sha256(data).hexdigest(),
-            }
-        )
+        files.append(_entry(dest_rel.as_posix(), dest.read_bytes()))
+    from provisioning import romfs
+
+    contents = {"/" + f["path"]: (staging / f["path"]).read_bytes() for f in files}
+    image = romfs.build_image(romfs.rom_files(contents))
+    (staging / ROM_NAME).write_bytes(image)
     manifest = sign(
-        {"version": version or firmware_version(firmware_dir), "files": files},
+        {
+            "version": version or firmware_version(firmware_dir),
+            "files": files,
+            "rom": _entry(ROM_NAME, image),
+        },
         key,
     )
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -176,7 +186,7 @@ def load_bundle(bundle_dir: Path, key: bytes) -> Bundle:
     manifest = json.loads((bundle_dir / MANIFEST_NAME).read_text())
     if not verify(manifest, key):
         raise BundleError(f"{bundle_dir / MANIFEST_NAME}: HMAC does not match the OTA key")
-    for f in manifest["files"]:
+    for f in manifest["files"] + ([manifest["rom"]] if "rom" in manifest else []):
         data = (bundle_dir / f["path"]).read_bytes()
         if len(data) != f["size"] or hashlib.sha256(data).hexdigest() != f["sha256"]:
             raise BundleError(f"{bundle_dir / f['path']} differs from the manifest")

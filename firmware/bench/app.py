@@ -289,8 +289,8 @@ class App:
             self.healthy = True
             self.state["unhealthy"] = 0
             self.save_state()
-            if self.ota_boot == "switched":
-                job("ota", "step", self, "healthy")
+            if self.ota_boot == "switched" and job("ota", "step", self, "healthy"):
+                self.reboot_requested = ticks_ms()  # the next boot puts the app in ROMFS
 
     async def supervisor(self):
         wdt = None

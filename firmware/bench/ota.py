@@ -7,7 +7,12 @@
 #   app/        the running app (on sys.path)
 #   app.new/    the staged app while downloading (resumable: complete files are kept)
 #   app.old/    the previous app while the new one is on trial
-#   ota.json    {"state": "staged"|"trial", "version", "prev", "report": [state, version]|null}
+#   ota.json    {"state": "staged"|"trial", "version", "prev", "report": [state, version]|null,
+#                "rom": [path, size, sha256] (the app's ROMFS image, below)}
+# On a board with a ROMFS partition (MicroPython runs .mpy files there in place, so the app's
+# bytecode stays out of the GC heap) the bundle's ROMFS image is downloaded too. The trial runs
+# from app/ as always: the partition keeps the previous app for a rollback. Once the new app
+# is healthy, the next boot writes its image into the partition (to_rom) and drops app/.
 import hashlib
 import json
 import os
@@ -101,8 +106,9 @@ def verify_manifest(manifest, key):
     files = manifest.get("files")
     if type(files) is not list or not files:
         raise OtaError("manifest has no files")
+    rom = manifest.get("rom")  # optional: the packages as one ROMFS image
     seen = []
-    for f in files:
+    for f in files + ([rom] if "rom" in manifest else []):
         if type(f) is not dict or not path_ok(f.get("path")):
             raise OtaError("manifest: bad file path")
         if f["path"] in seen:
@@ -170,6 +176,84 @@ def file_sha256(p):
             h.update(mv[:n])
             size += n
     return size, hexlify(h.digest())
+
+
+# -- the ROMFS partition ------------------------------------------------------------------
+def rom_partition():
+    # (device, size, block) of ROMFS partition 0, or None (no vfs: CPython; no ROMFS: stock
+    # builds). device: the ESP32's esp32.Partition (erase ioctl(6, n), writeblocks); None
+    # where the partition is bytes written through vfs.rom_ioctl 3, 4, 5 (unix, stm32).
+    try:
+        import vfs
+
+        if vfs.rom_ioctl(1) > 0:
+            d = vfs.rom_ioctl(2, 0)
+            if hasattr(d, "ioctl"):
+                b = d.ioctl(5, 0)
+                return d, d.ioctl(4, 0) * b, b
+            if type(d) is not int:
+                n = len(d)
+                b = vfs.rom_ioctl(6, 0)
+                return None, n, b if 0 < b <= n else n
+    except Exception:
+        pass
+    return None
+
+
+def _ok(r, what):
+    if type(r) is int and r < 0:
+        raise OtaError("ROMFS %s refused: %d" % (what, r))
+    return r
+
+
+def write_rom(part, path, size, sha):
+    # Write the image file at path into the partition (unmounted first: its flash is erased)
+    # and check the partition's first size bytes against sha. Raises OtaError.
+    import vfs
+
+    dev, room, block = part
+    if size > room:
+        raise OtaError("ROMFS image of %d bytes, partition of %d" % (size, room))
+    try:
+        vfs.umount("/rom")
+    except OSError:
+        pass
+    step = 1  # the smallest write the partition takes
+    if dev is not None:
+        for b in range((size + block - 1) // block):
+            _ok(dev.ioctl(6, b), "erase")
+    elif block < room:  # erase whole blocks, at most 32 KiB a call
+        span = max(block, 32768 // block * block)
+        off = 0
+        while off < size:
+            n = min(span, (size - off + block - 1) // block * block)
+            step = _ok(vfs.rom_ioctl(3, 0, off, n), "erase")
+            off += n
+    else:
+        step = _ok(vfs.rom_ioctl(3, 0, size), "erase")
+    step = max(1, step)
+    buf = bytearray(max(CHUNK, (step + CHUNK - 1) // step * step))
+    mv = memoryview(buf)
+    off = 0
+    with open(path, "rb") as f:
+        while off < size:
+            n = f.readinto(buf)
+            if not n:
+                raise OtaError("ROMFS image shorter than its size")
+            data = mv[:n] if n % step == 0 else bytes(mv[:n]) + b"\xff" * (-n % step)
+            if dev is not None:
+                dev.writeblocks(off // block, data, off % block)
+            else:
+                _ok(vfs.rom_ioctl(4, 0, off, data), "write")
+            off += n
+    if dev is None:
+        _ok(vfs.rom_ioctl(5, 0), "finish")
+    m = memoryview(vfs.rom_ioctl(2, 0))
+    h = hashlib.sha256()
+    for i in range(0, size, CHUNK):
+        h.update(m[i : min(size, i + CHUNK)])
+    if hexlify(h.digest()) != sha:
+        raise OtaError("ROMFS partition differs after writing")
 
 
 # -- HTTP ---------------------------------------------------------------------------------
@@ -324,7 +408,7 @@ class Ota:
             verify_manifest(manifest, self.key)
             if manifest["version"] != version:
                 raise OtaError("manifest is version %s, not %s" % (manifest["version"], version))
-            self._stage(url[: url.rfind("/") + 1], manifest, raw)
+            rom = self._stage(url[: url.rfind("/") + 1], manifest, raw)
         except Exception as e:  # network, flash or verification: never past this point
             self.emit("failed", version)
             self.error = str(e)[:120]
@@ -336,13 +420,23 @@ class Ota:
                 "version": version,
                 "prev": cur.get("version"),
                 "report": cur.get("report"),
+                "rom": rom,
             }
         )
         self.emit("verified", version)
         return True
 
     def _stage(self, base, manifest, raw):
+        # Downloads the files, and the ROMFS image where the partition takes it; returns
+        # [path, size, sha256] of that image, or None.
         new = self._p("app.new")
+        entries = manifest["files"]
+        rom = manifest.get("rom")
+        part = rom_partition() if rom else None
+        if part is not None and rom["size"] <= part[1]:
+            entries = entries + [rom]
+        else:
+            rom = None
         mark = new + "/.manifest"
         digest = hexlify(hashlib.sha256(raw).digest())
         # Resume only a download of this very manifest; anything else starts over.
@@ -356,7 +450,7 @@ class Ota:
             os.mkdir(new)
             with open(mark, "w") as f:
                 f.write(digest)
-        for entry in manifest["files"]:
+        for entry in entries:
             dest = new + "/" + entry["path"]
             if "/" in entry["path"]:
                 _makedirs(dest[: dest.rfind("/")])
@@ -366,6 +460,7 @@ class Ota:
                 os.remove(dest)
             self._download(base + entry["path"], dest, entry["size"], entry["sha256"])
         os.remove(mark)
+        return rom and [rom["path"], rom["size"], rom["sha256"]]
 
     # -- boot, trial, rollback ---------------------------------------------------------
     def boot(self):
@@ -403,13 +498,59 @@ class Ota:
         return self.state().get("state") == "trial"
 
     def healthy(self):
-        # The trial app became healthy (core: 60 s up, session, birth acknowledged).
+        # The trial app became healthy (core: 60 s up, session, birth acknowledged). True when
+        # its ROMFS image waits for the next boot (the caller reboots soon, to free the heap).
         s = self.state()
-        if s.get("state") == "trial":
-            rmtree(self._p("app.old"))
-            self._save(
-                {"state": "", "version": s.get("version"), "report": ["applied", s.get("version")]}
-            )
+        if s.get("state") != "trial":
+            return False
+        rmtree(self._p("app.old"))
+        v = s.get("version")
+        self._save({"state": "", "version": v, "report": ["applied", v], "rom": s.get("rom")})
+        return bool(s.get("rom"))
+
+    def rom_pending(self):
+        s = self.state()
+        return bool(s.get("rom")) and not s.get("state")
+
+    def to_rom(self, packages):
+        # At boot, before anything is imported from /rom (a module imported from there keeps
+        # its names in the flash rewritten here): write the committed app's ROMFS image into
+        # the partition, drop app/ and any copy of the packages at the root, which would come
+        # before /rom on sys.path, and mount the new image. Two tries; the app keeps running
+        # from app/ if both fail. True when the app now lives in ROMFS.
+        s = self.state()
+        rom = s.get("rom")
+        if not rom or s.get("state"):
+            return False
+        tries = s.get("rom_tries", 0)
+        s["rom_tries"] = tries + 1
+        if tries >= 2:
+            s["rom"] = None
+        self._save(s)
+        if tries >= 2:
+            return False
+        part = rom_partition()
+        if part is None:
+            raise OtaError("no ROMFS partition")
+        app = self._p("app")
+        image = app + "/" + rom[0]
+        if file_sha256(image) != (rom[1], rom[2]):
+            raise OtaError("ROMFS image in app/ damaged")
+        write_rom(part, image, rom[1], rom[2])
+        rmtree(app)
+        for name in packages:
+            rmtree(self._p(name))
+        s["rom"] = None
+        del s["rom_tries"]
+        self._save(s)
+        import sys
+        import vfs
+
+        vfs.mount(vfs.VfsRom(vfs.rom_ioctl(2, 0)), "/rom")
+        for d in ("/rom", "/rom/lib"):
+            if d not in sys.path:
+                sys.path.append(d)
+        return True
 
     def report(self):
         # (state, version) to record as an `ota` event after boot, or None; then reported().
@@ -434,9 +575,11 @@ def recorder(app):
 def step(app, what):
     # "healthy": the trial app became healthy; "rollback": it did not in time; "report": the
     # boot records what the last OTA came to. Every step but a rollback reports.
+    # True when the bench should reboot to put the app in ROMFS.
     o = Ota(app.root, b"", recorder(app))
+    rom = False
     if what == "healthy":
-        o.healthy()
+        rom = o.healthy()
     elif what == "rollback":
         o.rollback()
     if what != "rollback":
@@ -444,3 +587,4 @@ def step(app, what):
         if r is not None:
             o.emit(r[0], r[1])
             o.reported()
+    return rom

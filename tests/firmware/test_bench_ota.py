@@ -147,7 +147,11 @@ def test_tampered_bundles_are_refused_and_a_good_one_is_applied(
             data = (flash / "app" / entry["path"]).read_bytes()
             assert hashlib.sha256(data).hexdigest() == entry["sha256"]
         assert str(flash / "app") in (sys_module_file("bench.app") or "")
+        # The bundle's ROMFS image is for benches with a ROMFS partition; this one has none.
+        assert "rom" in json.loads((www / "good" / "manifest.json").read_text())
+        assert not (flash / "app" / "app.rom").exists()
         assert json.loads((flash / "ota.json").read_text())["state"] == ""
+        assert json.loads((flash / "ota.json").read_text())["rom"] is None
         assert not (flash / "app.old").exists()
         for e in gw.of("event"):
             if e["type"] == "ota":

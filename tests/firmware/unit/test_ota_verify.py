@@ -20,14 +20,15 @@ def sha(b):
     return ota.hexlify(hashlib.sha256(b).digest())
 
 
-def make_bundle(files, version="1.1.0", key=KEY):
-    # (manifest bytes, {path: bytes}) as the host's bundle builder makes them.
-    m = {
-        "version": version,
-        "files": [
-            {"path": p, "size": len(files[p]), "sha256": sha(files[p])} for p in sorted(files)
-        ],
-    }
+def entry(p, data):
+    return {"path": p, "size": len(data), "sha256": sha(data)}
+
+
+def make_bundle(files, version="1.1.0", key=KEY, rom=None):
+    # The manifest's bytes as the host's bundle builder makes them; rom: the ROMFS image.
+    m = {"version": version, "files": [entry(p, files[p]) for p in sorted(files)]}
+    if rom is not None:
+        m["rom"] = entry("app.rom", rom)
     m["hmac"] = ota.hexlify(ota.hmac_sha256(key, ota.canonical(m).encode()))
     return json.dumps(m).encode()
 
@@ -162,6 +163,28 @@ class Manifest(unittest.TestCase):
             self.assertFalse(ota.path_ok(bad), bad)
         self.assertTrue(ota.path_ok("bench/app.mpy"))
 
+    def test_a_rom_entry_is_checked_like_a_file_and_covered_by_the_hmac(self):
+        files = {"bench/app.mpy": b"app", "main.py": b"import app\n"}
+        m = json.loads(make_bundle(files, rom=b"image"))
+        self.assertEqual(ota.verify_manifest(m, KEY)["rom"]["size"], 5)
+        m["rom"]["sha256"] = sha(b"other image")
+        self.assertRaises(ota.OtaError, ota.verify_manifest, m, KEY)  # HMAC
+        bad = (
+            {"path": "main.py", "size": 5, "sha256": sha(b"image")},  # a file's path
+            {"path": "../app.rom", "size": 5, "sha256": sha(b"image")},
+            {"path": "app.rom", "size": -1, "sha256": sha(b"image")},
+            {"path": "app.rom", "size": 5, "sha256": "xyz"},
+            "app.rom",
+            None,
+        )
+        for rom in bad:
+            m = json.loads(make_bundle(files))
+            m["rom"] = rom
+            m["hmac"] = ota.hexlify(ota.hmac_sha256(KEY, ota.canonical(m).encode()))
+            with self.assertRaises(ota.OtaError, msg=repr(rom)) as e:
+                ota.verify_manifest(m, KEY)
+            self.assertIn("manifest", str(e.exception))
+
     def test_missing_hmac_is_refused(self):
         m = self.manifest()
         del m["hmac"]
@@ -266,6 +289,52 @@ class Update(unittest.TestCase):
         self.assertEqual(len(self.server.gets), 4)
         self.ota.boot()
         self.assertEqual(self.app("drivers/x.mpy"), b"v2")
+
+    def test_the_rom_image_is_fetched_only_where_a_romfs_partition_takes_it(self):
+        image = b"\xd2\xcd\x31" + b"r" * 3000
+        man = self.publish(self.NEW)
+        man = make_bundle(self.NEW, rom=image)
+        self.server.files[self.server.base + "manifest.json"] = man
+        self.server.files[self.server.base + "app.rom"] = image
+        # No ROMFS (CPython, or a stock build): the image is neither fetched nor pending.
+        self.assertIsNone(ota.rom_partition())
+        self.assertTrue(self.run_ota(man), self.ota.error)
+        self.assertNotIn(self.server.base + "app.rom", self.server.gets)
+        self.assertEqual(self.ota.boot(), "switched")
+        self.assertFalse(self.ota.healthy())
+        self.assertFalse(self.ota.rom_pending())
+        # A partition too small for it: the same.
+        real = ota.rom_partition
+        try:
+            ota.rom_partition = lambda: (None, len(image) - 1, 4096)
+            self.server.gets = []
+            self.assertTrue(self.run_ota(man), self.ota.error)
+            self.assertNotIn(self.server.base + "app.rom", self.server.gets)
+            self.ota.boot()
+            self.assertFalse(self.ota.healthy())
+            # One it fits in: fetched and checked with the files, pending once healthy.
+            ota.rom_partition = lambda: (None, 64 * 1024, 4096)
+            self.server.gets = []
+            self.assertTrue(self.run_ota(man), self.ota.error)
+            self.assertIn(self.server.base + "app.rom", self.server.gets)
+            self.assertEqual(self.ota.boot(), "switched")
+            self.assertEqual(self.app("app.rom"), image)
+            self.assertFalse(self.ota.rom_pending())  # not while on trial
+            self.assertTrue(self.ota.healthy())
+            self.assertTrue(self.ota.rom_pending())
+            self.assertEqual(self.ota.report(), ("applied", "1.1.0"))
+            # A tampered image fails the update like any file.
+            self.server.files[self.server.base + "app.rom"] = image[:-1] + b"x"
+            self.assertFalse(self.run_ota(man))
+            self.assertIn("app.rom", self.ota.error)
+            # A trial that fails drops the pending image with the app.
+            self.server.files[self.server.base + "app.rom"] = image
+            self.assertTrue(self.run_ota(man), self.ota.error)
+            self.assertEqual(self.ota.boot(), "switched")
+            self.assertEqual(self.ota.boot(), "rolled_back")
+            self.assertFalse(self.ota.rom_pending())
+        finally:
+            ota.rom_partition = real
 
     def test_version_mismatch_with_the_command_is_refused(self):
         man = self.publish(self.NEW)
