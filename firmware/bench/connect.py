@@ -70,7 +70,7 @@ def ntp(link):
     old = runtime.wall()
     try:
         nt.settime()
-    except (OSError, OverflowError, IndexError) as e:
+    except (OSError, OverflowError, IndexError, ValueError) as e:  # ValueError: a short reply
         print("ntp:", e)
         link.ntp_failed = ticks_ms()
         return
@@ -91,6 +91,9 @@ def tls(link):
         if not path.startswith("/"):
             path = "/" + path
         ctx.load_verify_locations(cafile=link.app.root + path)
+    # MicroPython's SSLContext starts at CERT_NONE (CPython's client context at REQUIRED):
+    # without this the CA above is loaded and never checked, and anyone can be the broker.
+    ctx.verify_mode = ssl.CERT_REQUIRED
     return ctx
 
 

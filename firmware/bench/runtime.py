@@ -46,11 +46,20 @@ def ticks_add(a, delta):
     return (a + delta) % TICKS_PERIOD
 
 
+def epoch_offset(gmtime):
+    # Seconds from 1970 to the port's epoch: the ESP32, like most embedded ports, counts from
+    # 2000 (MicroPython's time docs; unix, webassembly and rp2 count from 1970, as CPython).
+    return 946684800 if gmtime(0)[0] == 2000 else 0
+
+
+_EPOCH = epoch_offset(time.gmtime)
+
+
 def wall():
     # Unix seconds by the board's RTC (not to be trusted before the clock is set).
     if CLOCK is not None:
         return int(CLOCK.time())
-    return int(time.time())  # MicroPython 1.22 and later count from 1970, as CPython does
+    return int(time.time()) + _EPOCH
 
 
 def sleep_ms(ms):
