@@ -122,6 +122,8 @@ def inventory_text() -> str:
         "# The MicroPython release every bench runs. Per chip: `url` + `sha256` (downloaded",
         "# once into cache/ and checked), or `image` = a local .bin (sha256 optional).",
         "# Fill in sha256 from the release page before the first flash.",
+        "# A build with a ROMFS partition keeps the app's bytecode out of the heap (37 KiB of",
+        "# heap instead of 68); stock releases have none: docs/provisioning.md says how.",
         f"version = {_toml_str(MICROPYTHON_VERSION)}",
         "",
     ]

@@ -40,6 +40,7 @@ class VirtualBoard:
         # Timed presses: pin -> (reading, from, until) on the bench's clock, so that a press
         # lasts exactly its length however late the simulator's event loop gets round to it.
         self.presses: dict[int, tuple[int, float, float]] = {}
+        self.touch_wake: dict[int, int] = {}  # pin -> TouchPad.config threshold
         self.adc: dict[int, int] = {}
         self.nvs: dict[str, dict[str, Any]] = {}
         self.cause = PWRON_RESET
@@ -224,7 +225,8 @@ def _machine_module(board: VirtualBoard) -> types.ModuleType:
             return board.touch.get(self.id, 0)
 
         def config(self, value: int) -> None:
-            pass
+            # The ESP32 wakes from light sleep on a reading below this (0 until set: never).
+            board.touch_wake[self.id] = value
 
     class WDT:
         def __init__(self, id: int = 0, timeout: int = 5000) -> None:  # noqa: A002

@@ -48,6 +48,14 @@ async def light_sleep(app, ms):
     # virtual board records the request and the bench waits out the time on its clock,
     # the pad sampler standing in for the touch wake-up hardware.
     m = app.hw.machine
+    if app.front is not None:  # a press must cross each pad's wake threshold
+        levels = app.front.touch.wake_levels()
+        for i in range(len(levels)):
+            if levels[i] is not None:
+                try:
+                    app.front.pads[i].config(levels[i])
+                except (ValueError, OSError):
+                    pass
     if runtime.MICROPYTHON:
         try:
             app.hw.esp32.wake_on_touch(True)

@@ -57,6 +57,19 @@ class TouchPads:
                 return True
         return False
 
+    def wake_levels(self):
+        # Per pad the reading a press goes past (None before a baseline): the threshold the
+        # ESP32's touch wake-up from light sleep needs (TouchPad.config), which is 0 (never)
+        # until set.
+        out = []
+        for b in self.base:
+            if b is not None:
+                b >>= _FP
+                d = (b * self.sens_q10) >> 10
+                b = b - d if self.falls else b + d
+            out.append(b)
+        return out
+
     def take_touches(self):
         n = self.touches
         self.touches = 0

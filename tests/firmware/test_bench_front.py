@@ -297,6 +297,11 @@ def test_critical_sleeps_announced_and_telemetry_every_15_minutes(
             lambda: any(kind == "light" for kind, _ in vb.board.sleep_requests),
             what="a light-sleep request",
         )
+        # the pads' wake thresholds (0, never, until set): a press (360) crosses each, the
+        # idle reading (600) does not
+        wake = vb.board.touch_wake
+        assert sorted(wake) == sorted(vb.profile["touch"]["pins"]), wake
+        assert all(360 < level < 600 for level in wake.values()), wake
         # a touch wakes the display for a vote while the bench sleeps
         kit["wait_until"](lambda: vb.app.asleep, what="asleep")
         (snap,) = do(bench_runner, vb, [("press", 0), ("wait", 300), ("snap", 0)])

@@ -35,6 +35,7 @@ class Board:
         for p in profile["touch"]["pins"]:
             self.touch[p] = 600
         self.presses = {}  # pin -> (reading, from, until) in time.time() seconds
+        self.touch_wake = {}  # pin -> TouchPad.config threshold
         self.adc = {}
         self.nvs = {}
         self.cause = PWRON_RESET
@@ -230,7 +231,8 @@ class TouchPad:
         return b.touch.get(self.id, 0)
 
     def config(self, value):
-        pass
+        # The ESP32 wakes from light sleep on a reading below this (0 until set: never).
+        _board().touch_wake[self.id] = value
 
 
 class WDT:

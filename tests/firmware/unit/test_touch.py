@@ -105,6 +105,21 @@ class PressDetection(unittest.TestCase):
         b.press(2, 600, delta=-4000)  # the wrong way: nothing
         self.assertEqual(b.kinds("press"), [1])
 
+    def test_wake_levels_sit_where_a_press_is_recognised(self):
+        # The threshold a touch wake-up from light sleep needs: a reading past it is a press.
+        for profile, delta in ((FALLS, -1), (RISES, 1)):
+            b = Bench(profile)
+            levels = b.pads.wake_levels()
+            limit = 1000 * profile["sensitivity"]
+            self.assertEqual(len(levels), len(profile["pins"]))
+            for level in levels:
+                self.assertTrue(abs(abs(level - 1000) - limit) <= 1, (profile, levels))
+            b.press(0, 500, delta=(levels[0] - 1000) + 2 * delta)  # just past the level
+            self.assertEqual(b.kinds("press"), [0], profile)
+        self.assertEqual(
+            TouchPads(lambda i: 0, FALLS, lambda: 0, None, None).wake_levels(), [None] * 4
+        )
+
     def test_active_while_a_pad_is_down_and_not_after_release(self):
         b = Bench()
         self.assertFalse(b.pads.active())
