@@ -324,6 +324,8 @@ def _network_module(board: VirtualBoard) -> types.ModuleType:
                     raise OSError("not connected")
                 return board.rssi
             if param == "stations":
+                if self.interface != AP_IF or not self._active:
+                    raise OSError("Wifi Invalid Mode")  # the ESP32: only an active AP has any
                 return [(bytes([2, 0, 0, 0, 0, i]),) for i in range(board.ap_clients)]
             if param is not None:
                 raise ValueError("unknown status param")

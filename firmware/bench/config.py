@@ -144,8 +144,13 @@ def validate_board(b):
                 c, w + ".limit_a x shunt_ohm must be > 0 and <= 0.1638 V (INA3221 full scale)"
             )
     seat = _need(b, "seat", dict, "", c)
-    _need(seat, "pin", int, "seat", c)
+    pin = _need(seat, "pin", int, "seat", c)
     _need(seat, "active_low", bool, "seat", c)
+    # The ESP32's GPIO 34-39 are inputs without pull resistors: the board must have its own.
+    if b["chip"] == "esp32" and 34 <= pin <= 39 and seat.get("pull") != "external":
+        raise ConfigError(
+            c, "seat.pin %d has no internal pull resistor: fit one, set seat.pull external" % pin
+        )
     touch = _need(b, "touch", dict, "", c)
     _need(touch, "pins", list, "touch", c)
     if _need(touch, "direction", str, "touch", c) not in ("falls", "rises"):

@@ -56,7 +56,10 @@ async def wifi(link):
         return
     sta.active(True)
     w = link.cfg["wifi"]
-    sta.connect(w["ssid"], w.get("password", ""))
+    try:
+        sta.connect(w["ssid"], w.get("password", ""))
+    except OSError as e:  # the ESP32 refuses while its driver still reconnects on its own
+        print("wifi:", e)
     for _ in range(30):
         if sta.isconnected():
             return

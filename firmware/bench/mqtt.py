@@ -186,9 +186,15 @@ class Client:
         self.close()
 
     def close(self):
-        if self.writer is not None:
+        w = self.writer
+        if w is not None:
             try:
-                self.writer.close()
+                w.close()
+                # MicroPython's Stream.close() does nothing (its wait_closed() closes the
+                # socket): close the socket, and with it its TLS context, now.
+                s = getattr(w, "s", None)
+                if s is not None:
+                    s.close()
             except Exception:
                 pass
         self.writer = None

@@ -119,10 +119,18 @@ def setup_hardware(app):
         app.sessions[p["n"]] = Session(p["n"])
     s = b["seat"]
     pull = m.Pin.PULL_UP if s["active_low"] else m.Pin.PULL_DOWN
+    if s.get("pull") == "external":  # a resistor on the board (GPIO 34-39 have none inside)
+        pull = None
     app.seat = Seat(m.Pin(s["pin"], m.Pin.IN, pull), s["active_low"])
     ap = None
-    if b.get("wifi", {}).get("ap"):
+    w = b.get("wifi", {})
+    if w.get("ap"):  # the bench's own access point, for citizens (open, as the profile says)
         ap = app.hw.network.WLAN(app.hw.network.AP_IF)
+        try:
+            ap.active(True)
+            ap.config(ssid=w.get("ap_ssid", "klupa"), max_clients=w.get("ap_max_clients", 8))
+        except (OSError, ValueError) as e:
+            app.fault("wifi_ap", str(e))
     app.wifi_stats = WifiStats(app.link.sta, ap)
     app.window = Window([p["n"] for p in b["ports"]])
     app.power = PowerManager(b["battery"])

@@ -65,6 +65,7 @@ def test_birth_retained_boot_event_and_telemetry_per_window(
     try:
         vb = make_bench(tmp_path, mosquitto.port, kit)
         vb.board.set_port(2, 0.912)
+        vb.board.ap_clients = 3  # phones on the bench's own access point
         bench_runner.start(vb)
         tel = kit["wait_until"](
             lambda: len(gw.of("telemetry")) >= 3 and gw.of("telemetry"), what="telemetry"
@@ -76,6 +77,8 @@ def test_birth_retained_boot_event_and_telemetry_per_window(
         for t in tel:
             check_telemetry(t, ports=5, env=True)
         assert tel[-1]["ports"][1]["plug"] is True and abs(tel[-1]["ports"][1]["a"] - 0.912) < 0.01
+        assert tel[-1]["wifi"]["clients"] == 3  # the access point the profile names is up
+        assert not [e for e in events if e["type"] == "fault"], events
         seqs = [t["seq"] for t in tel]
         assert seqs == sorted(seqs)
         # the retained birth, as a late subscriber sees it

@@ -49,6 +49,7 @@ def test_every_port_limit_is_measurable_by_its_chip() -> None:
         (lambda b: b["battery"]["thresholds"].pop("critical_v"), "battery.thresholds.critical_v"),
         (lambda b: b["display"].update(addr=0x99), "display.addr out of range"),
         (lambda b: b["solar"].update(shunt_ohm="x"), "solar.shunt_ohm has the wrong type"),
+        (lambda b: b["seat"].pop("pull"), "seat.pin 34 has no internal pull resistor"),
     ],
 )
 def test_a_broken_profile_is_refused_naming_the_field(change: Any, named: str) -> None:

@@ -4,6 +4,30 @@ import unittest
 from bench import connect, mqtt
 
 
+class CloseTest(unittest.TestCase):
+    def test_close_closes_the_socket_under_micropythons_stream(self):
+        class Sock:
+            closed = False
+
+            def close(self):
+                self.closed = True
+
+        class Stream:  # MicroPython's asyncio Stream: close() leaves the socket open
+            def __init__(self, s):
+                self.s = s
+
+            def close(self):
+                pass
+
+        sock = Sock()
+        c = mqtt.Client(60)
+        c.reader = c.writer = Stream(sock)
+        c.close()
+        self.assertTrue(sock.closed)
+        self.assertIsNone(c.writer)
+        c.close()  # twice is harmless
+
+
 class PacketTest(unittest.TestCase):
     def test_remaining_length_boundaries(self):
         cases = [
