@@ -73,7 +73,7 @@ class INA226(Reg16Chip):
         elif reg in (0x00, 0x06, 0x07):
             self.regs[reg] = value
         elif reg == 0x05:
-            self.regs[reg] = value & 0xFFFE  # bit 0 is read-only zero
+            self.regs[reg] = value & 0x7FFF  # FS14..FS0; bit 15 is reserved
 
     def _shunt_raw(self) -> int:
         return _clamp(round(self.amps * self.shunt_ohm / 2.5e-6), -32768, 32767)

@@ -83,12 +83,17 @@ BATTERY_LIMITS = {"v": (9.0, 16.0), "a": (-30.0, 30.0)}
 ENV_LIMITS = {"t": (-40.0, 85.0), "rh": (0.0, 100.0)}
 
 
+# After a port switch, until the INA3221 reads the new level: as the driver configures it
+# (3 channels x 16 averages x 2 x 1.1 ms) a conversion cycle is 106 ms, and an average wholly
+# after the switch can take two; plus the load switch's output capacitor.
+PORT_SETTLE_MS = 250
+
+
 def _settle():
-    # Let a load switch and the INA3221's conversion follow a port switch.
     try:
         import time
 
-        time.sleep_ms(30)
+        time.sleep_ms(PORT_SETTLE_MS)
     except AttributeError:  # CPython: the virtual board answers at once
         pass
 

@@ -27,7 +27,7 @@ class INA226:
         # Current LSB in microamps, rounded up to a whole number so that integer maths is exact.
         self.lsb_ua = int(max_a * 1000000 / 32768) + 1
         self.cal = int(0.00512 / (self.lsb_ua * 1e-6 * shunt_ohm))
-        if self.cal > 0xFFFF:
+        if self.cal > 0x7FFF:  # 15 bits (register 05h; bit 15 is reserved)
             raise ValueError("INA226 shunt too small for max_a")
         self.configure()
 

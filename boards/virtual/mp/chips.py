@@ -53,7 +53,7 @@ class INA226(Reg16Chip):
         elif reg in (0x00, 0x06, 0x07):
             self.regs[reg] = value
         elif reg == 0x05:
-            self.regs[reg] = value & 0xFFFE  # bit 0 reads as zero
+            self.regs[reg] = value & 0x7FFF  # FS14..FS0; bit 15 is reserved
 
     def _shunt(self):
         return _clamp(round(self.amps * self.shunt_ohm / 2.5e-6), -32768, 32767)
@@ -91,6 +91,17 @@ class INA3221(Reg16Chip):
             self.regs[0] = 0x7127 if value & 0x8000 else value
         elif 0x07 <= reg <= 0x10:
             self.regs[reg] = value & 0xFFF8
+
+    def settle_ms(self):
+        # After a change at its inputs, how long until a reading averages only the new level:
+        # two conversion cycles as configured (channels on x averages x (bus + shunt
+        # conversion time), datasheet register 00h). Unlike the CPython model, which answers
+        # at once, this one makes a reader wait as it must on the bench.
+        c = self.regs[0]
+        chans = ((c >> 14) & 1) + ((c >> 13) & 1) + ((c >> 12) & 1)
+        avg = (1, 4, 16, 64, 128, 256, 512, 1024)[(c >> 9) & 7]
+        ct = (140, 204, 332, 588, 1100, 2116, 4156, 8244)
+        return 2 * chans * avg * (ct[(c >> 6) & 7] + ct[(c >> 3) & 7]) // 1000
 
     def reg(self, r):
         if 0x01 <= r <= 0x06:

@@ -59,6 +59,7 @@ class Board:
             self.bus.attach(addr, INA3221((sh[0], sh[1], sh[2])))
         self.port_demand = {}
         self.port_chips = {}
+        self.pin_changed = {}  # pin -> ticks_ms of its last change of level
         for p in profile["ports"]:
             chip = self.bus.chips[p["addr"]]
             self.port_chips[p["n"]] = (chip, p["channel"] - 1)
@@ -87,8 +88,18 @@ class Board:
         raise ValueError(f"no port {n}")
 
     def _port_source(self, n):
+        pin = None
+        for p in self.profile["ports"]:
+            if p["n"] == n:
+                pin = p["enable_pin"]
+        chip = self.port_chips[n][0]
+
         def read():
-            if not self.port_enabled(n):
+            on = bool(self.pins.get(pin, 0))
+            at = self.pin_changed.get(pin)
+            if at is not None and time.ticks_diff(time.ticks_ms(), at) < chip.settle_ms():
+                on = not on  # the chip's averages still cover the time before the switch
+            if not on:
                 return 0.0, 0.0
             return self.port_demand.get(n, (5.1, 0.0))
 
@@ -153,20 +164,26 @@ class Pin:
         self.id = pin_id
         self.pins = _board().pins
         if value is not None:
-            self.pins[pin_id] = 1 if value else 0
+            self._set(value)
         elif pin_id not in self.pins:
             self.pins[pin_id] = 0
+
+    def _set(self, v):
+        v = 1 if v else 0
+        if self.pins.get(self.id, 0) != v:  # when each output last changed (see INA3221)
+            _board().pin_changed[self.id] = time.ticks_ms()
+        self.pins[self.id] = v
 
     def value(self, v=None):
         if v is None:
             return self.pins.get(self.id, 0)
-        self.pins[self.id] = 1 if v else 0
+        self._set(v)
 
     def on(self):
-        self.pins[self.id] = 1
+        self._set(1)
 
     def off(self):
-        self.pins[self.id] = 0
+        self._set(0)
 
     def __call__(self, v=None):
         return self.value(v)
