@@ -156,6 +156,7 @@ class BME280(Chip):
         self.mem[0xE5] = (h4 & 0x0F) | ((h5 & 0x0F) << 4)
         self.mem[0xE6] = (h5 >> 4) & 0xFF
         self.mem[0xE7] = h6 & 0xFF
+        self.measuring = False  # ctrl_meas has started measurements since the last reset
 
     @staticmethod
     def t_fine(adc_t: float) -> float:
@@ -206,6 +207,12 @@ class BME280(Chip):
 
     def read(self, reg: int, n: int) -> bytes:
         if reg <= 0xF7 < reg + n:
+            if not self.measuring:
+                # Asleep since power-on or a reset: the data registers hold their reset values
+                # (0x80000 for T and P, 0x8000 for H). Once measuring, this model has a
+                # measurement at once (the VM's model takes the chip's 9.3 ms).
+                self.mem[0xF7:0xFF] = b"\x80\x00\x00\x80\x00\x00\x80\x00"
+                return bytes(self.mem[reg : reg + n])
             t, p, h = self.raw()
             data = [p >> 12, (p >> 4) & 0xFF, (p & 0xF) << 4, t >> 12, (t >> 4) & 0xFF]
             data += [(t & 0xF) << 4, h >> 8, h & 0xFF]
@@ -217,8 +224,11 @@ class BME280(Chip):
             r = reg + i
             if r == 0xE0 and b == 0xB6:
                 self.mem[0xF2] = self.mem[0xF4] = self.mem[0xF5] = 0
+                self.measuring = False
             elif r in (0xF2, 0xF4, 0xF5):
                 self.mem[r] = b
+                if r == 0xF4 and b & 3 and b >> 5:  # forced or normal mode, T measured
+                    self.measuring = True
 
 
 class I2CBus:

@@ -46,6 +46,12 @@ class BME280:
         i2c.writeto_mem(addr, _CTRL_HUM, b"\x01")
         i2c.writeto_mem(addr, _CONFIG, b"\xa0")
         i2c.writeto_mem(addr, _CTRL_MEAS, b"\x27")
+        try:
+            import time
+
+            time.sleep_ms(10)  # the first measurement: 9.3 ms at x1 oversampling
+        except AttributeError:  # CPython: the virtual board has one at once
+            pass
 
     def read_raw(self):
         d = self.i2c.readfrom_mem(self.addr, _DATA, 8)
@@ -63,6 +69,8 @@ class BME280:
     def read(self):
         # (centi-degrees C, milli-percent RH, pascal)
         adc_t, adc_p, adc_h = self.read_raw()
+        if adc_t == adc_p == 0x80000 and adc_h == 0x8000:  # the registers' reset values
+            raise OSError("BME280 has no measurement (asleep, or not done yet)")
         tf = self._t_fine(adc_t)
         t = (tf * 5 + 128) >> 8
         h1, h2, h3, h4, h5, h6 = self.h

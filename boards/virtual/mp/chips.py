@@ -6,6 +6,7 @@
 # (volts, amps, degrees); the drivers read them through the same register traffic as on the
 # bench. A missing address NACKs with OSError(ENODEV).
 import errno
+import time
 
 
 def _clamp(v, lo, hi):
@@ -185,6 +186,8 @@ class BME280:
         m[0xE6] = (h5 >> 4) & 0xFF
         m[0xE7] = h6 & 0xFF
         self.mem = m
+        self.started = None  # ticks_ms when ctrl_meas started measuring
+        self.measured = False
 
     def raw(self):
         adc_t = _invert(lambda a: _t_fine(a) / 5120.0, self.temp_c, (1 << 20) - 1, True)
@@ -196,6 +199,15 @@ class BME280:
     def read(self, reg, n):
         m = self.mem
         if reg <= 0xF7 < reg + n:
+            if not self.measured:
+                # Until a first measurement is done (about 9.3 ms at x1 oversampling after
+                # ctrl_meas starts one; never while asleep), the data registers hold their
+                # reset values: 0x80000 for T and P, 0x8000 for H (datasheet, memory map).
+                # Unlike the CPython model, which measures at once.
+                if self.started is None or time.ticks_diff(time.ticks_ms(), self.started) < 10:
+                    m[0xF7:0xFF] = b"\x80\x00\x00\x80\x00\x00\x80\x00"
+                    return bytes(m[reg : reg + n])
+                self.measured = True
             t, p, h = self.raw()
             data = (p >> 12, (p >> 4) & 0xFF, (p & 0xF) << 4, t >> 12, (t >> 4) & 0xFF)
             data += ((t & 0xF) << 4, h >> 8, h & 0xFF)
@@ -208,8 +220,12 @@ class BME280:
             r = reg + i
             if r == 0xE0 and data[i] == 0xB6:  # soft reset
                 self.mem[0xF2] = self.mem[0xF4] = self.mem[0xF5] = 0
+                self.started = None
+                self.measured = False
             elif r in (0xF2, 0xF4, 0xF5):
                 self.mem[r] = data[i]
+                if r == 0xF4 and data[i] & 3 and data[i] >> 5 and self.started is None:
+                    self.started = time.ticks_ms()  # forced or normal mode, T measured
 
 
 # SSD1306 commands followed by argument bytes, and how many (datasheet table 9).

@@ -147,6 +147,16 @@ class VirtualHardwareTest(unittest.TestCase):
         other = self.prof["ports"][3]
         self.assertEqual(chips[other["addr"]].current_ma(other["channel"]), 0)
 
+    def test_a_bme280_without_a_measurement_is_an_error_not_a_reading(self):
+        # After a reset the data registers hold 0x80000/0x80000/0x8000, which the
+        # compensation would turn into a plausible 26 C and 70 %RH.
+        addr = self.prof["env"]["addr"]
+        bme = BME280(self.i2c, addr)  # waits for the first measurement
+        self.assertEqual(len(bme.read()), 3)
+        self.i2c.writeto_mem(addr, 0xE0, b"\xb6")  # soft reset: asleep
+        with self.assertRaises(OSError):
+            bme.read()
+
     def test_bme280_compensated_readings_match_the_set_climate(self):
         self.board.set_env(18.5, 55.0)
         t, rh, pa = BME280(self.i2c, self.prof["env"]["addr"]).read()
