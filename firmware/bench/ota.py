@@ -523,12 +523,13 @@ class Ota:
         if not rom or s.get("state"):
             return False
         tries = s.get("rom_tries", 0)
-        s["rom_tries"] = tries + 1
-        if tries >= 2:
+        if tries >= 2:  # the app stays in app/
             s["rom"] = None
-        self._save(s)
-        if tries >= 2:
+            del s["rom_tries"]
+            self._save(s)
             return False
+        s["rom_tries"] = tries + 1
+        self._save(s)
         part = rom_partition()
         if part is None:
             raise OtaError("no ROMFS partition")

@@ -92,6 +92,47 @@ def _read(p):
         return f.read()
 
 
+def _exists(p):
+    try:
+        os.stat(p)
+        return True
+    except OSError:
+        return False
+
+
+def _restore(name, module):
+    if module is None:
+        del sys.modules[name]
+    else:
+        sys.modules[name] = module
+
+
+class Partition(bytearray):
+    # esp32.Partition of a ROMFS build: erased with ioctl(6, block), written with
+    # writeblocks(block, buf, offset), its bytes readable in place. refuse: erases fail.
+    erased = None
+    refuse = False
+
+    def ioctl(self, op, arg):
+        if op == 6:
+            if self.refuse:
+                return -5
+            self.erased.append(arg)
+            self[arg * 4096 : (arg + 1) * 4096] = b"\xff" * 4096
+        return 0
+
+    def writeblocks(self, block, buf, offset=0):
+        start = block * 4096 + offset
+        self[start : start + len(buf)] = buf
+
+
+def _partition(size, refuse=False):
+    p = Partition(size)
+    p.erased = []
+    p.refuse = refuse
+    return p
+
+
 class Hmac(unittest.TestCase):
     def test_rfc4231_vectors(self):
         self.assertEqual(
@@ -335,6 +376,77 @@ class Update(unittest.TestCase):
             self.assertFalse(self.ota.rom_pending())
         finally:
             ota.rom_partition = real
+
+    def committed_with_rom(self, image, device):
+        # The new app with its ROMFS image, healthy: the image waits for the next boot.
+        man = self.publish(self.NEW)
+        man = make_bundle(self.NEW, rom=image)
+        self.server.files[self.server.base + "manifest.json"] = man
+        self.server.files[self.server.base + "app.rom"] = image
+        ota.rom_partition = lambda: (device, 64 * 1024, 4096)
+        self.assertTrue(self.run_ota(man), self.ota.error)
+        self.assertEqual(self.ota.boot(), "switched")
+        self.assertTrue(self.ota.healthy())
+
+    def with_vfs(self, device):
+        # The vfs module of a ROMFS build whose partition 0 is `device` (the ESP32's kind).
+        mounted = []
+
+        class Vfs:
+            @staticmethod
+            def umount(path):
+                pass
+
+            @staticmethod
+            def rom_ioctl(op, *args):
+                return device if op == 2 else -22
+
+            @staticmethod
+            def VfsRom(buf):  # noqa: N802
+                return ("rom", bytes(buf[:3]))
+
+            @staticmethod
+            def mount(fs, path):
+                mounted.append((fs, path))
+
+        sys.modules["vfs"] = Vfs
+        return mounted
+
+    def test_the_committed_app_moves_into_the_rom_partition_at_boot(self):
+        image = b"\xd2\xcd\x31" + bytes(range(256)) * 20
+        device = _partition(64 * 1024)
+        real, saved = ota.rom_partition, sys.modules.get("vfs")
+        try:
+            self.committed_with_rom(image, device)
+            mounted = self.with_vfs(device)
+            self.assertTrue(self.ota.to_rom(("bench", "drivers")))
+            self.assertEqual(bytes(device[: len(image)]), image)
+            self.assertEqual(device.erased, list(range(2)))  # the blocks the image needs
+            self.assertEqual(mounted, [(("rom", b"\xd2\xcd\x31"), "/rom")])
+            self.assertFalse(_exists(self.root + "/app"))
+            self.assertFalse(self.ota.rom_pending())
+            self.assertEqual(self.ota.state()["version"], "1.1.0")
+        finally:
+            ota.rom_partition = real
+            _restore("vfs", saved)
+
+    def test_a_rom_write_that_keeps_failing_leaves_the_app_on_the_file_system(self):
+        image = b"\xd2\xcd\x31" + b"r" * 3000
+        device = _partition(64 * 1024, refuse=True)
+        real, saved = ota.rom_partition, sys.modules.get("vfs")
+        try:
+            self.committed_with_rom(image, device)
+            self.with_vfs(device)
+            for _ in range(2):
+                self.assertRaises(ota.OtaError, self.ota.to_rom, ("bench", "drivers"))
+                self.assertTrue(self.ota.rom_pending())  # the next boot tries again
+            self.assertFalse(self.ota.to_rom(("bench", "drivers")))
+            self.assertFalse(self.ota.rom_pending())
+            self.assertEqual(self.app("main.py"), self.NEW["main.py"])
+            self.assertNotIn("rom_tries", self.ota.state())
+        finally:
+            ota.rom_partition = real
+            _restore("vfs", saved)
 
     def test_version_mismatch_with_the_command_is_refused(self):
         man = self.publish(self.NEW)
