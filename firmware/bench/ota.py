@@ -469,6 +469,7 @@ class Ota:
         s = self.state()
         st = s.get("state")
         app, new, old = self._p("app"), self._p("app.new"), self._p("app.old")
+        rmtree(self._p("app.gone"))  # what a move into ROMFS left, if cut short
         if st == "staged" and _is_dir(new) and not _exists(new + "/.manifest"):
             rmtree(old)
             if _is_dir(app):
@@ -538,12 +539,18 @@ class Ota:
         if file_sha256(image) != (rom[1], rom[2]):
             raise OtaError("ROMFS image in app/ damaged")
         write_rom(part, image, rom[1], rom[2])
-        rmtree(app)
+        # Out of sys.path's way by renames (each atomic), so that a power cut cannot leave
+        # half an app to shadow /rom; then forgotten, then deleted.
+        gone = self._p("app.gone")
+        rmtree(gone)
+        os.rename(app, gone)
         for name in packages:
-            rmtree(self._p(name))
+            if _exists(self._p(name)):
+                os.rename(self._p(name), gone + "/" + name + ".root")
         s["rom"] = None
         del s["rom_tries"]
         self._save(s)
+        rmtree(gone)
         import sys
         import vfs
 

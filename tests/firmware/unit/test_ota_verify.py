@@ -424,11 +424,19 @@ class Update(unittest.TestCase):
             self.assertEqual(device.erased, list(range(2)))  # the blocks the image needs
             self.assertEqual(mounted, [(("rom", b"\xd2\xcd\x31"), "/rom")])
             self.assertFalse(_exists(self.root + "/app"))
+            self.assertFalse(_exists(self.root + "/app.gone"))
             self.assertFalse(self.ota.rom_pending())
             self.assertEqual(self.ota.state()["version"], "1.1.0")
         finally:
             ota.rom_partition = real
             _restore("vfs", saved)
+
+    def test_a_move_into_romfs_cut_short_leaves_nothing_on_the_path(self):
+        # Power lost after app/ was moved aside: it is not the app any more, and goes.
+        os.rename(self.root + "/app", self.root + "/app.gone")
+        self.assertEqual(self.ota.boot(), "")
+        self.assertFalse(_exists(self.root + "/app.gone"))
+        self.assertFalse(_exists(self.root + "/app"))
 
     def test_a_rom_write_that_keeps_failing_leaves_the_app_on_the_file_system(self):
         image = b"\xd2\xcd\x31" + b"r" * 3000
