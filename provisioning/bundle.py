@@ -230,7 +230,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"klupa bundle: {e}", file=sys.stderr)
         return 1
     size = sum(int(f["size"]) for f in bundle.files())
-    print(f"bundle {bundle.version}: {len(bundle.files())} files, {size} bytes in {bundle.dir}")
+    rom = int(bundle.manifest["rom"]["size"])
+    print(
+        f"bundle {bundle.version}: {len(bundle.files())} files, {size} bytes in {bundle.dir}; "
+        f"the packages as a ROMFS image, {rom} bytes ({ROM_NAME})"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from klupa.testing.mp.romvfs import image_tree
 from provisioning import bundle, cli
 from provisioning.create import create_deployment
 from provisioning.deployment import Deployment
@@ -61,6 +62,18 @@ def test_bundle_compiles_hashes_and_signs(tmp_path: Path) -> None:
     manifest = json.loads((b.dir / "manifest.json").read_text())
     assert bundle.verify(manifest, key)
     assert not bundle.verify(manifest, os.urandom(32))
+    # The ROMFS image for benches with a partition: the packages, nothing else.
+    rom = b.read(bundle.ROM_NAME)
+    assert manifest["rom"] == {
+        "path": bundle.ROM_NAME,
+        "size": len(rom),
+        "sha256": hashlib.sha256(rom).hexdigest(),
+    }
+    assert image_tree(rom) == {"bench": {"app.mpy": b.read("bench/app.mpy")}}
+    assert bundle.load_bundle(b.dir, key).manifest == manifest
+    (b.dir / bundle.ROM_NAME).write_bytes(rom[:-1] + b"\x00")
+    with pytest.raises(bundle.BundleError, match="app.rom"):
+        bundle.load_bundle(b.dir, key)
     manifest["files"][0]["size"] += 1
     assert not bundle.verify(manifest, key)
     (fw / "bench" / "broken.py").write_text("def (:\n")
