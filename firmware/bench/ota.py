@@ -509,10 +509,6 @@ class Ota:
         self._save({"state": "", "version": v, "report": ["applied", v], "rom": s.get("rom")})
         return bool(s.get("rom"))
 
-    def rom_pending(self):
-        s = self.state()
-        return bool(s.get("rom")) and not s.get("state")
-
     def to_rom(self, packages):
         # At boot, before anything is imported from /rom (a module imported from there keeps
         # its names in the flash rewritten here): write the committed app's ROMFS image into

@@ -11,6 +11,7 @@ if sys.implementation.name != "micropython":
 
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "firmware"))
 
+import main  # the boot's check for an image waiting to be written
 from bench import ota
 
 KEY = b"deployment-ota-key-for-tests"
@@ -90,14 +91,6 @@ def _tmpdir():
 def _read(p):
     with open(p, "rb") as f:
         return f.read()
-
-
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
 
 
 def _restore(name, module):
@@ -333,7 +326,7 @@ class Update(unittest.TestCase):
 
     def test_the_rom_image_is_fetched_only_where_a_romfs_partition_takes_it(self):
         image = b"\xd2\xcd\x31" + b"r" * 3000
-        man = self.publish(self.NEW)
+        self.publish(self.NEW)  # the files, served
         man = make_bundle(self.NEW, rom=image)
         self.server.files[self.server.base + "manifest.json"] = man
         self.server.files[self.server.base + "app.rom"] = image
@@ -343,7 +336,7 @@ class Update(unittest.TestCase):
         self.assertNotIn(self.server.base + "app.rom", self.server.gets)
         self.assertEqual(self.ota.boot(), "switched")
         self.assertFalse(self.ota.healthy())
-        self.assertFalse(self.ota.rom_pending())
+        self.assertFalse(main._rom_pending(self.root))
         # A partition too small for it: the same.
         real = ota.rom_partition
         try:
@@ -360,9 +353,9 @@ class Update(unittest.TestCase):
             self.assertIn(self.server.base + "app.rom", self.server.gets)
             self.assertEqual(self.ota.boot(), "switched")
             self.assertEqual(self.app("app.rom"), image)
-            self.assertFalse(self.ota.rom_pending())  # not while on trial
+            self.assertFalse(main._rom_pending(self.root))  # not while on trial
             self.assertTrue(self.ota.healthy())
-            self.assertTrue(self.ota.rom_pending())
+            self.assertTrue(main._rom_pending(self.root))
             self.assertEqual(self.ota.report(), ("applied", "1.1.0"))
             # A tampered image fails the update like any file.
             self.server.files[self.server.base + "app.rom"] = image[:-1] + b"x"
@@ -373,13 +366,13 @@ class Update(unittest.TestCase):
             self.assertTrue(self.run_ota(man), self.ota.error)
             self.assertEqual(self.ota.boot(), "switched")
             self.assertEqual(self.ota.boot(), "rolled_back")
-            self.assertFalse(self.ota.rom_pending())
+            self.assertFalse(main._rom_pending(self.root))
         finally:
             ota.rom_partition = real
 
     def committed_with_rom(self, image, device):
         # The new app with its ROMFS image, healthy: the image waits for the next boot.
-        man = self.publish(self.NEW)
+        self.publish(self.NEW)  # the files, served
         man = make_bundle(self.NEW, rom=image)
         self.server.files[self.server.base + "manifest.json"] = man
         self.server.files[self.server.base + "app.rom"] = image
@@ -423,9 +416,9 @@ class Update(unittest.TestCase):
             self.assertEqual(bytes(device[: len(image)]), image)
             self.assertEqual(device.erased, list(range(2)))  # the blocks the image needs
             self.assertEqual(mounted, [(("rom", b"\xd2\xcd\x31"), "/rom")])
-            self.assertFalse(_exists(self.root + "/app"))
-            self.assertFalse(_exists(self.root + "/app.gone"))
-            self.assertFalse(self.ota.rom_pending())
+            self.assertFalse(ota._exists(self.root + "/app"))
+            self.assertFalse(ota._exists(self.root + "/app.gone"))
+            self.assertFalse(main._rom_pending(self.root))
             self.assertEqual(self.ota.state()["version"], "1.1.0")
         finally:
             ota.rom_partition = real
@@ -435,8 +428,8 @@ class Update(unittest.TestCase):
         # Power lost after app/ was moved aside: it is not the app any more, and goes.
         os.rename(self.root + "/app", self.root + "/app.gone")
         self.assertEqual(self.ota.boot(), "")
-        self.assertFalse(_exists(self.root + "/app.gone"))
-        self.assertFalse(_exists(self.root + "/app"))
+        self.assertFalse(ota._exists(self.root + "/app.gone"))
+        self.assertFalse(ota._exists(self.root + "/app"))
 
     def test_a_rom_write_that_keeps_failing_leaves_the_app_on_the_file_system(self):
         image = b"\xd2\xcd\x31" + b"r" * 3000
@@ -447,9 +440,9 @@ class Update(unittest.TestCase):
             self.with_vfs(device)
             for _ in range(2):
                 self.assertRaises(ota.OtaError, self.ota.to_rom, ("bench", "drivers"))
-                self.assertTrue(self.ota.rom_pending())  # the next boot tries again
+                self.assertTrue(main._rom_pending(self.root))  # the next boot tries again
             self.assertFalse(self.ota.to_rom(("bench", "drivers")))
-            self.assertFalse(self.ota.rom_pending())
+            self.assertFalse(main._rom_pending(self.root))
             self.assertEqual(self.app("main.py"), self.NEW["main.py"])
             self.assertNotIn("rom_tries", self.ota.state())
         finally:
