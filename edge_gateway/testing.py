@@ -16,7 +16,23 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_gateway import protocol as P
+from edge_gateway.store import day_bounds, local_day
 from klupa.services import free_port
+
+
+def one_day_now(before: int = 0, after: int = 0) -> int:
+    """A time at or just before now whose span `[t - before, t + after]` lies in one local day.
+
+    A test whose records span a local midnight would get two ``daily`` rows; this moves its
+    base back before midnight instead (records may be 35 days old, never 300 s ahead).
+    """
+    t = int(time.time())
+    start, end = day_bounds(local_day(t))
+    if t - before < start:
+        t = int(start) - 1 - after
+    elif t + after >= end:
+        t = int(end) - 1 - after
+    return t
 
 
 def telemetry(

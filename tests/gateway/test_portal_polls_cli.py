@@ -17,6 +17,7 @@ from edge_gateway.testing import (
     Publisher,
     RecordingPortal,
     event,
+    one_day_now,
     telemetry,
     topic_of,
     vote,
@@ -40,7 +41,7 @@ def test_votes_reach_the_portal_once_through_500s_and_timeouts_with_days_and_sta
     gw = gateway_factory(
         mosquitto.port, portal_extra(portal.url), sink_options={"portal": {"timeout_s": 0.5}}
     )
-    now = int(time.time()) - 300
+    now = one_day_now(after=30) - 300  # the records' day is one bench-days row
     pub = Publisher(mosquitto.host, mosquitto.port)
     pub.publish(
         topic_of("mostar-01", "status"),
@@ -86,7 +87,7 @@ def test_votes_reach_the_portal_once_through_500s_and_timeouts_with_days_and_sta
 
     def last_day() -> dict[str, Any] | None:
         days = [d for body in portal.of("PUT", "/api/v1/bench-days") for d in body["days"]]
-        return days[-1] if days and days[-1]["votes"] == 21 else None
+        return next((d for d in reversed(days) if d["votes"] == 21), None)
 
     # the bench-days PUT follows the votes POST of the same batch
     last = wait_until(last_day, 10, what="the day with every vote")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from edge_gateway.service import Gateway
-from edge_gateway.testing import Publisher, telemetry, topic_of, vote, wait_until
+from edge_gateway.testing import Publisher, one_day_now, telemetry, topic_of, vote, wait_until
 from klupa.services import Broker, free_port, serve_portal, stop_process
 
 
@@ -57,7 +56,7 @@ def real_portal(tmp_path: Path) -> Iterator[RealPortal]:
 def test_polls_votes_and_bench_state_through_the_real_portal(
     mosquitto: Broker, real_portal: RealPortal, gateway_factory: Callable[..., Gateway]
 ) -> None:
-    now = int(time.time())
+    now = one_day_now(before=120, after=10)  # the records' daily row is one row
     poll = {
         "v": 1,
         "id": "mostar-gateway-test",

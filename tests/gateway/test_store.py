@@ -8,9 +8,11 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from edge_gateway.service import Gateway
 from edge_gateway.store import Store, day_bounds, local_day
-from edge_gateway.testing import Publisher, telemetry, topic_of, wait_until
+from edge_gateway.testing import Publisher, one_day_now, telemetry, topic_of, wait_until
 from klupa.services import Broker, Influx1
 
 
@@ -84,6 +86,21 @@ def test_local_days_follow_sarajevo_time_across_dst() -> None:
     assert end - start == 25 * 3600
     assert local_day(day_bounds("2026-11-26")[0]) == "2026-11-26"
     assert local_day(day_bounds("2026-11-26")[0] - 1) == "2026-11-25"
+
+
+def test_one_day_now_moves_a_span_across_midnight_back_into_one_day(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    midnight = int(day_bounds("2026-11-28")[0])
+    for clock, want in [
+        (midnight + 30, midnight - 11),  # a minute back would reach yesterday
+        (midnight + 120, midnight + 120),  # already in one day: unchanged
+        (midnight - 5, midnight - 11),  # ten seconds on would reach tomorrow
+    ]:
+        monkeypatch.setattr(time, "time", lambda c=clock: c + 0.5)
+        t = one_day_now(before=60, after=10)
+        assert t == want
+        assert local_day(t - 60) == local_day(t + 10) and t <= clock
 
 
 def test_a_point_influxdb_refuses_is_quarantined_and_the_sink_moves_on(
