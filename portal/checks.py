@@ -126,12 +126,19 @@ def need_bool(obj: dict[str, Any], key: str, field: str) -> bool:
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The request body as a JSON object, or BadField("body", ...)."""
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise BadField("body", "is not UTF-8") from exc
     except ValueError as exc:
         raise BadField("body", f"is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise BadField("body", "is nested too deeply") from exc
     return need_object(value, "body")
+
+
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which JSON does not have (and no count can be).
+    raise ValueError(f"{name} is not a JSON number")
 
 
 # --------------------------------------------------------------------------- polls

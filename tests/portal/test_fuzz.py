@@ -1,0 +1,227 @@
+"""The portal API against bodies a broken gateway or a stranger could send: whatever arrives, the
+answer is a 4xx naming what is wrong (never a 500), and a refused request changes nothing.
+
+Property-based (hypothesis) against the real server (`klupa portal serve`, SQLite).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+# Any JSON value, with the awkward ones a check may miss: huge and negative numbers, floats,
+# booleans (an int subclass in Python), empty and long strings, control characters.
+leaf = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+    st.sampled_from(["", " ", "x" * 5000, "mostar", "mostar-01", "yes", "2026-11-26", "\x00"]),
+)
+json_value = st.recursive(
+    leaf,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every place in a JSON value: the value itself and each key or index below it."""
+    out = [prefix]
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += paths(v, (*prefix, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += paths(v, (*prefix, i))
+    return out
+
+
+@st.composite
+def mutated(draw: st.DrawFn, good: dict[str, Any]) -> dict[str, Any] | Any:
+    """`good` with one place replaced, removed, or given an unknown key."""
+    body = copy.deepcopy(good)
+    where = draw(st.sampled_from(paths(body)))
+    action = draw(st.sampled_from(["replace", "delete", "add"]))
+    if not where:
+        return draw(json_value) if action == "replace" else body
+    parent = body
+    for step in where[:-1]:
+        parent = parent[step]
+    last = where[-1]
+    if action == "replace":
+        parent[last] = draw(json_value)
+    elif action == "delete":
+        del parent[last]
+    elif isinstance(parent, dict):
+        parent[draw(st.text(min_size=1, max_size=8))] = draw(json_value)
+    else:
+        parent.append(draw(json_value))
+    return body
+
+
+def check_answer(r: Any, ok: set[int]) -> None:
+    assert r.status_code < 500, f"{r.status_code}: {r.text[:300]}"
+    if r.status_code in ok:
+        return
+    error = r.json()["error"]
+    assert isinstance(error, str) and error
+    if r.status_code == 400:
+        field, sep, why = error.partition(": ")
+        assert sep and field and why, error  # "field: what is wrong"
+
+
+def good_vote(poll: dict[str, Any], seq: int) -> dict[str, Any]:
+    return {
+        "id": f"nevesinje-01/77/{seq}",
+        "municipality": "nevesinje",
+        "bench": "nevesinje-01",
+        "poll": poll["id"],
+        "choice": "yes",
+        "ts": int(time.time()) - 60,
+    }
+
+
+@pytest.fixture(scope="module")
+def fuzz_poll(portal: Any) -> dict[str, Any]:
+    return dict(portal.make_poll(["nevesinje"]))
+
+
+def totals(portal: Any, poll: dict[str, Any]) -> Any:
+    r = portal.http.get(f"/api/v1/polls/{poll['id']}/results", headers=portal.auth(portal.admin))
+    assert r.status_code == 200, r.text
+    return r.json()["total"]
+
+
+@FUZZ
+@given(data=st.data())
+def test_any_votes_body_is_answered_and_a_refused_batch_counts_nothing(
+    portal: Any, fuzz_poll: dict[str, Any], data: st.DataObject
+) -> None:
+    seq = data.draw(st.integers(min_value=1, max_value=2**40))
+    good = {"votes": [good_vote(fuzz_poll, seq), good_vote(fuzz_poll, seq + 1)]}
+    body = data.draw(mutated(good))
+    before = totals(portal, fuzz_poll)
+    r = portal.http.post("/api/v1/votes", json=body, headers=portal.auth(portal.token("nevesinje")))
+    check_answer(r, {200})
+    if r.status_code != 200:
+        assert totals(portal, fuzz_poll) == before
+    else:
+        out = r.json()
+        assert totals(portal, fuzz_poll) == before + out["accepted"]
+        for item in out["rejected"]:
+            assert isinstance(item["reason"], str) and item["reason"]
+
+
+GOOD_DAY = {
+    "municipality": "nevesinje",
+    "bench": "nevesinje-02",
+    "date": "2026-11-26",
+    "solar_wh": 310.5,
+    "charge_wh": 42.0,
+    "sessions": 9,
+    "seat_occ_s": 5400,
+    "touches": 31,
+    "votes": 12,
+    "uptime_pct": 99.5,
+}
+
+
+@FUZZ
+@given(body=mutated({"days": [GOOD_DAY]}))
+def test_any_bench_days_body_is_answered(portal: Any, body: Any) -> None:
+    r = portal.http.put(
+        "/api/v1/bench-days", json=body, headers=portal.auth(portal.token("nevesinje"))
+    )
+    check_answer(r, {200})
+
+
+GOOD_STATUS = {
+    "municipality": "nevesinje",
+    "online": True,
+    "last_seen": 1795700000,
+    "soc": 81.5,
+    "power": "normal",
+    "fw": "1.0.0",
+}
+
+
+@FUZZ
+@given(body=mutated(GOOD_STATUS))
+def test_any_bench_status_body_is_answered(portal: Any, body: Any) -> None:
+    r = portal.http.put(
+        "/api/v1/benches/nevesinje-02", json=body, headers=portal.auth(portal.token("nevesinje"))
+    )
+    check_answer(r, {200})
+
+
+GOOD_POLL = {
+    "v": 1,
+    "id": "fuzz-poll",
+    "opens": 1795651000,
+    "closes": 1798243000,
+    "question": {"bs": "Da li želite više klupa?", "sr": "Да ли желите више клупа?"},
+    "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
+    "municipalities": ["nevesinje"],
+}
+
+
+@FUZZ
+@given(body=mutated(GOOD_POLL), n=st.integers(min_value=0, max_value=2**40))
+def test_any_poll_body_is_answered(portal: Any, body: Any, n: int) -> None:
+    if isinstance(body, dict) and body.get("id") == "fuzz-poll":
+        body["id"] = f"fuzz-poll-{n}"  # a fresh id, so a good body is a 201, not a 409
+    r = portal.http.post("/api/v1/polls", json=body, headers=portal.auth(portal.admin))
+    check_answer(r, {201})
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # deeper than Python's recursion limit
+        b'{"votes": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"votes": [{"ts": NaN}]}',
+        b'{"days": [{"solar_wh": Infinity}]}',
+        b'{"votes": [], "votes": 3}',
+        b"\xff\xfe{}",
+        b"",
+        b"null",
+        b'"votes"',
+    ],
+)
+def test_malformed_json_is_400_not_500(portal: Any, raw: bytes) -> None:
+    for method, path in [("POST", "/api/v1/votes"), ("PUT", "/api/v1/bench-days")]:
+        r = portal.http.request(
+            method,
+            path,
+            content=raw,
+            headers={**portal.auth(portal.token("nevesinje")), "Content-Type": "application/json"},
+        )
+        assert r.status_code == 400, r.text[:300]
+        assert r.json()["error"].startswith(("body", "votes", "days")), r.text[:300]
+
+
+def test_nan_and_infinity_are_refused_by_name(portal: Any) -> None:
+    day = json.dumps({"days": [{**GOOD_DAY, "solar_wh": 1.5}]}).replace("1.5", "NaN")
+    r = portal.http.put(
+        "/api/v1/bench-days",
+        content=day.encode(),
+        headers={**portal.auth(portal.token("nevesinje")), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 400
+    assert r.json()["error"].startswith(("body", "days[0].solar_wh")), r.text
