@@ -225,3 +225,30 @@ def test_nan_and_infinity_are_refused_by_name(portal: Any) -> None:
     )
     assert r.status_code == 400
     assert r.json()["error"].startswith(("body", "days[0].solar_wh")), r.text
+
+
+segment = st.text(
+    st.characters(codec="utf-8", exclude_characters="/?#"), min_size=1, max_size=30
+) | st.sampled_from(["nevesinje-02", "..", "%00", "%ZZ", "a" * 300])
+
+
+@FUZZ
+@given(
+    path=st.sampled_from(
+        ["/", "/benches", "/benches/{}", "/api/v1/polls", "/api/v1/polls/{}/results"]
+    ),
+    part=segment,
+    query=st.dictionaries(
+        st.sampled_from(["lang", "municipality", "x"]), st.text(max_size=20), max_size=2
+    ),
+    cookie=st.text(st.characters(codec="ascii", min_codepoint=33, max_codepoint=126), max_size=20),
+)
+def test_any_page_or_read_is_answered(
+    portal: Any, path: str, part: str, query: dict[str, str], cookie: str
+) -> None:
+    from urllib.parse import quote
+
+    url = path.format(quote(part, safe=""))
+    r = portal.http.get(url, params=query, headers={"Cookie": f"lang={cookie}"})
+    assert r.status_code < 500, f"{url} {query}: {r.status_code} {r.text[:300]}"
+    assert r.status_code in (200, 400, 404), f"{url} {query}: {r.status_code}"
