@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.request
@@ -264,3 +265,20 @@ def test_status_metrics_and_ota(
     )
     body = urllib.request.urlopen(f"http://127.0.0.1:{oport}/manifest.json", timeout=5).read()
     assert body == b'{"version":"1.0.1"}'
+    # Read-only, and nothing outside the bundle directory: the store beside it stays private.
+    (tmp_path / "secret.txt").write_text("not for benches")
+    for method, path in [
+        ("GET", "/../secret.txt"),
+        ("GET", "/%2e%2e/secret.txt"),
+        ("GET", "/..%2fsecret.txt"),
+        ("PUT", "/manifest.json"),
+        ("POST", "/manifest.json"),
+    ]:
+        conn = http.client.HTTPConnection("127.0.0.1", oport, timeout=5)
+        conn.request(method, path, body=b"{}" if method != "GET" else None)
+        r = conn.getresponse()
+        answer = r.read()
+        conn.close()
+        assert r.status in (404, 501), (method, path, r.status)
+        assert b"not for benches" not in answer
+    assert (ota / "manifest.json").read_text() == '{"version":"1.0.1"}'
