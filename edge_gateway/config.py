@@ -8,7 +8,9 @@ must not silently switch forwarding off. Secrets come from the key, its ``*_file
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from edge_gateway.protocol import BENCH_RE, MUNICIPALITY_RE
+
+BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class ConfigError(Exception):
@@ -255,6 +259,13 @@ class _Reader:
         return None
 
 
+def _toml_key(key: str) -> str:
+    """A key as TOML writes it: bare, or quoted with escapes (so a problem stays one line)."""
+    if BARE_KEY_RE.fullmatch(key):
+        return key
+    return json.dumps(key)
+
+
 def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
     """Build a Config from parsed TOML; relative file paths are relative to ``base``."""
     problems: list[str] = []
@@ -262,7 +273,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
         if key == "municipality":
             continue
         if key not in SECTIONS:
-            problems.append(f"{key}: unknown key")
+            problems.append(f"{_toml_key(key)}: unknown key")
         elif not isinstance(value, dict):
             problems.append(f"{key}: must be a table [{key}]")
     for name, allowed in SECTIONS.items():
@@ -270,7 +281,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
         if isinstance(given, dict):
             for key in given:
                 if key not in allowed:
-                    problems.append(f"{name}.{key}: unknown key")
+                    problems.append(f"{name}.{_toml_key(key)}: unknown key")
 
     top = _Reader(data, "", problems)
     municipality = top.text("municipality", required=True) or ""

@@ -7,12 +7,16 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edge_gateway.cli import main
-from edge_gateway.config import ConfigError, load
+from edge_gateway.config import ConfigError, load, parse
 from klupa.services import Broker, free_port
 
 GOOD = """
@@ -192,3 +196,51 @@ def test_secrets_never_appear_in_the_log(cfgdir: Path, mosquitto: Broker, tmp_pa
     assert "will retry" in log or "could not fetch polls" in log
     for secret in ("mqtt-secret-pw", "portal-secret-token", "influx-secret-token"):
         assert secret not in log
+
+
+# Any value TOML can hold, in place of any key's: a config may be hand-edited badly.
+toml_leaf = st.one_of(
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+    st.sampled_from(["", "\n", "mostar", "127.0.0.1", "mqtt.pass", "/nonexistent/x"]),
+    st.datetimes(),
+)
+toml_value = st.recursive(
+    toml_leaf,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_any_edit_of_a_config_is_valid_or_names_each_problem(
+    cfgdir: Path, data: st.DataObject
+) -> None:
+    config = tomllib.loads(GOOD)
+    section = data.draw(st.sampled_from(sorted(config)))
+    action = data.draw(st.sampled_from(["replace", "delete", "add"]))
+    where: dict[str, Any] = config
+    if isinstance(config[section], dict) and config[section] and data.draw(st.booleans()):
+        where, key = config[section], data.draw(st.sampled_from(sorted(config[section])))
+        if action == "add":
+            key = data.draw(st.text(min_size=1, max_size=8))
+    else:
+        key = section if action != "add" else data.draw(st.text(min_size=1, max_size=8))
+    if action == "delete":
+        where.pop(key, None)
+    else:
+        where[key] = data.draw(toml_value)
+    try:
+        parse(config, cfgdir)
+    except ConfigError as exc:
+        assert exc.problems
+        for line in exc.problems:
+            name, sep, why = line.partition(": ")
+            assert name and sep and why and len(line.splitlines()) == 1, line
