@@ -196,7 +196,8 @@ class RecordingPortal:
 
     Votes are kept by ``id`` (a known id is a duplicate, as the real portal does); a vote for
     ``unknown-poll`` is rejected; ``fail_next`` answers 500 that many times; ``slow_next``
-    stores a vote batch but answers only after ``slow_s`` (a client timeout).
+    stores a vote batch but answers only after ``slow_s`` (a client timeout); ``wrong_next``
+    answers that many writes 200 with ``wrong_body`` and records nothing (a wrong URL's page).
     """
 
     def __init__(self) -> None:
@@ -206,6 +207,8 @@ class RecordingPortal:
         self.fail_next = 0
         self.slow_next = 0
         self.slow_s = 2.0
+        self.wrong_next = 0
+        self.wrong_body = b"<html><body>It works!</body></html>"
         self.votes: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         portal = self
@@ -218,6 +221,12 @@ class RecordingPortal:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _wrong(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(portal.wrong_body)))
+                self.end_headers()
+                self.wfile.write(portal.wrong_body)
 
             def _handle(self) -> None:
                 n = int(self.headers.get("Content-Length") or 0)
@@ -235,6 +244,9 @@ class RecordingPortal:
                     elif portal.fail_next > 0:
                         portal.fail_next -= 1
                         code, answer = 500, {"error": "try later"}
+                    elif portal.wrong_next > 0:
+                        portal.wrong_next -= 1
+                        code, answer = 0, {}
                     elif self.path == "/api/v1/votes":
                         slow = portal.slow_next > 0
                         portal.slow_next -= int(slow)
@@ -254,7 +266,10 @@ class RecordingPortal:
                         code, answer = 200, {"ok": True}
                 if slow:  # committed, but the answer comes too late: the client retries
                     time.sleep(portal.slow_s)
-                self._answer(code, answer)
+                if code == 0:
+                    self._wrong()
+                else:
+                    self._answer(code, answer)
 
             do_GET = do_POST = do_PUT = _handle  # noqa: N815
 

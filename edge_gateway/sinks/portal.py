@@ -3,6 +3,9 @@
 A vote's ``id`` is ``bench/boot/seq``, so a replay is a duplicate at the portal, never a
 second vote. Votes the portal lists as rejected (unknown poll, outside its window) are
 quarantined with the portal's reason.
+
+An answer must be the portal API's: a votes answer accounts for every vote sent. Anything
+else (a proxy's page, a wrong URL answering 200) is retried, never taken as delivered.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 from edge_gateway.config import PortalConfig
 from edge_gateway.points import decode_row
 from edge_gateway.protocol import Event, Telemetry, Vote
-from edge_gateway.sinks.base import Rejected, Sink, http
+from edge_gateway.sinks.base import Rejected, Retry, Sink, http
 from edge_gateway.store import Row, local_day
 
 log = logging.getLogger("edge_gateway.sink.portal")
@@ -40,15 +43,21 @@ class PortalSink(Sink):
             "Authorization": f"Bearer {self.cfg.token or ''}",
         }
 
-    def request(self, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    def request(self, method: str, path: str, body: dict[str, Any], expect: str) -> dict[str, Any]:
+        """The portal's JSON answer, which must hold `expect`; Retry if it is something else."""
         _, data = http(
             method, self.cfg.url + path, json.dumps(body).encode(), self.headers(), self.timeout_s
         )
         try:
-            out = json.loads(data or b"{}")
+            out = json.loads(data)
         except ValueError:
-            return {}
-        return out if isinstance(out, dict) else {}
+            out = None
+        if not isinstance(out, dict) or expect not in out:
+            raise Retry(
+                f"{method} {path}: the answer is not the portal API's ({data[:60]!r}); "
+                "is [portal] url the portal?"
+            )
+        return out
 
     def send(self, rows: list[Row]) -> None:
         votes: list[tuple[Row, dict[str, Any]]] = []
@@ -95,7 +104,9 @@ class PortalSink(Sink):
 
     def _send_votes(self, chunk: list[tuple[Row, dict[str, Any]]]) -> None:
         try:
-            answer = self.request("POST", "/api/v1/votes", {"votes": [v for _, v in chunk]})
+            answer = self.request(
+                "POST", "/api/v1/votes", {"votes": [v for _, v in chunk]}, "accepted"
+            )
         except Rejected as exc:
             if len(chunk) == 1:
                 log.warning("portal refused vote %s: %s", chunk[0][1]["id"], exc.reason[:120])
@@ -105,7 +116,16 @@ class PortalSink(Sink):
                 self._send_votes([one])
             return
         by_id = {v["id"]: r for r, v in chunk}
-        for item in answer.get("rejected", []) or []:
+        acc, dup, rejected = (answer.get(k) for k in ("accepted", "duplicates", "rejected"))
+        if not (
+            isinstance(acc, int)
+            and isinstance(dup, int)
+            and isinstance(rejected, list)
+            and all(isinstance(item, dict) for item in rejected)
+            and acc + dup + len(rejected) == len(chunk)
+        ):
+            raise Retry(f"POST /api/v1/votes: the answer does not account for {len(chunk)} votes")
+        for item in rejected:
             row = by_id.get(str(item.get("id")))
             if row is not None:
                 reason = str(item.get("reason", ""))[:80]
@@ -120,7 +140,12 @@ class PortalSink(Sink):
             items.append({"municipality": self.municipality, "bench": bench, "date": day, **d})
         for i in range(0, len(items), DAYS_PER_REQUEST):
             try:
-                self.request("PUT", "/api/v1/bench-days", {"days": items[i : i + DAYS_PER_REQUEST]})
+                self.request(
+                    "PUT",
+                    "/api/v1/bench-days",
+                    {"days": items[i : i + DAYS_PER_REQUEST]},
+                    "upserted",
+                )
             except Rejected as exc:
                 log.warning("portal refused bench-days: %s", exc)
 
@@ -140,6 +165,6 @@ class PortalSink(Sink):
             # characters and refuses more, which would lose the rest of the bench's state.
             body["fw"] = body["fw"][:FW_MAX]
         try:
-            self.request("PUT", f"/api/v1/benches/{bench}", body)
+            self.request("PUT", f"/api/v1/benches/{bench}", body, "ok")
         except Rejected as exc:
             log.warning("portal refused the state of %s: %s", bench, exc)

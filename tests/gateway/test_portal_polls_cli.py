@@ -122,6 +122,40 @@ def poll(pid: str, opens: int, closes: int) -> dict[str, Any]:
     }
 
 
+def test_an_answer_that_is_not_the_portals_is_retried_never_taken_as_delivered(
+    mosquitto: Broker,
+    portal: RecordingPortal,
+    gateway_factory: Callable[..., Gateway],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A wrong [portal] url (a web server's page), then a JSON answer that accounts for none of
+    # the votes: both 200, and neither may mark a vote delivered.
+    portal.wrong_next = 10**6
+    gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
+    now = one_day_now(after=10) - 120
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    for s in range(1, 6):
+        pub.publish(
+            topic_of("mostar-02", "vote"), vote("mostar-02", 8, s, now + s, "mostar-park", "yes")
+        )
+    pub.wait_published()
+
+    def retries() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "edge_gateway.sink"]
+
+    wait_until(lambda: any("is not the portal API's" in m for m in retries()), 15)
+    assert portal.votes == {}
+    with portal.lock:
+        portal.wrong_body = b'{"accepted": 0, "duplicates": 0, "rejected": []}'
+    wait_until(lambda: any("does not account for" in m for m in retries()), 15)
+    assert portal.votes == {}
+    with portal.lock:
+        portal.wrong_next = 0
+    wait_until(lambda: len(portal.votes) == 5, 30, what="every vote, once the answers are right")
+    assert sorted(portal.votes) == [f"mostar-02/8/{s}" for s in range(1, 6)]
+    assert gw.store.quarantine_counts() == {}
+
+
 def test_the_poll_that_opened_last_is_published_retained_then_the_null_poll(
     mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
 ) -> None:
