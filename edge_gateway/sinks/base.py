@@ -33,6 +33,16 @@ class Rejected(Exception):
         self.reason = reason
 
 
+# Answers that say nothing against the data itself: a wrong token (401/403), a wrong URL or a
+# missing database or bucket (404/405) are configuration faults, and the data waits for the fix.
+RETRY_STATUSES = frozenset({401, 403, 404, 405, 408, 429})
+
+
+def transient(status: int) -> bool:
+    """Whether an HTTP status means "send the batch again later" rather than "this is bad"."""
+    return status in RETRY_STATUSES or status >= 500 or status == 0
+
+
 def http(
     method: str,
     url: str,
@@ -47,7 +57,7 @@ def http(
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as exc:
         text = exc.read()[:300].decode("utf-8", "replace")
-        if exc.code in (401, 403, 408, 429) or exc.code >= 500:
+        if transient(exc.code):
             raise Retry(f"HTTP {exc.code}: {text}") from None
         raise Rejected(exc.code, text) from None
     except (OSError, TimeoutError) as exc:

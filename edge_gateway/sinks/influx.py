@@ -18,7 +18,7 @@ from typing import Any
 
 from edge_gateway.config import InfluxConfig
 from edge_gateway.points import gateway_point, row_points
-from edge_gateway.sinks.base import Rejected, Retry, Sink, http
+from edge_gateway.sinks.base import Rejected, Retry, Sink, http, transient
 from edge_gateway.store import Row
 
 log = logging.getLogger("edge_gateway.sink.influxdb")
@@ -102,7 +102,7 @@ class InfluxSink(Sink):
             )
         except ApiException as exc:
             status = int(exc.status or 0)
-            if status in (401, 403, 408, 429) or status >= 500 or status == 0:
+            if transient(status):
                 raise Retry(f"HTTP {status}: {exc.reason}") from None
             raise Rejected(status, str(exc.body)[:300]) from None
         except Exception as exc:  # noqa: BLE001 - urllib3 connection errors and the like

@@ -137,3 +137,29 @@ def test_a_point_influxdb_refuses_is_quarantined_and_the_sink_moves_on(
         10,
         what="the sink moved on",
     )
+
+
+def test_a_missing_database_is_waited_for_not_a_reason_to_quarantine(
+    mosquitto: Broker, influxdb1: Influx1, gateway_factory: Callable[..., Gateway]
+) -> None:
+    # InfluxDB answers 404 "database not found": the rows wait until the database exists.
+    gw = gateway_factory(
+        mosquitto.port,
+        f'[influxdb]\nurl = "{influxdb1.url}"\napi_version = 1\ndatabase = "later"\n'
+        "create_database = false\nflush_interval_s = 0.2\n",
+    )
+    now = int(time.time())
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    for seq in (1, 2):
+        pub.publish(topic_of("mostar-01", "telemetry"), telemetry("mostar-01", 1, seq, now - seq))
+    pub.wait_published()
+    wait_until(lambda: gw.counts["accepted"] == 2, 10)
+    time.sleep(1.5)  # several tries at 404
+    assert gw.store.quarantine_counts() == {}
+    influxdb1.query('CREATE DATABASE "later"')
+    wait_until(
+        lambda: len(influxdb1.rows("SELECT rssi FROM link", "later")) == 2,
+        30,
+        what="both rows once the database exists",
+    )
+    assert gw.store.quarantine_counts() == {}
