@@ -64,8 +64,11 @@ class PollSync(threading.Thread):
         headers = {"Authorization": f"Bearer {self.cfg.token or ''}", "Accept": "application/json"}
         _, body = http("GET", f"{self.cfg.url}/api/v1/polls?{q}", None, headers, timeout=15)
         data = json.loads(body)
+        polls = data.get("polls") if isinstance(data, dict) else None
+        if not isinstance(polls, list) or not all(isinstance(p, dict) for p in polls):
+            raise ValueError(f"the answer is not a list of polls: {body[:80]!r}")
         out = []
-        for p in data.get("polls", []):
+        for p in polls:
             payload = P.encode({k: p[k] for k in POLL_FIELDS if k in p} | {"v": P.VERSION})
             try:
                 P.validate_poll(payload)
@@ -83,7 +86,7 @@ class PollSync(threading.Thread):
                 last_fetch = now
                 try:
                     self.polls = self.fetch()
-                except (Retry, Rejected, ValueError, AttributeError) as exc:
+                except (Retry, Rejected, ValueError) as exc:
                     log.warning("could not fetch polls from the portal: %s", exc)
             if self.polls is not None and self.gateway.connected.is_set():
                 # Again after every (re)connect too: a broker restarted without its

@@ -188,6 +188,31 @@ def test_the_poll_that_opened_last_is_published_retained_then_the_null_poll(
     assert late.received[0][1] == b'{"v":1,"id":null}' and late.received[0][2] is True
 
 
+def test_a_polls_answer_of_the_wrong_shape_is_logged_and_the_sync_goes_on(
+    mosquitto: Broker,
+    portal: RecordingPortal,
+    gateway_factory: Callable[..., Gateway],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = int(time.time())
+    portal.polls = ["not a poll", 3]  # type: ignore[list-item]
+    gateway_factory(mosquitto.port, portal_extra(portal.url))
+    wait_until(
+        lambda: any("not a list of polls" in r.getMessage() for r in caplog.records),
+        10,
+        what="the bad answer named in the log",
+    )
+    portal.polls = [poll("mostar-park", now - 100, now + 1000)]
+    sub = Publisher(mosquitto.host, mosquitto.port)
+    sub.subscribe("klupa/v1/mostar/poll")
+
+    def poll_ids() -> list[Any]:
+        with sub.lock:
+            return [json.loads(p).get("id") for _, p, _ in sub.received]
+
+    wait_until(lambda: "mostar-park" in poll_ids(), 10, what="the poll once the answer is good")
+
+
 def test_the_retained_poll_comes_back_when_deleted_or_lost_with_the_broker(
     mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
 ) -> None:
