@@ -74,7 +74,12 @@ class InfluxSink(Sink):
             headers = self._v1_headers()
             headers["Content-Encoding"] = "gzip"
             url = f"{self.cfg.url}/write?{urllib.parse.urlencode(params)}"
-            http("POST", url, gzip.compress(body, 1), headers, timeout=30)
+            status, answer = http("POST", url, gzip.compress(body, 1), headers, timeout=30)
+            if status != 204:  # what InfluxDB (and every 1.x-compatible server) answers a write
+                raise Retry(
+                    f"HTTP {status} to a write, not 204: is [influxdb] url InfluxDB? "
+                    f"({answer[:60]!r})"
+                )
             return
         self._write_v2(body)
 

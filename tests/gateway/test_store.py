@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -163,3 +166,46 @@ def test_a_missing_database_is_waited_for_not_a_reason_to_quarantine(
         what="both rows once the database exists",
     )
     assert gw.store.quarantine_counts() == {}
+
+
+def test_a_write_answered_200_is_not_taken_as_written(
+    mosquitto: Broker, gateway_factory: Callable[..., Gateway], caplog: pytest.LogCaptureFixture
+) -> None:
+    # [influxdb] url pointing at some other web server, which answers everything 200
+    seen: list[str] = []
+
+    class Page(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "13")
+            self.end_headers()
+            self.wfile.write(b"<html></html>")
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        gw = gateway_factory(
+            mosquitto.port,
+            f'[influxdb]\nurl = "http://127.0.0.1:{server.server_address[1]}"\napi_version = 1\n'
+            'database = "benches"\ncreate_database = false\nflush_interval_s = 0.2\n',
+        )
+        pub = Publisher(mosquitto.host, mosquitto.port)
+        now = int(time.time())
+        pub.publish(topic_of("mostar-01", "telemetry"), telemetry("mostar-01", 1, 1, now))
+        pub.wait_published()
+        wait_until(
+            lambda: any("not 204: is [influxdb] url" in r.getMessage() for r in caplog.records),
+            15,
+            what="the answer named in the log",
+        )
+        assert any(p.startswith("/write?") for p in seen)
+        depth, _ = gw.store.depth_and_lag(["influxdb"], time.time())
+        assert depth >= 1  # still waiting to be written
+    finally:
+        server.shutdown()
+        server.server_close()
