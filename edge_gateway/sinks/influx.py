@@ -39,7 +39,7 @@ class InfluxSink(Sink):
         self.sinks = list(sinks)
         self.database_ready = cfg.api_version != 1 or not cfg.create_database
         self.last_gateway_point = 0.0
-        self._write_api: Any = None
+        self._writes: Any = None  # influxdb-client WriteService
         self._client: Any = None
 
     # ------------------------------------------------------------------ transport
@@ -84,11 +84,10 @@ class InfluxSink(Sink):
         self._write_v2(body)
 
     def _write_v2(self, body: bytes) -> None:
-        from influxdb_client import InfluxDBClient, WritePrecision
-        from influxdb_client.client.write_api import SYNCHRONOUS
+        from influxdb_client import InfluxDBClient, WriteService
         from influxdb_client.rest import ApiException
 
-        if self._write_api is None:
+        if self._writes is None:
             self._client = InfluxDBClient(
                 url=self.cfg.url,
                 token=self.cfg.token or "",
@@ -97,13 +96,15 @@ class InfluxSink(Sink):
                 enable_gzip=True,
                 retries=False,
             )
-            self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
+            # The generated service rather than write_api: it returns the HTTP status.
+            self._writes = WriteService(self._client.api_client)
         try:
-            self._write_api.write(
-                bucket=self.cfg.bucket,
+            _, status, _ = self._writes.post_write_with_http_info(
                 org=self.cfg.org,
-                record=body,
-                write_precision=WritePrecision.MS,
+                bucket=self.cfg.bucket,
+                body=body,
+                precision="ms",
+                content_type="text/plain; charset=utf-8",
             )
         except ApiException as exc:
             status = int(exc.status or 0)
@@ -112,6 +113,8 @@ class InfluxSink(Sink):
             raise Rejected(status, str(exc.body)[:300]) from None
         except Exception as exc:  # noqa: BLE001 - urllib3 connection errors and the like
             raise Retry(str(exc)[:300]) from None
+        if status != 204:  # what InfluxDB 2.x/3.x and the compatible servers answer
+            raise Retry(f"HTTP {status} to a write, not 204: is [influxdb] url InfluxDB?")
 
     # ------------------------------------------------------------------ sink
 

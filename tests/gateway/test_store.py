@@ -168,8 +168,19 @@ def test_a_missing_database_is_waited_for_not_a_reason_to_quarantine(
     assert gw.store.quarantine_counts() == {}
 
 
+@pytest.mark.parametrize(
+    ("api", "path"),
+    [
+        ('api_version = 1\ndatabase = "benches"\ncreate_database = false\n', "/write?"),
+        ('api_version = 2\norg = "link"\nbucket = "benches"\ntoken = "t"\n', "/api/v2/write?"),
+    ],
+)
 def test_a_write_answered_200_is_not_taken_as_written(
-    mosquitto: Broker, gateway_factory: Callable[..., Gateway], caplog: pytest.LogCaptureFixture
+    mosquitto: Broker,
+    gateway_factory: Callable[..., Gateway],
+    caplog: pytest.LogCaptureFixture,
+    api: str,
+    path: str,
 ) -> None:
     # [influxdb] url pointing at some other web server, which answers everything 200
     seen: list[str] = []
@@ -191,8 +202,8 @@ def test_a_write_answered_200_is_not_taken_as_written(
     try:
         gw = gateway_factory(
             mosquitto.port,
-            f'[influxdb]\nurl = "http://127.0.0.1:{server.server_address[1]}"\napi_version = 1\n'
-            'database = "benches"\ncreate_database = false\nflush_interval_s = 0.2\n',
+            f'[influxdb]\nurl = "http://127.0.0.1:{server.server_address[1]}"\n{api}'
+            "flush_interval_s = 0.2\n",
         )
         pub = Publisher(mosquitto.host, mosquitto.port)
         now = int(time.time())
@@ -203,7 +214,7 @@ def test_a_write_answered_200_is_not_taken_as_written(
             15,
             what="the answer named in the log",
         )
-        assert any(p.startswith("/write?") for p in seen)
+        assert any(p.startswith(path) for p in seen)
         depth, _ = gw.store.depth_and_lag(["influxdb"], time.time())
         assert depth >= 1  # still waiting to be written
     finally:
