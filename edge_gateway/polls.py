@@ -88,6 +88,8 @@ class PollSync(threading.Thread):
                     self.polls = self.fetch()
                 except (Retry, Rejected, ValueError) as exc:
                     log.warning("could not fetch polls from the portal: %s", exc)
+                except Exception:  # a bug must not end poll distribution; the last list stays
+                    log.exception("fetching polls failed")
             if self.polls is not None and self.gateway.connected.is_set():
                 # Again after every (re)connect too: a broker restarted without its
                 # persistence has lost the retained poll.

@@ -122,6 +122,18 @@ def poll(pid: str, opens: int, closes: int) -> dict[str, Any]:
     }
 
 
+def watch_polls(mosquitto: Broker) -> Callable[[], list[Any]]:
+    """The ids of the polls published on Mostar's poll topic from now on, as they come."""
+    sub = Publisher(mosquitto.host, mosquitto.port)
+    sub.subscribe("klupa/v1/mostar/poll")
+
+    def poll_ids() -> list[Any]:
+        with sub.lock:
+            return [json.loads(p).get("id") for _, p, _ in sub.received]
+
+    return poll_ids
+
+
 def test_an_answer_that_is_not_the_portals_is_retried_never_taken_as_delivered(
     mosquitto: Broker,
     portal: RecordingPortal,
@@ -203,14 +215,34 @@ def test_a_polls_answer_of_the_wrong_shape_is_logged_and_the_sync_goes_on(
         what="the bad answer named in the log",
     )
     portal.polls = [poll("mostar-park", now - 100, now + 1000)]
-    sub = Publisher(mosquitto.host, mosquitto.port)
-    sub.subscribe("klupa/v1/mostar/poll")
-
-    def poll_ids() -> list[Any]:
-        with sub.lock:
-            return [json.loads(p).get("id") for _, p, _ in sub.received]
-
+    poll_ids = watch_polls(mosquitto)
     wait_until(lambda: "mostar-park" in poll_ids(), 10, what="the poll once the answer is good")
+
+
+def test_a_failure_in_the_poll_fetch_does_not_end_poll_distribution(
+    mosquitto: Broker,
+    portal: RecordingPortal,
+    gateway_factory: Callable[..., Gateway],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from edge_gateway.polls import PollSync
+
+    real = PollSync.fetch
+    calls = []
+
+    def flaky(self: PollSync) -> list[dict[str, Any]]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the fetch")
+        return real(self)
+
+    monkeypatch.setattr(PollSync, "fetch", flaky)
+    now = int(time.time())
+    portal.polls = [poll("mostar-park", now - 100, now + 1000)]
+    gateway_factory(mosquitto.port, portal_extra(portal.url))
+    poll_ids = watch_polls(mosquitto)
+    wait_until(lambda: "mostar-park" in poll_ids(), 10, what="the poll after the failed fetch")
+    assert len(calls) >= 2
 
 
 def test_the_retained_poll_comes_back_when_deleted_or_lost_with_the_broker(
