@@ -7,6 +7,7 @@ _QUESTION_MAX = const(200)
 _LABEL_MAX = const(24)
 _OPTIONS_MIN = const(2)
 _OPTIONS_MAX = const(4)
+_TIME_MAX = 9007199254740992  # 2**53, where JSON integers stop being exact
 
 
 def _is_num(x):
@@ -68,6 +69,8 @@ def poll_error(poll):
         # whose floats are single precision reads one to within a couple of minutes.
         if not _is_num(poll.get(k)):
             return k + " is not a number"
+        if not 0 <= poll[k] <= _TIME_MAX:  # as the gateway and the portal judge a time
+            return k + " is out of range"
     if poll["closes"] <= poll["opens"]:
         return "closes is not after opens"
     err = _texts_error(poll.get("question"), _QUESTION_MAX, "question")

@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import random
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -256,6 +257,37 @@ def test_the_gateway_and_the_bench_judge_a_poll_alike(monkeypatch: pytest.Monkey
         assert gateway_ok == (
             name in ("good", "200-character question", "24-character label", "fractional times")
         )
+
+
+@settings(
+    max_examples=int(os.environ.get("KLUPA_HYPOTHESIS_EXAMPLES", "300")) * 2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_the_gateway_and_the_bench_judge_any_changed_poll_alike(data: st.DataObject) -> None:
+    # Generated variants of a good poll: both checks answer (no other exception), and alike.
+    from klupa.testing.vm import FIRMWARE_DIR
+
+    if str(FIRMWARE_DIR) not in sys.path:
+        sys.path.insert(0, str(FIRMWARE_DIR))
+    from bench.pollcheck import poll_error
+
+    good = {**PARK_POLL, "opens": 1795651000, "closes": 1798243000}
+    good["question"] = {"bs": "Više klupa?", "sr": "Више клупа?"}
+    payload = json.dumps(data.draw(mutated(good)), ensure_ascii=False, separators=(",", ":"))
+    payload = payload.encode()
+    try:
+        P.validate_poll(payload)
+        gateway_ok = True
+    except P.ProtocolError:
+        gateway_ok = False
+    doc = json.loads(payload)
+    why = poll_error(doc)
+    assert why is None or isinstance(why, str)
+    bench_ok = why is None and len(payload) <= 4096  # bench.voting refuses a larger one first
+    if not (isinstance(doc, dict) and doc.get("id", 0) is None):  # {"id":null} closes, apart
+        assert gateway_ok == bench_ok, (payload[:300], why)
 
 
 # --------------------------------------------------------------------------- generated bad input

@@ -148,6 +148,8 @@ class PollHandling(unittest.TestCase):
             poll_payload(opens=True),
             poll_payload(closes=None),
             poll_payload(closes="INF").replace(b'"INF"', b"1e999"),  # json: inf
+            poll_payload(opens=-1),  # the gateway and the portal refuse times outside 0..2**53
+            poll_payload(closes=1e300),
         ]
         for payload in bad:
             self.assertFalse(b.v.on_poll(payload), payload)
