@@ -178,6 +178,10 @@ def cmd_cmd(args: argparse.Namespace) -> int:
             print(f"{prog}: argument {kv!r} is not key=value", file=sys.stderr)
             return 2
         cmd_args[key] = _value(value)
+        why = P.set_arg_error(key, cmd_args[key]) if args.op == "set" else None
+        if why:
+            print(f"{prog}: {why}", file=sys.stderr)
+            return 2
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 

@@ -56,6 +56,8 @@ OTA_STATES = ("downloading", "verified", "applied", "rolled_back", "failed")
 TAMPER_KINDS = ("tilt", "shock", "port_overcurrent")
 STATUS_STATES = ("online", "offline", "sleeping")
 COMMAND_OPS = ("ping", "reboot", "set", "port", "ota", "selftest")
+# What `set` may change and its range; the bench's own copy is bench.config.SETTABLE (a test
+# holds the two equal). The SoC thresholds may be fractional; the rest are whole numbers.
 SET_RANGES: dict[str, tuple[int, int]] = {
     "period": (10, 3600),
     "sample_s": (1, 60),
@@ -64,6 +66,23 @@ SET_RANGES: dict[str, tuple[int, int]] = {
     "saver_soc": (0, 100),
     "critical_soc": (0, 100),
 }
+
+SET_FRACTIONAL = ("saver_soc", "critical_soc")
+
+
+def set_arg_error(key: str, value: Any) -> str | None:
+    """Why the bench would refuse `set {key}={value}`, or None (its cross-checks aside)."""
+    if key not in SET_RANGES:
+        return f"unknown setting {key!r} (one of {', '.join(SET_RANGES)})"
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return f"{key} must be a number"
+    if key not in SET_FRACTIONAL and not float(value).is_integer():
+        return f"{key} must be a whole number"
+    lo, hi = SET_RANGES[key]
+    if not lo <= value <= hi:
+        return f"{key} out of range {lo}..{hi}"
+    return None
+
 
 # Reason codes, each counted by the gateway.
 REASONS = (

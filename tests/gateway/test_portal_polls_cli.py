@@ -318,6 +318,18 @@ def test_cmd_publishes_a_command_and_prints_the_ack(
     assert "mostar-01: set ok: period 300" in capsys.readouterr().out
     sent = json.loads(bench.received[-1][1])
     assert sent["op"] == "set" and sent["args"] == {"period": 300} and sent["id"].startswith("c-")
+    # A setting the bench would refuse is refused here, named, and never sent.
+    before = len(bench.received)
+    for arg, why in [
+        ("period=5", "period out of range 10..3600"),
+        ("colour=1", "unknown setting 'colour'"),
+        ("cooldown=2.5", "cooldown must be a whole number"),
+        ("vote_cap=many", "vote_cap must be a number"),
+    ]:
+        assert main(["cmd", "--config", str(cfg), "mostar-01", "set", arg]) == 2
+        assert why in capsys.readouterr().err
+    time.sleep(0.3)
+    assert len(bench.received) == before
     bench.close()
     assert main(["cmd", "--config", str(cfg), "--timeout", "0.5", "mostar-01", "ping"]) == 1
     err = capsys.readouterr().err

@@ -22,7 +22,7 @@ from edge_gateway.service import Gateway
 from edge_gateway.store import Row
 from edge_gateway.testing import Publisher, dumps, event, telemetry, topic_of, vote, wait_until
 from klupa.services import Broker
-from klupa.testing.fuzz import mutated
+from klupa.testing.fuzz import json_value, mutated
 
 NOW = 1_795_712_460.0
 B = "mostar-01"
@@ -288,6 +288,29 @@ def test_the_gateway_and_the_bench_judge_any_changed_poll_alike(data: st.DataObj
     bench_ok = why is None and len(payload) <= 4096  # bench.voting refuses a larger one first
     if not (isinstance(doc, dict) and doc.get("id", 0) is None):  # {"id":null} closes, apart
         assert gateway_ok == bench_ok, (payload[:300], why)
+
+
+@settings(
+    max_examples=int(os.environ.get("KLUPA_HYPOTHESIS_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    key=st.sampled_from([*P.SET_RANGES, "colour", "Period", ""]),
+    value=json_value | st.floats() | st.integers(-(2**40), 2**40),
+)
+def test_the_gateway_and_the_bench_judge_a_set_alike(key: str, value: Any) -> None:
+    # `klupa gateway cmd … set` refuses what the bench would, before sending it.
+    from klupa.testing.vm import FIRMWARE_DIR
+
+    if str(FIRMWARE_DIR) not in sys.path:
+        sys.path.insert(0, str(FIRMWARE_DIR))
+    from bench.config import SETTABLE, check_settings
+
+    assert SETTABLE == P.SET_RANGES
+    room = {"saver_soc": 101, "critical_soc": -1}  # no SoC cross-check in the way
+    bench_why, _ = check_settings({key: value}, room)
+    assert (P.set_arg_error(key, value) is None) == (bench_why is None), (key, value, bench_why)
 
 
 # --------------------------------------------------------------------------- generated bad input
