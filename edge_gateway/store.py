@@ -271,6 +271,10 @@ class Store:
         out: dict[str, Any] = dict(zip(names, row or (0.0, 0.0, 0, 0, 0, 0), strict=True))
         out["solar_wh"] = round(float(out["solar_wh"]), 3)
         out["charge_wh"] = round(float(out["charge_wh"]), 3)
+        # Windows that overlap (a bench whose clock jumped back re-reports a stretch) can sum
+        # past the day; no day holds more than its own length of sitting.
+        start, end = day_bounds(day)
+        out["seat_occ_s"] = min(int(out["seat_occ_s"]), int(end - start))
         out["uptime_pct"] = self.uptime_pct(bench, day, now)
         return out
 

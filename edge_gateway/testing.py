@@ -197,7 +197,8 @@ class RecordingPortal:
     Votes are kept by ``id`` (a known id is a duplicate, as the real portal does); a vote for
     ``unknown-poll`` is rejected; ``fail_next`` answers 500 that many times; ``slow_next``
     stores a vote batch but answers only after ``slow_s`` (a client timeout); ``wrong_next``
-    answers that many writes 200 with ``wrong_body`` and records nothing (a wrong URL's page).
+    answers that many writes 200 with ``wrong_body`` and records nothing (a wrong URL's page);
+    a bench-days request naming a bench in ``refuse_days_of`` is a 400, as a bad day is.
     """
 
     def __init__(self) -> None:
@@ -208,6 +209,8 @@ class RecordingPortal:
         self.slow_next = 0
         self.slow_s = 2.0
         self.wrong_next = 0
+        self.refuse_days_of: set[str] = set()
+        self.days: list[dict[str, Any]] = []  # bench-days answered 200, in order
         self.wrong_body = b"<html><body>It works!</body></html>"
         self.votes: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
@@ -261,7 +264,12 @@ class RecordingPortal:
                                 acc += 1
                         code, answer = 200, {"accepted": acc, "duplicates": dup, "rejected": rej}
                     elif self.path == "/api/v1/bench-days":
-                        code, answer = 200, {"upserted": len(body["days"])}
+                        bad = [d for d in body["days"] if d["bench"] in portal.refuse_days_of]
+                        if bad:
+                            code, answer = 400, {"error": "days[0].seat_occ_s: too large"}
+                        else:
+                            portal.days.extend(body["days"])
+                            code, answer = 200, {"upserted": len(body["days"])}
                     else:
                         code, answer = 200, {"ok": True}
                 if slow:  # committed, but the answer comes too late: the client retries

@@ -139,15 +139,19 @@ class PortalSink(Sink):
             d = self.store.daily(bench, day, now)
             items.append({"municipality": self.municipality, "bench": bench, "date": day, **d})
         for i in range(0, len(items), DAYS_PER_REQUEST):
-            try:
-                self.request(
-                    "PUT",
-                    "/api/v1/bench-days",
-                    {"days": items[i : i + DAYS_PER_REQUEST]},
-                    "upserted",
-                )
-            except Rejected as exc:
-                log.warning("portal refused bench-days: %s", exc)
+            self._put_days(items[i : i + DAYS_PER_REQUEST])
+
+    def _put_days(self, chunk: list[dict[str, Any]]) -> None:
+        try:
+            self.request("PUT", "/api/v1/bench-days", {"days": chunk}, "upserted")
+        except Rejected as exc:
+            if len(chunk) > 1:  # one bad day must not keep the others from the portal
+                for day in chunk:
+                    self._put_days([day])
+                return
+            log.warning(
+                "portal refused the day %s of %s: %s", chunk[0]["date"], chunk[0]["bench"], exc
+            )
 
     def _send_bench(self, bench: str, latest: dict[str, Any]) -> None:
         """The bench's state: what this batch's rows say, the rest from the store."""

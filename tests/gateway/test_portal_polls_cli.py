@@ -122,6 +122,35 @@ def poll(pid: str, opens: int, closes: int) -> dict[str, Any]:
     }
 
 
+def test_a_day_the_portal_refuses_does_not_keep_the_others_from_it(
+    mosquitto: Broker,
+    portal: RecordingPortal,
+    gateway_factory: Callable[..., Gateway],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    portal.refuse_days_of = {"mostar-03"}
+    portal.fail_next = 10**6  # 500s until one request carries both benches' days
+    gateway_factory(mosquitto.port, portal_extra(portal.url))
+    now = one_day_now(after=10) - 60
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    for b in ("mostar-03", "mostar-04"):
+        pub.publish(topic_of(b, "telemetry"), telemetry(b, 2, 1, now))
+    pub.wait_published()
+    wait_until(
+        lambda: any(len(b["days"]) == 2 for b in portal.of("PUT", "/api/v1/bench-days")),
+        15,
+        what="both days in one request",
+    )
+    with portal.lock:
+        portal.fail_next = 0
+    wait_until(
+        lambda: "mostar-04" in [d["bench"] for d in portal.days], 15, what="the good bench's day"
+    )
+    assert "mostar-03" not in [d["bench"] for d in portal.days]
+    refused = [r.getMessage() for r in caplog.records if "portal refused the day" in r.getMessage()]
+    assert refused and all("of mostar-03" in m for m in refused), refused
+
+
 def watch_polls(mosquitto: Broker) -> Callable[[], list[Any]]:
     """The ids of the polls published on Mostar's poll topic from now on, as they come."""
     sub = Publisher(mosquitto.host, mosquitto.port)

@@ -220,3 +220,18 @@ def test_a_write_answered_200_is_not_taken_as_written(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_days_sitting_is_capped_at_the_days_length(tmp_path: Path) -> None:
+    # Overlapping windows (a clock that jumped back) can sum past the day; the portal refuses
+    # seat_occ_s over 86400, which would have cost the bench its whole day there.
+    st = Store(str(tmp_path / "s.sqlite"))
+    st.begin()
+    st.add_daily({("mostar-01", "2026-11-26"): [1.0, 0.5, 2, 80000, 9, 1]})
+    st.add_daily({("mostar-01", "2026-11-26"): [1.0, 0.5, 1, 20000, 1, 0]})
+    st.add_daily({("mostar-01", "2026-10-25"): [0.0, 0.0, 0, 95000, 0, 0]})  # 25 hours
+    st.commit()
+    d = st.daily("mostar-01", "2026-11-26", day_bounds("2026-11-27")[0])
+    assert (d["seat_occ_s"], d["sessions"], d["touches"]) == (86400, 3, 10)
+    assert st.daily("mostar-01", "2026-10-25", day_bounds("2026-10-26")[0])["seat_occ_s"] == 90000
+    st.close()
