@@ -92,6 +92,7 @@ start from.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import shutil
@@ -100,6 +101,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 PACKAGE = "@micropython/micropython-webassembly-pyscript"
 HERE = Path(__file__).resolve().parent
@@ -111,6 +113,16 @@ FIRMWARE_DIR = REPO_ROOT / "firmware"
 FAKES_DIR = REPO_ROOT / "boards" / "virtual" / "mp"
 PROFILES_DIR = REPO_ROOT / "boards"
 RESULT_MARKER = "@@klupa-vm-result "
+
+
+def firmware_module(name: str) -> ModuleType:
+    """A firmware module (``bench.pollcheck``, …) imported into CPython, where it runs too:
+    for tests that hold a host-side check to the bench's."""
+    if str(FIRMWARE_DIR) not in sys.path:
+        sys.path.insert(0, str(FIRMWARE_DIR))
+    return importlib.import_module(name)
+
+
 DEFAULT_HEAPSIZE = 56 * 1024
 # What Wi-Fi and TLS leave a plain ESP32's GC heap (DESIGN.md): the default budget a test
 # module's heap high-water mark is checked against; a module may set its own HEAP_BUDGET.

@@ -6,7 +6,6 @@ import copy
 import json
 import os
 import random
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -23,8 +22,17 @@ from edge_gateway.store import Row
 from edge_gateway.testing import Publisher, dumps, event, telemetry, topic_of, vote, wait_until
 from klupa.services import Broker
 from klupa.testing.fuzz import json_value, mutated
+from klupa.testing.vm import firmware_module
 
 NOW = 1_795_712_460.0
+
+
+def generated(times: int = 1) -> settings:
+    """Hypothesis settings for the generated tests: KLUPA_HYPOTHESIS_EXAMPLES (300) × times."""
+    n = int(os.environ.get("KLUPA_HYPOTHESIS_EXAMPLES", "300")) * times
+    return settings(max_examples=n, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
 B = "mostar-01"
 T = topic_of(B, "telemetry")
 
@@ -259,20 +267,11 @@ def test_the_gateway_and_the_bench_judge_a_poll_alike(monkeypatch: pytest.Monkey
         )
 
 
-@settings(
-    max_examples=int(os.environ.get("KLUPA_HYPOTHESIS_EXAMPLES", "300")) * 2,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@generated(times=2)
 @given(data=st.data())
 def test_the_gateway_and_the_bench_judge_any_changed_poll_alike(data: st.DataObject) -> None:
     # Generated variants of a good poll: both checks answer (no other exception), and alike.
-    from klupa.testing.vm import FIRMWARE_DIR
-
-    if str(FIRMWARE_DIR) not in sys.path:
-        sys.path.insert(0, str(FIRMWARE_DIR))
-    from bench.pollcheck import poll_error
-
+    poll_error = firmware_module("bench.pollcheck").poll_error
     good = {**PARK_POLL, "opens": 1795651000, "closes": 1798243000}
     good["question"] = {"bs": "Više klupa?", "sr": "Више клупа?"}
     payload = json.dumps(data.draw(mutated(good)), ensure_ascii=False, separators=(",", ":"))
@@ -290,26 +289,17 @@ def test_the_gateway_and_the_bench_judge_any_changed_poll_alike(data: st.DataObj
         assert gateway_ok == bench_ok, (payload[:300], why)
 
 
-@settings(
-    max_examples=int(os.environ.get("KLUPA_HYPOTHESIS_EXAMPLES", "300")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@generated()
 @given(
     key=st.sampled_from([*P.SET_RANGES, "colour", "Period", ""]),
     value=json_value | st.floats() | st.integers(-(2**40), 2**40),
 )
 def test_the_gateway_and_the_bench_judge_a_set_alike(key: str, value: Any) -> None:
     # `klupa gateway cmd … set` refuses what the bench would, before sending it.
-    from klupa.testing.vm import FIRMWARE_DIR
-
-    if str(FIRMWARE_DIR) not in sys.path:
-        sys.path.insert(0, str(FIRMWARE_DIR))
-    from bench.config import SETTABLE, check_settings
-
-    assert SETTABLE == P.SET_RANGES
+    config = firmware_module("bench.config")
+    assert config.SETTABLE == P.SET_RANGES
     room = {"saver_soc": 101, "critical_soc": -1}  # no SoC cross-check in the way
-    bench_why, _ = check_settings({key: value}, room)
+    bench_why, _ = config.check_settings({key: value}, room)
     assert (P.set_arg_error(key, value) is None) == (bench_why is None), (key, value, bench_why)
 
 
@@ -446,11 +436,7 @@ BAD: st.SearchStrategy[tuple[str, bytes, set[str]]] = st.one_of(
 )
 
 
-@settings(
-    max_examples=int(os.environ.get("KLUPA_HYPOTHESIS_EXAMPLES", "300")),
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@generated()
 @given(BAD)
 def test_generated_bad_payloads_are_rejected_with_their_reason(
     case: tuple[str, bytes, set[str]],
@@ -501,11 +487,7 @@ VALID: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-@settings(
-    max_examples=int(os.environ.get("KLUPA_HYPOTHESIS_EXAMPLES", "300")) * 2,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@generated(times=2)
 @given(data=st.data())
 def test_any_change_to_a_valid_message_is_valid_or_a_protocol_error(data: st.DataObject) -> None:
     # A payload that raised anything else would stop the gateway's writer and, redelivered by

@@ -7,7 +7,6 @@ Property-based (hypothesis) against the real server (`klupa portal serve`, SQLit
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import Any
 
@@ -209,13 +208,10 @@ def test_every_poll_the_portal_takes_is_one_the_gateway_and_the_bench_show(body:
     # In-process: the portal's check against the gateway's and the bench's. A poll the portal
     # stored but the gateway skipped would never reach a bench, with only a log line to say so.
     from edge_gateway import protocol as P
-    from klupa.testing.vm import FIRMWARE_DIR
+    from klupa.testing.vm import firmware_module
     from portal import checks
 
-    if str(FIRMWARE_DIR) not in sys.path:
-        sys.path.insert(0, str(FIRMWARE_DIR))
-    from bench.pollcheck import poll_error
-
+    poll_error = firmware_module("bench.pollcheck").poll_error
     try:
         spec = checks.check_poll(body)
     except checks.BadField:
