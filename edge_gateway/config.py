@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from edge_gateway.protocol import BENCH_RE, MUNICIPALITY_RE
+from edge_gateway.text import printable
 
 BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -90,6 +91,11 @@ class MetricsConfig:
 
 
 @dataclass
+class ClockConfig:
+    require_sync: bool = True
+
+
+@dataclass
 class Config:
     municipality: str
     mqtt: MqttConfig
@@ -99,6 +105,7 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     ota: OtaConfig | None = None
     metrics: MetricsConfig | None = None
+    clock: ClockConfig = field(default_factory=ClockConfig)
     path: str = ""
 
     def secrets(self) -> list[str]:
@@ -140,11 +147,13 @@ SECTIONS: dict[str, set[str]] = {
         "password_file",
         "batch_size",
         "flush_interval_s",
+        "allow_plain_http",
     },
-    "portal": {"url", "token", "token_file", "poll_sync_s"},
+    "portal": {"url", "token", "token_file", "poll_sync_s", "allow_plain_http"},
     "health": {"offline_after_s", "expected"},
     "ota": {"dir", "port"},
     "metrics": {"port"},
+    "clock": {"require_sync"},
 }
 V1_ONLY = {"database", "retention_policy", "create_database", "username", "password"}
 V2_ONLY = {"org", "bucket"}
@@ -216,7 +225,7 @@ class _Reader:
             return None
         p = base / value if not os.path.isabs(value) else Path(value)
         if not p.is_file():
-            self.bad(key, f"file {value} does not exist")
+            self.bad(key, f"file {printable(value, 4096)} does not exist")
             return None
         return str(p)
 
@@ -257,6 +266,24 @@ class _Reader:
         if required:
             self.bad(key, f"required (or {self.name(file_key)}, or the variable {env})")
         return None
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _plain_http(r: _Reader, url: str | None, has_credential: bool) -> None:
+    """A token or password sent over plain HTTP to another machine can be read on the way."""
+    allowed = r.flag("allow_plain_http", False)
+    if not url or not has_credential or allowed:
+        return
+    u = urlparse(url)
+    host = (u.hostname or "").lower()
+    if u.scheme == "http" and host not in LOOPBACK_HOSTS and not host.startswith("127."):
+        r.bad(
+            "url",
+            f"plain http:// to {host} would send the token unencrypted: use https://, or set "
+            f"{r.name('allow_plain_http')} = true on a network you trust",
+        )
 
 
 def _toml_key(key: str) -> str:
@@ -328,7 +355,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
         while not parent.exists() and parent != parent.parent:
             parent = parent.parent
         if not os.access(parent, os.W_OK):
-            r.bad("path", f"directory {parent} is not writable")
+            r.bad("path", f"directory {printable(str(parent), 4096)} is not writable")
     spool = SpoolConfig(
         path=spool_path,
         retention_days=r.number("retention_days", 35, 1, 36500),
@@ -360,6 +387,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
             batch_size=int(r.number("batch_size", 5000, 1, 1_000_000, integer=True)),
             flush_interval_s=r.number("flush_interval_s", 5, 0.01, 3600),
         )
+        _plain_http(r, influx.url, bool(influx.token or influx.password))
         if version == 2:
             if "org" not in t:
                 r.bad("org", "required with api_version = 2")
@@ -376,6 +404,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
             token=r.secret("token", "KLUPA_PORTAL_TOKEN", base, required=True),
             poll_sync_s=r.number("poll_sync_s", 60, 1, 86400),
         )
+        _plain_http(r, portal.url, bool(portal.token))
 
     # [health]
     r = _Reader(section("health") or {}, "health.", problems)
@@ -401,7 +430,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
         if d is not None:
             dp = Path(d) if os.path.isabs(d) else base / d
             if not dp.is_dir():
-                r.bad("dir", f"directory {d} does not exist")
+                r.bad("dir", f"directory {printable(d, 4096)} does not exist")
             d = str(dp)
         ota = OtaConfig(dir=d or "", port=int(r.number("port", 8070, 1, 65535, integer=True)))
 
@@ -411,6 +440,10 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
     if t is not None:
         r = _Reader(t, "metrics.", problems)
         metrics = MetricsConfig(port=int(r.number("port", 9108, 1, 65535, integer=True)))
+
+    # [clock]
+    r = _Reader(section("clock") or {}, "clock.", problems)
+    clock = ClockConfig(require_sync=r.flag("require_sync", True))
 
     if problems:
         raise ConfigError(problems)
@@ -423,6 +456,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
         health=health,
         ota=ota,
         metrics=metrics,
+        clock=clock,
         path=env_path,
     )
 

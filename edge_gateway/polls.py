@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_gateway.polls")
 
 POLL_FIELDS = ("v", "id", "opens", "closes", "question", "options")
+HEARTBEAT_S = 60.0  # INTERFACES.md: PUT /api/v1/gateways/{m} every 60 s
 
 
 def choose(polls: list[dict[str, Any]], now: float) -> dict[str, Any] | None:
@@ -50,6 +51,9 @@ class PollSync(threading.Thread):
         self.published: bytes | None = None
         self.generation = -1  # the gateway's connection the poll was last published on
         self.stopping = threading.Event()
+        self.heartbeat_s = HEARTBEAT_S
+        self.heartbeats = 0  # answered 200
+        self.heartbeat_logged = 0.0
 
     def seen(self, payload: bytes) -> None:
         """A message on the poll topic (the gateway watches it): when it is not what this
@@ -78,10 +82,43 @@ class PollSync(threading.Thread):
             out.append(p)
         return out
 
+    def heartbeat(self, now: float) -> None:
+        """Tell the portal this gateway is alive, with its version and forwarding lag, so a
+        dead Pi shows its benches as *unknown* centrally, not as online for ever."""
+        from edge_gateway import __version__
+        from edge_gateway.store import Store
+
+        try:
+            st = Store(self.gateway.cfg.spool.path, readonly=True)
+            try:
+                _, lag = st.depth_and_lag([s.name for s in self.gateway.sinks], now)
+            finally:
+                st.close()
+        except Exception:  # noqa: BLE001 - a store in trouble still sends its heartbeat
+            lag = 0.0
+        body = json.dumps({"version": __version__, "ts": int(now), "lag_s": round(lag, 1)})
+        headers = {
+            "Authorization": f"Bearer {self.cfg.token or ''}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        m = urllib.parse.quote(self.gateway.m)
+        http("PUT", f"{self.cfg.url}/api/v1/gateways/{m}", body.encode(), headers, timeout=15)
+        self.heartbeats += 1
+
     def run(self) -> None:
         last_fetch = 0.0
+        last_beat = 0.0
         while not self.stopping.is_set():
             now = time.time()
+            if now - last_beat >= self.heartbeat_s:
+                last_beat = now
+                try:
+                    self.heartbeat(now)
+                except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                    if now - self.heartbeat_logged >= 600:
+                        self.heartbeat_logged = now
+                        log.warning("could not send the heartbeat to the portal: %s", exc)
             if now - last_fetch >= self.cfg.poll_sync_s:
                 last_fetch = now
                 try:

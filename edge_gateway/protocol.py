@@ -99,7 +99,17 @@ REASONS = (
     "bench_mismatch",
     "ts_future",
     "ts_too_old",
+    "too_deep",
+    "qos0",
+    "internal",
+    "unstorable",
 )
+# Rejects for a record's time alone: the clock that judged them may be the wrong one, so they
+# are quarantined but never receipted (PROTOCOL.md, Receipt); the bench sends them again.
+CLOCK_REASONS = ("ts_future", "ts_too_old")
+# JSON nesting deeper than any PROTOCOL.md payload needs (Telemetry: 3) is refused before the
+# decoder sees it: a decoder recursing 1,000 levels raises RecursionError, not a clean error.
+MAX_DEPTH = 8
 
 
 class ProtocolError(ValueError):
@@ -355,10 +365,42 @@ def _reason_of(exc: msgspec.ValidationError) -> str:
     return "bad_type"
 
 
+def nesting_depth(payload: bytes) -> int:
+    """The deepest ``[``/``{`` nesting of a JSON text, brackets inside strings not counted."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for c in payload:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == 0x5C:  # backslash
+                escaped = True
+            elif c == 0x22:  # quote
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+        elif c in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif c in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def check_depth(payload: bytes, limit: int = MAX_DEPTH) -> None:
+    """Raise ``too_deep`` for JSON nested deeper than ``limit`` (cheap for ordinary payloads)."""
+    # A payload with fewer opening brackets than the limit cannot be nested past it; only the
+    # rare one with many is scanned byte by byte.
+    if payload.count(b"[") + payload.count(b"{") > limit and nesting_depth(payload) > limit:
+        raise ProtocolError("too_deep", f"JSON nested deeper than {limit} levels")
+
+
 def decode(kind: str, payload: bytes) -> Any:
     """Decode a payload of a topic kind into its Struct; type errors become ProtocolError."""
     if len(payload) > MAX_PAYLOAD:
         raise ProtocolError("too_large", f"{len(payload)} bytes")
+    check_depth(payload)
     if not payload.lstrip()[:1] == b"{":
         try:
             msgspec.json.decode(payload)
@@ -371,6 +413,8 @@ def decode(kind: str, payload: bytes) -> Any:
         raise ProtocolError(_reason_of(exc), str(exc)[:120]) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ProtocolError("not_json", str(exc)[:80]) from None
+    except RecursionError:
+        raise ProtocolError("too_deep", "JSON nested too deeply") from None
 
 
 def _check_envelope(msg: Envelope, bench: str, now: float) -> None:
@@ -517,6 +561,7 @@ def validate_poll(payload: bytes) -> Poll:
     """Check a Poll payload (the retained ``klupa/v1/{m}/poll``); ``{"v":1,"id":null}`` is valid."""
     if len(payload) > MAX_POLL_PAYLOAD:
         raise ProtocolError("too_large", f"{len(payload)} bytes")
+    check_depth(payload)
     try:
         poll = _POLL_DECODER.decode(payload)
     except msgspec.ValidationError as exc:

@@ -1,26 +1,40 @@
-"""Receipts: what the store holds of each bench, as merged inclusive seq ranges per boot."""
+"""Receipts: what the store holds of each bench, as merged inclusive seq ranges per boot.
+
+PROTOCOL.md: every stored record is covered by a receipt published after it was stored,
+whatever its boot's age, and a receipt stays under 2,048 bytes. So each bench keeps the seqs
+stored since its last receipt (``pending``); a receipt lists the ranges that hold them first,
+then the latest boots' ranges as room allows. What does not fit stays pending and goes in the
+next receipt. Building one costs the pending seqs and the ranges written, never the history.
+"""
 
 from __future__ import annotations
 
 import bisect
 
-from edge_gateway.protocol import receipt_payload
+from edge_gateway.protocol import VERSION
 
-MAX_BOOTS = 3
-MAX_RANGES = 32
+# The payload limit is 2,048 bytes; keep a margin for nothing in particular but safety.
+MAX_RECEIPT_BYTES = 2000
+# Boots remembered per bench (memory bound against a bench that reboots for ever); a boot
+# with records still to receipt is never forgotten.
+MAX_BOOTS_KEPT = 64
+_EMPTY = len(f'{{"v":{VERSION},"boots":{{}}}}')
 
 
 class Receipts:
-    """Seq ranges per bench and boot, merged as seqs are added."""
+    """Seq ranges per bench and boot, merged as seqs are added, with what awaits a receipt."""
 
     def __init__(self, ranges: dict[str, dict[int, list[tuple[int, int]]]] | None = None) -> None:
         self.ranges: dict[str, dict[int, list[list[int]]]] = {}
+        self.pending: dict[str, dict[int, set[int]]] = {}
         for bench, boots in (ranges or {}).items():
             for boot, rs in boots.items():
                 self.ranges.setdefault(bench, {})[boot] = sorted([lo, hi] for lo, hi in rs)
 
     def add(self, bench: str, boot: int, seq: int) -> None:
-        rs = self.ranges.setdefault(bench, {}).setdefault(boot, [])
+        boots = self.ranges.setdefault(bench, {})
+        rs = boots.setdefault(boot, [])
+        self.pending.setdefault(bench, {}).setdefault(boot, set()).add(seq)
         i = bisect.bisect_right(rs, [seq, float("inf")])
         # rs[i-1] starts at or before seq
         if i > 0 and rs[i - 1][0] <= seq <= rs[i - 1][1]:
@@ -36,17 +50,73 @@ class Receipts:
             rs[i][0] = seq
         else:
             rs.insert(i, [seq, seq])
-        if len(self.ranges[bench]) > MAX_BOOTS * 4:  # memory bound; the payload trims to 3
-            for old in sorted(self.ranges[bench])[: -MAX_BOOTS * 2]:
-                del self.ranges[bench][old]
+        if len(boots) > MAX_BOOTS_KEPT:
+            keep = self.pending.get(bench, {})
+            for old in sorted(boots)[: len(boots) - MAX_BOOTS_KEPT]:
+                if old not in keep:
+                    del boots[old]
 
-    def boots(self, bench: str) -> dict[int, list[tuple[int, int]]]:
-        """The receipt's content: the 3 latest boots, each with its 32 latest ranges."""
+    def has_pending(self, bench: str) -> bool:
+        return bool(self.pending.get(bench))
+
+    def boots(self, bench: str, limit: int = MAX_RECEIPT_BYTES) -> dict[int, list[tuple[int, int]]]:
+        """The next receipt's content; the pending seqs it covers are no longer pending."""
         boots = self.ranges.get(bench, {})
-        out: dict[int, list[tuple[int, int]]] = {}
-        for boot in sorted(boots, reverse=True)[:MAX_BOOTS]:
-            out[boot] = [(r[0], r[1]) for r in boots[boot][-MAX_RANGES:]]
-        return out
+        pending = self.pending.get(bench, {})
+        chosen: dict[int, set[tuple[int, int]]] = {}
+        size = _EMPTY
+
+        def take(boot: int, r: list[int]) -> bool:
+            nonlocal size
+            key = (r[0], r[1])
+            have = chosen.get(boot)
+            if have is not None and key in have:
+                return True
+            cost = len(f"[{r[0]},{r[1]}]")
+            if have is None:
+                cost += len(f'"{boot}":[]') + (1 if chosen else 0)
+            else:
+                cost += 1
+            if size + cost > limit:
+                return False
+            size += cost
+            chosen.setdefault(boot, set()).add(key)
+            return True
+
+        # First the ranges that hold what was stored since the last receipt, newest first.
+        full = False
+        for boot in sorted(pending, reverse=True):
+            rs = boots.get(boot, [])
+            seqs = pending[boot]
+            covered: set[int] = set()
+            for seq in sorted(seqs, reverse=True):
+                i = bisect.bisect_right(rs, [seq, float("inf")]) - 1
+                if i >= 0 and rs[i][0] <= seq <= rs[i][1] and not take(boot, rs[i]):
+                    full = True
+                    break
+                covered.add(seq)  # (a seq in no range cannot happen; it is dropped)
+            seqs -= covered
+            if not seqs:
+                del pending[boot]
+            if full:
+                break
+        if not pending:
+            self.pending.pop(bench, None)
+        # Then the latest boots, newest ranges first, as room allows.
+        if not full:
+            for boot in sorted(boots, reverse=True):
+                for r in reversed(boots[boot]):
+                    if not take(boot, r):
+                        full = True
+                        break
+                if full:
+                    break
+        return {b: sorted(rs) for b, rs in chosen.items()}
 
     def payload(self, bench: str) -> bytes:
-        return receipt_payload(self.boots(bench))
+        boots = self.boots(bench)
+        parts = ",".join(
+            f'"{b}":[' + ",".join(f"[{lo},{hi}]" for lo, hi in rs) + "]"
+            for b, rs in sorted(boots.items(), reverse=True)
+        )
+        return f'{{"v":{VERSION},"boots":{{{parts}}}}}'.encode()

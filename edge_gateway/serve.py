@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+import json
+import os
 import threading
 import time
+from urllib.parse import unquote
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +31,23 @@ class Server:
 
 
 class _QuietFiles(SimpleHTTPRequestHandler):
+    """Files only: no directory listings, no dotfiles (``.git``, editor leftovers, keys)."""
+
+    def send_head(self) -> Any:
+        raw = unquote(self.path.split("?", 1)[0].split("#", 1)[0])
+        if any(p.startswith(".") for p in raw.replace("\\", "/").split("/")):
+            self.send_error(404)
+            return None
+        path = self.translate_path(self.path)
+        if os.path.isdir(path):
+            self.send_error(404)
+            return None
+        return super().send_head()
+
+    def list_directory(self, path: Any) -> Any:
+        self.send_error(404)
+        return None
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
 
@@ -42,11 +62,14 @@ def metrics_text(gw: Gateway) -> str:
     counts = gw.counts
     from edge_gateway.store import Store
 
-    st = Store(gw.cfg.spool.path, readonly=True)
     try:
-        depth, lag = st.depth_and_lag([s.name for s in gw.sinks], time.time())
-    finally:
-        st.close()
+        st = Store(gw.cfg.spool.path, readonly=True)
+        try:
+            depth, lag = st.depth_and_lag([s.name for s in gw.sinks], time.time())
+        finally:
+            st.close()
+    except Exception:  # noqa: BLE001 - the store's trouble is in store_writable, not a 500
+        depth, lag = -1, -1.0
     lines = []
 
     def metric(name: str, kind: str, value: float, labels: str = "", help_: str = "") -> None:
@@ -68,6 +91,27 @@ def metrics_text(gw: Gateway) -> str:
             f'{{reason="{reason}"}}',
             "rejected messages by reason" if i == 0 else "",
         )
+    metric(
+        "klupa_gateway_clock_rejected_total",
+        "counter",
+        counts.get("clock", 0),
+        "",
+        "records quarantined for their time alone (not receipted: the bench sends them again)",
+    )
+    metric(
+        "klupa_gateway_store_writable",
+        "gauge",
+        int(gw.store_state == "ok"),
+        "",
+        "0 while the store cannot write (full disk): messages are not acknowledged",
+    )
+    metric(
+        "klupa_gateway_clock_synchronised",
+        "gauge",
+        int(gw.clock_ok.is_set()),
+        "",
+        "1 once the gateway takes messages (clock synchronised, or not required)",
+    )
     metric("klupa_gateway_spool_depth", "gauge", depth, "", "rows not yet forwarded by every sink")
     metric("klupa_gateway_forward_lag_seconds", "gauge", lag, "", "age of the oldest such row")
     metric("klupa_gateway_commits_total", "counter", gw.commits, "", "store group commits")
@@ -85,10 +129,28 @@ def metrics_text(gw: Gateway) -> str:
     return "\n".join(lines) + "\n"
 
 
+def health(gw: Gateway) -> dict[str, Any]:
+    """The gateway's health in words, never a raw error: what an operator's probe reads."""
+    broker = "connected" if gw.connected.is_set() else "disconnected"
+    clock = "synchronised" if gw.clock_ok.is_set() else "waiting for sync"
+    ok = broker == "connected" and gw.store_state == "ok" and gw.clock_ok.is_set()
+    return {"ok": ok, "broker": broker, "store": gw.store_state, "clock": clock}
+
+
 def serve_metrics(gw: Gateway, port: int, host: str = "0.0.0.0") -> Server:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
-            if self.path.split("?")[0] != "/metrics":
+            path = self.path.split("?")[0]
+            if path == "/healthz":
+                h = health(gw)
+                data = json.dumps(h).encode()
+                self.send_response(200 if h["ok"] else 503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
+            if path != "/metrics":
                 self.send_error(404)
                 return
             body = metrics_text(gw).encode()

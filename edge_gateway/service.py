@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sqlite3
 import ssl
 import threading
 import time
@@ -23,12 +24,15 @@ import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_gateway import __version__
 from edge_gateway import protocol as P
+from edge_gateway.clock import clock_synchronised
 from edge_gateway.config import Config
 from edge_gateway.forwarder import Forwarder, SinkView
 from edge_gateway.health import Change, Health
 from edge_gateway.receipts import Receipts
 from edge_gateway.store import Store, local_day, state_body
+from edge_gateway.text import printable
 
 if TYPE_CHECKING:
     from edge_gateway.polls import PollSync
@@ -40,6 +44,35 @@ RECEIPT_MIN_INTERVAL_S = 1.0
 SAVE_EVERY_S = 30.0
 REJECT_LOG_INTERVAL_S = 60.0
 EXPECTED_LOG_INTERVAL_S = 3600.0
+# Messages taken from the broker and not yet stored. QoS 1 deliveries are bounded by the
+# broker's in-flight window (max_inflight_messages); this bounds the rest.
+QUEUE_MAX = 5000
+STORE_RETRY_S = 5.0  # while the store cannot write (full disk): how often to try again
+STORE_LOG_INTERVAL_S = 60.0
+CLOCK_LOG_INTERVAL_S = 60.0
+
+
+class StoreUnavailable(Exception):
+    """The store cannot write now (full disk, I/O error): hold the messages, retry later."""
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """True for a store error that no single message caused (so retrying later can help)."""
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    if isinstance(exc, OSError):
+        return True
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.InterfaceError | sqlite3.ProgrammingError
+    )
+
+
+def disk_full(exc: BaseException) -> bool:
+    if getattr(exc, "sqlite_errorcode", None) == 13:  # SQLITE_FULL
+        return True
+    if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
+        return True
+    return "full" in str(exc).lower()
 
 
 @dataclass
@@ -59,7 +92,7 @@ class Gateway:
         self.cfg = cfg
         self.m = cfg.municipality
         self.store = Store(cfg.spool.path)
-        self.queue: queue.Queue[Incoming | None] = queue.Queue()
+        self.queue: queue.Queue[Incoming | None] = queue.Queue(QUEUE_MAX)
         self.counts: Counter[str] = Counter(self.store.counters())
         self.health = Health(cfg.health.offline_after_s, self.store.benches())
         self.receipts = Receipts(self.store.receipt_ranges())
@@ -69,6 +102,7 @@ class Gateway:
         self.generation = 0
         self.poll_sync: PollSync | None = None
         self.poll_topic = P.topic(self.m, None, "poll")
+        self.gateway_topic = P.topic(self.m, None, "gateway")
         self.connected = threading.Event()
         self.fatal = threading.Event()  # the store failed: the process must restart
         self.closing = False
@@ -86,6 +120,18 @@ class Gateway:
         self.client = self._make_client()
         self.writer = threading.Thread(target=self._write_loop, name="writer", daemon=True)
         self.extras: list[Any] = []  # poll sync, HTTP servers: objects with stop()
+        # The store's state: "ok", or why it cannot write ("disk_full", "error"); held is the
+        # group waiting for it, not acknowledged (the broker keeps it).
+        self.store_state = "ok"
+        self.store_logged = 0.0
+        self.held: list[Incoming] = []
+        self.qos0_dropped = 0  # counted in the network thread, merged by the writer
+        self.qos0_logged = 0.0
+        # The system clock: until it is synchronised (or [clock] require_sync = false) the
+        # gateway does not connect, so it takes nothing a wrong clock would misjudge.
+        self.clock_synced = clock_synchronised
+        self.clock_ok = threading.Event()
+        self.clock_thread: threading.Thread | None = None
 
     @property
     def sinks(self) -> list[SinkView]:
@@ -114,6 +160,7 @@ class Gateway:
                 keyfile=c.keyfile,
                 cert_reqs=ssl.CERT_REQUIRED,
             )
+        client.will_set(self.gateway_topic, self._presence("offline"), qos=1, retain=True)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -131,6 +178,7 @@ class Gateway:
         if self.poll_sync is not None:  # QoS 0: watched, never stored or acknowledged
             subs.append((self.poll_topic, 0))
         client.subscribe(subs)
+        client.publish(self.gateway_topic, self._presence("online"), qos=1, retain=True)
         self.connected.set()
         log.info(
             "connected to %s:%s as %s (session present: %s)",
@@ -146,6 +194,10 @@ class Gateway:
         if not self.closing:
             log.warning("lost the broker (%s); reconnecting", reason)
 
+    def _presence(self, state: str) -> bytes:
+        """The retained ``klupa/v1/{m}/gateway`` Status (PROTOCOL.md); the will is the offline one."""
+        return P.encode({"v": 1, "state": state, "ts": int(time.time()), "version": __version__})
+
     def _where(self) -> tuple[str, int]:
         return self.cfg.mqtt.host, self.cfg.mqtt.port
 
@@ -156,9 +208,22 @@ class Gateway:
             if self.poll_sync is not None:  # subscription after [portal] is removed)
                 self.poll_sync.seen(bytes(msg.payload))
             return
-        self.queue.put(
-            Incoming(self.generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time())
+        if msg.qos == 0:
+            # Every bench record is QoS 1 (PROTOCOL.md). A QoS 0 one bypasses the broker's
+            # in-flight window, so a flood of them would queue without bound: a counted reject.
+            self.qos0_dropped += 1
+            return
+        # Bounded: when the writer falls behind, this waits, and the broker (whose in-flight
+        # window is full of unacknowledged messages) holds the rest.
+        item = Incoming(
+            self.generation, msg.mid, msg.qos, msg.topic, bytes(msg.payload), time.time()
         )
+        while not self.closing:
+            try:
+                self.queue.put(item, timeout=1.0)
+                return
+            except queue.Full:
+                continue
 
     def publish(self, topic: str, payload: bytes, retain: bool = True) -> None:
         self.client.publish(topic, payload, qos=1, retain=retain)
@@ -167,41 +232,134 @@ class Gateway:
 
     def _write_loop(self) -> None:
         stop = False
-        while not stop:
+        retry_at = 0.0
+        while True:
             batch: list[Incoming] = []
-            try:
-                first = self.queue.get(timeout=0.1)
-                if first is None:
-                    stop = True
-                else:
-                    batch.append(first)
-                while len(batch) < GROUP_MAX and not stop:
-                    item = self.queue.get_nowait()
-                    if item is None:
-                        stop = True
-                    else:
-                        batch.append(item)
-            except queue.Empty:
-                pass
+            if self.held:  # the store could not write: try the same group again, in order
+                if stop or self.closing:
+                    break  # not acknowledged: the broker keeps it for the next session
+                if time.time() < retry_at:
+                    time.sleep(0.2)
+                    try:
+                        self._housekeeping(time.time())
+                    except Exception as exc:  # noqa: BLE001
+                        self._store_failed(exc, time.time(), "upkeep")
+                    continue
+                batch = self.held
+            else:
+                if stop:
+                    break
+                batch, stop = self._take(GROUP_MAX)
             now = time.time()
+            if batch:
+                self.held = self._store(batch, now)
+                if self.held:
+                    retry_at = now + STORE_RETRY_S
             try:
-                if batch:
-                    self._commit_group(batch, now)
                 self._housekeeping(now)
-            except Exception:  # noqa: BLE001
-                # Not acknowledged, so the broker still holds the group; but it redelivers only
-                # on a new session, so stop: the service manager restarts us (see the unit).
-                log.exception("cannot store a group of %d messages; stopping", len(batch))
-                self.fatal.set()
-                return
+            except Exception as exc:  # noqa: BLE001
+                self._store_failed(exc, now, "upkeep")
+
+    def _take(self, limit: int) -> tuple[list[Incoming], bool]:
+        """Up to ``limit`` waiting messages (waits 0.1 s for the first); True on the stop mark."""
+        batch: list[Incoming] = []
+        try:
+            first = self.queue.get(timeout=0.1)
+            if first is None:
+                return batch, True
+            batch.append(first)
+            while len(batch) < limit:
+                item = self.queue.get_nowait()
+                if item is None:
+                    return batch, True
+                batch.append(item)
+        except queue.Empty:
+            pass
+        return batch, False
+
+    def _store(self, batch: list[Incoming], now: float) -> list[Incoming]:
+        """Store and acknowledge a group; returns what is left when the store cannot write.
+
+        A group that fails for something else (a message no one foresaw) is stored one message
+        at a time, and the one that cannot be stored is quarantined and acknowledged: it must
+        not come back from the broker at every restart and stop the gateway for ever.
+        """
+        try:
+            self._commit_group(batch, now)
+        except Exception as exc:  # noqa: BLE001
+            if store_unavailable(exc):
+                self._store_failed(exc, now, f"a group of {len(batch)} messages")
+                return batch
+            if len(batch) > 1:
+                log.warning(
+                    "a group of %d messages could not be stored (%s); storing them one by one",
+                    len(batch),
+                    type(exc).__name__,
+                )
+                for i, item in enumerate(batch):
+                    if self._store([item], now):
+                        return batch[i:]
+                return []
+            try:
+                self._quarantine_alone(batch[0], exc, now)
+            except Exception as exc2:  # noqa: BLE001
+                self._store_failed(exc2, now, "a quarantine")
+                return batch
+            return []
+        if self.store_state != "ok":
+            log.warning("the store writes again; taking messages (was: %s)", self.store_state)
+            self.store_state = "ok"
+        return []
+
+    def _store_failed(self, exc: BaseException, now: float, what: str) -> None:
+        self.store_state = "disk_full" if disk_full(exc) else "error"
+        self.counts["store_failures"] += 1
+        if now - self.store_logged >= STORE_LOG_INTERVAL_S:
+            self.store_logged = now
+            if self.store_state == "disk_full":
+                log.error(
+                    "the store's disk is full (%s): %s not stored and not acknowledged; the "
+                    "broker keeps them; retrying every %.0f s (free space on %s)",
+                    printable(exc),
+                    what,
+                    STORE_RETRY_S,
+                    self.cfg.spool.path,
+                )
+            else:
+                log.error(
+                    "the store cannot write (%s: %s): %s not stored and not acknowledged; "
+                    "retrying every %.0f s",
+                    type(exc).__name__,
+                    printable(exc),
+                    what,
+                    STORE_RETRY_S,
+                )
+
+    def _quarantine_alone(self, item: Incoming, exc: BaseException, now: float) -> None:
+        """A message that breaks the store: quarantine it in its own transaction, acknowledge."""
+        reason = "unstorable"
+        with self.store.transaction():
+            self.store.quarantine(item.topic, reason, type(exc).__name__, item.payload, item.t)
+            self.store.bump({"received": 1, "rejected": 1, f"rejected:{reason}": 1})
+        self.counts.update({"received": 1, "rejected": 1, f"rejected:{reason}": 1})
+        if item.qos > 0 and item.generation == self.generation:
+            self.client.ack(item.mid, item.qos)
+        log.error(
+            "a message on %s could not be stored (%s: %s); quarantined as %s",
+            printable(item.topic, 80),
+            type(exc).__name__,
+            printable(exc),
+            reason,
+        )
 
     def _identity(self, kind: str, bench: str, payload: bytes) -> tuple[int, int] | None:
         """(boot, seq) of a rejected record when they are readable, for its receipt."""
         if kind not in P.RECORD_KINDS:
             return None
         try:
+            P.check_depth(payload)
             obj = msgspec.json.decode(payload)
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except Exception:  # noqa: BLE001 - anything unreadable has no identity
             return None
         if not isinstance(obj, dict) or obj.get("bench") != bench:
             return None
@@ -212,19 +370,30 @@ class Gateway:
             return None
         return boot, seq
 
+    def _judge(self, item: Incoming, now: float) -> P.Message:
+        """Validate one message; anything that goes wrong doing so is a ProtocolError."""
+        try:
+            return P.validate(item.topic, item.payload, now, self.m)
+        except P.ProtocolError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - no payload may stop the gateway
+            raise P.ProtocolError("internal", f"{type(exc).__name__} while judging") from None
+
     def _commit_group(self, batch: list[Incoming], now: float) -> None:
         st = self.store
         counts: Counter[str] = Counter()
         touched: set[str] = set()
         changes: list[Change] = []
         rejects: list[tuple[str, str, str]] = []
+        receipted: list[tuple[str, int, int]] = []
         self.day_sums = {}
+        saved = added = False
         st.begin()
         try:
             for item in batch:
                 counts["received"] += 1
                 try:
-                    msg = P.validate(item.topic, item.payload, now, self.m)
+                    msg = self._judge(item, now)
                 except P.ProtocolError as exc:
                     counts["rejected"] += 1
                     counts[f"rejected:{exc.reason}"] += 1
@@ -235,11 +404,15 @@ class Gateway:
                         ident = self._identity(kind, bench, item.payload)
                     except P.ProtocolError:
                         ident = None
+                    if exc.reason in P.CLOCK_REASONS:
+                        # Not receipted: the bench keeps it and sends it again, and it is taken
+                        # once the two clocks agree (PROTOCOL.md, Receipt).
+                        counts["clock"] += 1
+                        ident = None
                     if ident is not None:
                         st.insert_message(bench, ident[0], ident[1], "rejected", 0, item.t, None)
-                        self.receipts.add(bench, ident[0], ident[1])
-                        touched.add(bench)
-                    rejects.append((bench or item.topic[:60], exc.reason, exc.detail))
+                        receipted.append((bench, ident[0], ident[1]))
+                    rejects.append((bench or item.topic, exc.reason, exc.detail))
                     continue
                 if isinstance(msg, P.Status):
                     c = self.health.on_status(
@@ -260,7 +433,7 @@ class Gateway:
                 kind = P.kind_of(msg)
                 bench, boot, seq, ts = msg.bench, int(msg.boot), int(msg.seq), int(msg.ts)
                 rid = st.insert_message(bench, boot, seq, kind, ts, item.t, item.payload)
-                self.receipts.add(bench, boot, seq)
+                receipted.append((bench, boot, seq))
                 touched.add(bench)
                 c = self.health.on_record(bench, item.t)
                 if c:
@@ -276,25 +449,36 @@ class Gateway:
                 self._store_change(c)
             counts["commits"] += 1
             self.unsaved_counts.update(counts)
+            added = True
             self.unsaved_benches |= touched
             # Counters and bench state are saved at most every SAVE_EVERY_S (and with every
             # health change): fewer pages per commit on an SD card. A crash loses at most
             # that much of the counters; the messages themselves are in every commit.
             if changes or now - self.last_save >= SAVE_EVERY_S:
-                self._save_state(now)
+                self._save_state()
+                saved = True
             st.commit()
-        except Exception:
+        except BaseException:
             st.rollback()
+            if added:
+                self.unsaved_counts.subtract(counts)
+                self.unsaved_counts = +self.unsaved_counts
             raise
+        if saved:
+            self._saved(now)
         self.commits += 1
         self.counts.update(counts)
-        # Durable now: acknowledge in the order received, on the connection they came on.
+        # Durable now: receipts may cover it, and it is acknowledged in the order received,
+        # on the connection it came on.
+        for bench, boot, seq in receipted:
+            self.receipts.add(bench, boot, seq)
+            touched.add(bench)
         gen = self.generation
         for item in batch:
             if item.qos > 0 and item.generation == gen:
                 self.client.ack(item.mid, item.qos)
         for bench in touched:
-            if bench in self.receipts.ranges:
+            if self.receipts.has_pending(bench):
                 self.receipt_dirty.add(bench)
         self._publish_receipts(now)
         for c in changes:
@@ -303,7 +487,24 @@ class Gateway:
             key = (bench, reason)
             if now - self.reject_logged.get(key, 0) >= REJECT_LOG_INTERVAL_S:
                 self.reject_logged[key] = now
-                log.warning("rejected a message from %s: %s %s", bench, reason, detail[:120])
+                if len(self.reject_logged) > 10_000:
+                    self.reject_logged.clear()
+                if reason in P.CLOCK_REASONS:
+                    log.warning(
+                        "clock: a record from %s is %s (%s) by this gateway's clock; "
+                        "quarantined and not receipted, so the bench sends it again: check "
+                        "the bench's and this machine's time",
+                        printable(bench, 80),
+                        reason,
+                        printable(detail),
+                    )
+                else:
+                    log.warning(
+                        "rejected a message from %s: %s %s",
+                        printable(bench, 80),
+                        reason,
+                        printable(detail),
+                    )
         self.forwarder.wake()
 
     def _derive(self, msg: Any, rid: int) -> None:
@@ -341,8 +542,11 @@ class Gateway:
             st.add_vote(msg.bench, msg.poll, msg.choice, int(msg.ts), rid)
             self._day(msg.bench, int(msg.ts))[5] += 1
 
-    def _save_state(self, now: float) -> None:
-        """Within the open transaction: the counters and the benches touched since last time."""
+    def _save_state(self) -> None:
+        """Within the open transaction: the counters and the benches touched since last time.
+
+        What was saved is forgotten only by :meth:`_saved`, once the transaction committed.
+        """
         for bench in self.unsaved_benches:
             b = self.health.get(bench)
             self.store.save_bench(
@@ -359,6 +563,8 @@ class Gateway:
             )
         if self.unsaved_counts:
             self.store.bump(dict(self.unsaved_counts))
+
+    def _saved(self, now: float) -> None:
         self.unsaved_benches = set()
         self.unsaved_counts = Counter()
         self.last_save = now
@@ -397,28 +603,20 @@ class Gateway:
 
     def _housekeeping(self, now: float) -> None:
         self._publish_receipts(now)
+        self._merge_qos0(now)
         if (self.unsaved_counts or self.unsaved_benches) and now - self.last_save >= SAVE_EVERY_S:
-            self.store.begin()
-            try:
-                self._save_state(now)
-                self.store.commit()
-            except Exception:
-                self.store.rollback()
-                raise
+            with self.store.transaction():
+                self._save_state()
+            self._saved(now)
         changes = self.health.tick(now)
         if changes:
-            self.store.begin()
-            try:
+            with self.store.transaction():
                 for c in changes:
                     self._store_change(c)
                     b = self.health.get(c.bench)
                     self.store.save_bench(
                         c.bench, online=int(b.online), sleeping=int(b.sleeping), changed=c.t
                     )
-                self.store.commit()
-            except Exception:
-                self.store.rollback()
-                raise
             for c in changes:
                 self._log_change(c)
             self.forwarder.wake()
@@ -444,6 +642,21 @@ class Gateway:
             if n:
                 log.info("store upkeep: pruned %d forwarded rows", n)
 
+    def _merge_qos0(self, now: float) -> None:
+        n, self.qos0_dropped = self.qos0_dropped, 0
+        if not n:
+            return
+        counts = {"received": n, "rejected": n, "rejected:qos0": n}
+        self.counts.update(counts)
+        self.unsaved_counts.update(counts)
+        if now - self.qos0_logged >= REJECT_LOG_INTERVAL_S:
+            self.qos0_logged = now
+            log.warning(
+                "rejected %d QoS 0 messages (bench records are QoS 1; set upgrade_outgoing_qos "
+                "in the broker, see docs/operations.md)",
+                n,
+            )
+
     def missing(self) -> list[str]:
         return [b for b in self.cfg.health.expected if b not in self.health.benches]
 
@@ -457,8 +670,19 @@ class Gateway:
             from edge_gateway.polls import PollSync
 
             self.poll_sync = PollSync(self, self.cfg.portal)
-        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=30)
-        self.client.loop_start()
+        if not self.cfg.clock.require_sync:
+            log.warning(
+                "[clock] require_sync = false: taking messages without checking that this "
+                "machine's clock is synchronised"
+            )
+            self._connect()
+        elif self.clock_synced():
+            self._connect()
+        else:
+            self.clock_thread = threading.Thread(
+                target=self._wait_for_clock, name="clock", daemon=True
+            )
+            self.clock_thread.start()
         if self.poll_sync is not None:
             self.poll_sync.start()
             self.extras.append(self.poll_sync)
@@ -475,27 +699,60 @@ class Gateway:
         sinks = ", ".join(s.name for s in self.sinks) or "none"
         log.info("gateway %s started: store %s, sinks: %s", self.m, self.cfg.spool.path, sinks)
 
+    def _connect(self) -> None:
+        self.clock_ok.set()
+        self.client.connect_async(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=30)
+        self.client.loop_start()
+
+    def _wait_for_clock(self) -> None:
+        """Take nothing until the kernel says the clock is synchronised (DESIGN.md principle 7)."""
+        logged = 0.0
+        while not self.closing:
+            if self.clock_synced():
+                log.info("the system clock is synchronised; connecting to the broker")
+                self._connect()
+                return
+            now = time.monotonic()
+            if now - logged >= CLOCK_LOG_INTERVAL_S:
+                logged = now
+                log.warning(
+                    "waiting for the system clock to be synchronised (the kernel reports it "
+                    "unsynchronised: is chrony or systemd-timesyncd running and reaching a "
+                    "server?) before taking any message; the broker keeps them. Where no NTP "
+                    "runs, set [clock] require_sync = false"
+                )
+            time.sleep(1.0)
+
     def stop(self, flush_s: float = 10.0) -> None:
         """Stop taking messages, store and acknowledge what was taken, flush sinks, exit."""
         self.closing = True
         for e in self.extras:
             e.stop()
-        self.queue.put(None)
+        try:
+            self.queue.put(None, timeout=5)
+        except queue.Full:
+            pass  # the writer is holding a group for the store; it sees `closing`
         self.writer.join(timeout=30)
         if not self.writer.is_alive() and (self.unsaved_counts or self.unsaved_benches):
-            self.store.begin()
             try:
-                self._save_state(time.time())
-                self.store.commit()
-            except Exception:
-                self.store.rollback()
-                log.exception("could not save the counters at shutdown")
+                with self.store.transaction():
+                    self._save_state()
+            except Exception as exc:  # noqa: BLE001
+                log.error("could not save the counters at shutdown: %s", printable(exc))
         self._publish_receipts(time.time() + RECEIPT_MIN_INTERVAL_S)
         self.forwarder.stop(time.time() + flush_s)
-        try:
-            self.client.disconnect()
-        finally:
-            self.client.loop_stop()
+        if self.clock_ok.is_set():
+            try:
+                if self.connected.is_set():  # a clean stop: the retained Status says offline
+                    info = self.client.publish(
+                        self.gateway_topic, self._presence("offline"), qos=1, retain=True
+                    )
+                    info.wait_for_publish(2)
+                self.client.disconnect()
+            except (RuntimeError, ValueError) as exc:
+                log.warning("could not say goodbye to the broker: %s", exc)
+            finally:
+                self.client.loop_stop()
         depth, _ = self.store.depth_and_lag([s.name for s in self.sinks], time.time())
         log.info(
             "gateway %s stopped after %d store commits; %d rows wait in the store for forwarding",

@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -153,7 +156,21 @@ class Store:
         self.conn.execute("COMMIT")
 
     def rollback(self) -> None:
-        self.conn.execute("ROLLBACK")
+        # SQLite may have rolled back by itself already (SQLITE_FULL, I/O errors): then a
+        # ROLLBACK would fail and hide the error that matters.
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` and re-raise on any exception."""
+        self.begin()
+        try:
+            yield
+        except BaseException:
+            self.rollback()
+            raise
+        self.commit()
 
     def insert_message(
         self,
@@ -355,35 +372,39 @@ class Store:
         low = min((marks.get(s, 0) for s in sinks), default=self.last_id())
         cutoff = now - retention_days * 86400
         deleted = 0
-        self.begin()
-        try:
+        with self.transaction():
             deleted += self.conn.execute(
                 "DELETE FROM messages WHERE id <= ? AND received < ?", (low, cutoff)
             ).rowcount
             self.conn.execute("DELETE FROM votes WHERE minute < ?", (cutoff - 86400,))
             self.conn.execute("DELETE FROM daily WHERE day < ?", (local_day(cutoff - 86400),))
             self.conn.execute("DELETE FROM states WHERE t < ?", (cutoff - 86400,))
-            self.commit()
-        except Exception:
-            self.rollback()
-            raise
         limit = max_mb * 1024 * 1024
         for _ in range(20):
             if self.size_bytes() <= limit:
                 break
-            self.begin()
-            try:
+            with self.transaction():
                 n = self._drop_oldest(low)
-                self.commit()
-            except Exception:
-                self.rollback()
-                raise
             if n == 0:
                 break
             deleted += n
-            self.conn.execute("VACUUM")
-            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # VACUUM went through the WAL
+            if not self.compact():
+                break  # no room to rewrite the file: the freed pages are reused in place
         return deleted
+
+    def compact(self) -> bool:
+        """Give freed pages back to the file system: ``VACUUM`` writes a whole copy of the file,
+        so only when the disk has room for one; else the freed pages are reused by SQLite in
+        place (the file stops growing, which is what a full disk needs)."""
+        try:
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(self.path))).free
+        except OSError:
+            return False
+        if free < 2 * self.size_bytes() + 16 * 1024 * 1024:
+            return False
+        self.conn.execute("VACUUM")
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # VACUUM went through the WAL
+        return True
 
     def _drop_oldest(self, low: int) -> int:
         """One step of the size policy: forwarded rows, then quarantine, then telemetry."""

@@ -220,6 +220,7 @@ def test_blank_board_to_a_registered_bench_that_publishes(
         f'port = {broker.port}\nusername = "gateway-mostar"\n'
         f'password_file = "{dep.broker_dir("mostar") / "gateway-mqtt.pass"}"\n'
         f'[spool]\npath = "{store}"\n'
+        "[clock]\nrequire_sync = false\n"
     )
     births: queue.Queue[dict[str, Any]] = queue.Queue()
     watch = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="provision-test-watch")

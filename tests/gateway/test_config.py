@@ -180,7 +180,7 @@ def test_secrets_never_appear_in_the_log(cfgdir: Path, mosquitto: Broker, tmp_pa
         .replace("port = 8070", f"port = {free_port()}")
         .replace("port = 9108", f"port = {free_port()}")
         .replace("poll_sync_s = 60", "poll_sync_s = 1")
-    )
+    ) + "[clock]\nrequire_sync = false\n"
     path = write(cfgdir, text)
     proc = subprocess.Popen(
         [sys.executable, "-m", "edge_gateway", "run", "--verbose", "--config", str(path)],

@@ -416,7 +416,9 @@ BAD: st.SearchStrategy[tuple[str, bytes, set[str]]] = st.one_of(
         st.binary(min_size=1, max_size=64).map(lambda b: b"\xff" + b),
         st.just({"not_json"}),
     ),
-    st.tuples(st.just(T), st.integers(1, 900).map(_nest), st.just({"bad_type", "not_json"})),
+    st.tuples(
+        st.just(T), st.integers(1, 900).map(_nest), st.just({"bad_type", "not_json", "too_deep"})
+    ),
     st.tuples(
         st.just(T),
         st.integers(2049, 5000).map(lambda n: b'{"v":1,"x":"' + b"a" * n + b'"}'),
