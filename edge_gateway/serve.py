@@ -7,9 +7,9 @@ import json
 import os
 import threading
 import time
-from urllib.parse import unquote
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 if TYPE_CHECKING:
     from edge_gateway.service import Gateway
