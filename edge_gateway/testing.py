@@ -214,6 +214,8 @@ class RecordingPortal:
         self.slow_s = 2.0
         self.wrong_next = 0
         self.refuse_days_of: set[str] = set()
+        self.poison_ids: set[str] = set()  # a votes request holding one of these: 500
+        self.down = False  # every request answered 500 (its database is gone)
         self.days: list[dict[str, Any]] = []  # bench-days answered 200, in order
         self.wrong_body = b"<html><body>It works!</body></html>"
         self.votes: dict[str, dict[str, Any]] = {}
@@ -246,6 +248,12 @@ class RecordingPortal:
                     portal.requests.append((self.command, self.path, body, auth))
                     if auth != f"Bearer {portal.token}":
                         code, answer = 401, {"error": "token"}
+                    elif portal.down:
+                        code, answer = 500, {"error": "internal server error"}
+                    elif self.path == "/api/v1/votes" and any(
+                        v.get("id") in portal.poison_ids for v in body.get("votes", [])
+                    ):
+                        code, answer = 500, {"error": "internal server error"}
                     elif self.command == "GET" and self.path.startswith("/api/v1/polls"):
                         code, answer = 200, {"polls": portal.polls}
                     elif portal.fail_next > 0:

@@ -18,10 +18,18 @@ log = logging.getLogger("edge_gateway.sink")
 WATERMARK_SAVE_S = 10.0
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 20.0  # a sink notices a receiver that came back within 30 s
+POISON_STRIKES = 3  # 5xx answers to one row alone, server otherwise up, before quarantine
 
 
 class Retry(Exception):
-    """A transient failure (timeout, connection refused, 5xx, 429): send the batch again later."""
+    """A transient failure (timeout, connection refused, 5xx, 429): send the batch again later.
+
+    ``status`` is the server's HTTP status when it answered (0 when it did not).
+    """
+
+    def __init__(self, text: str, status: int = 0) -> None:
+        super().__init__(text)
+        self.status = status
 
 
 class Rejected(Exception):
@@ -58,7 +66,7 @@ def http(
     except urllib.error.HTTPError as exc:
         text = exc.read()[:300].decode("utf-8", "replace")
         if transient(exc.code):
-            raise Retry(f"HTTP {exc.code}: {text}") from None
+            raise Retry(f"HTTP {exc.code}: {text}", exc.code) from None
         raise Rejected(exc.code, text) from None
     except (OSError, TimeoutError) as exc:
         raise Retry(str(exc)) from None
@@ -81,6 +89,8 @@ class Sink(threading.Thread, abc.ABC):
         self.sent = 0
         self.failures = 0
         self.last_error = ""
+        self._up: bool | None = None  # probe() during this pass, once
+        self.strikes: dict[Any, int] = {}
 
     @abc.abstractmethod
     def send(self, rows: list[Row]) -> None:
@@ -88,6 +98,35 @@ class Sink(threading.Thread, abc.ABC):
 
     def tick(self, now: float) -> None:
         """Periodic work besides forwarding rows (e.g. the gateway measurement)."""
+
+    def probe(self) -> bool:
+        """Whether the receiver answers a request that carries no rows (subclasses ask it)."""
+        return False
+
+    def poisoned(self, exc: Retry) -> bool:
+        """Whether a server error (5xx) may be the rows' fault: the server answered 5xx to
+        them while it answers a request without them. Then the batch is split to find the
+        row; when every request fails (the server is down) the rows wait, nothing is lost."""
+        if exc.status < 500:
+            return False
+        if self._up is None:
+            self._up = self.probe()
+        return self._up
+
+    def strike(self, key: Any) -> bool:
+        """One more 5xx for ``key`` alone while the server was up; True at POISON_STRIKES.
+
+        A single 5xx may be the server's passing trouble: only one that comes back on
+        POISON_STRIKES passes (with the backoff between them) moves a row to quarantine.
+        """
+        n = self.strikes.get(key, 0) + 1
+        if len(self.strikes) > 10_000:
+            self.strikes.clear()
+        self.strikes[key] = n
+        if n >= POISON_STRIKES:
+            del self.strikes[key]
+            return True
+        return False
 
     def quarantine(self, row: Row, reason: str) -> None:
         self.store.begin()
@@ -125,6 +164,7 @@ class Sink(threading.Thread, abc.ABC):
         rows = self.store.rows_after(self.watermark, self.batch_rows)
         if not rows:
             return 0
+        self._up = None
         self.send(rows)
         self.advance(rows[-1].id)
         self.sent += len(rows)

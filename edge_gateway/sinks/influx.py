@@ -109,7 +109,7 @@ class InfluxSink(Sink):
         except ApiException as exc:
             status = int(exc.status or 0)
             if transient(status):
-                raise Retry(f"HTTP {status}: {exc.reason}") from None
+                raise Retry(f"HTTP {status}: {exc.reason}", status) from None
             raise Rejected(status, str(exc.body)[:300]) from None
         except Exception as exc:  # noqa: BLE001 - urllib3 connection errors and the like
             raise Retry(str(exc)[:300]) from None
@@ -125,6 +125,17 @@ class InfluxSink(Sink):
                 self.write_lines([text for _, text in lines[i : i + self.cfg.batch_size]])
         except Rejected:
             self._narrow(rows, lines)
+        except Retry as exc:
+            if not self.poisoned(exc):
+                raise
+            self._narrow(rows, lines)
+
+    def probe(self) -> bool:
+        try:
+            http("GET", f"{self.cfg.url}/ping", None, {}, timeout=10)
+        except (Retry, Rejected):
+            return False
+        return True
 
     def _narrow(self, rows: list[Row], lines: list[tuple[int, str]]) -> None:
         """Write row by row; quarantine each row the server refuses."""
@@ -137,6 +148,11 @@ class InfluxSink(Sink):
                 self.write_lines(texts)
             except Rejected as exc:
                 log.warning("influxdb refused row %s (%s): quarantined", rid, exc.reason[:120])
+                self.quarantine(index[rid], f"influxdb_{exc.status}")
+            except Retry as exc:
+                if not self.poisoned(exc) or not self.strike(rid):
+                    raise
+                log.warning("influxdb failed on row %s (%s): quarantined", rid, str(exc)[:120])
                 self.quarantine(index[rid], f"influxdb_{exc.status}")
 
     def tick(self, now: float) -> None:

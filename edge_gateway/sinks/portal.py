@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import urllib.parse
 from typing import Any
 
 from edge_gateway.config import PortalConfig
@@ -102,11 +103,36 @@ class PortalSink(Sink):
         for bench in sorted(benches):
             self._send_bench(bench, benches[bench])
 
+    def probe(self) -> bool:
+        q = urllib.parse.urlencode({"municipality": self.municipality})
+        headers = {**self.headers(), "Accept": "application/json"}
+        try:
+            http("GET", f"{self.cfg.url}/api/v1/polls?{q}", None, headers, self.timeout_s)
+        except (Retry, Rejected):
+            return False
+        return True
+
     def _send_votes(self, chunk: list[tuple[Row, dict[str, Any]]]) -> None:
         try:
             answer = self.request(
                 "POST", "/api/v1/votes", {"votes": [v for _, v in chunk]}, "accepted"
             )
+        except Retry as exc:
+            if not self.poisoned(exc):
+                raise
+            if len(chunk) > 1:  # find the vote the portal cannot take; the rest go on
+                for one in chunk:
+                    self._send_votes([one])
+                return
+            if not self.strike(("vote", chunk[0][0].id)):
+                raise
+            log.warning(
+                "portal failed on vote %s (%s) while it answers otherwise: quarantined",
+                chunk[0][1]["id"],
+                str(exc)[:120],
+            )
+            self.quarantine(chunk[0][0], f"portal_{exc.status}: {str(exc)[:100]}")
+            return
         except Rejected as exc:
             if len(chunk) == 1:
                 log.warning("portal refused vote %s: %s", chunk[0][1]["id"], exc.reason[:120])
@@ -144,6 +170,21 @@ class PortalSink(Sink):
     def _put_days(self, chunk: list[dict[str, Any]]) -> None:
         try:
             self.request("PUT", "/api/v1/bench-days", {"days": chunk}, "upserted")
+        except Retry as exc:
+            if not self.poisoned(exc):
+                raise
+            if len(chunk) > 1:
+                for day in chunk:
+                    self._put_days([day])
+                return
+            if not self.strike(("day", chunk[0]["bench"], chunk[0]["date"])):
+                raise
+            log.warning(
+                "portal failed on the day %s of %s (%s) while it answers otherwise; skipped",
+                chunk[0]["date"],
+                chunk[0]["bench"],
+                str(exc)[:120],
+            )
         except Rejected as exc:
             if len(chunk) > 1:  # one bad day must not keep the others from the portal
                 for day in chunk:
@@ -170,5 +211,9 @@ class PortalSink(Sink):
             body["fw"] = body["fw"][:FW_MAX]
         try:
             self.request("PUT", f"/api/v1/benches/{bench}", body, "ok")
+        except Retry as exc:
+            if not self.poisoned(exc) or not self.strike(("bench", bench)):
+                raise
+            log.warning("portal failed on the state of %s (%s); skipped", bench, str(exc)[:120])
         except Rejected as exc:
             log.warning("portal refused the state of %s: %s", bench, exc)

@@ -14,6 +14,7 @@ import pytest
 
 from edge_gateway.cli import main
 from edge_gateway.service import Gateway
+from edge_gateway.store import Store
 from edge_gateway.testing import (
     Publisher,
     RecordingPortal,
@@ -120,6 +121,57 @@ def poll(pid: str, opens: int, closes: int) -> dict[str, Any]:
         "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
         "municipalities": ["mostar"],
     }
+
+
+def quarantined(gw: Gateway) -> list[tuple[str, str]]:
+    st = Store(gw.cfg.spool.path, readonly=True)
+    try:
+        return st.conn.execute("SELECT topic, reason FROM quarantine ORDER BY id").fetchall()
+    finally:
+        st.close()
+
+
+def test_a_vote_the_portal_fails_on_is_quarantined_and_the_rest_go_on(
+    mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
+) -> None:
+    """A value the portal's database cannot take made it answer 500 for ever, and the whole
+    municipality's forwarding stalled behind it. Now the sink finds the row (the portal answers
+    without it), and after the same 500 on three passes quarantines it with the answer."""
+    portal.poison_ids = {"mostar-01/4/7"}
+    gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
+    now = one_day_now(after=30) - 300
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    for s in range(3, 13):
+        pub.publish(topic_of("mostar-01", "vote"), vote("mostar-01", 4, s, now + s, "p-one", "yes"))
+    pub.wait_published()
+    good = {f"mostar-01/4/{s}" for s in range(3, 13)} - portal.poison_ids
+    wait_until(lambda: set(portal.votes) == good, 30, what="every vote but the poisoned one")
+    wait_until(lambda: quarantined(gw), 10, what="the poisoned vote in quarantine")
+    assert [r for _, r in quarantined(gw)] == [
+        'portal_500: HTTP 500: {"error": "internal server error"}'
+    ]
+    pub.publish(topic_of("mostar-01", "vote"), vote("mostar-01", 4, 13, now + 13, "p-one", "no"))
+    pub.wait_published()
+    wait_until(lambda: "mostar-01/4/13" in portal.votes, 15, what="a later vote")
+    pub.close()
+
+
+def test_a_portal_that_is_down_loses_nothing_and_quarantines_nothing(
+    mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
+) -> None:
+    portal.down = True  # every request 500, the probe's too
+    gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
+    now = one_day_now(after=30) - 300
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    for s in range(1, 6):
+        pub.publish(topic_of("mostar-01", "vote"), vote("mostar-01", 5, s, now + s, "p-one", "yes"))
+    pub.wait_published()
+    wait_until(lambda: len(portal.of("POST", "/api/v1/votes")) >= 5, 30, what="five tries")
+    assert quarantined(gw) == [] and portal.votes == {}
+    with portal.lock:
+        portal.down = False
+    wait_until(lambda: len(portal.votes) == 5, 30, what="all five once the portal is back")
+    pub.close()
 
 
 def test_a_day_the_portal_refuses_does_not_keep_the_others_from_it(
@@ -414,3 +466,31 @@ def test_status_metrics_and_ota(
         assert r.status in (404, 501), (method, path, r.status)
         assert b"not for benches" not in answer
     assert (ota / "manifest.json").read_text() == '{"version":"1.0.1"}'
+
+
+def test_the_gateway_says_it_is_alive_to_the_broker_and_the_portal(
+    mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
+) -> None:
+    """A dead Pi must be seen: the retained `gateway` Status with its will (PROTOCOL.md) and
+    the heartbeat PUT /api/v1/gateways/{m} (INTERFACES.md)."""
+    gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
+    beats = wait_until(lambda: portal.of("PUT", "/api/v1/gateways/mostar"), 10, what="heartbeat")
+    assert set(beats[0]) == {"version", "ts", "lag_s"}
+    assert abs(beats[0]["ts"] - time.time()) < 30 and beats[0]["lag_s"] >= 0
+    watch = Publisher(mosquitto.host, mosquitto.port)
+    watch.subscribe("klupa/v1/mostar/gateway")
+
+    def presence() -> list[tuple[dict[str, Any], bool]]:
+        with watch.lock:
+            return [(json.loads(p), r) for t, p, r in watch.received if t.endswith("/gateway")]
+
+    got = wait_until(presence, 5, what="the retained gateway Status")
+    assert got[0][0]["state"] == "online" and got[0][1] and got[0][0]["v"] == 1
+    sock = gw.client.socket()
+    assert sock is not None
+    sock.close()  # the connection drops without a DISCONNECT: the broker publishes the will
+    wait_until(lambda: presence()[-1][0]["state"] == "offline", 10, what="the will")
+    wait_until(lambda: presence()[-1][0]["state"] == "online", 15, what="online again")
+    gw.stop(flush_s=1)
+    wait_until(lambda: presence()[-1][0]["state"] == "offline", 5, what="offline at a clean stop")
+    watch.close()
