@@ -17,6 +17,7 @@ from typing import Any
 
 from edge_gateway.config import Config, ConfigError, load, redact
 from edge_gateway.forwarder import sink_names
+from edge_gateway.text import printable
 from klupa.argparsing import Parser
 
 
@@ -122,7 +123,14 @@ def status_rows(cfg: Config) -> tuple[list[list[str]], list[str], int, float]:
         state = "yes" if b["online"] else ("sleeping" if b["sleeping"] else "no")
         soc = f"{b['soc']:.1f} %" if b["soc"] is not None else "-"
         rows.append(
-            [b["bench"], state, _ago(b["last_seen"], now), soc, b["power"] or "-", b["fw"] or "-"]
+            [
+                printable(b["bench"], 40),
+                state,
+                _ago(b["last_seen"], now),
+                soc,
+                printable(b["power"] or "-", 20),
+                printable(b["fw"] or "-", 40),
+            ]
         )
     seen = {b["bench"] for b in benches}
     missing = [b for b in cfg.health.expected if b not in seen]

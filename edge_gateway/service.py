@@ -533,8 +533,8 @@ class Gateway:
                     "%s: %s %s %s",
                     msg.bench,
                     msg.type,
-                    msg.code or msg.kind or "",
-                    (msg.detail or "")[:120],
+                    printable(msg.code or msg.kind or "", 64),
+                    printable(msg.detail or ""),
                 )
             elif msg.type == "power" and msg.to == "critical":
                 log.warning("%s: power state %s -> critical", msg.bench, msg.from_)

@@ -244,3 +244,30 @@ def test_any_edit_of_a_config_is_valid_or_names_each_problem(
         for line in exc.problems:
             name, sep, why = line.partition(": ")
             assert name and sep and why and len(line.splitlines()) == 1, line
+
+
+def test_a_token_over_plain_http_to_another_machine_is_refused(cfgdir: Path) -> None:
+    """A token sent unencrypted across a municipal network can be read on the way."""
+    remote = GOOD.replace("http://127.0.0.1:8086", "http://influx.example.org:8086").replace(
+        "http://127.0.0.1:8080", "http://portal.example.org"
+    )
+    found = problems(cfgdir, remote)
+    assert [p.split(":")[0] for p in found] == ["influxdb.url", "portal.url"]
+    assert "allow_plain_http" in found[0] and "https://" in found[0]
+    allowed = remote.replace(
+        "flush_interval_s = 5\n", "flush_interval_s = 5\nallow_plain_http = true\n"
+    )
+    allowed = allowed.replace("poll_sync_s = 60\n", "poll_sync_s = 60\nallow_plain_http = true\n")
+    assert load(write(cfgdir, allowed)).influxdb is not None
+    https = remote.replace("http://", "https://")
+    assert load(write(cfgdir, https)).portal is not None
+    assert load(write(cfgdir, GOOD)).influxdb is not None  # loopback: plain http is fine
+
+
+def test_clock_section(cfgdir: Path) -> None:
+    assert load(write(cfgdir, GOOD)).clock.require_sync is True
+    off = load(write(cfgdir, GOOD + "[clock]\nrequire_sync = false\n"))
+    assert off.clock.require_sync is False
+    assert problems(cfgdir, GOOD + '[clock]\nrequire_sync = "no"\n') == [
+        "clock.require_sync: must be true or false (got str)"
+    ]

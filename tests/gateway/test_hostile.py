@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,10 +18,19 @@ from typing import Any
 
 import pytest
 
+from edge_gateway.cli import status_rows
 from edge_gateway.config import load
 from edge_gateway.service import Gateway
 from edge_gateway.store import Store
-from edge_gateway.testing import Publisher, telemetry, topic_of, vote, wait_until, write_config
+from edge_gateway.testing import (
+    Publisher,
+    event,
+    telemetry,
+    topic_of,
+    vote,
+    wait_until,
+    write_config,
+)
 from klupa.services import Broker, free_port
 from provisioning.broker import acl_text
 
@@ -403,3 +413,51 @@ def test_pruning_on_a_full_disk_does_not_vacuum(tmp_path: Path, monkeypatch: Any
     assert n > 0 and "VACUUM" not in calls
     monkeypatch.undo()
     assert isinstance(real, sqlite3.Connection)
+
+
+def test_bench_text_reaches_the_log_and_status_without_terminal_control(
+    broker: Broker, start_gateway: Callable[..., Gateway], caplog: pytest.LogCaptureFixture
+) -> None:
+    gw = start_gateway()
+    pub = bench(broker)
+    pub.subscribe(topic_of("mostar-01", "receipt"))
+    now = int(time.time())
+    evil = "1.0\x1b[2J\x1b]0;pwned\x07\u202eevil"
+    pub.publish(
+        topic_of("mostar-01", "event"),
+        event("mostar-01", 10, 1, now, "boot", reset="hard", fw=evil, safe=False),
+    )
+    pub.publish(
+        topic_of("mostar-01", "event"),
+        event("mostar-01", 10, 2, now, "fault", code="flash", detail="x\n2026 INFO forged\x1b[0m"),
+    )
+    pub.wait_published()
+    wait_until(lambda: receipted(pub, 10, 2), 10, what="both events stored")
+    gw.stop(flush_s=1)  # saves the bench table
+    rows, _, _, _ = status_rows(gw.cfg)
+    text = "\n".join("  ".join(r) for r in rows) + caplog.text
+    assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
+    assert "\\x1b[2J" in "".join(rows[0]) and "x\\x0a2026 INFO forged" in caplog.text
+    pub.close()
+
+
+def test_the_ota_server_serves_files_only(tmp_path: Path) -> None:
+    """No directory listing (which bundles exist), no dotfiles (a `.git`, a key left behind)."""
+    from edge_gateway.serve import serve_ota
+
+    (tmp_path / "1.2.0").mkdir()
+    (tmp_path / "1.2.0" / "manifest.json").write_text('{"version":"1.2.0"}')
+    (tmp_path / ".signing-key").write_text("secret")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("[core]")
+    server = serve_ota(str(tmp_path), free_port(), host="127.0.0.1")
+    base = f"http://127.0.0.1:{server.port}"
+    try:
+        with urllib.request.urlopen(base + "/1.2.0/manifest.json", timeout=5) as r:
+            assert json.loads(r.read()) == {"version": "1.2.0"}
+        for path in ("/", "/1.2.0/", "/1.2.0", "/.signing-key", "/.git/config", "/%2egit/config"):
+            with pytest.raises(urllib.error.HTTPError) as info:
+                urllib.request.urlopen(base + path, timeout=5)
+            assert info.value.code == 404, path
+    finally:
+        server.stop()
