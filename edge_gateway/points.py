@@ -234,6 +234,9 @@ def row_points(m: str, rows: Iterable[Row], store: Store, now: float) -> list[tu
     lines: list[tuple[int, str]] = []
     minutes: dict[tuple[str, str, str, int], int] = {}
     days: dict[tuple[str, str], int] = {}
+    # A poll whose results are hidden until it closes: its per-choice counts wait in the store
+    # (the sink writes them at close); the day's vote totals per bench go out as usual.
+    hidden = store.hidden_now(now)
     for row in rows:
         msg = decode_row(row)
         if msg is None:
@@ -247,7 +250,8 @@ def row_points(m: str, rows: Iterable[Row], store: Store, now: float) -> list[tu
                 days[(row.bench, local_day(row.ts))] = row.id
         elif isinstance(msg, Vote):
             minute = int(msg.ts) - int(msg.ts) % 60
-            minutes[(row.bench, msg.poll, msg.choice, minute)] = row.id
+            if msg.poll not in hidden:
+                minutes[(row.bench, msg.poll, msg.choice, minute)] = row.id
             days[(row.bench, local_day(row.ts))] = row.id
         elif isinstance(msg, dict):
             lines.append((row.id, status_point(m, row.bench, msg).to_line_protocol()))

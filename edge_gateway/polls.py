@@ -52,6 +52,7 @@ class PollSync(threading.Thread):
         self.generation = -1  # the gateway's connection the poll was last published on
         self.stopping = threading.Event()
         self.heartbeat_s = HEARTBEAT_S
+        self.hidden: dict[str, int] = {}
         self.heartbeats = 0  # answered 200
         self.heartbeat_logged = 0.0
 
@@ -81,6 +82,24 @@ class PollSync(threading.Thread):
                 continue
             out.append(p)
         return out
+
+    def note_hidden(self, polls: list[dict[str, Any]]) -> None:
+        """Polls whose results stay hidden until they close (the portal says `results:
+        "after_close"`): kept in the store, where the InfluxDB sink reads them."""
+        hidden = {
+            str(p["id"]): int(p["closes"])
+            for p in polls
+            if p.get("results") == "after_close" or p.get("hidden") is True
+        }
+        if hidden and hidden != self.hidden:
+            from edge_gateway.store import Store
+
+            st = Store(self.gateway.cfg.spool.path)
+            try:
+                st.set_hidden_polls(hidden)
+            finally:
+                st.close()
+            self.hidden = hidden
 
     def heartbeat(self, now: float) -> None:
         """Tell the portal this gateway is alive, with its version and forwarding lag, so a
@@ -123,6 +142,7 @@ class PollSync(threading.Thread):
                 last_fetch = now
                 try:
                     self.polls = self.fetch()
+                    self.note_hidden(self.polls)
                 except (Retry, Rejected, ValueError) as exc:
                     log.warning("could not fetch polls from the portal: %s", exc)
                 except Exception:  # a bug must not end poll distribution; the last list stays

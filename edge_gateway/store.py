@@ -76,6 +76,9 @@ CREATE TABLE IF NOT EXISTS quarantine (
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS watermarks (sink TEXT PRIMARY KEY, id INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS hidden_polls (
+    poll TEXT PRIMARY KEY, closes INTEGER NOT NULL, released INTEGER NOT NULL DEFAULT 0
+);
 """
 
 _day_cache: dict[int, str] = {}
@@ -247,7 +250,45 @@ class Store:
             (sink, msg_id),
         )
 
+    def set_hidden_polls(self, polls: dict[str, int]) -> None:
+        """Polls whose results are hidden until they close (from the portal's poll list)."""
+        with self.transaction():
+            self.conn.executemany(
+                "INSERT INTO hidden_polls (poll, closes) VALUES (?, ?) "
+                "ON CONFLICT (poll) DO UPDATE SET closes = excluded.closes, "
+                "released = CASE WHEN excluded.closes = closes THEN released ELSE 0 END",
+                list(polls.items()),
+            )
+
+    def mark_released(self, poll: str) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE hidden_polls SET released = 1 WHERE poll = ?", (poll,))
+
     # ------------------------------------------------------------------ readers
+
+    def hidden_now(self, now: float) -> set[str]:
+        """Polls whose per-choice counts must not leave the gateway yet."""
+        return {
+            p
+            for (p,) in self.conn.execute("SELECT poll FROM hidden_polls WHERE closes > ?", (now,))
+        }
+
+    def to_release(self, now: float) -> list[str]:
+        """Hidden polls that have closed and whose per-choice counts are not written yet."""
+        cur = self.conn.execute(
+            "SELECT poll FROM hidden_polls WHERE closes <= ? AND released = 0 ORDER BY poll",
+            (now,),
+        )
+        return [p for (p,) in cur]
+
+    def vote_minutes(self, poll: str) -> list[tuple[str, str, int, int]]:
+        """(bench, choice, minute, distinct votes) of one poll."""
+        cur = self.conn.execute(
+            "SELECT bench, choice, minute, count(*) FROM votes WHERE poll = ? "
+            "GROUP BY bench, choice, minute ORDER BY bench, choice, minute",
+            (poll,),
+        )
+        return [(b, c, int(m), int(n)) for b, c, m, n in cur]
 
     def counters(self) -> dict[str, int]:
         return {n: int(v) for n, v in self.conn.execute("SELECT name, value FROM counters")}

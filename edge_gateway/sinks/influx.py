@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge_gateway.config import InfluxConfig
-from edge_gateway.points import gateway_point, row_points
+from edge_gateway.points import gateway_point, row_points, votes_point
 from edge_gateway.sinks.base import Rejected, Retry, Sink, http, transient
 from edge_gateway.store import Row
 
@@ -156,6 +156,7 @@ class InfluxSink(Sink):
                 self.quarantine(index[rid], f"influxdb_{exc.status}")
 
     def tick(self, now: float) -> None:
+        self.release_hidden(now)
         if now - self.last_gateway_point < GATEWAY_POINT_EVERY_S:
             return
         self.last_gateway_point = now
@@ -165,6 +166,18 @@ class InfluxSink(Sink):
             self.write_lines([p.to_line_protocol()])
         except (Retry, Rejected) as exc:
             log.debug("gateway point not written: %s", exc)
+
+    def release_hidden(self, now: float) -> None:
+        """At a hidden poll's close, its per-choice counts per bench and minute, written whole."""
+        for poll in self.store.to_release(now):
+            lines = [
+                votes_point(self.municipality, bench, poll, choice, minute, n).to_line_protocol()
+                for bench, choice, minute, n in self.store.vote_minutes(poll)
+            ]
+            for i in range(0, len(lines), self.cfg.batch_size):
+                self.write_lines(lines[i : i + self.cfg.batch_size])
+            self.store.mark_released(poll)
+            log.info("poll %s closed: its results (%d points) are written", poll, len(lines))
 
     def close(self) -> None:
         if self._client is not None:

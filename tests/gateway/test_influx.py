@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 from edge_gateway.service import Gateway
 from edge_gateway.store import day_bounds, local_day
-from edge_gateway.testing import Publisher, event, telemetry, topic_of, vote, wait_until
+from edge_gateway.testing import (
+    Publisher,
+    RecordingPortal,
+    event,
+    telemetry,
+    topic_of,
+    vote,
+    wait_until,
+)
 from klupa.services import Broker, Influx1, Victoria
 
 B = "mostar-01"
@@ -382,3 +390,53 @@ def test_fast_telemetry_lines_equal_point_for_any_values(
     )
     points = [p.to_line_protocol() for p in telemetry_points(m, msg)]
     assert telemetry_lines(m, msg) == points
+
+
+def test_a_hidden_polls_choices_reach_influxdb_only_at_its_close(
+    mosquitto: Broker,
+    influxdb1: Influx1,
+    portal: RecordingPortal,
+    gateway_factory: Callable[..., Gateway],
+) -> None:
+    """Results hidden until close stay hidden in the partners' InfluxDB too: the per-choice
+    `votes` points wait for the close; the day's vote total per bench goes out at once."""
+    now = int(time.time())
+    closes = now + 6
+    portal.polls = [
+        {
+            "v": 1,
+            "id": "mostar-secret",
+            "opens": now - 3600,
+            "closes": closes,
+            "results": "after_close",
+            "question": {"bs": "Pitanje?"},
+            "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
+        }
+    ]
+    gateway_factory(
+        mosquitto.port,
+        influx_extra_v1(influxdb1.url)
+        + f'[portal]\nurl = "{portal.url}"\ntoken = "portal-token"\npoll_sync_s = 1\n',
+    )
+    time.sleep(1.5)  # the poll list is fetched
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    t = now - 120
+    for seq, choice in enumerate(["yes", "yes", "no"], start=1):
+        pub.publish(topic_of(B, "vote"), vote(B, 3, seq, t + seq, "mostar-secret", choice))
+    pub.publish(topic_of(B, "vote"), vote(B, 3, 4, t + 4, "mostar-park", "yes"))  # not hidden
+    pub.wait_published()
+
+    def votes(poll: str) -> list[dict[str, Any]]:
+        return influxdb1.rows(f"SELECT * FROM votes WHERE poll = '{poll}'", "benches")
+
+    wait_until(lambda: votes("mostar-park"), 15, what="the open poll's votes")
+    wait_until(
+        lambda: any(r.get("votes") == 4 for r in influxdb1.rows("SELECT * FROM daily", "benches")),
+        15,
+        what="the day's total of 4 votes",
+    )
+    assert time.time() < closes and votes("mostar-secret") == []
+    got = wait_until(lambda: votes("mostar-secret"), 20, what="the hidden poll's votes at close")
+    assert time.time() >= closes
+    assert sorted((r["choice"], r["count"]) for r in got) == [("no", 1), ("yes", 2)]
+    pub.close()
