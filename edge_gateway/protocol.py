@@ -107,9 +107,9 @@ REASONS = (
 # Rejects for a record's time alone: the clock that judged them may be the wrong one, so they
 # are quarantined but never receipted (PROTOCOL.md, Receipt); the bench sends them again.
 CLOCK_REASONS = ("ts_future", "ts_too_old")
-# JSON nesting deeper than any PROTOCOL.md payload needs (Telemetry: 3) is refused before the
-# decoder sees it: a decoder recursing 1,000 levels raises RecursionError, not a clean error.
-MAX_DEPTH = 8
+# JSON nesting far deeper than any PROTOCOL.md payload needs (Telemetry: 3) is refused before
+# the decoder sees it: a decoder recursing 1,000 levels raises RecursionError, not a clean error.
+MAX_DEPTH = 32
 
 
 class ProtocolError(ValueError):
