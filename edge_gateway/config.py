@@ -91,6 +91,27 @@ class MetricsConfig:
 
 
 @dataclass
+class AlertsConfig:
+    repeat_h: float = 6
+    quiet_hours: tuple[int, int] | None = None
+    evaluate_s: float = 30
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_ca_file: str | None = None
+    smtp_user: str = ""
+    smtp_password: str | None = field(default=None, repr=False)
+    mail_from: str = ""
+    mail_to: list[str] = field(default_factory=list)
+    webhook_url: str | None = None
+    webhook_token: str | None = field(default=None, repr=False)
+    lag_s: float = 3600
+    backlog_rows: int = 50_000
+    disk_free_mb: float = 200
+    wet_after_s: float = 3600
+
+
+@dataclass
 class ClockConfig:
     require_sync: bool = True
 
@@ -106,6 +127,7 @@ class Config:
     ota: OtaConfig | None = None
     metrics: MetricsConfig | None = None
     clock: ClockConfig = field(default_factory=ClockConfig)
+    alerts: AlertsConfig | None = None
     path: str = ""
 
     def secrets(self) -> list[str]:
@@ -115,6 +137,8 @@ class Config:
             out += [self.influxdb.token, self.influxdb.password]
         if self.portal:
             out.append(self.portal.token)
+        if self.alerts:
+            out += [self.alerts.smtp_password, self.alerts.webhook_token]
         return [s for s in out if s]
 
 
@@ -154,6 +178,28 @@ SECTIONS: dict[str, set[str]] = {
     "ota": {"dir", "port"},
     "metrics": {"port"},
     "clock": {"require_sync"},
+    "alerts": {
+        "repeat_h",
+        "quiet_hours",
+        "evaluate_s",
+        "smtp_host",
+        "smtp_port",
+        "smtp_starttls",
+        "smtp_ca_file",
+        "smtp_user",
+        "smtp_password",
+        "smtp_password_file",
+        "mail_from",
+        "mail_to",
+        "webhook_url",
+        "webhook_token",
+        "webhook_token_file",
+        "allow_plain_http",
+        "lag_s",
+        "backlog_rows",
+        "disk_free_mb",
+        "wet_after_s",
+    },
 }
 V1_ONLY = {"database", "retention_policy", "create_database", "username", "password"}
 V2_ONLY = {"org", "bucket"}
@@ -271,7 +317,7 @@ class _Reader:
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-def _plain_http(r: _Reader, url: str | None, has_credential: bool) -> None:
+def _plain_http(r: _Reader, url: str | None, has_credential: bool, key: str = "url") -> None:
     """A token or password sent over plain HTTP to another machine can be read on the way."""
     allowed = r.flag("allow_plain_http", False)
     if not url or not has_credential or allowed:
@@ -280,7 +326,7 @@ def _plain_http(r: _Reader, url: str | None, has_credential: bool) -> None:
     host = (u.hostname or "").lower()
     if u.scheme == "http" and host not in LOOPBACK_HOSTS and not host.startswith("127."):
         r.bad(
-            "url",
+            key,
             f"plain http:// to {host} would send the token unencrypted: use https://, or set "
             f"{r.name('allow_plain_http')} = true on a network you trust",
         )
@@ -441,6 +487,12 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
         r = _Reader(t, "metrics.", problems)
         metrics = MetricsConfig(port=int(r.number("port", 9108, 1, 65535, integer=True)))
 
+    # [alerts]
+    alerts: AlertsConfig | None = None
+    t = section("alerts")
+    if t is not None:
+        alerts = _alerts(_Reader(t, "alerts.", problems), base)
+
     # [clock]
     r = _Reader(section("clock") or {}, "clock.", problems)
     clock = ClockConfig(require_sync=r.flag("require_sync", True))
@@ -457,8 +509,62 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
         ota=ota,
         metrics=metrics,
         clock=clock,
+        alerts=alerts,
         path=env_path,
     )
+
+
+def _alerts(r: _Reader, base: Path) -> AlertsConfig:
+    t = r.table
+    quiet: tuple[int, int] | None = None
+    if "quiet_hours" in t:
+        q = t["quiet_hours"]
+        if (
+            isinstance(q, list)
+            and len(q) == 2
+            and all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 23 for h in q)
+            and q[0] != q[1]
+        ):
+            quiet = (q[0], q[1])
+        else:
+            r.bad("quiet_hours", "must be [start, end], local hours 0..23, e.g. [22, 7]")
+    mail_to: list[str] = []
+    raw = t.get("mail_to", [])
+    if not isinstance(raw, list) or not all(isinstance(x, str) and "@" in x for x in raw):
+        r.bad("mail_to", "must be a list of e-mail addresses")
+    else:
+        mail_to = list(raw)
+    a = AlertsConfig(
+        repeat_h=r.number("repeat_h", 6, 0.01, 24 * 365),
+        quiet_hours=quiet,
+        evaluate_s=r.number("evaluate_s", 30, 0.05, 3600),
+        smtp_host=r.text("smtp_host", "") or "",
+        smtp_port=int(r.number("smtp_port", 587, 1, 65535, integer=True)),
+        smtp_starttls=r.flag("smtp_starttls", True),
+        smtp_ca_file=r.file("smtp_ca_file", base),
+        smtp_user=r.text("smtp_user", "") or "",
+        smtp_password=r.secret("smtp_password", "KLUPA_SMTP_PASSWORD", base),
+        mail_from=r.text("mail_from", "") or "",
+        mail_to=mail_to,
+        webhook_url=r.url("webhook_url") if "webhook_url" in t else None,
+        webhook_token=r.secret("webhook_token", "KLUPA_WEBHOOK_TOKEN", base),
+        lag_s=r.number("lag_s", 3600, 1, 365 * 86400),
+        backlog_rows=int(r.number("backlog_rows", 50_000, 1, 10**9, integer=True)),
+        disk_free_mb=r.number("disk_free_mb", 200, 0, 10**7),
+        wet_after_s=r.number("wet_after_s", 3600, 1, 30 * 86400),
+    )
+    if mail_to and not a.smtp_host:
+        r.bad("smtp_host", "required with mail_to")
+    if mail_to and "@" not in a.mail_from:
+        r.bad("mail_from", "required with mail_to: the sender's address")
+    if not mail_to and not a.webhook_url:
+        r.bad("mail_to", "give mail_to (with smtp_host) or webhook_url: alerts need a channel")
+    if a.smtp_user and not a.smtp_password:
+        r.bad(
+            "smtp_password", "required with smtp_user (or smtp_password_file, KLUPA_SMTP_PASSWORD)"
+        )
+    _plain_http(r, a.webhook_url, bool(a.webhook_token), "webhook_url")
+    return a
 
 
 def load(path: str | os.PathLike[str]) -> Config:

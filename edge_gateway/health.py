@@ -26,6 +26,11 @@ class BenchHealth:
     soc: float | None = None
     power: str | None = None
     point_t: float = 0.0  # time of its last bench_status point (kept in order)
+    # For the alert rules (edge_gateway.alerts), from the records as they are stored:
+    safe: bool = False  # its latest boot event said safe mode
+    tamper_at: float | None = None  # gateway time of its last tamper event
+    tamper_kind: str = ""
+    wet_since: float | None = None  # touch_wet fault, and no press counted since
 
 
 @dataclass

@@ -132,6 +132,7 @@ class Gateway:
         self.clock_synced = clock_synchronised
         self.clock_ok = threading.Event()
         self.clock_thread: threading.Thread | None = None
+        self.alerts: Any = None  # edge_gateway.alerts.Alerts with an [alerts] section
 
     @property
     def sinks(self) -> list[SinkView]:
@@ -522,13 +523,20 @@ class Gateway:
             d[1] += sum(p.wh for p in msg.ports)
             d[3] += msg.seat.occ
             d[4] += msg.touch.n
+            if msg.touch.n and b.wet_since is not None:
+                b.wet_since = None  # presses count again: the pads are dry
         elif isinstance(msg, P.Event):
             if msg.type == "session":
                 self._day(msg.bench, int(msg.ts))[2] += 1
             elif msg.type == "boot":
                 b.fw = msg.fw
                 b.boot = int(msg.boot)
+                b.safe = bool(msg.safe)
             elif msg.type in ("fault", "tamper"):
+                if msg.type == "tamper":
+                    b.tamper_at, b.tamper_kind = time.time(), msg.kind or ""
+                elif msg.code == "touch_wet" and b.wet_since is None:
+                    b.wet_since = min(float(msg.ts), time.time())
                 log.warning(
                     "%s: %s %s %s",
                     msg.bench,
@@ -691,6 +699,12 @@ class Gateway:
 
             self.extras.append(serve_ota(self.cfg.ota.dir, self.cfg.ota.port))
             log.info("serving OTA bundles from %s on port %d", self.cfg.ota.dir, self.cfg.ota.port)
+        if self.cfg.alerts is not None:
+            from edge_gateway.alerts import Alerts
+
+            self.alerts = Alerts(self, self.cfg.alerts)
+            self.alerts.start()
+            self.extras.append(self.alerts)
         if self.cfg.metrics:
             from edge_gateway.serve import serve_metrics
 

@@ -1,0 +1,276 @@
+"""Alerts through a real SMTP server (aiosmtpd) and a real HTTP endpoint, on a scripted day.
+
+The gateway, its Mosquitto and the bench messages are real; the alert engine's clock is the
+test's (`Alerts.evaluate(now)`), so a day's repeats and quiet hours run in seconds.
+"""
+
+from __future__ import annotations
+
+import email
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from email.message import Message
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from edge_gateway.alerts import Channels, Notice, quiet
+from edge_gateway.config import ConfigError, load
+from edge_gateway.service import Gateway
+from edge_gateway.store import LOCAL_TZ
+from edge_gateway.testing import (
+    Publisher,
+    RecordingPortal,
+    telemetry,
+    topic_of,
+    wait_until,
+    write_config,
+)
+from klupa.services import Broker, free_port, make_ca
+
+B = "mostar-01"
+OFFLINE = b'{"v":1,"bench":"mostar-01","state":"offline"}'
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.messages: list[Message] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.messages.append(email.message_from_bytes(envelope.content))
+        return "250 OK"
+
+    def subjects(self) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages]
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox = Inbox()
+    port = free_port()
+    c = Controller(inbox, hostname="127.0.0.1", port=port)
+    c.start()
+    try:
+        yield inbox, port
+    finally:
+        c.stop()
+
+
+def alerts_extra(smtp_port: int, hook: str, more: str = "") -> str:
+    return (
+        "[alerts]\n"
+        "evaluate_s = 3600\n"  # the test evaluates, on its own clock
+        "repeat_h = 6\n"
+        "quiet_hours = [22, 7]\n"
+        'smtp_host = "127.0.0.1"\n'
+        f"smtp_port = {smtp_port}\n"
+        "smtp_starttls = false\n"
+        'mail_from = "klupa@example.org"\n'
+        'mail_to = ["ops@example.org"]\n'
+        f'webhook_url = "{hook}"\n'
+        'webhook_token = "portal-token"\n' + more
+    )
+
+
+def local(day: datetime, hour: int, minute: int = 0) -> float:
+    return day.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
+
+
+def test_a_scripted_day_sends_each_alert_once_with_repeats_recoveries_and_quiet_hours(
+    mosquitto: Broker,
+    gateway_factory: Callable[..., Gateway],
+    smtp: tuple[Inbox, int],
+    portal: RecordingPortal,
+) -> None:
+    inbox, port = smtp
+    gw = gateway_factory(mosquitto.port, alerts_extra(port, portal.url + "/hook"))
+    alerts = gw.alerts
+    day = datetime.now(LOCAL_TZ) - timedelta(days=1)
+    now = int(time.time())
+
+    def bench_online() -> Publisher:
+        p = Publisher(
+            mosquitto.host, mosquitto.port, client_id=B, will=(topic_of(B, "status"), OFFLINE)
+        )
+        p.publish(topic_of(B, "status"), {"v": 1, "bench": B, "state": "online"}, retain=True)
+        p.wait_published()
+        wait_until(lambda: gw.health.get(B).online, 5, what="online")
+        return p
+
+    def drop(p: Publisher) -> None:
+        p.drop()
+        wait_until(lambda: not gw.health.get(B).online, 5, what="offline")
+
+    def power(p: Publisher, seq: int, state: str, soc: float) -> None:
+        msg = telemetry(B, 2, seq, now - 100 + seq, power=state)
+        msg["batt"]["soc"] = soc
+        p.publish(topic_of(B, "telemetry"), msg)
+        p.wait_published()
+        wait_until(lambda: gw.health.get(B).power == state, 5, what=state)
+
+    pub = bench_online()
+    power(pub, 1, "normal", 80.0)
+    alerts.evaluate(local(day, 9))
+    assert inbox.subjects() == []
+
+    # an outage: one alert, no duplicate, a repeat after 6 hours, a recovery
+    drop(pub)
+    alerts.evaluate(local(day, 10))
+    alerts.evaluate(local(day, 10, 5))
+    alerts.evaluate(local(day, 15, 59))
+    alerts.evaluate(local(day, 16, 1))
+    pub = bench_online()
+    alerts.evaluate(local(day, 16, 30))
+    # a critical battery and its recovery
+    power(pub, 2, "critical", 9.5)
+    alerts.evaluate(local(day, 17))
+    power(pub, 3, "normal", 46.0)
+    alerts.evaluate(local(day, 18))
+    # quiet hours: an outage that comes and goes inside them is never sent
+    drop(pub)
+    alerts.evaluate(local(day, 23))
+    pub = bench_online()
+    alerts.evaluate(local(day, 23, 30))
+    # one that holds past their end fires when they end
+    drop(pub)
+    alerts.evaluate(local(day, 23, 45))
+    alerts.evaluate(local(day + timedelta(days=1), 6, 59))
+    alerts.evaluate(local(day + timedelta(days=1), 7, 1))
+
+    m = "[klupa mostar]"
+    expected = [
+        f"{m} ALERT: mostar-01 is offline",
+        f"{m} STILL: mostar-01 is offline",
+        f"{m} RESOLVED: mostar-01 is offline",
+        f"{m} ALERT: mostar-01: battery critical (SoC 10 %)",
+        f"{m} RESOLVED: mostar-01: battery critical (SoC 10 %)",
+        f"{m} ALERT: mostar-01 is offline",
+    ]
+    assert inbox.subjects() == expected
+    hooks = portal.of("POST", "/hook")
+    assert [h["text"] for h in hooks] == expected
+    assert [h["state"] for h in hooks] == [
+        "firing",
+        "repeat",
+        "resolved",
+        "firing",
+        "resolved",
+        "firing",
+    ]
+    assert all(h["municipality"] == "mostar" and h["bench"] == B for h in hooks)
+    body = inbox.messages[2].get_payload()
+    assert "lasted: 6 h 30 min" in str(body)
+
+
+def test_what_was_sent_survives_a_restart(
+    mosquitto: Broker,
+    gateway_factory: Callable[..., Gateway],
+    smtp: tuple[Inbox, int],
+    portal: RecordingPortal,
+) -> None:
+    inbox, port = smtp
+    gw = gateway_factory(mosquitto.port, alerts_extra(port, portal.url + "/hook"))
+    pub = Publisher(
+        mosquitto.host, mosquitto.port, client_id=B, will=(topic_of(B, "status"), OFFLINE)
+    )
+    pub.publish(topic_of(B, "status"), {"v": 1, "bench": B, "state": "online"}, retain=True)
+    pub.wait_published()
+    wait_until(lambda: gw.health.get(B).online, 5)
+    pub.drop()
+    wait_until(lambda: not gw.health.get(B).online, 5)
+    day = datetime.now(LOCAL_TZ)
+    gw.alerts.evaluate(local(day, 12))
+    assert len(inbox.messages) == 1
+    gw.stop(flush_s=1)
+    gw2 = gateway_factory(mosquitto.port, alerts_extra(port, portal.url + "/hook"))
+    gw2.alerts.evaluate(local(day, 13))  # the same outage, within repeat_h: not again
+    assert len(inbox.messages) == 1
+
+
+def test_mail_goes_over_starttls_with_login(tmp_path: Path) -> None:
+    certs = make_ca(tmp_path)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certs["cert"], certs["key"])
+    inbox = Inbox()
+
+    def auth(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            b"klupa",
+            b"smtp-secret",
+        )
+        return AuthResult(success=ok)
+
+    port = free_port()
+    c = Controller(
+        inbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=ctx,
+        require_starttls=True,
+        authenticator=auth,
+        auth_require_tls=True,
+        auth_required=True,
+    )
+    c.start()
+    try:
+        cfg_path = write_config(
+            tmp_path / "gw.toml",
+            "mostar",
+            1883,
+            tmp_path / "s.sqlite",
+            "[alerts]\n"
+            'smtp_host = "127.0.0.1"\n'
+            f"smtp_port = {port}\n"
+            f'smtp_ca_file = "{certs["ca"]}"\n'
+            'smtp_user = "klupa"\n'
+            'smtp_password = "smtp-secret"\n'
+            'mail_from = "klupa@example.org"\n'
+            'mail_to = ["ops@example.org"]\n',
+        )
+        cfg = load(cfg_path)
+        assert cfg.alerts is not None and "smtp-secret" in cfg.secrets()
+        n = Notice("firing", "disk", "the gateway's disk is nearly full", "", 0, 60, "mostar")
+        assert Channels(cfg.alerts).send(n)
+        assert [str(m["Subject"]) for m in inbox.messages] == [n.subject()]
+        cfg.alerts.smtp_user = ""  # without the login the server takes nothing
+        with pytest.raises(smtplib.SMTPException):
+            Channels(cfg.alerts).mail(n)
+        assert not Channels(cfg.alerts).send(n) and len(inbox.messages) == 1
+    finally:
+        c.stop()
+
+
+def test_alerts_config_names_each_problem(tmp_path: Path) -> None:
+    def problems(extra: str) -> list[str]:
+        with pytest.raises(ConfigError) as info:
+            load(write_config(tmp_path / "g.toml", "mostar", 1883, tmp_path / "s.sqlite", extra))
+        return info.value.problems
+
+    assert problems("[alerts]\n") == [
+        "alerts.mail_to: give mail_to (with smtp_host) or webhook_url: alerts need a channel"
+    ]
+    assert problems('[alerts]\nmail_to = ["a@b.c"]\nquiet_hours = [22]\n') == [
+        "alerts.quiet_hours: must be [start, end], local hours 0..23, e.g. [22, 7]",
+        "alerts.smtp_host: required with mail_to",
+        "alerts.mail_from: required with mail_to: the sender's address",
+    ]
+    assert problems(
+        '[alerts]\nwebhook_url = "http://hooks.example.org/x"\nwebhook_token = "t"\n'
+    ) == [
+        "alerts.webhook_url: plain http:// to hooks.example.org would send the token "
+        "unencrypted: use https://, or set alerts.allow_plain_http = true on a network you trust"
+    ]
+
+
+def test_quiet_hours_wrap_past_midnight() -> None:
+    day = datetime(2026, 12, 7, tzinfo=LOCAL_TZ)
+    assert quiet((22, 7), local(day, 23)) and quiet((22, 7), local(day, 3))
+    assert not quiet((22, 7), local(day, 7)) and not quiet((22, 7), local(day, 21, 59))
+    assert quiet((1, 5), local(day, 2)) and not quiet((1, 5), local(day, 5))
+    assert not quiet(None, local(day, 3))
