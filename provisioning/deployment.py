@@ -17,6 +17,8 @@ from typing import Any
 
 MUNICIPALITY_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 BENCH_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
+# The gateway's and the command tool's MQTT users (PROTOCOL.md, Names): no bench is named so.
+RESERVED_PREFIXES = ("gateway-", "ops-")
 
 # id, display name, latitude, longitude (the town centre; a bench's own site is edited in).
 MUNICIPALITIES: list[tuple[str, str, float, float]] = [
@@ -163,7 +165,7 @@ def inventory_text() -> str:
     return "\n".join(lines)
 
 
-def secrets_text(ota_key: str, gateway_passwords: dict[str, str]) -> str:
+def secrets_text(ota_key: str, service_passwords: dict[str, str]) -> str:
     lines = [
         "# klupa deployment secrets. Mode 0600. Never commit, print or mail this file.",
         "",
@@ -175,8 +177,12 @@ def secrets_text(ota_key: str, gateway_passwords: dict[str, str]) -> str:
     ]
     for mid, *_ in MUNICIPALITIES:
         lines.append(f"{mid} = {_toml_str(WIFI_PLACEHOLDER)}")
-    lines += ["", "[mqtt]", "# MQTT passwords: gateways and registered benches (generated)."]
-    for user, pw in gateway_passwords.items():
+    lines += [
+        "",
+        "[mqtt]",
+        "# MQTT passwords: gateways, command tools (ops-) and registered benches (generated).",
+    ]
+    for user, pw in service_passwords.items():
         lines.append(f"{_toml_str(user)} = {_toml_str(pw)}")
     return "\n".join(lines) + "\n"
 
@@ -278,6 +284,12 @@ class Deployment:
             raise DeploymentError(f"bench {bid!r} is not in {self.inventory_path}")
         if not BENCH_RE.fullmatch(bid):
             raise DeploymentError(f"bench id {bid!r} is not a valid bench id")
+        if bid.startswith(RESERVED_PREFIXES):
+            raise DeploymentError(
+                f"bench id {bid!r} is reserved: bench ids never begin with "
+                f"{' or '.join(repr(p) for p in RESERVED_PREFIXES)} (the gateway's and the "
+                "command tool's MQTT users); rename it in inventory.toml"
+            )
         mid = str(table.get("municipality", ""))
         self.municipality(mid)
         return Bench(
