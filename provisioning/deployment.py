@@ -37,7 +37,6 @@ MUNICIPALITIES: list[tuple[str, str, float, float]] = [
 ]
 
 WIFI_PLACEHOLDER = "CHANGE-ME"
-DEFAULT_NTP = "ba.pool.ntp.org"
 # The pinned MicroPython release. Its image URLs and SHA-256s are filled in by the
 # deployment from https://micropython.org/download/ESP32_GENERIC/ (and ESP32_GENERIC_S3);
 # the tool never flashes an image it cannot check.
@@ -61,6 +60,8 @@ class Municipality:
     gateway_host: str
     mqtt_port: int
     wifi_ssid: str
+    # The benches' NTP server: the gateway (their MQTT host) unless the inventory names one,
+    # so a bench on a network without Internet access still sets its clock (PROTOCOL.md).
     ntp_server: str
 
 
@@ -148,7 +149,7 @@ def inventory_text() -> str:
             f"gateway_host = {_toml_str(f'klupa-{mid}.local')}",
             "mqtt_port = 8883",
             f"wifi_ssid = {_toml_str(f'klupa-{mid}')}",
-            f"ntp_server = {_toml_str(DEFAULT_NTP)}",
+            '# ntp_server = ""  # the benches\' NTP server; default: gateway_host',
             "",
         ]
     for mid, name, lat, lon in MUNICIPALITIES:
@@ -264,15 +265,16 @@ class Deployment:
         table = self.inventory.get("municipalities", {}).get(mid)
         if table is None:
             raise DeploymentError(f"municipality {mid!r} is not in {self.inventory_path}")
+        gateway_host = str(table["gateway_host"])
         return Municipality(
             id=mid,
             name=str(table.get("name", mid)),
             lat=float(table.get("lat", 0.0)),
             lon=float(table.get("lon", 0.0)),
-            gateway_host=str(table["gateway_host"]),
+            gateway_host=gateway_host,
             mqtt_port=int(table.get("mqtt_port", 8883)),
             wifi_ssid=str(table["wifi_ssid"]),
-            ntp_server=str(table.get("ntp_server", DEFAULT_NTP)),
+            ntp_server=str(table.get("ntp_server") or gateway_host),
         )
 
     def municipalities(self) -> list[str]:
