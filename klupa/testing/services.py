@@ -189,6 +189,7 @@ class ProvisionedBroker:
     local_port: int
     tls_port: int
     log: Path
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def paths(self) -> Any:  # provisioning.broker.PiPaths under root
@@ -244,34 +245,45 @@ def install_broker_folder(dep: Any, root: Path, local_port: int) -> Path:
     return conf
 
 
-@pytest.fixture
-def provisioned_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProvisionedBroker]:
-    from provisioning.create import create_deployment
-
+def start_pi_broker(dep: Any, work: Path) -> ProvisionedBroker:
+    """Install mostar's broker folder under ``work/root`` and start Mosquitto on it; the TLS
+    port is the inventory's. Stop it with ``stop_process(broker.proc)``."""
     binary = need_program("mosquitto")
-    work = tmp_path_factory.mktemp("pi")
-    dep = create_deployment(work / "deploy")
-    tls_port, local_port = free_port(), free_port()
-    text = dep.inventory_path.read_text()
-    text = text.replace('gateway_host = "klupa-mostar.local"', 'gateway_host = "localhost"')
-    text = text.replace("mqtt_port = 8883", f"mqtt_port = {tls_port}", 1)  # mostar is first
-    dep.inventory_path.write_text(text)
-    dep = create_deployment(dep.root)  # a certificate and a configuration for that host
-    if dep.municipality("mostar").mqtt_port != tls_port:
-        raise RuntimeError("mostar is no longer the inventory's first municipality")
-    for bid in ("mostar-01", "mostar-02"):
-        register_bench(dep, bid)
+    tls_port, local_port = dep.municipality("mostar").mqtt_port, free_port()
     root = work / "root"
     conf = install_broker_folder(dep, root, local_port)
     log = work / "mosquitto.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=out)
+    broker = ProvisionedBroker(dep, root, local_port, tls_port, log, proc)
     try:
         wait_for_port(local_port, proc, "mosquitto (loopback listener)")
         wait_for_port(tls_port, proc, "mosquitto (TLS listener)")
-        yield ProvisionedBroker(dep, root, local_port, tls_port, log)
-    finally:
+    except BaseException:
         stop_process(proc)
+        raise
+    return broker
+
+
+@pytest.fixture
+def provisioned_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProvisionedBroker]:
+    from provisioning.create import create_deployment
+
+    need_program("mosquitto")
+    work = tmp_path_factory.mktemp("pi")
+    dep = create_deployment(work / "deploy")
+    text = dep.inventory_path.read_text()
+    text = text.replace('gateway_host = "klupa-mostar.local"', 'gateway_host = "localhost"')
+    text = text.replace("mqtt_port = 8883", f"mqtt_port = {free_port()}", 1)  # mostar is first
+    dep.inventory_path.write_text(text)
+    dep = create_deployment(dep.root)  # a certificate and a configuration for that host
+    for bid in ("mostar-01", "mostar-02"):
+        register_bench(dep, bid)
+    broker = start_pi_broker(dep, work)
+    try:
+        yield broker
+    finally:
+        stop_process(broker.proc)
 
 
 # --------------------------------------------------------------------------- InfluxDB 1.x
