@@ -225,8 +225,12 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     done = threading.Event()
     subscribed = threading.Event()
     refused: list[str] = []
-    # The broker makes the client id the username anyway (use_username_as_clientid).
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user, clean_session=True)
+    # The Pi's broker replaces the client id with the username (use_username_as_clientid), so
+    # there two commands at once end each other's connection; a broker without that setting
+    # (klupa demo, tests) lets several run side by side.
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"{user}-{secrets.token_hex(3)}", clean_session=True
+    )
     client.username_pw_set(user, password)
     if cfg.mqtt.tls:
         client.tls_set(
