@@ -260,12 +260,12 @@ only when it starts):
 
 ```sh
 scp -r brokers/{m} pi@{gateway_host}:/tmp/klupa-broker
-ssh pi@{gateway_host} 'cd /tmp/klupa-broker \
-    && sudo install -d -o mosquitto -g mosquitto -m 0750 {etc} \
-    && sudo install -o mosquitto -g mosquitto -m 0600 {" ".join(BROKER_FILES)} {etc}/ \
-    && sudo install -o root -g root -m 0644 mosquitto.conf {pi.mosquitto_conf} \
-    && sudo install -o root -g klupa -m 0640 gateway-mqtt.pass {pi.gateway_password} \
-    && sudo install -o root -g root -m 0600 ops-mqtt.pass {pi.ops_password} \
+ssh pi@{gateway_host} 'cd /tmp/klupa-broker \\
+    && sudo install -d -o mosquitto -g mosquitto -m 0750 {etc} \\
+    && sudo install -o mosquitto -g mosquitto -m 0600 {" ".join(BROKER_FILES)} {etc}/ \\
+    && sudo install -o root -g root -m 0644 mosquitto.conf {pi.mosquitto_conf} \\
+    && sudo install -o root -g klupa -m 0640 gateway-mqtt.pass {pi.gateway_password} \\
+    && sudo install -o root -g root -m 0600 ops-mqtt.pass {pi.ops_password} \\
     && cd / && rm -r /tmp/klupa-broker && sudo systemctl restart mosquitto'
 ```
 
@@ -274,7 +274,7 @@ reload (Mosquitto rereads them on SIGHUP; connected clients stay connected):
 
 ```sh
 cd brokers/{m} && scp passwd acl pi@{gateway_host}:/tmp/
-ssh pi@{gateway_host} 'sudo install -o mosquitto -g mosquitto -m 0600 /tmp/passwd /tmp/acl {etc}/ \
+ssh pi@{gateway_host} 'sudo install -o mosquitto -g mosquitto -m 0600 /tmp/passwd /tmp/acl {etc}/ \\
     && rm /tmp/passwd /tmp/acl && sudo systemctl reload mosquitto'
 ```
 """

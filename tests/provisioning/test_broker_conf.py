@@ -11,6 +11,7 @@ import getpass
 import json
 import queue
 import re
+import subprocess
 import time
 import tomllib
 from pathlib import Path, PurePosixPath
@@ -320,3 +321,25 @@ def test_pi_paths_are_the_same_in_the_readme_docs_and_deploy(deployment: Deploym
     assert example_cfg["mqtt"]["username"] == broker.gateway_user("mostar")
     assert example_cfg["mqtt"]["password_file"] == str(broker.PiPaths("mostar").gateway_password)
     assert example_cfg["spool"]["path"] == str(broker.PiPaths("mostar").store)
+
+
+def test_the_generated_readme_installs_every_file_with_commands_that_parse(
+    deployment: Deployment,
+) -> None:
+    readme = (deployment.broker_dir("mostar") / "README.md").read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", readme, re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        check = subprocess.run(["bash", "-n"], input=block, capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+        assert "\n    &&" in block  # the continuation lines are continued, not run alone
+    first = blocks[0]
+    pi = broker.PiPaths("mostar")
+    for name in broker.BROKER_FILES:
+        assert re.search(rf" {re.escape(name)}[ \n]", first), name
+    for src, dest in (
+        ("mosquitto.conf", pi.mosquitto_conf),
+        ("gateway-mqtt.pass", pi.gateway_password),
+        ("ops-mqtt.pass", pi.ops_password),
+    ):
+        assert f"{src} {dest}" in first, src
