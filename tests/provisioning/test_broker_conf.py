@@ -44,8 +44,10 @@ class Client:
         client_id: str | None = None,
         clean: bool = True,
         tls: bool = False,
+        manual_ack: bool = False,
     ) -> None:
         self.got: queue.Queue[tuple[str, bytes, int]] = queue.Queue()
+        self.unacked: list[int] = []
         self.result: queue.Queue[int] = queue.Queue()
         self.c = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
@@ -56,7 +58,14 @@ class Client:
             self.c.username_pw_set(user, password)
         if tls:
             self.c.tls_set(ca_certs=pi.ca)
-        self.c.on_message = lambda _c, _u, m: self.got.put((m.topic, bytes(m.payload), m.qos))
+        self.c.manual_ack_set(manual_ack)
+
+        def on_message(_c: mqtt.Client, _u: Any, m: mqtt.MQTTMessage) -> None:
+            if manual_ack:
+                self.unacked.append(m.mid)
+            self.got.put((m.topic, bytes(m.payload), m.qos))
+
+        self.c.on_message = on_message
         self.c.on_connect = lambda _c, _u, _f, rc, _p: self.result.put(rc.value)
         self.c.connect("localhost" if tls else "127.0.0.1", pi.tls_port if tls else pi.local_port)
         self.c.loop_start()
@@ -226,6 +235,32 @@ def test_a_bench_qos0_flood_reaches_the_gateway_at_qos1_and_waits_in_its_queue(
         assert [qos for _, _, qos in back.take(1)] == [1]
     finally:
         back.close()
+        one.close()
+
+
+def test_a_bench_qos0_flood_is_held_by_the_broker_beyond_the_in_flight_window(
+    pi: ProvisionedBroker,
+) -> None:
+    """A gateway that has not acknowledged (its commit is slow) is sent at most
+    max_inflight_messages of a QoS 0 flood; the rest wait in the broker and follow the acks.
+    Fails without `upgrade_outgoing_qos true` (QoS 0 is never held back)."""
+    conf = (pi.dep.broker_dir("mostar") / "mosquitto.conf").read_text()
+    window = int(re.findall(r"^max_inflight_messages (\d+)$", conf, re.M)[0])
+    flood = window + window // 2
+    gw = Client(pi, "gateway-mostar", pi.password("gateway-mostar"), manual_ack=True)
+    one = bench(pi)
+    try:
+        gw.subscribe(f"{T}/+/telemetry")
+        for seq in range(flood):
+            one.publish(f"{T}/mostar-01/telemetry", vote(seq), qos=0)
+        got = gw.take(flood, wait=3)
+        assert len(got) == window
+        for mid in list(gw.unacked):
+            gw.c.ack(mid, 1)
+        got += gw.take(flood - window, wait=10)
+        assert sorted(json.loads(p)["seq"] for _, p, _ in got) == list(range(flood))
+    finally:
+        gw.close()
         one.close()
 
 
