@@ -378,3 +378,28 @@ def test_the_generated_readme_installs_every_file_with_commands_that_parse(
         ("ops-mqtt.pass", pi.ops_password),
     ):
         assert f"{src} {dest}" in first, src
+
+
+def test_init_again_completes_a_folder_made_before_the_ops_user(deployment: Deployment) -> None:
+    """A folder from before: no ops users, no mosquitto.conf, an older .gitignore."""
+    from provisioning.create import create_deployment
+    from provisioning.deployment import _render_secrets, write_private
+
+    for mid in deployment.municipalities():
+        deployment.secrets["mqtt"].pop(broker.ops_user(mid))
+        folder = deployment.broker_dir(mid)
+        passwd = folder / "passwd"
+        passwd.write_text(
+            "".join(ln for ln in passwd.read_text().splitlines(True) if not ln.startswith("ops-"))
+        )
+        for name in ("ops-mqtt.pass", "mosquitto.conf"):
+            (folder / name).unlink()
+    write_private(deployment.secrets_path, _render_secrets(deployment.secrets))
+    gitignore = deployment.root / ".gitignore"
+    gitignore.write_text(gitignore.read_text().replace("brokers/*/ops-mqtt.pass\n", ""))
+
+    dep = create_deployment(deployment.root)  # verifies every municipality's files
+    folder = dep.broker_dir("mostar")
+    assert (folder / "ops-mqtt.pass").read_text().strip() == dep.mqtt_password("ops-mostar")
+    assert broker.ops_acl("mostar") in (folder / "acl").read_text()
+    assert "brokers/*/ops-mqtt.pass" in gitignore.read_text().splitlines()
