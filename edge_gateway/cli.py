@@ -164,6 +164,34 @@ def _value(text: str) -> Any:
         return text
 
 
+OPS_PASSWORD_ENV = "KLUPA_OPS_PASSWORD"
+
+
+def ops_credentials(args: argparse.Namespace, cfg: Config) -> tuple[str, str | None, str]:
+    """The command tool's own MQTT user and password, and where the password came from.
+
+    Never the gateway's: with ``use_username_as_clientid`` the gateway's credentials would
+    take over its persistent session (PROTOCOL.md, Names). The password comes from
+    ``--password-file``, else ``$KLUPA_OPS_PASSWORD``, else ``ops-{m}-mqtt.pass`` beside the
+    gateway's configuration (``/etc/klupa/ops-mostar-mqtt.pass``), else none (a broker that
+    takes anonymous clients, as in ``klupa demo``). Raises OSError for an unreadable file.
+    """
+    user = args.user or f"ops-{cfg.municipality}"
+    if args.password_file:
+        return user, _first_line(args.password_file), args.password_file
+    if os.environ.get(OPS_PASSWORD_ENV):
+        return user, os.environ[OPS_PASSWORD_ENV], OPS_PASSWORD_ENV
+    beside = os.path.join(os.path.dirname(os.path.abspath(args.config)), f"{user}-mqtt.pass")
+    if os.path.exists(beside):
+        return user, _first_line(beside), beside
+    return user, None, f"no password (--password-file, {OPS_PASSWORD_ENV} or {beside})"
+
+
+def _first_line(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.readline().strip()
+
+
 def cmd_cmd(args: argparse.Namespace) -> int:
     from edge_gateway import protocol as P
 
@@ -190,6 +218,11 @@ def cmd_cmd(args: argparse.Namespace) -> int:
         if why:
             print(f"{prog}: {why}", file=sys.stderr)
             return 2
+    try:
+        user, password, source = ops_credentials(args, cfg)
+    except OSError as exc:
+        print(f"{prog}: cannot read the password of ops-{cfg.municipality}: {exc}", file=sys.stderr)
+        return 2
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -199,13 +232,14 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     got: dict[str, Any] = {}
     done = threading.Event()
     subscribed = threading.Event()
+    refused: list[str] = []
+    # The Pi's broker replaces the client id with the username (use_username_as_clientid), so
+    # there two commands at once end each other's connection; a broker without that setting
+    # (klupa demo, tests) lets several run side by side.
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"{cfg.mqtt.client_id}-cmd-{secrets.token_hex(3)}",
-        clean_session=True,
+        CallbackAPIVersion.VERSION2, client_id=f"{user}-{secrets.token_hex(3)}", clean_session=True
     )
-    if cfg.mqtt.username:
-        client.username_pw_set(cfg.mqtt.username, cfg.mqtt.password)
+    client.username_pw_set(user, password)
     if cfg.mqtt.tls:
         client.tls_set(
             ca_certs=cfg.mqtt.ca_file,
@@ -215,10 +249,15 @@ def cmd_cmd(args: argparse.Namespace) -> int:
         )
 
     def on_connect(c: mqtt.Client, u: Any, f: Any, reason: Any, p: Any) -> None:
-        if not reason.is_failure:
+        if reason.is_failure:
+            refused.append(str(reason))
+            subscribed.set()
+        else:
             c.subscribe(ack_topic, qos=1)
 
     def on_subscribe(c: mqtt.Client, u: Any, mid: int, codes: Any, p: Any) -> None:
+        if any(code.is_failure for code in codes):
+            refused.append(f"subscription to {ack_topic} refused")
         subscribed.set()
 
     def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -243,9 +282,11 @@ def cmd_cmd(args: argparse.Namespace) -> int:
         return 1
     client.loop_start()
     try:
-        if not subscribed.wait(10):
+        if not subscribed.wait(10) or refused:
+            why = refused[0] if refused else "no answer"
             print(
-                f"{prog}: the broker did not accept the subscription to {ack_topic}",
+                f"{prog}: the broker at {cfg.mqtt.host}:{cfg.mqtt.port} did not let {user} "
+                f"read {ack_topic} ({why}); password from {source}",
                 file=sys.stderr,
             )
             return 1
@@ -289,6 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("op", help="ping, reboot, set, port, ota or selftest")
     p.add_argument("args", nargs="*", help="key=value arguments (values as JSON when they parse)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the ack")
+    p.add_argument("--user", help="MQTT user (default: ops-{municipality}, never the gateway's)")
+    p.add_argument(
+        "--password-file",
+        help=f"the user's password (default: ${OPS_PASSWORD_ENV}, else "
+        "ops-{municipality}-mqtt.pass beside --config)",
+    )
     p.set_defaults(func=cmd_cmd)
     return parser
 

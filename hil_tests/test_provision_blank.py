@@ -22,9 +22,10 @@ What is the real thing here, and what stands in for it:
   which the test checks equals the provisioned one. config.json (credentials, TLS, CA path,
   broker host and port, boot number) is used exactly as provisioned: the sim's `--broker`
   points at a closed port, so only the provisioned settings can reach Mosquitto.
-- **Mosquitto** is configured as the generated `brokers/mostar/README.md` says for the Pi:
-  the generated `passwd`, `acl`, CA, server certificate and key, a TLS listener on the
-  inventory's port and a loopback listener for the gateway. The inventory names the gateway
+- **Mosquitto** runs the generated `brokers/mostar/mosquitto.conf` with the generated
+  `passwd`, `acl`, CA, server certificate and key, installed where the Pi keeps them (under a
+  temporary root; `klupa.testing.services.start_pi_broker`): the TLS listener on the
+  inventory's port, the loopback listener for the gateway. The inventory names the gateway
   host `127.0.0.1` so that the generated server certificate matches it.
 - The **gateway** (`klupa gateway run`) logs in with its generated credentials
   (`gateway-mqtt.pass`) and stores what it accepts; the test reads its store.
@@ -35,7 +36,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import queue
 import shutil
 import sqlite3
 import subprocess
@@ -43,14 +43,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
 import pytest
 from esptool.cmds import detect_chip
-from paho.mqtt.enums import CallbackAPIVersion
 
 from boards.virtual.apploader import mpy_of
-from klupa.services import Broker, free_port, stop_process
-from klupa.testing.services import need_program
+from klupa.services import free_port, stop_process
+from klupa.testing.services import start_pi_broker
 from provisioning import cli
 from provisioning.deployment import Deployment
 from provisioning.steps import failing_checks
@@ -103,25 +101,6 @@ def _deployment(root: Path, tls_port: int, image: Path) -> Deployment:
     sec.write_text(sec.read_text().replace('mostar = "CHANGE-ME"', 'mostar = "depo-wifi-7731"'))
     _provision(["init", str(root)], root)
     return Deployment(root)
-
-
-def _pi_broker(dep: Deployment, tls_port: int, workdir: Path) -> Broker:
-    """Mosquitto with the files the deployment folder keeps for mostar's Pi."""
-    folder = dep.broker_dir("mostar")
-    workdir.mkdir()
-    broker = Broker(binary=need_program("mosquitto"), workdir=workdir)
-    broker.tls_port = tls_port
-    broker.listener_block = (
-        "allow_anonymous false\n"
-        f"password_file {folder / 'passwd'}\n"
-        f"acl_file {folder / 'acl'}\n"
-        f"listener {broker.port} 127.0.0.1\n"
-        f"listener {tls_port} 127.0.0.1\n"
-        f"cafile {folder / 'ca.crt'}\n"
-        f"certfile {folder / 'server.crt'}\n"
-        f"keyfile {folder / 'server.key'}\n"
-    )
-    return broker.start()
 
 
 def _store(path: Path, query: str) -> list[tuple[Any, ...]]:
@@ -212,26 +191,17 @@ def test_blank_board_to_a_registered_bench_that_publishes(
     assert json.loads((fs / "board.json").read_text()) == profile
 
     # 5. Mostar's Pi: Mosquitto with the generated files, and the gateway with its own login.
-    broker = _pi_broker(dep, tls_port, tmp_path / "mosquitto")
+    (tmp_path / "mosquitto").mkdir()
+    broker = start_pi_broker(dep, tmp_path / "mosquitto")
     store = tmp_path / "gateway.sqlite"
     gw_config = tmp_path / "gateway.toml"
     gw_config.write_text(
         'municipality = "mostar"\n[mqtt]\nhost = "127.0.0.1"\n'
-        f'port = {broker.port}\nusername = "gateway-mostar"\n'
-        f'password_file = "{dep.broker_dir("mostar") / "gateway-mqtt.pass"}"\n'
+        f'port = {broker.local_port}\nusername = "gateway-mostar"\n'
+        f'password_file = "{broker.paths.gateway_password}"\n'
         f'[spool]\npath = "{store}"\n'
         "[clock]\nrequire_sync = false\n"
     )
-    births: queue.Queue[dict[str, Any]] = queue.Queue()
-    watch = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="provision-test-watch")
-    watch.username_pw_set("gateway-mostar", dep.mqtt_password("gateway-mostar"))
-    watch.on_connect = lambda c, u, f, r, p: c.subscribe(f"klupa/v1/mostar/{BENCH}/status", 1)
-
-    def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.payload:
-            births.put(json.loads(msg.payload))
-
-    watch.on_message = on_message
     gateway = sim = None
     flash = tmp_path / "flash"
     try:
@@ -244,8 +214,6 @@ def test_blank_board_to_a_registered_bench_that_publishes(
             30,
             "the gateway to log in with its generated credentials",
         )
-        watch.connect("127.0.0.1", broker.port)
-        watch.loop_start()
 
         # 6. The provisioned flash, booted on the virtual board.
         shutil.copytree(fs, flash / BENCH)
@@ -278,23 +246,21 @@ def test_blank_board_to_a_registered_bench_that_publishes(
             "the bench's telemetry in the gateway's store",
         )
     finally:
-        watch.loop_stop()
-        watch.disconnect()
         if sim is not None and sim.poll() is None:
             stop_process(sim)
         if gateway is not None:
             stop_process(gateway)
-        broker.kill()
+        stop_process(broker.proc)
 
-    # The bench connected over TLS with its generated password: its birth is on the broker.
-    birth = births.get(timeout=1)
-    assert birth["state"] == "online", birth
-    assert birth["boot"] == config["boot"]  # the boot number provisioning started
-    assert birth["fw"] == manifest["version"]
-    # And the gateway accepted what it published: the boot event, then telemetry, no holes.
+    # The bench connected over TLS with its generated password: the gateway took its birth
+    # (only the gateway's user reads a bench's status, and its client id is its own).
     rows = _store(store, "SELECT bench, boot, seq, kind, body FROM messages ORDER BY id")
     states = [json.loads(r[4]) for r in rows if r[0] == BENCH and r[3] == "state"]
-    assert any(s["online"] and s["boot"] == config["boot"] for s in states), states
+    assert any(
+        s["online"] and s["boot"] == config["boot"] and s["fw"] == manifest["version"]
+        for s in states
+    ), states
+    # And the gateway accepted what it published: the boot event, then telemetry, no holes.
     mine = sorted(
         (r for r in rows if r[0] == BENCH and r[3] in ("telemetry", "event", "vote", "cmd/ack")),
         key=lambda r: (r[1], r[2]),

@@ -17,6 +17,8 @@ from typing import Any
 
 MUNICIPALITY_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 BENCH_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
+# The gateway's and the command tool's MQTT users (PROTOCOL.md, Names): no bench is named so.
+RESERVED_PREFIXES = ("gateway-", "ops-")
 
 # id, display name, latitude, longitude (the town centre; a bench's own site is edited in).
 MUNICIPALITIES: list[tuple[str, str, float, float]] = [
@@ -35,7 +37,6 @@ MUNICIPALITIES: list[tuple[str, str, float, float]] = [
 ]
 
 WIFI_PLACEHOLDER = "CHANGE-ME"
-DEFAULT_NTP = "ba.pool.ntp.org"
 # The pinned MicroPython release. Its image URLs and SHA-256s are filled in by the
 # deployment from https://micropython.org/download/ESP32_GENERIC/ (and ESP32_GENERIC_S3);
 # the tool never flashes an image it cannot check.
@@ -59,6 +60,8 @@ class Municipality:
     gateway_host: str
     mqtt_port: int
     wifi_ssid: str
+    # The benches' NTP server: the gateway (their MQTT host) unless the inventory names one,
+    # so a bench on a network without Internet access still sets its clock (PROTOCOL.md).
     ntp_server: str
 
 
@@ -146,7 +149,7 @@ def inventory_text() -> str:
             f"gateway_host = {_toml_str(f'klupa-{mid}.local')}",
             "mqtt_port = 8883",
             f"wifi_ssid = {_toml_str(f'klupa-{mid}')}",
-            f"ntp_server = {_toml_str(DEFAULT_NTP)}",
+            '# ntp_server = ""  # the benches\' NTP server; default: gateway_host',
             "",
         ]
     for mid, name, lat, lon in MUNICIPALITIES:
@@ -163,7 +166,7 @@ def inventory_text() -> str:
     return "\n".join(lines)
 
 
-def secrets_text(ota_key: str, gateway_passwords: dict[str, str]) -> str:
+def secrets_text(ota_key: str, service_passwords: dict[str, str]) -> str:
     lines = [
         "# klupa deployment secrets. Mode 0600. Never commit, print or mail this file.",
         "",
@@ -175,8 +178,12 @@ def secrets_text(ota_key: str, gateway_passwords: dict[str, str]) -> str:
     ]
     for mid, *_ in MUNICIPALITIES:
         lines.append(f"{mid} = {_toml_str(WIFI_PLACEHOLDER)}")
-    lines += ["", "[mqtt]", "# MQTT passwords: gateways and registered benches (generated)."]
-    for user, pw in gateway_passwords.items():
+    lines += [
+        "",
+        "[mqtt]",
+        "# MQTT passwords: gateways, command tools (ops-) and registered benches (generated).",
+    ]
+    for user, pw in service_passwords.items():
         lines.append(f"{_toml_str(user)} = {_toml_str(pw)}")
     return "\n".join(lines) + "\n"
 
@@ -258,15 +265,16 @@ class Deployment:
         table = self.inventory.get("municipalities", {}).get(mid)
         if table is None:
             raise DeploymentError(f"municipality {mid!r} is not in {self.inventory_path}")
+        gateway_host = str(table["gateway_host"])
         return Municipality(
             id=mid,
             name=str(table.get("name", mid)),
             lat=float(table.get("lat", 0.0)),
             lon=float(table.get("lon", 0.0)),
-            gateway_host=str(table["gateway_host"]),
+            gateway_host=gateway_host,
             mqtt_port=int(table.get("mqtt_port", 8883)),
             wifi_ssid=str(table["wifi_ssid"]),
-            ntp_server=str(table.get("ntp_server", DEFAULT_NTP)),
+            ntp_server=str(table.get("ntp_server") or gateway_host),
         )
 
     def municipalities(self) -> list[str]:
@@ -278,6 +286,12 @@ class Deployment:
             raise DeploymentError(f"bench {bid!r} is not in {self.inventory_path}")
         if not BENCH_RE.fullmatch(bid):
             raise DeploymentError(f"bench id {bid!r} is not a valid bench id")
+        if bid.startswith(RESERVED_PREFIXES):
+            raise DeploymentError(
+                f"bench id {bid!r} is reserved: bench ids never begin with "
+                f"{' or '.join(repr(p) for p in RESERVED_PREFIXES)} (the gateway's and the "
+                "command tool's MQTT users); rename it in inventory.toml"
+            )
         mid = str(table.get("municipality", ""))
         self.municipality(mid)
         return Bench(

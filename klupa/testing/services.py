@@ -11,17 +11,24 @@ Fixtures:
 - ``mosquitto_factory(passwords=..., acl=..., tls=..., extra=...)``: a broker with a
   password file, an ACL file and a TLS listener (CA and server certificate made per run).
 - ``mosquitto_secure``: the factory's broker with users ``gateway-mostar`` / ``mostar-01``.
+- ``provisioned_broker``: a deployment folder from ``klupa provision init`` with ``mostar-01``
+  and ``mostar-02`` registered, its ``brokers/mostar/`` installed under a temporary root where
+  the Pi keeps each file, and Mosquitto started with the generated ``mosquitto.conf``
+  (rendered for that root: only the prefix, the loopback port and the user differ).
 - ``influxdb1``: ``influxd`` 1.x; ``.url``, ``.query(q, db)``.
 - ``victoria_metrics``: ``.url`` (accepts ``/api/v2/write`` and ``/write``), ``.query(promql)``.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 
@@ -170,6 +177,113 @@ SECURE_USERS = {
 @pytest.fixture
 def mosquitto_secure(mosquitto_factory: Callable[..., Broker]) -> Broker:
     return mosquitto_factory(passwords=SECURE_USERS)
+
+
+# --------------------------------------------------------------------------- the Pi's broker
+
+
+@dataclass
+class ProvisionedBroker:
+    dep: Any  # provisioning.deployment.Deployment
+    root: Path
+    local_port: int
+    tls_port: int
+    log: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def paths(self) -> Any:  # provisioning.broker.PiPaths under root
+        from provisioning.broker import PiPaths
+
+        return PiPaths("mostar", PurePosixPath(self.root))
+
+    @property
+    def ca(self) -> str:
+        return str(self.paths.broker_file("ca.crt"))
+
+    def password(self, user: str) -> str:
+        return str(self.dep.mqtt_password(user) or "")
+
+
+def register_bench(dep: Any, bid: str, municipality: str = "mostar") -> None:
+    """Add ``bid`` to the inventory if absent and run the `register` step for it."""
+    from provisioning.steps import Run, step_register
+
+    text = dep.inventory_path.read_text()
+    if f"[benches.{bid}]" not in text:
+        dep.inventory_path.write_text(
+            text + f'\n[benches.{bid}]\nmunicipality = "{municipality}"\nboard = "bench-v1"\n'
+        )
+        dep.reload()
+    step_register(Run(dep=dep, port="-", bench=dep.bench(bid)))
+
+
+def render_broker_conf(dep: Any, root: Path, local_port: int) -> str:
+    from provisioning import broker
+
+    tls_port = dep.municipality("mostar").mqtt_port
+    return broker.mosquitto_conf(
+        "mostar", tls_port, PurePosixPath(root), local_port, getpass.getuser()
+    )
+
+
+def install_broker_folder(dep: Any, root: Path, local_port: int) -> Path:
+    """brokers/mostar/ copied to where the Pi keeps each file; returns the configuration."""
+    from provisioning import broker
+
+    pi = broker.PiPaths("mostar", PurePosixPath(root))
+    src = dep.broker_dir("mostar")
+    Path(pi.broker_dir).mkdir(parents=True, exist_ok=True)
+    for name in broker.BROKER_FILES:
+        shutil.copy(src / name, Path(pi.broker_file(name)))
+    Path(pi.persistence_dir).mkdir(parents=True, exist_ok=True)
+    Path(pi.gateway_password).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src / "gateway-mqtt.pass", Path(pi.gateway_password))
+    shutil.copy(src / "ops-mqtt.pass", Path(pi.ops_password))
+    conf = Path(pi.mosquitto_conf)
+    conf.write_text(render_broker_conf(dep, root, local_port))
+    return conf
+
+
+def start_pi_broker(dep: Any, work: Path) -> ProvisionedBroker:
+    """Install mostar's broker folder under ``work/root`` and start Mosquitto on it; the TLS
+    port is the inventory's. Stop it with ``stop_process(broker.proc)``."""
+    binary = need_program("mosquitto")
+    tls_port, local_port = dep.municipality("mostar").mqtt_port, free_port()
+    root = work / "root"
+    conf = install_broker_folder(dep, root, local_port)
+    log = work / "mosquitto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([binary, "-c", str(conf)], stdout=out, stderr=out)
+    broker = ProvisionedBroker(dep, root, local_port, tls_port, log, proc)
+    try:
+        wait_for_port(local_port, proc, "mosquitto (loopback listener)")
+        wait_for_port(tls_port, proc, "mosquitto (TLS listener)")
+    except BaseException:
+        stop_process(proc)
+        raise
+    return broker
+
+
+@pytest.fixture
+def provisioned_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProvisionedBroker]:
+    from provisioning.create import create_deployment
+
+    need_program("mosquitto")
+    work = tmp_path_factory.mktemp("pi")
+    dep = create_deployment(work / "deploy")
+    text = dep.inventory_path.read_text()
+    text = text.replace('gateway_host = "klupa-mostar.local"', 'gateway_host = "localhost"')
+    text = text.replace("mqtt_port = 8883", f"mqtt_port = {free_port()}", 1)  # mostar is first
+    dep.inventory_path.write_text(text)
+    dep = create_deployment(dep.root)  # a certificate and a configuration for that host
+    for bid in ("mostar-01", "mostar-02"):
+        register_bench(dep, bid)
+    broker = start_pi_broker(dep, work)
+    try:
+        yield broker
+    finally:
+        stop_process(broker.proc)
 
 
 # --------------------------------------------------------------------------- InfluxDB 1.x

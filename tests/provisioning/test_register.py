@@ -77,7 +77,7 @@ def registered(deployment: Deployment) -> Deployment:
 def test_register_writes_hash_acl_record_and_label(registered: Deployment) -> None:
     dep = registered
     users = broker.read_passwd(dep.broker_dir("mostar") / "passwd")
-    assert set(users) == {"gateway-mostar", "mostar-01", "mostar-02"}
+    assert set(users) == {"gateway-mostar", "ops-mostar", "mostar-01", "mostar-02"}
     assert users["mostar-01"].startswith("$7$101$")
     assert broker.verify_password(dep.mqtt_password("mostar-01") or "", users["mostar-01"])
     rec = dep.bench("mostar-01").provisioned
@@ -155,3 +155,25 @@ def test_wrong_password_is_refused(registered: Deployment, mosquitto_factory) ->
     b = mosquitto_factory(password_file=folder / "passwd", acl_file=folder / "acl", tls=False)
     assert _connect_code(b.port, "mostar-01", "not-the-password") != 0
     assert _connect_code(b.port, "mostar-01", registered.mqtt_password("mostar-01") or "") == 0
+
+
+@pytest.mark.parametrize("bid", ["ops-x", "gateway-x", "gateway-mostar", "ops-mostar"])
+def test_register_refuses_a_bench_id_of_the_gateways_or_command_tools_users(
+    deployment: Deployment, bid: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bench so named would get (and put on its board) the gateway's or ops user's password
+    and its ACL; PROTOCOL.md, Names: bench ids never begin with `gateway-` or `ops-`."""
+    from provisioning.cli import main
+
+    text = deployment.inventory_path.read_text()
+    deployment.inventory_path.write_text(
+        text + f'\n[benches.{bid}]\nmunicipality = "mostar"\nboard = "bench-v1"\n'
+    )
+    passwd = deployment.broker_dir("mostar") / "passwd"
+    before = passwd.read_text()
+    code = main(["register", "--bench", bid, "--deploy", str(deployment.root)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1
+    assert f"bench id {bid!r} is reserved" in err and "'gateway-' or 'ops-'" in err
+    assert passwd.read_text() == before
