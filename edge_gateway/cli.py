@@ -309,6 +309,39 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    """An online backup of the store (SQLite's backup API), and old ones removed."""
+    import sqlite3
+    from datetime import date, timedelta
+
+    cfg = _load(args.config, "klupa gateway backup")
+    if cfg is None:
+        return 2
+    out_dir = os.path.abspath(args.dir)
+    os.makedirs(out_dir, exist_ok=True)
+    name = f"{cfg.municipality}-{date.today().isoformat()}.sqlite"
+    target = os.path.join(out_dir, name)
+    src = sqlite3.connect(f"file:{cfg.spool.path}?mode=ro", uri=True, timeout=30)
+    tmp = target + ".part"
+    dst = sqlite3.connect(tmp)
+    try:
+        src.backup(dst, pages=4096)
+    finally:
+        dst.close()
+        src.close()
+    os.replace(tmp, target)
+    print(f"backed up {cfg.spool.path} to {target}")
+    oldest = (date.today() - timedelta(days=args.keep_days)).isoformat()
+    for f in sorted(os.listdir(out_dir)):
+        stem = f.removesuffix(".sqlite")
+        if f.startswith(f"{cfg.municipality}-") and f.endswith(".sqlite"):
+            day = stem[len(cfg.municipality) + 1 :]
+            if len(day) == 10 and day < oldest:
+                os.remove(os.path.join(out_dir, f))
+                print(f"removed {f} (older than {args.keep_days} days)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="klupa gateway", description="The municipality gateway.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -337,6 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
         "ops-{municipality}-mqtt.pass beside --config)",
     )
     p.set_defaults(func=cmd_cmd)
+    p = add("backup", "an online backup of the store; backups older than --keep-days removed")
+    p.add_argument("--dir", default="/var/backups/klupa", help="where backups go")
+    p.add_argument("--keep-days", type=int, default=14, help="days of backups kept")
+    p.set_defaults(func=cmd_backup)
     return parser
 
 

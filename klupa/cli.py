@@ -13,7 +13,10 @@ from collections.abc import Callable
 # subcommand -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("klupa.demo", "run the whole system on this machine, no hardware needed"),
-    "gateway": ("edge_gateway.cli", "the municipality gateway: run, check, status, cmd"),
+    "gateway": (
+        "edge_gateway.cli",
+        "the municipality gateway: run, check, status, cmd, backup; install, uninstall",
+    ),
     "portal": ("portal.cli", "the civic-feedback portal: serve, token, poll"),
     "provision": ("provisioning.cli", "the technician's USB workflow for a bench"),
     "sim": ("klupa.sim", "virtual benches publishing to a broker"),
@@ -44,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"klupa: unknown command {name!r}; try `klupa --help`", file=sys.stderr)
         return 2
+    if name == "gateway" and args[1:2] in (["install"], ["uninstall"]):
+        # Setting up a Pi reads the deployment folder: the application wires the parts.
+        from klupa import install
+
+        return install.main(args[2:], uninstalling=args[1] == "uninstall")
     module_name, _ = COMMANDS[name]
     try:
         module = importlib.import_module(module_name)

@@ -1,0 +1,519 @@
+"""`klupa gateway install` / `uninstall`: a municipality's Raspberry Pi in one command.
+
+Everything `docs/operations.md` used to list by hand: Mosquitto with the generated
+configuration, password file, ACL and certificates; chrony serving the benches; the `klupa`
+user; the gateway's configuration and secrets (0640, group klupa); the systemd units, enabled
+and started after time sync; a daily backup timer; journald limits.
+
+Idempotent: each file is compared with what is there and written only when it differs; a run
+that changes nothing says so. The gateway's configuration is written once and then kept (the
+operator edits it). ``--dry-run`` prints the plan; ``--root DIR`` installs under a prefix,
+where every path inside the files points into the prefix too (how the tests start Mosquitto
+and the gateway from exactly the installed files). What was installed is listed in
+``/var/lib/klupa/install-{m}.json``, which ``uninstall`` reads; it keeps the store and the
+backups unless ``--purge``.
+
+The application layer: it reads the deployment folder (provisioning) and writes what the
+gateway (edge_gateway) runs from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import grp
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+MANIFEST = "/var/lib/klupa/install-{m}.json"
+KLUPA_BIN = "/opt/klupa/venv/bin/klupa"
+
+
+def gateway_unit(root: str = "/", klupa: str = KLUPA_BIN) -> str:
+    etc = _p(root, "/etc/klupa")
+    state = _p(root, "/var/lib/klupa")
+    # systemd makes these (owned by the service's user) only at their standard places
+    dirs = "StateDirectory=klupa\nConfigurationDirectory=klupa\n" if root == "/" else ""
+    return f"""# One gateway per municipality: `systemctl enable --now klupa-gateway@mostar`
+# reads {etc}/gateway-mostar.toml (its MQTT password: {etc}/gateway-mostar-mqtt.pass,
+# its store: {state}/mostar.sqlite). Installed by `klupa gateway install`;
+# see docs/operations.md.
+[Unit]
+Description=klupa bench gateway (%i)
+Documentation=file:///opt/klupa/docs/operations.md
+# time-sync.target: a Pi has no battery clock; the gateway judges records by its own clock,
+# so it starts once chrony has set it (and itself checks the kernel's sync state too).
+After=network-online.target time-sync.target mosquitto.service
+Wants=network-online.target time-sync.target
+Requires=mosquitto.service
+
+[Service]
+Type=simple
+User=klupa
+Group=klupa
+ExecStartPre={klupa} gateway check --config {etc}/gateway-%i.toml
+ExecStart={klupa} gateway run --config {etc}/gateway-%i.toml
+# SIGTERM: stop taking messages, store and acknowledge what was taken, flush, exit 0.
+# systemd signals the whole group; the forwarder process (the sinks) ignores it and is
+# stopped by the gateway after its last commit, so nothing is cut off mid-batch.
+KillSignal=SIGTERM
+TimeoutStopSec=60
+Restart=on-failure
+RestartSec=5
+# Secrets may come from the environment instead of the config (KLUPA_MQTT_PASSWORD, ...).
+EnvironmentFile=-{etc}/gateway-%i.env
+{dirs}NoNewPrivileges=true
+ProtectSystem=strict
+ProtectHome=true
+PrivateTmp=true
+ReadWritePaths={state}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def backup_service(root: str = "/", klupa: str = KLUPA_BIN) -> str:
+    etc = _p(root, "/etc/klupa")
+    backups = _p(root, "/var/backups/klupa")
+    return f"""# The store's daily online backup (SQLite's backup API), 14 days kept.
+[Unit]
+Description=klupa gateway store backup (%i)
+
+[Service]
+Type=oneshot
+User=klupa
+Group=klupa
+ExecStart={klupa} gateway backup --config {etc}/gateway-%i.toml --dir {backups} --keep-days 14
+Nice=10
+IOSchedulingClass=idle
+NoNewPrivileges=true
+ProtectSystem=strict
+ProtectHome=true
+ReadWritePaths={backups}
+"""
+
+
+BACKUP_TIMER = """[Unit]
+Description=daily klupa gateway store backup (%i)
+
+[Timer]
+OnCalendar=*-*-* 03:30:00
+RandomizedDelaySec=20min
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+"""
+
+JOURNALD = """# klupa: bound the journal on an SD card.
+[Journal]
+SystemMaxUse=200M
+MaxRetentionSec=30day
+"""
+
+CHRONY = """# /etc/chrony/conf.d/klupa.conf: the Pi serves time to its benches.
+# A bench's default NTP server is its MQTT host (the gateway), and a bench sends no records
+# until its clock is set, so the gateway machine must answer NTP on the benches' network.
+# The benches' Wi-Fi may use any private range: all are allowed, so none is left without
+# time. Narrow it to the benches' subnet where the Pi also faces other networks.
+allow 10.0.0.0/8
+allow 172.16.0.0/12
+allow 192.168.0.0/16
+allow fc00::/7
+# Keep serving (at a high stratum) while the upstream servers are unreachable: benches need
+# a consistent clock more than a perfect one.
+local stratum 10 orphan
+# Step a badly wrong clock at start (a Pi has no battery-backed clock).
+makestep 1.0 3
+"""
+
+
+def _p(root: str, path: str) -> str:
+    return str(PurePosixPath(root) / path.lstrip("/"))
+
+
+def gateway_config(m: str, root: str, mqtt_port: int, benches: list[str]) -> str:
+    expected = ", ".join(json.dumps(b) for b in benches)
+    return f"""# {_p("/", f"/etc/klupa/gateway-{m}.toml")}: written once by `klupa gateway install`, then
+# yours to edit (later runs keep it). Every key: docs/gateway.md, INTERFACES.md.
+municipality = "{m}"
+
+[mqtt]
+host = "127.0.0.1"
+port = {mqtt_port}
+username = "gateway-{m}"
+password_file = "{_p(root, f"/etc/klupa/gateway-{m}-mqtt.pass")}"
+
+[spool]
+path = "{_p(root, f"/var/lib/klupa/{m}.sqlite")}"
+retention_days = 35
+max_mb = 2048
+
+[health]
+offline_after_s = 300
+expected = [{expected}]
+
+[clock]
+require_sync = true
+
+# Forwarding (uncomment and fill in; secrets in files readable by group klupa only):
+# [portal]
+# url = "https://portal.example.org"
+# token_file = "{_p(root, "/etc/klupa/portal.token")}"
+# [influxdb]
+# url = "https://influx.example.org"
+# api_version = 2
+# org = "link"
+# bucket = "benches"
+# token_file = "{_p(root, "/etc/klupa/influx.token")}"
+# [alerts]          (docs/operations.md, Alerts)
+"""
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Item:
+    """One thing on the Pi: a file (``content``), a directory, or a symlink (``target``)."""
+
+    path: Path
+    kind: str = "file"  # file, dir, link
+    content: bytes = b""
+    mode: int = 0o644
+    owner: str = "root"
+    group: str = "root"
+    target: str = ""
+    keep: bool = False  # written once, then the operator's
+    data: bool = False  # the gateway's data: kept by uninstall unless --purge
+    restarts: str = ""  # the service that must (re)read it
+
+    def state(self) -> str:
+        """What applying it would do: create, update, unchanged, kept."""
+        p = self.path
+        if self.kind == "link":
+            if p.is_symlink() and os.readlink(p) == self.target:
+                return "unchanged"
+            return "update" if p.is_symlink() or p.exists() else "create"
+        if self.kind == "dir":
+            if not p.is_dir():
+                return "create"
+            return "unchanged" if _mode(p) == self.mode else "update"
+        if not p.exists():
+            return "create"
+        if self.keep:
+            return "kept"
+        if p.read_bytes() != self.content or _mode(p) != self.mode:
+            return "update"
+        return "unchanged"
+
+
+def _mode(p: Path) -> int:
+    return p.stat().st_mode & 0o7777
+
+
+@dataclass
+class Options:
+    deployment: Path
+    municipality: str
+    root: str = "/"
+    mqtt_port: int = 1883
+    broker_user: str = "mosquitto"
+    klupa: str = KLUPA_BIN
+    dry_run: bool = False
+    purge: bool = False
+    log: list[str] = field(default_factory=list)
+
+
+def plan(o: Options) -> list[Item]:
+    from provisioning import broker
+    from provisioning.deployment import Deployment
+
+    dep = Deployment(o.deployment)
+    m = o.municipality
+    mun = dep.municipality(m)  # raises with the reason for an unknown municipality
+    src = dep.broker_dir(m)
+    missing = [n for n in (*broker.BROKER_FILES, "gateway-mqtt.pass", "ops-mqtt.pass")]
+    missing = [n for n in missing if not (src / n).is_file()]
+    if missing:
+        raise InstallError(
+            f"{src} lacks {', '.join(missing)}: run `klupa provision init` (and `register` for "
+            "each bench) on the technician's laptop first"
+        )
+    root = PurePosixPath(o.root)
+    pi = broker.PiPaths(m, root)
+    at = lambda path: Path(_p(o.root, path))  # noqa: E731
+    benches = sorted(b.id for b in dep.benches() if b.municipality == m)
+    items: list[Item] = [
+        Item(Path(pi.broker_dir), "dir", mode=0o750, owner=o.broker_user, group=o.broker_user),
+        Item(Path(pi.persistence_dir), "dir", mode=0o750, owner=o.broker_user, group=o.broker_user),
+    ]
+    for name in broker.BROKER_FILES:
+        private = name in ("passwd", "acl", "server.key")
+        items.append(
+            Item(
+                Path(pi.broker_file(name)),
+                content=(src / name).read_bytes(),
+                mode=0o600 if private else 0o644,
+                owner=o.broker_user,
+                group=o.broker_user,
+                restarts="mosquitto",
+            )
+        )
+    conf = broker.mosquitto_conf(m, mun.mqtt_port, root, o.mqtt_port, o.broker_user)
+    items += [
+        Item(Path(pi.mosquitto_conf), content=conf.encode(), restarts="mosquitto"),
+        Item(at("/etc/chrony/conf.d/klupa.conf"), content=CHRONY.encode(), restarts="chrony"),
+        Item(at("/etc/klupa"), "dir", mode=0o750, group="klupa"),
+        Item(
+            Path(pi.gateway_password),
+            content=(src / "gateway-mqtt.pass").read_bytes(),
+            mode=0o640,
+            group="klupa",
+        ),
+        Item(Path(pi.ops_password), content=(src / "ops-mqtt.pass").read_bytes(), mode=0o600),
+        Item(
+            Path(pi.gateway_config),
+            content=gateway_config(m, o.root, o.mqtt_port, benches).encode(),
+            mode=0o640,
+            group="klupa",
+            keep=True,
+        ),
+        Item(at("/var/lib/klupa"), "dir", mode=0o750, owner="klupa", group="klupa", data=True),
+        Item(at("/var/backups/klupa"), "dir", mode=0o750, owner="klupa", group="klupa", data=True),
+    ]
+    units = at("/etc/systemd/system")
+    gw_unit, bk_unit, bk_timer = (
+        units / "klupa-gateway@.service",
+        units / "klupa-backup@.service",
+        units / "klupa-backup@.timer",
+    )
+    items += [
+        Item(gw_unit, content=gateway_unit(o.root, o.klupa).encode(), restarts="systemd"),
+        Item(bk_unit, content=backup_service(o.root, o.klupa).encode(), restarts="systemd"),
+        Item(bk_timer, content=BACKUP_TIMER.encode(), restarts="systemd"),
+        Item(
+            at("/etc/systemd/journald.conf.d/klupa.conf"),
+            content=JOURNALD.encode(),
+            restarts="systemd-journald",
+        ),
+        Item(
+            units / "multi-user.target.wants" / f"klupa-gateway@{m}.service",
+            "link",
+            target=_p("/", "/etc/systemd/system/klupa-gateway@.service"),
+        ),
+        Item(
+            units / "timers.target.wants" / f"klupa-backup@{m}.timer",
+            "link",
+            target=_p("/", "/etc/systemd/system/klupa-backup@.timer"),
+        ),
+    ]
+    return items
+
+
+class InstallError(Exception):
+    pass
+
+
+# --------------------------------------------------------------------------- applying it
+
+
+def _ids(owner: str, group: str) -> tuple[int, int] | None:
+    """uid and gid where both exist on this machine (a --root install may lack them)."""
+    try:
+        return pwd.getpwnam(owner).pw_uid, grp.getgrnam(group).gr_gid
+    except KeyError:
+        return None
+
+
+def _write(item: Item) -> None:
+    item.path.parent.mkdir(parents=True, exist_ok=True)
+    if item.kind == "dir":
+        item.path.mkdir(parents=True, exist_ok=True)
+        item.path.chmod(item.mode)
+    elif item.kind == "link":
+        if item.path.is_symlink() or item.path.exists():
+            item.path.unlink()
+        item.path.symlink_to(item.target)
+        return
+    else:
+        tmp = item.path.with_name(item.path.name + ".klupa-new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(item.content)
+        tmp.chmod(item.mode)
+        os.replace(tmp, item.path)
+    if os.geteuid() == 0 and (ids := _ids(item.owner, item.group)) is not None:
+        os.chown(item.path, *ids)
+
+
+def _run(cmd: list[str], o: Options) -> None:
+    o.log.append("$ " + " ".join(cmd))
+    if not o.dry_run:
+        subprocess.run(cmd, check=True)
+
+
+def _system(o: Options, changed: set[str]) -> None:
+    """On the Pi itself (root "/"): packages, the klupa user, and systemd."""
+    if o.root != "/":
+        o.log.append("(under --root: no packages, users or services are touched)")
+        return
+    missing = [
+        pkg
+        for pkg, binary in (("mosquitto", "mosquitto"), ("chrony", "chronyd"))
+        if not shutil.which(binary) and not Path(f"/usr/sbin/{binary}").exists()
+    ]
+    if missing:
+        _run(["apt-get", "install", "-y", "--no-install-recommends", *missing], o)
+    if _ids("klupa", "klupa") is None:
+        _run(
+            [
+                "useradd",
+                "--system",
+                "--home-dir",
+                "/var/lib/klupa",
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                "klupa",
+            ],
+            o,
+        )
+    if not shutil.which("systemctl"):
+        o.log.append("systemctl not found: enable and start the units yourself")
+        return
+    m = o.municipality
+    if changed & {"systemd"}:
+        _run(["systemctl", "daemon-reload"], o)
+    if "systemd-journald" in changed:
+        _run(["systemctl", "restart", "systemd-journald"], o)
+    if "chrony" in changed:
+        _run(["systemctl", "restart", "chrony"], o)
+    if "mosquitto" in changed:
+        _run(["systemctl", "restart", "mosquitto"], o)
+    _run(
+        ["systemctl", "enable", "--now", f"klupa-gateway@{m}.service", f"klupa-backup@{m}.timer"], o
+    )
+
+
+def install(o: Options) -> int:
+    items = plan(o)
+    changed: set[str] = set()
+    done: list[str] = []
+    counts: dict[str, int] = {}
+    for item in items:
+        st = item.state()
+        counts[st] = counts.get(st, 0) + 1
+        if st in ("create", "update"):
+            o.log.append(f"{'would ' if o.dry_run else ''}{st} {item.path}")
+            if not o.dry_run:
+                _write(item)
+            if item.restarts:
+                changed.add(item.restarts)
+        elif st == "kept":
+            o.log.append(f"keep {item.path} (exists: yours to edit)")
+        done.append(str(item.path))
+    if not o.dry_run:
+        man = Path(_p(o.root, MANIFEST.format(m=o.municipality)))
+        man.parent.mkdir(parents=True, exist_ok=True)
+        record = {"municipality": o.municipality, "root": o.root, "files": done}
+        text = json.dumps(record, indent=1) + "\n"
+        if not man.exists() or man.read_text() != text:
+            man.write_text(text)
+    _system(o, changed)
+    n = counts.get("create", 0) + counts.get("update", 0)
+    if n == 0:
+        o.log.append(f"nothing to change: {o.municipality}'s gateway is installed as planned")
+    else:
+        verb = "would change" if o.dry_run else "changed"
+        o.log.append(f"{verb} {n} of {len(items)} items for {o.municipality}'s gateway")
+    return 0
+
+
+def uninstall(o: Options) -> int:
+    man = Path(_p(o.root, MANIFEST.format(m=o.municipality)))
+    if not man.is_file():
+        raise InstallError(f"{man} not found: nothing installed for {o.municipality} here")
+    items = {str(i.path): i for i in plan(o)}
+    files = json.loads(man.read_text())["files"]
+    if o.root == "/" and shutil.which("systemctl"):
+        m = o.municipality
+        _run(
+            [
+                "systemctl",
+                "disable",
+                "--now",
+                f"klupa-gateway@{m}.service",
+                f"klupa-backup@{m}.timer",
+            ],
+            o,
+        )
+    for path in reversed(files):
+        item = items.get(path)
+        p = Path(path)
+        data = item is not None and (item.data or item.keep)
+        if data and not o.purge:
+            o.log.append(f"keep {p} (data; --purge removes it)")
+            continue
+        if p.is_symlink() or p.is_file():
+            o.log.append(f"{'would ' if o.dry_run else ''}remove {p}")
+            if not o.dry_run:
+                p.unlink()
+        elif p.is_dir():
+            if data or not any(p.iterdir()):
+                o.log.append(f"{'would ' if o.dry_run else ''}remove {p}/")
+                if not o.dry_run:
+                    shutil.rmtree(p)
+    if not o.dry_run:
+        man.unlink(missing_ok=True)
+    return 0
+
+
+def main(argv: list[str], uninstalling: bool = False) -> int:
+    name = "uninstall" if uninstalling else "install"
+    p = argparse.ArgumentParser(
+        prog=f"klupa gateway {name}",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    p.add_argument("--deployment", required=True, type=Path, help="the deployment folder")
+    p.add_argument("--municipality", required=True, help="e.g. mostar")
+    p.add_argument("--root", default="/", help="install under this prefix (tests)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+    p.add_argument("--mqtt-port", type=int, default=1883, help="the broker's loopback port")
+    p.add_argument("--broker-user", default="mosquitto", help="the user Mosquitto runs as")
+    p.add_argument("--klupa", default=KLUPA_BIN, help="the klupa command the units run")
+    if uninstalling:
+        p.add_argument("--purge", action="store_true", help="also the store and its backups")
+    try:
+        a = p.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    o = Options(
+        deployment=a.deployment,
+        municipality=a.municipality,
+        root=str(Path(a.root).resolve()) if a.root != "/" else "/",
+        mqtt_port=a.mqtt_port,
+        broker_user=a.broker_user,
+        klupa=a.klupa,
+        dry_run=a.dry_run,
+        purge=getattr(a, "purge", False),
+    )
+    if o.root == "/" and os.geteuid() != 0 and not o.dry_run:
+        print(f"klupa gateway {name}: run it as root (sudo), or with --dry-run", file=sys.stderr)
+        return 2
+    try:
+        rc = uninstall(o) if uninstalling else install(o)
+    except (InstallError, KeyError, ValueError, OSError, subprocess.CalledProcessError) as exc:
+        for line in o.log:
+            print(line)
+        print(f"klupa gateway {name}: {exc}", file=sys.stderr)
+        return 1
+    for line in o.log:
+        print(line)
+    return rc
