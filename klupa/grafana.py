@@ -363,8 +363,8 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
     )
     lay.add(
         timeseries(
-            "Charging sessions",
-            "Sessions ended per interval, per bench.",
+            "Sessions per interval",
+            "Charging sessions ended per interval, per bench.",
             [
                 influx_target(
                     "A",
@@ -639,7 +639,7 @@ def bench_dashboard() -> dict[str, Any]:
     )
     lay.add(
         table(
-            "Votes",
+            "Votes per choice",
             "Votes per poll and choice at this bench in the time range.",
             [
                 influx_target(
