@@ -57,7 +57,7 @@ def test_setup_repairs_what_drifted_and_only_that(
     influxdb1: Influx1, capsys: pytest.CaptureFixture[str]
 ) -> None:
     setup_cli(influxdb1.url, capsys)
-    influxdb1.query('ALTER RETENTION POLICY "raw" ON "benches" DURATION 30d', "benches")
+    influxdb1.query('ALTER RETENTION POLICY "forever" ON "benches" DURATION 30d', "benches")
     influxdb1.query(
         'CREATE RETENTION POLICY "other" ON "benches" DURATION 1d REPLICATION 1 DEFAULT', "benches"
     )
@@ -69,11 +69,13 @@ def test_setup_repairs_what_drifted_and_only_that(
         "benches",
     )
     out = setup_cli(influxdb1.url, capsys)
-    assert "set retention policy raw to 90d, default (was 720h0m0s)" in out
+    assert "set retention policy raw to 90d, default (was 2160h0m0s)" in out
+    assert "set retention policy forever to keep for ever (was 720h0m0s)" in out
     assert "created continuous query klupa_votes_1h" in out
     assert "replaced continuous query klupa_env_1h" in out
-    assert "3 changes" in out
+    assert "4 changes" in out
     assert policies(influxdb1)[RAW] == ("2160h0m0s", True)
+    assert policies(influxdb1)[FOREVER] == ("0s", False)
     assert policies(influxdb1)["other"] == ("24h0m0s", False)
     assert "mean(temp_c) AS temp_c" in continuous_queries(influxdb1)["klupa_env_1h"]
     assert "nothing to change" in setup_cli(influxdb1.url, capsys)
