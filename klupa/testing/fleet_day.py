@@ -16,7 +16,7 @@ import random
 import tempfile
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +45,8 @@ class Truth:
     start: int
     end: int
     sites: list[Site]
-    solar_wh: Counter[str] = field(default_factory=Counter)
-    port_wh: Counter[str] = field(default_factory=Counter)
+    solar_wh: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    port_wh: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     sessions: Counter[str] = field(default_factory=Counter)
     votes: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # bench, poll, choice
     last_soc: dict[str, float] = field(default_factory=dict)
@@ -110,8 +110,8 @@ def simulate_bench(site: Site, truth: Truth, seed: int) -> list[str]:
     while t + WINDOW <= stop:
         sv = sa = bv = ba = seat = 0.0
         solar_wh = 0.0
-        port_a: Counter[int] = Counter()
-        port_wh: Counter[int] = Counter()
+        port_a: defaultdict[int, float] = defaultdict(float)
+        port_wh: defaultdict[int, float] = defaultdict(float)
         for _ in range(WINDOW // 60):
             before = set(world.phones)
             world.step(60)
@@ -162,9 +162,9 @@ def simulate_bench(site: Site, truth: Truth, seed: int) -> list[str]:
             seat={"occ": int(seat)},
             touch={"n": touches},
             power=state,
-            env={"t": round(world.air_c, 1), "rh": round(world.rh, 1)},
             heap=40000 + rng.randrange(4000),
         )
+        msg["env"] = {"t": round(world.air_c, 1), "rh": round(world.rh, 1)}
         msg["seq"] = seq = seq + 1
         lines += pts.telemetry_lines(m, decode("telemetry", json.dumps(msg).encode()))
         truth.solar_wh[b] += round(solar_wh, 3)

@@ -13,7 +13,7 @@ import io
 import json
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +132,7 @@ def in_scope(truth: Truth, benches: list[str]) -> list[str]:
     return [s.bench for s in truth.sites if s.bench in benches]
 
 
-def total(counter: Counter[str], benches: list[str]) -> float:
+def total(counter: Mapping[str, float], benches: list[str]) -> float:
     return sum(counter[b] for b in benches)
 
 
