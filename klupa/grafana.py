@@ -30,6 +30,16 @@ SITES = {"type": "grafana-testdata-datasource", "uid": "klupa-sites"}
 MIXED = {"type": "datasource", "uid": "-- Mixed --"}
 DATASOURCES = (INFLUX, SITES)
 
+# bench_status.online is a bool: shown as words and colours, not true/false
+ONLINE_MAPPINGS = [
+    {
+        "type": "value",
+        "options": {
+            "true": {"text": "online", "color": "green", "index": 0},
+            "false": {"text": "offline", "color": "red", "index": 1},
+        },
+    }
+]
 FLEET_UID = "klupa-fleet"
 BENCH_UID = "klupa-bench"
 M = '"municipality" =~ /^$municipality$/'  # multi-value: Grafana writes (a|b) for it
@@ -294,6 +304,7 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
             "Benches now",
             "The gateway's last word on each bench (online, announced sleeping, firmware).",
             [influx_target("A", status_q, table=True)],
+            defaults={"mappings": ONLINE_MAPPINGS},
         ),
         12,
         6,
@@ -445,15 +456,14 @@ def bench_dashboard() -> dict[str, Any]:
     lay = Layout()
     w = f"{M} AND {B} AND $timeFilter"
     per = "GROUP BY time($__interval) fill(none)"
-    lay.add(
-        stat(
-            "Online",
-            "The gateway's last status for this bench: 1 online, 0 offline.",
-            f'SELECT last("online") AS "online" FROM "bench_status" WHERE {M} AND {B}',
-        ),
-        4,
-        4,
+    online = stat(
+        "Online",
+        "The gateway's last status for this bench: online, or offline (its will fired, or "
+        "it fell silent, or did not wake when it said it would).",
+        f'SELECT last("online") AS "online" FROM "bench_status" WHERE {M} AND {B}',
     )
+    online["fieldConfig"]["defaults"]["mappings"] = ONLINE_MAPPINGS
+    lay.add(online, 4, 4)
     lay.add(
         stat(
             "State of charge",
