@@ -163,6 +163,10 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
+def _holds_points(server: Server, database: str, policy: str) -> bool:
+    return bool(server.query(f'SELECT * FROM "{database}"."{policy}"./.*/ LIMIT 1', database))
+
+
 def setup_v1(server: Server, database: str, report: Report) -> None:
     def run(statement: str, change: str) -> None:
         server.query(statement, database)
@@ -202,11 +206,12 @@ def setup_v1(server: Server, database: str, report: Report) -> None:
         )
     else:
         report.kept.append(f"retention policy {FOREVER} (kept for ever)")
-    if "autogen" in policies and raw is None:
+    if raw is None and "autogen" in policies and _holds_points(server, database, "autogen"):
         report.notes.append(
             "points written before now are in retention policy autogen, which the dashboards "
-            f'no longer read by default; to keep them: SELECT * INTO "{database}"."{RAW}".:'
-            f'MEASUREMENT FROM "{database}"."autogen"./.*/ GROUP BY *'
+            "no longer read; to keep them, run once:\n"
+            f'  SELECT * INTO "{database}"."{RAW}".:MEASUREMENT FROM "{database}"."autogen"./.*/ '
+            "GROUP BY *"
         )
     existing = {
         r["name"]: r["query"]

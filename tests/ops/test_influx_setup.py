@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -37,6 +39,7 @@ def test_setup_creates_policies_and_queries_then_a_second_run_changes_nothing(
     assert "created retention policy raw (90d, default)" in first
     assert "created retention policy forever" in first
     assert first.count("created continuous query") == len(DOWNSAMPLED)
+    assert "autogen" not in first  # nothing was written before
     assert policies(influxdb1)[RAW] == ("2160h0m0s", True)
     assert policies(influxdb1)[FOREVER] == ("0s", False)
     cqs = continuous_queries(influxdb1)
@@ -174,3 +177,23 @@ def test_an_unreachable_server_is_one_line(capsys: pytest.CaptureFixture[str]) -
     assert cli_main(["influx", "setup", "--url", "http://127.0.0.1:1"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("klupa influx setup: cannot reach") and err.count("\n") == 1
+
+
+def test_points_written_before_setup_are_named_with_the_statement_that_keeps_them(
+    influxdb1: Influx1, capsys: pytest.CaptureFixture[str]
+) -> None:
+    influxdb1.query("CREATE DATABASE benches")
+    ms = (int(time.time()) - 3600) * 1000  # within raw's 90 days, or raw would drop it
+    line = f"power,bench=mostar-01,municipality=mostar batt_soc=55.5 {ms}".encode()
+    req = urllib.request.Request(
+        f"{influxdb1.url}/write?db=benches&precision=ms", data=line, method="POST"
+    )
+    urllib.request.urlopen(req, timeout=10).close()
+    out = setup_cli(influxdb1.url, capsys)
+    assert "points written before now are in retention policy autogen" in out
+    statement = out.split("run once:\n", 1)[1].splitlines()[0].strip()
+    assert influxdb1.rows('SELECT * FROM "power"', "benches") == []  # raw is the default now
+    influxdb1.query(statement, "benches")
+    rows = influxdb1.rows('SELECT * FROM "power"', "benches")
+    assert [(r["bench"], r["batt_soc"]) for r in rows] == [("mostar-01", 55.5)]
+    assert "autogen" not in setup_cli(influxdb1.url, capsys)
