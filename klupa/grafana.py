@@ -262,10 +262,10 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
     lay.add(
         stat(
             "Benches online now",
-            "Benches that sent telemetry in the last 15 minutes (a bench in critical power "
-            "state reports every 15 minutes and may drop out of this count briefly).",
+            "Benches that sent telemetry in the last 20 minutes (a bench in critical power "
+            "state still reports every 15 minutes).",
             'SELECT count("soc") AS "online" FROM (SELECT last("batt_soc") AS "soc" FROM "power" '
-            f'WHERE {M} AND time > now() - 15m GROUP BY "bench")',
+            f'WHERE {M} AND time > now() - 20m GROUP BY "bench")',
         ),
         6,
         4,

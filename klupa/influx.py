@@ -247,7 +247,9 @@ def advice_v2(database: str) -> list[str]:
 def advice_v3(database: str) -> list[str]:
     return [
         "InfluxDB 3 has no retention policies or continuous queries; set instead:",
-        f"  influxdb3 update database --retention-period 90d {database}",
+        f"  Enterprise: influxdb3 update database --database {database} --retention-period 90d",
+        "  Core sets a retention period only when a database is created (before the gateways",
+        f"  first write): influxdb3 create database --retention-period 90d {database}",
         f"  influxdb3 create database {database}_hourly   (no retention period: kept for ever)",
         f"  a scheduled downsampling plugin (processing engine, every 1h) writing the hourly "
         f"aggregates of {database} into {database}_hourly, with the aggregates of the 1.x "

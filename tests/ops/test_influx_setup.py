@@ -159,7 +159,7 @@ def test_setup_on_2x_and_3x_changes_nothing_and_says_what_to_set(
     assert "--rp forever" in out
     version_server.update(header="", body='{"version":"3.3.0","revision":"x"}')
     out = setup_cli(version_server["url"], capsys)
-    assert "InfluxDB 3.3.0" in out and "--retention-period 90d benches" in out
+    assert "InfluxDB 3.3.0" in out and "--database benches --retention-period 90d" in out
     version_server.update(header="", body="")
     assert cli_main(["influx", "setup", "--url", version_server["url"]]) == 1
     assert "without an InfluxDB version" in capsys.readouterr().err
