@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import tempfile
 import time
 import urllib.request
@@ -221,6 +222,35 @@ def simulate_day(url: str, sites: list[Site], end: int, seed: int = 7) -> Truth:
     write(url, lines)
     truth.lines = len(lines)
     return truth
+
+
+# --------------------------------------------------------------------------- Grafana's part
+
+INTERVAL = "5m"  # what Grafana makes of $__interval for 24 h on a half-width panel
+VAR_RE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
+REGEX_SPECIAL = set("\\^$.|?*+()[]{}")
+
+
+def regex_value(values: list[str]) -> str:
+    """A multi-value variable as Grafana's InfluxDB source writes it: (a|b), escaped."""
+    esc = ["".join("\\" + c if c in REGEX_SPECIAL else c for c in v) for v in values]
+    return esc[0] if len(esc) == 1 else "(" + "|".join(esc) + ")"
+
+
+def interpolate(query: str, variables: dict[str, list[str]], start_ms: int, end_ms: int) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2) or match.group(3)
+        if name == "timeFilter":
+            return f"time >= {start_ms}ms and time <= {end_ms}ms"
+        if name == "__interval":
+            return INTERVAL
+        if name == "__interval_ms":
+            return "300000"
+        if name not in variables:
+            raise ValueError(f"undefined variable ${name} in {query!r}")
+        return regex_value(variables[name])
+
+    return VAR_RE.sub(one, query)
 
 
 @dataclass

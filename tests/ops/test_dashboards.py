@@ -23,14 +23,18 @@ import yaml
 from edge_gateway.store import day_bounds
 from klupa.cli import main as cli_main
 from klupa.grafana import bench_dashboard, fleet_dashboard, write_dashboards
-from klupa.testing.fleet_day import OFFLINE, FleetDay, Truth, default_sites
+from klupa.testing.fleet_day import (
+    OFFLINE,
+    VAR_RE,
+    FleetDay,
+    Truth,
+    default_sites,
+    interpolate,
+)
 from provisioning.deployment import inventory_text
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
-INTERVAL = "5m"
 BUILTINS = {"timeFilter", "__interval", "__interval_ms", "col"}
-VAR_RE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
-REGEX_SPECIAL = set("\\^$.|?*+()[]{}")
 
 Series = list[dict[str, Any]]
 
@@ -52,28 +56,6 @@ def influx_targets(board: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str
 
 
 # --------------------------------------------------------------------------- Grafana's part
-
-
-def regex_value(values: list[str]) -> str:
-    """A multi-value variable as Grafana's InfluxDB source writes it: (a|b), escaped."""
-    esc = ["".join("\\" + c if c in REGEX_SPECIAL else c for c in v) for v in values]
-    return esc[0] if len(esc) == 1 else "(" + "|".join(esc) + ")"
-
-
-def interpolate(query: str, variables: dict[str, list[str]], start_ms: int, end_ms: int) -> str:
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2) or match.group(3)
-        if name == "timeFilter":
-            return f"time >= {start_ms}ms and time <= {end_ms}ms"
-        if name == "__interval":
-            return INTERVAL
-        if name == "__interval_ms":
-            return "300000"
-        if name not in variables:
-            raise AssertionError(f"undefined variable ${name} in {query!r}")
-        return regex_value(variables[name])
-
-    return VAR_RE.sub(one, query)
 
 
 def run(day: FleetDay, query: str) -> Series:
