@@ -32,6 +32,7 @@ RAW = "raw"
 RAW_DURATION = "90d"
 RAW_DURATION_SHOWN = "2160h0m0s"  # how SHOW RETENTION POLICIES writes 90d
 FOREVER = "forever"
+RESAMPLE_FOR = "2d"
 
 # measurement -> its hourly aggregates, named as the raw fields where the meaning holds
 DOWNSAMPLED: dict[str, str] = {
@@ -72,10 +73,27 @@ def downsample_select(database: str, measurement: str) -> str:
 
 
 def cq_statement(database: str, measurement: str) -> str:
+    # Every hour, recompute the last two days' hours: records arrive late (a bench's flash
+    # spool after an outage, a gateway's backlog), `votes` rows are rewritten by late votes and
+    # a `daily` row, stamped at local midnight, is rewritten all day long. Older late data
+    # reaches `forever` through `--backfill`.
     return (
-        f'CREATE CONTINUOUS QUERY "{cq_name(measurement)}" ON "{database}" BEGIN '
-        f"{downsample_select(database, measurement)} END"
+        f'CREATE CONTINUOUS QUERY "{cq_name(measurement)}" ON "{database}" '
+        f"RESAMPLE EVERY 1h FOR {RESAMPLE_FOR} BEGIN {downsample_select(database, measurement)} END"
     )
+
+
+def backfill(server: Server, database: str, days: int) -> int:
+    """Run every continuous query's SELECT … INTO over the last ``days`` days, now; returns
+    the number of hourly points written into ``forever``."""
+    written = 0
+    for measurement in DOWNSAMPLED:
+        select = downsample_select(database, measurement).replace(
+            " GROUP BY ", f" WHERE time > now() - {int(days)}d GROUP BY "
+        )
+        for row in _rows(server.query(select, database)):
+            written += int(row.get("written", 0))
+    return written
 
 
 def _same_query(a: str, b: str) -> bool:
@@ -294,6 +312,14 @@ def main(argv: list[str]) -> int:
         help="file holding the password (or set KLUPA_INFLUXDB_PASSWORD)",
     )
     p.add_argument(
+        "--backfill",
+        type=int,
+        metavar="DAYS",
+        default=0,
+        help="1.x: also downsample the last DAYS days into forever now (after an import, or "
+        "records that arrived more than two days late)",
+    )
+    p.add_argument(
         "--print",
         action="store_true",
         dest="print_only",
@@ -333,4 +359,11 @@ def main(argv: list[str]) -> int:
         )
     for line in report.notes:
         print(line)
+    if args.backfill > 0 and report.version.startswith("1."):
+        try:
+            n = backfill(Server(args.url, args.username, password), args.database, args.backfill)
+        except InfluxSetupError as exc:
+            print(f"klupa influx setup: backfill: {exc}", file=sys.stderr)
+            return 1
+        print(f"backfilled {FOREVER} from the last {args.backfill} days: {n} hourly points")
     return 0

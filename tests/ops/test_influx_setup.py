@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from klupa.cli import main as cli_main
-from klupa.influx import DOWNSAMPLED, FOREVER, RAW, cq_name, downsample_select
+from klupa.influx import DOWNSAMPLED, FOREVER, RAW, cq_name
 from klupa.services import Influx1
 from klupa.testing.fleet_day import FleetDay
 
@@ -84,14 +84,16 @@ def test_setup_repairs_what_drifted_and_only_that(
     assert "nothing to change" in setup_cli(influxdb1.url, capsys)
 
 
-def test_hourly_downsampling_keeps_the_days_sums_and_tags(fleet_day: FleetDay) -> None:
-    """The continuous queries' own SELECT … INTO, run over the day as the CQ service would
-    run it hour by hour (this fixture's influxd has the service off, so the test runs it)."""
+def test_hourly_downsampling_keeps_the_days_sums_and_tags(
+    fleet_day: FleetDay, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The continuous queries' own SELECT … INTO, run over the day by `--backfill` as the CQ
+    service would run them hour by hour (this fixture's influxd has the service off)."""
     influx, t = fleet_day.influx, fleet_day.truth
-    window = f"time >= {t.start - 2 * 86400}s AND time < {t.end + 3600}s"  # days start earlier
-    for m in DOWNSAMPLED:
-        select = downsample_select("benches", m).replace(" GROUP BY ", f" WHERE {window} GROUP BY ")
-        influx.query(select, "benches")
+    out = setup_cli(influx.url, capsys, "--backfill", "3")
+    assert "nothing to change" in out  # the fixture ran setup already
+    written = int(out.split("backfilled forever from the last 3 days: ", 1)[1].split()[0])
+    assert written > 12 * 24
 
     def one(q: str) -> float:
         return influx.rows(q, "benches")[0]["sum"]
