@@ -55,7 +55,7 @@ def influx_targets(board: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str
     ]
 
 
-# --------------------------------------------------------------------------- Grafana's part
+# --------------------------------------------------------------------------- answers
 
 
 def run(day: FleetDay, query: str) -> Series:
@@ -108,10 +108,6 @@ Check = Callable[[Series, Truth, list[str]], None]
 
 def approx(a: float, b: float) -> bool:
     return a == pytest.approx(b, rel=1e-6, abs=1e-3)
-
-
-def in_scope(truth: Truth, benches: list[str]) -> list[str]:
-    return [s.bench for s in truth.sites if s.bench in benches]
 
 
 def total(counter: Mapping[str, float], benches: list[str]) -> float:
@@ -199,10 +195,20 @@ def check_gateways(s: Series, t: Truth, benches: list[str]) -> None:
     assert set(column(s, "max")) <= {0.5, None}
 
 
-def check_nonnegative(col: str, lo: float = 0, hi: float = 1e9) -> Check:
+def check_range(col: str, lo: float = 0, hi: float = 1e9) -> Check:
     def check(s: Series, t: Truth, benches: list[str]) -> None:
         values = [v for v in column(s, col) if v is not None]
         assert values and all(lo <= v <= hi for v in values), col
+
+    return check
+
+
+def check_sum_of_days(field: str, col: str) -> Check:
+    """The range holds the whole simulated day, so a sum over it is the days' sum."""
+
+    def check(s: Series, t: Truth, benches: list[str]) -> None:
+        want = sum(d[field] for (b, _), d in t.daily.items() if b in benches)
+        assert want > 0 and approx(sum(v for v in column(s, col) if v is not None), want)
 
     return check
 
@@ -238,7 +244,7 @@ FLEET, BENCH = "klupa-fleet", "klupa-bench"
 
 # (dashboard uid, panel title, refId) -> check; an InfluxDB target without one fails the test
 CHECKS: dict[tuple[str, str, str], Check] = {
-    (FLEET, "Benches", "A"): check_all(check_last_soc("soc"), check_nonnegative("soc", 0, 100)),
+    (FLEET, "Benches", "A"): check_all(check_last_soc("soc"), check_range("soc", 0, 100)),
     (FLEET, "Benches", "B"): check_online_status,
     (FLEET, "Benches online now", "A"): check_online_now,
     (FLEET, "Charging sessions", "A"): check_sum_of("sessions", "sessions"),
@@ -260,22 +266,22 @@ CHECKS: dict[tuple[str, str, str], Check] = {
     (BENCH, "Delivered", "A"): check_sum_of("port_wh", "delivered"),
     (BENCH, "Sessions", "A"): check_sum_of("sessions", "sessions"),
     (BENCH, "Votes", "A"): check_votes_total,
-    (BENCH, "Battery", "A"): check_nonnegative("mean", 0, 100),
-    (BENCH, "Battery", "B"): check_nonnegative("mean", 10, 15),
+    (BENCH, "Battery", "A"): check_range("mean", 0, 100),
+    (BENCH, "Battery", "B"): check_range("mean", 10, 15),
     (BENCH, "Currents", "A"): check_all(
-        check_nonnegative("solar", 0, 40), check_nonnegative("battery", -20, 20)
+        check_range("solar", 0, 40), check_range("battery", -20, 20)
     ),
-    (BENCH, "Port current", "A"): check_nonnegative("mean", 0, 3),
+    (BENCH, "Port current", "A"): check_range("mean", 0, 3),
     (BENCH, "Seat and touchpad", "A"): check_all(
-        check_nonnegative("seat_s", 0, 3600), check_nonnegative("touches", 0, 1000)
+        check_range("seat_s", 0, 300),
+        check_sum_of_days("seat_occ_s", "seat_s"),
+        check_sum_of_days("touches", "touches"),
     ),
     (BENCH, "Link and controller", "A"): check_all(
-        check_nonnegative("rssi", -127, 0), check_nonnegative("clients", 0, 100)
+        check_range("rssi", -127, 0), check_range("clients", 0, 100)
     ),
-    (BENCH, "Link and controller", "B"): check_nonnegative("min", 30000, 50000),
-    (BENCH, "Air", "A"): check_all(
-        check_nonnegative("temp_c", -30, 50), check_nonnegative("rh", 0, 100)
-    ),
+    (BENCH, "Link and controller", "B"): check_range("min", 30000, 50000),
+    (BENCH, "Air", "A"): check_all(check_range("temp_c", -30, 50), check_range("rh", 0, 100)),
     (BENCH, "Charging sessions", "A"): check_session_rows,
     (BENCH, "Events", "A"): check_events,
     (BENCH, "Votes per choice", "A"): check_votes,
