@@ -199,3 +199,22 @@ def test_points_written_before_setup_are_named_with_the_statement_that_keeps_the
     rows = influxdb1.rows('SELECT * FROM "power"', "benches")
     assert [(r["bench"], r["batt_soc"]) for r in rows] == [("mostar-01", 55.5)]
     assert "autogen" not in setup_cli(influxdb1.url, capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "names"),
+    [
+        (["influx", "setup"], "--url"),
+        (["influx", "setup", "--url", "http://x", "--backfill", "week"], "--backfill"),
+        (["influx", "bogus"], "bogus"),
+        (["grafana", "dashboards", "--out", "x"], "--deployment"),
+    ],
+)
+def test_a_usage_error_is_one_line_naming_what_is_wrong(
+    argv: list[str], names: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        cli_main(argv)
+    assert stop.value.code == 2
+    out = capsys.readouterr()
+    assert len(out.err.splitlines()) == 1 and names in out.err and "Traceback" not in out.err
