@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "provision": ("provisioning.cli", "the technician's USB workflow for a bench"),
     "sim": ("klupa.sim", "virtual benches publishing to a broker"),
     "bundle": ("provisioning.bundle", "build a signed app bundle for OTA and provisioning"),
+    "grafana": ("klupa.grafana", "partners' Grafana dashboards from the inventory"),
+    "influx": ("klupa.influx", "InfluxDB retention and hourly downsampling"),
 }
 
 
