@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 from provisioning import broker, pki
@@ -16,7 +15,9 @@ from provisioning.deployment import (
     write_public,
 )
 
-GITIGNORE = "secrets.toml\npki/ca.key\nbrokers/*/server.key\nbrokers/*/gateway-mqtt.pass\ncache/\n"
+GITIGNORE = (
+    "secrets.toml\nota/\npki/ca.key\nbrokers/*/server.key\nbrokers/*/gateway-mqtt.pass\ncache/\n"
+)
 
 
 def create_deployment(root: Path) -> Deployment:
@@ -28,10 +29,11 @@ def create_deployment(root: Path) -> Deployment:
     sec = root / "secrets.toml"
     if not sec.exists():
         gateways = {broker.gateway_user(mid): generate_password() for mid, *_ in MUNICIPALITIES}
-        write_private(sec, secrets_text(secrets.token_hex(32), gateways))
+        write_private(sec, secrets_text(gateways))
     if not (root / ".gitignore").exists():
         write_public(root / ".gitignore", GITIGNORE)
     dep = Deployment(root)
+    dep.ensure_ota_signing_key()
     ca_crt, ca_key = pki.ensure_ca(dep.pki_dir)
     for mid in dep.municipalities():
         write_broker_folder(dep, mid, ca_crt, ca_key)
@@ -61,7 +63,11 @@ def verify_deployment(dep: Deployment) -> None:
     """Every municipality has a verifying gateway password, an ACL and a valid certificate."""
     if dep.secrets_path.stat().st_mode & 0o077:
         raise DeploymentInvalid(f"{dep.secrets_path} is readable by others: chmod 600 it")
-    dep.ota_key  # noqa: B018 - must parse as hex
+    if not dep.ota_key_path.is_file():
+        raise DeploymentInvalid(f"{dep.ota_key_path} not found: run `klupa provision init` again")
+    if dep.ota_key_path.stat().st_mode & 0o077:
+        raise DeploymentInvalid(f"{dep.ota_key_path} is readable by others: chmod 600 it")
+    dep.ota_anchor  # noqa: B018 - must load as an RSA key the benches take
     for mid in dep.municipalities():
         m = dep.municipality(mid)
         out = dep.broker_dir(mid)

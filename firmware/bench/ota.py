@@ -1,14 +1,19 @@
 # OTA app updates: fetch a bundle's manifest and files over HTTP, verify every SHA-256 and the
-# manifest's HMAC-SHA256 (docs/display.md defines the manifest and its canonical bytes), stage
-# the new app in <root>/app.new streaming each file to flash, and switch at the next boot with
-# the previous app kept for a trial. Import this module only when an update runs or at boot:
-# it is not part of the resident set.
+# manifest's RSA signature against the bench's trust anchor (docs/firmware.md, "Update trust";
+# docs/display.md defines the manifest and its canonical bytes), refuse a version below the
+# highest this bench ever committed (NVS), stage the new app in <root>/app.new streaming each
+# file to flash with an await between chunks (the app keeps running), and switch at the next
+# boot with the previous app kept for a trial. Import this module only when an update runs or
+# at boot: it is not part of the resident set.
 # Flash layout (root "/" on the bench):
 #   app/        the running app (on sys.path)
 #   app.new/    the staged app while downloading (resumable: complete files are kept)
 #   app.old/    the previous app while the new one is on trial
 #   ota.json    {"state": "staged"|"trial", "version", "prev", "report": [state, version]|null,
-#                "rom": [path, size, sha256] (the app's ROMFS image, below)}
+#                "rom": [path, size, sha256] (the app's ROMFS image, below),
+#                "anchor": the anchor the bundle hands over at its commit, or null}
+# NVS namespace "klupa_ota": "floor" (the highest committed version), "anchor" (a trust anchor
+# a committed bundle rotated to) and "base" (SHA-256 of the provisioned anchor it replaced).
 # On a board with a ROMFS partition (MicroPython runs .mpy files there in place, so the app's
 # bytecode stays out of the GC heap) the bundle's ROMFS image is downloaded too. The trial runs
 # from app/ as always: the partition keeps the previous app for a rollback. Once the new app
@@ -17,11 +22,20 @@ import hashlib
 import json
 import os
 
+from bench import runtime
+from bench.runtime import asyncio
+
 MANIFEST_MAX = 16384
 CHUNK = 512
 TRIAL_MS = 300000  # a trial app must be healthy within 5 minutes
+NET_MS = 15000  # a read that waits longer than this fails the download
+NVS_NAMESPACE = "klupa_ota"
 _HEX = "0123456789abcdef"
 _PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/"
+# EMSA-PKCS1-v1_5 (RFC 8017, 9.2): the DER prefix of a SHA-256 DigestInfo.
+_SHA256_INFO = "3031300d060960864801650304020105000420"
+_KEY_HEX_MIN = 512  # RSA-2048 .. RSA-4096, as hex digits of the modulus
+_KEY_HEX_MAX = 1024
 
 
 class OtaError(Exception):
@@ -33,28 +47,6 @@ def hexlify(b):
     for x in b:
         out.append(_HEX[x >> 4] + _HEX[x & 15])
     return "".join(out)
-
-
-def hmac_sha256(key, msg):
-    # RFC 2104 with SHA-256 (block 64 bytes): the ESP32 port ships hashlib but not hmac.
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key + bytes(64 - len(key))
-    inner = hashlib.sha256(bytes(k ^ 0x36 for k in key))
-    inner.update(msg)
-    outer = hashlib.sha256(bytes(k ^ 0x5C for k in key))
-    outer.update(inner.digest())
-    return outer.digest()
-
-
-def same(a, b):
-    # Compare without stopping at the first difference.
-    if len(a) != len(b):
-        return False
-    d = 0
-    for i in range(len(a)):
-        d |= ord(a[i]) ^ ord(b[i]) if type(a) is str else a[i] ^ b[i]
-    return d == 0
 
 
 def canonical(obj):
@@ -81,6 +73,111 @@ def canonical(obj):
     raise OtaError("manifest value of type %s" % t.__name__)
 
 
+# -- update trust: an RSA public key as the anchor, the version floor ---------------------
+def key_ok(k):
+    # An anchor: the RSA modulus as lowercase hex, 2048 to 4096 bits (public exponent 65537).
+    if type(k) is not str or not _KEY_HEX_MIN <= len(k) <= _KEY_HEX_MAX or len(k) & 1:
+        return False
+    if k[:2] == "00":
+        return False
+    for c in k:
+        if c not in _HEX:
+            return False
+    return True
+
+
+def key_id(k):
+    # A short name for an anchor in a technician's message: its SHA-256's first 8 hex digits.
+    return hexlify(hashlib.sha256(k.encode()).digest()[:4])
+
+
+def rsa_verify(key, sig, digest):
+    # True when sig (hex) is key's RSASSA-PKCS1-v1_5 signature of the SHA-256 digest. A public
+    # key operation only: s ** 65537 mod n is 16 squarings and one product of big integers
+    # (docs/firmware.md has its time and heap), so nothing here is secret or timing-sensitive.
+    if type(sig) is not str or len(sig) != len(key):
+        return False
+    for c in sig:
+        if c not in _HEX:
+            return False
+    n = int(key, 16)
+    s = int(sig, 16)
+    if s >= n:
+        return False
+    m = s
+    for _ in range(16):
+        m = m * m % n
+    m = m * s % n
+    pad = len(key) // 2 - 3 - len(_SHA256_INFO) // 2 - 32
+    return m == int("0001" + "ff" * pad + "00" + _SHA256_INFO + hexlify(digest), 16)
+
+
+def version_key(v):
+    # "2.10.1" -> (2, 10, 1, 0): versions compare as up to four dotted numbers.
+    parts = v.split(".") if type(v) is str else ()
+    if not 0 < len(parts) <= 4:
+        raise OtaError("version %s is not dotted numbers" % v)
+    out = []
+    for p in parts:
+        if not p or len(p) > 6 or any(c not in "0123456789" for c in p):
+            raise OtaError("version %s is not dotted numbers" % v)
+        out.append(int(p))
+    while len(out) < 4:
+        out.append(0)
+    return tuple(out)
+
+
+class Trust:
+    # What a bench trusts an update by: the anchor (the provisioned one in config.json, until
+    # a committed bundle rotates it; the rotation is kept in NVS with the hash of the
+    # provisioned anchor it replaced, so a bench provisioned again with a new anchor trusts
+    # that one), and the highest version it ever committed. nvs: esp32.NVS(NVS_NAMESPACE).
+    def __init__(self, nvs, provisioned):
+        self.nvs = nvs
+        self.provisioned = provisioned if key_ok(provisioned) else None
+
+    def _get(self, key, size):
+        buf = bytearray(size)
+        try:
+            n = self.nvs.get_blob(key, buf)
+        except OSError:  # not found
+            return None
+        return bytes(buf[:n]).decode()
+
+    def anchor(self):
+        a = self._get("anchor", _KEY_HEX_MAX)
+        if key_ok(a) and (
+            self.provisioned is None or self._get("base", 64) == self._hash(self.provisioned)
+        ):
+            return a
+        return self.provisioned
+
+    def floor(self):
+        return self._get("floor", 32)
+
+    def _hash(self, k):
+        return hexlify(hashlib.sha256((k or "").encode()).digest())
+
+    def commit(self, version, anchor=None):
+        # The app of this version is committed: raise the floor, take the anchor it names.
+        f = self.floor()
+        try:
+            low = f is None or version_key(f) < version_key(version)
+        except OtaError:
+            low = True
+        if low:
+            self.nvs.set_blob("floor", version.encode())
+        if key_ok(anchor) and anchor != self.anchor():
+            self.nvs.set_blob("anchor", anchor.encode())
+            self.nvs.set_blob("base", self._hash(self.provisioned).encode())
+        self.nvs.commit()
+
+
+def trust_of(app):
+    nvs = app.hw.esp32.NVS(NVS_NAMESPACE)
+    return Trust(nvs, app.cfg.get("ota_pub") if app.cfg else None)
+
+
 def path_ok(p):
     if type(p) is not str or not 0 < len(p) <= 64 or p[0] == "/" or p[-1] == "/":
         return False
@@ -93,19 +190,22 @@ def path_ok(p):
     return True
 
 
-def verify_manifest(manifest, key):
-    # Raises OtaError unless the parsed manifest is well formed and its HMAC matches.
+def verify_manifest(manifest, anchor):
+    # Raises OtaError unless the parsed manifest is well formed and signed by the anchor.
     if type(manifest) is not dict:
         raise OtaError("manifest is not an object")
-    mac = manifest.get("hmac")
-    if type(mac) is not str or len(mac) != 64:
-        raise OtaError("manifest has no hmac")
+    sig = manifest.get("sig")
+    if type(sig) is not str:
+        raise OtaError("manifest has no signature")
     v = manifest.get("version")
     if type(v) is not str or not 0 < len(v) <= 32:
         raise OtaError("manifest has no version")
+    version_key(v)
     files = manifest.get("files")
     if type(files) is not list or not files:
         raise OtaError("manifest has no files")
+    if "anchor" in manifest and not key_ok(manifest["anchor"]):
+        raise OtaError("manifest: bad anchor")
     rom = manifest.get("rom")  # optional: the packages as one ROMFS image
     seen = []
     for f in files + ([rom] if "rom" in manifest else []):
@@ -120,12 +220,15 @@ def verify_manifest(manifest, key):
         h = f.get("sha256")
         if type(h) is not str or len(h) != 64 or any(c not in _HEX for c in h):
             raise OtaError("manifest: bad sha256 for " + f["path"])
+    if not key_ok(anchor):
+        raise OtaError("no OTA anchor: provision the bench from its deployment")
     body = {}
     for k in manifest:
-        if k != "hmac":
+        if k != "sig":
             body[k] = manifest[k]
-    if not same(hexlify(hmac_sha256(key, canonical(body).encode())), mac):
-        raise OtaError("manifest hmac does not match")
+    digest = hashlib.sha256(canonical(body).encode()).digest()
+    if not rsa_verify(anchor, sig, digest):
+        raise OtaError("manifest signature does not verify with anchor " + key_id(anchor))
     return manifest
 
 
@@ -258,30 +361,27 @@ def write_rom(part, path, size, sha):
 
 # -- HTTP ---------------------------------------------------------------------------------
 class _Response:
-    def __init__(self, sock, stream, status):
-        self.sock = sock
-        self.stream = stream
+    # An HTTP response's body, read a chunk at a time; each read is an await, so the app's
+    # other tasks (touch, display, the link, the watchdog's feeder) run between chunks.
+    def __init__(self, reader, writer, status):
+        self.reader = reader
+        self.writer = writer
         self.status = status
 
-    def readinto(self, buf):
-        return self.stream.readinto(buf)
-
-    def read(self, n):
-        return self.stream.read(n)
+    async def read(self, n):
+        return await runtime.net_wait_ms(self.reader.read(n), NET_MS)
 
     def close(self):
         try:
-            if self.stream is not self.sock:
-                self.stream.close()
-        finally:
-            self.sock.close()
+            self.writer.close()
+        except Exception:  # already gone: nothing to release
+            pass
 
 
-def http_get(url, timeout=15):
-    # A plain HTTP/1.0 GET (the gateway serves bundles on the LAN). Returns a response with
-    # status, readinto(buf), read(n) and close(); the body is streamed, never held whole.
-    import socket
-
+async def http_get(url, opener=None):
+    # A plain HTTP/1.0 GET (the gateway serves bundles on the LAN) over the asyncio streams of
+    # opener(host, port) (runtime.open_connection by default). Returns a response with
+    # status, read(n) (a coroutine) and close(); the body is streamed, never held whole.
     if not url.startswith("http://"):
         raise OtaError("only http:// URLs")
     rest = url[7:]
@@ -291,37 +391,36 @@ def http_get(url, timeout=15):
     if ":" in hostport:
         host, p = hostport.rsplit(":", 1)
         port = int(p)
-    addr = socket.getaddrinfo(host, port)[0][-1]
-    s = socket.socket()
+    reader, writer = await runtime.net_wait_ms(
+        (opener or runtime.open_connection)(host, port), NET_MS
+    )
     try:
-        s.settimeout(timeout)
-        s.connect(addr)
-        s.send(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, hostport)).encode())
-        f = s.makefile("rb")
-        line = f.readline()
+        writer.write(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, hostport)).encode())
+        await runtime.net_wait_ms(writer.drain(), NET_MS)
+        line = await runtime.net_wait_ms(reader.readline(), NET_MS)
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise OtaError("bad HTTP status line")
         status = int(parts[1])
         while True:
-            h = f.readline()
+            h = await runtime.net_wait_ms(reader.readline(), NET_MS)
             if not h or h in (b"\r\n", b"\n"):
                 break
     except Exception:
-        s.close()
+        writer.close()
         raise
-    return _Response(s, f, status)
+    return _Response(reader, writer, status)
 
 
 class Ota:
-    # root: the flash root ("/" on the bench); key: the deployment's OTA key (bytes);
-    # fetch(url) -> response (status, readinto, close), http_get by default;
-    # emit(state, version): records an `ota` Event.
-    def __init__(self, root, key, emit, fetch=None):
+    # root: the flash root ("/" on the bench); trust: a Trust (the anchor, the version floor);
+    # emit(state, version, detail): records an `ota` Event; fetch(url) -> response (a
+    # coroutine; status, read(n) a coroutine, close()), http_get over opener by default.
+    def __init__(self, root, trust, emit, fetch=None, opener=None):
         self.root = root.rstrip("/")
-        self.key = key
+        self.trust = trust
         self.emit = emit
-        self.fetch = fetch or http_get
+        self.fetch = fetch or (lambda url: http_get(url, opener))
         self.error = ""  # why the last run failed, for the command's ack
 
     def _p(self, name):
@@ -349,14 +448,14 @@ class Ota:
             os.rename(tmp, self._p("ota.json"))
 
     # -- download ----------------------------------------------------------------------
-    def _get_small(self, url, limit):
-        r = self.fetch(url)
+    async def _get_small(self, url, limit):
+        r = await self.fetch(url)
         try:
             if r.status != 200:
                 raise OtaError("HTTP %d for %s" % (r.status, url[-60:]))
             out = b""
             while True:
-                b = r.read(CHUNK)
+                b = await r.read(CHUNK)
                 if not b:
                     return out
                 out += b
@@ -365,27 +464,26 @@ class Ota:
         finally:
             r.close()
 
-    def _download(self, url, dest, size, sha):
+    async def _download(self, url, dest, size, sha):
         # Stream url to dest + ".part", hashing as it goes; rename only when it verifies.
         part = dest + ".part"
         h = hashlib.sha256()
-        buf = bytearray(CHUNK)
-        mv = memoryview(buf)
         got = 0
-        r = self.fetch(url)
+        r = await self.fetch(url)
         try:
             if r.status != 200:
                 raise OtaError("HTTP %d for %s" % (r.status, url[-60:]))
             with open(part, "wb") as f:
                 while True:
-                    n = r.readinto(buf)
-                    if not n:
+                    b = await r.read(CHUNK)
+                    if not b:
                         break
-                    got += n
+                    got += len(b)
                     if got > size:
                         raise OtaError("longer than its manifest size: " + dest[-40:])
-                    h.update(mv[:n])
-                    f.write(mv[:n])
+                    h.update(b)
+                    f.write(b)
+                    await asyncio.sleep(0)  # a read from a stream's buffer need not yield
         finally:
             r.close()
         if got != size or hexlify(h.digest()) != sha:
@@ -393,25 +491,29 @@ class Ota:
             raise OtaError("hash mismatch: " + dest[-40:])
         os.rename(part, dest)
 
-    def run(self, url, version, manifest_sha256):
+    async def run(self, url, version, manifest_sha256):
         # The `ota` command. True when the new app is staged (the caller acks and reboots);
-        # False after a `failed` event, with the running app untouched.
+        # False after a `failed` event naming the reason, with the running app untouched.
         self.emit("downloading", version)
         try:
-            raw = self._get_small(url, MANIFEST_MAX)
+            raw = await self._get_small(url, MANIFEST_MAX)
             if hexlify(hashlib.sha256(raw).digest()) != manifest_sha256.lower():
                 raise OtaError("manifest sha256 differs from the command's")
             try:
                 manifest = json.loads(raw)
             except ValueError:
                 raise OtaError("manifest is not JSON")
-            verify_manifest(manifest, self.key)
-            if manifest["version"] != version:
-                raise OtaError("manifest is version %s, not %s" % (manifest["version"], version))
-            rom = self._stage(url[: url.rfind("/") + 1], manifest, raw)
+            verify_manifest(manifest, self.trust.anchor())
+            v = manifest["version"]
+            if v != version:
+                raise OtaError("manifest is version %s, not %s" % (v, version))
+            floor = self.trust.floor()
+            if floor is not None and version_key(v) < version_key(floor):
+                raise OtaError("version %s is older than %s, committed before" % (v, floor))
+            rom = await self._stage(url[: url.rfind("/") + 1], manifest, raw)
         except Exception as e:  # network, flash or verification: never past this point
-            self.emit("failed", version)
             self.error = str(e)[:120]
+            self.emit("failed", version, self.error)
             return False
         cur = self.state()
         self._save(
@@ -421,12 +523,13 @@ class Ota:
                 "prev": cur.get("version"),
                 "report": cur.get("report"),
                 "rom": rom,
+                "anchor": manifest.get("anchor"),
             }
         )
         self.emit("verified", version)
         return True
 
-    def _stage(self, base, manifest, raw):
+    async def _stage(self, base, manifest, raw):
         # Downloads the files, and the ROMFS image where the partition takes it; returns
         # [path, size, sha256] of that image, or None.
         new = self._p("app.new")
@@ -458,7 +561,7 @@ class Ota:
                 if file_sha256(dest) == (entry["size"], entry["sha256"]):
                     continue
                 os.remove(dest)
-            self._download(base + entry["path"], dest, entry["size"], entry["sha256"])
+            await self._download(base + entry["path"], dest, entry["size"], entry["sha256"])
         os.remove(mark)
         return rom and [rom["path"], rom["size"], rom["sha256"]]
 
@@ -504,8 +607,11 @@ class Ota:
         s = self.state()
         if s.get("state") != "trial":
             return False
-        rmtree(self._p("app.old"))
         v = s.get("version")
+        # The floor and the anchor first: a power cut before ota.json is saved rolls the app
+        # back, which costs a retry, where the other order would leave the floor below it.
+        self.trust.commit(v, s.get("anchor"))
+        rmtree(self._p("app.old"))
         self._save({"state": "", "version": v, "report": ["applied", v], "rom": s.get("rom")})
         return bool(s.get("rom"))
 
@@ -570,17 +676,28 @@ class Ota:
 
 # -- the app's steps outside a download (each imports this module for the step: runtime.job)
 def recorder(app):
-    # Ota's emit: every step becomes an `ota` event.
-    return lambda state, version: app.record_event(
-        "ota", {"state": state, "version": version or ""}
-    )
+    # Ota's emit: every step becomes an `ota` event; a failure carries its reason.
+    def emit(state, version, detail=None):
+        d = {"state": state, "version": version or ""}
+        if detail:
+            d["detail"] = detail
+        app.record_event("ota", d)
+
+    return emit
+
+
+async def command(app, args):
+    # The `ota` command's work, as its own task (bench.commands): -> (ok, detail).
+    o = Ota(app.root, trust_of(app), recorder(app), opener=getattr(app.hw, "open_connection", None))
+    ok = await o.run(args["url"], args["version"], args["sha256"])
+    return ok, o.error
 
 
 def step(app, what):
     # "healthy": the trial app became healthy; "rollback": it did not in time; "report": the
     # boot records what the last OTA came to. Every step but a rollback reports.
     # True when the bench should reboot to put the app in ROMFS.
-    o = Ota(app.root, b"", recorder(app))
+    o = Ota(app.root, trust_of(app) if what == "healthy" else None, recorder(app))
     rom = False
     if what == "healthy":
         rom = o.healthy()
