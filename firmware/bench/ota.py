@@ -49,28 +49,60 @@ def hexlify(b):
     return "".join(out)
 
 
-def canonical(obj):
-    # The manifest's canonical text (docs/display.md): sorted keys, no whitespace, strings of
-    # printable ASCII without quote or backslash, integers only. Equals CPython's
+def feed(h, obj):
+    # The manifest's canonical text (docs/display.md), fed to h.update() a piece at a time (no
+    # copy of the text in the heap): sorted keys, no whitespace, strings of printable ASCII
+    # without quote or backslash, integers only. Equals CPython's
     # json.dumps(obj, sort_keys=True, separators=(",", ":")) on such values.
     t = type(obj)
     if t is dict:
-        keys = sorted(obj)
-        return "{" + ",".join(canonical(k) + ":" + canonical(obj[k]) for k in keys) + "}"
-    if t is list:
-        return "[" + ",".join(canonical(v) for v in obj) + "]"
-    if t is str:
+        h.update(b"{")
+        first = True
+        for k in sorted(obj):
+            if not first:
+                h.update(b",")
+            first = False
+            feed(h, k)
+            h.update(b":")
+            feed(h, obj[k])
+        h.update(b"}")
+    elif t is list:
+        h.update(b"[")
+        for i in range(len(obj)):
+            if i:
+                h.update(b",")
+            feed(h, obj[i])
+        h.update(b"]")
+    elif t is str:
         for ch in obj:
             if not 0x20 <= ord(ch) < 0x7F or ch == '"' or ch == "\\":
                 raise OtaError("manifest string not plain ASCII")
-        return '"' + obj + '"'
-    if t is bool:
-        return "true" if obj else "false"
-    if t is int:
-        return str(obj)
-    if obj is None:
-        return "null"
-    raise OtaError("manifest value of type %s" % t.__name__)
+        h.update(b'"')
+        h.update(obj.encode())
+        h.update(b'"')
+    elif t is bool:
+        h.update(b"true" if obj else b"false")
+    elif t is int:
+        h.update(str(obj).encode())
+    elif obj is None:
+        h.update(b"null")
+    else:
+        raise OtaError("manifest value of type %s" % t.__name__)
+
+
+class _Text:
+    def __init__(self):
+        self.parts = []
+
+    def update(self, b):
+        self.parts.append(b)
+
+
+def canonical(obj):
+    # feed()'s text as one string (tests, tools).
+    t = _Text()
+    feed(t, obj)
+    return b"".join(t.parts).decode()
 
 
 # -- update trust: an RSA public key as the anchor, the version floor ---------------------
@@ -91,25 +123,78 @@ def key_id(k):
     return hexlify(hashlib.sha256(k.encode()).digest()[:4])
 
 
-def rsa_verify(key, sig, digest):
-    # True when sig (hex) is key's RSASSA-PKCS1-v1_5 signature of the SHA-256 digest. A public
-    # key operation only: s ** 65537 mod n is 16 squarings and one product of big integers
-    # (docs/firmware.md has its time and heap), so nothing here is secret or timing-sensitive.
+def _pow16(m, n):
+    # m ** 16 mod n. Three-argument pow() works in place (a few hundred bytes of garbage where
+    # four squarings and reductions leave kilobytes); a port built without it squares.
+    try:
+        return pow(m, 16, n)
+    except TypeError:
+        for _ in range(4):
+            m = m * m % n
+        return m
+
+
+def rsa_steps(key, sig, digest):
+    # Whether sig (hex) is key's RSASSA-PKCS1-v1_5 signature of the SHA-256 digest, a few big
+    # products at a time: a generator that yields None after each quarter of the 16 squarings
+    # of s ** 65537 mod n and last True or False, so that an update lets the app run between
+    # them (on an ESP32 a product of 3,072-bit numbers takes milliseconds). A public key
+    # operation: nothing here is secret or timing-sensitive.
     if type(sig) is not str or len(sig) != len(key):
-        return False
+        yield False
+        return
     for c in sig:
         if c not in _HEX:
-            return False
+            yield False
+            return
     n = int(key, 16)
     s = int(sig, 16)
     if s >= n:
-        return False
+        yield False
+        return
     m = s
-    for _ in range(16):
-        m = m * m % n
+    for _ in range(4):
+        m = _pow16(m, n)
+        yield None
     m = m * s % n
     pad = len(key) // 2 - 3 - len(_SHA256_INFO) // 2 - 32
-    return m == int("0001" + "ff" * pad + "00" + _SHA256_INFO + hexlify(digest), 16)
+    yield m == int("0001" + "ff" * pad + "00" + _SHA256_INFO + hexlify(digest), 16)
+
+
+def rsa_verify(key, sig, digest):
+    ok = False
+    for ok in rsa_steps(key, sig, digest):
+        pass
+    return ok
+
+
+def digest_steps(manifest):
+    # SHA-256 of the manifest's canonical text without "sig": a generator yielding None after
+    # each entry of a list (a file) and last the digest.
+    h = hashlib.sha256()
+    h.update(b"{")
+    first = True
+    for k in sorted(manifest):
+        if k == "sig":
+            continue
+        if not first:
+            h.update(b",")
+        first = False
+        feed(h, k)
+        h.update(b":")
+        v = manifest[k]
+        if type(v) is list:
+            h.update(b"[")
+            for i in range(len(v)):
+                if i:
+                    h.update(b",")
+                feed(h, v[i])
+                yield None
+            h.update(b"]")
+        else:
+            feed(h, v)
+    h.update(b"}")
+    yield h.digest()
 
 
 def version_key(v):
@@ -192,6 +277,14 @@ def path_ok(p):
 
 def verify_manifest(manifest, anchor):
     # Raises OtaError unless the parsed manifest is well formed and signed by the anchor.
+    for _ in verify_steps(manifest, anchor):
+        pass
+    return manifest
+
+
+def verify_steps(manifest, anchor):
+    # verify_manifest() a step at a time: a generator yielding None between steps (the
+    # update awaits there) and raising OtaError where the manifest fails.
     if type(manifest) is not dict:
         raise OtaError("manifest is not an object")
     sig = manifest.get("sig")
@@ -222,14 +315,14 @@ def verify_manifest(manifest, anchor):
             raise OtaError("manifest: bad sha256 for " + f["path"])
     if not key_ok(anchor):
         raise OtaError("no OTA anchor: provision the bench from its deployment")
-    body = {}
-    for k in manifest:
-        if k != "sig":
-            body[k] = manifest[k]
-    digest = hashlib.sha256(canonical(body).encode()).digest()
-    if not rsa_verify(anchor, sig, digest):
+    for digest in digest_steps(manifest):
+        if digest is None:
+            yield None
+    for ok in rsa_steps(anchor, sig, digest):
+        if ok is None:
+            yield None
+    if not ok:
         raise OtaError("manifest signature does not verify with anchor " + key_id(anchor))
-    return manifest
 
 
 # -- the file system, relative to a root the virtual board can place per bench ------------
@@ -371,6 +464,16 @@ class _Response:
     async def read(self, n):
         return await runtime.net_wait_ms(self.reader.read(n), NET_MS)
 
+    async def readinto(self, buf):
+        # Into the caller's buffer, with no timer of its own (the caller bounds the whole
+        # body): a timer per chunk would cost the heap a task each time.
+        r = self.reader
+        if hasattr(r, "readinto"):  # MicroPython's streams; CPython's have only read()
+            return await r.readinto(buf)
+        b = await r.read(len(buf))
+        buf[: len(b)] = b
+        return len(b)
+
     def close(self):
         try:
             self.writer.close()
@@ -381,7 +484,8 @@ class _Response:
 async def http_get(url, opener=None):
     # A plain HTTP/1.0 GET (the gateway serves bundles on the LAN) over the asyncio streams of
     # opener(host, port) (runtime.open_connection by default). Returns a response with
-    # status, read(n) (a coroutine) and close(); the body is streamed, never held whole.
+    # status, read(n) and readinto(buf) (coroutines) and close(); the body is streamed, never
+    # held whole.
     if not url.startswith("http://"):
         raise OtaError("only http:// URLs")
     rest = url[7:]
@@ -415,7 +519,8 @@ async def http_get(url, opener=None):
 class Ota:
     # root: the flash root ("/" on the bench); trust: a Trust (the anchor, the version floor);
     # emit(state, version, detail): records an `ota` Event; fetch(url) -> response (a
-    # coroutine; status, read(n) a coroutine, close()), http_get over opener by default.
+    # coroutine; status, read(n) and readinto(buf) coroutines, close()), http_get over opener
+    # by default.
     def __init__(self, root, trust, emit, fetch=None, opener=None):
         self.root = root.rstrip("/")
         self.trust = trust
@@ -465,9 +570,19 @@ class Ota:
             r.close()
 
     async def _download(self, url, dest, size, sha):
-        # Stream url to dest + ".part", hashing as it goes; rename only when it verifies.
+        # Stream url to dest + ".part", hashing as it goes; rename only when it verifies. One
+        # deadline for the whole file: 15 s, and a millisecond a byte (1 KB/s at the least).
         part = dest + ".part"
         h = hashlib.sha256()
+        got = await runtime.net_wait_ms(self._fetch_to(url, part, size, h), NET_MS + size)
+        if got != size or hexlify(h.digest()) != sha:
+            os.remove(part)
+            raise OtaError("hash mismatch: " + dest[-40:])
+        os.rename(part, dest)
+
+    async def _fetch_to(self, url, part, size, h):
+        buf = bytearray(CHUNK)
+        mv = memoryview(buf)
         got = 0
         r = await self.fetch(url)
         try:
@@ -475,21 +590,18 @@ class Ota:
                 raise OtaError("HTTP %d for %s" % (r.status, url[-60:]))
             with open(part, "wb") as f:
                 while True:
-                    b = await r.read(CHUNK)
-                    if not b:
+                    n = await r.readinto(buf)
+                    if not n:
                         break
-                    got += len(b)
+                    got += n
                     if got > size:
-                        raise OtaError("longer than its manifest size: " + dest[-40:])
-                    h.update(b)
-                    f.write(b)
+                        raise OtaError("longer than its manifest size: " + part[-45:-5])
+                    h.update(mv[:n])
+                    f.write(mv[:n])
                     await asyncio.sleep(0)  # a read from a stream's buffer need not yield
         finally:
             r.close()
-        if got != size or hexlify(h.digest()) != sha:
-            os.remove(part)
-            raise OtaError("hash mismatch: " + dest[-40:])
-        os.rename(part, dest)
+        return got
 
     async def run(self, url, version, manifest_sha256):
         # The `ota` command. True when the new app is staged (the caller acks and reboots);
@@ -503,7 +615,8 @@ class Ota:
                 manifest = json.loads(raw)
             except ValueError:
                 raise OtaError("manifest is not JSON")
-            verify_manifest(manifest, self.trust.anchor())
+            for _ in verify_steps(manifest, self.trust.anchor()):
+                await asyncio.sleep(0)
             v = manifest["version"]
             if v != version:
                 raise OtaError("manifest is version %s, not %s" % (v, version))

@@ -33,7 +33,11 @@ class NoWait:  # this port's asyncio runs only from JavaScript's loop: nothing h
     @staticmethod
     async def sleep(t):
         pass
+    @staticmethod
+    async def net_wait_ms(aw, ms):
+        return await aw
 ota.asyncio = NoWait
+ota.runtime = NoWait
 def run(coro):
     try:
         coro.send(None)
@@ -46,6 +50,8 @@ class R:
         self.f = open(p, "rb")
     async def read(self, n):
         return self.f.read(n)
+    async def readinto(self, b):
+        return self.f.readinto(b)
     def close(self):
         self.f.close()
 async def fetch(url):

@@ -90,6 +90,11 @@ class Response:
         self.status = status
         self.cut = cut  # raise after this many bytes: a dropped connection
 
+    async def readinto(self, buf):
+        b = await self.read(len(buf))
+        buf[: len(b)] = b
+        return len(b)
+
     async def read(self, n):
         if self.cut is not None and self.pos >= self.cut:
             raise OSError(104, "ECONNRESET")
@@ -243,6 +248,17 @@ class Manifest(unittest.TestCase):
         )
         if sys.implementation.name != "micropython":
             self.assertEqual(ota.canonical(m), json.dumps(m, sort_keys=True, separators=(",", ":")))
+
+    def test_the_digest_fed_in_pieces_is_that_of_the_canonical_text(self):
+        m = json.loads(make_bundle({"bench/app.mpy": b"app", "main.py": b"x"}, rom=b"r"))
+        m["anchor"] = OTHER
+        steps = list(ota.digest_steps(m))
+        body = {}
+        for k in m:
+            if k != "sig":
+                body[k] = m[k]
+        self.assertEqual(steps[-1], hashlib.sha256(ota.canonical(body).encode()).digest())
+        self.assertEqual(steps[:-1], [None, None])  # a step per file
 
     def test_wrong_key_is_refused(self):
         self.assertRaises(ota.OtaError, ota.verify_manifest, self.manifest(), OTHER)
