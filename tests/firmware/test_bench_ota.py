@@ -298,6 +298,8 @@ def test_the_bench_keeps_publishing_and_answering_during_a_download(
         assert kit["wait_until"](lambda: acked(gw, "p-1"), timeout=15, what="ping")[0]["ok"]
         tel = len(gw.of("telemetry"))
         kit["wait_until"](lambda: len(gw.of("telemetry")) > tel, timeout=15, what="telemetry")
+        a = send(gw, kit, "o-2", command(base, "good", "1.1.0", www))  # one update at a time
+        assert a["ok"] is False and "already running" in a["detail"], a
         assert not acked(gw, "o-1")  # still downloading
         handler.gate.set()
         assert kit["wait_until"](lambda: acked(gw, "o-1"), timeout=30, what="ack o-1")[0]["ok"]
@@ -307,6 +309,41 @@ def test_the_bench_keeps_publishing_and_answering_during_a_download(
         assert vb.crashes == []
     finally:
         handler.gate.set()
+        gw.close()
+        bench_runner.close()
+        from boards.virtual import apploader
+
+        apploader.activate(None, [])
+
+
+def test_a_rotation_bundle_hands_the_bench_over_to_the_next_key(
+    mosquitto, bench_runner, firmware_kit, tmp_path, http_root, deployment
+):
+    kit = firmware_kit
+    www, base, _ = http_root
+    current = deployment.ota_signing_key
+    nxt = signing.generate()
+    build_bundle(FIRMWARE, www / "rotate", current, version="1.1.0", anchor=signing.anchor(nxt))
+    build_bundle(FIRMWARE, www / "old-key", current, version="1.2.0")
+    build_bundle(FIRMWARE, www / "new-key", nxt, version="1.2.0")
+    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
+    vb = make_bench(tmp_path, mosquitto.port, kit, [], deployment)
+    bench_runner.start(vb)
+    try:
+        kit["wait_until"](lambda: vb.app and vb.app.link and vb.app.link.birth_acked, what="up")
+        # Before the rotation, the next key's bundle is refused like any other stranger's.
+        assert send(gw, kit, "r-0", command(base, "new-key", "1.2.0", www))["ok"] is False
+        assert send(gw, kit, "r-1", command(base, "rotate", "1.1.0", www))["ok"] is True
+        kit["wait_until"](
+            lambda: ("applied", "1.1.0") in ota_events(gw), timeout=40, what="applied"
+        )
+        nvs = vb.board.nvs["klupa_ota"]
+        assert nvs["anchor"].decode() == signing.anchor(nxt) and nvs["floor"] == b"1.1.0"
+        a = send(gw, kit, "r-2", command(base, "old-key", "1.2.0", www))
+        assert a["ok"] is False and "signature" in a["detail"], a
+        assert send(gw, kit, "r-3", command(base, "new-key", "1.2.0", www))["ok"] is True
+        assert vb.crashes == []
+    finally:
         gw.close()
         bench_runner.close()
         from boards.virtual import apploader
