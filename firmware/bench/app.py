@@ -359,3 +359,4 @@ class App:
 
     async def supervisor_guard(self):
         return await self.supervisor()
+
