@@ -109,6 +109,7 @@ ON_DEMAND = (
     "bench/pollcheck.mpy",
     "bench/selftest.mpy",
     "bench/ota.mpy",
+    "bench/trust.mpy",
 )
 
 

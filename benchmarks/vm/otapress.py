@@ -133,7 +133,7 @@ async def opener(host, port):
 
 async def run(fig, peaks):
     clock, app, loop, built = await vmapp.connected_app()
-    from bench import ota
+    from bench import ota, trust
     from bench.front import Front
 
     with open(vmkit.BOARD_FILE) as f:
@@ -148,7 +148,7 @@ async def run(fig, peaks):
         anchor = f.read().strip()
     with open("/manifest.json", "rb") as f:
         raw = f.read()
-    sha = ota.hexlify(hashlib.sha256(raw).digest())
+    sha = trust.hexlify(hashlib.sha256(raw).digest())
     manifest = json.loads(raw)
 
     # The signature check, and hashing the same canonical bytes (what any check needs).
@@ -156,7 +156,7 @@ async def run(fig, peaks):
     for k in manifest:
         if k != "sig":
             body[k] = manifest[k]
-    text = ota.canonical(body).encode()
+    text = trust.canonical(body).encode()
     reps = 20
     t0 = _us()
     for _ in range(reps):
@@ -166,18 +166,18 @@ async def run(fig, peaks):
     gc.disable()
     a0 = gc.mem_alloc()
     t0 = _us()
-    ota.verify_manifest(manifest, anchor)
+    trust.verify_manifest(manifest, anchor)
     verify_us = _us() - t0
     verify_alloc = gc.mem_alloc() - a0
     gc.enable()
     t0 = _us()
     for _ in range(reps):
-        ota.verify_manifest(manifest, anchor)
+        trust.verify_manifest(manifest, anchor)
     verify_avg_us = (_us() - t0) // reps
     digest = hashlib.sha256(text).digest()
     t0 = _us()
     for _ in range(reps):
-        vmkit.check(ota.rsa_verify(anchor, manifest["sig"], digest), "the signature verifies")
+        vmkit.check(trust.rsa_verify(anchor, manifest["sig"], digest), "the signature verifies")
     rsa_us = (_us() - t0) // reps
     await vmkit.settle()
 
@@ -197,7 +197,7 @@ async def run(fig, peaks):
         ota.asyncio = Yields
         HOLD["on"] = True
         while not state["stop"]:
-            o = ota.Ota(vmkit.ROOT, ota.Trust(Nvs(), anchor), lambda *a: events.append(a[0]))
+            o = ota.Ota(vmkit.ROOT, trust.Trust(Nvs(), anchor), lambda *a: events.append(a[0]))
             o.fetch = lambda url: ota.http_get(url, opener)
             started = _us()
             ok = await o.run("http://gw:8070/manifest.json", manifest["version"], sha)

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 FAKES = REPO / "boards" / "virtual" / "mp"
 
 FETCH = """\
-from bench import ota
+from bench import ota, trust
 class NoWait:  # this port's asyncio runs only from JavaScript's loop: nothing here waits
     @staticmethod
     async def sleep(t):
@@ -69,7 +69,7 @@ class Nvs:
     def commit(self):
         pass
 ev = []
-o = ota.Ota("/", ota.Trust(Nvs(), {anchor!r}), lambda s, v, d=None: ev.append(s), fetch)
+o = ota.Ota("/", trust.Trust(Nvs(), {anchor!r}), lambda s, v, d=None: ev.append(s), fetch)
 """
 
 

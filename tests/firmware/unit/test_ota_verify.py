@@ -14,7 +14,7 @@ if sys.implementation.name != "micropython":
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import main  # the boot's check for an image waiting to be written
-from bench import ota
+from bench import ota, trust
 from ota_testkeys import KEY_A, KEY_B
 
 ANCHOR = KEY_A[0]  # the bench's anchor: KEY_A's public modulus
@@ -22,16 +22,16 @@ OTHER = KEY_B[0]
 
 
 def sha(b):
-    return ota.hexlify(hashlib.sha256(b).digest())
+    return trust.hexlify(hashlib.sha256(b).digest())
 
 
 def rsa_sign(key, message):
     # RSASSA-PKCS1-v1_5 with SHA-256, by the CRT (the host signs with `cryptography`).
     n, p, q, dp, dq, qinv = [int(x, 16) for x in key]
     k = len(key[0]) // 2
-    pad = k - 3 - len(ota._SHA256_INFO) // 2 - 32
-    digest = ota.hexlify(hashlib.sha256(message).digest())
-    em = int("0001" + "ff" * pad + "00" + ota._SHA256_INFO + digest, 16)
+    pad = k - 3 - len(trust._SHA256_INFO) // 2 - 32
+    digest = trust.hexlify(hashlib.sha256(message).digest())
+    em = int("0001" + "ff" * pad + "00" + trust._SHA256_INFO + digest, 16)
     m1 = pow(em % p, dp, p)
     m2 = pow(em % q, dq, q)
     s = m2 + qinv * (m1 - m2) % p * q  # qinv: q ** -1 mod p (RFC 8017, 5.1.2)
@@ -42,7 +42,7 @@ def rsa_sign(key, message):
 def signed(m, key=KEY_A):
     m = dict(m)
     m.pop("sig", None)
-    m["sig"] = rsa_sign(key, ota.canonical(m).encode())
+    m["sig"] = rsa_sign(key, trust.canonical(m).encode())
     return m
 
 
@@ -179,49 +179,49 @@ class Signature(unittest.TestCase):
     def test_a_signature_verifies_only_with_its_key_and_its_digest(self):
         d = hashlib.sha256(b"manifest").digest()
         sig = rsa_sign(KEY_A, b"manifest")
-        self.assertTrue(ota.rsa_verify(ANCHOR, sig, d))
-        self.assertFalse(ota.rsa_verify(OTHER, sig, d))
-        self.assertFalse(ota.rsa_verify(ANCHOR, sig, hashlib.sha256(b"manifesu").digest()))
+        self.assertTrue(trust.rsa_verify(ANCHOR, sig, d))
+        self.assertFalse(trust.rsa_verify(OTHER, sig, d))
+        self.assertFalse(trust.rsa_verify(ANCHOR, sig, hashlib.sha256(b"manifesu").digest()))
         flipped = sig[:-1] + ("0" if sig[-1] != "0" else "1")
-        self.assertFalse(ota.rsa_verify(ANCHOR, flipped, d))
-        self.assertFalse(ota.rsa_verify(ANCHOR, sig[2:], d))  # a byte short
-        self.assertFalse(ota.rsa_verify(ANCHOR, "zz" + sig[2:], d))
+        self.assertFalse(trust.rsa_verify(ANCHOR, flipped, d))
+        self.assertFalse(trust.rsa_verify(ANCHOR, sig[2:], d))  # a byte short
+        self.assertFalse(trust.rsa_verify(ANCHOR, "zz" + sig[2:], d))
         n = ANCHOR[:-1] + "f"  # not even an RSA key's signature of it: s >= n
-        self.assertFalse(ota.rsa_verify(ANCHOR, n, d))
+        self.assertFalse(trust.rsa_verify(ANCHOR, n, d))
 
     def test_anchors_are_rsa_2048_to_4096_moduli_in_hex(self):
-        self.assertTrue(ota.key_ok(ANCHOR))
+        self.assertTrue(trust.key_ok(ANCHOR))
         for bad in (ANCHOR[:-2], "00" + ANCHOR[2:], ANCHOR.upper(), "ab" * 513, None, 5):
-            self.assertFalse(ota.key_ok(bad), repr(bad)[:20])
+            self.assertFalse(trust.key_ok(bad), repr(bad)[:20])
 
     def test_versions_compare_as_numbers(self):
-        self.assertLess(ota.version_key("0.9.0"), ota.version_key("2.0.0"))
-        self.assertLess(ota.version_key("1.9.9"), ota.version_key("1.10.0"))
-        self.assertEqual(ota.version_key("1.2"), ota.version_key("1.2.0"))
+        self.assertLess(trust.version_key("0.9.0"), trust.version_key("2.0.0"))
+        self.assertLess(trust.version_key("1.9.9"), trust.version_key("1.10.0"))
+        self.assertEqual(trust.version_key("1.2"), trust.version_key("1.2.0"))
         for bad in ("1.0.0-rc1", "", "1..2", "v1", "1.2.3.4.5", None):
-            self.assertRaises(ota.OtaError, ota.version_key, bad)
+            self.assertRaises(trust.OtaError, trust.version_key, bad)
 
 
 class TrustStore(unittest.TestCase):
     def test_the_provisioned_anchor_until_a_commit_rotates_it(self):
         nvs = Nvs()
-        t = ota.Trust(nvs, ANCHOR)
+        t = trust.Trust(nvs, ANCHOR)
         self.assertEqual(t.anchor(), ANCHOR)
         self.assertIsNone(t.floor())
         t.commit("1.1.0", OTHER)
         self.assertEqual(t.anchor(), OTHER)
-        self.assertEqual(ota.Trust(nvs, ANCHOR).anchor(), OTHER)  # after a reboot too
+        self.assertEqual(trust.Trust(nvs, ANCHOR).anchor(), OTHER)  # after a reboot too
         self.assertEqual(t.floor(), "1.1.0")
 
     def test_a_bench_provisioned_again_trusts_the_anchor_it_was_given(self):
         nvs = Nvs()
-        ota.Trust(nvs, ANCHOR).commit("1.1.0", OTHER)
+        trust.Trust(nvs, ANCHOR).commit("1.1.0", OTHER)
         # The technician provisions it with the deployment's anchor of the day.
-        self.assertEqual(ota.Trust(nvs, KEY_A[0][:-2] + "ab").anchor(), KEY_A[0][:-2] + "ab")
-        self.assertEqual(ota.Trust(nvs, None).anchor(), OTHER)
+        self.assertEqual(trust.Trust(nvs, KEY_A[0][:-2] + "ab").anchor(), KEY_A[0][:-2] + "ab")
+        self.assertEqual(trust.Trust(nvs, None).anchor(), OTHER)
 
     def test_the_floor_only_rises(self):
-        t = ota.Trust(Nvs(), ANCHOR)
+        t = trust.Trust(Nvs(), ANCHOR)
         t.commit("2.0.0")
         t.commit("0.9.0")
         self.assertEqual(t.floor(), "2.0.0")
@@ -238,55 +238,58 @@ class Manifest(unittest.TestCase):
         return m
 
     def test_good_manifest_verifies(self):
-        m = ota.verify_manifest(self.manifest(), ANCHOR)
+        m = trust.verify_manifest(self.manifest(), ANCHOR)
         self.assertEqual(m["version"], "1.1.0")
 
     def test_canonical_bytes_are_sorted_compact_json(self):
         m = {"version": "1.0", "files": [{"size": 3, "path": "a.mpy", "sha256": "ab"}]}
         self.assertEqual(
-            ota.canonical(m), '{"files":[{"path":"a.mpy","sha256":"ab","size":3}],"version":"1.0"}'
+            trust.canonical(m),
+            '{"files":[{"path":"a.mpy","sha256":"ab","size":3}],"version":"1.0"}',
         )
         if sys.implementation.name != "micropython":
-            self.assertEqual(ota.canonical(m), json.dumps(m, sort_keys=True, separators=(",", ":")))
+            self.assertEqual(
+                trust.canonical(m), json.dumps(m, sort_keys=True, separators=(",", ":"))
+            )
 
     def test_the_digest_fed_in_pieces_is_that_of_the_canonical_text(self):
         m = json.loads(make_bundle({"bench/app.mpy": b"app", "main.py": b"x"}, rom=b"r"))
         m["anchor"] = OTHER
-        steps = list(ota.digest_steps(m))
+        steps = list(trust.digest_steps(m))
         body = {}
         for k in m:
             if k != "sig":
                 body[k] = m[k]
-        self.assertEqual(steps[-1], hashlib.sha256(ota.canonical(body).encode()).digest())
+        self.assertEqual(steps[-1], hashlib.sha256(trust.canonical(body).encode()).digest())
         self.assertEqual(steps[:-1], [None, None])  # a step per file
 
     def test_wrong_key_is_refused(self):
-        self.assertRaises(ota.OtaError, ota.verify_manifest, self.manifest(), OTHER)
-        self.assertRaises(ota.OtaError, ota.verify_manifest, self.manifest(), None)
+        self.assertRaises(trust.OtaError, trust.verify_manifest, self.manifest(), OTHER)
+        self.assertRaises(trust.OtaError, trust.verify_manifest, self.manifest(), None)
 
     def test_any_tampered_field_is_refused(self):
         m = self.manifest()
         m["files"][0]["size"] += 1
-        self.assertRaises(ota.OtaError, ota.verify_manifest, m, ANCHOR)
+        self.assertRaises(trust.OtaError, trust.verify_manifest, m, ANCHOR)
         m = self.manifest(version="9.9.9")
-        self.assertRaises(ota.OtaError, ota.verify_manifest, m, ANCHOR)
+        self.assertRaises(trust.OtaError, trust.verify_manifest, m, ANCHOR)
         m = self.manifest()
         m["files"][1]["sha256"] = sha(b"evil")
-        self.assertRaises(ota.OtaError, ota.verify_manifest, m, ANCHOR)
+        self.assertRaises(trust.OtaError, trust.verify_manifest, m, ANCHOR)
         m = self.manifest(extra="added")
-        self.assertRaises(ota.OtaError, ota.verify_manifest, m, ANCHOR)
+        self.assertRaises(trust.OtaError, trust.verify_manifest, m, ANCHOR)
 
     def test_paths_that_escape_the_app_are_refused(self):
         for bad in ("../boot.py", "/boot.py", "a//b", "bench/", "x.part", "a b"):
-            self.assertFalse(ota.path_ok(bad), bad)
-        self.assertTrue(ota.path_ok("bench/app.mpy"))
+            self.assertFalse(trust.path_ok(bad), bad)
+        self.assertTrue(trust.path_ok("bench/app.mpy"))
 
     def test_a_rom_entry_is_checked_like_a_file_and_covered_by_the_signature(self):
         files = {"bench/app.mpy": b"app", "main.py": b"import app\n"}
         m = json.loads(make_bundle(files, rom=b"image"))
-        self.assertEqual(ota.verify_manifest(m, ANCHOR)["rom"]["size"], 5)
+        self.assertEqual(trust.verify_manifest(m, ANCHOR)["rom"]["size"], 5)
         m["rom"]["sha256"] = sha(b"other image")
-        self.assertRaises(ota.OtaError, ota.verify_manifest, m, ANCHOR)  # the signature
+        self.assertRaises(trust.OtaError, trust.verify_manifest, m, ANCHOR)  # the signature
         bad = (
             {"path": "main.py", "size": 5, "sha256": sha(b"image")},  # a file's path
             {"path": "../app.rom", "size": 5, "sha256": sha(b"image")},
@@ -299,14 +302,14 @@ class Manifest(unittest.TestCase):
             m = json.loads(make_bundle(files))
             m["rom"] = rom
             m = signed(m)
-            with self.assertRaises(ota.OtaError, msg=repr(rom)) as e:
-                ota.verify_manifest(m, ANCHOR)
+            with self.assertRaises(trust.OtaError, msg=repr(rom)) as e:
+                trust.verify_manifest(m, ANCHOR)
             self.assertIn("manifest", str(e.exception))
 
     def test_missing_signature_is_refused(self):
         m = self.manifest()
         del m["sig"]
-        self.assertRaises(ota.OtaError, ota.verify_manifest, m, ANCHOR)
+        self.assertRaises(trust.OtaError, trust.verify_manifest, m, ANCHOR)
 
 
 class Update(unittest.IsolatedAsyncioTestCase):
@@ -328,7 +331,7 @@ class Update(unittest.IsolatedAsyncioTestCase):
         self.events = []
         self.reasons = []
         self.nvs = Nvs()
-        self.trust = ota.Trust(self.nvs, ANCHOR)
+        self.trust = trust.Trust(self.nvs, ANCHOR)
         self.ota = ota.Ota(self.root, self.trust, self.emit, self.server.fetch)
 
     def emit(self, state, version, detail=None):
@@ -531,7 +534,7 @@ class Update(unittest.IsolatedAsyncioTestCase):
             await self.committed_with_rom(image, device)
             self.with_vfs(device)
             for _ in range(2):
-                self.assertRaises(ota.OtaError, self.ota.to_rom, ("bench", "drivers"))
+                self.assertRaises(trust.OtaError, self.ota.to_rom, ("bench", "drivers"))
                 self.assertTrue(main._rom_pending(self.root))  # the next boot tries again
             self.assertFalse(self.ota.to_rom(("bench", "drivers")))
             self.assertFalse(main._rom_pending(self.root))
@@ -591,6 +594,28 @@ class Update(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(self.ota.boot(), "rolled_back")
         self.assertEqual(self.trust.anchor(), ANCHOR)
         self.assertIsNone(self.trust.floor())
+
+
+class Resident(unittest.TestCase):
+    def test_an_ota_step_leaves_neither_ota_nor_trust_imported(self):
+        from bench import runtime
+
+        class App:
+            root = _tmpdir()
+            events = []
+
+            def record_event(self, kind, fields):
+                self.events.append((kind, fields))
+
+        saved = {n: sys.modules.get(n) for n in ("bench.ota", "bench.trust")}
+        try:
+            runtime.job("ota", "step", App(), "report")
+            self.assertNotIn("bench.ota", sys.modules)
+            self.assertNotIn("bench.trust", sys.modules)
+        finally:
+            for n in saved:
+                if saved[n] is not None:
+                    sys.modules[n] = saved[n]
 
 
 if __name__ == "__main__":
