@@ -36,7 +36,7 @@ holds the event loop is in it. Baseline, same run: the same presses with no down
 included: flash erase and write times of the ESP32 (the VM's file system is in memory; an
 ESP32's littlefs erases a 4-KiB sector in tens of milliseconds, a wait the download shares with
 the spool's own writes), Wi-Fi. Also timed there: the manifest's signature check
-(``bench.ota.verify_manifest``) against hashing its canonical bytes alone, and what the check
+(``bench.trust.verify_manifest``) against hashing its canonical bytes alone, and what the check
 allocates.
 
     .venv/bin/python benchmarks/vm_ui.py [--download-only]
