@@ -427,7 +427,7 @@ class Ota:
         v = s.get("version")
         # The floor and the anchor first: a power cut before ota.json is saved rolls the app
         # back, which costs a retry, where the other order would leave the floor below it.
-        self.trust.commit(v, s.get("anchor"))
+        self.error = self.trust.commit(v, s.get("anchor"))
         rmtree(self._p("app.old"))
         self._save({"state": "", "version": v, "report": ["applied", v], "rom": s.get("rom")})
         return bool(s.get("rom"))
@@ -522,6 +522,8 @@ def step(app, what):
     rom = False
     if what == "healthy":
         rom = o.healthy()
+        if o.error:
+            app.fault("ota_trust", o.error)
     elif what == "rollback":
         o.rollback()
     if what != "rollback":

@@ -221,17 +221,23 @@ class Trust:
 
     def commit(self, version, anchor=None):
         # The app of this version is committed: raise the floor, take the anchor it names.
+        # -> "" or why NVS refused: the app stays committed all the same (a bench that cannot
+        # write NVS keeps running; its caller reports the fault).
         f = self.floor()
         try:
             low = f is None or version_key(f) < version_key(version)
         except OtaError:
             low = True
-        if low:
-            self.nvs.set_blob("floor", version.encode())
-        if key_ok(anchor) and anchor != self.anchor():
-            self.nvs.set_blob("anchor", anchor.encode())
-            self.nvs.set_blob("base", self._hash(self.provisioned).encode())
-        self.nvs.commit()
+        try:
+            if low:
+                self.nvs.set_blob("floor", version.encode())
+            if key_ok(anchor) and anchor != self.anchor():
+                self.nvs.set_blob("anchor", anchor.encode())
+                self.nvs.set_blob("base", self._hash(self.provisioned).encode())
+            self.nvs.commit()
+        except OSError as e:
+            return "NVS refused the commit: " + str(e)
+        return ""
 
 
 def trust_of(app):

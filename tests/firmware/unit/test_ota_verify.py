@@ -588,6 +588,18 @@ class Update(unittest.IsolatedAsyncioTestCase):
         man = self.publish(self.NEW, "1.2.0", key=KEY_B)
         self.assertTrue(await self.run_ota(man, "1.2.0"), self.ota.error)
 
+    async def test_a_commit_nvs_refuses_still_commits_the_app_and_says_why(self):
+        def full(key, value):
+            raise OSError(-0x1105, "ESP_ERR_NVS_NOT_ENOUGH_SPACE")
+
+        self.nvs.set_blob = full
+        self.assertTrue(await self.run_ota(self.publish(self.NEW, "2.0.0"), "2.0.0"))
+        self.assertEqual(self.ota.boot(), "switched")
+        self.ota.healthy()
+        self.assertIn("NVS refused", self.ota.error)
+        self.assertEqual(self.ota.report(), ("applied", "2.0.0"))
+        self.assertFalse(self.ota.on_trial())
+
     async def test_a_rotation_whose_trial_fails_leaves_the_anchor(self):
         self.assertTrue(await self.run_ota(self.publish(self.NEW, anchor=OTHER)))
         self.assertEqual(self.ota.boot(), "switched")
