@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,7 +14,7 @@ import pytest
 from klupa.testing.mp.romvfs import image_tree
 from provisioning import bundle, cli, signing
 from provisioning.create import create_deployment
-from provisioning.deployment import Deployment
+from provisioning.deployment import Deployment, DeploymentError
 from provisioning.detect import BRIDGES, candidates
 
 
@@ -81,6 +82,18 @@ def test_bundle_compiles_hashes_and_signs(tmp_path: Path) -> None:
     (fw / "bench" / "broken.py").write_text("def (:\n")
     with pytest.raises(bundle.BundleError, match="broken.py"):
         bundle.build_bundle(fw, tmp_path / "out2", key)
+
+
+def test_a_deployment_without_a_signing_key_says_how_to_get_one(tmp_path: Path) -> None:
+    dep = create_deployment(tmp_path / "d")
+    shutil.rmtree(dep.ota_dir)  # a folder from before the key existed
+    with pytest.raises(DeploymentError, match="klupa provision init"):
+        Deployment(dep.root).ota_signing_key  # noqa: B018
+    fw = Path(__file__).resolve().parents[2] / "firmware"
+    out = tmp_path / "b"
+    assert bundle.main(["--firmware", str(fw), "--out", str(out), "--deploy", str(dep.root)]) == 1
+    create_deployment(dep.root)  # init again: adds the key, keeps the rest
+    assert Deployment(dep.root).ota_key_path.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_rotation_bundle_names_the_next_key_signed_by_the_current_one(tmp_path: Path) -> None:
