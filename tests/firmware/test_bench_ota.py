@@ -294,6 +294,18 @@ def test_the_bench_keeps_publishing_and_answering_during_a_download(
         kit["wait_until"](
             lambda: ("downloading", "1.1.0") in ota_events(gw), timeout=15, what="downloading"
         )
+        # The app's own loops run on: the pads and display, the sampler, the watchdog's feeder.
+        app = vb.app
+        seen = dict(app.checkins)
+        fed = vb.board.wdt_fed_ms
+        kit["wait_until"](
+            lambda: (
+                all(app.checkins[k] != seen[k] for k in ("front", "sampler"))
+                and vb.board.wdt_fed_ms > fed
+            ),
+            timeout=15,
+            what="front, sampler and the watchdog's feeder during the download",
+        )
         gw.command("mostar-01", {"id": "p-1", "op": "ping"})
         assert kit["wait_until"](lambda: acked(gw, "p-1"), timeout=15, what="ping")[0]["ok"]
         tel = len(gw.of("telemetry"))
