@@ -200,10 +200,9 @@ class Trust:
     def _get(self, key, size):
         buf = bytearray(size)
         try:
-            n = self.nvs.get_blob(key, buf)
-        except OSError:  # not found
+            return bytes(buf[: self.nvs.get_blob(key, buf)]).decode()
+        except (OSError, ValueError):  # not found, longer than size, or not text: none
             return None
-        return bytes(buf[:n]).decode()
 
     def anchor(self):
         a = self._get("anchor", _KEY_HEX_MAX)

@@ -220,6 +220,16 @@ class TrustStore(unittest.TestCase):
         self.assertEqual(trust.Trust(nvs, KEY_A[0][:-2] + "ab").anchor(), KEY_A[0][:-2] + "ab")
         self.assertEqual(trust.Trust(nvs, None).anchor(), OTHER)
 
+    def test_damaged_nvs_values_count_as_none(self):
+        nvs = Nvs()
+        nvs.set_blob("anchor", b"\xff\xfe" * 300)
+        nvs.set_blob("floor", b"\xff")
+        t = trust.Trust(nvs, ANCHOR)
+        self.assertEqual(t.anchor(), ANCHOR)
+        self.assertIsNone(t.floor())
+        self.assertEqual(t.commit("1.0.0"), "")
+        self.assertEqual(t.floor(), "1.0.0")
+
     def test_the_floor_only_rises(self):
         t = trust.Trust(Nvs(), ANCHOR)
         t.commit("2.0.0")
