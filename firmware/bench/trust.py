@@ -114,8 +114,9 @@ def rsa_steps(key, sig, digest):
     # Whether sig (hex) is key's RSASSA-PKCS1-v1_5 signature of the SHA-256 digest, a few big
     # products at a time: a generator that yields None after each quarter of the 16 squarings
     # of s ** 65537 mod n and last True or False, so that an update lets the app run between
-    # them (on an ESP32 a product of 3,072-bit numbers takes milliseconds). A public key
-    # operation: nothing here is secret or timing-sensitive.
+    # them (on an ESP32 a product of 3,072-bit numbers takes milliseconds). The result is
+    # compared whole with the encoding the digest must have (RFC 8017, 8.2.2), never parsed,
+    # so no loose padding passes. A public key operation: nothing secret, nothing timed.
     if type(sig) is not str or len(sig) != len(key):
         yield False
         return
