@@ -127,15 +127,19 @@ async def need_caller(request: Request) -> Caller:
     return caller
 
 
-def must_write(caller: Caller, municipalities: list[str]) -> None:
-    """403 unless the caller may write every municipality named (admin writes all)."""
-    if caller.admin:
-        return
+def must_write(caller: Caller, municipalities: list[str]) -> str:
+    """The caller's municipality; 403 unless it is every municipality named. The admin token
+    manages polls and writes no votes, bench-days or bench states."""
+    if caller.admin or caller.municipality is None:
+        raise ApiError(
+            403, "Authorization: the admin token manages polls; a municipality's token writes data"
+        )
     for m in municipalities:
         if m != caller.municipality:
             raise ApiError(
                 403, f"municipality: this token writes only {caller.municipality}, not {m}"
             )
+    return caller.municipality
 
 
 async def json_body(request: Request) -> dict[str, Any]:
@@ -203,8 +207,8 @@ def create_app(engine: Engine) -> FastAPI:
     async def post_votes(request: Request) -> Response:
         caller = await need_caller(request)
         items = checks.check_votes(await json_body(request))
-        must_write(caller, [v.municipality for v in items])
-        outcome = await run_in_threadpool(store.ingest_votes, engine, items)
+        municipality = must_write(caller, [v.municipality for v in items])
+        outcome = await run_in_threadpool(store.ingest_votes, engine, municipality, items)
         if outcome["rejected"]:
             log.info("votes rejected", extra={"rejected": outcome["rejected"][:20]})
         return JSONResponse(outcome)
@@ -213,9 +217,9 @@ def create_app(engine: Engine) -> FastAPI:
     async def put_days(request: Request) -> Response:
         caller = await need_caller(request)
         days = checks.check_days(await json_body(request))
-        must_write(caller, [d.municipality for d in days])
-        count = await run_in_threadpool(store.upsert_days, engine, days)
-        return JSONResponse({"upserted": count})
+        municipality = must_write(caller, [d.municipality for d in days])
+        outcome = await run_in_threadpool(store.upsert_days, engine, municipality, days)
+        return JSONResponse(outcome)
 
     @app.put("/api/v1/benches/{bench}")
     async def put_bench(bench: str, request: Request) -> Response:
@@ -224,7 +228,10 @@ def create_app(engine: Engine) -> FastAPI:
             raise checks.BadField("bench", f"{bench!r} is not a bench id")
         status = checks.check_bench_status(await json_body(request))
         must_write(caller, [status.municipality])
-        await run_in_threadpool(store.set_bench_status, engine, bench, status)
+        try:
+            await run_in_threadpool(store.set_bench_status, engine, bench, status)
+        except store.NotYourBench as exc:
+            raise ApiError(403, str(exc)) from exc
         return JSONResponse({"ok": True})
 
     @app.get("/api/v1/polls/{poll_id}/results")

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from portal import anomaly, names
+from portal import anomaly, names, registry
 from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem
 from portal.db import bench_days, benches, poll_places, polls, reading, votes, writing
 
@@ -25,6 +25,7 @@ LOCAL = ZoneInfo(names.LOCAL_TZ)
 UPCOMING_S = 7 * 86400  # GET /polls lists polls opening within this
 RECENT_S = 30 * 86400  # the front page keeps closed polls this long
 CHUNK = 500  # rows per INSERT statement (SQLite's bound-parameter limit)
+NOT_YOUR_BENCH = "not_your_bench"  # the reason for an item of a bench not the token's
 
 
 class PollExists(ValueError):
@@ -145,32 +146,44 @@ def front_page_polls(engine: Engine, now: int) -> list[Poll]:
 
 
 def _insert_ignoring_known(conn: Connection, rows: list[dict[str, Any]]) -> int:
-    """Insert the votes whose id is new; return how many were new (known ids are skipped).
+    """Insert the votes whose (municipality, id) is new; return how many went in.
 
     One statement executed for many rows: SQLAlchemy batches it into multi-row INSERTs from one
-    compiled form, and RETURNING names only the rows that went in.
+    compiled form, and RETURNING names only the rows that went in (a vote another request
+    stored a moment ago is skipped, not an error).
     """
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(votes).on_conflict_do_nothing(index_elements=["id"]).returning(votes.c.id)
+    stmt = (
+        insert(votes)
+        .on_conflict_do_nothing(index_elements=["municipality", "id"])
+        .returning(votes.c.id)
+    )
     return len(conn.execute(stmt, rows).all())
 
 
-def ingest_votes(engine: Engine, items: list[VoteItem], now: int | None = None) -> dict[str, Any]:
-    """Apply a batch of votes in one transaction: new ones are stored, known ids are duplicates,
-    and votes that cannot count are rejected with their reason (the rest still apply)."""
+def ingest_votes(
+    engine: Engine, municipality: str, items: list[VoteItem], now: int | None = None
+) -> dict[str, Any]:
+    """Apply a batch of `municipality`'s votes in one transaction: new ones are stored, known
+    ids are duplicates, and votes that cannot count are rejected with their reason (the rest
+    still apply). A vote for a bench not registered to `municipality` is `not_your_bench`."""
     received = int(time.time()) if now is None else now
     rejected: list[dict[str, str]] = []
     fresh: list[dict[str, Any]] = []
     seen: set[str] = set()
     repeats = 0
     with writing(engine) as conn:
+        own = registry.own_benches(conn, municipality, {v.bench for v in items}, lock=True)
         wanted = {v.poll for v in items if names.POLL_ID_RE.fullmatch(v.poll)}
         known = {p.id: p for p in _polls(conn, polls.c.id.in_(wanted))} if wanted else {}
         for vote in items:
             if vote.id in seen:
                 repeats += 1
                 continue
-            reason = _why_not_counted(vote, known.get(vote.poll))
+            if vote.bench not in own or vote.municipality != municipality:
+                reason = NOT_YOUR_BENCH
+            else:
+                reason = _why_not_counted(vote, known.get(vote.poll))
             if reason:
                 rejected.append({"id": vote.id, "reason": reason})
                 continue
@@ -179,7 +192,7 @@ def ingest_votes(engine: Engine, items: list[VoteItem], now: int | None = None) 
                 {
                     "id": vote.id,
                     "poll_id": vote.poll,
-                    "municipality": vote.municipality,
+                    "municipality": municipality,
                     "bench": vote.bench,
                     "choice": vote.choice,
                     "ts": vote.ts,
@@ -256,13 +269,26 @@ def vote_spikes(engine: Engine, bench_ids: Iterable[str], now: int, days: int = 
 # --------------------------------------------------------------------------- benches
 
 
-def upsert_days(engine: Engine, days: list[BenchDay], now: int | None = None) -> int:
+class NotYourBench(PermissionError):
+    """A bench state for a bench not registered to the writing municipality."""
+
+
+def upsert_days(
+    engine: Engine, municipality: str, days: list[BenchDay], now: int | None = None
+) -> dict[str, Any]:
+    """Store `municipality`'s bench-days (a day already there is replaced); a day of a bench
+    not registered to it is rejected as `not_your_bench`, the others still apply."""
     stamp = int(time.time()) if now is None else now
-    if not days:
-        return 0
+    rejected: list[dict[str, str]] = []
     with writing(engine) as conn:
+        own = registry.own_benches(conn, municipality, {d.bench for d in days})
+        rows = []
+        for d in days:
+            if d.bench not in own or d.municipality != municipality:
+                rejected.append({"bench": d.bench, "date": d.date, "reason": NOT_YOUR_BENCH})
+            else:
+                rows.append({**d.__dict__, "updated_at": stamp})
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        rows = [{**d.__dict__, "updated_at": stamp} for d in days]
         # The last row for a key wins when a batch names one day twice.
         unique = list({(r["municipality"], r["bench"], r["date"]): r for r in rows}.values())
         for start in range(0, len(unique), CHUNK):
@@ -275,12 +301,13 @@ def upsert_days(engine: Engine, days: list[BenchDay], now: int | None = None) ->
                 },
             )
             conn.execute(stmt)
-    return len(days)
+    return {"upserted": len(rows), "rejected": rejected}
 
 
 def set_bench_status(
     engine: Engine, bench: str, status: BenchStatus, now: int | None = None
 ) -> None:
+    """Store a bench's state; NotYourBench unless the bench is registered to its municipality."""
     stamp = int(time.time()) if now is None else now
     key = (benches.c.municipality == status.municipality) & (benches.c.bench == bench)
     values = {
@@ -292,6 +319,8 @@ def set_bench_status(
         "updated_at": stamp,
     }
     with writing(engine) as conn:
+        if bench not in registry.own_benches(conn, status.municipality, [bench]):
+            raise NotYourBench(f"bench: {bench} is not registered to {status.municipality}")
         old = conn.execute(select(benches.c.online, benches.c.since).where(key)).first()
         if old is None:
             since = status.last_seen if status.online and status.last_seen else stamp

@@ -20,12 +20,15 @@ from klupa.services import Broker, free_port, serve_portal, stop_process
 class RealPortal:
     def __init__(self, workdir: Path) -> None:
         from portal.db import open_database
+        from portal.registry import add_bench
         from portal.tokens import create_token
 
         self.db = str(workdir / "portal.sqlite")
         engine = open_database(self.db)
         self.admin = create_token(engine, admin=True)
         self.token = create_token(engine, "mostar")
+        for bench in ("mostar-01", "mostar-02"):
+            add_bench(engine, bench, "mostar")
         engine.dispose()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"

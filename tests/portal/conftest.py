@@ -1,5 +1,6 @@
 """The real portal for tests: `klupa portal serve` as a child process on a free port, SQLite in a
-temp dir, with an admin token and per-municipality tokens created through portal.tokens."""
+temp dir, with an admin token and per-municipality tokens created through portal.tokens, and
+benches `{m}-01` to `{m}-09` of every municipality in its bench registry."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edge_gateway.protocol import MUNICIPALITIES
 from klupa.testing.services import (
     free_port,
     need_program,
@@ -27,6 +29,7 @@ from klupa.testing.services import (
     wait_for_port,
 )
 from portal.db import open_database
+from portal.registry import import_benches
 from portal.tokens import create_token
 
 _ids = itertools.count(1)
@@ -40,6 +43,9 @@ class RunningPortal:
         self.url = f"http://127.0.0.1:{self.port}"
         self.engine = open_database(self.db)
         self.admin = create_token(self.engine, admin=True)
+        import_benches(
+            self.engine, [(f"{m}-{n:02d}", m) for m in MUNICIPALITIES for n in range(1, 10)]
+        )
         self._tokens: dict[str, str] = {}
         self.log = workdir / "portal.log"
         self.proc: subprocess.Popen[bytes] | None = None

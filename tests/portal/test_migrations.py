@@ -8,17 +8,20 @@ from pathlib import Path
 from alembic import command
 from sqlalchemy import inspect, text
 
-from portal import checks, db, store
+from portal import checks, db, registry, store
 from portal.tokens import create_token, find_caller
 
 
 def test_an_empty_database_is_migrated_to_the_newest_revision(tmp_path: Path) -> None:
     engine = db.open_database(str(tmp_path / "p.sqlite"))
-    assert db.current_revision(engine) == "0002"
+    assert db.current_revision(engine) == "0003"
     assert db.table_names(engine) == [
         "alembic_version",
         "bench_days",
+        "bench_registry",
         "benches",
+        "capped_votes",
+        "gateways",
         "poll_places",
         "polls",
         "tokens",
@@ -26,7 +29,7 @@ def test_an_empty_database_is_migrated_to_the_newest_revision(tmp_path: Path) ->
     ]
     # Running again changes nothing.
     db.migrate(engine)
-    assert db.current_revision(engine) == "0002"
+    assert db.current_revision(engine) == "0003"
 
 
 def test_a_database_at_the_previous_revision_is_upgraded_keeping_its_data(tmp_path: Path) -> None:
@@ -62,7 +65,7 @@ def test_a_database_at_the_previous_revision_is_upgraded_keeping_its_data(tmp_pa
         )
 
     db.migrate(engine)
-    assert db.current_revision(engine) == "0002"
+    assert db.current_revision(engine) == "0003"
     indexes = {i["name"] for i in inspect(engine).get_indexes("votes")}
     assert {"ix_votes_poll_bench_choice", "ix_votes_bench_ts"} <= indexes
     assert "ix_votes_poll" not in indexes
@@ -75,17 +78,28 @@ def test_a_database_at_the_previous_revision_is_upgraded_keeping_its_data(tmp_pa
     )
     assert find_caller(engine, token) is not None
     assert store.results(engine, "old-poll")["choices"] == {"a": 1, "b": 0}
+    assert inspect(engine).get_pk_constraint("votes")["constrained_columns"] == [
+        "municipality",
+        "id",
+    ]
     vote = checks.VoteItem("mostar-01/1/2", "mostar", "mostar-01", "old-poll", "b", now - 10)
-    assert store.ingest_votes(engine, [vote])["accepted"] == 1
+    # Until the bench is registered, its municipality writes nothing for it.
+    assert store.ingest_votes(engine, "mostar", [vote])["rejected"][0]["reason"] == "not_your_bench"
+    registry.add_bench(engine, "mostar-01", "mostar")
+    assert store.ingest_votes(engine, "mostar", [vote])["accepted"] == 1
     assert store.results(engine, "old-poll")["total"] == 2
 
 
 def test_the_newest_revision_downgrades_to_the_previous_one(tmp_path: Path) -> None:
     engine = db.open_database(str(tmp_path / "p.sqlite"))
+    command.downgrade(db.alembic_config(engine), "0002")
+    assert db.current_revision(engine) == "0002"
+    assert "bench_registry" not in db.table_names(engine)
+    assert inspect(engine).get_pk_constraint("votes")["constrained_columns"] == ["id"]
     command.downgrade(db.alembic_config(engine), "0001")
     assert db.current_revision(engine) == "0001"
     assert "since" not in {c["name"] for c in inspect(engine).get_columns("benches")}
     command.downgrade(db.alembic_config(engine), "base")
     assert db.table_names(engine) == ["alembic_version"]
     db.migrate(engine)
-    assert db.current_revision(engine) == "0002"
+    assert db.current_revision(engine) == "0003"
