@@ -237,6 +237,8 @@ def create_app(engine: Engine) -> FastAPI:
     @app.get("/api/v1/polls/{poll_id}/results")
     async def poll_results(poll_id: str, request: Request) -> Response:
         caller = await maybe_caller(request)
+        if not names.POLL_ID_RE.fullmatch(poll_id):
+            raise ApiError(404, f"poll: {poll_id!r} is not a poll id, so no poll has it")
         try:
             poll = await run_in_threadpool(store.get_poll, engine, poll_id)
         except store.UnknownPoll as exc:

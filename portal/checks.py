@@ -11,6 +11,7 @@ import datetime
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,14 +42,40 @@ def need_list(obj: dict[str, Any], key: str, field: str) -> list[Any]:
     return value
 
 
+# Bidirectional embeddings, overrides and isolates: they reorder what a reader sees, so a
+# label could show one thing and mean another.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def text_problem(value: str) -> str:
+    """Why `value` cannot be stored or shown as text ("" if it can): NUL and other control
+    characters (PostgreSQL refuses NUL), bidi overrides, and lone surrogates (not UTF-8)."""
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            return f"must not contain control characters (U+{ord(ch):04X})"
+        if category == "Cs":
+            return f"must not contain a lone surrogate (U+{ord(ch):04X}); it is not UTF-8"
+        if ch in BIDI_CONTROLS:
+            return f"must not contain bidirectional controls (U+{ord(ch):04X})"
+    return ""
+
+
+def need_text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise BadField(field, "must be a string")
+    problem = text_problem(value)
+    if problem:
+        raise BadField(field, problem)
+    return value
+
+
 def need_str(
     obj: dict[str, Any], key: str, field: str, pattern: re.Pattern[str] | None = None
 ) -> str:
     if key not in obj or obj[key] is None:
         raise BadField(field, "is required")
-    value = obj[key]
-    if not isinstance(value, str):
-        raise BadField(field, "must be a string")
+    value = need_text(obj[key], field)
     if pattern is not None and not pattern.fullmatch(value):
         raise BadField(field, f"{value!r} does not match {pattern.pattern}")
     return value
@@ -80,12 +107,12 @@ def need_time(obj: dict[str, Any], key: str) -> int:
     if key not in obj or obj[key] is None:
         raise BadField(key, "is required")
     value = obj[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadField(key, "must be a Unix time in seconds")
+    if not 0 <= value <= 2**53:  # also refuses NaN, and ints too big for a float
+        raise BadField(key, "must be a Unix time from 0 to 2^53")
     if isinstance(value, float) and round(value, 3) != value:
         raise BadField(key, "has more than 3 decimals")
-    if not 0 <= value <= 2**53:
-        raise BadField(key, "must be a Unix time from 0 to 2^53")
     return math.ceil(value)
 
 
@@ -104,7 +131,10 @@ def need_float(
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadField(field, "must be a number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError as exc:  # an integer literal beyond any double
+        raise BadField(field, "must be a finite number") from exc
     if value != value or value in (float("inf"), float("-inf")):
         raise BadField(field, "must be a finite number")
     if low is not None and value < low:
@@ -155,6 +185,7 @@ def _texts(value: Any, field: str, limit: int) -> dict[str, str]:
             raise BadField(where, f"unknown language; use {', '.join(names.LANGUAGES)}")
         if not isinstance(text, str) or not text.strip():
             raise BadField(where, "must be a non-empty string")
+        need_text(text, where)
         if len(text) > limit:
             raise BadField(where, f"is {len(text)} characters; at most {limit}")
         out[lang] = text
@@ -256,16 +287,7 @@ def check_votes(body: dict[str, Any]) -> list[VoteItem]:
         obj = need_object(raw, where)
         vote_id = need_str(obj, "id", f"{where}.id")
         bench = need_str(obj, "bench", f"{where}.bench", names.BENCH_RE)
-        parts = vote_id.split("/")
-        if (
-            len(parts) != 3
-            or parts[0] != bench
-            or not parts[1].isdigit()
-            or not parts[2].isdigit()
-            or int(parts[1]) < 1
-            or int(parts[2]) < 1
-        ):
-            raise BadField(f"{where}.id", f"{vote_id!r} is not {bench}/boot/seq")
+        vote_id = canonical_vote_id(vote_id, bench, f"{where}.id")
         out.append(
             VoteItem(
                 id=vote_id,
@@ -276,10 +298,26 @@ def check_votes(body: dict[str, Any]) -> list[VoteItem]:
                 # A vote for a malformed poll or choice id is judged (rejected) like an unknown one.
                 poll=need_str(obj, "poll", f"{where}.poll"),
                 choice=need_str(obj, "choice", f"{where}.choice"),
-                ts=need_int(obj, "ts", f"{where}.ts", low=0),
+                ts=need_int(obj, "ts", f"{where}.ts", low=0, high=names.TIME_MAX),
             )
         )
     return out
+
+
+def canonical_vote_id(vote_id: str, bench: str, field: str) -> str:
+    """`vote_id` if it is `bench/boot/seq` written canonically (ASCII decimal, no leading zero,
+    1 to 2^53), so one vote has one id: `mostar-01/017/1236` is refused, not a second vote."""
+    match = names.VOTE_ID_RE.fullmatch(vote_id)
+    if match is None or match.group(1) != bench:
+        raise BadField(
+            field,
+            f"{vote_id!r} is not {bench}/boot/seq (boot and seq as decimal numbers from 1, "
+            "without leading zeros)",
+        )
+    for part in match.group(2, 3):
+        if int(part) > names.BOOT_SEQ_MAX:
+            raise BadField(field, f"{vote_id!r}: boot and seq are at most 2^53")
+    return vote_id
 
 
 @dataclass(frozen=True)
@@ -316,10 +354,10 @@ def check_days(body: dict[str, Any]) -> list[BenchDay]:
                 date=date,
                 solar_wh=need_float(obj, "solar_wh", f"{w}.solar_wh", low=0) or 0.0,
                 charge_wh=need_float(obj, "charge_wh", f"{w}.charge_wh", low=0) or 0.0,
-                sessions=need_int(obj, "sessions", f"{w}.sessions", low=0),
+                sessions=need_int(obj, "sessions", f"{w}.sessions", low=0, high=names.COUNT_MAX),
                 seat_occ_s=need_int(obj, "seat_occ_s", f"{w}.seat_occ_s", low=0, high=86400),
-                touches=need_int(obj, "touches", f"{w}.touches", low=0),
-                votes=need_int(obj, "votes", f"{w}.votes", low=0),
+                touches=need_int(obj, "touches", f"{w}.touches", low=0, high=names.COUNT_MAX),
+                votes=need_int(obj, "votes", f"{w}.votes", low=0, high=names.COUNT_MAX),
                 uptime_pct=need_float(obj, "uptime_pct", f"{w}.uptime_pct", low=0, high=100) or 0.0,
             )
         )
@@ -339,7 +377,7 @@ class BenchStatus:
 def check_bench_status(body: dict[str, Any]) -> BenchStatus:
     last_seen = None
     if body.get("last_seen") is not None:
-        last_seen = need_int(body, "last_seen", "last_seen", low=0)
+        last_seen = need_int(body, "last_seen", "last_seen", low=0, high=names.LAST_SEEN_MAX)
     power = None
     if body.get("power") is not None:
         power = need_str(body, "power", "power")
@@ -348,8 +386,8 @@ def check_bench_status(body: dict[str, Any]) -> BenchStatus:
     fw = None
     if body.get("fw") is not None:
         fw = need_str(body, "fw", "fw")
-        if len(fw) > 40:
-            raise BadField("fw", "is longer than 40 characters")
+        if len(fw) > names.FW_MAX:
+            raise BadField("fw", f"is longer than {names.FW_MAX} characters")
     return BenchStatus(
         municipality=need_str(body, "municipality", "municipality", names.MUNICIPALITY_RE),
         online=need_bool(body, "online", "online"),

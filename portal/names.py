@@ -8,7 +8,9 @@ MUNICIPALITY_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 BENCH_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
 POLL_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
 OPTION_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+# A vote id: bench/boot/seq, boot and seq canonical decimal (no sign, no leading zero, ASCII).
+VOTE_ID_RE = re.compile(r"^([a-z][a-z0-9-]{2,39})/([1-9][0-9]{0,15})/([1-9][0-9]{0,15})$")
 
 PROTOCOL_VERSION = 1
 LANGUAGES = ("bs", "hr", "sr", "en")  # bs required, the others optional
@@ -23,4 +25,14 @@ POWER_STATES = ("normal", "saver", "critical")
 RESULTS_MODES = ("live", "after_close")
 
 MAX_BODY_BYTES = 1024 * 1024
+
+# What every number a client sends must fit, on SQLite and PostgreSQL alike: counts are 32-bit
+# columns; times and boot/seq numbers are up to 2^53 (64-bit columns, exact in JSON doubles).
+INT32_MAX = 2**31 - 1
+COUNT_MAX = INT32_MAX
+TIME_MAX = 2**53
+BOOT_SEQ_MAX = 2**53
+LAST_SEEN_MAX = INT32_MAX  # a bench state's last_seen is a 32-bit column (0001)
+FW_MAX = 40
+VERSION_MAX = 40
 LOCAL_TZ = "Europe/Sarajevo"

@@ -222,3 +222,10 @@ def postgres_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
             running.engine.dispose()
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_portal(request: pytest.FixtureRequest) -> RunningPortal:
+    """The running portal on SQLite, then on PostgreSQL: a trust rule holds on both."""
+    name = "portal" if request.param == "sqlite" else "postgres_portal"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]

@@ -14,11 +14,6 @@ from portal.cli import main
 from provisioning.deployment import inventory_text
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_portal(request: pytest.FixtureRequest) -> Any:
-    return request.getfixturevalue("portal" if request.param == "sqlite" else "postgres_portal")
-
-
 def post_votes(portal: Any, token: str, votes: list[dict[str, Any]]) -> Any:
     return portal.http.post("/api/v1/votes", json={"votes": votes}, headers=portal.auth(token))
 
