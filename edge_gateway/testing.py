@@ -211,6 +211,7 @@ class RecordingPortal:
         self.wrong_next = 0
         self.refuse_days_of: set[str] = set()
         self.days: list[dict[str, Any]] = []  # bench-days answered 200, in order
+        self.heartbeats: list[dict[str, Any]] = []  # PUT /api/v1/gateways/{m} bodies
         self.wrong_body = b"<html><body>It works!</body></html>"
         self.votes: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
@@ -244,6 +245,9 @@ class RecordingPortal:
                         code, answer = 401, {"error": "token"}
                     elif self.command == "GET" and self.path.startswith("/api/v1/polls"):
                         code, answer = 200, {"polls": portal.polls}
+                    elif self.path.startswith("/api/v1/gateways/"):  # failures are for data
+                        portal.heartbeats.append(body)
+                        code, answer = 200, {"ok": True}
                     elif portal.fail_next > 0:
                         portal.fail_next -= 1
                         code, answer = 500, {"error": "try later"}

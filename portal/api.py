@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from portal import checks, names, store
+from portal import checks, heartbeat, names, store
 from portal.db import current_revision
 from portal.tokens import Caller, find_caller
 
@@ -232,6 +232,16 @@ def create_app(engine: Engine) -> FastAPI:
             await run_in_threadpool(store.set_bench_status, engine, bench, status)
         except store.NotYourBench as exc:
             raise ApiError(403, str(exc)) from exc
+        return JSONResponse({"ok": True})
+
+    @app.put("/api/v1/gateways/{municipality}")
+    async def put_gateway(municipality: str, request: Request) -> Response:
+        caller = await need_caller(request)
+        if not names.MUNICIPALITY_RE.fullmatch(municipality):
+            raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
+        beat = checks.check_heartbeat(await json_body(request))
+        must_write(caller, [municipality])
+        await run_in_threadpool(heartbeat.record, engine, municipality, beat)
         return JSONResponse({"ok": True})
 
     @app.get("/api/v1/polls/{poll_id}/results")

@@ -396,3 +396,25 @@ def check_bench_status(body: dict[str, Any]) -> BenchStatus:
         power=power,
         fw=fw,
     )
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    version: str
+    ts: int
+    lag_s: float
+
+
+LAG_MAX_S = 10.0**9  # a third of a century: beyond any spool's retention
+
+
+def check_heartbeat(body: dict[str, Any]) -> Heartbeat:
+    """A gateway's `{"version", "ts", "lag_s"}` (PUT /api/v1/gateways/{municipality})."""
+    version = need_str(body, "version", "version")
+    if not version.strip() or len(version) > names.VERSION_MAX:
+        raise BadField("version", f"must be 1 to {names.VERSION_MAX} characters")
+    return Heartbeat(
+        version=version,
+        ts=need_int(body, "ts", "ts", low=0, high=names.TIME_MAX),
+        lag_s=need_float(body, "lag_s", "lag_s", low=0, high=LAG_MAX_S) or 0.0,
+    )

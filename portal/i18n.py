@@ -57,6 +57,20 @@ WORDS: dict[str, dict[str, str]] = {
     "switch": {"bs": "English", "en": "Bosanski"},
     "no_data": {"bs": "nema podataka", "en": "no data"},
     "last_seen": {"bs": "Zadnji put viđena", "en": "Last seen"},
+    "last_heard": {"bs": "Zadnji put čuli", "en": "Last heard"},
+    "gateway_silent": {
+        "bs": "gateway se ne javlja duže od 15 minuta",
+        "en": "its gateway has been silent for over 15 minutes",
+    },
+    "gateways": {"bs": "Gatewayi općina", "en": "Municipal gateways"},
+    "no_gateways": {
+        "bs": "Nijedan gateway se još nije javio.",
+        "en": "No gateway has reported yet.",
+    },
+    "heartbeat": {"bs": "Zadnji signal", "en": "Last heartbeat"},
+    "lag": {"bs": "Kašnjenje prosljeđivanja", "en": "Forwarding lag"},
+    "version": {"bs": "Verzija", "en": "Version"},
+    "silent": {"bs": "ne javlja se", "en": "silent"},
 }
 
 # Display names of the launch municipalities (ids are ASCII-folded).

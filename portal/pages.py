@@ -15,7 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from portal import charts, i18n, names, store
+from portal import charts, heartbeat, i18n, names, store
 
 router = APIRouter()
 
@@ -108,8 +108,10 @@ async def front_page(request: Request) -> Response:
 @router.get("/benches", response_class=HTMLResponse)
 async def benches_page(request: Request) -> Response:
     now = int(time.time())
-    rows = await run_in_threadpool(store.bench_overview, request.app.state.engine, now)
-    return render(request, "benches.html", benches=rows, now=now)
+    engine = request.app.state.engine
+    rows = await run_in_threadpool(store.bench_overview, engine, now)
+    reports = await run_in_threadpool(heartbeat.reports, engine)
+    return render(request, "benches.html", benches=rows, gateways=reports, now=now)
 
 
 SERIES = (

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from portal import anomaly, names, registry
+from portal import anomaly, heartbeat, names, registry
 from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem
 from portal.db import bench_days, benches, poll_places, polls, reading, votes, writing
 
@@ -347,6 +347,22 @@ class BenchOverview:
     power: str | None
     fw: str | None
     today: dict[str, Any] | None
+    heard: int | None = None  # when the portal last heard this bench's gateway
+    stale: bool = False  # that gateway has been silent too long for its state to hold
+
+    @property
+    def state(self) -> str:
+        """online | offline | unknown (never reported, or its gateway has gone silent)."""
+        if self.online is None or self.stale:
+            return "unknown"
+        return "online" if self.online else "offline"
+
+    @property
+    def last_heard(self) -> int | None:
+        """When its gateway last heard from the bench (else when the portal last heard of it)."""
+        return self.last_seen or self.reported
+
+    reported: int | None = None  # when the portal last stored its state
 
 
 def local_date(ts: int) -> str:
@@ -365,6 +381,7 @@ def bench_overview(engine: Engine, now: int) -> list[BenchOverview]:
             (r.municipality, r.bench)
             for r in conn.execute(select(bench_days.c.municipality, bench_days.c.bench).distinct())
         }
+        heard = heartbeat.last_heard(conn)
     out = []
     for key in sorted(set(status) | known):
         s = status.get(key)
@@ -379,6 +396,9 @@ def bench_overview(engine: Engine, now: int) -> list[BenchOverview]:
                 power=None if s is None else s.power,
                 fw=None if s is None else s.fw,
                 today=days.get(key),
+                heard=heard.get(key[0]),
+                stale=now - heard.get(key[0], 0) > heartbeat.STALE_AFTER_S,
+                reported=None if s is None else s.updated_at,
             )
         )
     return out

@@ -129,3 +129,6 @@ def test_polls_votes_and_bench_state_through_the_real_portal(
     assert row == [(1, 78.5, long_fw[:40])]
     assert gw.store.quarantine_counts() == {}
     wait_until(lambda: all(s.last_error == "" for s in gw.sinks), 5)
+    # The gateway's heartbeat reached the portal: its benches' states hold.
+    beat = wait_until(lambda: portal_rows("SELECT municipality, version, lag_s FROM gateways"), 10)
+    assert beat[0][0] == "mostar" and beat[0][1] and beat[0][2] >= 0
