@@ -15,7 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from portal import charts, heartbeat, i18n, names, store
+from portal import charts, heartbeat, i18n, names, store, votecap
 
 router = APIRouter()
 
@@ -67,6 +67,7 @@ class PollCard:
     total: int
     bars: Any
     benches: list[tuple[str, dict[str, int], int, bool]]  # bench, per choice, total, flagged
+    capped: dict[str, int]  # votes refused over the hourly cap, per bench
 
 
 def _poll_cards(engine: Engine, lang: str, now: int) -> dict[str, list[PollCard]]:
@@ -74,8 +75,9 @@ def _poll_cards(engine: Engine, lang: str, now: int) -> dict[str, list[PollCard]
     for poll in store.front_page_polls(engine, now):
         state = "upcoming" if now < poll.opens else ("open" if now < poll.closes else "closed")
         hidden = poll.hidden(now)
-        total, bars, rows = 0, None, []
+        total, bars, rows, capped = 0, None, [], {}
         if not hidden and state != "upcoming":
+            capped = votecap.capped_counts(engine, poll.id)
             res = store.results(engine, poll.id, poll)
             total = res["total"]
             labels = [
@@ -87,7 +89,7 @@ def _poll_cards(engine: Engine, lang: str, now: int) -> dict[str, list[PollCard]
                 (bench, counts, sum(counts.values()), bench in flagged)
                 for bench, counts in res["benches"].items()
             ]
-        card = PollCard(poll, state, hidden, total, bars, rows)
+        card = PollCard(poll, state, hidden, total, bars, rows, capped)
         for place in poll.municipalities:
             by_place.setdefault(place, []).append(card)
     order = {"open": 0, "upcoming": 1, "closed": 2}

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from portal import anomaly, heartbeat, names, registry
+from portal import anomaly, heartbeat, names, registry, votecap
 from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem
 from portal.db import bench_days, benches, poll_places, polls, reading, votes, writing
 
@@ -166,7 +166,8 @@ def ingest_votes(
 ) -> dict[str, Any]:
     """Apply a batch of `municipality`'s votes in one transaction: new ones are stored, known
     ids are duplicates, and votes that cannot count are rejected with their reason (the rest
-    still apply). A vote for a bench not registered to `municipality` is `not_your_bench`."""
+    still apply). A vote for a bench not registered to `municipality` is `not_your_bench`; a
+    new vote over its bench's hourly cap is refused too (portal.votecap)."""
     received = int(time.time()) if now is None else now
     rejected: list[dict[str, str]] = []
     fresh: list[dict[str, Any]] = []
@@ -199,10 +200,15 @@ def ingest_votes(
                     "received_at": received,
                 }
             )
-        accepted = _insert_ignoring_known(conn, fresh) if fresh else 0
+        known_ids = votecap.known_ids(conn, municipality, [r["id"] for r in fresh])
+        new = [r for r in fresh if r["id"] not in known_ids]
+        kept, over = votecap.split_over_cap(conn, municipality, new, own)
+        accepted = _insert_ignoring_known(conn, kept) if kept else 0
+        votecap.keep_capped(conn, over)
+        rejected += [{"id": r["id"], "reason": votecap.reason(r, own[r["bench"]])} for r in over]
     return {
         "accepted": accepted,
-        "duplicates": repeats + len(fresh) - accepted,
+        "duplicates": repeats + len(known_ids) + len(kept) - accepted,
         "rejected": rejected,
     }
 

@@ -1,6 +1,7 @@
 """The real portal for tests: `klupa portal serve` as a child process on a free port, SQLite in a
 temp dir, with an admin token and per-municipality tokens created through portal.tokens, and
-benches `{m}-01` to `{m}-09` of every municipality in its bench registry."""
+benches `{m}-01` to `{m}-09` of every municipality in its bench registry (`{m}-01` with the
+largest hourly vote cap, for the tests that send many votes at once; the others the default)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from klupa.testing.services import (
     wait_for_port,
 )
 from portal.db import open_database
-from portal.registry import import_benches
+from portal.registry import VOTE_CAP_RANGE, add_bench, import_benches
 from portal.tokens import create_token
 
 _ids = itertools.count(1)
@@ -46,6 +47,8 @@ class RunningPortal:
         import_benches(
             self.engine, [(f"{m}-{n:02d}", m) for m in MUNICIPALITIES for n in range(1, 10)]
         )
+        for m in MUNICIPALITIES:  # the load tests' benches: a busy square's cap
+            add_bench(self.engine, f"{m}-01", m, vote_cap=VOTE_CAP_RANGE[1])
         self._tokens: dict[str, str] = {}
         self.log = workdir / "portal.log"
         self.proc: subprocess.Popen[bytes] | None = None
