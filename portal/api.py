@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from portal import checks, heartbeat, names, store
 from portal.db import current_revision
@@ -160,6 +161,12 @@ def create_app(engine: Engine) -> FastAPI:
     @app.exception_handler(checks.BadField)
     async def _bad_field(_: Request, exc: checks.BadField) -> Response:
         return error(400, str(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect) -> Response:
+        # The connection closed (by the client, or by the server's read deadline) before the
+        # body was in: nothing was applied, and no one is left to read this answer.
+        return error(400, "body: the connection closed before the whole body arrived")
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> Response:
