@@ -196,7 +196,9 @@ def create_app(engine: Engine) -> FastAPI:
         try:
             revision = await run_in_threadpool(probe)
         except Exception as exc:  # noqa: BLE001 - a health check reports, never raises
-            return JSONResponse({"ok": False, "error": f"database: {exc}"}, status_code=503)
+            # The detail (paths, hosts, driver messages) goes to the log, not to the world.
+            log.warning("health check: database unavailable", extra={"error": repr(exc)[:500]})
+            return JSONResponse({"ok": False, "error": "database unavailable"}, status_code=503)
         return JSONResponse({"ok": True, "schema": revision})
 
     @app.get("/api/v1/polls")

@@ -42,7 +42,9 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     page = templates.get_template(name).render(
         lang=lang,
         t=i18n.words(lang),
-        switch_href=f"{request.url.path}?lang={other}",
+        # Query-only: the same page in the other language. Never built from the request's path,
+        # which for `//host/x` would make a link to another site.
+        switch_href=f"?lang={other}",
         when=lambda ts: i18n.when(ts, lang),
         place=i18n.place_name,
         text_in=lambda texts: i18n.text_in(texts, lang),
