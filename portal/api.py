@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from portal import checks, heartbeat, names, store
+from portal import checks, heartbeat, names, openapi, store
 from portal.db import current_revision
 from portal.tokens import Caller, find_caller
 
@@ -147,11 +147,34 @@ async def json_body(request: Request) -> dict[str, Any]:
     return checks.parse_body(await request.body())
 
 
+def _leaf_routes(routes: list[Any]) -> Iterator[Any]:
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # an included router (the pages)
+        if inner is not None:
+            yield from _leaf_routes(inner.routes)
+        else:
+            yield route
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path takes (one path may have several routes)."""
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    order = ["GET", "HEAD", "POST", "PUT"]
+    return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
+
+
 def create_app(engine: Engine) -> FastAPI:
     app = FastAPI(
         title="klupa portal", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
     )
     app.state.engine = engine
+    # The routes read their bodies through portal.checks; the description says what those take.
+    description = openapi.spec()
+    app.openapi = lambda: description  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
@@ -184,6 +207,9 @@ def create_app(engine: Engine) -> FastAPI:
             from portal.pages import not_found_page
 
             return not_found_page(request)
+        if exc.status_code == 405:
+            allow = ", ".join(allowed_methods(request))
+            return error(405, f"method: {request.method} is not one of {allow}", {"Allow": allow})
         return error(exc.status_code, str(exc.detail))
 
     @app.get("/healthz")

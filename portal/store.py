@@ -181,7 +181,9 @@ def ingest_votes(
             if vote.id in seen:
                 repeats += 1
                 continue
-            if vote.bench not in own or vote.municipality != municipality:
+            if not vote.id.startswith(vote.bench + "/"):
+                reason = f"id {vote.id!r} is not one of bench {vote.bench}'s (bench/boot/seq)"
+            elif vote.bench not in own or vote.municipality != municipality:
                 reason = NOT_YOUR_BENCH
             else:
                 reason = _why_not_counted(vote, known.get(vote.poll))

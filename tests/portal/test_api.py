@@ -164,9 +164,9 @@ def test_an_item_of_another_municipality_refuses_the_whole_batch(
             "votes[0].ts",
         ),
         (
-            b'{"votes": [{"id": "mostar-02/1/1", "municipality": "mostar", "bench": "mostar-01",'
-            b' "poll": "p-1", "choice": "yes", "ts": 1}]}',
-            "votes[0].id",
+            b'{"votes": [{"id": "mostar-01/1/1", "municipality": "mostar", "bench": "mostar-01",'
+            b' "poll": "' + b"p" * 65 + b'", "choice": "yes", "ts": 1}]}',
+            "votes[0].poll",
         ),
         (
             b'{"votes": [{"id": "mostar-01/x/1", "municipality": "mostar", "bench": "mostar-01",'
@@ -188,6 +188,16 @@ def test_malformed_votes_are_400_naming_the_field(portal: Any, body: bytes, fiel
     )
     assert r.status_code == 400, r.text
     assert r.json()["error"].startswith(field + ":")
+
+
+def test_an_id_of_another_bench_is_a_rejected_item(portal: Any, make_vote: Any) -> None:
+    poll = portal.make_poll(["mostar"])
+    odd = {**make_vote(poll, "mostar-01", 1), "id": "mostar-02/1/1"}
+    r = post_votes(portal, "mostar", [odd, make_vote(poll, "mostar-01", 2)])
+    assert r.status_code == 200
+    assert r.json()["accepted"] == 1
+    assert r.json()["rejected"][0]["id"] == "mostar-02/1/1"
+    assert "not one of bench mostar-01's" in r.json()["rejected"][0]["reason"]
 
 
 def test_a_ts_with_zero_fraction_counts_as_an_integer(portal: Any, make_vote: Any) -> None:

@@ -133,6 +133,7 @@ def test_text_fields_refuse_nul_control_and_bidi_characters(
         "maglaj-06/17/1236/",
         "maglaj-06/0/1236",
         f"maglaj-06/{2**53 + 1}/1",
+        "maglaj-06/1000000000000000/1",  # 16 digits
     ],
 )
 def test_a_vote_id_must_be_canonical(any_portal: Any, make_vote: Any, vote_id: str) -> None:
