@@ -127,6 +127,16 @@ class Portal:
             timeout=60,
         )
 
+    def bench_add(self, bench: str, *args: str) -> None:
+        """`klupa portal bench add BENCH MUNICIPALITY ARGS` (e.g. `--vote-cap 200`)."""
+        subprocess.run(
+            [*KLUPA, "portal", "bench", "add", bench, self.municipality, *args]
+            + ["--db", str(self.db)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
     def start(self) -> None:
         self.admin = self.token("--admin")
         self.register_benches()
