@@ -27,7 +27,7 @@ from sqlalchemy import text
 
 from edge_gateway.protocol import MUNICIPALITIES
 from klupa.services import free_port, stop_process, wait_for_http
-from portal import checks, store
+from portal import checks, registry, store
 from portal.db import open_database
 from portal.tokens import create_token
 
@@ -77,7 +77,7 @@ def main() -> int:
             {"id": "no", "label": {"bs": "Ne"}},
             {"id": "maybe", "label": {"bs": "Možda"}},
         ],
-        "municipalities": MUNICIPALITIES,
+        "municipalities": list(MUNICIPALITIES),
     }
     votes = make_votes(args.votes, now, "load-poll")
 
@@ -85,16 +85,22 @@ def main() -> int:
         # Baseline: the same ingest in-process, no HTTP.
         base = open_database(str(Path(tmp) / "baseline.sqlite"))
         store.create_poll(base, checks.check_poll(poll))
+        registry.import_benches(base, [(f"{m}-01", m) for m in MUNICIPALITIES])
+        # A gateway's batch is its own municipality's votes (as over HTTP below).
+        by_place_base: dict[str, list[dict[str, Any]]] = {m: [] for m in MUNICIPALITIES}
+        for v in votes:
+            by_place_base[v["municipality"]].append(v)
         start = time.perf_counter()
-        for i in range(0, len(votes), args.batch):
-            items = checks.check_votes({"votes": votes[i : i + args.batch]})
-            store.ingest_votes(base, items)
+        for m, vs in by_place_base.items():
+            for i in range(0, len(vs), args.batch):
+                store.ingest_votes(base, m, checks.check_votes({"votes": vs[i : i + args.batch]}))
         base_rate = len(votes) / (time.perf_counter() - start)
         base.dispose()
 
         db = str(Path(tmp) / "portal.sqlite")
         engine = open_database(db)
         admin = create_token(engine, admin=True)
+        registry.import_benches(engine, [(f"{m}-01", m) for m in MUNICIPALITIES])
         tokens = {m: create_token(engine, m) for m in MUNICIPALITIES}
         port = free_port()
         url = f"http://127.0.0.1:{port}"

@@ -217,6 +217,7 @@ class RecordingPortal:
         self.poison_ids: set[str] = set()  # a votes request holding one of these: 500
         self.down = False  # every request answered 500 (its database is gone)
         self.days: list[dict[str, Any]] = []  # bench-days answered 200, in order
+        self.heartbeats: list[dict[str, Any]] = []  # PUT /api/v1/gateways/{m} bodies
         self.wrong_body = b"<html><body>It works!</body></html>"
         self.votes: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
@@ -256,6 +257,9 @@ class RecordingPortal:
                         code, answer = 500, {"error": "internal server error"}
                     elif self.command == "GET" and self.path.startswith("/api/v1/polls"):
                         code, answer = 200, {"polls": portal.polls}
+                    elif self.path.startswith("/api/v1/gateways/"):  # failures are for data
+                        portal.heartbeats.append(body)
+                        code, answer = 200, {"ok": True}
                     elif portal.fail_next > 0:
                         portal.fail_next -= 1
                         code, answer = 500, {"error": "try later"}

@@ -91,10 +91,12 @@ class Record:
 
 
 class Portal:
-    """`klupa portal serve` on a free port, with an admin token and one gateway token."""
+    """`klupa portal serve` on a free port, with an admin token and one gateway token, and the
+    municipality's benches `{m}-01` to `{m}-09` in its registry (`klupa portal bench import`)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, municipality: str = "mostar") -> None:
         self.workdir = workdir
+        self.municipality = municipality
         self.db = workdir / "portal.sqlite"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -110,8 +112,34 @@ class Portal:
         )
         return out.stdout.strip().splitlines()[-1]
 
+    def register_benches(self) -> None:
+        inventory = self.workdir / "inventory.toml"
+        inventory.write_text(
+            "".join(
+                f'[benches.{self.municipality}-{n:02d}]\nmunicipality = "{self.municipality}"\n'
+                for n in range(1, 10)
+            )
+        )
+        subprocess.run(
+            [*KLUPA, "portal", "bench", "import", str(inventory), "--db", str(self.db)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def bench_add(self, bench: str, *args: str) -> None:
+        """`klupa portal bench add BENCH MUNICIPALITY ARGS` (e.g. `--vote-cap 200`)."""
+        subprocess.run(
+            [*KLUPA, "portal", "bench", "add", bench, self.municipality, *args]
+            + ["--db", str(self.db)],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
     def start(self) -> None:
         self.admin = self.token("--admin")
+        self.register_benches()
         self.proc = serve_portal(str(self.db), self.port, self.workdir / "portal.log")
 
     def get(self, path: str) -> Any:
@@ -177,7 +205,7 @@ class System:
         return self.influx
 
     def with_portal(self) -> Portal:
-        self.portal = Portal(self.workdir)
+        self.portal = Portal(self.workdir, self.m)
         self.portal.start()
         return self.portal
 

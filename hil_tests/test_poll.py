@@ -36,8 +36,10 @@ def test_poll_reaches_benches_and_votes_reach_portal(system: Any, hil: dict[str,
     system.start_gateway()
     ago = hil["window"]("mostar", SPAN, want_day=True)
     for bench in BENCHES:
-        # Voting as the benches are set for a busy promenade: a short cooldown, a high cap.
+        # Voting as the benches are set for a busy promenade: a short cooldown, a high cap,
+        # which the portal is told too (it holds each bench to its hourly cap, 60 by default).
         system.bench_config(bench, cooldown=6, vote_cap=200)
+        portal.bench_add(bench, "--vote-cap", "200")
     system.sim(BENCHES, SPEED, ago, SPAN, "--people", "30")
     hil["wait_until"](
         lambda: all(

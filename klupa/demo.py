@@ -33,6 +33,7 @@ from klupa.services import (
     stop_process,
     wait_for_http,
 )
+from provisioning.deployment import inventory_text
 
 # Republika Srpska: Cyrillic is official there.
 CYRILLIC = {"nevesinje", "prijedor", "novi-grad", "kostajnica", "trebinje", "berkovici"}
@@ -132,6 +133,16 @@ class Demo:
 
         self.portal_db = self.workdir / "portal.sqlite"
         admin = self.token("--admin")
+        # The benches' registry, from the deployment's inventory: each municipality's token
+        # writes its own benches only.
+        inventory = self.workdir / "inventory.toml"
+        inventory.write_text(inventory_text(), encoding="utf-8")
+        subprocess.run(
+            [*self.klupa, "portal", "bench", "import", str(inventory), "--db", str(self.portal_db)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         tokens = {m: self.token(m) for m in MUNICIPALITIES}
         self.portal_port = self.args.portal_port or free_port()
         portal_url = f"http://127.0.0.1:{self.portal_port}"

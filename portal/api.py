@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,8 +18,9 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine, text
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
-from portal import checks, names, store
+from portal import checks, heartbeat, names, openapi, store
 from portal.db import current_revision
 from portal.tokens import Caller, find_caller
 
@@ -127,19 +128,43 @@ async def need_caller(request: Request) -> Caller:
     return caller
 
 
-def must_write(caller: Caller, municipalities: list[str]) -> None:
-    """403 unless the caller may write every municipality named (admin writes all)."""
-    if caller.admin:
-        return
+def must_write(caller: Caller, municipalities: list[str]) -> str:
+    """The caller's municipality; 403 unless it is every municipality named. The admin token
+    manages polls and writes no votes, bench-days or bench states."""
+    if caller.admin or caller.municipality is None:
+        raise ApiError(
+            403, "Authorization: the admin token manages polls; a municipality's token writes data"
+        )
     for m in municipalities:
         if m != caller.municipality:
             raise ApiError(
                 403, f"municipality: this token writes only {caller.municipality}, not {m}"
             )
+    return caller.municipality
 
 
 async def json_body(request: Request) -> dict[str, Any]:
     return checks.parse_body(await request.body())
+
+
+def _leaf_routes(routes: list[Any]) -> Iterator[Any]:
+    for route in routes:
+        inner = getattr(route, "original_router", None)  # an included router (the pages)
+        if inner is not None:
+            yield from _leaf_routes(inner.routes)
+        else:
+            yield route
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route of this path takes (one path may have several routes)."""
+    methods: set[str] = set()
+    for route in _leaf_routes(request.app.router.routes):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(request.url.path):
+            methods |= set(getattr(route, "methods", None) or ())
+    order = ["GET", "HEAD", "POST", "PUT"]
+    return sorted(methods, key=lambda m: (order.index(m) if m in order else len(order), m))
 
 
 def create_app(engine: Engine) -> FastAPI:
@@ -147,6 +172,9 @@ def create_app(engine: Engine) -> FastAPI:
         title="klupa portal", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
     )
     app.state.engine = engine
+    # The routes read their bodies through portal.checks; the description says what those take.
+    description = openapi.spec()
+    app.openapi = lambda: description  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
@@ -156,6 +184,12 @@ def create_app(engine: Engine) -> FastAPI:
     @app.exception_handler(checks.BadField)
     async def _bad_field(_: Request, exc: checks.BadField) -> Response:
         return error(400, str(exc))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(_: Request, exc: ClientDisconnect) -> Response:
+        # The connection closed (by the client, or by the server's read deadline) before the
+        # body was in: nothing was applied, and no one is left to read this answer.
+        return error(400, "body: the connection closed before the whole body arrived")
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> Response:
@@ -173,6 +207,9 @@ def create_app(engine: Engine) -> FastAPI:
             from portal.pages import not_found_page
 
             return not_found_page(request)
+        if exc.status_code == 405:
+            allow = ", ".join(allowed_methods(request))
+            return error(405, f"method: {request.method} is not one of {allow}", {"Allow": allow})
         return error(exc.status_code, str(exc.detail))
 
     @app.get("/healthz")
@@ -185,7 +222,9 @@ def create_app(engine: Engine) -> FastAPI:
         try:
             revision = await run_in_threadpool(probe)
         except Exception as exc:  # noqa: BLE001 - a health check reports, never raises
-            return JSONResponse({"ok": False, "error": f"database: {exc}"}, status_code=503)
+            # The detail (paths, hosts, driver messages) goes to the log, not to the world.
+            log.warning("health check: database unavailable", extra={"error": repr(exc)[:500]})
+            return JSONResponse({"ok": False, "error": "database unavailable"}, status_code=503)
         return JSONResponse({"ok": True, "schema": revision})
 
     @app.get("/api/v1/polls")
@@ -203,8 +242,8 @@ def create_app(engine: Engine) -> FastAPI:
     async def post_votes(request: Request) -> Response:
         caller = await need_caller(request)
         items = checks.check_votes(await json_body(request))
-        must_write(caller, [v.municipality for v in items])
-        outcome = await run_in_threadpool(store.ingest_votes, engine, items)
+        municipality = must_write(caller, [v.municipality for v in items])
+        outcome = await run_in_threadpool(store.ingest_votes, engine, municipality, items)
         if outcome["rejected"]:
             log.info("votes rejected", extra={"rejected": outcome["rejected"][:20]})
         return JSONResponse(outcome)
@@ -213,9 +252,9 @@ def create_app(engine: Engine) -> FastAPI:
     async def put_days(request: Request) -> Response:
         caller = await need_caller(request)
         days = checks.check_days(await json_body(request))
-        must_write(caller, [d.municipality for d in days])
-        count = await run_in_threadpool(store.upsert_days, engine, days)
-        return JSONResponse({"upserted": count})
+        municipality = must_write(caller, [d.municipality for d in days])
+        outcome = await run_in_threadpool(store.upsert_days, engine, municipality, days)
+        return JSONResponse(outcome)
 
     @app.put("/api/v1/benches/{bench}")
     async def put_bench(bench: str, request: Request) -> Response:
@@ -224,12 +263,27 @@ def create_app(engine: Engine) -> FastAPI:
             raise checks.BadField("bench", f"{bench!r} is not a bench id")
         status = checks.check_bench_status(await json_body(request))
         must_write(caller, [status.municipality])
-        await run_in_threadpool(store.set_bench_status, engine, bench, status)
+        try:
+            await run_in_threadpool(store.set_bench_status, engine, bench, status)
+        except store.NotYourBench as exc:
+            raise ApiError(403, str(exc)) from exc
+        return JSONResponse({"ok": True})
+
+    @app.put("/api/v1/gateways/{municipality}")
+    async def put_gateway(municipality: str, request: Request) -> Response:
+        caller = await need_caller(request)
+        if not names.MUNICIPALITY_RE.fullmatch(municipality):
+            raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
+        beat = checks.check_heartbeat(await json_body(request))
+        must_write(caller, [municipality])
+        await run_in_threadpool(heartbeat.record, engine, municipality, beat)
         return JSONResponse({"ok": True})
 
     @app.get("/api/v1/polls/{poll_id}/results")
     async def poll_results(poll_id: str, request: Request) -> Response:
         caller = await maybe_caller(request)
+        if not names.POLL_ID_RE.fullmatch(poll_id):
+            raise ApiError(404, f"poll: {poll_id!r} is not a poll id, so no poll has it")
         try:
             poll = await run_in_threadpool(store.get_poll, engine, poll_id)
         except store.UnknownPoll as exc:

@@ -11,6 +11,7 @@ import datetime
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,12 +33,49 @@ def need_object(value: Any, field: str) -> dict[str, Any]:
     return value
 
 
-def need_list(obj: dict[str, Any], key: str, field: str) -> list[Any]:
+def need_list(obj: dict[str, Any], key: str, field: str, most: int | None = None) -> list[Any]:
     if key not in obj:
         raise BadField(field, "is required")
     value = obj[key]
     if not isinstance(value, list):
         raise BadField(field, "must be a list")
+    if most is not None and len(value) > most:
+        raise BadField(field, f"has {len(value)} items; at most {most} per request")
+    return value
+
+
+def need_short(obj: dict[str, Any], key: str, field: str, most: int) -> str:
+    value = need_str(obj, key, field)
+    if len(value) > most:
+        raise BadField(field, f"is {len(value)} characters; at most {most}")
+    return value
+
+
+# Bidirectional embeddings, overrides and isolates: they reorder what a reader sees, so a
+# label could show one thing and mean another.
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def text_problem(value: str) -> str:
+    """Why `value` cannot be stored or shown as text ("" if it can): NUL and other control
+    characters (PostgreSQL refuses NUL), bidi overrides, and lone surrogates (not UTF-8)."""
+    for ch in value:
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            return f"must not contain control characters (U+{ord(ch):04X})"
+        if category == "Cs":
+            return f"must not contain a lone surrogate (U+{ord(ch):04X}); it is not UTF-8"
+        if ch in BIDI_CONTROLS:
+            return f"must not contain bidirectional controls (U+{ord(ch):04X})"
+    return ""
+
+
+def need_text(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise BadField(field, "must be a string")
+    problem = text_problem(value)
+    if problem:
+        raise BadField(field, problem)
     return value
 
 
@@ -46,9 +84,7 @@ def need_str(
 ) -> str:
     if key not in obj or obj[key] is None:
         raise BadField(field, "is required")
-    value = obj[key]
-    if not isinstance(value, str):
-        raise BadField(field, "must be a string")
+    value = need_text(obj[key], field)
     if pattern is not None and not pattern.fullmatch(value):
         raise BadField(field, f"{value!r} does not match {pattern.pattern}")
     return value
@@ -80,12 +116,12 @@ def need_time(obj: dict[str, Any], key: str) -> int:
     if key not in obj or obj[key] is None:
         raise BadField(key, "is required")
     value = obj[key]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadField(key, "must be a Unix time in seconds")
+    if not 0 <= value <= 2**53:  # also refuses NaN, and ints too big for a float
+        raise BadField(key, "must be a Unix time from 0 to 2^53")
     if isinstance(value, float) and round(value, 3) != value:
         raise BadField(key, "has more than 3 decimals")
-    if not 0 <= value <= 2**53:
-        raise BadField(key, "must be a Unix time from 0 to 2^53")
     return math.ceil(value)
 
 
@@ -104,7 +140,10 @@ def need_float(
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise BadField(field, "must be a number")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError as exc:  # an integer literal beyond any double
+        raise BadField(field, "must be a finite number") from exc
     if value != value or value in (float("inf"), float("-inf")):
         raise BadField(field, "must be a finite number")
     if low is not None and value < low:
@@ -155,6 +194,7 @@ def _texts(value: Any, field: str, limit: int) -> dict[str, str]:
             raise BadField(where, f"unknown language; use {', '.join(names.LANGUAGES)}")
         if not isinstance(text, str) or not text.strip():
             raise BadField(where, "must be a non-empty string")
+        need_text(text, where)
         if len(text) > limit:
             raise BadField(where, f"is {len(text)} characters; at most {limit}")
         out[lang] = text
@@ -249,23 +289,14 @@ class VoteItem:
 
 
 def check_votes(body: dict[str, Any]) -> list[VoteItem]:
-    items = need_list(body, "votes", "votes")
+    items = need_list(body, "votes", "votes", names.VOTES_PER_REQUEST)
     out: list[VoteItem] = []
     for i, raw in enumerate(items):
         where = f"votes[{i}]"
         obj = need_object(raw, where)
         vote_id = need_str(obj, "id", f"{where}.id")
         bench = need_str(obj, "bench", f"{where}.bench", names.BENCH_RE)
-        parts = vote_id.split("/")
-        if (
-            len(parts) != 3
-            or parts[0] != bench
-            or not parts[1].isdigit()
-            or not parts[2].isdigit()
-            or int(parts[1]) < 1
-            or int(parts[2]) < 1
-        ):
-            raise BadField(f"{where}.id", f"{vote_id!r} is not {bench}/boot/seq")
+        vote_id = canonical_vote_id(vote_id, f"{where}.id")
         out.append(
             VoteItem(
                 id=vote_id,
@@ -274,12 +305,25 @@ def check_votes(body: dict[str, Any]) -> list[VoteItem]:
                 ),
                 bench=bench,
                 # A vote for a malformed poll or choice id is judged (rejected) like an unknown one.
-                poll=need_str(obj, "poll", f"{where}.poll"),
-                choice=need_str(obj, "choice", f"{where}.choice"),
-                ts=need_int(obj, "ts", f"{where}.ts", low=0),
+                poll=need_short(obj, "poll", f"{where}.poll", names.POLL_REF_MAX),
+                choice=need_short(obj, "choice", f"{where}.choice", names.CHOICE_REF_MAX),
+                ts=need_int(obj, "ts", f"{where}.ts", low=0, high=names.TIME_MAX),
             )
         )
     return out
+
+
+def canonical_vote_id(vote_id: str, field: str) -> str:
+    """`vote_id` if it is `bench/boot/seq` written canonically (ASCII decimal, no leading zero,
+    at most 15 digits), so one vote has one id: `mostar-01/017/1236` is refused, not a second
+    vote. (An id naming another bench than the vote's is judged per item: store.ingest_votes.)"""
+    if names.VOTE_ID_RE.fullmatch(vote_id) is None:
+        raise BadField(
+            field,
+            f"{vote_id!r} is not bench/boot/seq (boot and seq as decimal numbers from 1, "
+            "without leading zeros, at most 15 digits)",
+        )
+    return vote_id
 
 
 @dataclass(frozen=True)
@@ -297,7 +341,7 @@ class BenchDay:
 
 
 def check_days(body: dict[str, Any]) -> list[BenchDay]:
-    items = need_list(body, "days", "days")
+    items = need_list(body, "days", "days", names.DAYS_PER_REQUEST)
     out: list[BenchDay] = []
     for i, raw in enumerate(items):
         w = f"days[{i}]"
@@ -316,10 +360,10 @@ def check_days(body: dict[str, Any]) -> list[BenchDay]:
                 date=date,
                 solar_wh=need_float(obj, "solar_wh", f"{w}.solar_wh", low=0) or 0.0,
                 charge_wh=need_float(obj, "charge_wh", f"{w}.charge_wh", low=0) or 0.0,
-                sessions=need_int(obj, "sessions", f"{w}.sessions", low=0),
+                sessions=need_int(obj, "sessions", f"{w}.sessions", low=0, high=names.COUNT_MAX),
                 seat_occ_s=need_int(obj, "seat_occ_s", f"{w}.seat_occ_s", low=0, high=86400),
-                touches=need_int(obj, "touches", f"{w}.touches", low=0),
-                votes=need_int(obj, "votes", f"{w}.votes", low=0),
+                touches=need_int(obj, "touches", f"{w}.touches", low=0, high=names.COUNT_MAX),
+                votes=need_int(obj, "votes", f"{w}.votes", low=0, high=names.COUNT_MAX),
                 uptime_pct=need_float(obj, "uptime_pct", f"{w}.uptime_pct", low=0, high=100) or 0.0,
             )
         )
@@ -339,7 +383,7 @@ class BenchStatus:
 def check_bench_status(body: dict[str, Any]) -> BenchStatus:
     last_seen = None
     if body.get("last_seen") is not None:
-        last_seen = need_int(body, "last_seen", "last_seen", low=0)
+        last_seen = need_int(body, "last_seen", "last_seen", low=0, high=names.LAST_SEEN_MAX)
     power = None
     if body.get("power") is not None:
         power = need_str(body, "power", "power")
@@ -348,8 +392,8 @@ def check_bench_status(body: dict[str, Any]) -> BenchStatus:
     fw = None
     if body.get("fw") is not None:
         fw = need_str(body, "fw", "fw")
-        if len(fw) > 40:
-            raise BadField("fw", "is longer than 40 characters")
+        if len(fw) > names.FW_MAX:
+            raise BadField("fw", f"is longer than {names.FW_MAX} characters")
     return BenchStatus(
         municipality=need_str(body, "municipality", "municipality", names.MUNICIPALITY_RE),
         online=need_bool(body, "online", "online"),
@@ -357,4 +401,26 @@ def check_bench_status(body: dict[str, Any]) -> BenchStatus:
         soc=need_float(body, "soc", "soc", low=0, high=100, optional=True),
         power=power,
         fw=fw,
+    )
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    version: str
+    ts: int
+    lag_s: float
+
+
+LAG_MAX_S = 10.0**9  # a third of a century: beyond any spool's retention
+
+
+def check_heartbeat(body: dict[str, Any]) -> Heartbeat:
+    """A gateway's `{"version", "ts", "lag_s"}` (PUT /api/v1/gateways/{municipality})."""
+    version = need_str(body, "version", "version")
+    if not version.strip() or len(version) > names.VERSION_MAX:
+        raise BadField("version", f"must be 1 to {names.VERSION_MAX} characters")
+    return Heartbeat(
+        version=version,
+        ts=need_int(body, "ts", "ts", low=0, high=names.TIME_MAX),
+        lag_s=need_float(body, "lag_s", "lag_s", low=0, high=LAG_MAX_S) or 0.0,
     )

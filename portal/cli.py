@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from klupa.argparsing import Parser
-from portal import checks, i18n, store
+from portal import checks, i18n, registry, store
 from portal.db import DatabaseError, open_database
 from portal.server import ServeError
 from portal.tokens import TokenError, create_token, list_tokens, revoke_token, rotate_token
@@ -113,6 +113,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("id", type=int)
     _add_db(rotate)
+
+    bench = sub.add_parser(
+        "bench", help="the bench registry: which municipality each bench belongs to"
+    )
+    bsub = bench.add_subparsers(dest="bench_command", metavar="ACTION")
+    badd = bsub.add_parser(
+        "add",
+        help="register a bench to its municipality",
+        description="Register BENCH to MUNICIPALITY: that municipality's token then writes its "
+        "votes, bench-days and state, and no other token does. Running it again changes "
+        "nothing; moving a registered bench to another municipality needs --move.",
+    )
+    badd.add_argument("bench", help="bench id, e.g. mostar-01")
+    badd.add_argument("municipality", help="municipality id, e.g. mostar")
+    badd.add_argument("--move", action="store_true", help="move a bench registered elsewhere")
+    badd.add_argument(
+        "--vote-cap",
+        type=int,
+        help="votes per hour per poll the bench may add (default "
+        f"{registry.DEFAULT_VOTE_CAP}, the firmware's own cap); the excess is refused",
+    )
+    _add_db(badd)
+    bimport = bsub.add_parser(
+        "import",
+        help="register every bench of the deployment's inventory",
+        description="Register every [benches.<id>] of a deployment's inventory.toml (or of the "
+        "deployment folder holding it) to its `municipality`, in one transaction. Idempotent; "
+        "a bench registered to another municipality is an error unless --move is given.",
+    )
+    bimport.add_argument("inventory", type=Path, help="inventory.toml or the deployment folder")
+    bimport.add_argument("--move", action="store_true", help="move benches registered elsewhere")
+    _add_db(bimport)
+    blist = bsub.add_parser("list", help="every registered bench")
+    _add_db(blist)
 
     poll = sub.add_parser("poll", help="polls: create, list")
     psub = poll.add_subparsers(dest="poll_command", metavar="ACTION")
@@ -236,6 +270,27 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             print(f"token {args.id} revoked; its replacement (shown only now):")
             print(token)
         return 0
+    if args.command == "bench":
+        if args.bench_command is None:
+            parser.parse_args(["bench", "--help"])
+        engine = open_database(_db(args))
+        if args.bench_command == "add":
+            done = registry.add_bench(
+                engine, args.bench, args.municipality, args.move, args.vote_cap
+            )
+            print(f"{args.bench}: {done} ({args.municipality})")
+        elif args.bench_command == "import":
+            outcome = registry.import_inventory(engine, args.inventory, args.move)
+            for what in ("added", "moved", "updated", "unchanged"):
+                count = sum(1 for done in outcome.values() if done == what)
+                if count:
+                    print(f"{what}: {count}")
+            print(f"{len(outcome)} benches in the registry from {args.inventory}")
+        else:
+            for b in registry.registered(engine):
+                cap = b.vote_cap if b.vote_cap is not None else f"{registry.DEFAULT_VOTE_CAP}*"
+                print(f"{b.bench:<40} {b.municipality:<16} {cap} votes/h")
+        return 0
     if args.command == "poll":
         if args.poll_command is None:
             parser.parse_args(["poll", "--help"])
@@ -260,7 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return run(args, parser)
-    except (UsageError, TokenError, DatabaseError, store.PollExists, ServeError) as exc:
+    except (
+        UsageError,
+        TokenError,
+        DatabaseError,
+        store.PollExists,
+        ServeError,
+        registry.RegistryError,
+    ) as exc:
         print(f"klupa portal: {exc}", file=sys.stderr)
         return 2
     except checks.BadField as exc:

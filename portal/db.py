@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -48,8 +49,8 @@ polls = Table(
     "polls",
     metadata,
     Column("id", String(64), primary_key=True),
-    Column("opens", Integer, nullable=False),
-    Column("closes", Integer, nullable=False),
+    Column("opens", BigInteger, nullable=False),  # up to 2^53 (migration 0003)
+    Column("closes", BigInteger, nullable=False),
     Column("question", Text, nullable=False),  # JSON: {"bs": ..., "en": ...}
     Column("options", Text, nullable=False),  # JSON: [{"id": ..., "label": {...}}, ...]
     Column("results", String(16), nullable=False, default="live"),
@@ -63,16 +64,54 @@ poll_places = Table(
     Column("municipality", String(32), primary_key=True, index=True),
 )
 
+# A vote is its municipality's: (municipality, id) is its identity (migration 0003), so no
+# token can claim, shadow or duplicate another municipality's vote ids.
 votes = Table(
     "votes",
     metadata,
+    Column("municipality", String(32), primary_key=True),
     Column("id", String(80), primary_key=True),  # bench/boot/seq
     Column("poll_id", String(64), nullable=False),
-    Column("municipality", String(32), nullable=False),
     Column("bench", String(40), nullable=False),
     Column("choice", String(16), nullable=False),
-    Column("ts", Integer, nullable=False),
-    Column("received_at", Integer, nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+)
+
+# Votes refused for being over their bench's hourly cap (migration 0003): kept by identity, so a
+# re-sent refusal is counted once, and shown on the poll's page.
+capped_votes = Table(
+    "capped_votes",
+    metadata,
+    Column("municipality", String(32), primary_key=True),
+    Column("id", String(80), primary_key=True),
+    Column("poll_id", String(64), nullable=False, index=True),
+    Column("bench", String(40), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("received_at", BigInteger, nullable=False),
+)
+
+# The bench registry (migration 0003): each bench belongs to one municipality, whose token
+# alone writes its votes, days and state. `vote_cap`: votes per hour per poll (None: default).
+bench_registry = Table(
+    "bench_registry",
+    metadata,
+    Column("bench", String(40), primary_key=True),
+    Column("municipality", String(32), nullable=False, index=True),
+    Column("vote_cap", Integer, nullable=True),
+    Column("added_at", BigInteger, nullable=False),
+)
+
+# Each municipality's gateway heartbeat (migration 0003): its version, its own clock and its
+# forwarding lag as it last reported them, and when the portal heard it.
+gateways = Table(
+    "gateways",
+    metadata,
+    Column("municipality", String(32), primary_key=True),
+    Column("version", String(40), nullable=False),
+    Column("ts", BigInteger, nullable=False),
+    Column("lag_s", Float, nullable=False),
+    Column("heard_at", BigInteger, nullable=False),
 )
 
 bench_days = Table(

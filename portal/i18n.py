@@ -31,6 +31,10 @@ WORDS: dict[str, dict[str, str]] = {
         "bs": "neuobičajeno mnogo glasova danas",
         "en": "unusually many votes today",
     },
+    "capped": {
+        "bs": "Odbijeno preko satnog ograničenja klupe",
+        "en": "Refused over the bench's hourly cap",
+    },
     "online": {"bs": "na mreži", "en": "online"},
     "offline": {"bs": "van mreže", "en": "offline"},
     "unknown": {"bs": "nepoznato", "en": "unknown"},
@@ -57,6 +61,20 @@ WORDS: dict[str, dict[str, str]] = {
     "switch": {"bs": "English", "en": "Bosanski"},
     "no_data": {"bs": "nema podataka", "en": "no data"},
     "last_seen": {"bs": "Zadnji put viđena", "en": "Last seen"},
+    "last_heard": {"bs": "Zadnji put čuli", "en": "Last heard"},
+    "gateway_silent": {
+        "bs": "gateway se ne javlja duže od 15 minuta",
+        "en": "its gateway has been silent for over 15 minutes",
+    },
+    "gateways": {"bs": "Gatewayi općina", "en": "Municipal gateways"},
+    "no_gateways": {
+        "bs": "Nijedan gateway se još nije javio.",
+        "en": "No gateway has reported yet.",
+    },
+    "heartbeat": {"bs": "Zadnji signal", "en": "Last heartbeat"},
+    "lag": {"bs": "Kašnjenje prosljeđivanja", "en": "Forwarding lag"},
+    "version": {"bs": "Verzija", "en": "Version"},
+    "silent": {"bs": "ne javlja se", "en": "silent"},
 }
 
 # Display names of the launch municipalities (ids are ASCII-folded).
@@ -103,7 +121,10 @@ def when(ts: int | None, lang: str) -> str:
     """Local (Sarajevo) date and time, the way each language writes it."""
     if ts is None:
         return "–"
-    t = datetime.datetime.fromtimestamp(ts, LOCAL)
+    try:
+        t = datetime.datetime.fromtimestamp(ts, LOCAL)
+    except (ValueError, OverflowError, OSError):  # a poll may close as late as 2^53 s
+        return f"{ts} (Unix s)"
     if lang == "en":
         return f"{t.day} {MONTHS_EN[t.month - 1]} {t.year}, {t:%H:%M}"
     return f"{t.day}. {MONTHS_BS[t.month - 1]} {t.year}. u {t:%H:%M}"

@@ -15,7 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from portal import charts, i18n, names, store
+from portal import charts, heartbeat, i18n, names, store, votecap
 
 router = APIRouter()
 
@@ -42,7 +42,9 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     page = templates.get_template(name).render(
         lang=lang,
         t=i18n.words(lang),
-        switch_href=f"{request.url.path}?lang={other}",
+        # Query-only: the same page in the other language. Never built from the request's path,
+        # which for `//host/x` would make a link to another site.
+        switch_href=f"?lang={other}",
         when=lambda ts: i18n.when(ts, lang),
         place=i18n.place_name,
         text_in=lambda texts: i18n.text_in(texts, lang),
@@ -67,6 +69,7 @@ class PollCard:
     total: int
     bars: Any
     benches: list[tuple[str, dict[str, int], int, bool]]  # bench, per choice, total, flagged
+    capped: dict[str, int]  # votes refused over the hourly cap, per bench
 
 
 def _poll_cards(engine: Engine, lang: str, now: int) -> dict[str, list[PollCard]]:
@@ -74,8 +77,9 @@ def _poll_cards(engine: Engine, lang: str, now: int) -> dict[str, list[PollCard]
     for poll in store.front_page_polls(engine, now):
         state = "upcoming" if now < poll.opens else ("open" if now < poll.closes else "closed")
         hidden = poll.hidden(now)
-        total, bars, rows = 0, None, []
+        total, bars, rows, capped = 0, None, [], {}
         if not hidden and state != "upcoming":
+            capped = votecap.capped_counts(engine, poll.id)
             res = store.results(engine, poll.id, poll)
             total = res["total"]
             labels = [
@@ -87,7 +91,7 @@ def _poll_cards(engine: Engine, lang: str, now: int) -> dict[str, list[PollCard]
                 (bench, counts, sum(counts.values()), bench in flagged)
                 for bench, counts in res["benches"].items()
             ]
-        card = PollCard(poll, state, hidden, total, bars, rows)
+        card = PollCard(poll, state, hidden, total, bars, rows, capped)
         for place in poll.municipalities:
             by_place.setdefault(place, []).append(card)
     order = {"open": 0, "upcoming": 1, "closed": 2}
@@ -108,8 +112,10 @@ async def front_page(request: Request) -> Response:
 @router.get("/benches", response_class=HTMLResponse)
 async def benches_page(request: Request) -> Response:
     now = int(time.time())
-    rows = await run_in_threadpool(store.bench_overview, request.app.state.engine, now)
-    return render(request, "benches.html", benches=rows, now=now)
+    engine = request.app.state.engine
+    rows = await run_in_threadpool(store.bench_overview, engine, now)
+    reports = await run_in_threadpool(heartbeat.reports, engine)
+    return render(request, "benches.html", benches=rows, gateways=reports, now=now)
 
 
 SERIES = (

@@ -10,6 +10,7 @@ From Python::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import signal
@@ -17,8 +18,11 @@ import threading
 import time
 from collections.abc import Iterator
 from types import FrameType, TracebackType
+from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from portal import logs
 from portal.api import build
@@ -29,6 +33,69 @@ log = logging.getLogger("portal")
 
 class ServeError(RuntimeError):
     """The portal could not start serving."""
+
+
+# Slow clients (a stalled gateway link, or someone holding connections open on purpose) must
+# not tie up the server: an idle keep-alive connection is closed after KEEP_ALIVE_S, a request
+# whose headers are not complete within HEADER_TIMEOUT_S (from the connection or the first byte
+# after a response) and one whose body is not complete within BODY_TIMEOUT_S (1 MiB in 20 s is
+# 52 kB/s; a gateway's batch of 500 votes is about 80 kB) are cut. docs/portal.md gives the
+# matching reverse-proxy settings.
+KEEP_ALIVE_S = 5
+HEADER_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 20.0
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, with deadlines for a request's headers and its body."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.read_deadline: asyncio.TimerHandle | None = None
+        self.reading: object = None  # the h11 state the deadline is for
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._watch_reading()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_reading()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def _cancel_deadline(self) -> None:
+        if self.read_deadline is not None:
+            self.read_deadline.cancel()
+        self.read_deadline, self.reading = None, None
+
+    def _watch_reading(self) -> None:
+        """Arm the deadline of the part of a request being read; cancel it once it is in."""
+        state = self.conn.their_state
+        waiting_for_headers = state is h11.IDLE and (
+            self.timeout_keep_alive_task is None  # the keep-alive timer covers an idle wait
+        )
+        if waiting_for_headers or state is h11.SEND_BODY:
+            if self.reading is not state:
+                self._cancel_deadline()
+                delay = HEADER_TIMEOUT_S if state is h11.IDLE else BODY_TIMEOUT_S
+                self.read_deadline = self.loop.call_later(delay, self._too_slow, state)
+                self.reading = state
+        else:
+            self._cancel_deadline()
+
+    def _too_slow(self, state: object) -> None:
+        part = "headers" if state is h11.IDLE else "body"
+        log.info("closing a slow connection", extra={"waiting_for": part, "client": self.client})
+        self.read_deadline, self.reading = None, None
+        if not self.transport.is_closing():
+            self.transport.close()
 
 
 class _Server(uvicorn.Server):
@@ -63,6 +130,8 @@ def make_server(db: str, host: str, port: int) -> _Server:
         access_log=False,
         lifespan="off",
         server_header=False,
+        http=GuardedH11Protocol,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     return _Server(config)
 

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from portal import anomaly, names
+from portal import anomaly, heartbeat, names, registry, votecap
 from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem
 from portal.db import bench_days, benches, poll_places, polls, reading, votes, writing
 
@@ -25,6 +25,7 @@ LOCAL = ZoneInfo(names.LOCAL_TZ)
 UPCOMING_S = 7 * 86400  # GET /polls lists polls opening within this
 RECENT_S = 30 * 86400  # the front page keeps closed polls this long
 CHUNK = 500  # rows per INSERT statement (SQLite's bound-parameter limit)
+NOT_YOUR_BENCH = "not_your_bench"  # the reason for an item of a bench not the token's
 
 
 class PollExists(ValueError):
@@ -145,32 +146,47 @@ def front_page_polls(engine: Engine, now: int) -> list[Poll]:
 
 
 def _insert_ignoring_known(conn: Connection, rows: list[dict[str, Any]]) -> int:
-    """Insert the votes whose id is new; return how many were new (known ids are skipped).
+    """Insert the votes whose (municipality, id) is new; return how many went in.
 
     One statement executed for many rows: SQLAlchemy batches it into multi-row INSERTs from one
-    compiled form, and RETURNING names only the rows that went in.
+    compiled form, and RETURNING names only the rows that went in (a vote another request
+    stored a moment ago is skipped, not an error).
     """
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(votes).on_conflict_do_nothing(index_elements=["id"]).returning(votes.c.id)
+    stmt = (
+        insert(votes)
+        .on_conflict_do_nothing(index_elements=["municipality", "id"])
+        .returning(votes.c.id)
+    )
     return len(conn.execute(stmt, rows).all())
 
 
-def ingest_votes(engine: Engine, items: list[VoteItem], now: int | None = None) -> dict[str, Any]:
-    """Apply a batch of votes in one transaction: new ones are stored, known ids are duplicates,
-    and votes that cannot count are rejected with their reason (the rest still apply)."""
+def ingest_votes(
+    engine: Engine, municipality: str, items: list[VoteItem], now: int | None = None
+) -> dict[str, Any]:
+    """Apply a batch of `municipality`'s votes in one transaction: new ones are stored, known
+    ids are duplicates, and votes that cannot count are rejected with their reason (the rest
+    still apply). A vote for a bench not registered to `municipality` is `not_your_bench`; a
+    new vote over its bench's hourly cap is refused too (portal.votecap)."""
     received = int(time.time()) if now is None else now
     rejected: list[dict[str, str]] = []
     fresh: list[dict[str, Any]] = []
     seen: set[str] = set()
     repeats = 0
     with writing(engine) as conn:
+        own = registry.own_benches(conn, municipality, {v.bench for v in items}, lock=True)
         wanted = {v.poll for v in items if names.POLL_ID_RE.fullmatch(v.poll)}
         known = {p.id: p for p in _polls(conn, polls.c.id.in_(wanted))} if wanted else {}
         for vote in items:
             if vote.id in seen:
                 repeats += 1
                 continue
-            reason = _why_not_counted(vote, known.get(vote.poll))
+            if not vote.id.startswith(vote.bench + "/"):
+                reason = f"id {vote.id!r} is not one of bench {vote.bench}'s (bench/boot/seq)"
+            elif vote.bench not in own or vote.municipality != municipality:
+                reason = NOT_YOUR_BENCH
+            else:
+                reason = _why_not_counted(vote, known.get(vote.poll))
             if reason:
                 rejected.append({"id": vote.id, "reason": reason})
                 continue
@@ -179,17 +195,22 @@ def ingest_votes(engine: Engine, items: list[VoteItem], now: int | None = None) 
                 {
                     "id": vote.id,
                     "poll_id": vote.poll,
-                    "municipality": vote.municipality,
+                    "municipality": municipality,
                     "bench": vote.bench,
                     "choice": vote.choice,
                     "ts": vote.ts,
                     "received_at": received,
                 }
             )
-        accepted = _insert_ignoring_known(conn, fresh) if fresh else 0
+        known_ids = votecap.known_ids(conn, municipality, [r["id"] for r in fresh])
+        new = [r for r in fresh if r["id"] not in known_ids]
+        kept, over = votecap.split_over_cap(conn, municipality, new, own)
+        accepted = _insert_ignoring_known(conn, kept) if kept else 0
+        votecap.keep_capped(conn, over)
+        rejected += [{"id": r["id"], "reason": votecap.reason(r, own[r["bench"]])} for r in over]
     return {
         "accepted": accepted,
-        "duplicates": repeats + len(fresh) - accepted,
+        "duplicates": repeats + len(known_ids) + len(kept) - accepted,
         "rejected": rejected,
     }
 
@@ -256,13 +277,26 @@ def vote_spikes(engine: Engine, bench_ids: Iterable[str], now: int, days: int = 
 # --------------------------------------------------------------------------- benches
 
 
-def upsert_days(engine: Engine, days: list[BenchDay], now: int | None = None) -> int:
+class NotYourBench(PermissionError):
+    """A bench state for a bench not registered to the writing municipality."""
+
+
+def upsert_days(
+    engine: Engine, municipality: str, days: list[BenchDay], now: int | None = None
+) -> dict[str, Any]:
+    """Store `municipality`'s bench-days (a day already there is replaced); a day of a bench
+    not registered to it is rejected as `not_your_bench`, the others still apply."""
     stamp = int(time.time()) if now is None else now
-    if not days:
-        return 0
+    rejected: list[dict[str, str]] = []
     with writing(engine) as conn:
+        own = registry.own_benches(conn, municipality, {d.bench for d in days})
+        rows = []
+        for d in days:
+            if d.bench not in own or d.municipality != municipality:
+                rejected.append({"bench": d.bench, "date": d.date, "reason": NOT_YOUR_BENCH})
+            else:
+                rows.append({**d.__dict__, "updated_at": stamp})
         insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        rows = [{**d.__dict__, "updated_at": stamp} for d in days]
         # The last row for a key wins when a batch names one day twice.
         unique = list({(r["municipality"], r["bench"], r["date"]): r for r in rows}.values())
         for start in range(0, len(unique), CHUNK):
@@ -275,12 +309,13 @@ def upsert_days(engine: Engine, days: list[BenchDay], now: int | None = None) ->
                 },
             )
             conn.execute(stmt)
-    return len(days)
+    return {"upserted": len(rows), "rejected": rejected}
 
 
 def set_bench_status(
     engine: Engine, bench: str, status: BenchStatus, now: int | None = None
 ) -> None:
+    """Store a bench's state; NotYourBench unless the bench is registered to its municipality."""
     stamp = int(time.time()) if now is None else now
     key = (benches.c.municipality == status.municipality) & (benches.c.bench == bench)
     values = {
@@ -292,6 +327,8 @@ def set_bench_status(
         "updated_at": stamp,
     }
     with writing(engine) as conn:
+        if bench not in registry.own_benches(conn, status.municipality, [bench]):
+            raise NotYourBench(f"bench: {bench} is not registered to {status.municipality}")
         old = conn.execute(select(benches.c.online, benches.c.since).where(key)).first()
         if old is None:
             since = status.last_seen if status.online and status.last_seen else stamp
@@ -318,6 +355,22 @@ class BenchOverview:
     power: str | None
     fw: str | None
     today: dict[str, Any] | None
+    heard: int | None = None  # when the portal last heard this bench's gateway
+    stale: bool = False  # that gateway has been silent too long for its state to hold
+
+    @property
+    def state(self) -> str:
+        """online | offline | unknown (never reported, or its gateway has gone silent)."""
+        if self.online is None or self.stale:
+            return "unknown"
+        return "online" if self.online else "offline"
+
+    @property
+    def last_heard(self) -> int | None:
+        """When its gateway last heard from the bench (else when the portal last heard of it)."""
+        return self.last_seen or self.reported
+
+    reported: int | None = None  # when the portal last stored its state
 
 
 def local_date(ts: int) -> str:
@@ -336,6 +389,7 @@ def bench_overview(engine: Engine, now: int) -> list[BenchOverview]:
             (r.municipality, r.bench)
             for r in conn.execute(select(bench_days.c.municipality, bench_days.c.bench).distinct())
         }
+        heard = heartbeat.last_heard(conn)
     out = []
     for key in sorted(set(status) | known):
         s = status.get(key)
@@ -350,6 +404,9 @@ def bench_overview(engine: Engine, now: int) -> list[BenchOverview]:
                 power=None if s is None else s.power,
                 fw=None if s is None else s.fw,
                 today=days.get(key),
+                heard=heard.get(key[0]),
+                stale=now - heard.get(key[0], 0) > heartbeat.STALE_AFTER_S,
+                reported=None if s is None else s.updated_at,
             )
         )
     return out

@@ -109,6 +109,10 @@ def test_votes_reach_the_portal_once_through_500s_and_timeouts_with_days_and_sta
     state = wait_until(lambda: portal.of("PUT", "/api/v1/benches/mostar-01"), 10)[-1]
     assert state["online"] is True and state["soc"] == 78.5 and state["power"] == "normal"
     assert state["fw"] == "1.0.0" and state["municipality"] == "mostar"
+    # The heartbeat, so the portal knows the benches' states still hold.
+    beat = wait_until(lambda: portal.of("PUT", "/api/v1/gateways/mostar"), 10)[0]
+    assert set(beat) == {"version", "ts", "lag_s"}
+    assert abs(beat["ts"] - time.time()) < 120 and beat["lag_s"] >= 0
 
 
 def poll(pid: str, opens: int, closes: int) -> dict[str, Any]:

@@ -20,12 +20,15 @@ from klupa.services import Broker, free_port, serve_portal, stop_process
 class RealPortal:
     def __init__(self, workdir: Path) -> None:
         from portal.db import open_database
+        from portal.registry import add_bench
         from portal.tokens import create_token
 
         self.db = str(workdir / "portal.sqlite")
         engine = open_database(self.db)
         self.admin = create_token(engine, admin=True)
         self.token = create_token(engine, "mostar")
+        for bench in ("mostar-01", "mostar-02"):
+            add_bench(engine, bench, "mostar")
         engine.dispose()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -126,3 +129,6 @@ def test_polls_votes_and_bench_state_through_the_real_portal(
     assert row == [(1, 78.5, long_fw[:40])]
     assert gw.store.quarantine_counts() == {}
     wait_until(lambda: all(s.last_error == "" for s in gw.sinks), 5)
+    # The gateway's heartbeat reached the portal: its benches' states hold.
+    beat = wait_until(lambda: portal_rows("SELECT municipality, version, lag_s FROM gateways"), 10)
+    assert beat[0][0] == "mostar" and beat[0][1] and beat[0][2] >= 0

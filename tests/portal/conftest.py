@@ -1,5 +1,7 @@
 """The real portal for tests: `klupa portal serve` as a child process on a free port, SQLite in a
-temp dir, with an admin token and per-municipality tokens created through portal.tokens."""
+temp dir, with an admin token and per-municipality tokens created through portal.tokens, and
+benches `{m}-01` to `{m}-09` of every municipality in its bench registry (`{m}-01` with the
+largest hourly vote cap, for the tests that send many votes at once; the others the default)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edge_gateway.protocol import MUNICIPALITIES
 from klupa.testing.services import (
     free_port,
     need_program,
@@ -27,6 +30,7 @@ from klupa.testing.services import (
     wait_for_port,
 )
 from portal.db import open_database
+from portal.registry import VOTE_CAP_RANGE, add_bench, import_benches
 from portal.tokens import create_token
 
 _ids = itertools.count(1)
@@ -40,6 +44,11 @@ class RunningPortal:
         self.url = f"http://127.0.0.1:{self.port}"
         self.engine = open_database(self.db)
         self.admin = create_token(self.engine, admin=True)
+        import_benches(
+            self.engine, [(f"{m}-{n:02d}", m) for m in MUNICIPALITIES for n in range(1, 10)]
+        )
+        for m in MUNICIPALITIES:  # the load tests' benches: a busy square's cap
+            add_bench(self.engine, f"{m}-01", m, vote_cap=VOTE_CAP_RANGE[1])
         self._tokens: dict[str, str] = {}
         self.log = workdir / "portal.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -216,3 +225,10 @@ def postgres_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
             running.engine.dispose()
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_portal(request: pytest.FixtureRequest) -> RunningPortal:
+    """The running portal on SQLite, then on PostgreSQL: a trust rule holds on both."""
+    name = "portal" if request.param == "sqlite" else "postgres_portal"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]

@@ -31,7 +31,7 @@ def post_votes(portal: Any, municipality: str, votes: list[dict[str, Any]]) -> h
 def test_healthz_answers_with_the_schema_revision(portal: Any) -> None:
     r = portal.http.get("/healthz")
     assert r.status_code == 200
-    assert r.json() == {"ok": True, "schema": "0002"}
+    assert r.json() == {"ok": True, "schema": "0003"}
 
 
 def test_polls_lists_open_and_upcoming_polls_as_protocol_polls(portal: Any) -> None:
@@ -140,9 +140,9 @@ def test_an_item_of_another_municipality_refuses_the_whole_batch(
     assert r.status_code == 403
     assert "trebinje" in r.json()["error"]
     assert results(portal, poll)["total"] == 0
-    # The admin token may write for any municipality.
+    # The admin token manages polls; it writes no votes for anyone.
     r = portal.http.post("/api/v1/votes", json={"votes": batch}, headers=portal.auth(portal.admin))
-    assert r.json()["accepted"] == 2
+    assert r.status_code == 403
 
 
 @pytest.mark.parametrize(
@@ -164,9 +164,9 @@ def test_an_item_of_another_municipality_refuses_the_whole_batch(
             "votes[0].ts",
         ),
         (
-            b'{"votes": [{"id": "mostar-02/1/1", "municipality": "mostar", "bench": "mostar-01",'
-            b' "poll": "p-1", "choice": "yes", "ts": 1}]}',
-            "votes[0].id",
+            b'{"votes": [{"id": "mostar-01/1/1", "municipality": "mostar", "bench": "mostar-01",'
+            b' "poll": "' + b"p" * 65 + b'", "choice": "yes", "ts": 1}]}',
+            "votes[0].poll",
         ),
         (
             b'{"votes": [{"id": "mostar-01/x/1", "municipality": "mostar", "bench": "mostar-01",'
@@ -188,6 +188,16 @@ def test_malformed_votes_are_400_naming_the_field(portal: Any, body: bytes, fiel
     )
     assert r.status_code == 400, r.text
     assert r.json()["error"].startswith(field + ":")
+
+
+def test_an_id_of_another_bench_is_a_rejected_item(portal: Any, make_vote: Any) -> None:
+    poll = portal.make_poll(["mostar"])
+    odd = {**make_vote(poll, "mostar-01", 1), "id": "mostar-02/1/1"}
+    r = post_votes(portal, "mostar", [odd, make_vote(poll, "mostar-01", 2)])
+    assert r.status_code == 200
+    assert r.json()["accepted"] == 1
+    assert r.json()["rejected"][0]["id"] == "mostar-02/1/1"
+    assert "not one of bench mostar-01's" in r.json()["rejected"][0]["reason"]
 
 
 def test_a_ts_with_zero_fraction_counts_as_an_integer(portal: Any, make_vote: Any) -> None:
@@ -264,11 +274,11 @@ def test_bench_days_are_upserted(portal: Any) -> None:
     token = portal.auth(portal.token("maglaj"))
     r = portal.http.put("/api/v1/bench-days", json={"days": [day]}, headers=token)
     assert r.status_code == 200
-    assert r.json() == {"upserted": 1}
+    assert r.json() == {"upserted": 1, "rejected": []}
     later = {**day, "solar_wh": 140.0, "sessions": 9}
     other_day = {**day, "date": "2026-11-21"}
     r = portal.http.put("/api/v1/bench-days", json={"days": [later, other_day]}, headers=token)
-    assert r.json() == {"upserted": 2}
+    assert r.json() == {"upserted": 2, "rejected": []}
     now = int(time.mktime((2026, 11, 21, 12, 0, 0, 0, 0, -1)))
     _, series = store.bench_history(portal.engine, "maglaj-01", now, days=2)
     assert [d["solar_wh"] for d in series] == [140.0, 101.5]

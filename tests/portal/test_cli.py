@@ -186,6 +186,10 @@ def test_poll_create_from_flags_reaches_the_api(
         ["poll"],
         ["poll", "create"],
         ["poll", "list"],
+        ["bench"],
+        ["bench", "add"],
+        ["bench", "import"],
+        ["bench", "list"],
     ],
 )
 def test_every_command_has_help(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,8 +15,8 @@ def test_postgres_portal_migrates_ingests_once_and_reports(
     postgres_portal: Any, make_vote: Any
 ) -> None:
     portal = postgres_portal
-    assert portal.http.get("/healthz").json() == {"ok": True, "schema": "0002"}
-    assert db.current_revision(portal.engine) == "0002"
+    assert portal.http.get("/healthz").json() == {"ok": True, "schema": "0003"}
+    assert db.current_revision(portal.engine) == "0003"
     poll = portal.make_poll(["trebinje", "ravno"])
     batch = [make_vote(poll, "trebinje-01", n, ("yes", "no")[n % 2]) for n in range(1, 301)]
     bad = make_vote(poll, "trebinje-01", 999, "maybe")
@@ -78,7 +78,7 @@ def test_postgres_portal_migrates_ingests_once_and_reports(
         r = portal.http.put(
             "/api/v1/bench-days", json={"days": [{**day, "solar_wh": solar}]}, headers=token
         )
-        assert r.json() == {"upserted": 1}
+        assert r.json() == {"upserted": 1, "rejected": []}
     now = int(time.time())
     status = {
         "municipality": "trebinje",

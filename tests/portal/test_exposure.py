@@ -1,0 +1,74 @@
+"""What the portal shows of itself (issue 18, item 7): no page links off-site whatever path it
+was asked for, and /healthz names no path, host or driver message when the database is down."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from klupa.testing.services import free_port
+from portal.api import build
+from portal.db import make_engine
+
+
+def raw_get(portal: Any, target: str) -> tuple[int, str]:
+    """GET with the request target exactly as given (an HTTP client would normalise `//`)."""
+    with socket.create_connection(("127.0.0.1", portal.port), timeout=30) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: portal\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/",
+        "//evil.example/benches",
+        "//evil.example",
+        "/\\evil.example/x",
+        "//evil.example/%2e%2e",
+        "/benches//evil.example",
+    ],
+)
+def test_no_page_links_off_site_whatever_its_path(portal: Any, target: str) -> None:
+    status, html = raw_get(portal, target)
+    assert status in (200, 404), html[:300]
+    for href in re.findall(r'(?:href|src|action)="([^"]*)"', html):
+        assert not href.startswith("//"), href
+        assert "evil.example" not in href, href
+        assert not re.match(r"^[a-z][a-z0-9+.-]*:", href) or href.startswith("data:"), href
+
+
+def test_the_language_switch_stays_on_the_same_page(portal: Any) -> None:
+    portal.http.cookies.clear()
+    html = portal.http.get("/benches").text
+    assert 'href="?lang=en"' in html
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
+def test_healthz_says_the_database_is_down_without_its_details(tmp_path: Path, where: str) -> None:
+    if where == "sqlite":
+        folder = tmp_path / "secret-folder"
+        folder.mkdir()
+        engine = make_engine(str(folder / "portal.sqlite"))
+        shutil.rmtree(folder)
+        secret = "secret-folder"
+    else:
+        pytest.importorskip("psycopg")
+        port = free_port()  # nothing listens there
+        engine = make_engine(f"postgresql://klupa:hunter2@127.0.0.1:{port}/secretdb")
+        secret = str(port)
+    with TestClient(build(engine)) as client:  # type: ignore[arg-type]
+        r = client.get("/healthz")
+    assert r.status_code == 503
+    assert r.json() == {"ok": False, "error": "database unavailable"}
+    assert secret not in r.text and "hunter2" not in r.text
