@@ -10,9 +10,12 @@ perfect shunt proves little, so this model differs from the profile where real b
   as charge flows (``hyst_rate``: the e-folding takes capacity / hyst_rate of charge).
 - **Relaxation**: a series resistance ``r0_ohm`` and one RC pair (``r1_ohm``, ``tau_s``), so
   the terminal voltage settles over minutes after a change of current, not at once.
-- **Temperature**: the cell follows the air with a lag (``thermal_tau_s``); usable capacity
-  changes by ``capacity_per_k`` per kelvin from 25 °C, the OCV by ``ocv_v_per_k``, and the
-  resistances grow in the cold (``r_cold_per_k``).
+- **Temperature**: the cell follows the air with a lag (``thermal_tau_s``); the OCV moves by
+  ``ocv_v_per_k`` per kelvin from 25 °C and the resistances grow in the cold
+  (``r_cold_per_k``), so the voltage under load sags more and relaxes further. The share of
+  the capacity that can still be drawn in the cold (``capacity_per_k`` per kelvin below
+  25 °C) is :meth:`Cell.usable`; the charge below it is still there (SoC counts it) and this
+  model does not yet cut the loads off at it.
 - **Charge acceptance**: near full an overpotential (``charge_rise_v`` at 100 %, rising from
   ``charge_knee``) makes a charge controller's constant voltage taper the current, and the
   coulombic efficiency (``efficiency``, falling to ``efficiency_full`` at 100 % from the knee)
@@ -20,7 +23,7 @@ perfect shunt proves little, so this model differs from the profile where real b
 - **Shunt errors** (:data:`SHUNT`): the battery INA226 of the virtual board reads
   ``gain`` × true current + ``offset_a`` (:class:`boards.virtual.chips.INA226`).
 
-True SoC is the charge stored over the capacity usable at the cell's temperature. The charge
+True SoC is the charge stored over the rated capacity (what a coulomb counter counts). The charge
 controller's set points (``absorb_v``, ``float_v``, ``absorb_s``) are here too, with the cell
 they suit. All parameters are in this file, for a 12 V-class pack; the figures are typical of
 datasheets and of the literature's orders of magnitude, not of one product.
@@ -156,18 +159,19 @@ class Cell:
         self.p = CELLS[chemistry]
         self.capacity_ah = capacity_ah  # rated, at 25 °C
         self.temp_c = temp_c
-        self.q_ah = soc * self.usable_ah()
+        self.q_ah = soc * capacity_ah
         self.h = 0.0  # hysteresis state: -1 on the discharge branch, +1 on the charge branch
         self.v_rc = 0.0
         self.current_a = 0.0  # + charging, − discharging
 
-    def usable_ah(self) -> float:
-        return self.capacity_ah * max(0.5, 1.0 + self.p.capacity_per_k * (self.temp_c - 25.0))
+    def usable(self) -> float:
+        """The share of the rated capacity that can be drawn at the cell's temperature."""
+        return min(1.0, max(0.5, 1.0 + self.p.capacity_per_k * (self.temp_c - 25.0)))
 
     @property
     def soc(self) -> float:
-        """True state of charge: stored charge over the capacity usable at this temperature."""
-        return min(1.0, max(0.0, self.q_ah / self.usable_ah()))
+        """True state of charge: stored charge over the rated capacity."""
+        return min(1.0, max(0.0, self.q_ah / self.capacity_ah))
 
     def _cold(self) -> float:
         return 1.0 + self.p.r_cold_per_k * max(0.0, 25.0 - self.temp_c)
@@ -206,10 +210,7 @@ class Cell:
         if ah > 0:
             x = max(0.0, self.soc - p.charge_knee) / (1.0 - p.charge_knee)
             ah *= p.efficiency + (p.efficiency_full - p.efficiency) * x
-        if ah > 0:  # full is full; cooling makes charge unusable, not gone
-            self.q_ah = max(self.q_ah, min(self.usable_ah(), self.q_ah + ah))
-        else:
-            self.q_ah = max(0.0, self.q_ah + ah)
+        self.q_ah = min(self.capacity_ah, max(0.0, self.q_ah + ah))
         if current_a:
             s = 1.0 if current_a > 0 else -1.0
             self.h = s + (self.h - s) * math.exp(-p.hyst_rate * abs(ah) / self.capacity_ah)
