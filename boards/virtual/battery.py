@@ -12,10 +12,11 @@ perfect shunt proves little, so this model differs from the profile where real b
   the terminal voltage settles over minutes after a change of current, not at once.
 - **Temperature**: the cell follows the air with a lag (``thermal_tau_s``); the OCV moves by
   ``ocv_v_per_k`` per kelvin from 25 °C and the resistances grow in the cold
-  (``r_cold_per_k``), so the voltage under load sags more and relaxes further. The share of
-  the capacity that can still be drawn in the cold (``capacity_per_k`` per kelvin below
-  25 °C) is :meth:`Cell.usable`; the charge below it is still there (SoC counts it) and this
-  model does not yet cut the loads off at it.
+  (``r_cold_per_k``). In the cold less of the capacity can be drawn (``capacity_per_k`` per
+  kelvin below 25 °C, :meth:`Cell.usable`): under load the cell's voltage reads as if the
+  unusable share at the bottom were gone, so it collapses early near empty (a kinetic
+  effect: in full at ``cold_full_rate_c`` and above, in proportion below, none at rest; the
+  charge is still there and SoC counts it).
 - **Charge acceptance**: near full an overpotential (``charge_rise_v`` at 100 %, rising from
   ``charge_knee``) makes a charge controller's constant voltage taper the current, and the
   coulombic efficiency (``efficiency``, falling to ``efficiency_full`` at 100 % from the knee)
@@ -56,6 +57,7 @@ class CellParams:
     ocv_v_per_k: float  # OCV change per kelvin from 25 °C
     r_cold_per_k: float  # resistance growth per kelvin below 25 °C (fraction)
     thermal_tau_s: float  # how slowly the cell in its box follows the air
+    cold_full_rate_c: float  # discharge rate (in C) at which the cold's capacity loss is full
     charge_knee: float  # SoC from which charging meets an overpotential ...
     charge_rise_v: float  # ... reaching this at 100 %
     efficiency: float  # coulombic efficiency of charge below the knee
@@ -91,6 +93,7 @@ CELLS: dict[str, CellParams] = {
         ocv_v_per_k=-0.0002,
         r_cold_per_k=0.015,
         thermal_tau_s=4 * 3600.0,
+        cold_full_rate_c=0.1,
         charge_knee=0.96,
         charge_rise_v=0.9,
         efficiency=0.995,
@@ -124,6 +127,7 @@ CELLS: dict[str, CellParams] = {
         ocv_v_per_k=0.0012,
         r_cold_per_k=0.01,
         thermal_tau_s=6 * 3600.0,
+        cold_full_rate_c=0.05,
         charge_knee=0.8,
         charge_rise_v=2.0,
         efficiency=0.92,
@@ -187,11 +191,21 @@ class Cell:
         x = max(0.0, self.soc - p.charge_knee) / (1.0 - p.charge_knee)
         return p.charge_rise_v * x * x
 
+    def _cold_sag(self) -> float:
+        """How much lower the voltage reads under the present discharge in the cold."""
+        f = self.usable()
+        if self.current_a >= 0 or f >= 1.0:
+            return 0.0
+        p = self.p
+        drawn_as = max(0.0, (self.soc - (1.0 - f)) / f)  # the usable share's own SoC
+        sag = interpolate(p.ocv_mid, self.soc) - interpolate(p.ocv_mid, drawn_as)
+        return sag * min(1.0, -self.current_a / (p.cold_full_rate_c * self.capacity_ah))
+
     @property
     def voltage(self) -> float:
         """Terminal voltage at the present current."""
         v = self.ocv + self.v_rc + self.current_a * self.p.r0_ohm * self._cold()
-        return v + (self._overpotential() if self.current_a > 0 else 0.0)
+        return v + (self._overpotential() if self.current_a > 0 else -self._cold_sag())
 
     def current_at(self, volts: float) -> float:
         """The current (+ charging) that holds the terminals at ``volts`` now."""

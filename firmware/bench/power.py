@@ -10,7 +10,7 @@
 # span of the voltage +- the profile's "ocv_band_v": where the curve is flat that span is wide
 # and the count stands; near empty (and for lead-acid's sloped curve) it is narrow and binds.
 # Currents within _DEADBAND_MA are counted as none, as a BMV does, so the shunt's offset does
-# not integrate into drift while the battery idles.
+# not integrate into drift while the battery idles. The count alone never says 100 %.
 from bench.runtime import const
 
 _REST_MA = const(200)
@@ -78,7 +78,11 @@ class PowerManager:
         if -_DEADBAND_MA < ma < _DEADBAND_MA:
             ma = 0
         if ma > 0:
-            self.q += ma * dt_ms * self.eff // 1000
+            # Counting alone stops at 99 %: 100 % is the full-charge reset's to say. Near full
+            # a battery stores less of the charge than its efficiency says (lead-acid gasses).
+            top = self.capacity * 99 // 100
+            if self.q < top:
+                self.q = min(top, self.q + ma * dt_ms * self.eff // 1000)
         else:
             self.q += ma * dt_ms
         if -_REST_MA < ma < _REST_MA:

@@ -117,6 +117,15 @@ class PowerTest(unittest.TestCase):
         pm.update(13550, 500, 1000)
         self.assertEqual(pm.soc_cp(), 10000)
 
+    def test_counting_alone_stops_at_99_percent_until_the_battery_says_full(self):
+        pm = PowerManager(LIFEPO4, soc_pct=95)
+        for _ in range(3600):  # 4 Ah in at 13.4 V: not the charge voltage, no reset
+            pm.update(13400, 4000, 1000)
+        self.assertEqual(pm.soc_cp(), 9900)
+        for _ in range(181):  # charge voltage and a tail current for 3 minutes: full
+            pm.update(13550, 500, 1000)
+        self.assertEqual(pm.soc_cp(), 10000)
+
     def test_states_follow_the_hysteresis_of_the_protocol(self):
         pm = PowerManager(LIFEPO4, soc_pct=50)
 
