@@ -48,7 +48,7 @@ def first_grey_week() -> tuple[int, float]:
     return seed, day * 86400.0
 
 
-class _I2C:
+class DriverI2C:
     """The bus as the firmware's drivers see a machine.I2C."""
 
     def __init__(self, bus: I2CBus) -> None:
@@ -124,7 +124,7 @@ def run_week(
     chip = INA226(battery["shunt_ohm"])
     chip.gain, chip.offset_a = shunt.gain, shunt.offset_a
     bus.attach(battery["addr"], chip)
-    ina = Driver(_I2C(bus), battery["addr"], battery["shunt_ohm"], battery["max_a"])
+    ina = Driver(DriverI2C(bus), battery["addr"], battery["shunt_ohm"], battery["max_a"])
     pm = estimator(battery, soc_pct=world.battery.soc * 100)
     out = WeekResult()
     for _ in range(int(days * 86400) // sample_s):

@@ -9,7 +9,7 @@ from boards.virtual.battery import CELLS, SHUNT, Cell, interpolate
 from boards.virtual.bench import load_profile
 from boards.virtual.chips import INA226, I2CBus
 from boards.virtual.physics import World
-from klupa.testing.soc_week import _I2C
+from klupa.testing.soc_week import DriverI2C
 
 
 def rest_voltage(cell: Cell, minutes: int = 120) -> float:
@@ -80,7 +80,7 @@ def test_the_battery_shunt_reads_with_its_gain_and_offset_through_the_driver() -
     bus = I2CBus()
     chip = INA226(battery["shunt_ohm"])
     bus.attach(battery["addr"], chip)
-    ina = Driver(_I2C(bus), battery["addr"], battery["shunt_ohm"], battery["max_a"])
+    ina = Driver(DriverI2C(bus), battery["addr"], battery["shunt_ohm"], battery["max_a"])
     chip.amps = 0.0
     assert ina.current_ma() == 0
     chip.gain, chip.offset_a = SHUNT.gain, SHUNT.offset_a
