@@ -86,7 +86,8 @@ class PowerManager:
         else:
             self.q += ma * dt_ms
         if -_REST_MA < ma < _REST_MA:
-            self.rest_ms += dt_ms
+            if self.rest_ms <= _REST_HOLD_MS:  # stops counting there: stays a small int
+                self.rest_ms += dt_ms
         else:
             self.rest_ms = 0
         if self.rest_ms > _REST_HOLD_MS:
