@@ -298,6 +298,7 @@ async def drive(
     saved = world.t
     pressing: tuple[float, int, float, float] | None = None  # (until, pad, began, hold)
     last = clock.time()
+    board.battery.gain, board.battery.offset_a = world.shunt.gain, world.shunt.offset_a
     while not stop.is_set():
         now = clock.time()
         dt = max(0.0, now - last)

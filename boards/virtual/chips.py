@@ -64,6 +64,10 @@ class INA226(Reg16Chip):
         self.shunt_ohm = shunt_ohm
         self.volts = 0.0
         self.amps = 0.0
+        # The shunt's errors as fitted (boards.virtual.battery.SHUNT): what the chip reads is
+        # gain x amps + offset_a. None by default: a test that sets amps reads amps.
+        self.gain = 1.0
+        self.offset_a = 0.0
         self.regs = {0x00: 0x4127, 0x05: 0, 0x06: 0, 0x07: 0, 0xFE: 0x5449, 0xFF: 0x2260}
 
     def store(self, reg: int, value: int) -> None:
@@ -76,7 +80,8 @@ class INA226(Reg16Chip):
             self.regs[reg] = value & 0x7FFF  # FS14..FS0; bit 15 is reserved
 
     def _shunt_raw(self) -> int:
-        return _clamp(round(self.amps * self.shunt_ohm / 2.5e-6), -32768, 32767)
+        amps = self.amps * self.gain + self.offset_a
+        return _clamp(round(amps * self.shunt_ohm / 2.5e-6), -32768, 32767)
 
     def reg(self, r: int) -> int:
         if r == 0x01:

@@ -13,10 +13,13 @@ Models, kept simple but physically shaped:
   spells last about a week, more cloud in November-February), plus minute-scale flicker.
 - Panel: peak watts from the profile with −0.4 %/°C derating at cell temperature; voltage at
   its maximum power point near 18 V, falling to the battery voltage in weak light.
-- Charge controller: PWM-like, caps charge current at the battery's acceptance, tapers near
-  full (absorption), and cuts off the panel when the battery is full.
-- Battery: open-circuit voltage from the profile's chemistry curve, internal resistance
-  (terminal voltage sags under load and rises on charge), charge efficiency, capacity in Ah.
+- Charge controller: three stages, as solar controllers do: bulk (all the panel gives, at most
+  0.3 C), absorption at a constant voltage (the current tapers as the cell fills) for a set
+  time, then float until the sun sets; the loads are served first.
+- Battery: :class:`boards.virtual.battery.Cell`, with an OCV curve of its own, hysteresis,
+  relaxation, temperature and charge acceptance, read through a shunt with gain and offset
+  errors (:data:`boards.virtual.battery.SHUNT`). ``ideal_battery=True`` gives the earlier
+  :class:`Battery` (the profile's OCV curve, a resistance) and a controller that stops at full.
 - People: seat occupancy and phone charging sessions drawn by hour of day, weekday and
   weather; phones draw 0.5–2.4 A and taper as they fill.
 - Link: Wi-Fi RSSI with slow fades and scripted outages.
@@ -27,6 +30,8 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+
+from boards.virtual.battery import SHUNT, Cell, ShuntErrors
 
 # The twelve launch municipalities: latitude, longitude (degrees).
 COORDINATES: dict[str, tuple[float, float]] = {
@@ -250,8 +255,12 @@ class World:
     soc: float = 0.8
     base_rssi: int = -62
     people_scale: float = 1.0
+    ideal_battery: bool = False
+    shunt: ShuntErrors = SHUNT  # the battery shunt's errors, for the board's INA226
     clouds: Clouds = field(init=False)
-    battery: Battery = field(init=False)
+    battery: Battery | Cell = field(init=False)
+    charge_stage: str = "bulk"  # the charge controller's: bulk, absorb, float
+    absorb_from: float = 0.0
     panel: Panel = field(init=False)
     rng: random.Random = field(init=False)
     phones: dict[int, Phone] = field(default_factory=dict)
@@ -267,9 +276,14 @@ class World:
 
     def __post_init__(self) -> None:
         self.clouds = Clouds(self.seed)
-        resistance = 0.015 if self.chemistry == "lifepo4" else 0.03
-        efficiency = 0.98 if self.chemistry == "lifepo4" else 0.85
-        self.battery = Battery(self.chemistry, self.capacity_ah, self.soc, resistance, efficiency)
+        if self.ideal_battery:
+            resistance = 0.015 if self.chemistry == "lifepo4" else 0.03
+            efficiency = 0.98 if self.chemistry == "lifepo4" else 0.85
+            self.battery = Battery(
+                self.chemistry, self.capacity_ah, self.soc, resistance, efficiency
+            )
+        else:
+            self.battery = Cell(self.chemistry, self.capacity_ah, self.soc, self.air_c)
         self.panel = Panel(self.peak_w)
         self.rng = random.Random(f"{self.seed}/{self.municipality}/people")
         for n in range(1, self.ports + 1):
@@ -346,16 +360,38 @@ class World:
                 del self.phones[n]
         # Panel through the charge controller.
         power = self.panel.power(sun, self.air_c)
-        full = self.battery.soc >= 0.999
         vbatt = self.battery.voltage
-        charge_a = 0.0
-        if power > 0.5 and not full:
-            charge_a = min(power / max(vbatt, 10.0), 0.3 * self.capacity_ah)
-            if self.battery.soc > 0.95:  # absorption: taper towards C/50
-                charge_a *= max(0.02, (1.0 - self.battery.soc) / 0.05)
+        avail = min(power / max(vbatt, 10.0), 0.3 * self.capacity_ah) if power > 0.5 else 0.0
+        if isinstance(self.battery, Cell):
+            charge_a = self._controller(avail, load_a)
+        else:
+            charge_a = 0.0
+            if avail > 0 and self.battery.soc < 0.999:
+                charge_a = avail
+                if self.battery.soc > 0.95:  # absorption: taper towards C/50
+                    charge_a *= max(0.02, (1.0 - self.battery.soc) / 0.05)
         self.solar_a = charge_a if charge_a > 0 else 0.0
         if self.solar_a > 0:
             self.solar_v = max(vbatt + 0.3, min(self.panel.vmp, vbatt + 0.3 + sun / 200.0))
         else:
             self.solar_v = self.panel.voc * min(1.0, sun / 50.0) if sun > 0 else 0.0
-        self.battery.flow(charge_a - load_a, dt)
+        if isinstance(self.battery, Cell):
+            self.battery.flow(charge_a - load_a, dt, self.air_c)
+        else:
+            self.battery.flow(charge_a - load_a, dt)
+
+    def _controller(self, avail: float, load_a: float) -> float:
+        """The charge controller's output current: the loads first, the rest into the cell,
+        at most what holds the cell at the stage's voltage."""
+        assert isinstance(self.battery, Cell)
+        p = self.battery.p
+        if avail <= 0:
+            self.charge_stage = "bulk"  # a new day starts a new charge
+            return 0.0
+        if self.charge_stage == "absorb" and self.t - self.absorb_from >= p.absorb_s:
+            self.charge_stage = "float"
+        volts = p.float_v if self.charge_stage == "float" else p.absorb_v
+        want = load_a + self.battery.current_at(volts)
+        if self.charge_stage == "bulk" and want <= avail:
+            self.charge_stage, self.absorb_from = "absorb", self.t
+        return max(0.0, min(avail, want))

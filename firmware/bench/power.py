@@ -1,10 +1,23 @@
 # The power manager: state of charge by coulomb counting, corrected toward the chemistry's
 # open-circuit voltage only at rest, reset on full charge; and the load state with the
 # hysteresis of PROTOCOL.md (Power states). Charge is kept in integer mA*ms.
+#
+# A real battery's voltage at rest is not its OCV curve: it settles for minutes after the
+# current changes (relaxation), sits above the curve after charging and below after
+# discharging (hysteresis: ~80 mV on a LiFePO4 pack, 15 % of SoC in its flat middle), and
+# moves with temperature. So the voltage corrects the count only after the current has
+# stayed below _REST_MA for _REST_HOLD_MS, and only as far as the count lies outside the SoC
+# span of the voltage +- the profile's "ocv_band_v": where the curve is flat that span is wide
+# and the count stands; near empty (and for lead-acid's sloped curve) it is narrow and binds.
+# Currents within _DEADBAND_MA are counted as none, as a BMV does, so the shunt's offset does
+# not integrate into drift while the battery idles. The count alone never says 100 %.
 from bench.runtime import const
 
 _REST_MA = const(200)
-_OCV_TAU_MS = const(1800000)  # at rest, close the gap to the OCV estimate with a 30-min constant
+_REST_HOLD_MS = const(300000)  # 5 min below _REST_MA before the voltage counts as at rest
+_DEADBAND_MA = const(20)
+_OCV_BAND_MV = const(60)  # unless the profile's battery says "ocv_band_v"
+_OCV_TAU_MS = const(1800000)  # at rest, close the gap to the OCV span with a 30-min constant
 _FULL_HOLD_MS = const(180000)
 _LOW_V_HOLD_MS = const(10000)
 
@@ -29,6 +42,8 @@ class PowerManager:
         self.tail_ma = int(battery["capacity_ah"] * 1000 / 20)
         # OCV curve inverted: mV -> SoC % (whole millivolts: small ints, no float objects)
         self.ocv = tuple((int(p[1] * 1000 + 0.5), p[0]) for p in battery["ocv"])
+        self.band_mv = int(battery.get("ocv_band_v", _OCV_BAND_MV / 1000) * 1000 + 0.5)
+        self.rest_ms = 0
         th = battery["thresholds"]
         self.th = {}
         for k in th:
@@ -60,13 +75,29 @@ class PowerManager:
         if not self.seeded:  # first sample: start from the voltage rather than a guess
             self.q = int(self.capacity * interpolate(self.ocv, mv) / 100)
             self.seeded = True
+        if -_DEADBAND_MA < ma < _DEADBAND_MA:
+            ma = 0
         if ma > 0:
-            self.q += ma * dt_ms * self.eff // 1000
+            # Counting alone stops at 99 %: 100 % is the full-charge reset's to say. Near full
+            # a battery stores less of the charge than its efficiency says (lead-acid gasses).
+            top = self.capacity * 99 // 100
+            if self.q < top:
+                self.q = min(top, self.q + ma * dt_ms * self.eff // 1000)
         else:
             self.q += ma * dt_ms
         if -_REST_MA < ma < _REST_MA:
-            target = int(self.capacity * interpolate(self.ocv, mv) / 100)
-            self.q += (target - self.q) * dt_ms // _OCV_TAU_MS
+            if self.rest_ms <= _REST_HOLD_MS:  # stops counting there: stays a small int
+                self.rest_ms += dt_ms
+        else:
+            self.rest_ms = 0
+        if self.rest_ms > _REST_HOLD_MS:
+            cap = self.capacity
+            lo = int(cap * interpolate(self.ocv, mv - self.band_mv) / 100)
+            hi = int(cap * interpolate(self.ocv, mv + self.band_mv) / 100)
+            if self.q < lo:
+                self.q += (lo - self.q) * dt_ms // _OCV_TAU_MS
+            elif self.q > hi:
+                self.q -= (self.q - hi) * dt_ms // _OCV_TAU_MS
         if mv >= self.full_mv and 0 <= ma < self.tail_ma:
             self.full_ms += dt_ms
             if self.full_ms >= _FULL_HOLD_MS:

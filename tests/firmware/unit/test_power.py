@@ -47,11 +47,11 @@ class Cell:
 
 
 class PowerTest(unittest.TestCase):
-    def test_soc_tracks_a_charge_discharge_cycle_within_3_percent(self):
+    def test_soc_tracks_a_charge_discharge_cycle_within_3_percent_once_full(self):
         cell = Cell(70)
         pm = PowerManager(LIFEPO4, soc_pct=60)  # starts 10 points wrong
-        worst = 0.0
-        # night discharge, rest, day charge, evening load: one second per step, 30 h
+        before = after = 0.0
+        # night discharge, rest, day charge to full, evening load: one step per 10 s, 30 h
         script = [
             (-1.5, 6 * 3600),
             (-0.05, 2 * 3600),
@@ -67,9 +67,46 @@ class PowerTest(unittest.TestCase):
                 cell.step(amps, 10)
                 pm.update(int(cell.volts(amps) * 1000), int(amps * 1000), 10000)
                 t += 10
-                if t > 8 * 3600:  # once the first rest has let the OCV correction act
-                    worst = max(worst, abs(pm.soc_cp() / 100 - cell.soc()))
-        self.assertLess(worst, 3.0)
+                err = abs(pm.soc_cp() / 100 - cell.soc())
+                if t > 14 * 3600:  # after the charge, the full-charge reset
+                    after = max(after, err)
+                else:
+                    before = max(before, err)
+        # In LiFePO4's flat middle a voltage cannot tell 60 % from 70 % (hysteresis alone is
+        # wider): the count keeps its error, without growing it, until the battery is full.
+        self.assertLess(before, 10.5)
+        self.assertLess(after, 3.0)
+
+    def test_shunt_offset_does_not_drift_an_idle_battery(self):
+        # A week on the shelf: no current, the shunt reads +8 mA; the voltage (mid-curve)
+        # cannot correct 3 % there, so only the dead-band keeps the count from drifting.
+        pm = PowerManager(LIFEPO4, soc_pct=50)
+        for _ in range(7 * 24 * 60):
+            pm.update(13200, 8, 60000)
+        self.assertLess(abs(pm.soc_cp() - 5000), 50)
+
+    def test_voltage_still_relaxing_after_a_load_does_not_move_the_estimate(self):
+        pm = PowerManager(LIFEPO4, soc_pct=20)
+        for _ in range(60):  # 10 min at 6 A: the cell's voltage sags and keeps sagging
+            pm.update(12800, -6000, 10000)
+        start = pm.soc_cp()
+        # The load stops; for 4 minutes the terminals still read 150 mV under the OCV.
+        for _ in range(24):
+            pm.update(12800, -100, 10000)
+        counted = 100 * 240 * 10000 // pm.capacity  # 0.1 A for 4 min, in 0.01 %
+        self.assertLessEqual(abs(start - counted - pm.soc_cp()), 3)  # rounding
+        # At rest for good, a voltage that low near empty does correct the count.
+        for _ in range(12 * 60):
+            pm.update(12800, -100, 10000)
+        self.assertLess(pm.soc_cp(), 1500)
+
+    def test_hysteresis_after_a_charge_does_not_pull_the_flat_middle(self):
+        # LiFePO4 after charging rests ~40 mV above its curve: 13.24 V reads as 58 % on the
+        # curve while the cell holds 50 %.
+        pm = PowerManager(LIFEPO4, soc_pct=50)
+        for _ in range(6 * 60):
+            pm.update(13240, 0, 60000)
+        self.assertLess(abs(pm.soc_cp() - 5000), 100)
 
     def test_full_charge_resets_to_100_after_three_minutes_of_tail_current(self):
         pm = PowerManager(LIFEPO4, soc_pct=90)
@@ -78,6 +115,15 @@ class PowerTest(unittest.TestCase):
         self.assertLess(pm.soc_cp(), 10000)
         pm.update(13550, 500, 1000)
         pm.update(13550, 500, 1000)
+        self.assertEqual(pm.soc_cp(), 10000)
+
+    def test_counting_alone_stops_at_99_percent_until_the_battery_says_full(self):
+        pm = PowerManager(LIFEPO4, soc_pct=95)
+        for _ in range(3600):  # 4 Ah in at 13.4 V: not the charge voltage, no reset
+            pm.update(13400, 4000, 1000)
+        self.assertEqual(pm.soc_cp(), 9900)
+        for _ in range(181):  # charge voltage and a tail current for 3 minutes: full
+            pm.update(13550, 500, 1000)
         self.assertEqual(pm.soc_cp(), 10000)
 
     def test_states_follow_the_hysteresis_of_the_protocol(self):
