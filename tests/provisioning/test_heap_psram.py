@@ -37,6 +37,16 @@ def test_the_template_pins_the_spiram_build_and_no_romfs(deployment: Deployment)
     esp32 = deployment.firmware_image("esp32")
     assert (esp32.build, esp32.romfs, esp32.offset) == ("ESP32_GENERIC-SPIRAM", False, 0x1000)
     assert deployment.firmware_image("esp32s3").build == "ESP32_GENERIC_S3"
+    # a folder made before `build` and `romfs` existed: no ROMFS build pinned
+    text = deployment.inventory_path.read_text()
+    deployment.inventory_path.write_text(
+        text.replace("romfs = false\n", "").replace('build = "ESP32_GENERIC-SPIRAM"\n', "")
+    )
+    deployment.reload()
+    assert (deployment.firmware_image("esp32").romfs, deployment.firmware_image("esp32").build) == (
+        False,
+        "",
+    )
 
 
 def test_selftest_reports_the_psram_heap(
