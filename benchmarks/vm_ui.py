@@ -18,7 +18,9 @@ presses the vote is published to the loopback sink and receipted, and the heap i
 
 Not included: the I2C transfer itself (1,025 bytes at 400 kHz take about 23 ms on the bench),
 garbage collections inside the timed stretch (this port collects only when control returns to
-JavaScript, so none happens within a press; an ESP32 may collect there), Wi-Fi/TLS. This port's
+JavaScript, so none happens within a press; on an ESP32 the firmware collects at idle moments
+only, ``Front.idle()`` and after a window, so none does there either:
+``tests/firmware/test_press_gc.py``), Wi-Fi/TLS. This port's
 ``time.ticks_us`` counts whole milliseconds, so the same spans are also timed with
 ``js.performance.now()`` (microseconds; VM only).
 

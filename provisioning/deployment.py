@@ -48,9 +48,13 @@ WIFI_PLACEHOLDER = "CHANGE-ME"
 # deployment from https://micropython.org/download/ESP32_GENERIC/ (and ESP32_GENERIC_S3);
 # the tool never flashes an image it cannot check.
 MICROPYTHON_VERSION = "1.27.0"
+# Per chip: the release page, the stock build the benches run (DESIGN.md, principle 6: a
+# module with PSRAM, so the app's bytecode has room in the heap) and the flash offset.
+# bench-v1's ESP32-WROVER-E needs the SPIRAM variant (the plain build ignores the PSRAM);
+# the ESP32-S3 build finds the S3's quad PSRAM by itself.
 MICROPYTHON_IMAGES = {
-    "esp32": ("https://micropython.org/download/ESP32_GENERIC/", 0x1000),
-    "esp32s3": ("https://micropython.org/download/ESP32_GENERIC_S3/", 0x0),
+    "esp32": ("https://micropython.org/download/ESP32_GENERIC/", "ESP32_GENERIC-SPIRAM", 0x1000),
+    "esp32s3": ("https://micropython.org/download/ESP32_GENERIC_S3/", "ESP32_GENERIC_S3", 0x0),
 }
 
 
@@ -92,6 +96,10 @@ class FirmwareImage:
     image: str
     sha256: str
     offset: int
+    build: str = ""
+    # A build with a ROMFS partition (docs/provisioning.md): the one way a board without
+    # PSRAM is accepted, since the app's bytecode then stays out of the heap.
+    romfs: bool = False
 
 
 def _toml_str(value: str) -> str:
@@ -132,15 +140,19 @@ def inventory_text() -> str:
         "# The MicroPython release every bench runs. Per chip: `url` + `sha256` (downloaded",
         "# once into cache/ and checked), or `image` = a local .bin (sha256 optional).",
         "# Fill in sha256 from the release page before the first flash.",
-        "# A build with a ROMFS partition keeps the app's bytecode out of the heap (37 KiB of",
-        "# heap instead of 68); stock releases have none: docs/provisioning.md says how.",
+        "# `build` names the stock build: the SPIRAM one for the ESP32-WROVER-E (bench-v1).",
+        "# `klupa provision detect`/`selftest` refuse a board without PSRAM unless its chip's",
+        "# image is a build with a ROMFS partition (`romfs = true`; stock releases have none:",
+        "# docs/provisioning.md says how to make one for an ESP32-WROOM-32E).",
         f"version = {_toml_str(MICROPYTHON_VERSION)}",
         "",
     ]
-    for chip, (page, offset) in MICROPYTHON_IMAGES.items():
+    for chip, (page, build, offset) in MICROPYTHON_IMAGES.items():
         lines += [
             f"[micropython.{chip}]",
-            f"# the v{MICROPYTHON_VERSION} .bin link from {page}",
+            f"# the v{MICROPYTHON_VERSION} {build} .bin link from {page}",
+            f"build = {_toml_str(build)}",
+            "romfs = false",
             'url = ""',
             'sha256 = ""',
             'image = ""',
@@ -331,6 +343,8 @@ class Deployment:
             image=image,
             sha256=str(table.get("sha256", "")).lower(),
             offset=int(table.get("offset", 0)),
+            build=str(table.get("build", "")),
+            romfs=table.get("romfs") is True,
         )
 
     def record_provisioned(self, bid: str, record: dict[str, Any]) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from provisioning import broker, esp, romfs
+from provisioning import broker, esp, heap, romfs
 from provisioning.bundle import MANIFEST_NAME, BundleError, build_bundle
 from provisioning.deployment import WIFI_PLACEHOLDER, Bench, Deployment, DeploymentError
 from provisioning.device import Board, BoardError, dirs_of, parse_json_line, sync_files
@@ -21,10 +21,10 @@ from provisioning.firmware_image import FLASH_SIZES, flash_image, resolve_image
 
 STEPS = ("detect", "micropython", "app", "selftest", "register")
 STEP_HELP = {
-    "detect": "chip type, MAC and flash size through the ROM bootloader",
+    "detect": "chip, MAC and flash size through the ROM bootloader; the heap when MicroPython answers",
     "micropython": "erase and write the pinned MicroPython image, verified (skipped when current)",
     "app": "upload the app bundle (changed files only), /config.json, /board.json, boot number",
-    "selftest": "run the firmware's self-test on the board and show its report",
+    "selftest": "the board's heap (no PSRAM: refused), then the firmware's self-test and its report",
     "register": "MQTT password + ACL for the municipality's broker, inventory record, case label",
 }
 REPO = Path(__file__).resolve().parent.parent
@@ -82,6 +82,26 @@ def boot_start(now: float) -> int:
 
 
 def step_detect(run: Run) -> str:
+    """The chip through the ROM bootloader and, when MicroPython answers on the port first,
+    the heap the board offers (a board without PSRAM is refused: `provisioning.heap`)."""
+    heap_line = None
+    if run.probe_repl:
+        try:
+            with Board(run.port, timeout=3.0) as board:
+                heap_line = _judge_heap(run, "detect", board)
+        except BoardError:
+            heap_line = None  # a blank board: the ROM bootloader alone answers
+    try:
+        info = _read_rom(run)
+    except StepError as e:
+        if heap_line is None:
+            raise
+        return f"{heap_line}; chip not read: the ROM bootloader did not answer ({e.seen})"
+    rom = f"{info.description}, MAC {info.mac}, flash {info.flash_size or 'unknown'}"
+    return f"{rom}; {heap_line or 'heap: read once MicroPython runs (`selftest`)'}"
+
+
+def _read_rom(run: Run) -> esp.ChipInfo:
     try:
         info = esp.read_chip(run.port)
     except esp.ESPTOOL_ERRORS as e:
@@ -90,7 +110,29 @@ def step_detect(run: Run) -> str:
     run.facts.update(chip=info.chip, mac=info.mac, flash_size=info.flash_size or "unknown")
     if run.bench is not None:
         _check_chip_matches_profile(run, info, "detect")
-    return f"{info.description}, MAC {info.mac}, flash {info.flash_size or 'unknown'}"
+    return info
+
+
+def _judge_heap(run: Run, step: str, board: Board) -> str:
+    """The board's heap in one line; StepError when it may not run a bench."""
+    found = heap.read_heap(board)
+    partition = romfs.query(board)
+    if run.bench is not None:
+        chip = str(_profile(run, step).get("chip", "")).lower().replace("-", "")
+    elif run.facts.get("chip"):
+        chip = run.facts["chip"].lower().replace("-", "")
+    else:
+        chip = heap.chip_of(found.machine)
+    try:
+        image = run.dep.firmware_image(chip)
+    except DeploymentError:
+        image = None
+    try:
+        verdict = heap.judge(found, chip, image, partition)
+    except heap.HeapRefused as e:
+        raise StepError(step, run.port, e.expected, e.seen, e.hint) from None
+    run.facts["heap_kib"] = str(found.total // 1024)
+    return verdict
 
 
 def _profile(run: Run, step: str) -> dict[str, Any]:
@@ -151,7 +193,7 @@ def step_micropython(run: Run) -> str:
             return f"MicroPython {running} already installed (use --force to reflash)"
     chip_key = run.facts.get("chip", "")
     if not chip_key:
-        step_detect(run)
+        _read_rom(run)
         chip_key = run.facts["chip"]
     key = chip_key.lower().replace("-", "")
     try:
@@ -372,6 +414,7 @@ def failing_checks(report: Any) -> list[str]:
 def step_selftest(run: Run) -> str:
     with run.board("selftest", timeout=60.0) as board:
         try:
+            heap_line = _judge_heap(run, "selftest", board)
             out = board.exec(SELFTEST_CODE, timeout=120.0)
             report = parse_json_line(out, SELFTEST_MARK)
         except BoardError as e:
@@ -401,7 +444,7 @@ def step_selftest(run: Run) -> str:
             "failed: " + (", ".join(bad) if bad else summary or "see report"),
             "check the named sensor's wiring and I2C address against the board profile",
         )
-    return summary or "all checks passed"
+    return f"{summary or 'all checks passed'}; {heap_line}"
 
 
 # --------------------------------------------------------------------------- register

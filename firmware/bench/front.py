@@ -1,6 +1,8 @@
 # The bench's front: the touch pads, the vote rules and the display, wired into the app.
 # Built by App.start() on a healthy boot (never in safe mode); runs one task that samples the
 # pads every 50 ms and lets the screens tick every 250 ms. See docs/display.md.
+import gc
+
 from bench import runtime
 from bench.runtime import const, ticks_ms
 from bench.screens import Screens, Ui
@@ -56,6 +58,7 @@ class Front:
         self.touch = TouchPads(self.read, b["touch"], ticks_ms, self.on_touch, app.fault)
         self.woken = False  # a touch during a critical-state sleep (ends the sleep early)
         self.touched = ticks_ms()
+        self.drawn = False  # a touch drew a frame since the last collection (idle())
         app.poll_hook = self.on_poll
         self.ui.set_power(app.power.state if app.power else "normal")
 
@@ -77,7 +80,17 @@ class Front:
             self.woken = True
         else:
             self.app.count_touch()
+            self.drawn = True
         self.ui.on_touch(kind, pad)
+
+    def idle(self):
+        # Garbage is collected here, once a touch's frame is up and no pad is down, and after
+        # each window (App.close_window): never between a press and its confirmation. A
+        # collection of a PSRAM heap takes milliseconds; left to the allocator, it would come
+        # wherever the heap ran out, a press as likely as anywhere.
+        if self.drawn and not self.touch.active():
+            self.drawn = False
+            gc.collect()
 
     def on_poll(self, app, payload):
         self.ui.on_poll(payload)
@@ -95,6 +108,7 @@ class Front:
             if runtime.ticks_diff(now, ticked) >= _TICK_MS:
                 ticked = now
                 self.ui.tick()
+            self.idle()
             if self.app.asleep and not self.ui.awake_on and not self.touch.active():
                 await runtime.sleep_ms(_ASLEEP_MS)  # host only: stands in for touch wake-up
             else:

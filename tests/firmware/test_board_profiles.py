@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from bench import config
 
+from boards.pins import pin_problems
+
 BOARDS = Path(__file__).resolve().parents[2] / "boards"
 PROFILES = sorted(BOARDS.glob("*.json"))
 
@@ -60,3 +62,38 @@ def test_a_broken_profile_is_refused_naming_the_field(change: Any, named: str) -
     code, message = err.value.args[0], err.value.args[1]
     assert code == "bad_board" and named in message, message
 
+
+@pytest.mark.parametrize("path", PROFILES, ids=[p.stem for p in PROFILES])
+def test_shipped_profiles_keep_inputs_off_strapping_and_module_pins(path: Path) -> None:
+    assert pin_problems(json.loads(path.read_text())) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        # bench-v1 until issue 19: pads on GPIO 15 and 12 (12 selects the flash voltage)
+        (lambda b: b["touch"].update(pins=[4, 15, 13, 12]), "touch.pins[3] GPIO 12 is a strapping"),
+        (lambda b: b["touch"].update(pins=[4, 15, 13, 12]), "touch.pins[1] GPIO 15 is a strapping"),
+        (lambda b: b["seat"].update(pin=0), "seat.pin GPIO 0 is a strapping"),
+        (
+            lambda b: b["touch"].update(pins=[4, 13, 33, 16]),
+            "GPIO 16 is wired to the ESP32-WROVER-E",
+        ),
+        (lambda b: b["touch"].update(pins=[4, 13, 33, 14]), "GPIO 14 is also touch.pins[3]"),
+        (lambda b: b["touch"].update(pins=[4, 13, 33, 26]), "GPIO 26 has no touch channel"),
+        (lambda b: b.update(module="ESP32-S3-WROOM-1-N8R2"), "has an esp32s3"),
+    ],
+)
+def test_a_pin_unsafe_at_reset_is_refused_naming_it(change: Any, named: str) -> None:
+    board = load("bench-v1")
+    change(board)
+    assert any(named in p for p in pin_problems(board)), pin_problems(board)
+
+
+def test_the_s3_profile_keeps_its_pads_off_gpio3() -> None:
+    board = load("bench-s3-v2")
+    board["touch"]["pins"] = [1, 2, 3]
+    assert pin_problems(board) == [
+        "touch.pins[2] GPIO 3 is a strapping pin of the esp32s3: an input there can decide how "
+        "the chip boots"
+    ]

@@ -6,7 +6,7 @@ import os
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,22 @@ def deployment(tmp_path: Path) -> Deployment:
     write_private(dep.secrets_path, _render_secrets(dep.secrets))
     dep.reload()
     return dep
+
+
+def _pin_romfs_build(dep: Deployment, chip: str = "esp32") -> None:
+    """The deployment pins a ROMFS build for ``chip``: the path of a board without PSRAM."""
+    text = dep.inventory_path.read_text()
+    head = f"[micropython.{chip}]\n"
+    at = text.index(head) + len(head)
+    end = text.index("romfs = false", at)
+    dep.inventory_path.write_text(text[:end] + "romfs = true" + text[end + len("romfs = false") :])
+    dep.reload()
+
+
+@pytest.fixture
+def pin_romfs_build() -> Callable[..., None]:
+    """``pin_romfs_build(dep, chip="esp32")``: the deployment pins a ROMFS build for ``chip``."""
+    return _pin_romfs_build
 
 
 @pytest.fixture
