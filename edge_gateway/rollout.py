@@ -149,9 +149,7 @@ class StoreFleet:
 
     def benches(self) -> dict[str, BenchNow]:
         cur = self.conn.execute("SELECT bench, online, sleeping, power, fw, boot FROM benches")
-        return {
-            b: BenchNow(b, bool(on), bool(sl), pw, fw, boot) for b, on, sl, pw, fw, boot in cur
-        }
+        return {b: BenchNow(b, bool(on), bool(sl), pw, fw, boot) for b, on, sl, pw, fw, boot in cur}
 
     def last_id(self) -> int:
         row = self.conn.execute("SELECT max(id) FROM messages").fetchone()
@@ -265,7 +263,9 @@ def load_state(path: str) -> RolloutState | None:
         try:
             return RolloutState.from_json(f.read())
         except (ValueError, TypeError, KeyError) as exc:
-            raise RolloutError(f"{path} is not a rollout state file ({exc}); move it away") from None
+            raise RolloutError(
+                f"{path} is not a rollout state file ({exc}); move it away"
+            ) from None
 
 
 class Rollout:
@@ -425,9 +425,7 @@ class Rollout:
             self._set(bench, run, REGRESSED, now, why)
             return
         windows = [r for r in recs if r.kind == "telemetry" and r.boot == run.new_boot]
-        if now - run.since >= self.limits.soak_s and any(
-            r.received >= run.since for r in windows
-        ):
+        if now - run.since >= self.limits.soak_s and any(r.received >= run.since for r in windows):
             self._set(bench, run, DONE, now, f"healthy for {self.limits.soak_s:g} s")
 
 

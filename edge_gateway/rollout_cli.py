@@ -37,7 +37,9 @@ def duration(text: str) -> float:
         else:
             value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a duration such as 90s or 10m: {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 90s or 10m: {text!r}"
+        ) from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"a duration is not negative: {text!r}")
     return value
