@@ -426,3 +426,48 @@ def test_after_a_halt_a_bench_of_the_same_stage_coming_back_is_not_sent_it(store
     assert ro.step(T0 + 60) is True
     assert sender.benches() == ["mostar-02"]
     assert states(ro)["mostar-03"] == R.WAITING
+
+
+def test_an_offline_canary_holds_every_other_stage(store: Store) -> None:
+    canary = Bench(store, "mostar-01", online=False)
+    Bench(store, "mostar-02")
+    sender = Sender()
+    ro = rollout(store, [["mostar-01"], ["mostar-02"]], sender)
+    for t in range(0, 3600, 60):
+        assert ro.step(T0 + t) is False
+    assert sender.sent == [] and states(ro)["mostar-02"] == R.PLANNED
+    canary.row(online=True)
+    ro.step(T0 + 3600)
+    assert sender.benches() == ["mostar-01"]
+
+
+def test_a_trial_app_is_not_committed_before_its_applied_event(store: Store) -> None:
+    c = Bench(store, "mostar-01")
+    sender = Sender()
+    ro = rollout(store, [["mostar-01"]], sender)
+    ro.step(T0)
+    sender.ack_last("mostar-01")
+    ro.step(T0 + 1)
+    c.event(T0 + 2, "ota", state="downloading", version=V)
+    c.event(T0 + 3, "ota", state="verified", version=V)
+    c.reboot_into(V, T0 + 10)  # on trial: runs the new app, not yet healthy
+    c.window(T0 + 20)
+    ro.step(T0 + 30)
+    assert states(ro)["mostar-01"] == R.TRIAL
+    c.event(T0 + 70, "ota", state="applied", version=V)
+    ro.step(T0 + 71)
+    assert states(ro)["mostar-01"] == R.SOAKING
+    assert ro.s.benches["mostar-01"].new_boot == c.boot
+
+
+def test_a_trial_that_neither_commits_nor_rolls_back_in_time_halts(store: Store) -> None:
+    c = Bench(store, "mostar-01")
+    sender = Sender()
+    ro = rollout(store, [["mostar-01"]], sender)
+    ro.step(T0)
+    sender.ack_last("mostar-01")
+    ro.step(T0 + 1)
+    c.reboot_into(V, T0 + 10)
+    assert ro.step(T0 + 800) is False
+    assert ro.step(T0 + 1000) is True
+    assert states(ro)["mostar-01"] == R.STUCK
