@@ -324,7 +324,7 @@ class Rollout:
             if run.state == PLANNED and b.fw == self.s.version:
                 self._set(bench, run, SKIPPED, now, "already on the version")
             elif run.state == PLANNED and run.stage <= active:
-                self._set(bench, run, WAITING, now)
+                run.state, run.detail = WAITING, ""  # said by _offer: sending, or why not
             if run.state == WAITING:
                 self._offer(bench, run, b, now)
             elif run.state == SENDING:

@@ -257,19 +257,18 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     stage_seen = -1
     try:
         while True:
-            over = ro.step(time.time())
-            if changed[0]:
-                R.save_state(path, st)
-                changed[0] = False
             active = ro.active_stage()
-            if active != stage_seen and not over:
+            if active != stage_seen and not st.halted:
                 stage_seen = active
                 name = "the canary" if active == 0 else f"stage {active}"
                 if active < len(st.stages):
                     print(f"-- {name}: {', '.join(st.stages[active])}", flush=True)
-                else:
-                    waiting = [b for b, r in st.benches.items() if r.state not in R.FINISHED]
+                elif waiting := [b for b, r in st.benches.items() if r.state not in R.FINISHED]:
                     print(f"-- every stage begun; waiting for {', '.join(waiting)}", flush=True)
+            over = ro.step(time.time())
+            if changed[0]:
+                R.save_state(path, st)
+                changed[0] = False
             if over:
                 break
             time.sleep(args.every)
