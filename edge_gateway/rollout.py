@@ -301,6 +301,13 @@ class Rollout:
     def finished(self) -> bool:
         return all(r.state in FINISHED for r in self.s.benches.values())
 
+    def only_waiting(self) -> list[str]:
+        """When every stage has begun and the only benches left wait for their return: those."""
+        left = {b: r for b, r in self.s.benches.items() if r.state not in FINISHED}
+        if self.active_stage() < len(self.s.stages) or self.s.halted:
+            return []
+        return sorted(left) if all(r.state == WAITING for r in left.values()) else []
+
     def _set(self, bench: str, run: BenchRun, state: str, now: float, detail: str = "") -> None:
         run.state, run.since, run.detail = state, now, detail
         if state in HALTING and not self.s.halted:

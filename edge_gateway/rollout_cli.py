@@ -3,7 +3,8 @@
 Puts the bundle where the gateway's OTA server serves it, plans the stages (or continues the
 rollout its state file records), then steps the rollout every couple of seconds, printing each
 bench's changes and the progress table, until every bench is done or something halts it.
-Exit status: 0 done, 3 halted, 130 interrupted (a second run continues), 1/2 errors.
+Exit status: 0 done, 3 halted, 4 only offline benches left (``--no-wait``), 130 interrupted
+(a second run continues), 1 or 2 errors.
 """
 
 from __future__ import annotations
@@ -78,6 +79,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--ack-timeout", type=duration, default=180.0, help=argparse.SUPPRESS)
     p.add_argument("--commit-timeout", type=duration, default=900.0, help=argparse.SUPPRESS)
     p.add_argument("--every", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="end (status 4) once only offline or asleep benches are left; a later run "
+        "sends to them",
+    )
     p.add_argument(
         "--retry", action="store_true", help="after a halt: offer the halted benches again"
     )
@@ -271,6 +278,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                 changed[0] = False
             if over:
                 break
+            if args.no_wait and (left := ro.only_waiting()):
+                print(R.table(st, fleet.benches(), time.time()))
+                print(f"left waiting for their return: {', '.join(left)}; run again to reach them")
+                return 4
             time.sleep(args.every)
     except KeyboardInterrupt:
         R.save_state(path, st)

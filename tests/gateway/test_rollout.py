@@ -299,8 +299,10 @@ def test_an_offline_bench_waits_without_holding_later_stages_and_is_sent_it_when
     assert sender.benches() == ["mostar-01", "mostar-03"]
     end = commit_and_soak(ro, last, sender, end + 3)
     assert ro.step(end + 1) is False  # not over while benches wait
+    assert ro.only_waiting() == ["mostar-02", "mostar-04"]
     away.row(online=True)
     ro.step(end + 100)
+    assert ro.only_waiting() == []
     assert sender.benches() == ["mostar-01", "mostar-03", "mostar-02"]
     end = commit_and_soak(ro, away, sender, end + 101)
     asleep.fw = V  # updated by hand in the meantime: skipped, never sent
@@ -435,6 +437,7 @@ def test_an_offline_canary_holds_every_other_stage(store: Store) -> None:
     ro = rollout(store, [["mostar-01"], ["mostar-02"]], sender)
     for t in range(0, 3600, 60):
         assert ro.step(T0 + t) is False
+    assert ro.only_waiting() == []  # the canary's stage has not passed
     assert sender.sent == [] and states(ro)["mostar-02"] == R.PLANNED
     canary.row(online=True)
     ro.step(T0 + 3600)
