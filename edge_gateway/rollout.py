@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from edge_gateway.text import printable
+
 # A bench's state in a rollout. Halting states stop the whole rollout.
 PLANNED = "planned"  # its stage has not begun
 SKIPPED = "skipped"  # already on the version
@@ -481,9 +483,10 @@ def table(state: RolloutState, benches: dict[str, BenchNow], now: float) -> str:
     for i, stage in enumerate(state.stages):
         for bench in stage:
             run = state.benches[bench]
-            fw = benches.get(bench, BenchNow(bench)).fw or "-"
+            fw = printable(benches.get(bench, BenchNow(bench)).fw or "-", 40)
             since = _since(run.since, now) if run.since else "-"
-            rows.append([bench, "canary" if i == 0 else str(i), run.state, fw, since, run.detail])
+            detail = printable(run.detail)  # an ack's or a fault's text comes from the bench
+            rows.append([bench, "canary" if i == 0 else str(i), run.state, fw, since, detail])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from typing import Any
 
 from edge_gateway import rollout as R
 from edge_gateway.config import Config
+from edge_gateway.text import printable
 
 MANIFEST = "manifest.json"  # the bundle's manifest, as `klupa bundle` names it
 UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -249,7 +250,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
     def on_change(bench: str, run: R.BenchRun) -> None:
         changed[0] = True
-        extra = f" ({run.detail})" if run.detail else ""
+        extra = f" ({printable(run.detail)})" if run.detail else ""
         print(f"{_clock(run.since)} {bench}: {run.state}{extra}", flush=True)
 
     def on_term(signum: int, frame: Any) -> None:

@@ -264,7 +264,7 @@ def test_a_committed_bench_that_regresses_in_its_soak_halts(
     assert states(ro)["mostar-01"] == R.SOAKING
     t = T0 + 130
     if trouble == "fault":
-        c.event(t, "fault", code="sampler_stuck", detail="no sample for 30 s")
+        c.event(t, "fault", code="sampler_stuck", detail="no sample \x1b[2J for 30 s")
     elif trouble == "reboot":
         c.reboot_into(V, t)
     elif trouble == "heap":
@@ -276,6 +276,8 @@ def test_a_committed_bench_that_regresses_in_its_soak_halts(
     ro.step(t + 1)
     assert states(ro)["mostar-01"] == R.REGRESSED, ro.s.benches["mostar-01"]
     assert why in ro.s.halted
+    shown = R.table(ro.s, R.StoreFleet(store.path).benches(), T0 + 2000)
+    assert "regressed" in shown and "\x1b" not in shown
     ro.step(T0 + 2000)
     assert sender.benches() == ["mostar-01"]
 
