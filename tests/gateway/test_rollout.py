@@ -476,3 +476,29 @@ def test_a_trial_that_neither_commits_nor_rolls_back_in_time_halts(store: Store)
     assert ro.step(T0 + 800) is False
     assert ro.step(T0 + 1000) is True
     assert states(ro)["mostar-01"] == R.STUCK
+
+
+def test_a_bundle_already_where_the_gateway_serves_it_is_used_in_place(tmp_path: Path) -> None:
+    served = tmp_path / "ota"
+    folder = served / "builds" / "b7"
+    folder.mkdir(parents=True)
+    (folder / "a.mpy").write_bytes(b"\x4d\x06")
+    entry = {"path": "a.mpy", "size": 2, "sha256": hashlib.sha256(b"\x4d\x06").hexdigest()}
+    (folder / "manifest.json").write_text(json.dumps({"version": "2.0.0", "files": [entry]}))
+    cfg = load(
+        str(
+            write_config(
+                tmp_path / "gw.toml",
+                "mostar",
+                1,
+                tmp_path / "s.sqlite",
+                f'[ota]\ndir = "{served}"\nport = 8071\n',
+            )
+        )
+    )
+    version, url, _ = place_bundle(cfg, folder, "http://pi:8071/")
+    assert (version, url) == ("2.0.0", "http://pi:8071/builds/b7/manifest.json")
+    assert sorted(p.name for p in served.iterdir()) == ["builds"]  # nothing copied
+    (folder / "a.mpy").write_bytes(b"\x4d\x07")  # a file that is not what the manifest says
+    with pytest.raises(R.RolloutError, match="differs from the manifest"):
+        place_bundle(cfg, folder, None)
