@@ -256,7 +256,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_term)
+    old_term = signal.signal(signal.SIGTERM, on_term)
     limits = R.Limits(
         soak_s=args.soak, ack_timeout_s=args.ack_timeout, commit_timeout_s=args.commit_timeout
     )
@@ -291,6 +291,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         return 130
     finally:
         link.close()
+        signal.signal(signal.SIGTERM, old_term)
     print(R.table(st, fleet.benches(), time.time()))
     fleet.close()
     if st.halted:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -502,3 +503,50 @@ def test_a_bundle_already_where_the_gateway_serves_it_is_used_in_place(tmp_path:
     (folder / "a.mpy").write_bytes(b"\x4d\x07")  # a file that is not what the manifest says
     with pytest.raises(R.RolloutError, match="differs from the manifest"):
         place_bundle(cfg, folder, None)
+
+
+def test_the_command_ends_with_4_when_only_offline_benches_are_left_and_sends_them_nothing(
+    store: Store, tmp_path: Path, mosquitto: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import paho.mqtt.client as mqtt
+
+    canary = Bench(store, "mostar-01")
+    canary.fw = V
+    canary.row()  # on the version already: skipped
+    Bench(store, "mostar-02", online=False)
+    served = tmp_path / "ota"
+    folder = served / V
+    folder.mkdir(parents=True)
+    entry = {"path": "main.py", "size": 1, "sha256": hashlib.sha256(b"\n").hexdigest()}
+    (folder / "main.py").write_bytes(b"\n")
+    (folder / "manifest.json").write_text(json.dumps({"version": V, "files": [entry]}))
+    cfg_path = write_config(
+        tmp_path / "gw.toml",
+        "mostar",
+        mosquitto.port,
+        store.path,
+        f'[ota]\ndir = "{served}"\nport = 8070\n',
+    )
+    seen: list[str] = []
+    spy = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    spy.on_message = lambda c, u, m: seen.append(m.topic)
+    spy.connect("127.0.0.1", mosquitto.port)
+    spy.subscribe("klupa/v1/mostar/+/cmd", qos=1)
+    spy.loop_start()
+    try:
+        argv = ["ota", "rollout", "--config", str(cfg_path), "--bundle", str(folder)]
+        rc = gateway_main([*argv, "--canary", "mostar-01", "--then", "all", "--no-wait"])
+        time.sleep(0.5)
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
+    out = capsys.readouterr().out
+    assert rc == 4, out
+    assert "left waiting for their return: mostar-02" in out
+    assert seen == []
+    saved = R.load_state(R.state_path(store.path, V))
+    assert saved is not None
+    assert {b: r.state for b, r in saved.benches.items()} == {
+        "mostar-01": R.SKIPPED,
+        "mostar-02": R.WAITING,
+    }
