@@ -288,6 +288,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         R.save_state(path, st)
         print(R.table(st, fleet.benches(), time.time()))
         print(f"stopped; the same command continues from {path}")
+        fleet.close()
         return 130
     finally:
         link.close()
