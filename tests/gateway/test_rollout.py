@@ -550,3 +550,43 @@ def test_the_command_ends_with_4_when_only_offline_benches_are_left_and_sends_th
         "mostar-01": R.SKIPPED,
         "mostar-02": R.WAITING,
     }
+
+
+def test_retry_clears_a_halt_and_a_regressed_bench_on_the_version_counts_as_done(
+    store: Store, tmp_path: Path, mosquitto: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    canary = Bench(store, "mostar-01")
+    canary.fw = V
+    canary.row()
+    Bench(store, "mostar-02", online=False)
+    folder = tmp_path / "ota" / V
+    folder.mkdir(parents=True)
+    entry = {"path": "main.py", "size": 1, "sha256": hashlib.sha256(b"\n").hexdigest()}
+    (folder / "main.py").write_bytes(b"\n")
+    (folder / "manifest.json").write_text(json.dumps({"version": V, "files": [entry]}))
+    cfg_path = write_config(
+        tmp_path / "gw.toml",
+        "mostar",
+        mosquitto.port,
+        store.path,
+        f'[ota]\ndir = "{tmp_path / "ota"}"\nport = 8070\n',
+    )
+    sha = hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
+    halted = R.RolloutState(
+        version=V, url=URL, sha256=sha, stages=[["mostar-01"], ["mostar-02"]], halted="x"
+    )
+    halted.benches = {
+        "mostar-01": R.BenchRun(state=R.REGRESSED, detail="fault touch_wet"),
+        "mostar-02": R.BenchRun(stage=1),
+    }
+    R.save_state(R.state_path(store.path, V), halted)
+    argv = ["ota", "rollout", "--config", str(cfg_path), "--bundle", str(folder)]
+    argv += ["--canary", "mostar-01", "--no-wait"]
+    assert gateway_main(argv) == 3
+    assert gateway_main([*argv, "--retry"]) == 4, capsys.readouterr().out
+    saved = R.load_state(R.state_path(store.path, V))
+    assert saved is not None and saved.halted == ""
+    assert {b: r.state for b, r in saved.benches.items()} == {
+        "mostar-01": R.SKIPPED,
+        "mostar-02": R.WAITING,
+    }
