@@ -186,14 +186,15 @@ def test_a_staged_rollout_halts_on_a_broken_canary_then_reaches_every_bench(
         boots = [r.body["fw"] for r in system.records("event", b) if r.body["type"] == "boot"]
         assert boots[-1] == NEW and OLD in boots, (b, boots)
         assert flash_matches(system.flash / b / "app", good), b
-    # Nobody else was sent it before the canary had committed it and soaked for 15 s (the
-    # benches' clocks are this machine's, to the second): their acks came after that.
+    # Nobody else was sent it before the canary had committed it and soaked for 15 s: the acks
+    # of the benches that were online all along (their clocks run with the canary's, in one
+    # sim) came after that. (AWAY's restarted clock is not to the second; it was off anyway.)
     applied = next(
         r.ts
         for r in system.records("event", CANARY)
         if r.body["type"] == "ota" and r.body["state"] == "applied"
     )
-    for b in BENCHES[1:]:
+    for b in BENCHES[1:3]:
         ack = system.records("cmd/ack", b)[-1]
         assert ack.ts >= applied + 15 - 1, (b, ack.ts, applied)
     assert system.sim_log().count(f"RuntimeError: {CRASH}") == 1
