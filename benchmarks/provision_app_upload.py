@@ -13,6 +13,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from klupa.testing.micropython import MicroPythonBoard, need_micropython_vm  # noqa: E402
+from provisioning import signing  # noqa: E402
 from provisioning.bundle import build_bundle  # noqa: E402
 from provisioning.device import Board, sync_files  # noqa: E402
 
@@ -26,7 +27,7 @@ def main() -> int:
         print(f"skipped: MicroPython VM not available ({e})")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = build_bundle(REPO / "firmware", Path(tmp) / "bundle", b"k" * 32)
+        bundle = build_bundle(REPO / "firmware", Path(tmp) / "bundle", signing.generate())
         files = {"/" + f["path"]: bundle.read(f["path"]) for f in bundle.files()}
         total = sum(len(d) for d in files.values())
         fs = Path(tmp) / "flash"

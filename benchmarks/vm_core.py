@@ -50,6 +50,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -60,7 +61,15 @@ from provisioning.bundle import build_bundle  # noqa: E402
 
 VM_DIR = Path(__file__).resolve().parent / "vm"
 BOARD = ROOT / "boards" / "bench-v1.json"
-BUNDLE_KEY = b"\x00" * 32  # the manifest's HMAC is not looked at here
+
+
+def bundle_key() -> Any:
+    """A throwaway OTA signing key: the manifest's signature is not looked at here."""
+    from provisioning import signing
+
+    return signing.generate()
+
+
 TARGET_HIGH = 40 * 1024
 TARGET_DRIFT = 1024
 
@@ -100,12 +109,14 @@ ON_DEMAND = (
     "bench/pollcheck.mpy",
     "bench/selftest.mpy",
     "bench/ota.mpy",
+    "bench/trust.mpy",
 )
 
 
-def build(out: Path) -> Path:
-    """The firmware bundle (``.mpy``) in ``out``, as ``klupa bundle`` builds it."""
-    return build_bundle(FIRMWARE_DIR, out / "bundle", BUNDLE_KEY).dir
+def build(out: Path, key: Any = None) -> Path:
+    """The firmware bundle (``.mpy``) in ``out``, as ``klupa bundle`` builds it (signed with
+    ``key``, a throwaway one by default)."""
+    return build_bundle(FIRMWARE_DIR, out / "bundle", key or bundle_key()).dir
 
 
 def mpy_sizes(bundle: Path) -> dict[str, int]:

@@ -42,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import unix32  # noqa: E402
-from vm_core import BOARD, BUNDLE_KEY, VM_DIR, kib, run_vm  # noqa: E402
+from vm_core import BOARD, VM_DIR, bundle_key, kib, run_vm  # noqa: E402
 
 from klupa.testing.vm import FIRMWARE_DIR, VmUnavailable  # noqa: E402
 from provisioning import romfs  # noqa: E402
@@ -80,7 +80,7 @@ def describe(exe: Path) -> tuple[str, int]:
 
 def lay_out(root: Path) -> int:
     """The run folder (see unix_main.py); returns the ROMFS image's size."""
-    bundle = build_bundle(FIRMWARE_DIR, root / "build" / "bundle", BUNDLE_KEY)
+    bundle = build_bundle(FIRMWARE_DIR, root / "build" / "bundle", bundle_key())
     shutil.copytree(bundle.dir, root / "app")
     image = romfs.build_image(romfs.rom_files(bundle.contents()))
     (root / "app.rom").write_bytes(image)

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_gateway.alerts")
 
 TAMPER_HOLD_S = 3600.0  # a tamper event's alert holds this long after the last one
+# The portal raises "gateway down" when it has had no heartbeat for 15 minutes; while this
+# gateway's heartbeats have not got through for that long, its bench alerts wait (one alert
+# about the gateway, not twelve about its benches).
+CUT_OFF_S = 900.0
 
 
 @dataclass
@@ -156,10 +160,17 @@ class Channels:
 # --------------------------------------------------------------------------- rules
 
 
+def cut_off(gw: Gateway) -> bool:
+    """True while the portal has not taken a heartbeat for CUT_OFF_S (it says gateway down)."""
+    ps = gw.poll_sync
+    return ps is not None and time.time() - ps.beat_ok_at > CUT_OFF_S
+
+
 def conditions(gw: Gateway, cfg: AlertsConfig, now: float) -> list[Condition]:
     """What holds now, from what the gateway knows."""
     out: list[Condition] = []
-    for b in list(gw.health.benches.values()):
+    benches = [] if cut_off(gw) else list(gw.health.benches.values())
+    for b in benches:
         if b.last_seen is not None and not b.online and not b.sleeping:
             out.append(Condition(f"offline:{b.bench}", f"{b.bench} is offline", b.bench))
         if b.power == "critical":
@@ -188,7 +199,7 @@ def conditions(gw: Gateway, cfg: AlertsConfig, now: float) -> list[Condition]:
     try:
         st = Store(gw.cfg.spool.path, readonly=True)
         try:
-            depth, lag = st.depth_and_lag([s.name for s in gw.sinks], now)
+            depth, lag = st.depth_and_lag([s.name for s in gw.sinks], time.time())
         finally:
             st.close()
     except Exception:  # noqa: BLE001 - the store's own trouble is the disk rule's

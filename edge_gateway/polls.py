@@ -54,6 +54,7 @@ class PollSync(threading.Thread):
         self.heartbeat_s = HEARTBEAT_S
         self.hidden: dict[str, int] = {}
         self.heartbeats = 0  # answered 200
+        self.beat_ok_at = time.time()  # the last heartbeat the portal took (start: now)
         self.heartbeat_logged = 0.0
 
     def seen(self, payload: bytes) -> None:
@@ -124,6 +125,7 @@ class PollSync(threading.Thread):
         m = urllib.parse.quote(self.gateway.m)
         http("PUT", f"{self.cfg.url}/api/v1/gateways/{m}", body.encode(), headers, timeout=15)
         self.heartbeats += 1
+        self.beat_ok_at = time.time()
 
     def run(self) -> None:
         last_fetch = 0.0

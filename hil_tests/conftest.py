@@ -157,6 +157,16 @@ class System:
         self.portal: Portal | None = None
         self.sims: list[subprocess.Popen[bytes]] = []
         self.gateway_starts = 0
+        # The deployment's OTA signing key of this system (its benches trust its anchor).
+        self.ota_key_file = workdir / "ota-signing-key.pem"
+
+    def ota_anchor(self) -> str:
+        """The anchor the benches' configs name; the key is made the first time."""
+        from provisioning import signing
+
+        if not self.ota_key_file.exists():
+            self.ota_key_file.write_text(signing.to_pem(signing.generate()))
+        return signing.anchor(signing.load(self.ota_key_file))
 
     # -- services
     def with_influx(self) -> Influx1:
@@ -247,7 +257,7 @@ class System:
             "wifi": {"ssid": "klupa-sim", "password": "virtual"},
             "mqtt": {"host": "127.0.0.1", "port": self.broker.port, "user": bench},
             "ntp": "127.0.0.1",
-            "ota_key": "0" * 64,
+            "ota_pub": self.ota_anchor(),
         }
         cfg.update(tuning)
         (root / "config.json").write_text(json.dumps(cfg))

@@ -19,16 +19,18 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from boards.virtual import FIRMWARE
+from provisioning import signing
 from provisioning.bundle import MANIFEST_NAME, build_bundle, sign
 
 KLUPA = [sys.executable, "-m", "klupa.cli"]
 CRASH = "broken build: the app raises at import"
 
 
-def bundle(out: Path, key: bytes, version: str) -> dict[str, Any]:
+def bundle(out: Path, key_file: Path, version: str) -> dict[str, Any]:
     """`klupa bundle` of the repository's firmware with ``version`` (the bumped version the
-    benches report once it runs), signed with the deployment's OTA key; its manifest."""
-    env = dict(os.environ, KLUPA_OTA_KEY=key.hex())
+    benches report once it runs), signed with the OTA signing key in ``key_file``; its
+    manifest."""
+    env = dict(os.environ, KLUPA_OTA_SIGNING_KEY=str(key_file))
     subprocess.run(
         [*KLUPA, "bundle", "--firmware", str(FIRMWARE), "--out", str(out), "--version", version],
         check=True,
@@ -40,9 +42,10 @@ def bundle(out: Path, key: bytes, version: str) -> dict[str, Any]:
     return manifest
 
 
-def broken_bundle(out: Path, key: bytes, version: str) -> dict[str, Any]:
+def broken_bundle(out: Path, key_file: Path, version: str) -> dict[str, Any]:
     """A correctly signed bundle whose app crashes at import: ``bench/app`` ships as source
     (MicroPython imports a ``.py`` as readily as a ``.mpy``) ending in ``raise RuntimeError``."""
+    key = signing.load(key_file)
     build_bundle(FIRMWARE, out, key, version=version)
     (out / "bench" / "app.mpy").unlink()
     source = (FIRMWARE / "bench" / "app.py").read_text() + f"\nraise RuntimeError({CRASH!r})\n"

@@ -1,6 +1,6 @@
 """An OTA to a new app version across a municipality's fleet, then a broken one to one bench that
 rolls back. The bundles are built as an operator builds them (`klupa bundle`, the deployment's
-OTA key), served over HTTP on loopback like the gateway's [ota] server, and the `ota` command
+OTA signing key), served over HTTP on loopback like the gateway's [ota] server, and the `ota` command
 goes to each bench through `klupa gateway cmd`; the benches are `klupa sim --catch-up` processes
 running in real time once their clocks reach now, so downloads, reboots and the trial's 60 s
 health check happen in real time.
@@ -29,7 +29,6 @@ from klupa.services import free_port
 
 BENCHES = ["mostar-01", "mostar-02", "mostar-03"]
 ROLLED = "mostar-02"  # the bench that gets the broken app
-KEY = bytes(32)  # the sim's config: ota_key "0" * 64
 OLD, NEW, BROKEN = "1.0.0", "1.1.0", "1.2.0"
 SPEED, AGO = 60.0, 900.0  # 15 s of catch-up, then real time
 PERIOD = 10  # a telemetry window every 10 s, so records flow through every step
@@ -63,15 +62,15 @@ def test_ota_across_the_fleet_and_a_rollback(
 ) -> None:
     wait_until = hil["wait_until"]
     www = tmp_path / "www"
-    good = bundle(www / NEW, KEY, NEW)
-    broken_bundle(www / BROKEN, KEY, BROKEN)
+    for b in BENCHES:  # their configs name the system's OTA anchor
+        system.bench_config(b, period=PERIOD)
+    good = bundle(www / NEW, system.ota_key_file, NEW)
+    broken_bundle(www / BROKEN, system.ota_key_file, BROKEN)
     server = serve_ota(str(www), free_port(), host="127.0.0.1")
     base = f"http://127.0.0.1:{server.port}"
     births = Births(system.broker.host, system.broker.port, system.m)
     try:
         system.start_gateway()
-        for b in BENCHES:
-            system.bench_config(b, period=PERIOD)
         system.sim(BENCHES, SPEED, AGO, 0.0, "--catch-up")
 
         def in_real_time(b: str) -> bool:

@@ -93,7 +93,6 @@ def bench_config(spec: BenchSpec, host: str, port: int) -> dict[str, Any]:
         "wifi": {"ssid": "klupa-sim", "password": "virtual"},
         "mqtt": {"host": host, "port": port, "user": spec.bench, "password": ""},
         "ntp": host,
-        "ota_key": "0" * 64,
     }
 
 

@@ -5,11 +5,15 @@ The firmware's ``.py`` files are compiled with ``mpy-cross -O3`` to ``.mpy``, ex
 ``assert`` statements (the firmware has none) and the line-number tables: a traceback on the
 bench names the file and function but not the line, and the bytecode, which sits in the
 bench's GC heap, is about 7 % smaller. The manifest lists
-every file's device path, size and SHA-256 and carries an HMAC-SHA256 with the deployment's
-OTA key over its canonical form: the manifest without ``hmac``, as JSON with sorted keys and
-no spaces (``json.dumps(m, sort_keys=True, separators=(",", ":"))``), UTF-8. Its ``rom``
-entry (path, size, SHA-256, like a file's) is ``app.rom``: the app's packages as one ROMFS
-image (``provisioning.romfs``), which a bench with a ROMFS partition also downloads and
+every file's device path, size and SHA-256 and carries ``sig``, an RSASSA-PKCS1-v1_5 SHA-256
+signature by the deployment's OTA signing key (``provisioning.signing``; its private half is
+only ever in the deployment folder) over its canonical form: the manifest without ``sig``, as
+JSON with sorted keys and no spaces (``json.dumps(m, sort_keys=True, separators=(",", ":"))``),
+UTF-8. A bench checks it against its anchor (the key's public modulus) and refuses a version
+below the highest it committed. A rotation bundle also names ``anchor``: the public modulus
+of the key that signs from then on, which a bench takes when it commits that bundle. Its
+``rom`` entry (path, size, SHA-256, like a file's) is ``app.rom``: the app's packages as one
+ROMFS image (``provisioning.romfs``), which a bench with a ROMFS partition also downloads and
 writes there once the new app is healthy; the others ignore it.
 """
 
@@ -17,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import hmac
 import json
 import os
 import re
@@ -28,7 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from klupa.argparsing import Parser
+from provisioning import signing
 
 SOURCE_ONLY = ("boot.py", "main.py")
 ROM_NAME = "app.rom"
@@ -70,19 +76,25 @@ def _entry(path: str, data: bytes) -> dict[str, Any]:
 
 
 def canonical(manifest: dict[str, Any]) -> bytes:
-    body = {k: v for k, v in manifest.items() if k != "hmac"}
+    body = {k: v for k, v in manifest.items() if k != "sig"}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
-def sign(manifest: dict[str, Any], key: bytes) -> dict[str, Any]:
-    out = {k: v for k, v in manifest.items() if k != "hmac"}
-    out["hmac"] = hmac.new(key, canonical(out), hashlib.sha256).hexdigest()
+def sign(
+    manifest: dict[str, Any], key: rsa.RSAPrivateKey, anchor: str | None = None
+) -> dict[str, Any]:
+    """The manifest signed by ``key``; ``anchor``: the public modulus (hex) of the key the
+    benches are to trust from this bundle's commit on (a rotation)."""
+    out = {k: v for k, v in manifest.items() if k not in ("sig", "anchor")}
+    if anchor is not None:
+        out["anchor"] = anchor
+    out["sig"] = signing.sign(key, canonical(out))
     return out
 
 
-def verify(manifest: dict[str, Any], key: bytes) -> bool:
-    want = hmac.new(key, canonical(manifest), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(want, str(manifest.get("hmac", "")))
+def verify(manifest: dict[str, Any], anchor: str) -> bool:
+    """The signature check a bench makes, against ``anchor`` (the public modulus, hex)."""
+    return signing.verify(anchor, canonical(manifest), str(manifest.get("sig", "")))
 
 
 def firmware_version(firmware_dir: Path) -> str:
@@ -129,10 +141,12 @@ def _sources(firmware_dir: Path) -> list[Path]:
 def build_bundle(
     firmware_dir: Path,
     out_dir: Path,
-    key: bytes,
+    key: rsa.RSAPrivateKey,
     version: str | None = None,
+    anchor: str | None = None,
 ) -> Bundle:
-    """Compile and hash the firmware into ``out_dir`` (replaced), with a signed manifest."""
+    """Compile and hash the firmware into ``out_dir`` (replaced), with a manifest signed by
+    ``key`` (naming ``anchor`` for a rotation)."""
     firmware_dir = Path(firmware_dir)
     if not (firmware_dir / "main.py").is_file() and not (firmware_dir / "bench").is_dir():
         raise BundleError(f"{firmware_dir} does not look like the firmware folder")
@@ -174,6 +188,7 @@ def build_bundle(
             "rom": _entry(ROM_NAME, image),
         },
         key,
+        anchor,
     )
     (staging / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -181,11 +196,13 @@ def build_bundle(
     return Bundle(dir=out_dir, manifest=manifest)
 
 
-def load_bundle(bundle_dir: Path, key: bytes) -> Bundle:
-    """A built bundle, checked: HMAC and every file's size and hash."""
+def load_bundle(bundle_dir: Path, anchor: str) -> Bundle:
+    """A built bundle, checked: the signature against ``anchor``, every file's size and hash."""
     manifest = json.loads((bundle_dir / MANIFEST_NAME).read_text())
-    if not verify(manifest, key):
-        raise BundleError(f"{bundle_dir / MANIFEST_NAME}: HMAC does not match the OTA key")
+    if not verify(manifest, anchor):
+        raise BundleError(
+            f"{bundle_dir / MANIFEST_NAME}: not signed by the OTA key {signing.key_id(anchor)}"
+        )
     for f in manifest["files"] + ([manifest["rom"]] if "rom" in manifest else []):
         data = (bundle_dir / f["path"]).read_bytes()
         if len(data) != f["size"] or hashlib.sha256(data).hexdigest() != f["sha256"]:
@@ -193,16 +210,31 @@ def load_bundle(bundle_dir: Path, key: bytes) -> Bundle:
     return Bundle(dir=bundle_dir, manifest=manifest)
 
 
-def _key_from_args(args: argparse.Namespace) -> bytes:
-    if args.key_file:
-        return bytes.fromhex(Path(args.key_file).read_text().strip())
-    if os.environ.get("KLUPA_OTA_KEY"):
-        return bytes.fromhex(os.environ["KLUPA_OTA_KEY"].strip())
+KEY_ENV = "KLUPA_OTA_SIGNING_KEY"  # the path of a PEM signing key, for CI-like builds
+
+
+def _key_from_args(args: argparse.Namespace) -> tuple[rsa.RSAPrivateKey, str | None]:
+    """The signing key, and the anchor a rotation hands over to (or None)."""
+    if args.rotate or args.promote:
+        if not args.deploy:
+            raise BundleError("--rotate and --promote need --deploy DIR (the keys live there)")
+    path = args.key_file or os.environ.get(KEY_ENV)
+    if path and not args.deploy:
+        try:
+            return signing.load(Path(path)), None
+        except signing.SigningKeyError as e:
+            raise BundleError(str(e)) from None
     if args.deploy:
         from provisioning.deployment import Deployment
 
-        return Deployment(Path(args.deploy)).ota_key
-    raise BundleError("no OTA key: pass --deploy DIR, --key-file FILE or set KLUPA_OTA_KEY")
+        dep = Deployment(Path(args.deploy))
+        if args.promote:
+            anchor = dep.promote_ota_signing_key()
+            print(f"OTA signing key {signing.key_id(anchor)} signs from now on")
+        if args.rotate:
+            return dep.ota_signing_key, signing.anchor(dep.next_ota_signing_key())
+        return dep.ota_signing_key, None
+    raise BundleError(f"no OTA signing key: pass --deploy DIR, --key-file PEM or set {KEY_ENV}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,12 +249,25 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default="build/bundle", help="output folder (default: %(default)s)"
     )
     parser.add_argument("--version", help="bundle version (default: the firmware's VERSION)")
-    parser.add_argument("--deploy", help="deployment folder whose OTA key signs the manifest")
-    parser.add_argument("--key-file", help="file holding the OTA key in hex")
+    parser.add_argument(
+        "--deploy", help="deployment folder whose OTA signing key signs the manifest"
+    )
+    parser.add_argument("--key-file", help="a PEM file holding the OTA signing key")
+    parser.add_argument(
+        "--rotate",
+        action="store_true",
+        help="hand the benches over to the deployment's next signing key (made if missing) "
+        "when they commit this bundle",
+    )
+    parser.add_argument(
+        "--promote",
+        action="store_true",
+        help="first end the rotation: the next key becomes the signing key, the old one retires",
+    )
     args = parser.parse_args(argv)
     try:
-        key = _key_from_args(args)
-        bundle = build_bundle(Path(args.firmware), Path(args.out), key, args.version)
+        key, anchor = _key_from_args(args)
+        bundle = build_bundle(Path(args.firmware), Path(args.out), key, args.version, anchor)
     except (BundleError, OSError, ValueError) as e:
         print(f"klupa bundle: {e}", file=sys.stderr)
         return 1
@@ -233,8 +278,14 @@ def main(argv: list[str] | None = None) -> int:
     rom = int(bundle.manifest["rom"]["size"])
     print(
         f"bundle {bundle.version}: {len(bundle.files())} files, {size} bytes in {bundle.dir}; "
-        f"the packages as a ROMFS image, {rom} bytes ({ROM_NAME})"
+        f"the packages as a ROMFS image, {rom} bytes ({ROM_NAME}); signed by OTA key "
+        f"{signing.key_id(signing.anchor(key))}"
     )
+    if anchor:
+        print(
+            f"rotation: benches that commit it trust key {signing.key_id(anchor)} from then on; "
+            "once every bench reports `applied`, build the next bundle with --promote"
+        )
     return 0
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 
 from provisioning import broker, pki
@@ -18,6 +17,7 @@ from provisioning.deployment import (
 
 GITIGNORE = (
     "secrets.toml",
+    "ota/",
     "pki/ca.key",
     "brokers/*/server.key",
     "brokers/*/gateway-mqtt.pass",
@@ -39,9 +39,10 @@ def create_deployment(root: Path) -> Deployment:
         users = {
             u: generate_password() for mid, *_ in MUNICIPALITIES for u in broker.service_users(mid)
         }
-        write_private(sec, secrets_text(secrets.token_hex(32), users))
+        write_private(sec, secrets_text(users))
     _complete_gitignore(root / ".gitignore")
     dep = Deployment(root)
+    dep.ensure_ota_signing_key()
     ca_crt, ca_key = pki.ensure_ca(dep.pki_dir)
     for mid in dep.municipalities():
         write_broker_folder(dep, mid, ca_crt, ca_key)
@@ -81,7 +82,11 @@ def verify_deployment(dep: Deployment) -> None:
     configuration and a valid certificate."""
     if dep.secrets_path.stat().st_mode & 0o077:
         raise DeploymentInvalid(f"{dep.secrets_path} is readable by others: chmod 600 it")
-    dep.ota_key  # noqa: B018 - must parse as hex
+    if not dep.ota_key_path.is_file():
+        raise DeploymentInvalid(f"{dep.ota_key_path} not found: run `klupa provision init` again")
+    if dep.ota_key_path.stat().st_mode & 0o077:
+        raise DeploymentInvalid(f"{dep.ota_key_path} is readable by others: chmod 600 it")
+    dep.ota_anchor  # noqa: B018 - must load as an RSA key the benches take
     for mid in dep.municipalities():
         m = dep.municipality(mid)
         out = dep.broker_dir(mid)

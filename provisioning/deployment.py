@@ -1,8 +1,11 @@
-"""The technician's deployment folder: inventory.toml, secrets.toml, pki/, brokers/, cache/.
+"""The technician's deployment folder: inventory.toml, secrets.toml, ota/, pki/, brokers/, cache/.
 
 ``inventory.toml`` is meant to be read and edited by people; the tool only ever rewrites
 one bench's ``[benches.{id}.provisioned]`` table in it, in place, so comments and the order
-of everything else survive. ``secrets.toml`` is mode 0600 and never printed.
+of everything else survive. ``secrets.toml`` is mode 0600 and never printed. ``ota/`` holds
+the OTA signing key (``signing-key.pem``, 0600): the one secret that makes bundles benches
+accept, kept nowhere else (``provisioning.signing``); during a rotation also the key that
+takes over (``next-signing-key.pem``), and the keys it replaced (``retired/``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from provisioning import signing
 
 MUNICIPALITY_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 BENCH_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
@@ -166,12 +173,10 @@ def inventory_text() -> str:
     return "\n".join(lines)
 
 
-def secrets_text(ota_key: str, service_passwords: dict[str, str]) -> str:
+def secrets_text(service_passwords: dict[str, str]) -> str:
     lines = [
         "# klupa deployment secrets. Mode 0600. Never commit, print or mail this file.",
-        "",
-        "# The deployment's OTA key: HMAC-SHA256 key of every app bundle manifest (hex).",
-        f"ota_key = {_toml_str(ota_key)}",
+        "# (The OTA signing key is ota/signing-key.pem, also 0600.)",
         "",
         "[wifi]",
         f"# Wi-Fi password per municipality (replace {WIFI_PLACEHOLDER}).",
@@ -364,8 +369,62 @@ class Deployment:
     # ---------------------------------------------------------------- secrets
 
     @property
-    def ota_key(self) -> bytes:
-        return bytes.fromhex(str(self.secrets["ota_key"]))
+    def ota_dir(self) -> Path:
+        return self.root / "ota"
+
+    @property
+    def ota_key_path(self) -> Path:
+        return self.ota_dir / "signing-key.pem"
+
+    @property
+    def ota_next_key_path(self) -> Path:
+        return self.ota_dir / "next-signing-key.pem"
+
+    @property
+    def ota_signing_key(self) -> rsa.RSAPrivateKey:
+        """The key that signs bundles (only ever read from this folder)."""
+        if not self.ota_key_path.is_file():
+            raise DeploymentError(
+                f"{self.ota_key_path} not found: `klupa provision init {self.root}` creates it"
+            )
+        try:
+            return signing.load(self.ota_key_path)
+        except signing.SigningKeyError as e:
+            raise DeploymentError(str(e)) from None
+
+    @property
+    def ota_anchor(self) -> str:
+        """What every bench provisioned now trusts bundles by: the signing key's public half."""
+        return signing.anchor(self.ota_signing_key)
+
+    def ensure_ota_signing_key(self) -> None:
+        if not self.ota_key_path.is_file():
+            self.ota_dir.mkdir(exist_ok=True)
+            write_private(self.ota_key_path, signing.to_pem(signing.generate()))
+
+    def next_ota_signing_key(self) -> rsa.RSAPrivateKey:
+        """The key a rotation hands the benches over to, made the first time it is asked for."""
+        if not self.ota_next_key_path.is_file():
+            write_private(self.ota_next_key_path, signing.to_pem(signing.generate()))
+        try:
+            return signing.load(self.ota_next_key_path)
+        except signing.SigningKeyError as e:
+            raise DeploymentError(str(e)) from None
+
+    def promote_ota_signing_key(self) -> str:
+        """End a rotation: the next key signs from now on, the old one goes to ota/retired/
+        (kept: a bench that missed the rotation bundle still takes that bundle). Its anchor."""
+        if not self.ota_next_key_path.is_file():
+            raise DeploymentError(
+                f"no rotation under way ({self.ota_next_key_path} not found): "
+                "`klupa bundle --rotate` starts one"
+            )
+        old = self.ota_anchor
+        retired = self.ota_dir / "retired"
+        retired.mkdir(exist_ok=True)
+        os.replace(self.ota_key_path, retired / f"{signing.key_id(old)}.pem")
+        os.replace(self.ota_next_key_path, self.ota_key_path)
+        return self.ota_anchor
 
     def wifi_password(self, mid: str) -> str:
         return str(self.secrets.get("wifi", {}).get(mid, WIFI_PLACEHOLDER))
@@ -385,7 +444,8 @@ class Deployment:
         return pw
 
     def secret_values(self) -> list[str]:
-        """Every secret string in secrets.toml (for redaction and for tests)."""
+        """Every secret string in secrets.toml and the OTA signing keys (for redaction and
+        for tests)."""
         out: list[str] = []
 
         def walk(v: Any) -> None:
@@ -396,4 +456,7 @@ class Deployment:
                 out.append(v)
 
         walk(self.secrets)
+        for pem in (self.ota_key_path, self.ota_next_key_path):
+            if pem.is_file():  # the key's private lines (its first ones hold the public modulus)
+                out += [ln for ln in pem.read_text().splitlines()[9:] if len(ln) == 64]
         return out

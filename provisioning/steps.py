@@ -217,7 +217,7 @@ def bench_config(run: Run, bench: Bench) -> dict[str, Any]:
         },
         "ntp": m.ntp_server,
         "boot": boot_start(run.now()),
-        "ota_key": run.dep.ota_key.hex(),
+        "ota_pub": run.dep.ota_anchor,
         "lat": bench.lat,
         "lon": bench.lon,
     }
@@ -231,7 +231,9 @@ def app_files(run: Run, boot: int | None = None) -> tuple[dict[str, bytes], str]
     bench = run.need_bench("app")
     with FOLDER_LOCK:
         try:
-            bundle = build_bundle(run.firmware_dir, run.dep.build_dir / "bundle", run.dep.ota_key)
+            bundle = build_bundle(
+                run.firmware_dir, run.dep.build_dir / "bundle", run.dep.ota_signing_key
+            )
         except BundleError as e:
             raise StepError("app", run.port, "an app bundle", str(e), "fix the firmware") from None
         files = bundle.contents()

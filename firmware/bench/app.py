@@ -45,6 +45,7 @@ class App:
         self.clock_set = False
         self.anchor = None  # Unix time at uptime 0 of this boot, once the clock is set
         self.reboot_requested = None
+        self.updating = None  # (command id, task) while an `ota` download runs (bench.commands)
         self.link = None
         self.checkins = {}
         self.healthy = False

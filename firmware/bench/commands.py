@@ -5,7 +5,7 @@ import json
 
 from bench.app import frag
 from bench.protocol import whole
-from bench.runtime import const, job, ticks_ms, unload
+from bench.runtime import asyncio, const, job, ticks_ms
 
 _KEEP_IDS = const(32)
 _ID_KEEP = const(64)  # longer ids are kept as their SHA-256
@@ -33,9 +33,18 @@ def handle(app, payload):
         if entry[0] == key:  # re-delivered: acknowledge again, never run twice
             ack(app, cid, entry[1], entry[2])
             return
-    ok, detail = execute(app, cmd.get("op"), cmd.get("args", {}))
+    if app.updating is not None and app.updating[0] == cid:
+        return  # re-delivered while its download runs: the ack follows when it ends
+    result = execute(app, cmd.get("op"), cmd.get("args", {}), cid)
+    if result is not None:  # None: an update started, acknowledged when it ends
+        finish(app, cid, result[0], result[1])
+
+
+def finish(app, cid, ok, detail):
+    # The command ran: keep its id (never run twice) and acknowledge it.
     detail = detail[:_DETAIL_MAX]
-    done.append([key, ok, detail])
+    done = app.state.setdefault("ids", [])
+    done.append([id_key(cid), ok, detail])
     while len(done) > _KEEP_IDS:
         done.pop(0)
     app.save_state()
@@ -59,7 +68,7 @@ def ack(app, cid, ok, detail):
     return app.record(sp.KIND_ACK, frag({"id": cid, "ok": ok, "detail": detail}))
 
 
-def execute(app, op, args):
+def execute(app, op, args, cid=""):
     if not isinstance(op, str):
         return False, "op missing"
     if app.safe and op not in SAFE_OPS:
@@ -87,7 +96,7 @@ def execute(app, op, args):
     if op == "selftest":
         return run_selftest(app)
     if op == "ota":
-        return run_ota(app, args)
+        return run_ota(app, args, cid)
     return False, "unknown op " + op[:32]
 
 
@@ -111,29 +120,32 @@ def run_selftest(app):
     return report["ok"], summary
 
 
-def run_ota(app, args):
-    # Fetch, verify and stage the bundle; ack, then reboot into it.
+def run_ota(app, args, cid):
+    # Start fetching, verifying and staging the bundle as a task of its own, so sampling, touch,
+    # the display and the link keep running through the download (PROTOCOL.md, Update trust);
+    # it acks when it ends, then the bench reboots into the new app. None once started.
     if not isinstance(args, dict):
         return False, "args must be an object"
     for k in ("url", "version", "sha256"):
         if not isinstance(args.get(k), str) or not args[k]:
             return False, k + " missing"
-    key = app.cfg.get("ota_key")
-    if not isinstance(key, str) or not key:
-        return False, "no ota_key in config"
+    if app.updating is not None:
+        return False, "an update is already running"
+    task = asyncio.create_task(update(app, cid, args))
+    app.updating = (cid, task)
+    tasks = getattr(app, "tasks", None)
+    if tasks is not None:  # cancelled with the app's other tasks at a reboot
+        tasks.append(task)
+    return None
+
+
+async def update(app, cid, args):
+    # This module's globals stay with the coroutine after handle() unloads it.
     try:
-        import binascii
-
-        key = binascii.unhexlify(key)
-    except ValueError:
-        return False, "ota_key is not hex"
-    from bench import ota
-
-    o = ota.Ota(app.root, key, ota.recorder(app))
-    ok = o.run(args["url"], args["version"], args["sha256"])
-    error = o.error
-    unload("ota")
-    if not ok:
-        return False, error
-    app.reboot_requested = ticks_ms()
-    return True, ""
+        ok, detail = await job("ota", "command", app, args)
+    except Exception as e:  # whatever the update met, the command gets its answer
+        ok, detail = False, repr(e)
+    app.updating = None
+    finish(app, cid, ok, detail)
+    if ok:
+        app.reboot_requested = ticks_ms()

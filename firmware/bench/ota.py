@@ -1,14 +1,16 @@
 # OTA app updates: fetch a bundle's manifest and files over HTTP, verify every SHA-256 and the
-# manifest's HMAC-SHA256 (docs/display.md defines the manifest and its canonical bytes), stage
-# the new app in <root>/app.new streaming each file to flash, and switch at the next boot with
-# the previous app kept for a trial. Import this module only when an update runs or at boot:
-# it is not part of the resident set.
+# manifest's RSA signature against the bench's trust anchor and refuse a version below the
+# highest this bench ever committed (bench.trust), stage the new app in <root>/app.new streaming each
+# file to flash with an await between chunks (the app keeps running), and switch at the next
+# boot with the previous app kept for a trial. Import this module only when an update runs or
+# at boot: it is not part of the resident set.
 # Flash layout (root "/" on the bench):
 #   app/        the running app (on sys.path)
 #   app.new/    the staged app while downloading (resumable: complete files are kept)
 #   app.old/    the previous app while the new one is on trial
 #   ota.json    {"state": "staged"|"trial", "version", "prev", "report": [state, version]|null,
-#                "rom": [path, size, sha256] (the app's ROMFS image, below)}
+#                "rom": [path, size, sha256] (the app's ROMFS image, below),
+#                "anchor": the anchor the bundle hands over at its commit, or null}
 # On a board with a ROMFS partition (MicroPython runs .mpy files there in place, so the app's
 # bytecode stays out of the GC heap) the bundle's ROMFS image is downloaded too. The trial runs
 # from app/ as always: the partition keeps the previous app for a rollback. Once the new app
@@ -17,116 +19,14 @@ import hashlib
 import json
 import os
 
+from bench import runtime
+from bench.runtime import asyncio, unload
+from bench.trust import OtaError, hexlify, trust_of, verify_steps, version_key
+
 MANIFEST_MAX = 16384
 CHUNK = 512
 TRIAL_MS = 300000  # a trial app must be healthy within 5 minutes
-_HEX = "0123456789abcdef"
-_PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/"
-
-
-class OtaError(Exception):
-    pass
-
-
-def hexlify(b):
-    out = []
-    for x in b:
-        out.append(_HEX[x >> 4] + _HEX[x & 15])
-    return "".join(out)
-
-
-def hmac_sha256(key, msg):
-    # RFC 2104 with SHA-256 (block 64 bytes): the ESP32 port ships hashlib but not hmac.
-    if len(key) > 64:
-        key = hashlib.sha256(key).digest()
-    key = key + bytes(64 - len(key))
-    inner = hashlib.sha256(bytes(k ^ 0x36 for k in key))
-    inner.update(msg)
-    outer = hashlib.sha256(bytes(k ^ 0x5C for k in key))
-    outer.update(inner.digest())
-    return outer.digest()
-
-
-def same(a, b):
-    # Compare without stopping at the first difference.
-    if len(a) != len(b):
-        return False
-    d = 0
-    for i in range(len(a)):
-        d |= ord(a[i]) ^ ord(b[i]) if type(a) is str else a[i] ^ b[i]
-    return d == 0
-
-
-def canonical(obj):
-    # The manifest's canonical text (docs/display.md): sorted keys, no whitespace, strings of
-    # printable ASCII without quote or backslash, integers only. Equals CPython's
-    # json.dumps(obj, sort_keys=True, separators=(",", ":")) on such values.
-    t = type(obj)
-    if t is dict:
-        keys = sorted(obj)
-        return "{" + ",".join(canonical(k) + ":" + canonical(obj[k]) for k in keys) + "}"
-    if t is list:
-        return "[" + ",".join(canonical(v) for v in obj) + "]"
-    if t is str:
-        for ch in obj:
-            if not 0x20 <= ord(ch) < 0x7F or ch == '"' or ch == "\\":
-                raise OtaError("manifest string not plain ASCII")
-        return '"' + obj + '"'
-    if t is bool:
-        return "true" if obj else "false"
-    if t is int:
-        return str(obj)
-    if obj is None:
-        return "null"
-    raise OtaError("manifest value of type %s" % t.__name__)
-
-
-def path_ok(p):
-    if type(p) is not str or not 0 < len(p) <= 64 or p[0] == "/" or p[-1] == "/":
-        return False
-    for ch in p:
-        if ch not in _PATH_CHARS:
-            return False
-    for part in p.split("/"):
-        if part in ("", ".", "..") or part.endswith(".part"):
-            return False
-    return True
-
-
-def verify_manifest(manifest, key):
-    # Raises OtaError unless the parsed manifest is well formed and its HMAC matches.
-    if type(manifest) is not dict:
-        raise OtaError("manifest is not an object")
-    mac = manifest.get("hmac")
-    if type(mac) is not str or len(mac) != 64:
-        raise OtaError("manifest has no hmac")
-    v = manifest.get("version")
-    if type(v) is not str or not 0 < len(v) <= 32:
-        raise OtaError("manifest has no version")
-    files = manifest.get("files")
-    if type(files) is not list or not files:
-        raise OtaError("manifest has no files")
-    rom = manifest.get("rom")  # optional: the packages as one ROMFS image
-    seen = []
-    for f in files + ([rom] if "rom" in manifest else []):
-        if type(f) is not dict or not path_ok(f.get("path")):
-            raise OtaError("manifest: bad file path")
-        if f["path"] in seen:
-            raise OtaError("manifest: duplicate path " + f["path"])
-        seen.append(f["path"])
-        size = f.get("size")
-        if type(size) is not int or size < 0:
-            raise OtaError("manifest: bad size for " + f["path"])
-        h = f.get("sha256")
-        if type(h) is not str or len(h) != 64 or any(c not in _HEX for c in h):
-            raise OtaError("manifest: bad sha256 for " + f["path"])
-    body = {}
-    for k in manifest:
-        if k != "hmac":
-            body[k] = manifest[k]
-    if not same(hexlify(hmac_sha256(key, canonical(body).encode())), mac):
-        raise OtaError("manifest hmac does not match")
-    return manifest
+NET_MS = 15000  # a read that waits longer than this fails the download
 
 
 # -- the file system, relative to a root the virtual board can place per bench ------------
@@ -258,30 +158,38 @@ def write_rom(part, path, size, sha):
 
 # -- HTTP ---------------------------------------------------------------------------------
 class _Response:
-    def __init__(self, sock, stream, status):
-        self.sock = sock
-        self.stream = stream
+    # An HTTP response's body, read a chunk at a time; each read is an await, so the app's
+    # other tasks (touch, display, the link, the watchdog's feeder) run between chunks.
+    def __init__(self, reader, writer, status):
+        self.reader = reader
+        self.writer = writer
         self.status = status
 
-    def readinto(self, buf):
-        return self.stream.readinto(buf)
+    async def read(self, n):
+        return await runtime.net_wait_ms(self.reader.read(n), NET_MS)
 
-    def read(self, n):
-        return self.stream.read(n)
+    async def readinto(self, buf):
+        # Into the caller's buffer, with no timer of its own (the caller bounds the whole
+        # body): a timer per chunk would cost the heap a task each time.
+        r = self.reader
+        if hasattr(r, "readinto"):  # MicroPython's streams; CPython's have only read()
+            return await r.readinto(buf)
+        b = await r.read(len(buf))
+        buf[: len(b)] = b
+        return len(b)
 
     def close(self):
         try:
-            if self.stream is not self.sock:
-                self.stream.close()
-        finally:
-            self.sock.close()
+            self.writer.close()
+        except Exception:  # already gone: nothing to release
+            pass
 
 
-def http_get(url, timeout=15):
-    # A plain HTTP/1.0 GET (the gateway serves bundles on the LAN). Returns a response with
-    # status, readinto(buf), read(n) and close(); the body is streamed, never held whole.
-    import socket
-
+async def http_get(url, opener=None):
+    # A plain HTTP/1.0 GET (the gateway serves bundles on the LAN) over the asyncio streams of
+    # opener(host, port) (runtime.open_connection by default). Returns a response with
+    # status, read(n) and readinto(buf) (coroutines) and close(); the body is streamed, never
+    # held whole.
     if not url.startswith("http://"):
         raise OtaError("only http:// URLs")
     rest = url[7:]
@@ -291,37 +199,37 @@ def http_get(url, timeout=15):
     if ":" in hostport:
         host, p = hostport.rsplit(":", 1)
         port = int(p)
-    addr = socket.getaddrinfo(host, port)[0][-1]
-    s = socket.socket()
+    reader, writer = await runtime.net_wait_ms(
+        (opener or runtime.open_connection)(host, port), NET_MS
+    )
     try:
-        s.settimeout(timeout)
-        s.connect(addr)
-        s.send(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, hostport)).encode())
-        f = s.makefile("rb")
-        line = f.readline()
+        writer.write(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, hostport)).encode())
+        await runtime.net_wait_ms(writer.drain(), NET_MS)
+        line = await runtime.net_wait_ms(reader.readline(), NET_MS)
         parts = line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
             raise OtaError("bad HTTP status line")
         status = int(parts[1])
         while True:
-            h = f.readline()
+            h = await runtime.net_wait_ms(reader.readline(), NET_MS)
             if not h or h in (b"\r\n", b"\n"):
                 break
     except Exception:
-        s.close()
+        writer.close()
         raise
-    return _Response(s, f, status)
+    return _Response(reader, writer, status)
 
 
 class Ota:
-    # root: the flash root ("/" on the bench); key: the deployment's OTA key (bytes);
-    # fetch(url) -> response (status, readinto, close), http_get by default;
-    # emit(state, version): records an `ota` Event.
-    def __init__(self, root, key, emit, fetch=None):
+    # root: the flash root ("/" on the bench); trust: a Trust (the anchor, the version floor);
+    # emit(state, version, detail): records an `ota` Event; fetch(url) -> response (a
+    # coroutine; status, read(n) and readinto(buf) coroutines, close()), http_get over opener
+    # by default.
+    def __init__(self, root, trust, emit, fetch=None, opener=None):
         self.root = root.rstrip("/")
-        self.key = key
+        self.trust = trust
         self.emit = emit
-        self.fetch = fetch or http_get
+        self.fetch = fetch or (lambda url: http_get(url, opener))
         self.error = ""  # why the last run failed, for the command's ack
 
     def _p(self, name):
@@ -349,14 +257,14 @@ class Ota:
             os.rename(tmp, self._p("ota.json"))
 
     # -- download ----------------------------------------------------------------------
-    def _get_small(self, url, limit):
-        r = self.fetch(url)
+    async def _get_small(self, url, limit):
+        r = await self.fetch(url)
         try:
             if r.status != 200:
                 raise OtaError("HTTP %d for %s" % (r.status, url[-60:]))
             out = b""
             while True:
-                b = r.read(CHUNK)
+                b = await r.read(CHUNK)
                 if not b:
                     return out
                 out += b
@@ -365,53 +273,64 @@ class Ota:
         finally:
             r.close()
 
-    def _download(self, url, dest, size, sha):
-        # Stream url to dest + ".part", hashing as it goes; rename only when it verifies.
+    async def _download(self, url, dest, size, sha):
+        # Stream url to dest + ".part", hashing as it goes; rename only when it verifies. One
+        # deadline for the whole file: 15 s, and a millisecond a byte (1 KB/s at the least).
         part = dest + ".part"
         h = hashlib.sha256()
-        buf = bytearray(CHUNK)
-        mv = memoryview(buf)
-        got = 0
-        r = self.fetch(url)
-        try:
-            if r.status != 200:
-                raise OtaError("HTTP %d for %s" % (r.status, url[-60:]))
-            with open(part, "wb") as f:
-                while True:
-                    n = r.readinto(buf)
-                    if not n:
-                        break
-                    got += n
-                    if got > size:
-                        raise OtaError("longer than its manifest size: " + dest[-40:])
-                    h.update(mv[:n])
-                    f.write(mv[:n])
-        finally:
-            r.close()
+        got = await runtime.net_wait_ms(self._fetch_to(url, part, size, h), NET_MS + size)
         if got != size or hexlify(h.digest()) != sha:
             os.remove(part)
             raise OtaError("hash mismatch: " + dest[-40:])
         os.rename(part, dest)
 
-    def run(self, url, version, manifest_sha256):
+    async def _fetch_to(self, url, part, size, h):
+        buf = bytearray(CHUNK)
+        mv = memoryview(buf)
+        got = 0
+        r = await self.fetch(url)
+        try:
+            if r.status != 200:
+                raise OtaError("HTTP %d for %s" % (r.status, url[-60:]))
+            with open(part, "wb") as f:
+                while True:
+                    n = await r.readinto(buf)
+                    if not n:
+                        break
+                    got += n
+                    if got > size:
+                        raise OtaError("longer than its manifest size: " + part[-45:-5])
+                    h.update(mv[:n])
+                    f.write(mv[:n])
+                    await asyncio.sleep(0)  # a read from a stream's buffer need not yield
+        finally:
+            r.close()
+        return got
+
+    async def run(self, url, version, manifest_sha256):
         # The `ota` command. True when the new app is staged (the caller acks and reboots);
-        # False after a `failed` event, with the running app untouched.
+        # False after a `failed` event naming the reason, with the running app untouched.
         self.emit("downloading", version)
         try:
-            raw = self._get_small(url, MANIFEST_MAX)
+            raw = await self._get_small(url, MANIFEST_MAX)
             if hexlify(hashlib.sha256(raw).digest()) != manifest_sha256.lower():
                 raise OtaError("manifest sha256 differs from the command's")
             try:
                 manifest = json.loads(raw)
             except ValueError:
                 raise OtaError("manifest is not JSON")
-            verify_manifest(manifest, self.key)
-            if manifest["version"] != version:
-                raise OtaError("manifest is version %s, not %s" % (manifest["version"], version))
-            rom = self._stage(url[: url.rfind("/") + 1], manifest, raw)
+            for _ in verify_steps(manifest, self.trust.anchor()):
+                await asyncio.sleep(0)
+            v = manifest["version"]
+            if v != version:
+                raise OtaError("manifest is version %s, not %s" % (v, version))
+            floor = self.trust.floor()
+            if floor is not None and version_key(v) < version_key(floor):
+                raise OtaError("version %s is older than %s, committed before" % (v, floor))
+            rom = await self._stage(url[: url.rfind("/") + 1], manifest, raw)
         except Exception as e:  # network, flash or verification: never past this point
-            self.emit("failed", version)
             self.error = str(e)[:120]
+            self.emit("failed", version, self.error)
             return False
         cur = self.state()
         self._save(
@@ -421,12 +340,13 @@ class Ota:
                 "prev": cur.get("version"),
                 "report": cur.get("report"),
                 "rom": rom,
+                "anchor": manifest.get("anchor"),
             }
         )
         self.emit("verified", version)
         return True
 
-    def _stage(self, base, manifest, raw):
+    async def _stage(self, base, manifest, raw):
         # Downloads the files, and the ROMFS image where the partition takes it; returns
         # [path, size, sha256] of that image, or None.
         new = self._p("app.new")
@@ -458,7 +378,7 @@ class Ota:
                 if file_sha256(dest) == (entry["size"], entry["sha256"]):
                     continue
                 os.remove(dest)
-            self._download(base + entry["path"], dest, entry["size"], entry["sha256"])
+            await self._download(base + entry["path"], dest, entry["size"], entry["sha256"])
         os.remove(mark)
         return rom and [rom["path"], rom["size"], rom["sha256"]]
 
@@ -504,8 +424,11 @@ class Ota:
         s = self.state()
         if s.get("state") != "trial":
             return False
-        rmtree(self._p("app.old"))
         v = s.get("version")
+        # The floor and the anchor first: a power cut before ota.json is saved rolls the app
+        # back, which costs a retry, where the other order would leave the floor below it.
+        self.error = self.trust.commit(v, s.get("anchor"))
+        rmtree(self._p("app.old"))
         self._save({"state": "", "version": v, "report": ["applied", v], "rom": s.get("rom")})
         return bool(s.get("rom"))
 
@@ -570,20 +493,37 @@ class Ota:
 
 # -- the app's steps outside a download (each imports this module for the step: runtime.job)
 def recorder(app):
-    # Ota's emit: every step becomes an `ota` event.
-    return lambda state, version: app.record_event(
-        "ota", {"state": state, "version": version or ""}
-    )
+    # Ota's emit: every step becomes an `ota` event; a failure carries its reason.
+    def emit(state, version, detail=None):
+        d = {"state": state, "version": version or ""}
+        if detail:
+            d["detail"] = detail
+        app.record_event("ota", d)
+
+    return emit
+
+
+async def command(app, args):
+    # The `ota` command's work, as its own task (bench.commands): -> (ok, detail).
+    try:
+        opener = getattr(app.hw, "open_connection", None)
+        o = Ota(app.root, trust_of(app), recorder(app), opener=opener)
+        ok = await o.run(args["url"], args["version"], args["sha256"])
+        return ok, o.error
+    finally:
+        unload("trust")  # imported with this module, not part of the resident set
 
 
 def step(app, what):
     # "healthy": the trial app became healthy; "rollback": it did not in time; "report": the
     # boot records what the last OTA came to. Every step but a rollback reports.
     # True when the bench should reboot to put the app in ROMFS.
-    o = Ota(app.root, b"", recorder(app))
+    o = Ota(app.root, trust_of(app) if what == "healthy" else None, recorder(app))
     rom = False
     if what == "healthy":
         rom = o.healthy()
+        if o.error:
+            app.fault("ota_trust", o.error)
     elif what == "rollback":
         o.rollback()
     if what != "rollback":
@@ -591,4 +531,5 @@ def step(app, what):
         if r is not None:
             o.emit(r[0], r[1])
             o.reported()
+    unload("trust")  # imported with this module, not part of the resident set
     return rom

@@ -55,8 +55,8 @@ def essentials(raw, config):
         d = {}
         for k in ("bench", "municipality", "wifi", "mqtt"):
             d[k] = raw[k]
-        if isinstance(raw.get("ota_key"), str):
-            d["ota_key"] = raw["ota_key"]
+        if isinstance(raw.get("ota_pub"), str):
+            d["ota_pub"] = raw["ota_pub"]
         if not isinstance(d["mqtt"], dict) or not isinstance(d["mqtt"].get("host"), str):
             return None
         d["mqtt"].setdefault("port", 1883)

@@ -7,6 +7,7 @@ test's (`Alerts.evaluate(now)`), so a day's repeats and quiet hours run in secon
 from __future__ import annotations
 
 import email
+import email.policy
 import smtplib
 import ssl
 import time
@@ -43,7 +44,9 @@ class Inbox:
         self.messages: list[Message] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.messages.append(email.message_from_bytes(envelope.content))
+        self.messages.append(
+            email.message_from_bytes(envelope.content, policy=email.policy.default)
+        )
         return "250 OK"
 
     def subjects(self) -> list[str]:
@@ -274,3 +277,94 @@ def test_quiet_hours_wrap_past_midnight() -> None:
     assert not quiet((22, 7), local(day, 7)) and not quiet((22, 7), local(day, 21, 59))
     assert quiet((1, 5), local(day, 2)) and not quiet((1, 5), local(day, 5))
     assert not quiet(None, local(day, 3))
+
+
+def test_no_bench_alert_while_the_portal_has_had_no_heartbeat(
+    mosquitto: Broker,
+    gateway_factory: Callable[..., Gateway],
+    smtp: tuple[Inbox, int],
+    portal: RecordingPortal,
+) -> None:
+    """The portal says "gateway down" after 15 minutes without a heartbeat; meanwhile the
+    gateway's bench alerts wait, and go out once its heartbeats get through again."""
+    inbox, port = smtp
+    gw = gateway_factory(
+        mosquitto.port,
+        alerts_extra(port, portal.url + "/hook")
+        + f'[portal]\nurl = "{portal.url}"\ntoken = "portal-token"\npoll_sync_s = 60\n',
+    )
+    assert gw.poll_sync is not None
+    pub = Publisher(
+        mosquitto.host, mosquitto.port, client_id=B, will=(topic_of(B, "status"), OFFLINE)
+    )
+    pub.publish(topic_of(B, "status"), {"v": 1, "bench": B, "state": "online"}, retain=True)
+    pub.wait_published()
+    wait_until(lambda: gw.health.get(B).online, 5)
+    pub.drop()
+    wait_until(lambda: not gw.health.get(B).online, 5)
+    day = datetime.now(LOCAL_TZ)
+    gw.poll_sync.beat_ok_at = time.time() - 1000  # cut off from the portal for 16 minutes
+    gw.alerts.evaluate(local(day, 12))
+    assert [str(m["Subject"]) for m in inbox.messages] == []
+    gw.poll_sync.beat_ok_at = time.time()
+    gw.alerts.evaluate(local(day, 12, 1))
+    assert [str(m["Subject"]) for m in inbox.messages] == [
+        "[klupa mostar] ALERT: mostar-01 is offline"
+    ]
+
+
+def test_each_rule_fires_from_what_the_benches_send(
+    mosquitto: Broker,
+    gateway_factory: Callable[..., Gateway],
+    smtp: tuple[Inbox, int],
+    portal: RecordingPortal,
+) -> None:
+    inbox, port = smtp
+    gw = gateway_factory(
+        mosquitto.port,
+        alerts_extra(
+            port, portal.url + "/hook", "disk_free_mb = 10000000\nwet_after_s = 300\n"
+        ).replace("quiet_hours = [22, 7]\n", ""),
+    )
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    now = int(time.time())
+    ev = {"v": 1, "bench": B, "boot": 4}
+    pub.publish(
+        topic_of(B, "event"),
+        {**ev, "seq": 1, "ts": now, "type": "boot", "reset": "wdt", "fw": "1.1", "safe": True},
+    )
+    pub.publish(
+        topic_of(B, "event"),
+        {**ev, "seq": 2, "ts": now, "type": "tamper", "kind": "port_overcurrent", "detail": "p3"},
+    )
+    pub.publish(
+        topic_of(B, "event"),
+        {**ev, "seq": 3, "ts": now, "type": "fault", "code": "touch_wet", "detail": "8 of 8"},
+    )
+    pub.wait_published()
+    wait_until(lambda: gw.counts["accepted"] == 3, 5)
+    gw.clock_ok.clear()  # as while waiting for NTP
+    gw.alerts.evaluate(now + 600)  # the pads stay wet past wet_after_s
+    got = sorted(s.split(": ", 1)[1] for s in inbox.subjects())
+    assert len(got) == 5, got
+    assert got[:4] == [
+        "mostar-01 is in safe mode",
+        "mostar-01: tamper (port_overcurrent)",
+        "mostar-01: touch pads wet for 10 min",
+        "the gateway's clock is not synchronised: taking nothing",
+    ]
+    assert got[4].startswith("the gateway's disk is nearly full (") and " MB free)" in got[4]
+    # a press counted again: dry; the tamper hold has passed: both recover
+    t = telemetry(B, 4, 4, int(time.time()))
+    pub.publish(topic_of(B, "telemetry"), t)
+    pub.wait_published()
+    wait_until(lambda: gw.health.get(B).wet_since is None, 5, what="dry")
+    gw.clock_ok.set()
+    gw.alerts.evaluate(now + 3700)
+    resolved = sorted(s.split(": ", 1)[1] for s in inbox.subjects() if "RESOLVED" in s)
+    assert resolved == [
+        "mostar-01: tamper (port_overcurrent)",
+        "mostar-01: touch pads wet for 10 min",
+        "the gateway's clock is not synchronised: taking nothing",
+    ]
+    pub.close()

@@ -24,6 +24,7 @@ from edge_gateway.service import Gateway
 from edge_gateway.store import Store
 from edge_gateway.testing import (
     Publisher,
+    dumps,
     event,
     telemetry,
     topic_of,
@@ -31,7 +32,7 @@ from edge_gateway.testing import (
     wait_until,
     write_config,
 )
-from klupa.services import Broker, free_port
+from klupa.services import Broker, Influx1, free_port
 from provisioning.broker import acl_text
 
 USERS = {"gateway-mostar": "gw-secret-test", "mostar-01": "bench1-test", "mostar-02": "bench2-test"}
@@ -461,3 +462,42 @@ def test_the_ota_server_serves_files_only(tmp_path: Path) -> None:
             assert info.value.code == 404, path
     finally:
         server.stop()
+
+
+def test_after_a_barrage_influxdb_holds_exactly_the_good_records(
+    broker: Broker, start_gateway: Callable[..., Gateway], influxdb1: Influx1
+) -> None:
+    """Everything hostile at once, good records between: InfluxDB gets the good ones only."""
+    gw = start_gateway(
+        f'[influxdb]\nurl = "{influxdb1.url}"\napi_version = 1\ndatabase = "benches"\n'
+        "flush_interval_s = 0.2\n"
+    )
+    pub = bench(broker)
+    pub.subscribe(topic_of("mostar-01", "receipt"))
+    now = int(time.time())
+    good = 0
+    bad: list[bytes] = [
+        b"[" * 1020 + b"]" * 1020,
+        b"\xff\xfe\x00",
+        os.urandom(3000),
+        dumps(telemetry("mostar-01", 11, 900, now + 4000)),  # from the future
+        dumps(telemetry("mostar-02", 11, 901, now)),  # another bench's name
+        dumps(telemetry("mostar-01", 11, 902, now, period=5)),  # out of range
+    ]
+    for i, payload in enumerate(bad):
+        pub.publish(T1, payload)
+        pub.publish(T1, telemetry("mostar-01", 11, i + 1, now - 60 + i))
+        good += 1
+    for _ in range(200):
+        pub.client.publish(T1, dumps(telemetry("mostar-01", 11, 999, now)), qos=0)
+    pub.wait_published()
+    wait_until(lambda: receipted(pub, 11, good), 15, what="the good records receipted")
+    wait_until(
+        lambda: influxdb1.count("SELECT count(batt_soc) FROM power") >= good,
+        20,
+        what="the good records in InfluxDB",
+    )
+    time.sleep(1.0)  # anything else would have arrived by now
+    assert influxdb1.count("SELECT count(batt_soc) FROM power") == good
+    assert gw.writer.is_alive() and gw.counts["accepted"] == good
+    pub.close()

@@ -126,11 +126,11 @@ def test_the_firmwares_image_runs_in_place_on_micropythons_own_vfsrom(tmp_path: 
     # every package with its bytes intact, and imports and runs modules from it in place.
     from klupa.testing.services import need_program
     from klupa.testing.vm import FIRMWARE_DIR
-    from provisioning import romfs
+    from provisioning import romfs, signing
     from provisioning.bundle import build_bundle
 
     exe = need_program(str(Path(sys.executable).parent / "micropython"), "micropython")
-    bundle = build_bundle(FIRMWARE_DIR, tmp_path / "bundle", b"\x00" * 32)
+    bundle = build_bundle(FIRMWARE_DIR, tmp_path / "bundle", signing.generate())
     packages = romfs.rom_files(bundle.contents())
     assert "/bench/app.mpy" in packages and "/main.py" not in packages
     (tmp_path / "app.rom").write_bytes(romfs.build_image(packages))

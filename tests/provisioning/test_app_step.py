@@ -52,6 +52,13 @@ def test_app_lands_with_matching_hashes_and_reruns_copy_only_changes(
     config = json.loads((micropython_board.fs_dir / "config.json").read_text())
     assert config["bench"] == "mostar-01" and config["mqtt"]["user"] == "mostar-01"
     assert abs(config["boot"] - boot_start(run.now())) <= 1
+    # The bench gets the OTA key's public half only: nothing on it signs a bundle.
+    assert config["ota_pub"] == deployment.ota_anchor and "ota_key" not in config
+    private = deployment.ota_key_path.read_text().splitlines()[9:-1]
+    for f in micropython_board.fs_dir.rglob("*"):
+        if f.is_file():
+            text = f.read_bytes().decode(errors="replace")
+            assert not any(line in text for line in private), f
     assert json.loads((micropython_board.fs_dir / "board.json").read_text())["chip"] == "esp32"
     assert "0 unchanged" in first and "ROMFS" not in first  # this board has no partition
 

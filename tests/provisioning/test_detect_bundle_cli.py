@@ -5,15 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from klupa.testing.mp.romvfs import image_tree
-from provisioning import bundle, cli
+from provisioning import bundle, cli, signing
 from provisioning.create import create_deployment
-from provisioning.deployment import Deployment
+from provisioning.deployment import Deployment, DeploymentError
 from provisioning.detect import BRIDGES, candidates
 
 
@@ -52,7 +53,8 @@ def test_bundle_compiles_hashes_and_signs(tmp_path: Path) -> None:
     (fw / "boot.py").write_text("x = 1\n")
     (fw / "main.py").write_text("y = 2\n")
     (fw / "bench" / "app.py").write_text('VERSION = "2.0.0"\n')
-    key = os.urandom(32)
+    key = signing.generate()
+    anchor = signing.anchor(key)
     b = bundle.build_bundle(fw, tmp_path / "out", key)
     paths = sorted(f["path"] for f in b.files())
     assert paths == ["bench/app.mpy", "boot.py", "main.py"] and b.version == "2.0.0"
@@ -60,8 +62,9 @@ def test_bundle_compiles_hashes_and_signs(tmp_path: Path) -> None:
     for f in b.files():
         assert hashlib.sha256(b.read(f["path"])).hexdigest() == f["sha256"]
     manifest = json.loads((b.dir / "manifest.json").read_text())
-    assert bundle.verify(manifest, key)
-    assert not bundle.verify(manifest, os.urandom(32))
+    assert bundle.verify(manifest, anchor)
+    assert not bundle.verify(manifest, signing.anchor(signing.generate()))
+    assert "anchor" not in manifest
     # The ROMFS image for benches with a partition: the packages, nothing else.
     rom = b.read(bundle.ROM_NAME)
     assert manifest["rom"] == {
@@ -70,15 +73,58 @@ def test_bundle_compiles_hashes_and_signs(tmp_path: Path) -> None:
         "sha256": hashlib.sha256(rom).hexdigest(),
     }
     assert image_tree(rom) == {"bench": {"app.mpy": b.read("bench/app.mpy")}}
-    assert bundle.load_bundle(b.dir, key).manifest == manifest
+    assert bundle.load_bundle(b.dir, anchor).manifest == manifest
     (b.dir / bundle.ROM_NAME).write_bytes(rom[:-1] + b"\x00")
     with pytest.raises(bundle.BundleError, match="app.rom"):
-        bundle.load_bundle(b.dir, key)
+        bundle.load_bundle(b.dir, anchor)
     manifest["files"][0]["size"] += 1
-    assert not bundle.verify(manifest, key)
+    assert not bundle.verify(manifest, anchor)
     (fw / "bench" / "broken.py").write_text("def (:\n")
     with pytest.raises(bundle.BundleError, match="broken.py"):
         bundle.build_bundle(fw, tmp_path / "out2", key)
+
+
+def test_a_deployment_without_a_signing_key_says_how_to_get_one(tmp_path: Path) -> None:
+    dep = create_deployment(tmp_path / "d")
+    shutil.rmtree(dep.ota_dir)  # a folder from before the key existed
+    with pytest.raises(DeploymentError, match="klupa provision init"):
+        Deployment(dep.root).ota_signing_key  # noqa: B018
+    fw = Path(__file__).resolve().parents[2] / "firmware"
+    out = tmp_path / "b"
+    assert bundle.main(["--firmware", str(fw), "--out", str(out), "--deploy", str(dep.root)]) == 1
+    create_deployment(dep.root)  # init again: adds the key, keeps the rest
+    assert Deployment(dep.root).ota_key_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_rotation_bundle_names_the_next_key_signed_by_the_current_one(tmp_path: Path) -> None:
+    dep = create_deployment(tmp_path / "d")
+    old = dep.ota_anchor
+    assert dep.ota_key_path.stat().st_mode & 0o777 == 0o600
+    fw = Path(__file__).resolve().parents[2] / "firmware"
+    out = tmp_path / "rot"
+    assert (
+        bundle.main(
+            ["--firmware", str(fw), "--out", str(out), "--deploy", str(dep.root), "--rotate"]
+        )
+        == 0
+    )
+    m = json.loads((out / "manifest.json").read_text())
+    new = signing.anchor(dep.next_ota_signing_key())
+    assert m["anchor"] == new and new != old
+    assert bundle.verify(m, old) and not bundle.verify(m, new)
+    assert dep.ota_next_key_path.stat().st_mode & 0o777 == 0o600
+    # Once every bench committed it: the next key signs, the old one is kept, retired.
+    out2 = tmp_path / "after"
+    assert (
+        bundle.main(
+            ["--firmware", str(fw), "--out", str(out2), "--deploy", str(dep.root), "--promote"]
+        )
+        == 0
+    )
+    m2 = json.loads((out2 / "manifest.json").read_text())
+    assert dep.ota_anchor == new and bundle.verify(m2, new) and "anchor" not in m2
+    assert (dep.ota_dir / "retired" / f"{signing.key_id(old)}.pem").is_file()
+    assert not dep.ota_next_key_path.exists()
 
 
 def test_help_lists_the_steps(capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,7 +182,7 @@ def test_no_secret_appears_in_output_or_logs(
     )
     deployment.reload()
     secrets = deployment.secret_values()
-    assert len(secrets) >= 14  # OTA key, 12 Wi-Fi, gateways, the bench
+    assert len(secrets) >= 14  # the OTA signing key's lines, 12 Wi-Fi, gateways, the bench
     for secret in secrets:
         assert secret not in seen
     assert "mostar-01 | Mostar | MAC" in captured.out  # the case label

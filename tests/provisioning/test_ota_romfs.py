@@ -28,20 +28,48 @@ REPO = Path(__file__).resolve().parents[2]
 FAKES = REPO / "boards" / "virtual" / "mp"
 
 FETCH = """\
-import sys
-from bench import ota
+from bench import ota, trust
+class NoWait:  # this port's asyncio runs only from JavaScript's loop: nothing here waits
+    @staticmethod
+    async def sleep(t):
+        pass
+    @staticmethod
+    async def net_wait_ms(aw, ms):
+        return await aw
+ota.asyncio = NoWait
+ota.runtime = NoWait
+def run(coro):
+    try:
+        coro.send(None)
+    except StopIteration as e:
+        return e.args[0] if e.args else None
+    raise RuntimeError("the update waited")
 class R:
     status = 200
     def __init__(self, p):
         self.f = open(p, "rb")
-    def readinto(self, b):
-        return self.f.readinto(b)
-    def read(self, n):
+    async def read(self, n):
         return self.f.read(n)
+    async def readinto(self, b):
+        return self.f.readinto(b)
     def close(self):
         self.f.close()
+async def fetch(url):
+    return R(url[len("http://gw"):])
+class Nvs:
+    def __init__(self):
+        self.d = {{}}
+    def get_blob(self, k, buf):
+        if k not in self.d:
+            raise OSError(-0x1102)
+        buf[: len(self.d[k])] = self.d[k]
+        return len(self.d[k])
+    def set_blob(self, k, v):
+        self.d[k] = bytes(v)
+    def commit(self):
+        pass
 ev = []
-o = ota.Ota("/", {key!r}, lambda s, v: ev.append(s), lambda url: R(url[len("http://gw"):]))
+o = ota.Ota("/", trust.Trust(Nvs(), {anchor!r}), lambda s, v, d=None: ev.append(s), fetch)
 """
 
 
@@ -68,7 +96,7 @@ def test_an_ota_on_a_romfs_bench_writes_the_committed_app_into_the_partition(
     shutil.copytree(FIRMWARE, fw, ignore=shutil.ignore_patterns("__pycache__"))
     init = fw / "bench" / "__init__.py"
     init.write_text(init.read_text() + '\nOTA_MARK = "2.0.0"\n')
-    bundle = build_bundle(fw, mp.fs_dir / "www", deployment.ota_key, version="2.0.0")
+    bundle = build_bundle(fw, mp.fs_dir / "www", deployment.ota_signing_key, version="2.0.0")
     image = bundle.read(ROM_NAME)
     assert bundle.manifest["rom"]["sha256"] == hashlib.sha256(image).hexdigest()
     assert not provisioned.startswith(image)
@@ -77,8 +105,9 @@ def test_an_ota_on_a_romfs_bench_writes_the_committed_app_into_the_partition(
     # The `ota` command's steps, by the provisioned app imported from /rom.
     out = _on_board(
         mp.port,
-        FETCH.format(key=deployment.ota_key)
-        + f'print(o.run("http://gw/www/manifest.json", "2.0.0", "{sha}"), repr(o.error), ev)\n'
+        FETCH.format(anchor=deployment.ota_anchor)
+        + f'ok = run(o.run("http://gw/www/manifest.json", "2.0.0", "{sha}"))\n'
+        + "print(ok, repr(o.error), ev)\n"
         + "print(ota.__file__)\n",
     )
     assert out.splitlines() == [
@@ -87,7 +116,9 @@ def test_an_ota_on_a_romfs_bench_writes_the_committed_app_into_the_partition(
     ], out
     assert (mp.fs_dir / "app.new" / ROM_NAME).read_bytes() == image
 
-    out = _on_board(mp.port, FETCH.format(key=b"") + "print(o.boot(), o.healthy())")
+    out = _on_board(
+        mp.port, FETCH.format(anchor=deployment.ota_anchor) + "print(o.boot(), o.healthy())"
+    )
     assert out == "switched True", out  # the trial app is healthy: its image waits for a boot
     assert json.loads((mp.fs_dir / "ota.json").read_text())["rom"][0] == ROM_NAME
     assert partition.read_bytes() == provisioned  # the partition kept the previous app

@@ -1,0 +1,101 @@
+"""Bytes the gateway writes to its SD card per message at idle.
+
+12 benches at 60-s windows (one telemetry every 5 s, round robin), for DURATION seconds
+(default 600), into a gateway with an InfluxDB 1.x sink, both real. Bytes written are read
+from /proc/PID/io (write_bytes: what reached the block layer) of the gateway and its forwarder
+process. Baseline in the same run: the payload bytes themselves. Target: <= 4 KB per message.
+
+    .venv/bin/python benchmarks/gateway_sd_writes.py [DURATION]
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from edge_gateway.testing import Publisher, dumps, telemetry, topic_of, wait_until, write_config
+from klupa.services import Broker, Influx1, children
+
+DURATION = float(sys.argv[1]) if len(sys.argv) > 1 else 600.0
+SINKS = "--no-sinks" not in sys.argv  # the gateway alone, to see the forwarder's share
+BENCHES = [f"mostar-{i:02d}" for i in range(1, 13)]
+
+
+def write_bytes(pid: int) -> int:
+    total = 0
+    for p in [pid, *children(pid)]:
+        try:
+            for line in Path(f"/proc/{p}/io").read_text().splitlines():
+                if line.startswith("write_bytes:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="klupa-sd-", dir="/var/tmp"))
+    broker = Broker(binary=shutil.which("mosquitto") or "/usr/sbin/mosquitto", workdir=work / "b")
+    broker.workdir.mkdir()
+    broker.start()
+    influx = Influx1(binary=shutil.which("influxd") or "influxd", workdir=work / "i")
+    influx.workdir.mkdir()
+    influx.start()
+    store = work / "store.sqlite"
+    cfg = write_config(
+        work / "gw.toml",
+        "mostar",
+        broker.port,
+        store,
+        f'[influxdb]\nurl = "{influx.url}"\napi_version = 1\ndatabase = "benches"\n'
+        if SINKS
+        else "",
+    )
+    gw = subprocess.Popen([sys.executable, "-m", "edge_gateway", "run", "--config", str(cfg)])
+    pub = Publisher(broker.host, broker.port)
+    try:
+        wait_until(lambda: store.exists(), 30)
+        # Warm-up: each bench seen once (its first record is a health change, written with
+        # the bench's state), and the start-up writes (schema) done; then the idle stream.
+        for b in BENCHES:
+            pub.publish(topic_of(b, "telemetry"), telemetry(b, 3, 1, int(time.time())))
+        pub.wait_published()
+        time.sleep(35)  # past the first save of the counters
+        b0, t0 = write_bytes(gw.pid), time.monotonic()
+        k, payload = 12, 0
+        next_at = t0
+        while time.monotonic() - t0 < DURATION:
+            if time.monotonic() >= next_at:
+                b = BENCHES[k % 12]
+                body = dumps(telemetry(b, 3, k // 12 + 1, int(time.time())))
+                pub.publish(topic_of(b, "telemetry"), body)
+                payload += len(body)
+                k += 1
+                next_at += 5.0
+            time.sleep(0.05)
+        b1 = write_bytes(gw.pid)
+        print("sinks:", "InfluxDB 1.x" if SINKS else "none")
+        per = (b1 - b0) / max(1, k)
+        k -= 12
+        print(f"{k} messages in {DURATION:.0f} s, one every 5 s (12 benches at 60-s windows)")
+        print(f"bytes written per message: {per:,.0f} B (target <= 4,096)")
+        print(
+            f"baseline, payload per message: {payload / max(1, k):,.0f} B; ratio {per / (payload / max(1, k)):.1f}x"
+        )
+        print(f"per day for 12 benches: {per * 17280 / 1e6:,.0f} MB")
+    finally:
+        pub.close()
+        gw.send_signal(signal.SIGTERM)
+        gw.wait(60)
+        influx.kill()
+        broker.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
