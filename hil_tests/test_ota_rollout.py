@@ -78,8 +78,7 @@ def test_a_staged_rollout_halts_on_a_broken_canary_then_reaches_every_bench(
     wait_until = hil["wait_until"]
     for b in BENCHES:
         system.bench_config(b, period=PERIOD)
-    # The deployment's OTA key as this checkout's benches trust it (the sim's config).
-    key = getattr(system, "ota_key_file", bytes(32))
+    key = system.ota_key_file  # the deployment's signing key; the configs name its anchor
     build, www, port = tmp_path / "build", tmp_path / "www", free_port()
     www.mkdir()
     good = bundle(build / NEW, key, NEW)
