@@ -374,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="/var/backups/klupa", help="where backups go")
     p.add_argument("--keep-days", type=int, default=14, help="days of backups kept")
     p.set_defaults(func=cmd_backup)
+    from edge_gateway.rollout_cli import add_parser as add_ota
+
+    add_ota(sub)  # ota rollout
     return parser
 
 

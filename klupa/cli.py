@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("klupa.demo", "run the whole system on this machine, no hardware needed"),
     "gateway": (
         "edge_gateway.cli",
-        "the municipality gateway: run, check, status, cmd, backup; install, uninstall",
+        "the municipality gateway: run, check, status, cmd, backup, ota rollout; install, uninstall",
     ),
     "portal": ("portal.cli", "the civic-feedback portal: serve, token, poll"),
     "provision": ("provisioning.cli", "the technician's USB workflow for a bench"),

@@ -1,0 +1,109 @@
+"""The ops user's link to the benches: commands published, their acks collected.
+
+One MQTT connection as ``ops-{m}`` (never the gateway's user, PROTOCOL.md, Names) that may do
+only what the broker's ACL lets that user do: write ``…/+/cmd`` and read ``…/+/cmd/ack``. A
+command is published once (QoS 1) under a fresh id; its ack is kept until asked for. Benches
+connect with a clean session, so a command to an offline bench is lost: the caller times out
+and decides what then.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+import threading
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_gateway import protocol as P
+from edge_gateway.config import Config
+
+
+class LinkError(Exception):
+    """The broker cannot be reached, or refuses the ops user what it needs."""
+
+
+class CommandLink:
+    """Send commands to a municipality's benches and collect their acks (thread-safe)."""
+
+    def __init__(self, cfg: Config, user: str, password: str | None) -> None:
+        self.cfg = cfg
+        self.user = user
+        self.ack_topic = P.topic(cfg.municipality, "+", "cmd/ack")
+        self.acks: dict[str, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        self.refused: list[str] = []
+        # On the Pi the broker replaces the client id by the username anyway
+        # (use_username_as_clientid): one ops connection at a time there.
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{user}-{secrets.token_hex(3)}",
+            clean_session=True,
+        )
+        self.client.username_pw_set(user, password)
+        if cfg.mqtt.tls:
+            self.client.tls_set(
+                ca_certs=cfg.mqtt.ca_file,
+                certfile=cfg.mqtt.certfile,
+                keyfile=cfg.mqtt.keyfile,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    def _on_connect(self, c: mqtt.Client, u: Any, f: Any, reason: Any, p: Any) -> None:
+        if reason.is_failure:
+            self.refused.append(str(reason))
+            self.subscribed.set()
+        else:
+            c.subscribe(self.ack_topic, qos=1)  # again after every reconnect
+
+    def _on_subscribe(self, c: mqtt.Client, u: Any, mid: int, codes: Any, p: Any) -> None:
+        if any(code.is_failure for code in codes):
+            self.refused.append(f"subscription to {self.ack_topic} refused")
+        self.subscribed.set()
+
+    def _on_message(self, c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        try:
+            obj = json.loads(msg.payload)
+        except ValueError:
+            return
+        if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+            with self.lock:
+                if len(self.acks) > 10_000:
+                    self.acks.clear()
+                self.acks[obj["id"]] = obj
+
+    def open(self, timeout: float = 10.0) -> None:
+        where = f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}"
+        try:
+            self.client.connect(self.cfg.mqtt.host, self.cfg.mqtt.port, keepalive=30)
+        except OSError as exc:
+            raise LinkError(f"cannot reach the broker at {where}: {exc}") from None
+        self.client.loop_start()
+        if not self.subscribed.wait(timeout) or self.refused:
+            why = self.refused[0] if self.refused else "no answer"
+            self.close()
+            raise LinkError(
+                f"the broker at {where} did not let {self.user} read {self.ack_topic} ({why})"
+            )
+
+    def send(self, bench: str, op: str, args: dict[str, Any]) -> str:
+        """Publish a command; its id, to look its ack up with :meth:`ack`."""
+        cid = f"c-{secrets.token_hex(4)}"
+        command = {"id": cid, "op": op, "args": args}
+        self.client.publish(P.topic(self.cfg.municipality, bench, "cmd"), P.encode(command), qos=1)
+        return cid
+
+    def ack(self, cid: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.acks.get(cid)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

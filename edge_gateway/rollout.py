@@ -1,0 +1,492 @@
+"""Staged fleet updates: an app bundle to one canary bench, then to larger stages of the rest.
+
+The guarantee: no bench is sent the bundle before every bench of the stage before it has
+committed it (PROTOCOL.md, "An app on trial") and stayed healthy for the soak time, and nothing
+more is sent once any bench rolled it back, failed it, or regressed after committing it.
+Benches offline or asleep are not waited for by later stages: each is sent the bundle when it
+comes back, as long as the rollout runs. Every step is saved in a state file beside the store
+(``rollout-<version>.json``), so a second run continues where the first stopped.
+
+What it knows of the benches comes from the gateway's store, read only: the ``benches`` table
+(online, sleeping, power, firmware) and the stored records (``boot``, ``ota`` and ``fault``
+events, telemetry windows). Commands go out through MQTT as the ops user (a :class:`Sender`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sqlite3
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+from edge_gateway.text import printable
+
+# A bench's state in a rollout. Halting states stop the whole rollout.
+PLANNED = "planned"  # its stage has not begun
+SKIPPED = "skipped"  # already on the version
+WAITING = "waiting"  # its stage began; offline, asleep or battery critical: sent on return
+SENDING = "sending"  # `ota` published, its ack not yet back (download and verify take a while)
+TRIAL = "trial"  # acked: rebooting into the new app, which commits once healthy
+SOAKING = "soaking"  # committed; watched for the soak time
+DONE = "done"
+ROLLED_BACK = "rolled_back"
+FAILED = "failed"
+REGRESSED = "regressed"  # committed, then a fault, a reboot, missing windows or heap collapse
+STUCK = "stuck"  # online, yet neither committed nor rolled back in time
+HALTING = (ROLLED_BACK, FAILED, REGRESSED, STUCK)
+FINISHED = (DONE, SKIPPED)
+
+STAGE_RE = re.compile(r"^(all|\d+%|\d+)$")
+VERSION_FILE_RE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class RolloutError(Exception):
+    """The rollout cannot start or continue as asked; the message says what to do."""
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def parse_stage(text: str) -> str:
+    """``25%``, ``3`` (benches) or ``all``; raises ValueError otherwise."""
+    text = text.strip().lower()
+    if not STAGE_RE.fullmatch(text) or text in ("0", "0%"):
+        raise ValueError(f"a stage is a percentage (25%), a number of benches (3) or all: {text!r}")
+    if text.endswith("%") and int(text[:-1]) > 100:
+        raise ValueError(f"a stage of more than 100 % of the rest: {text!r}")
+    return text
+
+
+def plan_stages(
+    canary: str,
+    stages: list[str],
+    benches: list[str],
+    online: set[str],
+    current: set[str] | None = None,
+) -> list[list[str]]:
+    """The benches of each stage: the canary alone, then each stage's share of those not yet
+    placed (a percentage rounded up, at least one), online benches first, then by id; whatever
+    is left after the last stage joins it (so ``--then 25%`` alone still reaches everyone).
+    Benches in ``current`` (already on the version) count for no share: they join the last
+    stage, where they are skipped."""
+    current = current or set()
+    rest = sorted(
+        (b for b in set(benches) if b != canary and b not in current),
+        key=lambda b: (b not in online, b),
+    )
+    out = [[canary]]
+    for stage in stages:
+        if not rest:
+            break
+        if stage == "all":
+            n = len(rest)
+        elif stage.endswith("%"):
+            n = max(1, math.ceil(len(rest) * int(stage[:-1]) / 100))
+        else:
+            n = int(stage)
+        out.append(rest[:n])
+        rest = rest[n:]
+    rest += sorted(b for b in set(benches) if b != canary and b in current)
+    if rest:
+        if len(out) == 1:
+            out.append(rest)
+        else:
+            out[-1].extend(rest)
+    return out
+
+
+# --------------------------------------------------------------------------- what the store says
+
+
+@dataclass
+class BenchNow:
+    """A bench as the gateway's ``benches`` table has it."""
+
+    bench: str
+    online: bool = False
+    sleeping: bool = False
+    power: str | None = None
+    fw: str | None = None
+    boot: int | None = None
+
+    @property
+    def reachable(self) -> bool:
+        """Online, awake, and with the battery to spare for a download and a reboot."""
+        return self.online and not self.sleeping and self.power != "critical"
+
+
+@dataclass
+class Rec:
+    """One stored record of a bench: an event or a telemetry window."""
+
+    id: int
+    boot: int
+    kind: str
+    received: float
+    body: dict[str, Any]
+
+
+class Fleet(Protocol):
+    def benches(self) -> dict[str, BenchNow]: ...
+    def last_id(self) -> int: ...
+    def records(self, bench: str, after_id: int) -> list[Rec]: ...
+    def heap_baseline(self, bench: str, before_id: int) -> int | None: ...
+
+
+class StoreFleet:
+    """The gateway's store, read only (a fresh read transaction at every query)."""
+
+    def __init__(self, path: str) -> None:
+        if not os.path.exists(path):
+            raise RolloutError(f"no store at {path}: is the gateway running with this config?")
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def benches(self) -> dict[str, BenchNow]:
+        cur = self.conn.execute("SELECT bench, online, sleeping, power, fw, boot FROM benches")
+        return {b: BenchNow(b, bool(on), bool(sl), pw, fw, boot) for b, on, sl, pw, fw, boot in cur}
+
+    def last_id(self) -> int:
+        row = self.conn.execute("SELECT max(id) FROM messages").fetchone()
+        return int(row[0] or 0)
+
+    def records(self, bench: str, after_id: int) -> list[Rec]:
+        cur = self.conn.execute(
+            "SELECT id, boot, kind, received, body FROM messages WHERE bench = ? AND id > ? "
+            "AND kind IN ('event', 'telemetry') ORDER BY id",
+            (bench, after_id),
+        )
+        out = []
+        for rid, boot, kind, received, body in cur:
+            try:
+                obj = json.loads(body)
+            except (TypeError, ValueError):
+                continue
+            if isinstance(obj, dict):
+                out.append(Rec(int(rid), int(boot or 0), kind, float(received), obj))
+        return out
+
+    def heap_baseline(self, bench: str, before_id: int) -> int | None:
+        """The median free heap of the bench's last 10 windows before ``before_id``."""
+        cur = self.conn.execute(
+            "SELECT body FROM messages WHERE bench = ? AND id <= ? AND kind = 'telemetry' "
+            "ORDER BY id DESC LIMIT 10",
+            (bench, before_id),
+        )
+        heaps = []
+        for (body,) in cur:
+            try:
+                heap = json.loads(body).get("heap")
+            except (TypeError, ValueError, AttributeError):
+                continue
+            if isinstance(heap, int):
+                heaps.append(heap)
+        return int(statistics.median(heaps)) if heaps else None
+
+
+class Sender(Protocol):
+    def send(self, bench: str, op: str, args: dict[str, Any]) -> str: ...
+    def ack(self, cid: str) -> dict[str, Any] | None: ...
+
+
+# --------------------------------------------------------------------------- the rollout
+
+
+@dataclass
+class Limits:
+    soak_s: float = 600.0
+    ack_timeout_s: float = 180.0  # the bench acks once the bundle is downloaded and verified
+    commit_timeout_s: float = 900.0  # trial: 60 s healthy, or rolled back after 10 min
+    heap_ratio: float = 0.5  # a window's free heap below this share of the old median
+    missing_windows: float = 3.0  # silent for this many windows (at least 3 min) in the soak
+
+
+@dataclass
+class BenchRun:
+    """One bench's progress, as saved in the state file."""
+
+    state: str = PLANNED
+    since: float = 0.0
+    stage: int = 0
+    detail: str = ""
+    cid: str = ""
+    sent_at: float = 0.0
+    after_id: int = 0  # the store's last message id when the command went out
+    new_boot: int | None = None
+    heap_base: int | None = None
+    sends: int = 0
+
+
+@dataclass
+class RolloutState:
+    version: str
+    url: str
+    sha256: str
+    stages: list[list[str]]
+    benches: dict[str, BenchRun] = field(default_factory=dict)
+    halted: str = ""
+    started: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> RolloutState:
+        raw = json.loads(text)
+        raw["benches"] = {b: BenchRun(**r) for b, r in raw.get("benches", {}).items()}
+        return cls(**raw)
+
+
+def state_path(store_path: str, version: str) -> str:
+    name = VERSION_FILE_RE.sub("_", version)
+    return os.path.join(os.path.dirname(os.path.abspath(store_path)), f"rollout-{name}.json")
+
+
+def save_state(path: str, st: RolloutState) -> None:
+    tmp = path + ".part"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(st.to_json())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_state(path: str) -> RolloutState | None:
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        try:
+            return RolloutState.from_json(f.read())
+        except (ValueError, TypeError, KeyError) as exc:
+            raise RolloutError(
+                f"{path} is not a rollout state file ({exc}); move it away"
+            ) from None
+
+
+class Rollout:
+    """The stage-by-stage state machine. :meth:`step` does one round and says if it is over."""
+
+    def __init__(
+        self,
+        state: RolloutState,
+        fleet: Fleet,
+        sender: Sender,
+        limits: Limits,
+        on_change: Callable[[str, BenchRun], None] | None = None,
+    ) -> None:
+        self.s = state
+        self.fleet = fleet
+        self.sender = sender
+        self.limits = limits
+        self.on_change = on_change
+        for i, stage in enumerate(state.stages):
+            for b in stage:
+                state.benches.setdefault(b, BenchRun(stage=i))
+
+    # -- reading
+    def active_stage(self) -> int:
+        """The first stage not yet complete: the canary's needs it done; a later stage needs
+        each bench done, skipped, or waiting for its return."""
+        for i, stage in enumerate(self.s.stages):
+            ok = (DONE, SKIPPED) if i == 0 else (DONE, SKIPPED, WAITING)
+            if not all(self.s.benches[b].state in ok for b in stage):
+                return i
+        return len(self.s.stages)
+
+    def finished(self) -> bool:
+        return all(r.state in FINISHED for r in self.s.benches.values())
+
+    def only_waiting(self) -> list[str]:
+        """When every stage has begun and the only benches left wait for their return: those."""
+        left = {b: r for b, r in self.s.benches.items() if r.state not in FINISHED}
+        if self.active_stage() < len(self.s.stages) or self.s.halted:
+            return []
+        return sorted(left) if all(r.state == WAITING for r in left.values()) else []
+
+    def _set(self, bench: str, run: BenchRun, state: str, now: float, detail: str = "") -> None:
+        run.state, run.since, run.detail = state, now, detail
+        if state in HALTING and not self.s.halted:
+            self.s.halted = f"{bench}: {state}" + (f" ({detail})" if detail else "")
+        if self.on_change:
+            self.on_change(bench, run)
+
+    # -- one round
+    def step(self, now: float) -> bool:
+        """Advance every bench once; True when the rollout is over (finished or halted)."""
+        if self.s.halted:
+            return True
+        if not self.s.started:
+            self.s.started = now
+        benches = self.fleet.benches()
+        active = self.active_stage()
+        for bench, run in self.s.benches.items():
+            if self.s.halted:
+                break
+            b = benches.get(bench, BenchNow(bench))
+            if run.state == PLANNED and b.fw == self.s.version:
+                self._set(bench, run, SKIPPED, now, "already on the version")
+            elif run.state == PLANNED and run.stage <= active:
+                run.state, run.detail = WAITING, ""  # said by _offer: sending, or why not
+            if run.state == WAITING:
+                self._offer(bench, run, b, now)
+            elif run.state == SENDING:
+                self._sending(bench, run, b, now)
+            elif run.state == TRIAL:
+                self._trial(bench, run, b, now)
+            elif run.state == SOAKING:
+                self._soak(bench, run, b, now)
+        return bool(self.s.halted) or self.finished()
+
+    def _offer(self, bench: str, run: BenchRun, b: BenchNow, now: float) -> None:
+        if b.fw == self.s.version:
+            self._set(bench, run, SKIPPED, now, "already on the version")
+            return
+        if not b.reachable:
+            why = "asleep" if b.sleeping else ("battery critical" if b.online else "offline")
+            if run.detail != why:
+                self._set(bench, run, WAITING, now, why)
+            return
+        run.after_id = self.fleet.last_id()
+        run.heap_base = self.fleet.heap_baseline(bench, run.after_id)
+        run.cid = self.sender.send(
+            bench, "ota", {"url": self.s.url, "version": self.s.version, "sha256": self.s.sha256}
+        )
+        run.sent_at, run.sends, run.new_boot = now, run.sends + 1, None
+        self._set(bench, run, SENDING, now, run.cid)
+
+    def _ota_outcome(self, bench: str, run: BenchRun, recs: list[Rec], now: float) -> bool:
+        """Halts on a `rolled_back` or `failed` of this version; True when one was found."""
+        for r in recs:
+            if r.kind == "event" and r.body.get("type") == "ota":
+                state = r.body.get("state")
+                if r.body.get("version") == self.s.version and state in (ROLLED_BACK, FAILED):
+                    self._set(bench, run, str(state), now, f"`ota` event in boot {r.boot}")
+                    return True
+        return False
+
+    def _sending(self, bench: str, run: BenchRun, b: BenchNow, now: float) -> None:
+        recs = self.fleet.records(bench, run.after_id)
+        if self._ota_outcome(bench, run, recs, now):
+            return
+        ack = self.sender.ack(run.cid)
+        if ack is not None:
+            if ack.get("ok") is True:
+                self._set(bench, run, TRIAL, now, "acked; rebooting into it")
+            else:
+                self._set(bench, run, FAILED, now, f"refused: {ack.get('detail', '')}"[:120])
+            return
+        if now - run.sent_at < self.limits.ack_timeout_s:
+            return
+        # No ack (the bench went away, or this is a second run that never saw it): if the
+        # bench started on it, watch its trial; else offer it again once it is back.
+        started = any(
+            r.kind == "event"
+            and r.body.get("type") in ("ota", "boot")
+            and (r.body.get("version") == self.s.version or r.body.get("fw") == self.s.version)
+            for r in recs
+        )
+        if started:
+            self._set(bench, run, TRIAL, now, "no ack seen, but it started on it")
+        else:
+            self._set(bench, run, WAITING, now, "no ack: offered again when back")
+
+    def _trial(self, bench: str, run: BenchRun, b: BenchNow, now: float) -> None:
+        recs = self.fleet.records(bench, run.after_id)
+        if self._ota_outcome(bench, run, recs, now):
+            return
+        new_boot = next(
+            (
+                r.boot
+                for r in recs
+                if r.kind == "event"
+                and r.body.get("type") == "boot"
+                and r.body.get("fw") == self.s.version
+            ),
+            None,
+        )
+        applied = any(
+            r.kind == "event"
+            and r.body.get("type") == "ota"
+            and r.body.get("state") == "applied"
+            and r.body.get("version") == self.s.version
+            for r in recs
+        )
+        if new_boot is not None and applied:
+            run.new_boot = new_boot
+            self._set(bench, run, SOAKING, now, f"committed in boot {new_boot}")
+            return
+        if b.online and now - run.sent_at > self.limits.commit_timeout_s:
+            self._set(bench, run, STUCK, now, "neither committed nor rolled back in time")
+
+    def _soak(self, bench: str, run: BenchRun, b: BenchNow, now: float) -> None:
+        recs = self.fleet.records(bench, run.after_id)
+        if self._ota_outcome(bench, run, recs, now):
+            return
+        why = soak_problem(recs, run, self.limits, now)
+        if why:
+            self._set(bench, run, REGRESSED, now, why)
+            return
+        windows = [r for r in recs if r.kind == "telemetry" and r.boot == run.new_boot]
+        if now - run.since >= self.limits.soak_s and any(r.received >= run.since for r in windows):
+            self._set(bench, run, DONE, now, f"healthy for {self.limits.soak_s:g} s")
+
+
+def soak_problem(recs: list[Rec], run: BenchRun, limits: Limits, now: float) -> str:
+    """Why a committed bench is not healthy, or ''. Its new boot must show no fault, no boot
+    after it, windows arriving, and free heap not below ``heap_ratio`` of the old median."""
+    boot = run.new_boot or 0
+    for r in recs:
+        if r.boot > boot:
+            return f"rebooted (boot {r.boot} after {boot})"
+        if r.boot == boot and r.kind == "event" and r.body.get("type") == "fault":
+            return f"fault {r.body.get('code', '?')}: {r.body.get('detail', '')}"[:120]
+    windows = [r for r in recs if r.kind == "telemetry" and r.boot == boot]
+    if run.heap_base:
+        floor = run.heap_base * limits.heap_ratio
+        low = [r.body["heap"] for r in windows if isinstance(r.body.get("heap"), int)]
+        if low and min(low) < floor:
+            return f"free heap {min(low)} B, under {limits.heap_ratio:g} of {run.heap_base} B"
+    period = next(
+        (int(r.body["period"]) for r in reversed(windows) if isinstance(r.body.get("period"), int)),
+        60,
+    )
+    last = max([r.received for r in windows] + [run.since])
+    silent = max(limits.missing_windows * period, 180.0)
+    if now - last > silent:
+        return f"no telemetry window for {now - last:.0f} s (window {period} s)"
+    return ""
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def _since(t: float, now: float) -> str:
+    s = max(0, int(now - t))
+    if s < 120:
+        return f"{s} s"
+    if s < 7200:
+        return f"{s // 60} min"
+    return f"{s // 3600} h"
+
+
+def table(state: RolloutState, benches: dict[str, BenchNow], now: float) -> str:
+    """bench, stage, state, version (what the store says it runs), since, detail."""
+    head = ["bench", "stage", "state", "version", "since", "detail"]
+    rows = [head]
+    for i, stage in enumerate(state.stages):
+        for bench in stage:
+            run = state.benches[bench]
+            fw = printable(benches.get(bench, BenchNow(bench)).fw or "-", 40)
+            since = _since(run.since, now) if run.since else "-"
+            detail = printable(run.detail)  # an ack's or a fault's text comes from the bench
+            rows.append([bench, "canary" if i == 0 else str(i), run.state, fw, since, detail])
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)

@@ -1,0 +1,305 @@
+"""``klupa gateway ota rollout``: the command line over :mod:`edge_gateway.rollout`.
+
+Puts the bundle where the gateway's OTA server serves it, plans the stages (or continues the
+rollout its state file records), then steps the rollout every couple of seconds, printing each
+bench's changes and the progress table, until every bench is done or something halts it.
+Exit status: 0 done, 3 halted, 4 only offline benches left (``--no-wait``), 130 interrupted
+(a second run continues), 1 or 2 errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from edge_gateway import rollout as R
+from edge_gateway.config import Config
+from edge_gateway.text import printable
+
+MANIFEST = "manifest.json"  # the bundle's manifest, as `klupa bundle` names it
+UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def duration(text: str) -> float:
+    """``90``, ``90s``, ``10m`` or ``1h`` in seconds."""
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in UNITS:
+            value = float(text[:-1]) * UNITS[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 90s or 10m: {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a duration is not negative: {text!r}")
+    return value
+
+
+def stage(text: str) -> str:
+    try:
+        return R.parse_stage(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parser(sub: Any) -> None:
+    """``ota rollout`` under ``klupa gateway``."""
+    ota = sub.add_parser("ota", help="app updates across the fleet", description="App updates.")
+    osub = ota.add_subparsers(dest="ota_command", required=True)
+    help_ = "send an app bundle to a canary bench, then to stages of the rest, watching each"
+    p = osub.add_parser("rollout", help=help_, description=help_)
+    p.add_argument("--config", required=True, help="the gateway's TOML configuration file")
+    p.add_argument("--bundle", required=True, help="the bundle folder (`klupa bundle --out`)")
+    p.add_argument("--canary", required=True, help="the bench that takes it first")
+    p.add_argument(
+        "--then",
+        type=stage,
+        action="append",
+        default=[],
+        metavar="STAGE",
+        help="a later stage: 25%% (of the benches left), 3 (benches) or all; repeatable",
+    )
+    p.add_argument("--soak", type=duration, default=600.0, help="healthy this long (10m)")
+    p.add_argument(
+        "--base-url",
+        help="URL of the OTA server's root as the benches reach it (default: http://THIS-HOST:"
+        "[ota] port); without [ota], the URL of the bundle folder itself",
+    )
+    p.add_argument("--ack-timeout", type=duration, default=180.0, help=argparse.SUPPRESS)
+    p.add_argument("--commit-timeout", type=duration, default=900.0, help=argparse.SUPPRESS)
+    p.add_argument("--every", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="end (status 4) once only offline or asleep benches are left; a later run "
+        "sends to them",
+    )
+    p.add_argument(
+        "--retry", action="store_true", help="after a halt: offer the halted benches again"
+    )
+    p.add_argument("--user", help="MQTT user (default: ops-{municipality}, never the gateway's)")
+    p.add_argument(
+        "--password-file",
+        help="the user's password (default: $KLUPA_OPS_PASSWORD, else "
+        "ops-{municipality}-mqtt.pass beside --config)",
+    )
+    p.set_defaults(func=cmd_rollout)
+
+
+# --------------------------------------------------------------------------- the bundle
+
+
+def _this_host() -> str:
+    """This machine's address on its default route (no packet is sent), else its name."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))
+            return str(s.getsockname()[0])
+    except OSError:
+        return socket.gethostname()
+
+
+def check_files(folder: Path, manifest: dict[str, Any]) -> None:
+    """Every file the manifest lists is there with its size and SHA-256."""
+    entries = list(manifest.get("files", []))
+    if isinstance(manifest.get("rom"), dict):
+        entries.append(manifest["rom"])
+    if not entries:
+        raise R.RolloutError(f"{folder / MANIFEST} lists no files: not a bundle")
+    for f in entries:
+        path = folder / str(f["path"])
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise R.RolloutError(f"{path}: {exc.strerror}; rebuild the bundle") from None
+        if len(data) != f["size"] or hashlib.sha256(data).hexdigest() != f["sha256"]:
+            raise R.RolloutError(f"{path} differs from the manifest; rebuild the bundle")
+
+
+def place_bundle(cfg: Config, bundle: Path, base_url: str | None) -> tuple[str, str, str]:
+    """(version, manifest URL, manifest SHA-256), the bundle copied into ``[ota] dir`` unless
+    it is already there."""
+    try:
+        raw = (bundle / MANIFEST).read_bytes()
+        manifest = json.loads(raw)
+    except (OSError, ValueError) as exc:
+        raise R.RolloutError(f"{bundle / MANIFEST}: not a bundle manifest ({exc})") from None
+    version = manifest.get("version") if isinstance(manifest, dict) else None
+    if not isinstance(version, str) or not version:
+        raise R.RolloutError(f"{bundle / MANIFEST} names no version")
+    check_files(bundle, manifest)
+    sha = hashlib.sha256(raw).hexdigest()
+    if cfg.ota is None:
+        if not base_url:
+            raise R.RolloutError(
+                "this gateway serves no bundles ([ota] dir and port in its configuration): "
+                "add them, or serve the bundle yourself and pass --base-url, its folder's URL"
+            )
+        return version, f"{base_url.rstrip('/')}/{MANIFEST}", sha
+    root = Path(cfg.ota.dir).resolve()
+    src = bundle.resolve()
+    if src == root or root not in src.parents:
+        dest = root / R.VERSION_FILE_RE.sub("_", version)
+        if dest.exists():
+            have = (dest / MANIFEST).read_bytes() if (dest / MANIFEST).exists() else b""
+            if have != raw:
+                raise R.RolloutError(
+                    f"{dest} holds another build of {version}; a new build needs a new version"
+                )
+        else:
+            part = dest.with_name(dest.name + ".part")
+            shutil.rmtree(part, ignore_errors=True)
+            shutil.copytree(src, part)
+            os.replace(part, dest)
+            print(f"bundle {version} copied to {dest}")
+        src = dest
+    check_files(src, manifest)
+    base = base_url or f"http://{_this_host()}:{cfg.ota.port}"
+    return version, f"{base.rstrip('/')}/{src.relative_to(root).as_posix()}/{MANIFEST}", sha
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def start_state(args: argparse.Namespace, cfg: Config, fleet: R.StoreFleet) -> R.RolloutState:
+    version, url, sha = place_bundle(cfg, Path(args.bundle), args.base_url)
+    path = R.state_path(cfg.spool.path, version)
+    st = R.load_state(path)
+    if st is not None:
+        if st.sha256 != sha:
+            raise R.RolloutError(
+                f"{path} records a rollout of another build of {version}; a new build needs a "
+                "new version (or move that file away to start over)"
+            )
+        if st.stages[0] != [args.canary]:
+            print(f"continuing with the canary {st.stages[0][0]} ({path} names it)")
+        st.url = url
+        print(f"continuing the rollout of {version} recorded in {path}")
+        return st
+    benches = fleet.benches()
+    known = sorted(set(cfg.health.expected) | set(benches))
+    if args.canary not in known:
+        raise R.RolloutError(
+            f"{args.canary} is not one of this gateway's benches ({', '.join(known) or 'none'})"
+        )
+    online = {b for b, n in benches.items() if n.reachable}
+    current = {b for b, n in benches.items() if n.fw == version}
+    stages = R.plan_stages(args.canary, args.then, known, online, current)
+    st = R.RolloutState(version=version, url=url, sha256=sha, stages=stages)
+    R.save_state(path, st)
+    print(f"rollout of {version} ({url}), state in {path}")
+    return st
+
+
+def _clock(t: float) -> str:
+    return datetime.fromtimestamp(t).strftime("%H:%M:%S")
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from edge_gateway.cli import _load, ops_credentials
+    from edge_gateway.commands import CommandLink, LinkError
+
+    prog = "klupa gateway ota rollout"
+    cfg = _load(args.config, prog)
+    if cfg is None:
+        return 2
+    try:
+        fleet = R.StoreFleet(cfg.spool.path)
+    except R.RolloutError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        st = start_state(args, cfg, fleet)
+        user, password, source = ops_credentials(args, cfg)
+    except (R.RolloutError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        fleet.close()
+        return 1
+    path = R.state_path(cfg.spool.path, st.version)
+    if st.halted and not args.retry:
+        print(R.table(st, fleet.benches(), time.time()))
+        print(f"halted: {st.halted}. Fix the cause; --retry offers the halted benches again.")
+        fleet.close()
+        return 3
+    if st.halted:
+        for run in st.benches.values():
+            if run.state in R.HALTING:
+                run.state, run.detail = R.WAITING, "retried"
+        st.halted = ""
+    link = CommandLink(cfg, user, password)
+    try:
+        link.open()
+    except LinkError as exc:
+        print(f"{prog}: {exc}; password from {source}", file=sys.stderr)
+        fleet.close()
+        return 1
+
+    changed = [True]
+
+    def on_change(bench: str, run: R.BenchRun) -> None:
+        changed[0] = True
+        extra = f" ({printable(run.detail)})" if run.detail else ""
+        print(f"{_clock(run.since)} {bench}: {run.state}{extra}", flush=True)
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    limits = R.Limits(
+        soak_s=args.soak, ack_timeout_s=args.ack_timeout, commit_timeout_s=args.commit_timeout
+    )
+    ro = R.Rollout(st, fleet, link, limits, on_change)
+    print(R.table(st, fleet.benches(), time.time()), flush=True)
+    stage_seen = -1
+    try:
+        while True:
+            active = ro.active_stage()
+            if active != stage_seen and not st.halted:
+                stage_seen = active
+                name = "the canary" if active == 0 else f"stage {active}"
+                if active < len(st.stages):
+                    print(f"-- {name}: {', '.join(st.stages[active])}", flush=True)
+                elif waiting := [b for b, r in st.benches.items() if r.state not in R.FINISHED]:
+                    print(f"-- every stage begun; waiting for {', '.join(waiting)}", flush=True)
+            over = ro.step(time.time())
+            if changed[0]:
+                R.save_state(path, st)
+                changed[0] = False
+            if over:
+                break
+            if args.no_wait and (left := ro.only_waiting()):
+                print(R.table(st, fleet.benches(), time.time()))
+                print(f"left waiting for their return: {', '.join(left)}; run again to reach them")
+                return 4
+            time.sleep(args.every)
+    except KeyboardInterrupt:
+        R.save_state(path, st)
+        print(R.table(st, fleet.benches(), time.time()))
+        print(f"stopped; the same command continues from {path}")
+        fleet.close()
+        return 130
+    finally:
+        link.close()
+        signal.signal(signal.SIGTERM, old_term)
+    print(R.table(st, fleet.benches(), time.time()))
+    fleet.close()
+    if st.halted:
+        print(
+            f"halted: {st.halted}. No more benches are sent {st.version}; see "
+            "docs/operations.md, Staged updates."
+        )
+        return 3
+    print(f"done: every bench runs {st.version}")
+    return 0
