@@ -71,7 +71,7 @@ class VirtualBench:
         self.reasons: list[str] = []
         self.crashes: list[str] = []  # exceptions that escaped the app (each one a reset)
         self.ota_boots: list[str] = []  # what the OTA boot step did at each boot
-        self.wdt_resets = 0  # resets by the watchdog, not fed in time
+        self.wdt_bites: list[float] = []  # when (bench clock) the watchdog reset the bench
         self._beat = time.monotonic()
         self._bitten = False
         # Folders whose sources may have built a .mpy an OTA puts in the flash (apploader).
@@ -149,7 +149,7 @@ class VirtualBench:
         task.cancel()
         bite.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        self.wdt_resets += 1
+        self.wdt_bites.append(self.clock.time())
         raise VirtualReset(WDT_RESET)
 
     async def _watchdog(self) -> None:

@@ -115,6 +115,17 @@ class Rig:
                 return True
         return False
 
+    async def wait_real(self, until: Callable[[], Any], timeout_s: float) -> bool:
+        """A running clock: wait (real time) until ``until()``; False after ``timeout_s``."""
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if until():
+                return True
+            if self.task is not None and self.task.done():
+                self.task.result()
+            await asyncio.sleep(0.02)
+        return False
+
     async def stop(self) -> None:
         if self.task is not None:
             self.vb.stop()
