@@ -96,6 +96,16 @@ async def start(root="/", hw=None, started=None, ota=""):
     return await app.main()
 
 
+def keep_fault(root, exc):
+    # The app crashed (at import too): keep its traceback for the next boot's `fault` event.
+    try:
+        from bench import fault
+
+        fault.keep(root.rstrip("/"), exc)
+    except Exception as e:  # the app's own files may be what is broken
+        print("fault:", repr(e))
+
+
 def run(root="/"):
     hw = Hardware()
     try:
@@ -106,6 +116,9 @@ def run(root="/"):
         from bench import runtime
 
         runtime.asyncio.run(start(root, hw, ota=result))
+    except Exception as e:
+        sys.print_exception(e)
+        keep_fault(root, e)
     finally:
         hw.machine.reset()
 

@@ -126,6 +126,7 @@ class VirtualBench:
             import traceback
 
             traceback.print_exc()
+            main.keep_fault(str(self.root), e)  # as main.run() does on the ESP32
             self.crashes.append(repr(e))
             self.board.cause = HARD_RESET
             await self.clock.sleep_ms(1000)

@@ -413,16 +413,16 @@ class App:
         tasks = [asyncio.create_task(self.supervisor_guard())]
         crit = []
         if self.link is not None:
-            tasks.append(asyncio.create_task(self.link.run()))
+            tasks.append(asyncio.create_task(self.watched(self.link.run())))
             crit.append("link")
         if not self.safe:
-            tasks.append(asyncio.create_task(self.sampler()))
+            tasks.append(asyncio.create_task(self.watched(self.sampler())))
             crit.append("sampler")  # the power manager and the ports' protection run in it
         elif self.power is not None:
-            tasks.append(asyncio.create_task(self.guard()))
+            tasks.append(asyncio.create_task(self.watched(self.guard())))
             crit.append("power")
         if self.front is not None:
-            tasks.append(asyncio.create_task(self.front.run()))
+            tasks.append(asyncio.create_task(self.watched(self.front.run())))
             crit.append("front")
         self.critical = crit
         self.tasks = tasks
@@ -437,6 +437,16 @@ class App:
         for t in tasks[1:]:
             t.cancel()
         return reason
+
+    async def watched(self, coro):
+        # A critical task that dies keeps its traceback for the next boot's `fault` event; it
+        # stops checking in, so the watchdog resets the bench.
+        try:
+            return await coro
+        except Exception as e:
+            print("task died:", repr(e))
+            job("fault", "keep", self.root, e)
+            raise
 
     async def supervisor_guard(self):
         return await self.supervisor()

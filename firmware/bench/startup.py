@@ -179,6 +179,8 @@ def start(app):
     for code, detail in app.faults:
         app.record_event("fault", {"code": code, "detail": str(detail)[:120]})
     app.faults = []
+    if store.exists(app.root + "/fault.json"):  # the last boot's crash, kept in flash
+        job("fault", "report", app)
     if app.ota_boot or store.exists(app.root + "/ota.json"):
         try:
             job("ota", "step", app, "report")

@@ -53,6 +53,12 @@ def test_three_failed_boots_give_safe_mode_which_guards_the_battery_and_retries_
         ]
         hung = [e for e in rig.events("fault") if e["code"] == "task_hung"]
         assert hung and "sampler" in hung[0]["detail"]
+        # Each dead sampler's traceback, kept in flash, is reported after the next boot.
+        crashes = [e for e in rig.events("fault") if e["code"] == "crash"]
+        assert [c["boot"] for c in crashes] == [b["boot"] for b in boots[1:4]], crashes
+        for c in crashes:
+            assert c["detail"].startswith("RuntimeError: a sampler bug @ "), c
+            assert "test_bench_health.py" in c["detail"] and len(c["detail"]) <= 120
         # Safe mode still guards the battery and the ports.
         board = rig.vb.board
         board.set_port(1, 3.5)  # a short on port 1, above its limit
@@ -107,7 +113,22 @@ def test_a_crash_at_import_of_the_app_counts_as_an_unhealthy_boot(tmp_path: Path
         assert len(rig.benches[0].crashes) == 3
         boot = boot_events(rig)[0]
         assert boot["safe"] is True and boot["reset"] == "hard", boot
+        # The crash at import, kept in flash, told after the boot: what and where.
+        crash = [e for e in rig.events("fault") if e["code"] == "crash"]
+        assert len(crash) == 1 and crash[0]["seq"] > boot["seq"], crash
+        assert crash[0]["detail"].startswith("RuntimeError: broken build @ app.py:"), crash
+        assert len(crash[0]["detail"]) <= 120
+        assert not (rig.root / "fault.json").exists()  # told once
+        assert rig.state()["last_fault"] == crash[0]["detail"]
         assert rig.state()["unhealthy"] == 3
+        # Mended (the counter ran out): an operator's `reboot` tries normal mode at once.
+        await rig.run_for(120, 1000)
+        assert len(boot_events(rig)) == 1
+        rig.vb.app.on_command(b'{"id":"c-1","op":"reboot"}')
+        assert await rig.run_for(60, 1000, until=lambda: len(boot_events(rig)) >= 2)
+        assert boot_events(rig)[1]["safe"] is False
+        assert await rig.run_for(90, 1000, until=lambda: rig.vb.app.healthy)
+        assert rig.state()["unhealthy"] == 0
         await rig.stop()
 
     asyncio.run(go())
