@@ -14,6 +14,7 @@ _TRIAL_WIFI_MS = const(600000)  # Wi-Fi this long without an acknowledged birth:
 _WDT_MS = const(120000)
 _LINK_SILENT_MS = const(300000)  # a connection attempt's own timeouts end well within this
 _SAFE_SAVE_MS = const(300000)  # safe mode adds its time to state.json this often
+_HUNG_FAULT_MS = const(60000)  # unfed this long: report the silent task before the reset
 _WINDOW_EARLY_MS = const(500)  # a window closes when due, or this little before
 
 
@@ -362,6 +363,7 @@ class App:
         wdt = self.wdt
         wifi_ms = 0  # this boot's time with Wi-Fi, for a trial app's birth
         safe_ms = 0  # time in safe mode not yet added to state.json
+        unfed = None  # since when the watchdog has not been fed
         last = ticks_ms()
         while True:
             await runtime.sleep_ms(1000)
@@ -370,11 +372,16 @@ class App:
             last = now
             hung = self.stale(now)
             if hung is None:
+                unfed = None
                 if wdt is not None:
                     wdt.feed()
-            elif self.hung is None:  # the watchdog resets the bench: say which task hung
+            elif unfed is None:
+                unfed = now
+            elif self.hung is None and ticks_diff(now, unfed) >= _HUNG_FAULT_MS:
+                # Silent this long, not a passing hiccup: the watchdog resets the bench; say
+                # which task hung (the fault is in the spool, in flash, before the reset).
                 self.hung = hung
-                self.keep_fault("task_hung", "%s silent; watchdog reset follows" % hung)
+                self.fault("task_hung", "%s silent; watchdog reset follows" % hung)
             if not self.healthy and not self.safe and hung is None:
                 if self.uptime_ms() >= _HEALTHY_AFTER_MS:
                     self.mark_healthy()
@@ -395,10 +402,6 @@ class App:
                 or ticks_diff(now, self.reboot_requested) > 10000
             ):
                 return "reboot"
-
-    def keep_fault(self, code, detail):
-        # A fault the next boot reports even when this one ends in a reset.
-        self.fault(code, detail)
 
     # -- the whole app
     def start(self):
