@@ -336,6 +336,12 @@ class App:
                 return name
         return None
 
+    def all_checked_in(self):
+        for name in self.critical:
+            if name not in self.checkins:
+                return False
+        return True
+
     def mark_healthy(self):
         # 60 s up with every critical task checking in: safe mode stops counting.
         self.healthy = True
@@ -383,7 +389,7 @@ class App:
                 self.hung = hung
                 self.fault("task_hung", "%s silent; watchdog reset follows" % hung)
             if not self.healthy and not self.safe and hung is None:
-                if self.uptime_ms() >= _HEALTHY_AFTER_MS:
+                if self.uptime_ms() >= _HEALTHY_AFTER_MS and self.all_checked_in():
                     self.mark_healthy()
             if self.link is not None and self.link.sta.isconnected():
                 wifi_ms += dt
