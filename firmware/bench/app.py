@@ -395,7 +395,7 @@ class App:
                 wifi_ms += dt
             if self.trial and self.reboot_requested is None and self.trial_step(now, wifi_ms):
                 self.reboot_requested = now
-            if self.safe and self.power is not None:
+            if self.safe and self.state.get("safe"):  # safe mode for failed boots
                 safe_ms += dt
                 if safe_ms >= _SAFE_SAVE_MS:
                     if job("health", "safe_time", self.state, safe_ms // 1000):

@@ -56,6 +56,8 @@ def boot(root, cause, ota):
     # main.prepare's step: count this boot in <root>/state.json. cause: machine.reset_cause().
     path = root + "/state.json"
     st = store.load(path, {})
+    if ota == "switched":  # a new app (often the fix sent to a bench in safe mode): try it
+        st["trying"] = 1
     safe = count(st, cause == 1, ota == "rolled_back")  # 1: machine.PWRON_RESET
     store.save(path, st)
     return safe

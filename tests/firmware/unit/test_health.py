@@ -1,7 +1,9 @@
 # Runs under pytest and inside the MicroPython VM: safe mode's bookkeeping (bench.health).
 import unittest
 
-from bench import health
+from scratch import fresh
+
+from bench import health, store
 
 PWRON, HARD, WDT = 1, 2, 3
 
@@ -66,6 +68,14 @@ class HealthTest(unittest.TestCase):
         self.assertEqual(st["unhealthy"], 0)
         self.assertNotIn("wait", st)
         self.assertEqual(boots(st, [HARD, HARD, HARD, HARD]), [False, False, False, True])
+
+    def test_a_new_app_sent_to_a_bench_in_safe_mode_gets_a_normal_boot(self):
+        root = fresh("health")
+        st = {}
+        boots(st, [PWRON, HARD, HARD, HARD])  # in safe mode now
+        store.save(root + "/state.json", st)
+        self.assertFalse(health.boot(root, HARD, "switched"))  # the fix, on trial
+        self.assertTrue(health.boot(root, HARD, ""))  # without a new app: still safe mode
 
     def test_safe_time_adds_up_across_boots_of_safe_mode(self):
         st = {}
