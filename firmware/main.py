@@ -42,10 +42,13 @@ def _rom_pending(root):
         return False
 
 
-def prepare(root="/"):
-    # The OTA boot step -> (result, app folder or None). result: "switched" (a new app on
-    # trial), "rolled_back", "" (nothing to do) or "error". The app folder is <root>/app when
-    # an OTA installed one; else the app provisioned at the root (or in ROMFS) runs.
+def prepare(root="/", cause=1):
+    # The OTA boot step, then the boot counted toward safe mode (bench.health), both before
+    # the app is imported, so that an app crashing at import is a boot that failed.
+    # cause: machine.reset_cause(). -> (result, app folder or None). result: "switched" (a
+    # new app on trial), "trial" (still on trial, healthy at its last boot), "rolled_back",
+    # "" (nothing to do) or "error". The app folder is <root>/app when an OTA installed one;
+    # else the app provisioned at the root (or in ROMFS) runs.
     root = root.rstrip("/")
     app = root + "/app"
     result = ""
@@ -67,6 +70,12 @@ def prepare(root="/"):
     except Exception as e:  # a damaged OTA state must not keep the bench from booting
         print("ota boot:", repr(e))
         result = "error"
+    try:
+        from bench import health
+
+        health.boot(root, cause, result)
+    except Exception as e:  # a damaged state.json: the app starts afresh from its defaults
+        print("health:", repr(e))
     return result, (app if _is_dir(app) else None)
 
 
@@ -87,16 +96,29 @@ async def start(root="/", hw=None, started=None, ota=""):
     return await app.main()
 
 
+def keep_fault(root, exc):
+    # The app crashed (at import too): keep its traceback for the next boot's `fault` event.
+    try:
+        from bench import fault
+
+        fault.keep(root.rstrip("/"), exc)
+    except Exception as e:  # the app's own files may be what is broken
+        print("fault:", repr(e))
+
+
 def run(root="/"):
     hw = Hardware()
     try:
-        result, app_dir = prepare(root)
+        result, app_dir = prepare(root, hw.machine.reset_cause())
         forget_app()  # prepare() imported bench.ota from the provisioned app
         if app_dir is not None and app_dir not in sys.path:
             sys.path.insert(0, app_dir)
         from bench import runtime
 
         runtime.asyncio.run(start(root, hw, ota=result))
+    except Exception as e:
+        sys.print_exception(e)
+        keep_fault(root, e)
     finally:
         hw.machine.reset()
 

@@ -16,6 +16,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from typing import Any
 
 
 class VirtualClock:
@@ -61,6 +62,26 @@ class VirtualClock:
             _, _, fut = heapq.heappop(self._sleepers)
             if not fut.done():
                 fut.set_result(None)
+
+    async def wait_for(self, aw: Any, ms: float) -> Any:
+        """asyncio.wait_for with a timeout of ``ms`` on this clock (stepped: when advance()
+        gets there; running: ``ms`` divided by the speed, in real time)."""
+        if not self.stepped:
+            return await asyncio.wait_for(aw, self.real_s(ms))
+        task = asyncio.ensure_future(aw)
+        timer = asyncio.ensure_future(self.sleep_ms(ms))
+        try:
+            await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            timer.cancel()
+            raise
+        timer.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise TimeoutError
 
     async def sleep_ms(self, ms: float) -> None:
         if not self.stepped:

@@ -29,6 +29,10 @@ class VirtualReset(BaseException):  # noqa: N818 - it is a reset, not an error
         self.cause = cause
 
 
+class WatchdogBite(BaseException):  # noqa: N818 - it is the watchdog, not an error
+    """Raised in firmware stuck in synchronous code when its watchdog expires (VirtualBench)."""
+
+
 class VirtualBoard:
     def __init__(self, profile: dict[str, Any], clock: VirtualClock, uid: bytes = b"\x01") -> None:
         self.profile = profile

@@ -10,6 +10,11 @@ from bench.runtime import asyncio, const, job, ticks_add, ticks_diff, ticks_ms
 FW = "1.0.0"
 _HEALTHY_AFTER_MS = const(60000)
 _OTA_TRIAL_MS = const(300000)  # bench.ota.TRIAL_MS: the new app must be healthy within 5 min
+_TRIAL_WIFI_MS = const(600000)  # Wi-Fi this long without an acknowledged birth: roll back
+_WDT_MS = const(120000)
+_LINK_SILENT_MS = const(300000)  # a connection attempt's own timeouts end well within this
+_SAFE_SAVE_MS = const(300000)  # safe mode adds its time to state.json this often
+_HUNG_FAULT_MS = const(60000)  # unfed this long: report the silent task before the reset
 _WINDOW_EARLY_MS = const(500)  # a window closes when due, or this little before
 
 
@@ -48,7 +53,12 @@ class App:
         self.updating = None  # (command id, task) while an `ota` download runs (bench.commands)
         self.link = None
         self.checkins = {}
+        self.critical = []  # the tasks that must check in: health and the watchdog's feeding
         self.healthy = False
+        self.hung = None  # the critical task found silent (the watchdog resets the bench)
+        self.wdt = None
+        self.trial = ota in ("switched", "trial")  # an app on trial, not committed yet
+        self.trial_ran = False  # its trial noted as healthy in ota.json
         self.spool = None
         self.window = None
         self.power = None
@@ -191,6 +201,40 @@ class App:
                 self.fault("sensor_" + name, str(e))
             return None
 
+    def read_battery(self, dt):
+        # The power manager's step: the battery's reading -> SoC, the power state and the
+        # ports it allows. -> (mV, mA), or None without a reading.
+        d = self.drivers.get("battery")
+        if d is None:
+            return None
+        r = self._read("battery", lambda: (d.bus_mv(), d.current_ma()))
+        if r:
+            change = self.power.update(r[0], r[1], dt)
+            if change:
+                self.record_event("power", {"from": change[0], "to": change[1]})
+                self.apply_power_state(change[1])
+        return r
+
+    def read_port(self, n, addr, ch):
+        # A port's reading after its protection: a port drawing more than its limit is
+        # switched off (a `tamper` event). -> (mV, mA), or None when off or unreadable.
+        chip = self.drivers.get(addr)
+        if chip is None:
+            return None
+        r = self._read("port%d" % n, lambda: (chip.bus_mv(ch), chip.current_ma(ch)))
+        if not r:
+            return None
+        mv, ma = r
+        if ma < 0:
+            ma = 0
+        if ma > self.port_limits[n] and self.port_on.get(n):
+            self.switch_port(n, False)
+            self.record_event(
+                "tamper", {"kind": "port_overcurrent", "detail": "port %d drew %d mA" % (n, ma)}
+            )
+            return None
+        return mv, ma
+
     def sample(self, dt):
         d = self.drivers
         w = self.window
@@ -198,31 +242,15 @@ class App:
             r = self._read("solar", lambda: (d["solar"].bus_mv(), d["solar"].current_ma()))
             if r:
                 w.solar.add(r[0], r[1], dt)
-        if "battery" in d:
-            r = self._read("battery", lambda: (d["battery"].bus_mv(), d["battery"].current_ma()))
-            if r:
-                w.batt.add(r[0], r[1], dt)
-                change = self.power.update(r[0], r[1], dt)
-                if change:
-                    self.record_event("power", {"from": change[0], "to": change[1]})
-                    self.apply_power_state(change[1])
+        r = self.read_battery(dt)
+        if r:
+            w.batt.add(r[0], r[1], dt)
         for n, _, addr, ch in self.ports:
-            chip = d.get(addr)
-            if chip is None:
-                continue
-            r = self._read("port%d" % n, lambda: (chip.bus_mv(ch), chip.current_ma(ch)))
+            r = self.read_port(n, addr, ch)
             if not r:
                 continue
             mv, ma = r
-            if ma < 0:
-                ma = 0
             w.ports[n].add(mv, ma, dt)
-            if ma > self.port_limits[n] and self.port_on.get(n):
-                self.switch_port(n, False)
-                self.record_event(
-                    "tamper", {"kind": "port_overcurrent", "detail": "port %d drew %d mA" % (n, ma)}
-                )
-                continue
             ended = self.sessions[n].update(mv, ma, dt)
             if self.sessions[n].plugged or ma > 50:
                 w.plugged[n] = True
@@ -277,6 +305,18 @@ class App:
                 if ms > 0:
                     await job("doze", "doze", self, ms)  # only in `critical`
 
+    async def guard(self):
+        # Safe mode's sampler: the power manager and the ports' protection, nothing else.
+        last = ticks_ms()
+        while True:
+            self.checkin("power")
+            await runtime.sleep_ms(self.cfg["sample_s"] * 1000)
+            now = ticks_ms()
+            self.read_battery(ticks_diff(now, last))
+            last = now
+            for n, _, addr, ch in self.ports:
+                self.read_port(n, addr, ch)
+
     # -- commands
     def on_command(self, payload):
         job("commands", "handle", self, payload)
@@ -285,45 +325,84 @@ class App:
     def checkin(self, name):
         self.checkins[name] = ticks_ms()
 
+    def stale(self, now):
+        # The first critical task silent past its limit, or None (docs/firmware.md, Watchdog).
+        for name in self.critical:
+            t = self.checkins.get(name)
+            limit = _LINK_SILENT_MS if name == "link" else 10000 + 3000 * self.cfg["sample_s"]
+            if t is None:
+                if self.uptime_ms() > limit:
+                    return name  # never started
+            elif ticks_diff(now, t) > limit:
+                return name
+        return None
+
+    def all_checked_in(self):
+        for name in self.critical:
+            if name not in self.checkins:
+                return False
+        return True
+
     def mark_healthy(self):
-        if not self.healthy:
-            self.healthy = True
-            self.state["unhealthy"] = 0
-            self.save_state()
-            if self.ota_boot == "switched" and job("ota", "step", self, "healthy"):
-                self.reboot_requested = ticks_ms()  # the next boot puts the app in ROMFS
+        # 60 s up with every critical task checking in: safe mode stops counting.
+        self.healthy = True
+        job("health", "healthy", self.state)
+        self.save_state()
+
+    def trial_step(self, now, wifi_ms):
+        # An app on trial (PROTOCOL.md): committed once healthy with its birth Status
+        # acknowledged; rolled back when not healthy in time, or after 10 min of Wi-Fi without
+        # an acknowledged birth; without Wi-Fi it stays on trial. -> True to reboot.
+        acked = self.link is not None and self.link.birth_acked
+        if self.healthy and acked:
+            self.trial = False
+            return job("ota", "step", self, "healthy")  # True: the next boot puts it in ROMFS
+        if self.healthy and not self.trial_ran:
+            self.trial_ran = True
+            job("ota", "step", self, "ran")  # a reboot now keeps it on trial
+        if (not self.healthy and self.uptime_ms() >= _OTA_TRIAL_MS) or wifi_ms >= _TRIAL_WIFI_MS:
+            self.trial = False
+            job("ota", "step", self, "rollback")
+            return True
+        return False
 
     async def supervisor(self):
-        wdt = None
-        try:
-            wdt = self.hw.machine.WDT(timeout=120000)
-        except Exception:
-            pass
+        wdt = self.wdt
+        wifi_ms = 0  # this boot's time with Wi-Fi, for a trial app's birth
+        safe_ms = 0  # time in safe mode not yet added to state.json
+        unfed = None  # since when the watchdog has not been fed
+        last = ticks_ms()
         while True:
             await runtime.sleep_ms(1000)
             now = ticks_ms()
-            alive = True
-            for name in self.checkins:
-                limit = 300000 if name == "link" else 10000 + 3000 * self.cfg["sample_s"]
-                if ticks_diff(now, self.checkins[name]) > limit:
-                    alive = False
-            if alive and wdt is not None:
-                wdt.feed()
-            if (
-                not self.healthy
-                and self.link is not None
-                and self.link.birth_acked
-                and self.uptime_ms() >= _HEALTHY_AFTER_MS
-            ):
-                self.mark_healthy()
-            if (
-                self.ota_boot == "switched"
-                and not self.healthy
-                and self.uptime_ms() >= _OTA_TRIAL_MS
-                and self.reboot_requested is None
-            ):
-                job("ota", "step", self, "rollback")  # the trial app never became healthy
+            dt = ticks_diff(now, last)
+            last = now
+            hung = self.stale(now)
+            if hung is None:
+                unfed = None
+                if wdt is not None:
+                    wdt.feed()
+            elif unfed is None:
+                unfed = now
+            elif self.hung is None and ticks_diff(now, unfed) >= _HUNG_FAULT_MS:
+                # Silent this long, not a passing hiccup: the watchdog resets the bench; say
+                # which task hung (the fault is in the spool, in flash, before the reset).
+                self.hung = hung
+                self.fault("task_hung", "%s silent; watchdog reset follows" % hung)
+            if not self.healthy and not self.safe and hung is None:
+                if self.uptime_ms() >= _HEALTHY_AFTER_MS and self.all_checked_in():
+                    self.mark_healthy()
+            if self.link is not None and self.link.sta.isconnected():
+                wifi_ms += dt
+            if self.trial and self.reboot_requested is None and self.trial_step(now, wifi_ms):
                 self.reboot_requested = now
+            if self.safe and self.state.get("safe"):  # safe mode for failed boots
+                safe_ms += dt
+                if safe_ms >= _SAFE_SAVE_MS:
+                    if job("health", "safe_time", self.state, safe_ms // 1000):
+                        self.reboot_requested = now  # try normal mode again
+                    safe_ms = 0
+                    self.save_state()
             if self.reboot_requested is not None and (
                 self.link is None
                 or self.link.idle()
@@ -336,14 +415,26 @@ class App:
         job("startup", "start", self)
 
     async def main(self):
+        try:  # first: a hang anywhere from here on resets the bench (120 s)
+            self.wdt = self.hw.machine.WDT(timeout=_WDT_MS)
+        except Exception:
+            self.wdt = None
         self.start()
         tasks = [asyncio.create_task(self.supervisor_guard())]
+        crit = []
         if self.link is not None:
-            tasks.append(asyncio.create_task(self.link.run()))
+            tasks.append(asyncio.create_task(self.watched(self.link.run())))
+            crit.append("link")
         if not self.safe:
-            tasks.append(asyncio.create_task(self.sampler()))
+            tasks.append(asyncio.create_task(self.watched(self.sampler())))
+            crit.append("sampler")  # the power manager and the ports' protection run in it
+        elif self.power is not None:
+            tasks.append(asyncio.create_task(self.watched(self.guard())))
+            crit.append("power")
         if self.front is not None:
-            tasks.append(asyncio.create_task(self.front.run()))
+            tasks.append(asyncio.create_task(self.watched(self.front.run())))
+            crit.append("front")
+        self.critical = crit
         self.tasks = tasks
         try:
             reason = await tasks[0]
@@ -356,6 +447,16 @@ class App:
         for t in tasks[1:]:
             t.cancel()
         return reason
+
+    async def watched(self, coro):
+        # A critical task that dies keeps its traceback for the next boot's `fault` event; it
+        # stops checking in, so the watchdog resets the bench.
+        try:
+            return await coro
+        except Exception as e:
+            print("task died:", repr(e))
+            job("fault", "keep", self.root, e)
+            raise
 
     async def supervisor_guard(self):
         return await self.supervisor()

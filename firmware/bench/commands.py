@@ -78,8 +78,11 @@ def execute(app, op, args, cid=""):
     if op == "ping":
         return True, ""
     if op == "reboot":
+        if app.state.get("safe"):  # someone mended the cause: try normal mode at once
+            app.state["trying"] = 1
+            app.save_state()
         app.reboot_requested = ticks_ms()
-        return True, ""
+        return True, "normal mode tried" if app.state.get("safe") else ""
     if op == "set":
         return apply_settings(app, args)
     if op == "port":

@@ -63,6 +63,7 @@ async def wifi(link):
     for _ in range(30):
         if sta.isconnected():
             return
+        link.app.checkin("link")  # waiting for Wi-Fi is the link at work, not hung
         await runtime.sleep_ms(500)
     raise OSError("Wi-Fi did not connect to " + w["ssid"])
 

@@ -399,10 +399,23 @@ class Ota:
             self._save(s)
             return "switched"
         if st == "trial":
-            # The trial app booted before and never reported healthy: its first boot failed.
+            if s.get("ran"):
+                # Healthy at its last boot, its birth never acknowledged (no Wi-Fi, or a power
+                # cut): still on trial, and this boot must be healthy again.
+                del s["ran"]
+                self._save(s)
+                return "trial"
+            # The trial app booted before and never became healthy: that boot failed.
             self.rollback(s)
             return "rolled_back"
         return ""
+
+    def ran(self):
+        # The trial app is healthy but not committed (its birth not acknowledged yet).
+        s = self.state()
+        if s.get("state") == "trial" and not s.get("ran"):
+            s["ran"] = 1
+            self._save(s)
 
     def rollback(self, s=None):
         # Put the previous app back (the caller reboots into it).
@@ -526,6 +539,9 @@ def step(app, what):
             app.fault("ota_trust", o.error)
     elif what == "rollback":
         o.rollback()
+    elif what == "ran":
+        o.ran()
+        return False
     if what != "rollback":
         r = o.report()
         if r is not None:

@@ -83,6 +83,9 @@ async def wait_for_ms(aw, ms):
         if MICROPYTHON:
             return await asyncio.wait_for_ms(aw, ms)
         return await asyncio.wait_for(aw, ms / 1000)
+    w = getattr(CLOCK, "wait_for", None)  # a stepped clock times out when stepped there
+    if w is not None:
+        return await w(aw, ms)
     return await asyncio.wait_for(aw, CLOCK.real_s(ms))
 
 
@@ -107,6 +110,14 @@ async def net_wait_ms(aw, ms):
     if CLOCK is None:
         return await wait_for_ms(aw, ms)
     return await asyncio.wait_for(aw, max(CLOCK.real_s(ms), ms / 1000))
+
+
+def print_exception(exc, f):
+    # The traceback into a file object, as MicroPython's sys.print_exception() writes it.
+    if MICROPYTHON:
+        sys.print_exception(exc, f)
+    else:  # CPython on the host; the ESP32 port has no traceback module
+        __import__("traceback").print_exception(type(exc), exc, exc.__traceback__, file=f)
 
 
 def unload(name):

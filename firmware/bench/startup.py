@@ -6,9 +6,7 @@ import gc
 
 from bench import spool as sp
 from bench import store
-from bench.runtime import const, job, unload
-
-_UNHEALTHY_LIMIT = const(3)
+from bench.runtime import job, unload
 
 
 def load(app):
@@ -37,12 +35,11 @@ def load(app):
     start = app.cfg.get("boot", 1) - 1 if app.cfg else 0
     app.boot_no = (last if last > start else start) + 1
     app.state["boot"] = app.boot_no
-    unhealthy = app.state.get("unhealthy", 0)
-    if unhealthy >= _UNHEALTHY_LIMIT:
+    if app.state.get("safe"):  # main.prepare counted the boots (bench.health)
         app.safe = True
-        app.faults.append(("unhealthy_boots", "%d boots never became healthy" % unhealthy))
-    if app.ota_boot != "rolled_back":  # the trial's failed boot is not the old app's
-        app.state["unhealthy"] = unhealthy + 1
+        app.faults.append(
+            ("unhealthy_boots", "%d boots never became healthy" % app.state.get("unhealthy", 0))
+        )
     app.save_state()
     gc.collect()
 
@@ -149,12 +146,14 @@ def start(app):
     )
     if app.cfg is not None:
         app.link = Link(app)
-    if not app.safe:
+    # Safe mode too: the power manager and the ports' protection never stop (PROTOCOL.md).
+    if app.board is not None and app.link is not None:
         try:
             setup_hardware(app)
         except Exception as e:  # a board the profile does not describe: report, stay up
             app.faults.append(("hardware", str(e)[:120]))
             app.safe = True
+            app.power = None
     if not app.safe:
         try:
             from bench.front import Front
@@ -180,6 +179,8 @@ def start(app):
     for code, detail in app.faults:
         app.record_event("fault", {"code": code, "detail": str(detail)[:120]})
     app.faults = []
+    if store.exists(app.root + "/fault.json"):  # the last boot's crash, kept in flash
+        job("fault", "report", app)
     if app.ota_boot or store.exists(app.root + "/ota.json"):
         try:
             job("ota", "step", app, "report")

@@ -7,7 +7,9 @@ FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 # The unit tests' shared helpers (unit/scratch.py) import by their bare name, as in the VM,
 # where the test folder is /tests on sys.path.
 UNIT = Path(__file__).resolve().parent / "unit"
-for _p in (FIRMWARE, UNIT):
+# rig.py (a virtual bench on a stepped clock) imports by its bare name too.
+HERE = Path(__file__).resolve().parent
+for _p in (FIRMWARE, UNIT, HERE):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 

@@ -151,6 +151,16 @@ def _board():
     return board
 
 
+def _watchdog():
+    # The watchdog, not fed within its timeout, resets the board. This VM cannot interrupt
+    # running code, so it bites at the next call into the hardware (I2C, pins, pads, feed).
+    b = board
+    if b is not None and b.wdt_expired():
+        b.wdt_timeout_ms = None
+        b.cause = WDT_RESET
+        raise VirtualReset(WDT_RESET)
+
+
 def _id(pin):
     return pin.id if hasattr(pin, "id") else int(pin)
 
@@ -175,6 +185,7 @@ class Pin:
         self.pins[self.id] = v
 
     def value(self, v=None):
+        _watchdog()
         if v is None:
             return self.pins.get(self.id, 0)
         self._set(v)
@@ -197,20 +208,25 @@ class I2C:
         return self.bus.scan()
 
     def readfrom_mem(self, addr, reg, n, addrsize=8):
+        _watchdog()
         return self.bus.chip(addr).read(reg, n)
 
     def readfrom_mem_into(self, addr, reg, buf, addrsize=8):
+        _watchdog()
         data = self.bus.chip(addr).read(reg, len(buf))
         for i in range(len(buf)):
             buf[i] = data[i]
 
     def readfrom(self, addr, n, stop=True):
+        _watchdog()
         return self.bus.chip(addr).read(0, n)
 
     def writeto_mem(self, addr, reg, buf, addrsize=8):
+        _watchdog()
         self.bus.chip(addr).write(reg, bytes(buf))
 
     def writeto(self, addr, buf, stop=True):
+        _watchdog()
         chip = self.bus.chip(addr)  # an address-only probe: OSError if nobody answers
         data = bytes(buf)
         if data:
@@ -241,6 +257,7 @@ class TouchPad:
             raise ValueError("invalid pin for touchpad")
 
     def read(self):
+        _watchdog()
         b = _board()
         timed = b.presses.get(self.id)
         if timed is not None and timed[1] <= time.time() < timed[2]:
@@ -259,6 +276,7 @@ class WDT:
         b.wdt_fed_ms = time.ticks_ms()
 
     def feed(self):
+        _watchdog()  # too late: it has bitten already
         _board().wdt_fed_ms = time.ticks_ms()
 
 
@@ -288,6 +306,7 @@ def deepsleep(ms=0):
 
 
 def lightsleep(ms=0):
+    _watchdog()
     r = _board().sleep_requests
     r.append(("light", ms))
     del r[:-1000]  # the latest thousand are plenty for a test
