@@ -1,37 +1,28 @@
-"""Alerts that reach people, without storms: rules on what the gateway already knows.
+"""The gateway's alert rules, on what it already knows; the engine and channels are
+:mod:`klupa.notify` (shared with the portal's gateway-down alert).
 
-Each rule yields the conditions that hold now, each with a stable key (``offline:mostar-01``).
-A condition that starts to hold fires once; while it holds it is repeated at most every
-``repeat_h`` hours; when it stops holding a recovery is sent (only for one that was sent).
-Nothing is sent during the municipality's quiet hours: a condition still holding when they end
-fires then, one that came and went inside them is never sent. What was sent survives a restart
-(the store's ``alerts`` table), so a restart does not repeat an alert early.
-
-Channels: e-mail over SMTP (STARTTLS and login when configured) and a JSON webhook (a Telegram
-or Matrix bridge takes it). A channel that fails is tried again at the next evaluation.
+Rules: bench offline, battery critical, safe mode, tamper, touch pads wet, forwarding backlog,
+disk nearly full, clock not synchronised. What was sent survives a restart (the store's
+``alerts`` table), so a restart does not repeat an alert early.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import smtplib
-import ssl
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
-from email.message import EmailMessage
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edge_gateway.store import LOCAL_TZ, Store
+from edge_gateway.store import Store
 from edge_gateway.text import printable
+from klupa.notify import Active, Channels, Condition, Engine, Notice, quiet
 
 if TYPE_CHECKING:
     from edge_gateway.config import AlertsConfig
     from edge_gateway.service import Gateway
+
+__all__ = ["Alerts", "Channels", "Condition", "Notice", "conditions", "cut_off", "quiet"]
 
 log = logging.getLogger("edge_gateway.alerts")
 
@@ -42,119 +33,9 @@ TAMPER_HOLD_S = 3600.0  # a tamper event's alert holds this long after the last 
 CUT_OFF_S = 900.0
 
 
-@dataclass
-class Condition:
-    key: str
-    summary: str
-    bench: str = ""
-
-
-@dataclass
-class Active:
-    since: float
-    summary: str
-    bench: str
-    sent: float = 0.0  # when it was last sent (0: never)
-
-
-@dataclass
-class Notice:
-    state: str  # "firing", "repeat" or "resolved"
-    key: str
-    summary: str
-    bench: str
-    since: float
-    at: float
-    municipality: str
-
-    def subject(self) -> str:
-        word = {"firing": "ALERT", "repeat": "STILL", "resolved": "RESOLVED"}[self.state]
-        return f"[klupa {self.municipality}] {word}: {self.summary}"
-
-    def body(self) -> str:
-        since = datetime.fromtimestamp(self.since, LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
-        lines = [self.summary, "", f"municipality: {self.municipality}"]
-        if self.bench:
-            lines.append(f"bench: {self.bench}")
-        lines.append(f"since: {since} (Europe/Sarajevo)")
-        if self.state == "resolved":
-            lines.append(f"lasted: {_duration(self.at - self.since)}")
-        lines += ["", "See docs/operations.md, 'Alerts', for what to do."]
-        return "\n".join(lines) + "\n"
-
-    def json(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "alert": self.key,
-            "summary": self.summary,
-            "municipality": self.municipality,
-            "bench": self.bench or None,
-            "since": int(self.since),
-            "ts": int(self.at),
-            "text": self.subject(),
-        }
-
-
 def _duration(s: float) -> str:
     m = int(s // 60)
     return f"{m // 60} h {m % 60} min" if m >= 60 else f"{m} min"
-
-
-def quiet(hours: tuple[int, int] | None, now: float) -> bool:
-    """Within the quiet hours ``[start, end)`` of the local day (wrapping past midnight)."""
-    if hours is None:
-        return False
-    start, end = hours
-    h = datetime.fromtimestamp(now, LOCAL_TZ).hour
-    return start <= h < end if start <= end else (h >= start or h < end)
-
-
-# --------------------------------------------------------------------------- channels
-
-
-class Channels:
-    def __init__(self, cfg: AlertsConfig) -> None:
-        self.cfg = cfg
-
-    def send(self, notice: Notice) -> bool:
-        """Every configured channel; True when all of them took it."""
-        ok = True
-        if self.cfg.mail_to:
-            ok &= self._try("e-mail", lambda: self.mail(notice))
-        if self.cfg.webhook_url:
-            ok &= self._try("webhook", lambda: self.webhook(notice))
-        return ok
-
-    def _try(self, name: str, fn: Callable[[], None]) -> bool:
-        try:
-            fn()
-            return True
-        except Exception as exc:  # noqa: BLE001 - a channel's trouble is retried, never fatal
-            log.warning("could not send an alert by %s: %s", name, printable(exc))
-            return False
-
-    def mail(self, notice: Notice) -> None:
-        c = self.cfg
-        msg = EmailMessage()
-        msg["From"] = c.mail_from
-        msg["To"] = ", ".join(c.mail_to)
-        msg["Subject"] = notice.subject()
-        msg.set_content(notice.body())
-        with smtplib.SMTP(c.smtp_host, c.smtp_port, timeout=20) as smtp:
-            if c.smtp_starttls:
-                smtp.starttls(context=ssl.create_default_context(cafile=c.smtp_ca_file))
-            if c.smtp_user:
-                smtp.login(c.smtp_user, c.smtp_password or "")
-            smtp.send_message(msg)
-
-    def webhook(self, notice: Notice) -> None:
-        from edge_gateway.sinks.base import http
-
-        headers = {"Content-Type": "application/json"}
-        if self.cfg.webhook_token:
-            headers["Authorization"] = f"Bearer {self.cfg.webhook_token}"
-        body = json.dumps(notice.json(), ensure_ascii=False).encode()
-        http("POST", self.cfg.webhook_url or "", body, headers, timeout=15)
 
 
 # --------------------------------------------------------------------------- rules
@@ -225,29 +106,28 @@ def conditions(gw: Gateway, cfg: AlertsConfig, now: float) -> list[Condition]:
 # --------------------------------------------------------------------------- engine
 
 
-@dataclass
 class Alerts:
-    gw: Gateway
-    cfg: AlertsConfig
-    channels: Channels | None = None
-    active: dict[str, Active] = field(default_factory=dict)
-    resolved: list[Notice] = field(default_factory=list)  # waiting out the quiet hours
-    sent: list[Notice] = field(default_factory=list)  # this process's, for `status` and tests
+    """The gateway's alerts: its rules, evaluated every ``evaluate_s`` on its own thread."""
 
-    def __post_init__(self) -> None:
-        if self.channels is None:
-            self.channels = Channels(self.cfg)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="alerts", daemon=True)
-        self.store = Store(self.gw.cfg.spool.path)
+    def __init__(self, gw: Gateway, cfg: AlertsConfig, channels: Channels | None = None) -> None:
+        self.gw = gw
+        self.cfg = cfg
+        self.store = Store(gw.cfg.spool.path)
         self.store.conn.execute(
             "CREATE TABLE IF NOT EXISTS alerts (key TEXT PRIMARY KEY, since REAL NOT NULL, "
             "sent REAL NOT NULL, summary TEXT NOT NULL, bench TEXT NOT NULL)"
         )
+        self.engine = Engine(cfg, gw.m, channels, save=self._save)
         for key, since, sent, summary, bench in self.store.conn.execute(
             "SELECT key, since, sent, summary, bench FROM alerts"
         ):
-            self.active[key] = Active(since, summary, bench, sent)
+            self.engine.active[key] = Active(since, summary, bench, sent)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="alerts", daemon=True)
+
+    @property
+    def sent(self) -> list[Notice]:
+        return self.engine.sent
 
     def start(self) -> None:
         self.thread.start()
@@ -262,17 +142,6 @@ class Alerts:
             except Exception as exc:  # noqa: BLE001 - alerts must not die
                 log.warning("alert evaluation failed: %s", printable(exc))
 
-    def _notice(self, state: str, key: str, a: Active, now: float) -> Notice:
-        return Notice(state, key, a.summary, a.bench, a.since, now, self.gw.m)
-
-    def _deliver(self, n: Notice) -> bool:
-        assert self.channels is not None
-        if not self.channels.send(n):
-            return False
-        self.sent.append(n)
-        log.warning("alert %s: %s", n.state, n.summary)
-        return True
-
     def _save(self, key: str, a: Active | None) -> None:
         with self.store.transaction():
             if a is None:
@@ -285,34 +154,4 @@ class Alerts:
                 )
 
     def evaluate(self, now: float) -> None:
-        holding = {c.key: c for c in conditions(self.gw, self.cfg, now)}
-        hushed = quiet(self.cfg.quiet_hours, now)
-        # stopped holding
-        for key in [k for k in self.active if k not in holding]:
-            a = self.active.pop(key)
-            self._save(key, None)
-            if a.sent:
-                self.resolved.append(self._notice("resolved", key, a, now))
-        # a resolved alert that fires again before its recovery went out: no recovery
-        self.resolved = [n for n in self.resolved if n.key not in holding]
-        if not hushed:
-            self.resolved = [n for n in self.resolved if not self._deliver(n)]
-        for key, c in holding.items():
-            known = self.active.get(key)
-            if known is None:
-                a = self.active[key] = Active(now, c.summary, c.bench)
-                self._save(key, a)
-            else:
-                a = known
-                a.summary = c.summary
-            if hushed:
-                continue
-            if a.sent == 0:
-                state = "firing"
-            elif now - a.sent >= self.cfg.repeat_h * 3600:
-                state = "repeat"
-            else:
-                continue
-            if self._deliver(self._notice(state, key, a, now)):
-                a.sent = now
-                self._save(key, a)
+        self.engine.evaluate(conditions(self.gw, self.cfg, now), now)

@@ -87,6 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument(
+        "--alerts",
+        help="a TOML file with an [alerts] table: send 'gateway down' alerts (e-mail, webhook)",
+    )
 
     migrate = sub.add_parser("migrate", help="bring the database schema to the newest revision")
     _add_db(migrate)
@@ -236,7 +240,7 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.command == "serve":
         from portal.server import serve
 
-        return serve(_db(args), args.host, args.port)
+        return serve(_db(args), args.host, args.port, args.alerts)
     if args.command == "migrate":
         open_database(_db(args))
         print("database schema is up to date")

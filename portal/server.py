@@ -136,16 +136,33 @@ def make_server(db: str, host: str, port: int) -> _Server:
     return _Server(config)
 
 
-def serve(db: str, host: str = "127.0.0.1", port: int = 8080) -> int:
-    """Migrate the database, then serve until SIGINT or SIGTERM; returns 0."""
+def serve(db: str, host: str = "127.0.0.1", port: int = 8080, alerts: str | None = None) -> int:
+    """Migrate the database, then serve until SIGINT or SIGTERM; returns 0.
+
+    With ``alerts`` (a TOML file with an ``[alerts]`` table) the portal also watches the
+    gateways' heartbeats and sends the "gateway down" alert (portal.alerts).
+    """
     logs.setup()
+    watch = None
+    if alerts is not None:
+        from portal.alerts import GatewayWatch, load_config
+
+        try:
+            cfg = load_config(alerts)
+        except ValueError as exc:
+            raise ServeError(str(exc).replace("\n", "; ")) from None
     server = make_server(db, host, port)
+    if alerts is not None:
+        watch = GatewayWatch(open_database(db), cfg).start()
     log.info("portal starting", extra={"host": host, "port": port})
     try:
         server.run()
     except SystemExit as exc:  # uvicorn exits when it cannot listen
         if exc.code:
             raise ServeError(f"cannot serve on {host}:{port} (see the log line above)") from exc
+    finally:
+        if watch is not None:
+            watch.stop()
     log.info("portal stopped")
     return 0
 
