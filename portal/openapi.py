@@ -603,6 +603,11 @@ def spec(version: str = "1") -> dict[str, Any]:
             ),
             "/": page("The polls and their results (HTML)"),
             "/benches": page("The benches and the gateways (HTML)"),
+            "/method": page("How the votes are counted: the method (HTML)"),
+            "/polls/{poll_id}/method": page(
+                "A poll's method, caps, exports and digests (HTML)",
+                path_param("poll_id", {"type": "string"}, EXAMPLE_POLL),
+            ),
             "/benches/{bench}": page(
                 "A bench's last 30 days (HTML)",
                 path_param("bench", {"type": "string"}, "mostar-01"),
