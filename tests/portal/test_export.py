@@ -75,6 +75,14 @@ def test_exports_round_trip_to_results_and_digests(portal: Any, make_vote: Any) 
         lines = sorted(f"{row['id']},{row['choice']}\n" for row in rows if row["bench"] == bench)
         mine = hashlib.sha256("".join(lines).encode("utf-8")).hexdigest()
         assert results["digests"][bench] == mine
+    # The same digests on the poll's method page and its card on the front page.
+    portal.http.cookies.clear()
+    method = portal.http.get(f"/polls/{poll['id']}/method").text
+    front = portal.http.get("/").text
+    for bench, digest in results["digests"].items():
+        assert f'<tr id="digest-{bench}"><td>{bench}</td><td class="digest">{digest}</td>' in method
+        assert digest in front
+    assert "mostar-01: 1.000" in method  # its own hourly cap, in Bosnian numbers
     # A changed vote changes its bench's digest.
     forged = [(row["id"], row["choice"]) for row in rows if row["bench"] == "mostar-04"]
     forged[0] = (forged[0][0], "no" if forged[0][1] == "yes" else "yes")
