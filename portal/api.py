@@ -296,7 +296,9 @@ def create_app(engine: Engine) -> FastAPI:
             return JSONResponse({"poll": poll.id, "hidden": True, "closes": poll.closes})
         answer = await run_in_threadpool(store.results, engine, poll_id, poll)
         if now >= poll.closes:
-            answer["digests"] = await run_in_threadpool(export.digests, engine, poll_id)
+            answer["digests"] = await run_in_threadpool(
+                export.digests, engine, poll_id, answer["benches"]
+            )
         return JSONResponse(answer)
 
     async def exported_poll(request: Request) -> tuple[store.Poll, bool]:
@@ -351,7 +353,11 @@ def create_app(engine: Engine) -> FastAPI:
     async def export_results_csv(request: Request) -> Response:
         poll, closed = await exported_poll(request)
         res = await run_in_threadpool(store.results, engine, poll.id, poll)
-        digests = await run_in_threadpool(export.digests, engine, poll.id) if closed else None
+        digests = (
+            await run_in_threadpool(export.digests, engine, poll.id, res["benches"])
+            if closed
+            else None
+        )
         title = f"Results of poll {poll.id}"
         body = export.to_csv(title, export.RESULT_COLUMNS, export.result_rows(res, digests))
         return csv_answer(body, f"{poll.id}-results.csv")

@@ -89,8 +89,31 @@ def poll_votes(engine: Engine, poll_id: str) -> list[dict[str, Any]]:
         ]
 
 
-def digests(engine: Engine, poll_id: str) -> dict[str, str]:
-    """Each bench's digest of its counted votes in the poll."""
+# A poll's digests by its per-bench vote counts: votes are only ever added (never changed or
+# removed), so unchanged counts mean unchanged votes, and a closed poll's page or results need
+# not read and hash all its votes again (a late vote cast in time changes a count).
+_CACHE: dict[str, tuple[tuple[tuple[str, int], ...], dict[str, str]]] = {}
+_CACHE_MAX = 256
+
+
+def digests(
+    engine: Engine, poll_id: str, counts: dict[str, dict[str, int]] | None = None
+) -> dict[str, str]:
+    """Each bench's digest of its counted votes in the poll. `counts` (bench -> choice -> votes,
+    as `store.results` gives them), when given, lets an unchanged poll's digests be reused."""
+    key = tuple(sorted((b, sum(c.values())) for b, c in counts.items())) if counts else None
+    cached = _CACHE.get(poll_id)
+    if key is not None and cached is not None and cached[0] == key:
+        return dict(cached[1])
+    found = _digests(engine, poll_id)
+    if key is not None:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[poll_id] = (key, found)
+    return dict(found)
+
+
+def _digests(engine: Engine, poll_id: str) -> dict[str, str]:
     per_bench: dict[str, list[tuple[str, str]]] = {}
     query = select(votes.c.bench, votes.c.id, votes.c.choice).where(votes.c.poll_id == poll_id)
     with reading(engine) as conn:

@@ -87,6 +87,7 @@ def _poll_cards(engine: Engine, lang: str, now: int) -> dict[str, list[PollCard]
         hidden = poll.hidden(now)
         total, bars, rows, capped = 0, None, [], {}
         labels: list[tuple[str, int]] = []
+        digests: dict[str, str] = {}
         if not hidden and state != "upcoming":
             capped = votecap.capped_counts(engine, poll.id)
             res = store.results(engine, poll.id, poll)
@@ -101,6 +102,8 @@ def _poll_cards(engine: Engine, lang: str, now: int) -> dict[str, list[PollCard]
                 lambda v: i18n.number(v, lang),
             )
             flagged = store.vote_spikes(engine, res["benches"], now) if state == "open" else set()
+            if state == "closed":
+                digests = export.digests(engine, poll.id, res["benches"])
             rows = [
                 (bench, counts, sum(counts.values()), bench in flagged)
                 for bench, counts in res["benches"].items()
@@ -109,7 +112,6 @@ def _poll_cards(engine: Engine, lang: str, now: int) -> dict[str, list[PollCard]
             (label, count, i18n.number(100 * count / total if total else 0, lang))
             for label, count in (labels if bars is not None else [])
         ]
-        digests = export.digests(engine, poll.id) if state == "closed" and not hidden else {}
         card = PollCard(poll, state, hidden, total, bars, rows, capped, shares, digests)
         for place in poll.municipalities:
             by_place.setdefault(place, []).append(card)
@@ -219,7 +221,11 @@ def _poll_method(engine: Engine, poll_id: str, now: int) -> dict[str, Any]:
         "hidden": poll.hidden(now),
         "closed": closed,
         "caps": caps,
-        "digests": export.digests(engine, poll.id) if closed else {},
+        "digests": (
+            export.digests(engine, poll.id, store.results(engine, poll.id, poll)["benches"])
+            if closed
+            else {}
+        ),
     }
 
 

@@ -42,7 +42,8 @@ def closed_poll_with_votes(portal: Any, make_vote: Any) -> dict[str, Any]:
     return poll
 
 
-def test_exports_round_trip_to_results_and_digests(portal: Any, make_vote: Any) -> None:
+def test_exports_round_trip_to_results_and_digests(any_portal: Any, make_vote: Any) -> None:
+    portal = any_portal
     poll = closed_poll_with_votes(portal, make_vote)
     results = portal.http.get(f"/api/v1/polls/{poll['id']}/results").json()
     assert results["total"] == len(poll["sent"])
@@ -88,6 +89,27 @@ def test_exports_round_trip_to_results_and_digests(portal: Any, make_vote: Any) 
     forged[0] = (forged[0][0], "no" if forged[0][1] == "yes" else "yes")
     assert export.digest_of(forged) != results["digests"]["mostar-04"]
 
+    # A vote cast in time that arrives after the close counts, and changes its bench's digest
+    # (the page and results must not keep an old one).
+    late = make_vote(poll, "mostar-03", 99, "no", ts=poll["closes"] - 5)
+    token = portal.auth(portal.token("mostar"))
+    assert (
+        portal.http.post("/api/v1/votes", json={"votes": [late]}, headers=token).json()["accepted"]
+        == 1
+    )
+    again = portal.http.get(f"/api/v1/polls/{poll['id']}/results").json()
+    assert again["digests"]["mostar-03"] != results["digests"]["mostar-03"]
+    assert again["digests"]["mostar-04"] == results["digests"]["mostar-04"]
+    lines = sorted(
+        [f"{row['id']},{row['choice']}\n" for row in rows if row["bench"] == "mostar-03"]
+        + [f"{late['id']},no\n"]
+    )
+    assert again["digests"]["mostar-03"] == hashlib.sha256("".join(lines).encode()).hexdigest()
+    portal.http.cookies.clear()
+    assert again["digests"]["mostar-03"] in portal.http.get("/").text
+    poll["sent"].append(late)
+    rows = rows_of(portal.http.get("/api/v1/export/votes.csv", params={"poll": poll["id"]}).text)
+
     # The minute is the vote's own, cut to the minute.
     sent = {v["id"]: v["ts"] for v in poll["sent"]}
     assert all(row["minute"] == export.minute_of(sent[row["id"]]) for row in rows)
@@ -96,6 +118,7 @@ def test_exports_round_trip_to_results_and_digests(portal: Any, make_vote: Any) 
     assert "CC BY 4.0" in js["licence"] and set(js["columns"]) == set(rows[0])
     assert sorted(js["votes"], key=lambda v: v["id"]) == sorted(rows, key=lambda v: v["id"])
 
+    results = again  # with the late vote
     table = rows_of(portal.http.get("/api/v1/export/results.csv", params={"poll": poll["id"]}).text)
     totals = {row["choice"]: int(row["votes"]) for row in table if not row["bench"]}
     assert totals == results["choices"]
@@ -106,8 +129,9 @@ def test_exports_round_trip_to_results_and_digests(portal: Any, make_vote: Any) 
 
 
 def test_open_poll_has_no_digest_and_hidden_poll_exports_nothing(
-    portal: Any, make_vote: Any
+    any_portal: Any, make_vote: Any
 ) -> None:
+    portal = any_portal
     live = portal.make_poll(["mostar"])
     hidden = portal.make_poll(["mostar"], results="after_close")
     token = portal.auth(portal.token("mostar"))
@@ -135,7 +159,8 @@ def test_open_poll_has_no_digest_and_hidden_poll_exports_nothing(
     assert modes[live["id"]] == "live" and modes[hidden["id"]] == "after_close"
 
 
-def test_bench_days_export_is_daily_sums_with_licence(portal: Any) -> None:
+def test_bench_days_export_is_daily_sums_with_licence(any_portal: Any) -> None:
+    portal = any_portal
     token = portal.auth(portal.token("trebinje"))
     days = [
         {
