@@ -169,8 +169,11 @@ def test_every_page_in_every_language_passes_axe_keyboard_and_zoom(
     token = portal.auth(portal.token("mostar"))
     votes = [make_vote(closed, "mostar-06", n, "no" if n % 3 else "yes") for n in range(1, 8)]
     assert portal.http.post("/api/v1/votes", json={"votes": votes}, headers=token).is_success
+    hidden = portal.make_poll(["mostar"], results="after_close")  # its card: no numbers
+    upcoming = portal.make_poll(["mostar"], opens=now + 86400, closes=now + 2 * 86400)
     time.sleep(max(0.0, closed["closes"] - time.time()) + 0.2)
     pages = ["/", "/benches", f"/benches/{bench}", "/method", f"/polls/{closed['id']}/method"]
+    pages += [f"/polls/{hidden['id']}/method", f"/polls/{upcoming['id']}/method", "/no-such-page"]
     problems: list[str] = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
