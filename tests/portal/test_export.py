@@ -193,3 +193,28 @@ def test_bench_days_export_is_daily_sums_with_licence(any_portal: Any) -> None:
         assert portal.http.get("/api/v1/export/bench-days.csv", params=bad).status_code == 400
     empty = {**q, "from": "2026-11-04", "to": "2026-11-01"}
     assert rows_of(portal.http.get("/api/v1/export/bench-days.csv", params=empty).text) == []
+
+
+def test_the_gateway_learns_which_polls_are_hidden(portal: Any, tmp_path: Any) -> None:
+    """The real gateway's poll sync against the real portal: a poll with results after its
+    close reaches the gateway's store as hidden (so InfluxDB gets its choices only then)."""
+    import sqlite3
+    from types import SimpleNamespace
+
+    from edge_gateway.polls import PollSync
+
+    live = portal.make_poll(["nevesinje"])
+    hidden = portal.make_poll(["nevesinje"], results="after_close")
+    spool = tmp_path / "spool.sqlite"
+    gateway = SimpleNamespace(
+        m="nevesinje", cfg=SimpleNamespace(spool=SimpleNamespace(path=str(spool)))
+    )
+    cfg = SimpleNamespace(url=portal.url, token=portal.token("nevesinje"))
+    sync = PollSync(gateway, cfg)  # type: ignore[arg-type]
+    fetched = sync.fetch()
+    assert {p["id"] for p in fetched} >= {live["id"], hidden["id"]}
+    sync.note_hidden(fetched)
+    assert sync.hidden == {hidden["id"]: hidden["closes"]}
+    with sqlite3.connect(spool) as db:
+        stored = dict(db.execute("SELECT poll, closes FROM hidden_polls").fetchall())
+    assert stored == {hidden["id"]: hidden["closes"]}
