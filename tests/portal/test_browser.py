@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from klupa.testing.services import need_program
+from klupa.testing.services import need_program, services_required
 from portal import store
 
 CHROMIUM_ARGS = [
@@ -162,7 +162,10 @@ def test_every_page_in_every_language_passes_axe_keyboard_and_zoom(
     chromium = need_program("chromium", "/usr/bin/chromium")
     sync_api = pytest.importorskip("playwright.sync_api")
     if not AXE.exists():
-        pytest.skip("axe-core is not installed (npm ci)")
+        msg = "axe-core is not installed (scripts/setup.sh runs npm ci)"
+        if services_required():
+            pytest.fail(msg)
+        pytest.skip(msg)
     bench = seed(portal, make_vote)
     now = int(time.time())
     closed = portal.make_poll(["mostar"], opens=now - 7200, closes=now + 2)
