@@ -1,7 +1,8 @@
 """The pages' words in every language of the benches, and how a visitor's language is chosen.
 
 Languages: Bosnian (`bs`, the default), Croatian (`hr`), Serbian in Latin (`sr-Latn`) and in
-Cyrillic (`sr-Cyrl`) script, and English (`en`). Each word is written in bs, hr, sr-Latn and
+Cyrillic (`sr-Cyrl`) script, and English (`en`). Serbian is ijekavian, as written in Bosnia and
+Herzegovina (`vrijeme`, `poslije`), like the polls' own Serbian texts. Each word is written in bs, hr, sr-Latn and
 en; the Cyrillic is the Serbian Latin transliterated (`to_cyrillic`: one to one, the digraphs
 lj, nj and dž included), so the two scripts never drift apart. `tests/portal/test_i18n.py`
 fails on a key missing or blank in any language.
@@ -65,14 +66,14 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
     "hidden": (
         "Rezultati se objavljuju nakon zatvaranja ankete",
         "Rezultati se objavljuju nakon zatvaranja ankete",
-        "Rezultati se objavljuju posle zatvaranja ankete",
+        "Rezultati se objavljuju poslije zatvaranja ankete",
         "Results are published when the poll closes",
     ),
     "per_bench": ("Po klupama", "Po klupama", "Po klupama", "By bench"),
     "bench": ("Klupa", "Klupa", "Klupa", "Bench"),
     "option": ("Odgovor", "Odgovor", "Odgovor", "Answer"),
     "votes_n": ("Glasova", "Glasova", "Glasova", "Votes"),
-    "share": ("Udio", "Udio", "Udeo", "Share"),
+    "share": ("Udio", "Udio", "Udio", "Share"),
     "anomaly": (
         "neuobičajeno mnogo glasova danas",
         "neuobičajeno mnogo glasova danas",
@@ -109,7 +110,7 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
     "seat_today": (
         "Sati sjedenja danas",
         "Sati sjedenja danas",
-        "Sati sedenja danas",
+        "Sati sjedenja danas",
         "Seat hours today",
     ),
     "firmware": ("Softver", "Softver", "Firmver", "Firmware"),
@@ -119,7 +120,12 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
         "Još nema podataka o klupama.",
         "No bench data yet.",
     ),
-    "last_30": ("Posljednjih 30 dana", "Posljednjih 30 dana", "Poslednjih 30 dana", "Last 30 days"),
+    "last_30": (
+        "Posljednjih 30 dana",
+        "Posljednjih 30 dana",
+        "Posljednjih 30 dana",
+        "Last 30 days",
+    ),
     "solar_wh": (
         "Sunčeva energija (Wh)",
         "Sunčeva energija (Wh)",
@@ -141,7 +147,7 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
     "votes": ("Glasovi", "Glasovi", "Glasovi", "Votes"),
     "uptime_pct": ("Dostupnost (%)", "Dostupnost (%)", "Dostupnost (%)", "Uptime (%)"),
     "date": ("Datum", "Datum", "Datum", "Date"),
-    "value": ("Vrijednost", "Vrijednost", "Vrednost", "Value"),
+    "value": ("Vrijednost", "Vrijednost", "Vrijednost", "Value"),
     "chart_data": (
         "Podaci grafikona kao tabela",
         "Podaci grafikona kao tablica",
@@ -157,8 +163,8 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
     "back": ("Nazad", "Natrag", "Nazad", "Back"),
     "municipality": ("Općina", "Općina", "Opština", "Municipality"),
     "no_data": ("nema podataka", "nema podataka", "nema podataka", "no data"),
-    "last_seen": ("Zadnji put viđena", "Zadnji put viđena", "Poslednji put viđena", "Last seen"),
-    "last_heard": ("Zadnji put čuli", "Zadnji put čuli", "Poslednji put čuli", "Last heard"),
+    "last_seen": ("Zadnji put viđena", "Zadnji put viđena", "Posljednji put viđena", "Last seen"),
+    "last_heard": ("Zadnji put čuli", "Zadnji put čuli", "Posljednji put čuli", "Last heard"),
     "gateway_silent": (
         "mrežni prolaz se ne javlja duže od 15 minuta",
         "mrežni prolaz se ne javlja dulje od 15 minuta",
@@ -177,11 +183,11 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
         "Nijedan mrežni prolaz se još nije javio.",
         "No gateway has reported yet.",
     ),
-    "heartbeat": ("Zadnji signal", "Zadnji signal", "Poslednji signal", "Last heartbeat"),
+    "heartbeat": ("Zadnji signal", "Zadnji signal", "Posljednji signal", "Last heartbeat"),
     "lag": (
         "Kašnjenje prosljeđivanja",
         "Kašnjenje prosljeđivanja",
-        "Kašnjenje prosleđivanja",
+        "Kašnjenje prosljeđivanja",
         "Forwarding lag",
     ),
     "version": ("Verzija", "Inačica", "Verzija", "Version"),
@@ -257,7 +263,7 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
         "odgovor, vrijeme i svoj redni broj glasa.",
         "Glas je jedan pritisak (0,3 do 1,5 sekundi) na polje odgovora na dodirnoj ploči klupe "
         "dok je anketa otvorena. Klupa ga potvrdi na ekranu 3 sekunde i zapamti samo anketu, "
-        "odgovor, vreme i svoj redni broj glasa.",
+        "odgovor, vrijeme i svoj redni broj glasa.",
         "A vote is one press (0.3 to 1.5 seconds) on an answer pad of the bench's touchpad while "
         "the poll is open. The bench confirms it on its screen for 3 seconds and keeps only the "
         "poll, the answer, the time and its own vote number.",
@@ -275,7 +281,7 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
         "Nakon glasa klupa ne prima novi glas {cooldown} sekundi (stanka). Klupa prima "
         "najviše {cap} glasova na sat; portal broji od svake klupe najviše njezino satno "
         "ograničenje po anketi i satu (UTC), a višak odbija i prikazuje uz anketu.",
-        "Posle glasa klupa ne prima novi glas {cooldown} sekundi (pauza). Klupa prihvata "
+        "Poslije glasa klupa ne prima novi glas {cooldown} sekundi (pauza). Klupa prihvata "
         "najviše {cap} glasova na sat; portal broji od svake klupe najviše njeno satno "
         "ograničenje po anketi i satu (UTC), a višak odbija i prikazuje uz anketu.",
         "After a vote the bench takes no new vote for {cooldown} seconds (the cooldown). A bench "
@@ -291,8 +297,8 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
         "uobičajeni dan i najmanje {least} glasova, nakon barem {days} dana vlastite povijesti. "
         "Klupa se uspoređuje samo sa sobom. Oznaka ne briše glasove: poziva na provjeru.",
         "Klupa se označi kad danas ima najmanje {factor} puta više glasova nego njen uobičajeni "
-        "dan i najmanje {least} glasova, posle bar {days} dana sopstvene istorije. Klupa se "
-        "poredi samo sa sobom. Oznaka ne briše glasove: poziva na proveru.",
+        "dan i najmanje {least} glasova, poslije bar {days} dana sopstvene istorije. Klupa se "
+        "poredi samo sa sobom. Oznaka ne briše glasove: poziva na provjeru.",
         "A bench is flagged when today it has at least {factor} times its usual day's votes and "
         "at least {least}, after at least {days} days of its own history. A bench is compared "
         "only with itself. The flag removes no vote: it asks for a look.",
@@ -300,7 +306,7 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
     "m_measures_h": (
         "Šta klupa mjeri",
         "Što klupa mjeri",
-        "Šta klupa meri",
+        "Šta klupa mjeri",
         "What a bench measures",
     ),
     "m_measures": (
@@ -310,7 +316,7 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
         "Sunčevu energiju, energiju i broj punjenja telefona, koliko je sjedalo zauzeto, broj "
         "dodira, stanje baterije i dostupnost te koliko je uređaja spojeno na njezin Wi-Fi "
         "(samo broj; portal objavljuje samo dnevne zbrojeve).",
-        "Sunčevu energiju, energiju i broj punjenja telefona, koliko je sedište zauzeto, broj "
+        "Sunčevu energiju, energiju i broj punjenja telefona, koliko je sjedište zauzeto, broj "
         "dodira, stanje baterije i dostupnost, kao i koliko je uređaja povezano na njen Wi-Fi "
         "(samo broj; portal objavljuje samo dnevne zbirove).",
         "Solar energy, the energy and number of phone charges, how long the seat is occupied, "
@@ -320,7 +326,7 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
     "m_not_h": (
         "Šta klupa ne mjeri",
         "Što klupa ne mjeri",
-        "Šta klupa ne meri",
+        "Šta klupa ne mjeri",
         "What it does not",
     ),
     "m_not": (
@@ -328,7 +334,7 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
         "brojeve telefona; glas se ne može povezati s osobom.",
         "Nema kamere ni mikrofona. Klupa ne bilježi osobne podatke, MAC adrese, imena ni "
         "brojeve telefona; glas se ne može povezati s osobom.",
-        "Nema kamere ni mikrofona. Klupa ne beleži lične podatke, MAC adrese, imena ni "
+        "Nema kamere ni mikrofona. Klupa ne bilježi lične podatke, MAC adrese, imena ni "
         "brojeve telefona; glas se ne može povezati sa osobom.",
         "No camera, no microphone. A bench records no personal data, no MAC addresses, names "
         "or phone numbers; a vote cannot be linked to a person.",
@@ -341,7 +347,7 @@ _WORDS: dict[str, tuple[str, str, str, str]] = {
         "Klupa šalje podatke mrežnom prolazu svoje općine, a on ih prosljeđuje ovom portalu. "
         "Svaki glas ima svoj id, pa se ponovno poslan glas broji jednom. Općina vidi i "
         "tehničke podatke svojih klupa.",
-        "Klupa šalje podatke mrežnom prolazu svoje opštine, a on ih prosleđuje ovom portalu. "
+        "Klupa šalje podatke mrežnom prolazu svoje opštine, a on ih prosljeđuje ovom portalu. "
         "Svaki glas ima svoj id, pa se ponovo poslat glas broji jednom. Opština vidi i "
         "tehničke podatke svojih klupa.",
         "A bench sends its data to its municipality's gateway, which forwards it to this "
