@@ -501,6 +501,18 @@ def text_in(texts: dict[str, str], lang: str) -> str:
     return text
 
 
+def text_lang(texts: dict[str, str], lang: str) -> str:
+    """The language tag of what `text_in` shows (for a `lang` attribute when it is not the
+    page's language: WCAG 3.1.2)."""
+    wanted = POLL_TEXT.get(lang, "bs")
+    if texts.get(wanted):
+        return lang
+    first = next(iter(texts), "bs")
+    if first == "sr":
+        return "sr-Cyrl" if is_cyrillic(texts["sr"]) else "sr-Latn"
+    return first
+
+
 def place_name(municipality: str, lang: str = DEFAULT) -> str:
     name = PLACE_NAMES.get(municipality, municipality.replace("-", " ").title())
     return to_cyrillic(name) if lang == "sr-Cyrl" else name

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -53,6 +54,10 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
         num=lambda value, decimals=0: i18n.number(value, lang, decimals),
         place=lambda m: i18n.place_name(m, lang),
         text_in=lambda texts: i18n.text_in(texts, lang),
+        # ` lang="…"` when a poll's text is shown in another language than the page's
+        lang_of=lambda texts: (
+            Markup(f' lang="{tag}"') if (tag := i18n.text_lang(texts, lang)) != lang else ""
+        ),
         **context,
     )
     response = HTMLResponse(page, status_code=status)

@@ -134,7 +134,11 @@ def test_poll_texts_in_the_chosen_language_else_the_first(portal: Any, make_vote
     assert "Да ли треба нова чесма у Равном?" in cyr and ">Не<" in cyr and ">Да<" in cyr
     lat = card("sr-Latn")
     assert "Da li treba nova česma u Ravnom?" in lat and ">Ne<" in lat
-    assert "Da li treba nova česma?" in card("en")  # no English: the poll's first language
+    en = card("en")
+    assert "Da li treba nova česma?" in en  # no English: the poll's first language,
+    assert '<h3 lang="bs">Da li treba nova česma?</h3>' in en  # marked as such (WCAG 3.1.2)
+    assert "<h3>Treba li nova fontana?</h3>" in card("hr")  # the page's own: no mark
+    assert ' lang="' not in lat  # the Serbian texts, transliterated, are the page's own
     assert "Равно" in get(portal, "/?lang=sr-Cyrl")  # the place name too
 
 
