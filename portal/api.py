@@ -7,6 +7,7 @@ admin route, 404, 409 for a poll id already taken, 413 for a body over 1 MiB.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -20,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from portal import checks, heartbeat, names, openapi, store
+from portal import checks, export, heartbeat, names, openapi, store
 from portal.db import current_revision
 from portal.tokens import Caller, find_caller
 
@@ -236,7 +237,9 @@ def create_app(engine: Engine) -> FastAPI:
         if not names.MUNICIPALITY_RE.fullmatch(municipality):
             raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
         found = await run_in_threadpool(store.polls_for, engine, municipality, int(time.time()))
-        return JSONResponse({"polls": [p.wire() for p in found]})
+        # `results` (live | after_close) tells the gateway which polls' per-choice figures it
+        # keeps back until they close (edge_gateway/polls.py, note_hidden).
+        return JSONResponse({"polls": [{**p.wire(), "results": p.results} for p in found]})
 
     @app.post("/api/v1/votes")
     async def post_votes(request: Request) -> Response:
@@ -288,9 +291,102 @@ def create_app(engine: Engine) -> FastAPI:
             poll = await run_in_threadpool(store.get_poll, engine, poll_id)
         except store.UnknownPoll as exc:
             raise ApiError(404, f"poll: {exc}") from exc
-        if poll.hidden(int(time.time())) and not (caller and caller.admin):
+        now = int(time.time())
+        if poll.hidden(now) and not (caller and caller.admin):
             return JSONResponse({"poll": poll.id, "hidden": True, "closes": poll.closes})
-        return JSONResponse(await run_in_threadpool(store.results, engine, poll_id, poll))
+        answer = await run_in_threadpool(store.results, engine, poll_id, poll)
+        if now >= poll.closes:
+            answer["digests"] = await run_in_threadpool(
+                export.digests, engine, poll_id, answer["benches"]
+            )
+        return JSONResponse(answer)
+
+    async def exported_poll(request: Request) -> tuple[store.Poll, bool]:
+        """The poll named by `?poll=`, and whether it has closed; 403 while its results are
+        hidden (the admin token sees them)."""
+        caller = await maybe_caller(request)
+        poll_id = request.query_params.get("poll")
+        if not poll_id:
+            raise checks.BadField("poll", "query parameter is required")
+        if not names.POLL_ID_RE.fullmatch(poll_id):
+            raise ApiError(404, f"poll: {poll_id!r} is not a poll id, so no poll has it")
+        try:
+            poll = await run_in_threadpool(store.get_poll, engine, poll_id)
+        except store.UnknownPoll as exc:
+            raise ApiError(404, f"poll: {exc}") from exc
+        now = int(time.time())
+        if poll.hidden(now) and not (caller and caller.admin):
+            raise ApiError(
+                403, f"poll: results of {poll.id} are published when it closes ({poll.closes})"
+            )
+        return poll, now >= poll.closes
+
+    def csv_answer(body: str, name: str) -> Response:
+        return Response(
+            body,
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'inline; filename="{name}"'},
+        )
+
+    @app.get("/api/v1/export/votes.csv")
+    async def export_votes_csv(request: Request) -> Response:
+        poll, _ = await exported_poll(request)
+        rows = await run_in_threadpool(export.poll_votes, engine, poll.id)
+        title = f"Counted votes of poll {poll.id}"
+        return csv_answer(export.to_csv(title, export.VOTE_COLUMNS, rows), f"{poll.id}-votes.csv")
+
+    @app.get("/api/v1/export/votes.json")
+    async def export_votes_json(request: Request) -> Response:
+        poll, _ = await exported_poll(request)
+        rows = await run_in_threadpool(export.poll_votes, engine, poll.id)
+        return JSONResponse(
+            {
+                "poll": poll.id,
+                "licence": export.LICENCE,
+                "attribution": export.ATTRIBUTION,
+                "columns": export.VOTE_COLUMNS,
+                "votes": rows,
+            }
+        )
+
+    @app.get("/api/v1/export/results.csv")
+    async def export_results_csv(request: Request) -> Response:
+        poll, closed = await exported_poll(request)
+        res = await run_in_threadpool(store.results, engine, poll.id, poll)
+        digests = (
+            await run_in_threadpool(export.digests, engine, poll.id, res["benches"])
+            if closed
+            else None
+        )
+        title = f"Results of poll {poll.id}"
+        body = export.to_csv(title, export.RESULT_COLUMNS, export.result_rows(res, digests))
+        return csv_answer(body, f"{poll.id}-results.csv")
+
+    @app.get("/api/v1/export/bench-days.csv")
+    async def export_bench_days(request: Request) -> Response:
+        await maybe_caller(request)
+        q = request.query_params
+        municipality = q.get("municipality")
+        if not municipality:
+            raise checks.BadField("municipality", "query parameter is required")
+        if not names.MUNICIPALITY_RE.fullmatch(municipality):
+            raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
+        span = []
+        for key in ("from", "to"):
+            value = q.get(key)
+            if not value:
+                raise checks.BadField(key, "query parameter is required (YYYY-MM-DD)")
+            if not names.DATE_RE.fullmatch(value):
+                raise checks.BadField(key, f"{value!r} is not a date (YYYY-MM-DD)")
+            try:
+                datetime.date.fromisoformat(value)
+            except ValueError as exc:
+                raise checks.BadField(key, f"{value!r} is not a date: {exc}") from exc
+            span.append(value)
+        rows = await run_in_threadpool(export.bench_day_rows, engine, municipality, *span)
+        title = f"Daily figures of the benches of {municipality}, {span[0]} to {span[1]}"
+        body = export.to_csv(title, export.DAY_COLUMNS, rows)
+        return csv_answer(body, f"{municipality}-bench-days.csv")
 
     @app.post("/api/v1/polls")
     async def post_poll(request: Request) -> Response:

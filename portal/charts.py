@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from markupsafe import Markup, escape
 
 PALETTE = ("#2f6f9f", "#d9822b", "#4f9a5a", "#9b59b6")
 
 
-def _num(value: float) -> str:
+def _plain(value: float) -> str:
     return f"{value:.0f}" if value >= 100 or value == int(value) else f"{value:.1f}"
 
 
-def result_bars(rows: list[tuple[str, int]], total: int, title: str) -> Markup:
+def result_bars(
+    rows: list[tuple[str, int]],
+    total: int,
+    title: str,
+    fmt: Callable[[float], str] = lambda v: f"{v:.0f}",
+) -> Markup:
     """Horizontal bars, one per option: its label above, the bar, its count and share of `total`."""
     row_h, width, longest = 44, 340, 240
     height = row_h * len(rows)
@@ -23,21 +30,25 @@ def result_bars(rows: list[tuple[str, int]], total: int, title: str) -> Markup:
     for i, (label, count) in enumerate(rows):
         y = i * row_h
         bar = 0 if count == 0 else max(2, round(longest * count / top))
-        share = f"{100 * count / total:.0f} %" if total else "0 %"
+        share = f"{fmt(100 * count / total)} %" if total else "0 %"
         parts.append(
             f'<text x="0" y="{y + 14}" font-size="13">{escape(label[:24])}</text>'
             f'<rect x="0" y="{y + 19}" width="{bar}" height="18" rx="2" '
             f'fill="{PALETTE[i % len(PALETTE)]}"/>'
-            f'<text x="{bar + 5}" y="{y + 33}" font-size="12">{count} · {share}</text>'
+            f'<text x="{bar + 5}" y="{y + 33}" font-size="12">{fmt(count)} · {share}</text>'
         )
     parts.append("</svg>")
     return Markup("".join(parts))
 
 
 def daily_bars(
-    points: list[tuple[str, float | None]], title: str, colour: str = PALETTE[0]
+    points: list[tuple[str, float | None]],
+    title: str,
+    colour: str = PALETTE[0],
+    fmt: Callable[[float], str] | None = None,
 ) -> Markup:
     """Vertical bars, one per day (None: no data that day), with the top value and the dates."""
+    _num = fmt or _plain
     width, height, left, bottom = 330, 130, 34, 18
     plot_h = height - bottom - 8
     values = [v for _, v in points if v is not None]

@@ -140,6 +140,17 @@ NEW_POLL = {
     },
 }
 
+LISTED_POLL = {
+    **POLL,
+    "required": [*POLL["required"], "results"],
+    "description": "A Poll plus `results`: `after_close` when its per-choice figures are "
+    "published only once it closes (the gateway keeps them back until then), else `live`.",
+    "properties": {
+        **POLL["properties"],  # type: ignore[dict-item]
+        "results": {"enum": list(names.RESULTS_MODES)},
+    },
+}
+
 VOTE = {
     "type": "object",
     "required": ["id", "municipality", "bench", "poll", "choice", "ts"],
@@ -234,6 +245,12 @@ RESULTS = {
                 "total": {"type": "integer"},
                 "choices": COUNTS,
                 "benches": {"type": "object", "additionalProperties": COUNTS},
+                "digests": {
+                    "type": "object",
+                    "description": "A closed poll only: per bench, the SHA-256 (hex) of the "
+                    "UTF-8 lines `<vote id>,<choice>\\n` of its counted votes sorted by id",
+                    "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                },
             },
         },
         {
@@ -251,6 +268,91 @@ EXAMPLE_POLL = "mostar-2026-park-lights"
 HTML = {"text/html": {"schema": {"type": "string"}}}
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {"bearer": []}]
+
+
+CSV = {"text/csv": {"schema": {"type": "string"}}}
+POLL_QUERY = [
+    {
+        "name": "poll",
+        "in": "query",
+        "required": True,
+        "schema": POLL_ID,
+        "example": "mostar-2026-park-lights",
+    }
+]
+HIDDEN_403 = {
+    "description": "The poll's results are published when it closes (the admin token sees "
+    "them before)",
+    "content": {"application/json": {"schema": ERROR}},
+}
+NO_POLL_404 = {
+    "description": "No poll has this id",
+    "content": {"application/json": {"schema": ERROR}},
+}
+OPEN_DATA = (
+    "Open data under CC BY 4.0: the CSV starts with `#` lines (title, licence and "
+    "attribution, one line per column: `# name: what it is`), then the header row."
+)
+
+
+def export_op(summary: str, description: str, ok: dict[str, Any], params: Any) -> dict[str, Any]:
+    out = answers({}, 400, 401)
+    out["200"] = {"description": summary, "content": ok}
+    return {
+        "get": {
+            "summary": summary,
+            "description": f"{description} {OPEN_DATA}",
+            "security": OPTIONAL_BEARER,
+            "parameters": params,
+            "responses": out,
+        }
+    }
+
+
+def poll_export(summary: str, description: str, ok: dict[str, Any]) -> dict[str, Any]:
+    op = export_op(summary, description, ok, POLL_QUERY)
+    op["get"]["responses"]["403"] = HIDDEN_403
+    op["get"]["responses"]["404"] = NO_POLL_404
+    return op
+
+
+VOTES_JSON = {
+    "type": "object",
+    "required": ["poll", "licence", "attribution", "columns", "votes"],
+    "properties": {
+        "poll": {"type": "string"},
+        "licence": {"type": "string"},
+        "attribution": {"type": "string"},
+        "columns": {"type": "object", "additionalProperties": {"type": "string"}},
+        "votes": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "municipality", "bench", "minute", "choice"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "municipality": {"type": "string"},
+                    "bench": {"type": "string"},
+                    "minute": {"type": "string"},
+                    "choice": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+DAY_QUERY = [
+    {"name": "municipality", "in": "query", "required": True, "schema": MUNICIPALITY},
+    *(
+        {
+            "name": key,
+            "in": "query",
+            "required": True,
+            "schema": {"type": "string", "format": "date", "pattern": _pattern(names.DATE_RE)},
+            "example": day,
+        }
+        for key, day in (("from", "2026-12-01"), ("to", "2026-12-31"))
+    ),
+]
 
 
 def path_param(name: str, schema: dict[str, Any], example: str) -> list[dict[str, Any]]:
@@ -346,7 +448,9 @@ def spec(version: str = "1") -> dict[str, Any]:
                                 {
                                     "type": "object",
                                     "required": ["polls"],
-                                    "properties": {"polls": {"type": "array", "items": POLL}},
+                                    "properties": {
+                                        "polls": {"type": "array", "items": LISTED_POLL}
+                                    },
                                 },
                             )
                         },
@@ -475,8 +579,35 @@ def spec(version: str = "1") -> dict[str, Any]:
                     "responses": answers({200: ("Heard", OK)}, 400, 401, 403),
                 }
             },
+            "/api/v1/export/votes.csv": poll_export(
+                "Each counted vote of a poll (CSV)",
+                "Columns id, municipality, bench, minute (UTC minute start), choice.",
+                CSV,
+            ),
+            "/api/v1/export/votes.json": poll_export(
+                "Each counted vote of a poll (JSON, with `licence` and `columns`)",
+                "The same as votes.csv.",
+                {"application/json": {"schema": VOTES_JSON}},
+            ),
+            "/api/v1/export/results.csv": poll_export(
+                "A poll's totals per choice, over all benches and per bench (CSV)",
+                "Rows with an empty bench are the totals; a closed poll's bench rows carry the "
+                "bench's digest.",
+                CSV,
+            ),
+            "/api/v1/export/bench-days.csv": export_op(
+                "The daily figures of a municipality's benches from one date to another (CSV)",
+                "Daily sums only, both dates included (none when `from` is after `to`).",
+                CSV,
+                DAY_QUERY,
+            ),
             "/": page("The polls and their results (HTML)"),
             "/benches": page("The benches and the gateways (HTML)"),
+            "/method": page("How the votes are counted: the method (HTML)"),
+            "/polls/{poll_id}/method": page(
+                "A poll's method, caps, exports and digests (HTML)",
+                path_param("poll_id", {"type": "string"}, EXAMPLE_POLL),
+            ),
             "/benches/{bench}": page(
                 "A bench's last 30 days (HTML)",
                 path_param("bench", {"type": "string"}, "mostar-01"),

@@ -48,8 +48,8 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
 fi
 
 if command -v npm >/dev/null 2>&1 && [ -f package-lock.json ]; then
-    if [ ! -d node_modules/@micropython/micropython-webassembly-pyscript ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-        echo "setup: installing the MicroPython WebAssembly port (npm ci)"
+    if [ ! -d node_modules/@micropython/micropython-webassembly-pyscript ] || [ ! -d node_modules/axe-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+        echo "setup: installing the MicroPython WebAssembly port and axe-core (npm ci)"
         npm ci --no-audit --no-fund --loglevel=error
     fi
 elif ! command -v npm >/dev/null 2>&1; then

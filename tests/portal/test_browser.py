@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from klupa.testing.services import need_program
+from klupa.testing.services import need_program, services_required
 from portal import store
 
 CHROMIUM_ARGS = [
@@ -98,7 +98,8 @@ def test_pages_in_chromium(portal: Any, make_vote: Any, tmp_path: Path) -> None:
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 412, "height": 915})  # a phone
+            # a phone, in Bosnian (the pages follow Accept-Language)
+            page = browser.new_page(viewport={"width": 412, "height": 915}, locale="bs-BA")
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.on("requestfailed", lambda r: problems.append(f"failed: {r.url}"))
@@ -118,7 +119,7 @@ def test_pages_in_chromium(portal: Any, make_vote: Any, tmp_path: Path) -> None:
             bench_png = page.screenshot(path=str(tmp_path / "portal-bench.png"), full_page=True)
             check_screenshot(bench_png)
 
-            page.click("#lang-switch")
+            page.click("#lang-en")
             page.wait_for_url("**lang=en")
             assert "Last 30 days" in page.inner_text("body")
             page.click("header >> text=Polls")
@@ -131,3 +132,96 @@ def test_pages_in_chromium(portal: Any, make_vote: Any, tmp_path: Path) -> None:
     if keep:
         for name in ("portal-index.png", "portal-bench.png"):
             shutil.copy(tmp_path / name, Path(keep) / name)
+
+
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+
+
+def axe_violations(page: Any) -> list[str]:
+    """Run axe-core in the page; one line per violation and node."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(content=AXE.read_text(encoding="utf-8"))
+    found = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: "
+        "['violations']}).then(r => r.violations.map(v => v.id + ': ' + v.help + ' @ ' + "
+        "v.nodes.map(n => n.target.join(' ')).slice(0, 3).join(' | ')))",
+        AXE_TAGS,
+    )
+    return list(found)
+
+
+def test_every_page_in_every_language_passes_axe_keyboard_and_zoom(
+    portal: Any, make_vote: Any, tmp_path: Path
+) -> None:
+    """WCAG 2.1 AA by axe-core on each page in each language (one browser session), the
+    keyboard path from the skip link to the language switch, and 200 % zoom without
+    sideways scrolling."""
+    from portal import i18n
+
+    chromium = need_program("chromium", "/usr/bin/chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not AXE.exists():
+        msg = "axe-core is not installed (scripts/setup.sh runs npm ci)"
+        if services_required():
+            pytest.fail(msg)
+        pytest.skip(msg)
+    bench = seed(portal, make_vote)
+    now = int(time.time())
+    closed = portal.make_poll(["mostar"], opens=now - 7200, closes=now + 2)
+    token = portal.auth(portal.token("mostar"))
+    votes = [make_vote(closed, "mostar-06", n, "no" if n % 3 else "yes") for n in range(1, 8)]
+    assert portal.http.post("/api/v1/votes", json={"votes": votes}, headers=token).is_success
+    hidden = portal.make_poll(["mostar"], results="after_close")  # its card: no numbers
+    upcoming = portal.make_poll(["mostar"], opens=now + 86400, closes=now + 2 * 86400)
+    time.sleep(max(0.0, closed["closes"] - time.time()) + 0.2)
+    pages = ["/", "/benches", f"/benches/{bench}", "/method", f"/polls/{closed['id']}/method"]
+    pages += [f"/polls/{hidden['id']}/method", f"/polls/{upcoming['id']}/method", "/no-such-page"]
+    problems: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            # axe is injected as a script: this context lets it past the pages' CSP.
+            context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            for lang in i18n.LANGS:
+                for path in pages:
+                    page.goto(f"{portal.url}{path}?lang={lang}")
+                    assert page.get_attribute("html", "lang") == lang
+                    for line in axe_violations(page):
+                        problems.append(f"{lang} {path}: {line}")
+                    # Charts have their data as text too.
+                    charts = page.locator("svg.chart").count()
+                    assert page.locator("figure table").count() >= charts, (lang, path)
+            # Keyboard: the first Tab is the skip link; Tab on reaches the language switch,
+            # and Enter on it changes the language.
+            page.goto(f"{portal.url}/?lang=en")
+            page.keyboard.press("Tab")
+            assert page.evaluate("document.activeElement.className") == "skip"
+            for _ in range(20):
+                page.keyboard.press("Tab")
+                if page.evaluate("document.activeElement.id") == "lang-sr-Cyrl":
+                    break
+            else:
+                raise AssertionError("Tab never reached the Cyrillic switch")
+            page.keyboard.press("Enter")
+            page.wait_for_url("**lang=sr-Cyrl")
+            assert "Анкете" in page.inner_text("h1")
+            shot = tmp_path / "portal-cyrillic.png"
+            check_screenshot(page.screenshot(path=str(shot), full_page=False))
+            # 200 % zoom of a 1280 px window is a 640 px one; WCAG's reflow asks for 320 px.
+            for width in (640, 320):
+                page.set_viewport_size({"width": width, "height": 800})
+                for path in pages:
+                    page.goto(f"{portal.url}{path}?lang=sr-Cyrl")
+                    wide = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+                    if wide > 1:
+                        problems.append(f"{path} at {width} px scrolls sideways by {wide} px")
+            context.close()
+        finally:
+            browser.close()
+    assert problems == [], "\n".join(problems)
+    keep = os.environ.get("KLUPA_SCREENSHOTS")
+    if keep:
+        shutil.copy(tmp_path / "portal-cyrillic.png", Path(keep) / "portal-cyrillic.png")

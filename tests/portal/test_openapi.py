@@ -58,7 +58,7 @@ def test_schemathesis_finds_nothing_with_every_check(fresh_portal: RunningPortal
     )
     report = out.stdout + out.stderr
     assert out.returncode == 0, report[-6000:]
-    assert "Tested: 11" in report, report[-3000:]
+    assert "Tested: 17" in report, report[-3000:]
     for phase in ("Examples", "Coverage", "Fuzzing"):
         assert f"✅ {phase}" in report, report[-3000:]
 

@@ -154,9 +154,9 @@ def test_benches_page_and_a_bench_page(portal: Any) -> None:
         "na mreži",
         "64 %",
         "štednja",
-        "100.0 Wh",
+        "100,0 Wh",  # Bosnian numbers: a decimal comma
         "<dd>7</dd>",
-        "1.5 h",
+        "1,5 h",
         "1.2.3",
     ):
         assert expected in text, expected
