@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 from edge_gateway.protocol import BENCH_RE, MUNICIPALITY_RE
 from edge_gateway.text import printable
+from klupa.notify import NotifyConfig
 
 BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -91,20 +92,10 @@ class MetricsConfig:
 
 
 @dataclass
-class AlertsConfig:
-    repeat_h: float = 6
-    quiet_hours: tuple[int, int] | None = None
+class AlertsConfig(NotifyConfig):
+    """The channel keys (klupa.notify) and the gateway's own rule thresholds."""
+
     evaluate_s: float = 30
-    smtp_host: str = ""
-    smtp_port: int = 587
-    smtp_starttls: bool = True
-    smtp_ca_file: str | None = None
-    smtp_user: str = ""
-    smtp_password: str | None = field(default=None, repr=False)
-    mail_from: str = ""
-    mail_to: list[str] = field(default_factory=list)
-    webhook_url: str | None = None
-    webhook_token: str | None = field(default=None, repr=False)
     lag_s: float = 3600
     backlog_rows: int = 50_000
     disk_free_mb: float = 200
