@@ -142,15 +142,15 @@ def serve(db: str, host: str = "127.0.0.1", port: int = 8080, alerts: str | None
     With ``alerts`` (a TOML file with an ``[alerts]`` table) the portal also watches the
     gateways' heartbeats and sends the "gateway down" alert (portal.alerts).
     """
-    logs.setup()
     watch = None
-    if alerts is not None:
+    if alerts is not None:  # checked before anything starts: a bad file is one line, nothing runs
         from portal.alerts import GatewayWatch, load_config
 
         try:
             cfg = load_config(alerts)
         except ValueError as exc:
             raise ServeError(str(exc).replace("\n", "; ")) from None
+    logs.setup()
     server = make_server(db, host, port)
     if alerts is not None:
         watch = GatewayWatch(open_database(db), cfg).start()
