@@ -1,7 +1,7 @@
 # The two commands of the README. Each does all set-up itself, idempotently.
 VENV := .venv
 PY := $(VENV)/bin/python
-HOST_PACKAGES := klupa edge_gateway portal provisioning boards
+HOST_PACKAGES := klupa edge_gateway portal provisioning boards testkit
 
 .PHONY: demo test setup lint typecheck firmware-check pytest bench clean
 
@@ -16,6 +16,7 @@ setup:
 lint:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 typecheck:
 	$(VENV)/bin/mypy $(HOST_PACKAGES)

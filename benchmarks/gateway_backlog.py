@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge_gateway.testing import Publisher, telemetry, topic_of, wait_until, write_config
 from klupa.services import Broker, Influx1, children
+from testkit.gateway import Publisher, telemetry, topic_of, wait_until, write_config
 
 BENCHES = [f"mostar-{i:02d}" for i in range(1, 13)]
 DAY = 24 * 60  # 60-s windows per bench

@@ -19,8 +19,8 @@ import threading
 import time
 from pathlib import Path
 
-from edge_gateway.testing import Publisher, dumps, telemetry, topic_of, wait_until, write_config
 from klupa.services import Broker, children
+from testkit.gateway import Publisher, dumps, telemetry, topic_of, wait_until, write_config
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 T = topic_of("mostar-01", "telemetry")

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def baseline(n: int = 2000) -> float:
     from edge_gateway.config import load
     from edge_gateway.service import Gateway, Incoming
-    from edge_gateway.testing import dumps, telemetry, write_config
+    from testkit.gateway import dumps, telemetry, write_config
 
     with tempfile.TemporaryDirectory() as d:
         gw = Gateway(load(write_config(Path(d) / "g.toml", "mostar", 1, Path(d) / "s.sqlite")))

@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from edge_gateway.testing import Publisher, dumps, telemetry, topic_of, wait_until, write_config
 from klupa.services import Broker, Influx1, children
+from testkit.gateway import Publisher, dumps, telemetry, topic_of, wait_until, write_config
 
 DURATION = float(sys.argv[1]) if len(sys.argv) > 1 else 600.0
 SINKS = "--no-sinks" not in sys.argv  # the gateway alone, to see the forwarder's share

@@ -23,8 +23,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_gateway.testing import Publisher, telemetry, topic_of, wait_until, write_config
 from klupa.services import Broker, Influx1, children
+from testkit.gateway import Publisher, telemetry, topic_of, wait_until, write_config
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
 BENCHES = [f"mostar-{i:02d}" for i in range(1, 13)]

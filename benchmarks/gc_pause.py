@@ -35,9 +35,9 @@ import unix32  # noqa: E402
 from vm_core import BOARD, BUNDLE_KEY, VM_DIR, kib  # noqa: E402
 from vm_romfs import describe, unix_micropython  # noqa: E402
 
-from klupa.testing.vm import FIRMWARE_DIR  # noqa: E402
 from provisioning import romfs  # noqa: E402
 from provisioning.bundle import build_bundle  # noqa: E402
+from testkit.vm import FIRMWARE_DIR  # noqa: E402
 
 MARKER = "@@gc-pause "
 HARNESS = ("vmkit", "vmapp", "pressrun", "gc_pause", "unix_main")

@@ -28,11 +28,11 @@ from aiosmtpd.controller import Controller
 
 from edge_gateway.config import load
 from edge_gateway.service import Gateway
-from edge_gateway.testing import Publisher, telemetry, topic_of, wait_until, write_config
 from klupa.cli import main as klupa_main
 from klupa.services import Broker, free_port
-from klupa.testing.services import register_bench
 from provisioning.create import create_deployment
+from testkit.gateway import Publisher, telemetry, topic_of, wait_until, write_config
+from testkit.services import register_bench
 
 OFFLINE_S = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 

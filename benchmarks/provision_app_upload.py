@@ -12,10 +12,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from klupa.testing.micropython import MicroPythonBoard, need_micropython_vm  # noqa: E402
 from provisioning import signing  # noqa: E402
 from provisioning.bundle import build_bundle  # noqa: E402
 from provisioning.device import Board, sync_files  # noqa: E402
+from testkit.micropython import MicroPythonBoard, need_micropython_vm  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@
 
 The battery of ``boards/virtual/battery.py`` (hysteresis, relaxation, temperature) read
 through a shunt with +1.5 % gain and +8 mA offset, in Mostar's grey November week
-(``klupa.testing.soc_week``: the week of the power-week system test, ten-second samples, the
+(``testkit.soc_week``: the week of the power-week system test, ten-second samples, the
 ports switched by the estimator's power state). Two scenarios per board profile:
 
 - grey week: a busy bench (people x6) starting at 50 %: down to the bottom, then up;
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from boards.virtual import firmware_path  # noqa: E402
 from boards.virtual.battery import SHUNT, ShuntErrors  # noqa: E402
-from klupa.testing.soc_week import run_week  # noqa: E402
+from testkit.soc_week import run_week  # noqa: E402
 
 BASELINE = "d111b0d"  # main before the estimator's changes for issue 19, part 6
 SCENARIOS = {"grey week": (6.0, 0.5), "full-charge week": (1.0, 0.6)}

@@ -1,7 +1,7 @@
 """The bench core's heap over 24 simulated hours in the MicroPython VM (issue 3).
 
 Runs ``benchmarks/vm/core_day.py`` inside the npm MicroPython WebAssembly port through
-``klupa.testing.vm.run_script`` (no runner or unittest loaded), with the firmware as the bench runs it: compiled to
+``testkit.vm.run_script`` (no runner or unittest loaded), with the firmware as the bench runs it: compiled to
 ``.mpy`` by ``provisioning.bundle.build_bundle`` (mpy-cross, as ``klupa bundle`` does) and
 copied to the VM's ``/``; the GC heap starts at 56 KiB like a plain ESP32's.
 
@@ -24,7 +24,7 @@ stand-in pins and WLAN objects), no touch pads, voting or display (``benchmarks/
 no watchdog/supervisor task, no ESP-IDF, lwIP or mbedTLS memory (outside the GC heap).
 
 How the heap is attributed (``vmkit.measure``). The VM runs the script alone (no unittest, no
-test runner: ``klupa.testing.vm.run_script``). The baseline is taken with only ``vmkit``
+test runner: ``testkit.vm.run_script``). The baseline is taken with only ``vmkit``
 loaded: heap sampling and stand-ins for the hardware modules an ESP32 has in ROM, none of
 which names a part of the app, so every name the app interns is charged to it. The app's
 modules are imported and measured; then the harness that builds and drives the app
@@ -36,7 +36,7 @@ ran under the unittest runner with the harness loaded before the baseline (it in
 60 of the app's names, which were then not charged) and with this port's ``binascii`` charged
 to the app; ``benchmarks/README.md`` gives both.
 
-Heap sampling follows ``klupa/testing/vm.py``: ``gc.threshold(4096)``; this port collects only
+Heap sampling follows ``testkit/vm.py``: ``gc.threshold(4096)``; this port collects only
 when control returns to JavaScript, so the live heap is sampled right after a collection at
 the end of every window, and the most bytes allocated within one window's synchronous stretch
 (garbage included) is reported as the upper bound of the transient peak.
@@ -56,8 +56,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from klupa.testing.vm import FIRMWARE_DIR, VmUnavailable, run_script  # noqa: E402
 from provisioning.bundle import build_bundle  # noqa: E402
+from testkit.vm import FIRMWARE_DIR, VmUnavailable, run_script  # noqa: E402
 
 VM_DIR = Path(__file__).resolve().parent / "vm"
 BOARD = ROOT / "boards" / "bench-v1.json"

@@ -44,9 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import unix32  # noqa: E402
 from vm_core import BOARD, VM_DIR, bundle_key, kib, run_vm  # noqa: E402
 
-from klupa.testing.vm import FIRMWARE_DIR, VmUnavailable  # noqa: E402
 from provisioning import romfs  # noqa: E402
 from provisioning.bundle import build_bundle  # noqa: E402
+from testkit.vm import FIRMWARE_DIR, VmUnavailable  # noqa: E402
 
 TARGET_HIGH = 48 * 1024
 MARKER = "@@vm-ui "

@@ -1,7 +1,7 @@
 """Vote press to confirmation frame, and the front's heap, in the MicroPython VM (issue 4).
 
 Runs ``benchmarks/vm/ui_presses.py`` inside the npm MicroPython WebAssembly port through
-``klupa.testing.vm.run_script`` (no runner or unittest loaded), with the firmware compiled to ``.mpy`` as the bench runs
+``testkit.vm.run_script`` (no runner or unittest loaded), with the firmware compiled to ``.mpy`` as the bench runs
 it (see ``benchmarks/vm_core.py``, whose helpers this reuses).
 
 The app is built as in ``vm_core.py`` (core modules, board and config, spool, link to a
@@ -54,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from vm_core import FRONT, build, kib, mpy_sizes, run_vm, size_of  # noqa: E402
 
-from klupa.testing.vm import VmUnavailable  # noqa: E402
+from testkit.vm import VmUnavailable  # noqa: E402
 
 TARGET_WORST_US = 50_000
 TARGET_HIGH = 48 * 1024

@@ -18,7 +18,7 @@ from typing import Any
 from edge_gateway.config import Config, ConfigError, load, redact
 from edge_gateway.forwarder import sink_names
 from edge_gateway.text import printable
-from klupa.argparsing import Parser
+from klupa.console import Parser
 
 
 class RedactingFormatter(logging.Formatter):

@@ -29,9 +29,9 @@ import httpx
 import pytest
 
 from boards.virtual.physics import COORDINATES, solar_elevation
-from edge_gateway.testing import wait_until as poll_until
 from klupa.services import Broker, Influx1, free_port, serve_portal, stop_process
-from klupa.testing.services import need_program
+from testkit.gateway import wait_until as poll_until
+from testkit.services import need_program
 
 KLUPA = [sys.executable, "-m", "klupa.cli"]
 RECORD_KINDS = ("telemetry", "event", "vote", "cmd/ack")

@@ -24,7 +24,7 @@ What is the real thing here, and what stands in for it:
   points at a closed port, so only the provisioned settings can reach Mosquitto.
 - **Mosquitto** runs the generated `brokers/mostar/mosquitto.conf` with the generated
   `passwd`, `acl`, CA, server certificate and key, installed where the Pi keeps them (under a
-  temporary root; `klupa.testing.services.start_pi_broker`): the TLS listener on the
+  temporary root; `testkit.services.start_pi_broker`): the TLS listener on the
   inventory's port, the loopback listener for the gateway. The inventory names the gateway
   host `127.0.0.1` so that the generated server certificate matches it.
 - The **gateway** (`klupa gateway run`) logs in with its generated credentials
@@ -48,10 +48,10 @@ from esptool.cmds import detect_chip
 
 from boards.virtual.apploader import mpy_of
 from klupa.services import free_port, stop_process
-from klupa.testing.services import start_pi_broker
 from provisioning import cli
 from provisioning.deployment import Deployment
 from provisioning.steps import failing_checks
+from testkit.services import start_pi_broker
 
 REPO = Path(__file__).resolve().parents[1]
 KLUPA = [sys.executable, "-m", "klupa.cli"]

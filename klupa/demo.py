@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from edge_gateway.protocol import MUNICIPALITIES
-from klupa.argparsing import Parser
+from klupa.console import Parser
 from klupa.services import (
     Broker,
     Influx1,

@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from klupa.argparsing import Parser
+from klupa.console import Parser
 
 RAW = "raw"
 RAW_DURATION = "90d"

@@ -1,5 +1,5 @@
 """Real services started as child processes on free loopback ports: Mosquitto, influxd 1.x,
-VictoriaMetrics. Used by the test fixtures (klupa.testing.services) and by `klupa demo`.
+VictoriaMetrics. Used by the test fixtures (testkit.services) and by `klupa demo`.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from boards.virtual.physics import COORDINATES, World
-from klupa.argparsing import Parser
+from klupa.console import Parser
 
 REPO = Path(__file__).resolve().parent.parent
 BOARDS = REPO / "boards"

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from klupa.argparsing import Parser
+from klupa.console import Parser
 from portal import checks, i18n, registry, store
 from portal.db import DatabaseError, open_database
 from portal.server import ServeError

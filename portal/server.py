@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -172,9 +173,9 @@ class PortalThread:
 
     def __init__(self, db: str, host: str = "127.0.0.1", port: int | None = None) -> None:
         if port is None:
-            from klupa.services import free_port
-
-            port = free_port()
+            with socket.socket() as probe:  # a free loopback port, as the test fixtures pick one
+                probe.bind((host, 0))
+                port = probe.getsockname()[1]
         self.host, self.port = host, port
         self.server = make_server(db, host, port)
         self.thread = threading.Thread(target=self.server.run, name="portal", daemon=True)

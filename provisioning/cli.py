@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from klupa.argparsing import Parser
+from klupa.console import Parser
 from provisioning import detect as detect_mod
 from provisioning import esp
 from provisioning.create import DeploymentInvalid, create_deployment

@@ -22,8 +22,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from klupa.influx import Server, setup
 from klupa.services import Influx1
-from klupa.testing.fleet_day import default_sites, interpolate, simulate_day
-from klupa.testing.services import need_program
+from testkit.fleet_day import default_sites, interpolate, simulate_day
+from testkit.services import need_program
 
 REPO = Path(__file__).resolve().parent.parent
 SARAJEVO = ZoneInfo("Europe/Sarajevo")

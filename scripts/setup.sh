@@ -47,6 +47,13 @@ if [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
     touch "$STAMP"
 fi
 
+# testkit/ (the test harness) is not part of the wheel; benchmarks and scripts import it from
+# the checkout, through a path file in the venv.
+PURELIB=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ "$(cat "$PURELIB/klupa-checkout.pth" 2>/dev/null)" != "$PWD" ]; then
+    echo "$PWD" > "$PURELIB/klupa-checkout.pth"
+fi
+
 if command -v npm >/dev/null 2>&1 && [ -f package-lock.json ]; then
     if [ ! -d node_modules/@micropython/micropython-webassembly-pyscript ] || [ ! -d node_modules/axe-core ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
         echo "setup: installing the MicroPython WebAssembly port and axe-core (npm ci)"

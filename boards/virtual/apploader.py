@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
+from boards.mpy import mpy_cross_command
+
 PACKAGES = ("bench", "drivers")
 _compiled: dict[tuple[str, float], bytes] = {}
 
@@ -27,8 +29,6 @@ def mpy_of(source: Path, rel: str) -> bytes:
     """``source`` compiled as ``klupa bundle`` compiles ``rel`` (cached by path and mtime)."""
     key = (str(source), source.stat().st_mtime)
     if key not in _compiled:
-        from provisioning.bundle import mpy_cross_command
-
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "out.mpy"
             subprocess.run(

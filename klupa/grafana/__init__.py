@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from klupa.argparsing import Parser
+from klupa.console import Parser
 from klupa.grafana.bench import bench_dashboard
 from klupa.grafana.fleet import Site, fleet_dashboard
 

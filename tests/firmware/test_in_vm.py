@@ -1,7 +1,7 @@
 """Every firmware unit-test module also passes inside the real MicroPython VM.
 
 The modules in tests/firmware/unit/ run under pytest on CPython as ordinary unittest files;
-here each runs again in the npm MicroPython WebAssembly port (klupa/testing/vm.py), with
+here each runs again in the npm MicroPython WebAssembly port (testkit/vm.py), with
 the firmware and the MicroPython fakes of the hardware. Its heap high-water mark is printed
 (and recorded as a junit property), and checked against the module's HEAP_BUDGET when it
 declares one.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from klupa.testing.micropython import need_micropython_vm
-from klupa.testing.vm import run_unittests
+from testkit.micropython import need_micropython_vm
+from testkit.vm import run_unittests
 
 UNIT_DIR = Path(__file__).parent / "unit"
 MODULES = sorted(UNIT_DIR.glob("test_*.py"))

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from klupa.testing.micropython import need_micropython_vm
-from klupa.testing.vm import run_script
+from testkit.micropython import need_micropython_vm
+from testkit.vm import run_script
 
 HERE = Path(__file__).resolve().parent
 VM_BENCH = HERE.parents[1] / "benchmarks" / "vm"

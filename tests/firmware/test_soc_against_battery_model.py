@@ -2,7 +2,7 @@
 
 The battery of boards/virtual/battery.py (hysteresis, relaxation, temperature, a shunt reading
 +1.5 % and +8 mA) through the virtual INA226 and the firmware's driver, over the grey November
-week of the power-week system test (klupa/testing/soc_week.py: ten-second samples, the ports
+week of the power-week system test (testkit/soc_week.py: ten-second samples, the ports
 switched by the estimator's own power state). Each week is a few seconds of CPU.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from klupa.testing.soc_week import run_week
+from testkit.soc_week import run_week
 
 
 @pytest.mark.parametrize("profile", ["bench-v1", "bench-s3-v2"])

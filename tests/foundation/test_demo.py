@@ -23,8 +23,8 @@ import urllib.request
 from pathlib import Path
 
 from edge_gateway.protocol import MUNICIPALITIES
-from edge_gateway.testing import wait_until
-from klupa.testing.services import need_program
+from testkit.gateway import wait_until
+from testkit.services import need_program
 
 
 def _running_in(folder: Path) -> list[str]:

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from klupa.testing.micropython import MicroPythonBoard
+from testkit.micropython import MicroPythonBoard
 
 MPREMOTE = [sys.executable, "-m", "mpremote"]
 

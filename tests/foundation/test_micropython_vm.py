@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from klupa.testing.micropython import need_micropython_vm
-from klupa.testing.vm import run_script, run_unittests
+from testkit.micropython import need_micropython_vm
+from testkit.vm import run_script, run_unittests
 
 
 @pytest.fixture(autouse=True)

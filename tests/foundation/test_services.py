@@ -11,7 +11,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 import pytest
 
-from klupa.testing.services import SECURE_USERS, Broker, Influx1, Victoria
+from testkit.services import SECURE_USERS, Broker, Influx1, Victoria
 
 
 def connect(
@@ -156,7 +156,7 @@ def test_victoria_metrics_accepts_the_influxdb_v2_client(victoria_metrics: Victo
 
 
 def test_a_missing_program_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    from klupa.testing import services
+    from testkit import services
 
     monkeypatch.setenv(services.REQUIRE_ENV, "1")
     with pytest.raises(pytest.fail.Exception, match="no-such-klupa-program is not installed"):

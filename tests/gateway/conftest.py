@@ -11,7 +11,7 @@ import pytest
 
 from edge_gateway.config import load
 from edge_gateway.service import Gateway
-from edge_gateway.testing import RecordingPortal, wait_until, write_config
+from testkit.gateway import RecordingPortal, wait_until, write_config
 
 
 @pytest.fixture

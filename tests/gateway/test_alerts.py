@@ -25,7 +25,8 @@ from edge_gateway.alerts import Channels, Notice, quiet
 from edge_gateway.config import ConfigError, load
 from edge_gateway.service import Gateway
 from edge_gateway.store import LOCAL_TZ
-from edge_gateway.testing import (
+from klupa.services import Broker, free_port, make_ca
+from testkit.gateway import (
     Publisher,
     RecordingPortal,
     telemetry,
@@ -33,7 +34,6 @@ from edge_gateway.testing import (
     wait_until,
     write_config,
 )
-from klupa.services import Broker, free_port, make_ca
 
 B = "mostar-01"
 OFFLINE = b'{"v":1,"bench":"mostar-01","state":"offline"}'

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 
 from edge_gateway.service import Gateway
-from edge_gateway.testing import (
+from klupa.services import Broker, Influx1, children
+from testkit.gateway import (
     Publisher,
     RecordingPortal,
     telemetry,
@@ -26,7 +27,6 @@ from edge_gateway.testing import (
     wait_until,
     write_config,
 )
-from klupa.services import Broker, Influx1, children
 
 BENCHES = [f"mostar-{i:02d}" for i in range(1, 13)]
 CHOICES = ["yes", "no", "maybe"]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from edge_gateway.config import load
 from edge_gateway.service import Gateway
-from edge_gateway.testing import Publisher, telemetry, topic_of, wait_until, write_config
-from klupa.testing.services import ProvisionedBroker
+from testkit.gateway import Publisher, telemetry, topic_of, wait_until, write_config
+from testkit.services import ProvisionedBroker
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KLUPA_CMD = [sys.executable, "-m", "klupa.cli"]

@@ -22,7 +22,9 @@ from edge_gateway.cli import status_rows
 from edge_gateway.config import load
 from edge_gateway.service import Gateway
 from edge_gateway.store import Store
-from edge_gateway.testing import (
+from klupa.services import Broker, Influx1, free_port
+from provisioning.broker import acl_text
+from testkit.gateway import (
     Publisher,
     dumps,
     event,
@@ -32,8 +34,6 @@ from edge_gateway.testing import (
     wait_until,
     write_config,
 )
-from klupa.services import Broker, Influx1, free_port
-from provisioning.broker import acl_text
 
 USERS = {"gateway-mostar": "gw-secret-test", "mostar-01": "bench1-test", "mostar-02": "bench2-test"}
 T1 = topic_of("mostar-01", "telemetry")

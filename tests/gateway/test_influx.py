@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from edge_gateway.service import Gateway
 from edge_gateway.store import day_bounds, local_day
-from edge_gateway.testing import (
+from klupa.services import Broker, Influx1, Victoria
+from testkit.gateway import (
     Publisher,
     RecordingPortal,
     event,
@@ -23,7 +24,6 @@ from edge_gateway.testing import (
     vote,
     wait_until,
 )
-from klupa.services import Broker, Influx1, Victoria
 
 B = "mostar-01"
 BOOT = 17
@@ -329,7 +329,7 @@ def test_v2_path_numeric_and_boolean_fields_read_back_from_victoria_metrics(
 def test_fast_telemetry_lines_equal_what_point_writes() -> None:
     from edge_gateway.points import telemetry_lines, telemetry_points
     from edge_gateway.protocol import validate
-    from edge_gateway.testing import dumps
+    from testkit.gateway import dumps
 
     now = time.time()
     for t in [

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 from edge_gateway.service import Gateway
 from edge_gateway.store import Store
-from edge_gateway.testing import Publisher, telemetry, topic_of, vote, wait_until
 from klupa.services import Broker
+from testkit.gateway import Publisher, telemetry, topic_of, vote, wait_until
 
 
 def count(gw: Gateway, name: str) -> int:

@@ -15,7 +15,8 @@ import pytest
 from edge_gateway.cli import main
 from edge_gateway.service import Gateway
 from edge_gateway.store import Store
-from edge_gateway.testing import (
+from klupa.services import Broker, free_port
+from testkit.gateway import (
     Publisher,
     RecordingPortal,
     event,
@@ -25,7 +26,6 @@ from edge_gateway.testing import (
     vote,
     wait_until,
 )
-from klupa.services import Broker, free_port
 
 
 def portal_extra(url: str) -> str:

@@ -19,10 +19,10 @@ from edge_gateway import protocol as P
 from edge_gateway.points import decode_row, event_point, telemetry_lines
 from edge_gateway.service import Gateway
 from edge_gateway.store import Row
-from edge_gateway.testing import Publisher, dumps, event, telemetry, topic_of, vote, wait_until
 from klupa.services import Broker
-from klupa.testing.fuzz import json_value, mutated
-from klupa.testing.vm import firmware_module
+from testkit.fuzz import json_value, mutated
+from testkit.gateway import Publisher, dumps, event, telemetry, topic_of, vote, wait_until
+from testkit.vm import firmware_module
 
 NOW = 1_795_712_460.0
 
@@ -209,7 +209,7 @@ def test_poll_rules() -> None:
 def test_the_gateway_and_the_bench_judge_a_poll_alike(monkeypatch: pytest.MonkeyPatch) -> None:
     # The gateway publishes only polls every bench will show: its check and the firmware's
     # (bench.pollcheck) agree on each variant, languages beyond bs/hr/sr/en included.
-    from klupa.testing.vm import FIRMWARE_DIR
+    from testkit.vm import FIRMWARE_DIR
 
     monkeypatch.syspath_prepend(str(FIRMWARE_DIR))
     from bench.pollcheck import poll_error

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from edge_gateway import protocol as P
 from edge_gateway.config import load
 from edge_gateway.service import Gateway, Incoming
-from edge_gateway.testing import dumps, telemetry, write_config
+from testkit.gateway import dumps, telemetry, write_config
 
 EXAMPLES = int(os.environ.get("KLUPA_HYPOTHESIS_EXAMPLES", "300"))
 KINDS = ("telemetry", "event", "vote", "status", "cmd/ack")

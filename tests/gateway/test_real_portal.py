@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from edge_gateway.service import Gateway
-from edge_gateway.testing import Publisher, one_day_now, telemetry, topic_of, vote, wait_until
 from klupa.services import Broker, free_port, serve_portal, stop_process
+from testkit.gateway import Publisher, one_day_now, telemetry, topic_of, vote, wait_until
 
 
 class RealPortal:

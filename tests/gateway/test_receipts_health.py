@@ -9,8 +9,8 @@ from collections.abc import Callable
 from edge_gateway.health import Health
 from edge_gateway.receipts import Receipts
 from edge_gateway.service import Gateway
-from edge_gateway.testing import Publisher, telemetry, topic_of, vote, wait_until
 from klupa.services import Broker
+from testkit.gateway import Publisher, telemetry, topic_of, vote, wait_until
 
 OFFLINE = b'{"v":1,"bench":"mostar-01","state":"offline"}'
 

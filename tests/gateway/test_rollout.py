@@ -17,7 +17,7 @@ from edge_gateway.cli import main as gateway_main
 from edge_gateway.config import load
 from edge_gateway.rollout_cli import place_bundle
 from edge_gateway.store import Store
-from edge_gateway.testing import event, telemetry, write_config
+from testkit.gateway import event, telemetry, write_config
 
 V = "1.1.0"
 OLD = "1.0.0"

@@ -15,8 +15,8 @@ import pytest
 
 from edge_gateway.service import Gateway
 from edge_gateway.store import Store, day_bounds, local_day
-from edge_gateway.testing import Publisher, one_day_now, telemetry, topic_of, wait_until
 from klupa.services import Broker, Influx1
+from testkit.gateway import Publisher, one_day_now, telemetry, topic_of, wait_until
 
 
 def fill(st: Store, kind: str, n: int, received: float, start: int = 1) -> None:

@@ -1,5 +1,5 @@
 """Fixtures for the operations tests: the fleet's simulated day in a real InfluxDB 1.x."""
 
-from klupa.testing.fleet_day import fleet_day
+from testkit.fleet_day import fleet_day
 
 __all__ = ["fleet_day"]

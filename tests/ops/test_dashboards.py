@@ -23,7 +23,8 @@ import yaml
 from edge_gateway.store import day_bounds
 from klupa.cli import main as cli_main
 from klupa.grafana import bench_dashboard, fleet_dashboard, write_dashboards
-from klupa.testing.fleet_day import (
+from provisioning.deployment import inventory_text
+from testkit.fleet_day import (
     OFFLINE,
     VAR_RE,
     FleetDay,
@@ -31,7 +32,6 @@ from klupa.testing.fleet_day import (
     default_sites,
     interpolate,
 )
-from provisioning.deployment import inventory_text
 
 GRAFANA = Path(__file__).resolve().parents[2] / "deploy" / "grafana"
 BUILTINS = {"timeFilter", "__interval", "__interval_ms", "col"}

@@ -13,7 +13,7 @@ import pytest
 from klupa.cli import main as cli_main
 from klupa.influx import DOWNSAMPLED, FOREVER, RAW, cq_name
 from klupa.services import Influx1
-from klupa.testing.fleet_day import FleetDay
+from testkit.fleet_day import FleetDay
 
 
 def setup_cli(url: str, capsys: pytest.CaptureFixture[str], *extra: str) -> str:

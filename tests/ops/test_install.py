@@ -20,13 +20,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_gateway.cli import main as gateway_main
 from edge_gateway.config import load
 from edge_gateway.service import Gateway
-from edge_gateway.testing import Publisher, telemetry, topic_of, wait_until
 from klupa import install as I
 from klupa.cli import main as klupa_main
 from klupa.services import free_port, stop_process, wait_for_port
-from klupa.testing.services import need_program, register_bench
 from provisioning.create import create_deployment
 from provisioning.deployment import Deployment
+from testkit.gateway import Publisher, telemetry, topic_of, wait_until
+from testkit.services import need_program, register_bench
 
 ROOT_FILES = [
     "etc/mosquitto/mosquitto.conf",

@@ -22,16 +22,16 @@ import httpx
 import pytest
 
 from edge_gateway.protocol import MUNICIPALITIES
-from klupa.testing.services import (
+from portal.db import open_database
+from portal.registry import VOTE_CAP_RANGE, add_bench, import_benches
+from portal.tokens import create_token
+from testkit.services import (
     free_port,
     need_program,
     serve_portal,
     stop_process,
     wait_for_port,
 )
-from portal.db import open_database
-from portal.registry import VOTE_CAP_RANGE, add_bench, import_benches
-from portal.tokens import create_token
 
 _ids = itertools.count(1)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from klupa.testing.services import need_program, services_required
 from portal import store
+from testkit.services import need_program, services_required
 
 CHROMIUM_ARGS = [
     "--no-sandbox",

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from klupa.testing.services import free_port, stop_process, wait_for_http
 from portal.cli import main
+from testkit.services import free_port, stop_process, wait_for_http
 
 KLUPA = [sys.executable, "-m", "klupa.cli", "portal"]
 

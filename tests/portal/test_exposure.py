@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from klupa.testing.services import free_port
 from portal.api import build
 from portal.db import make_engine
+from testkit.services import free_port
 
 
 def raw_get(portal: Any, target: str) -> tuple[int, str]:

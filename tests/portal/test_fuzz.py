@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from klupa.testing.fuzz import mutated, paths
+from testkit.fuzz import mutated, paths
 
 FUZZ = settings(
     max_examples=120,
@@ -209,8 +209,8 @@ def test_every_poll_the_portal_takes_is_one_the_gateway_and_the_bench_show(body:
     # In-process: the portal's check against the gateway's and the bench's. A poll the portal
     # stored but the gateway skipped would never reach a bench, with only a log line to say so.
     from edge_gateway import protocol as P
-    from klupa.testing.vm import firmware_module
     from portal import checks
+    from testkit.vm import firmware_module
 
     poll_error = firmware_module("bench.pollcheck").poll_error
     try:

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from edge_gateway.testing import RecordingPortal
 from klupa.notify import LOCAL_TZ
 from klupa.services import free_port
 from portal import heartbeat
@@ -23,6 +22,7 @@ from portal.alerts import GatewayWatch, load_config
 from portal.checks import Heartbeat
 from portal.cli import main as portal_main
 from portal.db import open_database
+from testkit.gateway import RecordingPortal
 
 
 class Inbox:

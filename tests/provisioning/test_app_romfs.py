@@ -1,7 +1,7 @@
 """The app step puts the app's packages in a ROMFS partition when the board has one.
 
 The npm MicroPython port is built without ROMFS, so the board here runs
-``klupa/testing/mp/romvfs.py``, a stand-in with ROMFS's outside: ``vfs.rom_ioctl`` writes a
+``testkit/mp/romvfs.py``, a stand-in with ROMFS's outside: ``vfs.rom_ioctl`` writes a
 partition file, and a valid image there is mounted at ``/rom`` (on ``sys.path``) at boot.
 Everything else is real: mpremote's transport, the REPL, the imports from ``/rom``. The last
 test mounts the real firmware's image on MicroPython's own ``VfsRom`` (the unix port).
@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from klupa.testing.mp.romvfs import image_tree
 from provisioning.deployment import Deployment
 from provisioning.steps import step_app, step_selftest
+from testkit.mp.romvfs import image_tree
 from tests.provisioning.test_app_step import _firmware, _run
 
 
@@ -41,7 +41,7 @@ def test_packages_go_to_romfs_run_from_rom_and_reruns_write_only_changes(
     micropython_board_factory, pin_romfs_build, deployment: Deployment, tmp_path: Path, kind: str
 ) -> None:
     """Both kinds of ROMFS build: the ESP32's partition is a block device, other ports' are
-    bytes written through vfs.rom_ioctl (klupa/testing/mp/romvfs.py)."""
+    bytes written through vfs.rom_ioctl (testkit/mp/romvfs.py)."""
     # A stale package copy on the file system would shadow /rom: the step removes it.
     stale = tmp_path / "stale.mpy"
     stale.write_bytes(b"not the app")
@@ -126,10 +126,10 @@ def test_the_firmwares_image_runs_in_place_on_micropythons_own_vfsrom(tmp_path: 
     # The stand-in above parses images with our own reader; here MicroPython's VfsRom (the unix
     # port, 1.29 preview) mounts the image provisioning builds from the real firmware, lists
     # every package with its bytes intact, and imports and runs modules from it in place.
-    from klupa.testing.services import need_program
-    from klupa.testing.vm import FIRMWARE_DIR
     from provisioning import romfs, signing
     from provisioning.bundle import build_bundle
+    from testkit.services import need_program
+    from testkit.vm import FIRMWARE_DIR
 
     exe = need_program(str(Path(sys.executable).parent / "micropython"), "micropython")
     bundle = build_bundle(FIRMWARE_DIR, tmp_path / "bundle", signing.generate())

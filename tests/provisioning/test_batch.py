@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from esptool.cmds import detect_chip
 
-from klupa.testing.bootloader import MockBootloader
-from klupa.testing.micropython import MicroPythonBoard
 from provisioning import broker, cli
 from provisioning.deployment import Deployment
+from testkit.bootloader import MockBootloader
+from testkit.micropython import MicroPythonBoard
 
 
 def _firmware(root: Path) -> Path:

@@ -20,16 +20,16 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
-from klupa.testing.services import ProvisionedBroker, render_broker_conf
 from provisioning import broker
 from provisioning.deployment import Deployment
+from testkit.services import ProvisionedBroker, render_broker_conf
 
 T = "klupa/v1/mostar"
 
 
 @pytest.fixture
 def pi(provisioned_broker: ProvisionedBroker) -> ProvisionedBroker:
-    """The Pi's Mosquitto with exactly the generated files (klupa.testing.services)."""
+    """The Pi's Mosquitto with exactly the generated files (testkit.services)."""
     return provisioned_broker
 
 

@@ -11,11 +11,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from klupa.testing.mp.romvfs import image_tree
 from provisioning import bundle, cli, signing
 from provisioning.create import create_deployment
 from provisioning.deployment import Deployment, DeploymentError
 from provisioning.detect import BRIDGES, candidates
+from testkit.mp.romvfs import image_tree
 
 
 def _port(device: str, vid: int | None, pid: int | None) -> SimpleNamespace:

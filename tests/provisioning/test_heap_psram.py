@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from klupa.testing.bootloader import MockBootloader
-from klupa.testing.micropython import MicroPythonBoard
 from provisioning import cli
 from provisioning.deployment import Deployment
 from provisioning.errors import StepError
 from provisioning.steps import Run, step_detect, step_selftest
+from testkit.bootloader import MockBootloader
+from testkit.micropython import MicroPythonBoard
 
 WROVER_HEAP = 4 * 1024 * 1024
 WROOM_HEAP = 110 * 1024

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from klupa.testing.micropython import MicroPythonBoard
 from provisioning import cli
 from provisioning.deployment import Deployment
 from provisioning.device import Board
 from provisioning.steps import Progress, Run, app_files, step_app
+from testkit.micropython import MicroPythonBoard
 
 
 def _firmware(root: Path) -> Path:

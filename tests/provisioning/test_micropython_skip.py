@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from esptool.cmds import detect_chip
 
-from klupa.testing.bootloader import MockBootloader
-from klupa.testing.micropython import MicroPythonBoard
 from provisioning.deployment import Deployment
 from provisioning.errors import StepError
 from provisioning.steps import Run, step_micropython
+from testkit.bootloader import MockBootloader
+from testkit.micropython import MicroPythonBoard
 
 
 def _banner_version(board: MicroPythonBoard) -> str:

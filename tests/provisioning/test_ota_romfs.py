@@ -1,6 +1,6 @@
 """An OTA update on a bench whose app lives in ROMFS ends with the new app in ROMFS.
 
-The board is the VM with the ESP32 kind of ROMFS stand-in (``klupa/testing/mp/romvfs.py``:
+The board is the VM with the ESP32 kind of ROMFS stand-in (``testkit/mp/romvfs.py``:
 the npm port has no ROMFS; the partition is a block device, as ``esp32.Partition`` is). The
 real firmware is provisioned into the partition; then ``bench.ota``, as the ``ota`` command
 runs it, fetches a new bundle (from the board's own file system: the VM has no sockets, and
@@ -18,11 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from boards.virtual import FIRMWARE
-from klupa.testing.micropython import MicroPythonBoard
 from provisioning.bundle import ROM_NAME, build_bundle
 from provisioning.deployment import Deployment
 from provisioning.device import Board
 from provisioning.steps import Run, step_app
+from testkit.micropython import MicroPythonBoard
 
 REPO = Path(__file__).resolve().parents[2]
 FAKES = REPO / "boards" / "virtual" / "mp"

@@ -8,10 +8,10 @@ import subprocess
 import paho.mqtt.client as mqtt
 import pytest
 
-from klupa.testing.services import need_program
 from provisioning import broker
 from provisioning.deployment import Deployment
 from provisioning.steps import Run, step_register
+from testkit.services import need_program
 
 T = "klupa/v1/mostar"
 

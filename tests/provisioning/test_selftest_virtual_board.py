@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from klupa.testing.micropython import MicroPythonBoard
 from provisioning.deployment import Deployment
 from provisioning.device import Board
 from provisioning.errors import StepError
 from provisioning.steps import Run, step_app, step_selftest
+from testkit.micropython import MicroPythonBoard
 
 REPO = Path(__file__).resolve().parents[2]
 FAKES = REPO / "boards" / "virtual" / "mp"
@@ -72,7 +72,7 @@ def test_the_real_firmware_runs_its_selftest_from_romfs(
     deployment: Deployment,
 ) -> None:
     """The real bundle's packages in a ROMFS partition (the stand-in of
-    klupa/testing/mp/romvfs.py, as the ESP32 offers it: the npm port has no ROMFS) import
+    testkit/mp/romvfs.py, as the ESP32 offers it: the npm port has no ROMFS) import
     from /rom and pass."""
     pin_romfs_build(deployment)  # the WROOM path: no PSRAM, the app's bytecode in ROMFS
     mp = micropython_board_factory(

@@ -9,7 +9,7 @@ from boards.virtual.battery import CELLS, SHUNT, Cell, interpolate
 from boards.virtual.bench import load_profile
 from boards.virtual.chips import INA226, I2CBus
 from boards.virtual.physics import World
-from klupa.testing.soc_week import DriverI2C
+from testkit.soc_week import DriverI2C
 
 
 def rest_voltage(cell: Cell, minutes: int = 120) -> float:

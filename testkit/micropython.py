@@ -39,8 +39,8 @@ from pathlib import Path
 
 import pytest
 
-from klupa.testing.services import services_required
-from klupa.testing.vm import MPBOARD_SCRIPT, VmUnavailable, require_vm
+from testkit.services import services_required
+from testkit.vm import MPBOARD_SCRIPT, VmUnavailable, require_vm
 
 __all__ = ["MicroPythonBoard", "copy_onto_board", "need_micropython_vm"]
 

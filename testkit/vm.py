@@ -4,7 +4,7 @@
     assert result.ok, result.report()
     print(result.heap_high_water)
 
-or from a shell: ``python -m klupa.testing.vm tests/firmware/unit/test_window.py ...``.
+or from a shell: ``python -m testkit.vm tests/firmware/unit/test_window.py ...``.
 ``run_script(path)`` instead imports a plain script and awaits its ``main()`` with nothing
 else loaded (no runner, no ``unittest``): the heap benchmarks in ``benchmarks/vm/`` use it.
 
@@ -17,7 +17,7 @@ How the VM is set up
   ``esp32``, ``ntptime`` and the chip models they use),
 - the board profiles ``boards/*.json`` to ``/boards`` (a test builds the virtual board with
   ``machine.use(json.load(open("/boards/bench-v1.json")))``),
-- ``klupa/testing/mp/`` to ``/lib`` (our ``unittest`` and the in-VM runner),
+- ``testkit/mp/`` to ``/lib`` (our ``unittest`` and the in-VM runner),
 - the test file's folder (its ``*.py``) to ``/tests``.
 
 ``sys.path`` is ``['/tests', '', '/lib', '.frozen']``; the working directory is ``/``, an
@@ -28,7 +28,7 @@ Writing a test that runs in both places
 ---------------------------------------
 Write ``import unittest`` and subclass ``unittest.TestCase`` (or
 ``unittest.IsolatedAsyncioTestCase`` for ``async def test_...``). Under pytest the file runs on
-CPython's unittest; in the VM it runs on ``klupa/testing/mp/unittest.py``, which has:
+CPython's unittest; in the VM it runs on ``testkit/mp/unittest.py``, which has:
 ``setUp``/``tearDown`` (``asyncSetUp``/``asyncTearDown`` for the async case), ``setUpClass``/
 ``tearDownClass``, ``addCleanup``, ``skipTest``, ``subTest``, the decorators ``skip``,
 ``skipIf``, ``skipUnless``, ``expectedFailure``, and the assertions ``assertEqual``,
@@ -105,7 +105,7 @@ from types import ModuleType
 
 PACKAGE = "@micropython/micropython-webassembly-pyscript"
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[1]
+REPO_ROOT = HERE.parent
 MPBOARD_SCRIPT = HERE / "mpboard.mjs"
 VMRUN_SCRIPT = HERE / "vmrun.mjs"
 MP_LIB = HERE / "mp"
@@ -345,7 +345,7 @@ def parse_output(module: str, stdout: str, proc: subprocess.CompletedProcess[byt
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m klupa.testing.vm",
+        prog="python -m testkit.vm",
         description="Run firmware unit-test files inside the MicroPython WebAssembly VM.",
     )
     parser.add_argument("tests", nargs="+", type=Path, help="unittest files")

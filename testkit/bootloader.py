@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from klupa.services import free_port, stop_process, wait_for_port
-from klupa.testing.services import REQUIRE_ENV, services_required
+from testkit.services import REQUIRE_ENV, services_required
 
 
 @dataclass

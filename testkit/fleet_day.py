@@ -29,12 +29,12 @@ from boards.virtual.physics import World
 from edge_gateway import points as pts
 from edge_gateway.protocol import decode
 from edge_gateway.store import day_bounds, local_day
-from edge_gateway.testing import event, telemetry
 from klupa.grafana import Site, sites_of
 from klupa.influx import Server, setup
 from klupa.services import Influx1
-from klupa.testing.services import need_program
 from provisioning.deployment import inventory_text
+from testkit.gateway import event, telemetry
+from testkit.services import need_program
 
 WINDOW = 300
 OFFLINE = "ravno-01"

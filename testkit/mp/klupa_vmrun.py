@@ -1,6 +1,6 @@
 # mypy: ignore-errors
 # (MicroPython code, run inside the VM; not typed for CPython)
-# The in-VM side of klupa/testing/vm.py: import one test module, run its TestCase classes
+# The in-VM side of testkit/vm.py: import one test module, run its TestCase classes
 # (awaiting async tests on the port's JavaScript-driven asyncio), sample the heap, and print
 # one result line "<marker><json>" for the host to parse.
 #

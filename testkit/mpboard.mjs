@@ -3,7 +3,7 @@
 //   node mpboard.mjs --fs DIR [--heapsize BYTES] [--run-main] [--rom DIR]
 //
 // Bytes from the host arrive on stdin, the board's output leaves on stdout (the Python side,
-// klupa/testing/micropython.py, bridges both to a pseudo-terminal). What this adds to the port:
+// testkit/micropython.py, bridges both to a pseudo-terminal). What this adds to the port:
 //
 // * The board's file system is the host folder DIR (HOSTFS, mounted at / of MicroPython's VFS),
 //   so files survive soft resets and the host can inspect them.

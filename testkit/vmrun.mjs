@@ -1,6 +1,6 @@
 // Run one firmware unit-test module inside the MicroPython WebAssembly VM.
 //
-// Reads a JSON config on stdin (written by klupa/testing/vm.py):
+// Reads a JSON config on stdin (written by testkit/vm.py):
 //   {portModule, heapsize, copies: [[hostPath, vmDir], ...], module, marker, script}
 // copies the host files/folders into the VM's in-memory file system, then awaits
 // klupa_vmrun.run_module(module, marker) at the top level, so async tests run on the port's

@@ -1,7 +1,7 @@
 # mypy: ignore-errors
 # (MicroPython code, run inside the VM; not typed for CPython)
 # A small unittest for the MicroPython VM, so that firmware test files written for CPython's
-# unittest run unchanged inside MicroPython (klupa/testing/vm.py runs them; see its docs for
+# unittest run unchanged inside MicroPython (testkit/vm.py runs them; see its docs for
 # what is here). MicroPython functions take no attributes, so the decorators wrap.
 import gc
 

@@ -1,1 +1,0 @@
-"""Test support: real services on free loopback ports (a pytest plugin)."""
