@@ -40,6 +40,7 @@ class App:
         self.asleep = False  # in a critical-state sleep between windows
         self.safe = False
         self.faults = []  # (code, detail) found during boot, recorded once records can be made
+        self.last_fault = None  # the latest fault's code this boot (the service screen)
         self.cfg = None
         self.board = None  # the board profile, from boot until the hardware and front are built
         self.ports = []  # (n, wireless, chip address, channel) of each outlet, from the profile
@@ -142,6 +143,7 @@ class App:
         return self.record(sp.KIND_VOTE, frag({"poll": poll, "choice": choice}))
 
     def fault(self, code, detail):
+        self.last_fault = code
         if self.spool is None or not self.booted:
             self.faults.append((code, detail))
         else:
@@ -460,4 +462,3 @@ class App:
 
     async def supervisor_guard(self):
         return await self.supervisor()
-

@@ -53,7 +53,7 @@ class Front:
         self.voting = Voting(
             app.root + "/poll.json", app.now, ticks_ms, app.record_vote, app.fault, app.cfg
         )
-        self.ui = Ui(self.screens, self.voting, self.status, ticks_ms)
+        self.ui = Ui(self.screens, self.voting, self.status, ticks_ms, self.service_info)
         self.pads = [m.TouchPad(m.Pin(p)) for p in b["touch"]["pins"]]
         self.touch = TouchPads(self.read, b["touch"], ticks_ms, self.on_touch, app.fault)
         self.woken = False  # a touch during a critical-state sleep (ends the sleep early)
@@ -74,11 +74,26 @@ class Front:
         soc = app.power.soc_cp() / 100 if app.power else 0
         return app.cfg["municipality"], soc, free, app.now()
 
+    def service_info(self):
+        # What the technician's service screen shows (bench.service).
+        app = self.app
+        link = app.link
+        stats = getattr(app, "wifi_stats", None)
+        return {
+            "bench": app.cfg["bench"],
+            "boot": app.boot_no,
+            "fw": app.fw,
+            "rssi": None if stats is None else stats.rssi(),
+            "broker": link is not None and link.connected,
+            "spool": app.spool.pending() if app.spool is not None else 0,
+            "fault": app.last_fault or app.state.get("last_fault"),
+        }
+
     def on_touch(self, kind, pad):
         self.touched = ticks_ms()
         if kind == "down":
             self.woken = True
-        else:
+        elif kind != "service":
             self.app.count_touch()
             self.drawn = True
         self.ui.on_touch(kind, pad)

@@ -11,6 +11,8 @@ _LINE = const(10)  # pixel rows per text line
 _CONFIRM_MS = const(3000)
 _SCROLL_MS = const(2000)
 _WAKE_MS = const(30000)  # display lit after a touch in `critical`
+_SERVICE_MS = const(60000)  # the technician's service screen (bench.service)
+_TRANSIENT = ("confirm", "later", "service")
 CONTRAST = {"normal": 0xCF, "saver": 0x08}
 
 # The strings the bench itself says, per language. `sr` is Cyrillic; `srl` is Serbian in
@@ -285,13 +287,15 @@ class Ui:
     #   ui.on_poll(payload) for each message on the poll topic; ui.tick() every 100-500 ms;
     #   ui.set_power(state) on each power state change.
     #   status() -> (municipality, battery %, free charging ports, Unix time or None)
-    def __init__(self, screens, voting, status, now_ms):
+    #   service() -> the service screen's facts (bench.service), or None where there is none
+    def __init__(self, screens, voting, status, now_ms, service=None):
         self.screens = screens
+        self.service = service
         self.voting = voting
         self.status = status
         self.now_ms = now_ms
         self.lang_i = 0
-        self.mode = ""  # "idle", "poll", "low", "confirm", "later"
+        self.mode = ""  # "idle", "poll", "low", "confirm", "later", "service"
         self.until = 0
         self.scroll = 0
         self.positions = 1
@@ -338,7 +342,13 @@ class Ui:
                 self.screens.wake(True)
                 self.redraw()
             self.awake = self.now_ms()
-        if kind == "hold" and self.mode in ("idle", "poll", "low"):
+        if kind == "service" and self.service is not None:
+            from bench.runtime import job
+
+            lang = ui_language(self.voting.poll, self.lang())
+            job("service", "draw", self.screens, self.service(), lang)
+            self._transient("service")
+        elif kind == "hold" and self.mode in ("idle", "poll", "low"):
             self.lang_i += 1
             self.scroll = 0
             self.scrolled = self.now_ms()
@@ -358,20 +368,22 @@ class Ui:
         if self.voting.on_poll(payload):
             self.lang_i = 0
             self.scroll = 0
-            if self.mode not in ("confirm", "later"):
+            if self.mode not in _TRANSIENT:
                 self.redraw()
 
     def set_power(self, state):
         self.power = state
         self.awake_on = False
         self.screens.power_state(state)
-        if self.mode not in ("confirm", "later"):
+        if self.mode not in _TRANSIENT:
             self.redraw()
 
     def tick(self):
         now = self.now_ms()
-        if self.mode in ("confirm", "later"):
-            if ticks_diff(now, self.until) >= _CONFIRM_MS:
+        if self.mode in _TRANSIENT:
+            if ticks_diff(now, self.until) >= (
+                _SERVICE_MS if self.mode == "service" else _CONFIRM_MS
+            ):
                 self.scroll = 0
                 self.scrolled = now
                 self.redraw()

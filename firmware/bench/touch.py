@@ -6,12 +6,15 @@
 #   shorter / 1.5 .. 2 s -> "touch" (counted, not a vote; under 0.1 s is noise)
 #   reaching 2 s         -> "hold" at once (the language gesture, never a vote)
 #   30 s                 -> re-baselined as stuck, one `touch_stuck` fault
+# The two outer pads held together are the technician's chord: neither counts as a press,
+# touch or hold from then on, and after 5 s together it is "service" (the service screen).
 # When most pads deviate at once it is rain or a wet cloth: presses in progress are dropped,
 # one `touch_wet` fault is raised for the episode, and nothing counts until all are dry.
 #   read(i)                 raw reading of pad i (machine.TouchPad(...).read() on the bench)
 #   touch                   the board profile's "touch" section: pins, direction, sensitivity
 #   now_ms()                ticks clock
-#   emit(kind, pad)         "down" (a pad went down: wakes the display), "press", "touch", "hold"
+#   emit(kind, pad)         "down" (a pad went down: wakes the display), "press", "touch", "hold",
+#                           "service" (pad 0: the outer pads held together for 5 s)
 #   emit_fault(code, detail)
 from bench.runtime import const, ticks_diff
 
@@ -20,6 +23,7 @@ _PRESS_MAX_MS = const(1500)
 _HOLD_MS = const(2000)
 _STUCK_MS = const(30000)
 _NOISE_MS = const(100)
+_CHORD_MS = const(5000)
 _WET_CLEAR_MS = const(60000)  # dry this long before another wet episode is reported
 _FP = const(4)  # baselines are kept x16 so slow drift is not lost to integer rounding
 _AVG = const(7)  # rolling average weight 1/128 per sample
@@ -28,6 +32,7 @@ _IDLE = const(0)
 _DOWN = const(1)
 _HELD = const(2)  # the hold gesture has fired
 _SPOILED = const(3)  # dropped by the wet detector: ends silently
+_CHORD = const(4)  # one of the outer pads held together: ends silently
 
 
 class TouchPads:
@@ -46,6 +51,9 @@ class TouchPads:
         self.wet = False
         self._dry_since = None
         self._wet_reported = False
+        self.chord = False  # both outer pads are down together
+        self._chord_since = 0
+        self._chord_fired = False
 
     def baselines(self):
         return [None if b is None else b >> _FP for b in self.base]
@@ -124,7 +132,26 @@ class TouchPads:
                 self.state[i] = _HELD
                 self.touches += 1
                 self.emit("hold", i)
+        if self._chord(now) and down == 2:
+            down = 1  # the technician's two fingers alone are not rain
         self._water(down, now)
+
+    def _chord(self, now):
+        # Both outer pads down together: mark them, and fire "service" once after 5 s.
+        a = self.state[0]
+        b = self.state[self.n - 1]
+        if self.n < 2 or a in (_IDLE, _SPOILED) or b in (_IDLE, _SPOILED):
+            self.chord = False
+            return False
+        self.state[0] = self.state[self.n - 1] = _CHORD
+        if not self.chord:
+            self.chord = True
+            self._chord_since = now
+            self._chord_fired = False
+        elif not self._chord_fired and ticks_diff(now, self._chord_since) >= _CHORD_MS:
+            self._chord_fired = True
+            self.emit("service", 0)
+        return True
 
     def _water(self, down, now):
         if self.n >= 2 and down * 2 > self.n:

@@ -174,6 +174,62 @@ def test_presses_become_valid_votes_with_cooldown_and_cap(
         gw.close()
 
 
+def test_outer_pads_held_5_s_show_the_service_screen_for_60_s(
+    mosquitto, bench_runner, firmware_kit, tmp_path
+):
+    from bench import service
+
+    kit = firmware_kit
+    publish_retained(mosquitto.host, mosquitto.port, TOPIC_POLL, json.dumps(POLL).encode())
+    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
+    vb = make_bench(tmp_path, mosquitto.port, kit)
+    bench_runner.start(vb)
+    pins = vb.profile["touch"]["pins"]
+    outer = (pins[0], pins[-1])
+
+    async def chord() -> list[Any]:
+        snaps = []
+
+        def snap() -> None:
+            d = vb.board.display
+            snaps.append((vb.app.front.ui.mode, d.pixels(), vb.app.front.service_info()))
+
+        for pin in outer:
+            vb.board.touch[pin] = 360
+        await vb.clock.sleep_ms(4000)
+        snap()  # 4 s: not yet
+        await vb.clock.sleep_ms(1500)
+        snap()  # 5.5 s: the service screen
+        for pin in outer:
+            vb.board.touch[pin] = 600
+        await vb.clock.sleep_ms(50000)
+        snap()  # still there 50 s after it appeared
+        await vb.clock.sleep_ms(12000)
+        snap()  # gone 60 s after it appeared
+        return snaps
+
+    try:
+        kit["wait_until"](lambda: ready(vb) and vb.app.front.ui.mode == "poll", what="poll")
+        before, shown, later, after = asyncio.run_coroutine_threadsafe(
+            chord(), bench_runner.loop
+        ).result(60)
+        assert before[0] == "poll"
+        mode, pixels, info = shown
+        assert mode == "service"
+        assert info["bench"] == "mostar-01" and info["fw"] == vb.app.fw
+        assert info["boot"] == vb.app.boot_no and info["broker"] is True
+        assert isinstance(info["spool"], int) and info["fault"] is None
+        assert pixels == expected(lambda s: service.draw(s, info, "bs"))
+        assert service.lines(info, "bs")[2] == "Broker: spojen"
+        assert later[0] == "service" and later[1] == pixels
+        assert after[0] == "poll"
+        assert after[1] == expected(lambda s: s.poll(POLL, "bs", 0))
+        time.sleep(1.0)
+        assert vote_messages(gw) == []  # the gesture is never a vote
+    finally:
+        gw.close()
+
+
 def test_vote_made_during_a_broker_outage_arrives_after_it(
     mosquitto, bench_runner, firmware_kit, tmp_path
 ):

@@ -166,6 +166,58 @@ def test_low_power(glass: tuple[SSD1306Model, Screens]) -> None:
     check_golden(model, "low-power", "low-power")
 
 
+SERVICE = {
+    "bench": "trebinje-01",
+    "boot": 42,
+    "fw": "2.1.0",
+    "rssi": -67,
+    "broker": True,
+    "spool": 1234,
+    "fault": "touch_wet",
+}
+
+
+def test_service_screen(glass: tuple[SSD1306Model, Screens]) -> None:
+    from bench import service
+
+    model, s = glass
+    service.draw(s, SERVICE, "bs")
+    check_golden(model, "service", "service")
+    rows = service.lines(SERVICE, "bs")
+    assert rows == [
+        "Verzija 2.1.0",
+        "Wi-Fi -67 dBm",
+        "Broker: spojen",
+        "Na čekanju: 1234",
+        "Greška: touch_wet",
+    ]
+
+
+def test_service_screen_in_cyrillic_offline_without_faults(
+    glass: tuple[SSD1306Model, Screens],
+) -> None:
+    from bench import service
+
+    model, s = glass
+    info = dict(SERVICE, rssi=-127, broker=False, fault=None)
+    service.draw(s, info, "sr")
+    check_golden(model, "service-sr", "service-sr")
+    assert service.lines(info, "sr")[1:] == [
+        "Wi-Fi ---",
+        "Брокер: није повезан",
+        "На чекању: 1234",
+        "Грешка: нема",
+    ]
+
+
+def test_service_lines_fit_the_glass_in_every_language() -> None:
+    from bench import service
+
+    info = dict(SERVICE, fw="10.20.30-rc.1", spool=123456, fault="crash: OSError 28 @ a.py:1")
+    for lang in ("bs", "hr", "sr", "srl", "en"):
+        assert all(len(line) <= 21 for line in service.lines(info, lang))
+
+
 def test_self_test_pattern(glass: tuple[SSD1306Model, Screens]) -> None:
     model, s = glass
     s.test_pattern()

@@ -173,5 +173,47 @@ class DroppedModuleTest(unittest.IsolatedAsyncioTestCase):
         self.assertFalse(loaded("commands"))
 
 
+class _Glass:
+    # A display that keeps the frame buffer and counts frames shown.
+    def __init__(self):
+        self.width = 128
+        self.height = 64
+        self.buffer = bytearray(1024)
+        self.shown = 0
+
+    def fill(self, c):
+        for i in range(len(self.buffer)):
+            self.buffer[i] = 0xFF if c else 0
+
+    def fill_rect(self, x, y, w, h, c):
+        pass
+
+    def show(self):
+        self.shown += 1
+
+
+class _NoPoll:
+    poll = None
+
+    def is_open(self):
+        return False
+
+
+class ServiceScreen(unittest.TestCase):
+    def test_the_service_screen_is_drawn_and_its_module_leaves(self):
+        from bench.screens import Screens, Ui
+
+        forget("service")
+        glass = _Glass()
+        info = {"bench": "mostar-01", "boot": 3, "fw": "1.0.0", "rssi": -60, "broker": True}
+        info["spool"] = 0
+        info["fault"] = None
+        ui = Ui(Screens(glass), _NoPoll(), lambda: ("mostar", 50, 2, None), lambda: 0, lambda: info)
+        ui.on_touch("service", 0)
+        self.assertEqual(ui.mode, "service")
+        self.assertEqual(glass.shown, 1)
+        self.assertFalse(loaded("service"))
+
+
 if __name__ == "__main__":
     unittest.main()

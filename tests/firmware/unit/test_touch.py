@@ -244,5 +244,65 @@ class StuckAndWet(unittest.TestCase):
         self.assertEqual(b.faults, ["touch_wet"])
 
 
+class ServiceChord(unittest.TestCase):
+    # The technician's gesture: the two outer pads held together for 5 s.
+    def hold_outer(self, b, ms):
+        b.raw[0] -= 300
+        b.raw[-1] -= 300
+        b.run(ms)
+
+    def test_outer_pads_held_together_5_s_is_service_once_and_no_vote(self):
+        b = Bench()
+        self.hold_outer(b, 4980)
+        self.assertEqual(b.kinds("service"), [])
+        b.run(40)
+        self.assertEqual(b.kinds("service"), [0])
+        b.run(10000)  # still held: the gesture fires once
+        b.raw = [1000] * 4
+        b.run(200)
+        self.assertEqual(b.kinds("service"), [0])
+        self.assertEqual(b.kinds("press") + b.kinds("touch") + b.kinds("hold"), [])
+        self.assertEqual(b.pads.take_touches(), 0)
+        self.assertEqual(b.faults, [])
+
+    def test_released_before_5_s_is_nothing_not_a_press(self):
+        b = Bench()
+        self.hold_outer(b, 1000)
+        b.raw = [1000] * 4
+        b.run(200)
+        self.assertEqual(b.kinds("service"), [])
+        self.assertEqual(b.kinds("press"), [])
+
+    def test_the_gesture_can_be_given_again(self):
+        b = Bench()
+        for _ in range(2):
+            self.hold_outer(b, 5100)
+            b.raw = [1000] * 4
+            b.run(300)
+        self.assertEqual(b.kinds("service"), [0, 0])
+
+    def test_an_outer_pad_and_an_inner_pad_are_not_the_gesture(self):
+        b = Bench()
+        b.raw[0] -= 300
+        b.raw[1] -= 300
+        b.run(6000)
+        self.assertEqual(b.kinds("service"), [])
+
+    def test_on_three_pads_the_two_outer_ones_are_the_gesture_not_water(self):
+        b = Bench(RISES)
+        b.raw[0] += 300
+        b.raw[2] += 300
+        b.run(5100)
+        self.assertEqual(b.kinds("service"), [0])
+        self.assertEqual(b.faults, [])
+
+    def test_on_three_pads_all_three_down_is_still_water(self):
+        b = Bench(RISES)
+        b.raw = [1300] * 3
+        b.run(6000)
+        self.assertEqual(b.faults, ["touch_wet"])
+        self.assertEqual(b.kinds("service"), [])
+
+
 if __name__ == "__main__":
     unittest.main()
