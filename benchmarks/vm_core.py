@@ -109,6 +109,8 @@ ON_DEMAND = (
     "bench/pollcheck.mpy",
     "bench/selftest.mpy",
     "bench/ota.mpy",
+    "bench/http.mpy",
+    "bench/romfs.mpy",
     "bench/trust.mpy",
 )
 

@@ -5,10 +5,10 @@
 # run; and the manifest's signature check (RSA, the deployment's key size) against hashing the
 # same canonical bytes alone.
 #
-# The download is bench.ota's own path: Ota.run() -> http_get() over a stream pair whose reader
-# hands out the bundle (the copy of the bundle at the VM's root) with a yield on every read, as
-# a socket with data waiting does; the files are hashed and written to the VM's file system in
-# 512-byte chunks, then verified and staged. It runs as a task, again and again, while the
+# The download is bench.ota's own path: Ota.run() -> bench.http.http_get() over a stream pair
+# whose reader hands out the bundle (the copy of the bundle at the VM's root) with a yield on
+# every read, as a socket with data waiting does; the files are hashed and written to the VM's
+# file system in 512-byte chunks, then verified and staged. It runs as a task, again and again, while the
 # press task does what Front.run() does: sleeps 50 ms (real time), samples the pads. A press
 # is held 0.4 s of the app's clock, then released; the release sample is the one timed, from
 # the moment it was due (its sleep began + 50 ms) to the confirmation frame reaching I2C, so
@@ -133,7 +133,7 @@ async def opener(host, port):
 
 async def run(fig, peaks):
     clock, app, loop, built = await vmapp.connected_app()
-    from bench import ota, trust
+    from bench import http, ota, trust
     from bench.front import Front
 
     with open(vmkit.BOARD_FILE) as f:
@@ -198,7 +198,7 @@ async def run(fig, peaks):
         HOLD["on"] = True
         while not state["stop"]:
             o = ota.Ota(vmkit.ROOT, trust.Trust(Nvs(), anchor), lambda *a: events.append(a[0]))
-            o.fetch = lambda url: ota.http_get(url, opener)
+            o.fetch = lambda url: http.http_get(url, opener)
             started = _us()
             ok = await o.run("http://gw:8070/manifest.json", manifest["version"], sha)
             state["runs"] += 1

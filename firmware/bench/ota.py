@@ -14,30 +14,22 @@
 # On a board with a ROMFS partition (MicroPython runs .mpy files there in place, so the app's
 # bytecode stays out of the GC heap) the bundle's ROMFS image is downloaded too. The trial runs
 # from app/ as always: the partition keeps the previous app for a rollback. Once the new app
-# is healthy, the next boot writes its image into the partition (to_rom) and drops app/.
+# is healthy, the next boot writes its image into the partition (to_rom, with bench.romfs) and
+# drops app/. Files come over HTTP with bench.http, imported for a download only.
 import hashlib
 import json
 import os
 
-from bench import runtime
+from bench import runtime, store
 from bench.runtime import asyncio, unload
 from bench.trust import OtaError, hexlify, trust_of, verify_steps, version_key
 
 MANIFEST_MAX = 16384
 CHUNK = 512
 TRIAL_MS = 300000  # a trial app must be healthy within 5 minutes
-NET_MS = 15000  # a read that waits longer than this fails the download
 
 
 # -- the file system, relative to a root the virtual board can place per bench ------------
-def _exists(p):
-    try:
-        os.stat(p)
-        return True
-    except OSError:
-        return False
-
-
 def _is_dir(p):
     try:
         return os.stat(p)[0] & 0x4000 != 0
@@ -50,7 +42,7 @@ def rmtree(p):
         for name in os.listdir(p):
             rmtree(p + "/" + name)
         os.rmdir(p)
-    elif _exists(p):
+    elif store.exists(p):
         os.remove(p)
 
 
@@ -78,7 +70,7 @@ def file_sha256(p):
     return size, hexlify(h.digest())
 
 
-# -- the ROMFS partition ------------------------------------------------------------------
+# -- the ROMFS partition (bench.romfs writes it, at boot) ---------------------------------
 def rom_partition():
     # (device, size, block) of ROMFS partition 0, or None (no vfs: CPython; no ROMFS: stock
     # builds). device: the ESP32's esp32.Partition (erase ioctl(6, n), writeblocks); None
@@ -100,124 +92,11 @@ def rom_partition():
     return None
 
 
-def _ok(r, what):
-    if type(r) is int and r < 0:
-        raise OtaError("ROMFS %s refused: %d" % (what, r))
-    return r
+# -- HTTP: bench.http, imported for a download only ---------------------------------------
+def _http_get(url, opener):
+    from bench.http import http_get
 
-
-def write_rom(part, path, size, sha):
-    # Write the image file at path into the partition (unmounted first: its flash is erased)
-    # and check the partition's first size bytes against sha. Raises OtaError.
-    import vfs
-
-    dev, room, block = part
-    if size > room:
-        raise OtaError("ROMFS image of %d bytes, partition of %d" % (size, room))
-    try:
-        vfs.umount("/rom")
-    except OSError:
-        pass
-    step = 1  # the smallest write the partition takes
-    if dev is not None:
-        for b in range((size + block - 1) // block):
-            _ok(dev.ioctl(6, b), "erase")
-    elif block < room:  # erase whole blocks, at most 32 KiB a call
-        span = max(block, 32768 // block * block)
-        off = 0
-        while off < size:
-            n = min(span, (size - off + block - 1) // block * block)
-            step = _ok(vfs.rom_ioctl(3, 0, off, n), "erase")
-            off += n
-    else:
-        step = _ok(vfs.rom_ioctl(3, 0, size), "erase")
-    step = max(1, step)
-    buf = bytearray(max(CHUNK, (step + CHUNK - 1) // step * step))
-    mv = memoryview(buf)
-    off = 0
-    with open(path, "rb") as f:
-        while off < size:
-            n = f.readinto(buf)
-            if not n:
-                raise OtaError("ROMFS image shorter than its size")
-            data = mv[:n] if n % step == 0 else bytes(mv[:n]) + b"\xff" * (-n % step)
-            if dev is not None:
-                dev.writeblocks(off // block, data, off % block)
-            else:
-                _ok(vfs.rom_ioctl(4, 0, off, data), "write")
-            off += n
-    if dev is None:
-        _ok(vfs.rom_ioctl(5, 0), "finish")
-    m = memoryview(vfs.rom_ioctl(2, 0))
-    h = hashlib.sha256()
-    for i in range(0, size, CHUNK):
-        h.update(m[i : min(size, i + CHUNK)])
-    if hexlify(h.digest()) != sha:
-        raise OtaError("ROMFS partition differs after writing")
-
-
-# -- HTTP ---------------------------------------------------------------------------------
-class _Response:
-    # An HTTP response's body, read a chunk at a time; each read is an await, so the app's
-    # other tasks (touch, display, the link, the watchdog's feeder) run between chunks.
-    def __init__(self, reader, writer, status):
-        self.reader = reader
-        self.writer = writer
-        self.status = status
-
-    async def read(self, n):
-        return await runtime.net_wait_ms(self.reader.read(n), NET_MS)
-
-    async def readinto(self, buf):
-        # Into the caller's buffer, with no timer of its own (the caller bounds the whole
-        # body): a timer per chunk would cost the heap a task each time.
-        r = self.reader
-        if hasattr(r, "readinto"):  # MicroPython's streams; CPython's have only read()
-            return await r.readinto(buf)
-        b = await r.read(len(buf))
-        buf[: len(b)] = b
-        return len(b)
-
-    def close(self):
-        try:
-            self.writer.close()
-        except Exception:  # already gone: nothing to release
-            pass
-
-
-async def http_get(url, opener=None):
-    # A plain HTTP/1.0 GET (the gateway serves bundles on the LAN) over the asyncio streams of
-    # opener(host, port) (runtime.open_connection by default). Returns a response with
-    # status, read(n) and readinto(buf) (coroutines) and close(); the body is streamed, never
-    # held whole.
-    if not url.startswith("http://"):
-        raise OtaError("only http:// URLs")
-    rest = url[7:]
-    slash = rest.find("/")
-    hostport, path = (rest, "/") if slash < 0 else (rest[:slash], rest[slash:])
-    host, port = hostport, 80
-    if ":" in hostport:
-        host, p = hostport.rsplit(":", 1)
-        port = int(p)
-    reader, writer = await runtime.net_wait_ms(
-        (opener or runtime.open_connection)(host, port), NET_MS
-    )
-    try:
-        writer.write(("GET %s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, hostport)).encode())
-        await runtime.net_wait_ms(writer.drain(), NET_MS)
-        line = await runtime.net_wait_ms(reader.readline(), NET_MS)
-        parts = line.split(None, 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-            raise OtaError("bad HTTP status line")
-        status = int(parts[1])
-        while True:
-            h = await runtime.net_wait_ms(reader.readline(), NET_MS)
-            if not h or h in (b"\r\n", b"\n"):
-                break
-    except Exception:
-        writer.close()
-        raise
-    return _Response(reader, writer, status)
+    return http_get(url, opener)
 
 
 class Ota:
@@ -229,7 +108,7 @@ class Ota:
         self.root = root.rstrip("/")
         self.trust = trust
         self.emit = emit
-        self.fetch = fetch or (lambda url: http_get(url, opener))
+        self.fetch = fetch or (lambda url: _http_get(url, opener))
         self.error = ""  # why the last run failed, for the command's ack
 
     def _p(self, name):
@@ -237,24 +116,10 @@ class Ota:
 
     # -- state -------------------------------------------------------------------------
     def state(self):
-        try:
-            with open(self._p("ota.json")) as f:
-                s = json.load(f)
-            if type(s) is dict:
-                return s
-        except (OSError, ValueError):
-            pass
-        return {}
+        return store.load(self._p("ota.json"), {})
 
     def _save(self, s):
-        tmp = self._p("ota.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(s, f)
-        try:
-            os.rename(tmp, self._p("ota.json"))
-        except OSError:
-            os.remove(self._p("ota.json"))
-            os.rename(tmp, self._p("ota.json"))
+        store.save(self._p("ota.json"), s)
 
     # -- download ----------------------------------------------------------------------
     async def _get_small(self, url, limit):
@@ -276,6 +141,8 @@ class Ota:
     async def _download(self, url, dest, size, sha):
         # Stream url to dest + ".part", hashing as it goes; rename only when it verifies. One
         # deadline for the whole file: 15 s, and a millisecond a byte (1 KB/s at the least).
+        from bench.http import NET_MS
+
         part = dest + ".part"
         h = hashlib.sha256()
         got = await runtime.net_wait_ms(self._fetch_to(url, part, size, h), NET_MS + size)
@@ -374,7 +241,7 @@ class Ota:
             dest = new + "/" + entry["path"]
             if "/" in entry["path"]:
                 _makedirs(dest[: dest.rfind("/")])
-            if resume and _exists(dest):
+            if resume and store.exists(dest):
                 if file_sha256(dest) == (entry["size"], entry["sha256"]):
                     continue
                 os.remove(dest)
@@ -390,7 +257,7 @@ class Ota:
         st = s.get("state")
         app, new, old = self._p("app"), self._p("app.new"), self._p("app.old")
         rmtree(self._p("app.gone"))  # what a move into ROMFS left, if cut short
-        if st == "staged" and _is_dir(new) and not _exists(new + "/.manifest"):
+        if st == "staged" and _is_dir(new) and not store.exists(new + "/.manifest"):
             rmtree(old)
             if _is_dir(app):
                 os.rename(app, old)
@@ -470,6 +337,8 @@ class Ota:
         image = app + "/" + rom[0]
         if file_sha256(image) != (rom[1], rom[2]):
             raise OtaError("ROMFS image in app/ damaged")
+        from bench.romfs import write_rom
+
         write_rom(part, image, rom[1], rom[2])
         # Out of sys.path's way by renames (each atomic), so that a power cut cannot leave
         # half an app to shadow /rom; then forgotten, then deleted.
@@ -477,7 +346,7 @@ class Ota:
         rmtree(gone)
         os.rename(app, gone)
         for name in packages:
-            if _exists(self._p(name)):
+            if store.exists(self._p(name)):
                 os.rename(self._p(name), gone + "/" + name + ".root")
         s["rom"] = None
         del s["rom_tries"]
@@ -524,7 +393,8 @@ async def command(app, args):
         ok = await o.run(args["url"], args["version"], args["sha256"])
         return ok, o.error
     finally:
-        unload("trust")  # imported with this module, not part of the resident set
+        for name in ("trust", "http"):  # imported with this module: not resident
+            unload(name)
 
 
 def step(app, what):

@@ -14,7 +14,7 @@ if sys.implementation.name != "micropython":
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 import main  # the boot's check for an image waiting to be written
-from bench import ota, trust
+from bench import ota, store, trust
 from ota_testkeys import KEY_A, KEY_B
 
 ANCHOR = KEY_A[0]  # the bench's anchor: KEY_A's public modulus
@@ -521,8 +521,8 @@ class Update(unittest.IsolatedAsyncioTestCase):
             self.assertEqual(bytes(device[: len(image)]), image)
             self.assertEqual(device.erased, list(range(2)))  # the blocks the image needs
             self.assertEqual(mounted, [(("rom", b"\xd2\xcd\x31"), "/rom")])
-            self.assertFalse(ota._exists(self.root + "/app"))
-            self.assertFalse(ota._exists(self.root + "/app.gone"))
+            self.assertFalse(store.exists(self.root + "/app"))
+            self.assertFalse(store.exists(self.root + "/app.gone"))
             self.assertFalse(main._rom_pending(self.root))
             self.assertEqual(self.ota.state()["version"], "1.1.0")
         finally:
@@ -533,8 +533,8 @@ class Update(unittest.IsolatedAsyncioTestCase):
         # Power lost after app/ was moved aside: it is not the app any more, and goes.
         os.rename(self.root + "/app", self.root + "/app.gone")
         self.assertEqual(self.ota.boot(), "")
-        self.assertFalse(ota._exists(self.root + "/app.gone"))
-        self.assertFalse(ota._exists(self.root + "/app"))
+        self.assertFalse(store.exists(self.root + "/app.gone"))
+        self.assertFalse(store.exists(self.root + "/app"))
 
     async def test_a_rom_write_that_keeps_failing_leaves_the_app_on_the_file_system(self):
         image = b"\xd2\xcd\x31" + b"r" * 3000
@@ -618,7 +618,7 @@ class Update(unittest.IsolatedAsyncioTestCase):
         self.assertIsNone(self.trust.floor())
 
 
-class Resident(unittest.TestCase):
+class Resident(unittest.IsolatedAsyncioTestCase):
     def test_an_ota_step_leaves_neither_ota_nor_trust_imported(self):
         from bench import runtime
 
@@ -634,6 +634,40 @@ class Resident(unittest.TestCase):
             runtime.job("ota", "step", App(), "report")
             self.assertNotIn("bench.ota", sys.modules)
             self.assertNotIn("bench.trust", sys.modules)
+        finally:
+            for n in saved:
+                if saved[n] is not None:
+                    sys.modules[n] = saved[n]
+
+    async def test_an_ota_command_leaves_its_download_modules_unimported(self):
+        from bench import runtime
+
+        nvs = Nvs()
+
+        class App:
+            root = _tmpdir()
+            cfg = {"ota_pub": ANCHOR}
+            events = []
+
+            class hw:  # noqa: N801
+                class esp32:  # noqa: N801
+                    @staticmethod
+                    def NVS(namespace):  # noqa: N802
+                        return nvs
+
+            def record_event(self, kind, fields):
+                self.events.append((kind, fields))
+
+        names = ("bench.ota", "bench.trust", "bench.http")
+        saved = {n: sys.modules.get(n) for n in names}
+        try:
+            args = {"url": "http://127.0.0.1:9/b/manifest.json", "version": "1.1.0"}
+            args["sha256"] = "0" * 64
+            ok, detail = await runtime.job("ota", "command", App(), args)
+            self.assertFalse(ok)
+            self.assertTrue(detail)
+            for n in names:
+                self.assertNotIn(n, sys.modules)
         finally:
             for n in saved:
                 if saved[n] is not None:
