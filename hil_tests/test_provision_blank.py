@@ -50,7 +50,7 @@ from boards.virtual.apploader import mpy_of
 from klupa.services import free_port, stop_process
 from provisioning import cli
 from provisioning.deployment import Deployment
-from provisioning.steps import failing_checks
+from provisioning.steps_board import failing_checks
 from testkit.services import start_pi_broker
 
 REPO = Path(__file__).resolve().parents[1]

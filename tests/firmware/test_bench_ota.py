@@ -27,7 +27,8 @@ from provisioning import signing
 from provisioning.bundle import MANIFEST_NAME, build_bundle, canonical, sign
 from provisioning.create import create_deployment
 from provisioning.deployment import Deployment, _render_secrets, write_private
-from provisioning.steps import Run, bench_config
+from provisioning.steps import Run
+from provisioning.steps_app import bench_config
 
 OTHER_BENCH = "ravno-01"  # a bench whose flash an attacker has read
 

@@ -10,7 +10,9 @@ import pytest
 
 from provisioning.deployment import Deployment
 from provisioning.errors import StepError
-from provisioning.steps import Run, boot_start, failing_checks, step_app, step_selftest
+from provisioning.steps import Run, step_app, step_selftest
+from provisioning.steps_app import boot_start
+from provisioning.steps_board import failing_checks
 
 SELFTEST_SRC = """\
 def on_board():

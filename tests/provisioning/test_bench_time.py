@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 from provisioning.deployment import Deployment
-from provisioning.steps import Run, bench_config
+from provisioning.steps import Run
+from provisioning.steps_app import bench_config
 
 CHRONY = Path(__file__).resolve().parents[2] / "deploy/chrony/klupa.conf"
 

@@ -17,7 +17,8 @@ import pytest
 from provisioning import cli
 from provisioning.deployment import Deployment
 from provisioning.device import Board
-from provisioning.steps import Progress, Run, app_files, step_app
+from provisioning.steps import Progress, Run, step_app
+from provisioning.steps_app import app_files
 from testkit.micropython import MicroPythonBoard
 
 
