@@ -171,7 +171,7 @@ def ops_credentials(args: argparse.Namespace, cfg: Config) -> tuple[str, str | N
     """The command tool's own MQTT user and password, and where the password came from.
 
     Never the gateway's: with ``use_username_as_clientid`` the gateway's credentials would
-    take over its persistent session (PROTOCOL.md, Names). The password comes from
+    take over its persistent session (docs/protocol.md, Names). The password comes from
     ``--password-file``, else ``$KLUPA_OPS_PASSWORD``, else ``ops-{m}-mqtt.pass`` beside the
     gateway's configuration (``/etc/klupa/ops-mostar-mqtt.pass``), else none (a broker that
     takes anonymous clients, as in ``klupa demo``). Raises OSError for an unreadable file.

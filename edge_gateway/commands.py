@@ -1,6 +1,6 @@
 """The ops user's link to the benches: commands published, their acks collected.
 
-One MQTT connection as ``ops-{m}`` (never the gateway's user, PROTOCOL.md, Names) that may do
+One MQTT connection as ``ops-{m}`` (never the gateway's user, docs/protocol.md, Names) that may do
 only what the broker's ACL lets that user do: write ``…/+/cmd`` and read ``…/+/cmd/ack``. A
 command is published once (QoS 1) under a fresh id; its ack is kept until asked for. Benches
 connect with a clean session, so a command to an offline bench is lost: the caller times out

@@ -1,4 +1,4 @@
-"""The gateway's TOML configuration, exactly as INTERFACES.md lists it.
+"""The gateway's TOML configuration, exactly as docs/interfaces.md lists it.
 
 :func:`load` returns a :class:`Config` or raises :class:`ConfigError` whose ``problems`` are
 one line each, every line naming its key (``mqtt.port: …``). Unknown keys are problems: a typo

@@ -1,4 +1,4 @@
-"""Online and offline, exactly as INTERFACES.md's ``[health]`` says.
+"""Online and offline, exactly as docs/interfaces.md's ``[health]`` says.
 
 A bench is offline when its will fired (the offline Status), when it has been silent longer
 than ``max(offline_after_s, 2.5 × its last reported period)``, or when it announced a sleep and

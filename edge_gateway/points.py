@@ -1,4 +1,4 @@
-"""InfluxDB points exactly per INTERFACES.md's schema, built with influxdb-client's ``Point``.
+"""InfluxDB points exactly per docs/interfaces.md's schema, built with influxdb-client's ``Point``.
 
 Every point is written with millisecond precision: a point timed in seconds gets ``ts × 1000``;
 ``session`` and ``event`` points get ``ts × 1000 + seq mod 1000`` so that two events of one bench

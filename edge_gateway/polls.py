@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("edge_gateway.polls")
 
 POLL_FIELDS = ("v", "id", "opens", "closes", "question", "options")
-HEARTBEAT_S = 60.0  # INTERFACES.md: PUT /api/v1/gateways/{m} every 60 s
+HEARTBEAT_S = 60.0  # docs/interfaces.md: PUT /api/v1/gateways/{m} every 60 s
 
 
 def choose(polls: list[dict[str, Any]], now: float) -> dict[str, Any] | None:

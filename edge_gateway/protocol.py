@@ -1,4 +1,4 @@
-"""The host's one definition of PROTOCOL.md (version 1): names, topics, payloads and limits.
+"""The host's one definition of docs/protocol.md (version 1): names, topics, payloads and limits.
 
 Everything on the host that reads or writes bench messages (the gateway, the simulator, the
 system tests) validates with :func:`validate`, which returns a typed message or raises
@@ -105,15 +105,15 @@ REASONS = (
     "unstorable",
 )
 # Rejects for a record's time alone: the clock that judged them may be the wrong one, so they
-# are quarantined but never receipted (PROTOCOL.md, Receipt); the bench sends them again.
+# are quarantined but never receipted (docs/protocol.md, Receipt); the bench sends them again.
 CLOCK_REASONS = ("ts_future", "ts_too_old")
-# JSON nesting far deeper than any PROTOCOL.md payload needs (Telemetry: 3) is refused before
+# JSON nesting far deeper than any docs/protocol.md payload needs (Telemetry: 3) is refused before
 # the decoder sees it: a decoder recursing 1,000 levels raises RecursionError, not a clean error.
 MAX_DEPTH = 32
 
 
 class ProtocolError(ValueError):
-    """A message that breaks PROTOCOL.md; ``reason`` is a short code, ``detail`` says where."""
+    """A message that breaks docs/protocol.md; ``reason`` is a short code, ``detail`` says where."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
@@ -461,7 +461,7 @@ def _check_telemetry(t: Telemetry, d: bool = True) -> None:
 
 
 def _check_event(e: Event) -> None:
-    # Every extra field PROTOCOL.md lists for the type is required; limits are the spec's only
+    # Every extra field docs/protocol.md lists for the type is required; limits are the spec's only
     # (a value it does not bound is bounded by the 2,048-byte payload).
     _str(e.type, "type", EVENT_TYPES)
     if e.type == "boot":
@@ -521,7 +521,7 @@ def _check_status(s: Status, bench: str, now: float) -> None:
 
 
 def validate(topic: str, payload: bytes, now: float, municipality: str | None = None) -> Message:
-    """Check one bench message against PROTOCOL.md; return it typed or raise ProtocolError.
+    """Check one bench message against docs/protocol.md; return it typed or raise ProtocolError.
 
     ``now`` is the receiver's clock (Unix s) for the ``ts`` window; with ``municipality`` the
     topic must be that municipality's.

@@ -1,6 +1,6 @@
 """Receipts: what the store holds of each bench, as merged inclusive seq ranges per boot.
 
-PROTOCOL.md: every stored record is covered by a receipt published after it was stored,
+docs/protocol.md: every stored record is covered by a receipt published after it was stored,
 whatever its boot's age, and a receipt stays under 2,048 bytes. So each bench keeps the seqs
 stored since its last receipt (``pending``); a receipt lists the ranges that hold them first,
 then the latest boots' ranges as room allows. What does not fit stays pending and goes in the

@@ -1,7 +1,7 @@
 """Staged fleet updates: an app bundle to one canary bench, then to larger stages of the rest.
 
 The guarantee: no bench is sent the bundle before every bench of the stage before it has
-committed it (PROTOCOL.md, "An app on trial") and stayed healthy for the soak time, and nothing
+committed it (docs/protocol.md, "An app on trial") and stayed healthy for the soak time, and nothing
 more is sent once any bench rolled it back, failed it, or regressed after committing it.
 Benches offline or asleep are not waited for by later stages: each is sent the bundle when it
 comes back, as long as the rollout runs. Every step is saved in a state file beside the store

@@ -196,7 +196,8 @@ class Gateway:
             log.warning("lost the broker (%s); reconnecting", reason)
 
     def _presence(self, state: str) -> bytes:
-        """The retained ``klupa/v1/{m}/gateway`` Status (PROTOCOL.md); the will is the offline one."""
+        """The retained ``klupa/v1/{m}/gateway`` Status (docs/protocol.md); the will is the
+        offline one."""
         return P.encode({"v": 1, "state": state, "ts": int(time.time()), "version": __version__})
 
     def _where(self) -> tuple[str, int]:
@@ -210,7 +211,7 @@ class Gateway:
                 self.poll_sync.seen(bytes(msg.payload))
             return
         if msg.qos == 0:
-            # Every bench record is QoS 1 (PROTOCOL.md). A QoS 0 one bypasses the broker's
+            # Every bench record is QoS 1 (docs/protocol.md). A QoS 0 one bypasses the broker's
             # in-flight window, so a flood of them would queue without bound: a counted reject.
             self.qos0_dropped += 1
             return
@@ -407,7 +408,7 @@ class Gateway:
                         ident = None
                     if exc.reason in P.CLOCK_REASONS:
                         # Not receipted: the bench keeps it and sends it again, and it is taken
-                        # once the two clocks agree (PROTOCOL.md, Receipt).
+                        # once the two clocks agree (docs/protocol.md, Receipt).
                         counts["clock"] += 1
                         ident = None
                     if ident is not None:
@@ -588,7 +589,7 @@ class Gateway:
     def _store_change(self, c: Change) -> None:
         b = self.health.get(c.bench)
         body = state_body(c.online, c.sleeping, b.boot, b.fw)
-        # The point's time (INTERFACES.md): an online Status's `ts`; the gateway's own for
+        # The point's time (docs/interfaces.md): an online Status's `ts`; the gateway's own for
         # other changes, which no bench clock stamps (Health._set keeps them in order).
         t = c.ts
         body = body[:-1] + f',"t":{t:.3f}}}'.encode()
@@ -719,7 +720,8 @@ class Gateway:
         self.client.loop_start()
 
     def _wait_for_clock(self) -> None:
-        """Take nothing until the kernel says the clock is synchronised (DESIGN.md principle 7)."""
+        """Take nothing until the kernel says the clock is synchronised (../shared/DESIGN.md,
+        principle 7)."""
         logged = 0.0
         while not self.closing:
             if self.clock_synced():

@@ -2,7 +2,7 @@
 real bench (`pytest hil_tests --port /dev/ttyUSB0 --broker HOST:PORT`), since it only
 listens. Against virtual benches it runs one through `klupa sim` on a local Mosquitto.
 
-Every message the bench sends is checked against PROTOCOL.md with the gateway's own
+Every message the bench sends is checked against docs/protocol.md with the gateway's own
 validator; its retained birth is `online` with boot and firmware; its telemetry windows come
 in sequence, one per period, and a re-sent record is byte for byte the first one.
 """
@@ -92,7 +92,7 @@ def test_bench_publishes_what_the_protocol_says(observed: tuple[Listener, float]
     tele_msgs = listener.of("telemetry")
     assert len(tele_msgs) >= 4, f"{len(tele_msgs)} telemetry messages in {wait_s:.0f} s"
 
-    # Everything valid by PROTOCOL.md, judged as the gateway judges it, at arrival.
+    # Everything valid by docs/protocol.md, judged as the gateway judges it, at arrival.
     now = time.time()
     typed = [(topic, validate(topic, payload, now), payload) for topic, payload, _ in messages]
     bench = parse_topic(tele_msgs[0][0])[1]

@@ -1,5 +1,5 @@
 """A grey November week on a lead-acid bench: `normal` → `saver` → `critical` and back as the
-sun returns, with the ports switched as PROTOCOL.md says (Power states).
+sun returns, with the ports switched as docs/protocol.md says (Power states).
 
 In this process, on a stepped clock: the unchanged firmware on the virtual board, the physics
 of Mostar stepping with it (klupa.sim.drive), Wi-Fi down (the records stay in the spool), the
@@ -128,7 +128,7 @@ def test_grey_november_week_power_states(
     assert states[-1] == "normal", changes
     for frm, to in changes:
         assert frm != to
-    # Each window's ports as PROTOCOL.md says for its state (the app's window dict: ports as
+    # Each window's ports as docs/protocol.md says for its state (the app's window dict: ports as
     # [n, on, plug, mA, mWh], battery in mV and SoC in hundredths of a per cent).
     seen = {t["power"] for t in windows}
     assert {"normal", "saver", "critical"} <= seen

@@ -87,7 +87,7 @@ def test_boot_birth_and_plausible_telemetry(system: Any, hil: dict[str, Any]) ->
     assert sum(t["solar"]["wh"] for t in day_rows) > 2.0
     assert all(10.0 < t["solar"]["v"] < 23.0 for t in lit)
 
-    # SoC follows the estimator of PROTOCOL.md, window by window: the battery's net charge
+    # SoC follows the estimator of docs/protocol.md, window by window: the battery's net charge
     # (charging at the profile's efficiency), and at rest (|current| < 0.2 A) a pull with a
     # 30-minute constant toward the span of SoC the open-circuit-voltage curve gives for the
     # voltage +- its band (docs/firmware.md, "State of charge"). The few exceptions are windows

@@ -1,6 +1,6 @@
 """The argument parser every `klupa` command uses: a usage error is one line on stderr.
 
-INTERFACES.md: "Errors are one clear line on stderr, never a bare traceback." argparse's own
+docs/interfaces.md: "Errors are one clear line on stderr, never a bare traceback." argparse's own
 error() prints the whole usage block first; this one prints only what is wrong, and points at
 `--help` for the rest. Sub-command parsers made by add_subparsers() are of the same class.
 """

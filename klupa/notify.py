@@ -8,7 +8,7 @@ quiet hours: a condition still holding when they end fires then, one that came a
 inside them is never sent. Channels: e-mail over SMTP (STARTTLS and login when configured)
 and a JSON webhook; a channel that fails is tried again at the next evaluation.
 
-A leaf: it imports nothing of the project's (DESIGN.md, Layers).
+A leaf: it imports nothing of the project's (../shared/DESIGN.md, Layers).
 """
 
 from __future__ import annotations

@@ -167,7 +167,8 @@ class Presses:
                 f.write(json.dumps(line) + "\n")
 
 
-# The vote rules of the bench (PROTOCOL.md, issue "touchpad voting"), as a passer-by meets them.
+# The vote rules of the bench (docs/protocol.md, issue "touchpad voting"), as a passer-by
+# meets them.
 PRESS_S = (0.3, 1.5)  # a vote press is held this long, then released
 CONFIRM_S = 3.0  # the confirmation screen, before the cooldown starts
 MARGIN_S = 0.5  # closer than this to a rule's edge, the sim does not claim to know the outcome

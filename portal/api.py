@@ -1,4 +1,4 @@
-"""The portal's HTTP API (INTERFACES.md, "Portal HTTP API") and the application that serves it.
+"""The portal's HTTP API (docs/interfaces.md, "Portal HTTP API") and the application that serves it.
 
 Every error is `{"error": "..."}` naming what is wrong: 400 for bad input (the field named),
 401 for a missing or unknown token, 403 for another municipality's data or a non-admin on an

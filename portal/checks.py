@@ -1,7 +1,7 @@
 """Checks of what clients send: each failure names the field it is about (`votes[3].ts: ...`).
 
 The API, the `klupa portal poll create` command and the tests share these, so a rule lives here
-once. Numbers follow PROTOCOL.md: an integer field accepts a JSON number with a zero fraction,
+once. Numbers follow docs/protocol.md: an integer field accepts a JSON number with a zero fraction,
 a float field accepts an integer.
 """
 
@@ -110,8 +110,8 @@ def need_int(
 
 
 def need_time(obj: dict[str, Any], key: str) -> int:
-    """A poll's ``opens``/``closes``: a float by PROTOCOL.md's number rule (at most 3 decimals),
-    kept as the whole second at or after it. Vote times are whole seconds, so ``opens <= ts <
+    """A poll's ``opens``/``closes``: a float by docs/protocol.md's number rule (at most 3
+    decimals), kept as the whole second at or after it. Vote times are whole seconds, so ``opens <= ts <
     closes`` judges every vote alike with either, and the store keeps integers."""
     if key not in obj or obj[key] is None:
         raise BadField(key, "is required")
@@ -203,7 +203,7 @@ def _texts(value: Any, field: str, limit: int) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class PollSpec:
-    """A checked poll: the Poll of PROTOCOL.md plus where it runs and how results are shown."""
+    """A checked poll: the Poll of docs/protocol.md plus where it runs and how results are shown."""
 
     id: str
     opens: int
@@ -214,7 +214,7 @@ class PollSpec:
     results: str = "live"
 
     def wire(self) -> dict[str, Any]:
-        """The Poll object exactly as PROTOCOL.md has it (what benches and gateways get)."""
+        """The Poll object exactly as docs/protocol.md has it (what benches and gateways get)."""
         return {
             "v": names.PROTOCOL_VERSION,
             "id": self.id,

@@ -29,7 +29,7 @@ NAMES = {
     "sr-Cyrl": "Српски",
     "en": "English",
 }
-# The poll text (PROTOCOL.md's bs/hr/sr/en) that each page language shows.
+# The poll text (docs/protocol.md's bs/hr/sr/en) that each page language shows.
 POLL_TEXT = {"bs": "bs", "hr": "hr", "sr-Latn": "sr", "sr-Cyrl": "sr", "en": "en"}
 
 # key: (bs, hr, sr-Latn, en)

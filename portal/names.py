@@ -1,4 +1,5 @@
-"""The protocol's names and poll limits, as the portal checks them (PROTOCOL.md, "Names", "Poll")."""
+"""The protocol's names and poll limits, as the portal checks them (docs/protocol.md, "Names",
+"Poll")."""
 
 from __future__ import annotations
 

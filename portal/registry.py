@@ -1,4 +1,5 @@
-"""The bench registry: which municipality each bench belongs to (INTERFACES.md, "Portal HTTP API").
+"""The bench registry: which municipality each bench belongs to (docs/interfaces.md, "Portal
+HTTP API").
 
 A municipality's token writes votes, bench-days and states only for its registered benches, so
 one municipality can never claim, shadow or overwrite another's. Benches are registered by the
@@ -23,7 +24,7 @@ from portal.db import bench_registry, reading, writing
 # Votes per hour per poll a bench may add when the registry gives it no `vote_cap`: the
 # firmware's own default cap (firmware/bench/config.py), so an honest bench never meets it.
 DEFAULT_VOTE_CAP = 60
-VOTE_CAP_RANGE = (1, 1000)  # what the bench's `set vote_cap` takes (PROTOCOL.md)
+VOTE_CAP_RANGE = (1, 1000)  # what the bench's `set vote_cap` takes (docs/protocol.md)
 
 
 class RegistryError(ValueError):

@@ -16,10 +16,10 @@ TOPIC_ROOT = "klupa/v1"
 # mosquitto_passwd's own choices: 101 iterations, 12-byte salt, 64-byte SHA-512 output.
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
-# What a bench may do on its own topics, and nothing else (PROTOCOL.md, Topics).
+# What a bench may do on its own topics, and nothing else (docs/protocol.md, Topics).
 BENCH_WRITES = ("telemetry", "event", "vote", "status", "cmd/ack")
 BENCH_READS = ("cmd", "receipt")
-# PROTOCOL.md, Payloads: at most 2,048 bytes, a Poll 4,096. The broker refuses larger payloads
+# docs/protocol.md, Payloads: at most 2,048 bytes, a Poll 4,096. The broker refuses larger payloads
 # and disconnects a client whose packet is larger than the largest payload plus its header
 # (fixed header 5, topic at most 2 + 90, packet id 2): nothing a bench sends legitimately.
 MAX_POLL_PAYLOAD = 4096
@@ -79,7 +79,8 @@ def gateway_user(municipality: str) -> str:
 
 
 def ops_user(municipality: str) -> str:
-    """The user `klupa gateway cmd` connects as: never the gateway's own (PROTOCOL.md, Names)."""
+    """The user `klupa gateway cmd` connects as: never the gateway's own (docs/protocol.md,
+    Names)."""
     return f"ops-{municipality}"
 
 

@@ -24,7 +24,7 @@ from provisioning import signing
 
 MUNICIPALITY_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 BENCH_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
-# The gateway's and the command tool's MQTT users (PROTOCOL.md, Names): no bench is named so.
+# The gateway's and the command tool's MQTT users (docs/protocol.md, Names): no bench is named so.
 RESERVED_PREFIXES = ("gateway-", "ops-")
 
 # id, display name, latitude, longitude (the town centre; a bench's own site is edited in).
@@ -48,7 +48,7 @@ WIFI_PLACEHOLDER = "CHANGE-ME"
 # deployment from https://micropython.org/download/ESP32_GENERIC/ (and ESP32_GENERIC_S3);
 # the tool never flashes an image it cannot check.
 MICROPYTHON_VERSION = "1.27.0"
-# Per chip: the release page, the stock build the benches run (DESIGN.md, principle 6: a
+# Per chip: the release page, the stock build the benches run (../shared/DESIGN.md, principle 6: a
 # module with PSRAM, so the app's bytecode has room in the heap) and the flash offset.
 # bench-v1's ESP32-WROVER-E needs the SPIRAM variant (the plain build ignores the PSRAM);
 # the ESP32-S3 build finds the S3's quad PSRAM by itself.
@@ -72,7 +72,7 @@ class Municipality:
     mqtt_port: int
     wifi_ssid: str
     # The benches' NTP server: the gateway (their MQTT host) unless the inventory names one,
-    # so a bench on a network without Internet access still sets its clock (PROTOCOL.md).
+    # so a bench on a network without Internet access still sets its clock (docs/protocol.md).
     ntp_server: str
 
 

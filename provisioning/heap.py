@@ -1,7 +1,7 @@
 """The heap a board offers the app, read over its REPL, and whether a bench may run on it.
 
-DESIGN.md, principle 6: a bench is an ESP32 module with PSRAM running the stock SPIRAM build,
-so the app's bytecode (about 56 KiB of it, `benchmarks/README.md`) has room in the heap. A
+../shared/DESIGN.md, principle 6: a bench is an ESP32 module with PSRAM running the stock SPIRAM
+build, so the app's bytecode (about 56 KiB of it, `benchmarks/README.md`) has room in the heap. A
 board without PSRAM is accepted only when the deployment pins a MicroPython build with a ROMFS
 partition for its chip and the board runs it (the partition is there): the app's packages then
 run in place from flash and the whole app needs about 37 KiB.

@@ -3,8 +3,8 @@ folder and whose public modulus (the *anchor*) every bench holds.
 
 A bench verifies a bundle's manifest with ``s ** 65537 mod n`` and an RSASSA-PKCS1-v1_5
 SHA-256 padding check (``firmware/bench/ota.py``); nothing a bench or a gateway holds can
-make a signature (DESIGN.md, principle 7). ``docs/firmware.md`` ("Update trust") says why RSA
-and not per-bench HMAC keys or Ed25519, with the verify time and heap measured in the VM.
+make a signature (../shared/DESIGN.md, principle 7). ``docs/firmware.md`` ("Update trust") says
+why RSA and not per-bench HMAC keys or Ed25519, with the verify time and heap measured in the VM.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ EPOCH_2020 = calendar.timegm((2020, 1, 1, 0, 0, 0))
 
 
 def boot_start(now: float) -> int:
-    """PROTOCOL.md: provisioning starts the boot number at minutes since 2020-01-01 UTC."""
+    """docs/protocol.md: provisioning starts the boot number at minutes since 2020-01-01 UTC."""
     return int((now - EPOCH_2020) // 60)
 
 
@@ -144,7 +144,7 @@ def _app_to_romfs(run: Run, board: Board, files: dict[str, bytes]) -> tuple[str,
 def _boot_on_board(board: Board, bench_id: str) -> int | None:
     """The boot number start in this bench's /config.json on the board, if any.
 
-    PROTOCOL.md: provisioning starts the boot number at minutes since 2020; the firmware
+    docs/protocol.md: provisioning starts the boot number at minutes since 2020; the firmware
     takes max(its last boot, config's start - 1) + 1, so a start is written once per flash.
     """
     # Parsed on the board so that only these two fields (no secret) cross the wire.

@@ -1,4 +1,4 @@
-"""Helpers for the gateway's tests and benchmarks: PROTOCOL.md payloads and a QoS 1 publisher.
+"""Helpers for the gateway's tests and benchmarks: docs/protocol.md payloads and a QoS 1 publisher.
 
 Kept in the package (not a test module) so tests, benchmarks and the system tests share them.
 """

@@ -5,7 +5,7 @@ battery of ``boards.virtual.battery``) is stepped every ``sample_s`` simulated s
 battery's terminal voltage and current go into the virtual board's INA226 model with the
 shunt's gain and offset errors, are read back by the firmware's own INA226 driver, and fed to
 the firmware's ``PowerManager.update`` as the app's sampler does. The ports follow the
-estimator's power state as the app switches them (PROTOCOL.md, Power states), so the
+estimator's power state as the app switches them (docs/protocol.md, Power states), so the
 battery's week is the bench's. No firmware app, no network: a week runs in seconds.
 
 The estimator starts at the battery's true SoC (a bench that has been tracking it): the week

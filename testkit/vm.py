@@ -124,7 +124,7 @@ def firmware_module(name: str) -> ModuleType:
 
 
 DEFAULT_HEAPSIZE = 56 * 1024
-# What Wi-Fi and TLS leave a plain ESP32's GC heap (DESIGN.md): the default budget a test
+# What Wi-Fi and TLS leave a plain ESP32's GC heap (../shared/DESIGN.md): the default budget a test
 # module's heap high-water mark is checked against; a module may set its own HEAP_BUDGET.
 DEFAULT_HEAP_BUDGET = 100_000
 

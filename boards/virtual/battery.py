@@ -1,6 +1,6 @@
 """The virtual bench's battery: a cell that is *not* the firmware's estimator's.
 
-The firmware estimates SoC from a board profile's OCV curve and its shunt (PROTOCOL.md, Power
+The firmware estimates SoC from a board profile's OCV curve and its shunt (docs/protocol.md, Power
 states). A test of that estimator against a cell built from the same curve and read by a
 perfect shunt proves little, so this model differs from the profile where real batteries do:
 

@@ -1,4 +1,4 @@
-"""Portal sink: votes, bench-days and bench state per INTERFACES.md's portal API.
+"""Portal sink: votes, bench-days and bench state per docs/interfaces.md's portal API.
 
 A vote's ``id`` is ``bench/boot/seq``, so a replay is a duplicate at the portal, never a
 second vote. Votes the portal lists as rejected (unknown poll, outside its window) are

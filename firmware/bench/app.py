@@ -20,7 +20,7 @@ _WINDOW_EARLY_MS = const(500)  # a window closes when due, or this little before
 
 def frag(fields):
     # A record's own fields as a JSON fragment (the envelope is added when it is sent), in
-    # UTF-8 with no \u escapes (PROTOCOL.md): MicroPython's json writes text as it is;
+    # UTF-8 with no \u escapes (docs/protocol.md): MicroPython's json writes text as it is;
     # CPython's needs ensure_ascii=False (the firmware on the host: the virtual board).
     if runtime.MICROPYTHON:
         s = json.dumps(fields, separators=(",", ":"))
@@ -352,7 +352,7 @@ class App:
         self.save_state()
 
     def trial_step(self, now, wifi_ms):
-        # An app on trial (PROTOCOL.md): committed once healthy with its birth Status
+        # An app on trial (docs/protocol.md): committed once healthy with its birth Status
         # acknowledged; rolled back when not healthy in time, or after 10 min of Wi-Fi without
         # an acknowledged birth; without Wi-Fi it stays on trial. -> True to reboot.
         acked = self.link is not None and self.link.birth_acked

@@ -1,4 +1,4 @@
-# The bench's commands (PROTOCOL.md, Commands): run at most once per id across reboots and
+# The bench's commands (docs/protocol.md, Commands): run at most once per id across reboots and
 # acknowledged on cmd/ack. App.on_command() imports this module for one command and drops it
 # afterwards, so its bytecode does not stay in the heap.
 import json
@@ -24,7 +24,7 @@ def handle(app, payload):
         app.fault("bad_command", "no id")
         return
     cid = cmd["id"]
-    if len(cid) > _ID_MAX:  # its ack must fit a payload (PROTOCOL.md: 2,048 bytes)
+    if len(cid) > _ID_MAX:  # its ack must fit a payload (docs/protocol.md: 2,048 bytes)
         app.fault("bad_command", "id longer than 256 characters")
         return
     key = id_key(cid)
@@ -125,7 +125,7 @@ def run_selftest(app):
 
 def run_ota(app, args, cid):
     # Start fetching, verifying and staging the bundle as a task of its own, so sampling, touch,
-    # the display and the link keep running through the download (PROTOCOL.md, Update trust);
+    # the display and the link keep running through the download (docs/protocol.md, Update trust);
     # it acks when it ends, then the bench reboots into the new app. None once started.
     if not isinstance(args, dict):
         return False, "args must be an object"

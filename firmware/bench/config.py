@@ -4,7 +4,7 @@ import json
 
 from bench.protocol import whole
 
-# The settings `set` may change: name -> (min, max). PROTOCOL.md, Command.
+# The settings `set` may change: name -> (min, max). docs/protocol.md, Command.
 SETTABLE = {
     "period": (10, 3600),
     "sample_s": (1, 60),

@@ -1,5 +1,5 @@
 # The last unhandled exception, kept in flash (/fault.json) so that the next boot reports it
-# as a `fault` event (code `crash`, detail <= 120 chars: PROTOCOL.md): a crash far away is seen
+# as a `fault` event (code `crash`, detail <= 120 chars: docs/protocol.md): a crash far away is seen
 # without a USB visit. Written by main.py when the app crashes (at import too) and by the app
 # when a critical task dies; read once by bench.startup. Imported for one step: not resident.
 import io

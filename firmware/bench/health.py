@@ -1,4 +1,4 @@
-# Safe mode's bookkeeping in /state.json (PROTOCOL.md, "Bench health, safe mode and app
+# Safe mode's bookkeeping in /state.json (docs/protocol.md, "Bench health, safe mode and app
 # updates"). A boot is counted before the app is imported (main.prepare), so a crash at
 # import counts; it stops counting once the app's own tasks make it healthy.
 # Keys: unhealthy (consecutive normal boots never healthy), pending (this boot is counted

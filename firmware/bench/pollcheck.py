@@ -1,4 +1,4 @@
-# The retained Poll's rules (PROTOCOL.md, Poll): what bench.voting checks before it shows
+# The retained Poll's rules (docs/protocol.md, Poll): what bench.voting checks before it shows
 # a poll or keeps it in flash. Imported for one check and dropped afterwards.
 from bench.protocol import whole
 from bench.runtime import const
@@ -65,7 +65,7 @@ def poll_error(poll):
     if not poll_id_ok(poll.get("id")):
         return "bad id"
     for k in ("opens", "closes"):
-        # Times are numbers; a float is accepted (PROTOCOL.md's number rule), though a bench
+        # Times are numbers; a float is accepted (docs/protocol.md's number rule), though a bench
         # whose floats are single precision reads one to within a couple of minutes.
         if not _is_num(poll.get(k)):
             return k + " is not a number"

@@ -1,6 +1,6 @@
 # The power manager: state of charge by coulomb counting, corrected toward the chemistry's
 # open-circuit voltage only at rest, reset on full charge; and the load state with the
-# hysteresis of PROTOCOL.md (Power states). Charge is kept in integer mA*ms.
+# hysteresis of docs/protocol.md (Power states). Charge is kept in integer mA*ms.
 #
 # A real battery's voltage at rest is not its OCV curve: it settles for minutes after the
 # current changes (relaxation), sits above the curve after charging and below after

@@ -1,4 +1,4 @@
-# PROTOCOL.md v1 on the bench side: topics, the telemetry record's compact binary form in
+# docs/protocol.md v1 on the bench side: topics, the telemetry record's compact binary form in
 # the spool, and the JSON payloads. Numbers are kept as integers in milli-units and written
 # with exact decimals, so no float ever rounds a value on its way out.
 import struct
@@ -167,7 +167,7 @@ def parse_receipt(obj):
 
 
 def whole(x):
-    # x as an int by PROTOCOL.md's integer rule (1.0 is 1), or None when it is not one
+    # x as an int by docs/protocol.md's integer rule (1.0 is 1), or None when it is not one
     # (booleans, text, fractions; inf and nan, which json gives for 1e999 and int() refuses).
     if type(x) is float and x - x == 0 and x == int(x):
         return int(x)

@@ -1,5 +1,5 @@
 # The flash spool: every record is appended here before it is published and leaves only
-# when a gateway Receipt covers it (PROTOCOL.md, Delivery guarantees).
+# when a gateway Receipt covers it (docs/protocol.md, Delivery guarantees).
 #
 # Layout under <root>/spool/: segment files NNNNNNNN.seg, append-only, and acked.json (the
 # receipted seq ranges per boot of records still on flash, replaced atomically by rename).

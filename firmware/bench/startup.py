@@ -146,7 +146,7 @@ def start(app):
     )
     if app.cfg is not None:
         app.link = Link(app)
-    # Safe mode too: the power manager and the ports' protection never stop (PROTOCOL.md).
+    # Safe mode too: the power manager and the ports' protection never stop (docs/protocol.md).
     if app.board is not None and app.link is not None:
         try:
             setup_hardware(app)

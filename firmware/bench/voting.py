@@ -1,4 +1,4 @@
-# The bench's vote rules: the retained Poll (PROTOCOL.md) validated, kept in flash and
+# The bench's vote rules: the retained Poll (docs/protocol.md) validated, kept in flash and
 # judged by the bench's own clock; a pad press becomes a Vote only while the poll is open,
 # outside the confirmation + cooldown after the last vote, and under the hourly cap.
 # Everything it needs is handed in, so the same code runs on the bench, the host and the VM:
@@ -97,7 +97,7 @@ class Voting:
     def on_poll(self, payload):
         # A message on the municipality's poll topic. Returns True when the poll shown changed.
         if not payload:
-            return False  # a deleted retained message; keep what we have (PROTOCOL.md)
+            return False  # a deleted retained message; keep what we have (docs/protocol.md)
         if len(payload) > _POLL_MAX_BYTES:
             too_big = "poll of %d bytes > %d" % (len(payload), _POLL_MAX_BYTES)
             self.emit_fault("poll_invalid", too_big)

@@ -1,6 +1,6 @@
 """`klupa grafana dashboards`: the partners' Grafana dashboards, built from the inventory.
 
-Two dashboards, both read InfluxDB in InfluxQL (INTERFACES.md's schema; InfluxDB 1.x natively,
+Two dashboards, both read InfluxDB in InfluxQL (docs/interfaces.md's schema; InfluxDB 1.x natively,
 2.x through its v1 API with a DBRP mapping, 3.x natively), never Flux:
 
 - ``fleet``: a map of the benches at the inventory's coordinates, benches online now, state of

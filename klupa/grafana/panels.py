@@ -1,6 +1,6 @@
 """The pieces both dashboards are made of: data sources, panel and target builders, layout.
 
-Queries are raw InfluxQL (``rawQuery``), in INTERFACES.md's schema. ``$municipality`` is
+Queries are raw InfluxQL (``rawQuery``), in docs/interfaces.md's schema. ``$municipality`` is
 matched as a regex (``=~ /^$municipality$/``) because Grafana writes a multi-value or *All*
 selection as ``(a|b)``; ``$bench`` is a single value.
 """

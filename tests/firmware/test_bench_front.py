@@ -1,5 +1,5 @@
 """The bench's front on the virtual board with a real Mosquitto: the retained poll on the
-virtual display, pad presses becoming Votes (PROTOCOL.md, checked with the gateway's own
+virtual display, pad presses becoming Votes (docs/protocol.md, checked with the gateway's own
 validator), cooldown and hourly cap, votes made during a broker outage, invalid polls, the
 `selftest` command and provisioning's `selftest.on_board()`, and the `critical` state's sleep.
 """

@@ -1,4 +1,4 @@
-"""Health, safe mode and the OTA trial on the virtual bench (PROTOCOL.md, "Bench health, safe
+"""Health, safe mode and the OTA trial on the virtual bench (docs/protocol.md, "Bench health, safe
 mode and app updates"), in stepped virtual time: hours and days in seconds."""
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ def make_bench(
 
 
 def check_telemetry(t: dict[str, Any], ports: int, env: bool) -> None:
-    """Field by field against PROTOCOL.md, Telemetry."""
+    """Field by field against docs/protocol.md, Telemetry."""
     assert t["v"] == 1 and t["bench"] == "mostar-01"
     for k in ("boot", "seq", "ts", "period", "heap"):
         assert isinstance(t[k], int), k
@@ -296,7 +296,7 @@ def test_commands_are_acked_applied_and_run_once(mosquitto, bench_runner, firmwa
         gw.command("mostar-01", {"id": "c-port", "op": "port", "args": {"n": 3, "on": True}})
         kit["wait_until"](lambda: len(ack("c-port")) == 2, what="re-ack")
         assert vb.board.port_enabled(3) is False  # acknowledged again, not run again
-        # n is an integer by PROTOCOL.md's number rule, so 3.0 is port 3
+        # n is an integer by docs/protocol.md's number rule, so 3.0 is port 3
         gw.command("mostar-01", {"id": "c-port-3.0", "op": "port", "args": {"n": 3.0, "on": True}})
         assert kit["wait_until"](lambda: ack("c-port-3.0"), what="port 3.0 ack")[0]["ok"] is True
         assert vb.board.port_enabled(3) is True

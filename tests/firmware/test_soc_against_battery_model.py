@@ -26,7 +26,7 @@ def test_soc_stays_within_3_percent_after_a_full_charge() -> None:
     # The same week on a quieter bench: the clear days fill the LiFePO4 battery.
     week = run_week("bench-v1", people=1.0, soc=0.6)
     assert week.full_at is not None, "the battery never reached float"
-    # The reset of PROTOCOL.md (charge voltage, tail below C/20, 3 minutes) in absorption.
+    # The reset of docs/protocol.md (charge voltage, tail below C/20, 3 minutes) in absorption.
     absorbing = [
         e for t, e in zip(week.t, week.est_pct, strict=True) if 0 < week.full_at - t < 3600
     ]

@@ -1,4 +1,4 @@
-"""Every command's usage error is one line on stderr with exit status 2 (INTERFACES.md:
+"""Every command's usage error is one line on stderr with exit status 2 (docs/interfaces.md:
 "Errors are one clear line on stderr, never a bare traceback")."""
 
 from __future__ import annotations

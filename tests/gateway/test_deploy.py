@@ -68,7 +68,7 @@ def test_systemd_unit_restarts_on_failure_as_its_own_user() -> None:
 def test_example_config_is_valid_once_the_machine_has_its_folders_and_secrets(
     tmp_path: Path,
 ) -> None:
-    """deploy/gateway.example.toml (the README's example) follows INTERFACES.md: `klupa gateway
+    """deploy/gateway.example.toml (the README's example) follows docs/interfaces.md: `klupa gateway
     check` accepts it with the secrets in the environment and its folders present, and names
     exactly what is missing otherwise."""
     text = (DEPLOY / "gateway.example.toml").read_text()

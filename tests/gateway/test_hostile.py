@@ -1,6 +1,6 @@
 """A hostile or broken bench against the real gateway, through a real Mosquitto whose password
 file and ACL are the ones provisioning writes. After each attack the gateway is up, later good
-records are stored and receipted, and nothing else is (DESIGN.md principle 7)."""
+records are stored and receipted, and nothing else is (../shared/DESIGN.md principle 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every schema row of INTERFACES.md, written by the gateway and read back from real stores."""
+"""Every schema row of docs/interfaces.md, written by the gateway and read back from real stores."""
 
 from __future__ import annotations
 

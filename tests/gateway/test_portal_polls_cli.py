@@ -475,8 +475,8 @@ def test_status_metrics_and_ota(
 def test_the_gateway_says_it_is_alive_to_the_broker_and_the_portal(
     mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
 ) -> None:
-    """A dead Pi must be seen: the retained `gateway` Status with its will (PROTOCOL.md) and
-    the heartbeat PUT /api/v1/gateways/{m} (INTERFACES.md)."""
+    """A dead Pi must be seen: the retained `gateway` Status with its will (docs/protocol.md) and
+    the heartbeat PUT /api/v1/gateways/{m} (docs/interfaces.md)."""
     gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
     beats = wait_until(lambda: portal.of("PUT", "/api/v1/gateways/mostar"), 10, what="heartbeat")
     assert set(beats[0]) == {"version", "ts", "lag_s"}

@@ -1,4 +1,4 @@
-"""PROTOCOL.md's rules as the host checks them, and bad input through the real gateway."""
+"""docs/protocol.md's rules as the host checks them, and bad input through the real gateway."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_integer_with_a_fraction_and_floats_with_four_decimals_are_rejected() ->
 
 
 def test_times_other_than_ts_are_floats_by_the_number_rule() -> None:
-    # `until`, `opens` and `closes` are not in PROTOCOL.md's list of integers: a float is
+    # `until`, `opens` and `closes` are not in docs/protocol.md's list of integers: a float is
     # accepted (kept as the int when its fraction is zero), with at most 3 decimals.
     st = topic_of(B, "status")
     base = '{"v":1,"bench":"mostar-01","state":"sleeping","until":%s}'
@@ -161,7 +161,7 @@ def test_each_event_type_needs_every_field_the_protocol_lists_for_it() -> None:
 
 
 def test_what_the_protocol_does_not_bound_is_accepted() -> None:
-    # Limits are PROTOCOL.md's: a long `detail` outside a fault, a long firmware version, an
+    # Limits are docs/protocol.md's: a long `detail` outside a fault, a long firmware version, an
     # ack's long detail, a high port number or temperature are not reasons to lose a record.
     E = topic_of(B, "event")
     tamper = event(B, 1, 1, int(NOW), "tamper", kind="shock", detail="d" * 300)

@@ -1,6 +1,6 @@
 """Hypothesis over raw payload bytes (not mutations of valid messages) through the gateway's
 own judging and storing: whatever arrives, the answer is a stored record, a Status, or a
-counted reject with one of PROTOCOL.md's reasons; the store stays writable and nothing raises.
+counted reject with one of docs/protocol.md's reasons; the store stays writable and nothing raises.
 
 The gateway runs here without a broker (its writer's `_store` is called directly, with
 messages that need no acknowledgement); the broker path is tests/gateway/test_hostile.py.

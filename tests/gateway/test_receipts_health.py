@@ -1,4 +1,4 @@
-"""Receipts after a mixed stream, and online/offline as INTERFACES.md's [health] says."""
+"""Receipts after a mixed stream, and online/offline as docs/interfaces.md's [health] says."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def test_receipt_ranges_merge() -> None:
 
 
 def test_a_record_of_an_old_boot_is_in_the_next_receipt() -> None:
-    """PROTOCOL.md: every stored record is covered by a receipt published after it was stored,
+    """docs/protocol.md: every stored record is covered by a receipt published after it was stored,
     whatever its boot's age (the old receipt kept only the 3 latest boots: boot 1 was re-sent
     for ever)."""
     r = Receipts()
@@ -179,7 +179,7 @@ def test_sleeping_bench_is_offline_only_after_until_plus_its_window() -> None:
 
 
 def test_status_points_take_the_status_ts_and_stay_in_order() -> None:
-    # INTERFACES.md: a bench_status point carries its message's ts (offline: the gateway's
+    # docs/interfaces.md: a bench_status point carries its message's ts (offline: the gateway's
     # time). A birth Status older than the bench's last point (a retained one delivered after
     # a gateway restart) is placed just after it, so the latest point is the latest state.
     h = Health(offline_after_s=300)

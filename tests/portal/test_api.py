@@ -515,7 +515,7 @@ def test_invalid_polls_are_400_naming_the_field(
 
 
 def test_fractional_poll_times_are_taken_as_the_next_whole_second(portal: Any) -> None:
-    # opens/closes are floats by PROTOCOL.md's number rule; vote times are whole seconds, so
+    # opens/closes are floats by docs/protocol.md's number rule; vote times are whole seconds, so
     # [1000.5, 2000.25) admits exactly the votes of [1001, 2001).
     body = {**GOOD_POLL, "id": "fractional-times", "opens": 1795651000.5, "closes": 1798243000.25}
     r = portal.http.post("/api/v1/polls", json=body, headers=portal.auth(portal.admin))

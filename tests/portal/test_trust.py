@@ -1,5 +1,6 @@
-"""Trust boundaries (DESIGN.md principle 7; issue 18): a municipality's token writes only its own
-registered benches, and the admin token writes no data. On SQLite and on PostgreSQL."""
+"""Trust boundaries (../shared/DESIGN.md principle 7; issue 18): a municipality's token writes
+only its own registered benches, and the admin token writes no data. On SQLite and on
+PostgreSQL."""
 
 from __future__ import annotations
 

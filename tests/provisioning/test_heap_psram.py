@@ -1,5 +1,5 @@
 """`detect` and `selftest` report the heap the board offers and refuse a board without PSRAM,
-unless the deployment pins a ROMFS build for its chip (DESIGN.md, principle 6).
+unless the deployment pins a ROMFS build for its chip (../shared/DESIGN.md, principle 6).
 
 The boards are the MicroPython VM on a pseudo-terminal with the GC heap of each module: 4 MiB
 as the SPIRAM build gives an ESP32-WROVER-E, 110 KiB as a plain ESP32-WROOM-32E leaves; the

@@ -90,8 +90,8 @@ def test_ctrl_c_midway_then_the_next_run_completes_with_every_hash_verified(
     for p, digest in want.items():
         data = (fs / p.lstrip("/")).read_bytes()
         if p == "/config.json" and p not in landed:
-            # Written by this run: its boot number start is the minute of this run (PROTOCOL.md),
-            # which may be a minute later than when `want` was made; the rest is the same.
+            # Written by this run: its boot number start is the minute of this run
+            # (docs/protocol.md), which may be a minute later than when `want` was made; the rest is the same.
             got, expected = json.loads(data), json.loads(files[p])
             assert got.pop("boot") == boot and 0 <= boot - expected.pop("boot") <= 5
             assert got == expected

@@ -162,7 +162,7 @@ def test_register_refuses_a_bench_id_of_the_gateways_or_command_tools_users(
     deployment: Deployment, bid: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A bench so named would get (and put on its board) the gateway's or ops user's password
-    and its ACL; PROTOCOL.md, Names: bench ids never begin with `gateway-` or `ops-`."""
+    and its ACL; docs/protocol.md, Names: bench ids never begin with `gateway-` or `ops-`."""
     from provisioning.cli import main
 
     text = deployment.inventory_path.read_text()

@@ -1,5 +1,5 @@
 # Runs under pytest and inside the MicroPython VM: unittest and firmware modules only.
-# The link's bookkeeping of records sent and awaiting a Receipt (PROTOCOL.md, "Delivery
+# The link's bookkeeping of records sent and awaiting a Receipt (docs/protocol.md, "Delivery
 # guarantees"): a Receipt settles what it covers, even when it empties the spool; what no
 # Receipt covers within resend_s is published again, and nothing else is. And what comes
 # from the broker: a burst of commands larger than the link's inbox is taken in full.

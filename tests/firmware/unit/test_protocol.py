@@ -30,7 +30,7 @@ T = {
 
 class ProtocolTest(unittest.TestCase):
     def test_receipt_ranges_follow_the_integer_rule(self):
-        # Sequence numbers are integers; 1.0 is 1 (PROTOCOL.md). Ranges that are not pairs
+        # Sequence numbers are integers; 1.0 is 1 (docs/protocol.md). Ranges that are not pairs
         # of sequence numbers in order are left out, the others kept.
         got = protocol.parse_receipt(
             json.loads(
@@ -62,7 +62,7 @@ class ProtocolTest(unittest.TestCase):
         self.assertEqual((m["boot"], m["seq"], m["power"]), (3141, 7, "saver"))
 
     def test_event_and_ack_json_is_utf8_without_escapes(self):
-        # PROTOCOL.md: UTF-8 JSON "written without \\u escapes for non-ASCII letters", on the
+        # docs/protocol.md: UTF-8 JSON "written without \\u escapes for non-ASCII letters", on the
         # bench and on the host (CPython's json escapes them unless told not to).
         from bench.app import frag
 

@@ -176,7 +176,7 @@ class PollHandling(unittest.TestCase):
         self.assertTrue(b.v.on_poll(poll_payload(opens=float(OPENS), extra={"x": 1})))
 
     def test_fractional_times_are_accepted_and_judged_as_numbers(self):
-        # opens/closes are floats by PROTOCOL.md's number rule. (An ESP32's floats are single
+        # opens/closes are floats by docs/protocol.md's number rule. (An ESP32's floats are single
         # precision, so there a fraction is read to within a couple of minutes; the host and
         # the VM have doubles.)
         b = Booth()
