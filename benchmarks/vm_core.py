@@ -108,6 +108,7 @@ ON_DEMAND = (
     "bench/spoolmaint.mpy",
     "bench/pollcheck.mpy",
     "bench/selftest.mpy",
+    "bench/service.mpy",
     "bench/ota.mpy",
     "bench/http.mpy",
     "bench/romfs.mpy",
@@ -217,7 +218,7 @@ def main() -> int:
     print(
         f"  resident core set: {core} B; front (issue 4): {size_of(sizes, FRONT)} B; "
         f"on demand (startup, config, commands, connect, doze, spoolmaint, pollcheck, "
-        f"selftest, ota): "
+        f"selftest, service, ota): "
         f"{size_of(sizes, ON_DEMAND)} B"
     )
     print(f"VM heap before the app (vmkit, binascii stand-in): {kib(start)} (baseline)")
