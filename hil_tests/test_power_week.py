@@ -2,7 +2,7 @@
 sun returns, with the ports switched as docs/protocol.md says (Power states).
 
 In this process, on a stepped clock: the unchanged firmware on the virtual board, the physics
-of Mostar stepping with it (klupa.sim.drive), Wi-Fi down (the records stay in the spool), the
+of Mostar stepping with it (klupa.sim.bench.drive), Wi-Fi down (the records stay in the spool), the
 telemetry and events read through the app's hooks. A simulated week takes well under two
 minutes.
 """
@@ -21,7 +21,7 @@ from boards.virtual import firmware_path
 from boards.virtual.bench import VirtualBench, load_profile
 from boards.virtual.clock import VirtualClock
 from boards.virtual.physics import Clouds, World
-from klupa.sim import drive
+from klupa.sim.bench import drive
 
 PROFILE = "bench-s3-v2"
 WEEK = 7 * 86400

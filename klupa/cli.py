@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "portal": ("portal.cli", "the civic-feedback portal: serve, token, poll"),
     "provision": ("provisioning.cli", "the technician's USB workflow for a bench"),
-    "sim": ("klupa.sim", "virtual benches publishing to a broker"),
+    "sim": ("klupa.sim.fleet", "virtual benches publishing to a broker"),
     "bundle": ("provisioning.bundle", "build a signed app bundle for OTA and provisioning"),
     "grafana": ("klupa.grafana", "partners' Grafana dashboards from the inventory"),
     "influx": ("klupa.influx", "InfluxDB retention and hourly downsampling"),

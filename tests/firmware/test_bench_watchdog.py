@@ -100,7 +100,7 @@ def test_a_link_task_that_never_returns_resets_the_bench_within_its_bound(
 
 def test_a_healthy_day_is_never_reset_by_the_watchdog(tmp_path: Path) -> None:
     from boards.virtual.physics import World
-    from klupa.sim import drive
+    from klupa.sim.bench import drive
 
     # Wi-Fi up, the broker unreachable all day; people on the bench, phones on its ports.
     rig = Rig(tmp_path, config(sample_s=10, period=600))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from klupa.sim import BenchSpec, bench_config, broker_address, config_to_write
+from klupa.sim.bench import BenchSpec, bench_config, config_to_write
+from klupa.sim.fleet import broker_address
 
 SPEC = BenchSpec(bench="mostar-01", municipality="mostar")
 

@@ -1,12 +1,12 @@
-"""The simulator's own account of what the bench makes of each press (klupa.sim.Tally): the
-expectation the HIL poll scenario holds the bench's votes to."""
+"""The simulator's own account of what the bench makes of each press
+(klupa.sim.passersby.Tally): the expectation the HIL poll scenario holds the bench's votes to."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from klupa.sim import Tally
+from klupa.sim.passersby import Tally
 
 OPENS = 1_000_000
 
