@@ -34,6 +34,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from boards.mpy import MpyCrossMissing, mpy_cross_command
+from klupa import shipped
 from klupa.console import Parser
 from provisioning import signing
 
@@ -223,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Build the app bundle (firmware compiled to .mpy, signed manifest).",
     )
     parser.add_argument(
-        "--firmware", default="firmware", help="firmware folder (default: %(default)s)"
+        "--firmware", help="firmware folder (default: the one installed with klupa)"
     )
     parser.add_argument(
         "--out", default="build/bundle", help="output folder (default: %(default)s)"
@@ -247,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         key, anchor = _key_from_args(args)
-        bundle = build_bundle(Path(args.firmware), Path(args.out), key, args.version, anchor)
+        firmware = Path(args.firmware) if args.firmware else shipped.firmware_dir()
+        bundle = build_bundle(firmware, Path(args.out), key, args.version, anchor)
     except (BundleError, OSError, ValueError) as e:
         print(f"klupa bundle: {e}", file=sys.stderr)
         return 1

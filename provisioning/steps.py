@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from klupa import shipped
 from provisioning.deployment import Bench, Deployment, DeploymentError
 from provisioning.device import Board, BoardError
 from provisioning.errors import HINT_NO_REPL, StepError
@@ -29,7 +30,6 @@ STEP_HELP = {
     "selftest": "the board's heap (no PSRAM: refused), then the firmware's self-test and its report",
     "register": "MQTT password + ACL for the municipality's broker, inventory record, case label",
 }
-REPO = Path(__file__).resolve().parent.parent
 # A batch runs boards in threads; the deployment folder's files are written under this lock.
 FOLDER_LOCK = threading.RLock()
 
@@ -43,8 +43,8 @@ class Run:
     dep: Deployment
     port: str
     bench: Bench | None = None
-    firmware_dir: Path = REPO / "firmware"
-    boards_dir: Path = REPO / "boards"
+    firmware_dir: Path = field(default_factory=shipped.firmware_dir)
+    boards_dir: Path = field(default_factory=shipped.boards_dir)
     progress: Progress | None = None
     force: bool = False
     probe_repl: bool = True

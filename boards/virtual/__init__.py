@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from klupa import shipped
 
 if TYPE_CHECKING:
     from boards.virtual.clock import VirtualClock
     from boards.virtual.hardware import VirtualBoard
 
-FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
-BOARDS = Path(__file__).resolve().parents[1]
+FIRMWARE = shipped.firmware_dir()
+BOARDS = shipped.boards_dir()
 
 
 def firmware_path() -> None:

@@ -4,8 +4,8 @@ Cell: 6 x 10 pixels (5 drawn columns + 1 blank). Rows 0-1 carry the accents of c
 rows 2-8 the capitals (7 high), rows 4-8 the x-height, row 9 the descender; lowercase
 accents sit in rows 2-3. Each glyph below lists rows 2..9 ('#' on), row 9 blank if omitted.
 
-Run `python -m boards.virtual.fontgen` to rewrite firmware/bench/fontdata.py; a test checks
-that the committed file matches this source.
+Run `python -m boards.virtual.fontgen firmware/bench/fontdata.py` in a checkout to rewrite the
+table; a test checks that the committed file matches this source.
 """
 
 from __future__ import annotations
@@ -286,12 +286,15 @@ def source() -> str:
     )
 
 
-TARGET = Path(__file__).resolve().parents[2] / "firmware" / "bench" / "fontdata.py"
-
-
 def main(argv: list[str] | None = None) -> int:
-    TARGET.write_text(source(), encoding="utf-8")
-    sys.stdout.write(f"wrote {TARGET}\n")
+    """Write the table to the file named (in a checkout: firmware/bench/fontdata.py)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.stderr.write("usage: python -m boards.virtual.fontgen firmware/bench/fontdata.py\n")
+        return 2
+    target = Path(args[0])
+    target.write_text(source(), encoding="utf-8")
+    sys.stdout.write(f"wrote {target}\n")
     return 0
 
 

@@ -12,16 +12,15 @@ import random
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from boards.virtual.physics import World
+from klupa.shipped import boards_dir
 from klupa.sim.passersby import Presses, Tally
-
-REPO = Path(__file__).resolve().parents[2]
-BOARDS = REPO / "boards"
 
 
 @dataclass
@@ -185,7 +184,7 @@ class BenchProcess:
 
         self.args = args
         spec = BenchSpec(**json.loads(args.spec))
-        self.profile = json.loads((BOARDS / f"{spec.profile}.json").read_text())
+        self.profile = json.loads((boards_dir() / f"{spec.profile}.json").read_text())
         self.flash = flash = Path(args.flash)
         flash.mkdir(parents=True, exist_ok=True)
         # Beside the flash folder, not in it: the world's state and the presses are not the bench's.
@@ -231,7 +230,8 @@ class BenchProcess:
             self.vb.screenshot(self.args.screenshot, scale=4)
             await asyncio.sleep(1.0)
 
-    async def run(self) -> None:
+    async def run(self) -> list[Exception]:
+        """Run the bench and its tasks; what made any of them fail (nothing on a clean stop)."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.halt)
@@ -254,13 +254,16 @@ class BenchProcess:
         self.halt()
         for t in (bench, *tasks):
             t.cancel()
-        await asyncio.gather(bench, *tasks, return_exceptions=True)
+        results = await asyncio.gather(bench, *tasks, return_exceptions=True)
         if self.args.screenshot:
             self.vb.screenshot(self.args.screenshot, scale=4)
+        return [r for r in results if isinstance(r, Exception)]
 
 
 def run_bench(args: argparse.Namespace) -> int:
     """The child process: one bench, its flash folder, its world."""
     process = BenchProcess(args)
-    asyncio.run(process.run())
-    return 0
+    failures = asyncio.run(process.run())
+    for exc in failures:  # the bench could not run (the app's own crashes reset the board)
+        traceback.print_exception(exc)
+    return 1 if failures else 0

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from boards.virtual import fontgen
+
+FONTDATA = Path(__file__).resolve().parents[3] / "firmware" / "bench" / "fontdata.py"
 
 
 def test_fontdata_matches_its_source() -> None:
-    assert fontgen.TARGET.read_text(encoding="utf-8") == fontgen.source(), (
-        "firmware/bench/fontdata.py is stale: run python -m boards.virtual.fontgen"
+    assert FONTDATA.read_text(encoding="utf-8") == fontgen.source(), (
+        "firmware/bench/fontdata.py is stale: "
+        "run python -m boards.virtual.fontgen firmware/bench/fontdata.py"
     )
 
 
