@@ -1,7 +1,10 @@
 """The `klupa` console script: a thin dispatcher over each part's own command module.
 
 Each part owns `main(argv) -> int` in its `cli` module; importing is lazy so that
-`klupa --help` stays fast and a part with a heavy dependency costs nothing until used.
+`klupa --help` stays fast and a part with a heavy dependency costs nothing until used, and a
+machine installs only its role's extra (`pip install 'klupa[gateway]'` on a Raspberry Pi). A
+command that needs what is not installed says so in one line and exits 1: a library of another
+extra (it names the extra), or a part klupa ships (`klupa.shipped.MissingPart`).
 """
 
 from __future__ import annotations
@@ -9,6 +12,22 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
+
+from klupa.shipped import MissingPart
+
+# Our own top-level packages: a missing one is a broken installation, not a missing extra.
+OURS = {"klupa", "edge_gateway", "portal", "provisioning", "boards", "klupa_firmware"}
+
+# subcommand -> the extra of pyproject.toml that holds its libraries
+EXTRA = {
+    "demo": "all",
+    "gateway": "gateway",
+    "portal": "portal",
+    "provision": "provision",
+    "sim": "all",
+    "bundle": "provision",
+    "grafana": "provision",
+}
 
 # subcommand -> (module, one-line summary)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -49,11 +68,31 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"klupa: unknown command {name!r}; try `klupa --help`", file=sys.stderr)
         return 2
-    if name == "gateway" and args[1:2] in (["install"], ["uninstall"]):
+    try:
+        return _run(name, args[1:])
+    except KeyboardInterrupt:
+        return 0
+    except MissingPart as exc:
+        print(f"klupa {name}: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        library = (exc.name or "").partition(".")[0]
+        if not library or library in OURS:
+            raise
+        print(
+            f"klupa {name}: needs {library}, which is not installed here; "
+            f"install klupa[{EXTRA.get(name, 'all')}]",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run(name: str, argv: list[str]) -> int:
+    if name == "gateway" and argv[:1] in (["install"], ["uninstall"]):
         # Setting up a Pi reads the deployment folder: the application wires the parts.
         from klupa import install
 
-        return install.main(args[2:], uninstalling=args[1] == "uninstall")
+        return install.main(argv[1:], uninstalling=argv[0] == "uninstall")
     module_name, _ = COMMANDS[name]
     try:
         module = importlib.import_module(module_name)
@@ -63,10 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         raise
     entry: Callable[[list[str]], int] = module.main
-    try:
-        return int(entry(args[1:]) or 0)
-    except KeyboardInterrupt:
-        return 0
+    return int(entry(argv) or 0)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 from edge_gateway.protocol import MUNICIPALITIES
+from klupa import shipped
 from klupa.console import Parser
 from klupa.services import (
     Broker,
@@ -288,6 +289,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--seconds", type=float, default=0, help="stop after this long (0: Ctrl-C)")
     args = parser.parse_args(argv)
+    check_parts()
     if args.portal_port and not _port_free(args.portal_port):
         args.portal_port = 0
     workdir = args.dir or Path(tempfile.mkdtemp(prefix="klupa-demo-"))
@@ -316,6 +318,15 @@ def main(argv: list[str]) -> int:
         return 1
     demo.stop()
     return 0
+
+
+def check_parts() -> None:
+    """What the demo's processes run, found before any of them starts: a missing part or library
+    is one line (klupa.cli says which extra holds it), not a process that dies later."""
+    import edge_gateway.service  # noqa: F401
+    import portal.server  # noqa: F401
+
+    shipped.firmware_dir()
 
 
 def _port_free(port: int) -> bool:

@@ -10,6 +10,7 @@ under `--flash`, so a power cut (`--power-cut`) and the reboot after it are real
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 from boards.virtual.physics import COORDINATES
+from klupa import shipped
 from klupa.console import Parser
 from klupa.sim.bench import BenchSpec, run_bench
 
@@ -253,4 +255,10 @@ def main(argv: list[str]) -> int:
     for bench in shots:
         if bench not in {s.bench for s in specs}:
             parser.error(f"--screenshot names {bench!r}, which is not one of the simulated benches")
+    if shots and importlib.util.find_spec("PIL") is None:
+        parser.error("--screenshot needs Pillow, which is not installed here; install klupa[all]")
+    shipped.firmware_dir()  # a missing firmware is one line here, not a bench that never runs
+    profiles = shipped.board_profiles()
+    if args.profile not in profiles:
+        parser.error(f"--profile {args.profile!r} is not a board profile ({', '.join(profiles)})")
     return Fleet(args, specs, shots).run()
