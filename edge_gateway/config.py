@@ -16,9 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
+from edge_gateway.config_reader import Reader, plain_http
 from edge_gateway.protocol import BENCH_RE, MUNICIPALITY_RE
+from edge_gateway.sinks.influxdb.config import InfluxConfig
+from edge_gateway.sinks.portal.config import PortalConfig
 from edge_gateway.text import printable
 from klupa.notify import NotifyConfig
 
@@ -49,29 +51,6 @@ class SpoolConfig:
     path: str
     retention_days: float = 35
     max_mb: float = 2048
-
-
-@dataclass
-class InfluxConfig:
-    url: str
-    api_version: int = 2
-    org: str = ""
-    bucket: str = ""
-    token: str | None = field(default=None, repr=False)
-    database: str = ""
-    retention_policy: str = ""
-    create_database: bool = True
-    username: str = ""
-    password: str | None = field(default=None, repr=False)
-    batch_size: int = 5000
-    flush_interval_s: float = 5
-
-
-@dataclass
-class PortalConfig:
-    url: str
-    token: str | None = field(default=None, repr=False)
-    poll_sync_s: float = 60
 
 
 @dataclass
@@ -196,133 +175,6 @@ V1_ONLY = {"database", "retention_policy", "create_database", "username", "passw
 V2_ONLY = {"org", "bucket"}
 
 
-class _Reader:
-    """Typed reads from one table, noting problems instead of stopping at the first."""
-
-    def __init__(self, table: Mapping[str, Any], prefix: str, problems: list[str]) -> None:
-        self.table = table
-        self.prefix = prefix
-        self.problems = problems
-
-    def name(self, key: str) -> str:
-        return f"{self.prefix}{key}"
-
-    def bad(self, key: str, why: str) -> None:
-        self.problems.append(f"{self.name(key)}: {why}")
-
-    def text(self, key: str, default: str | None = None, required: bool = False) -> str | None:
-        if key not in self.table:
-            if required:
-                self.bad(key, "required")
-            return default
-        value = self.table[key]
-        if not isinstance(value, str):
-            self.bad(key, f"must be a string (got {type(value).__name__})")
-            return default
-        if required and not value.strip():
-            self.bad(key, "required, and must not be empty")
-            return default
-        return value
-
-    def number(
-        self,
-        key: str,
-        default: float,
-        lo: float,
-        hi: float,
-        integer: bool = False,
-    ) -> float:
-        if key not in self.table:
-            return default
-        value = self.table[key]
-        kind = "an integer" if integer else "a number"
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.bad(key, f"must be {kind} (got {type(value).__name__})")
-            return default
-        if integer and not float(value).is_integer():
-            self.bad(key, f"must be {kind} (got {value})")
-            return default
-        if not lo <= value <= hi:
-            self.bad(key, f"must be between {lo:g} and {hi:g} (got {value})")
-            return default
-        return int(value) if integer else float(value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        if key not in self.table:
-            return default
-        value = self.table[key]
-        if not isinstance(value, bool):
-            self.bad(key, f"must be true or false (got {type(value).__name__})")
-            return default
-        return value
-
-    def file(self, key: str, base: Path) -> str | None:
-        value = self.text(key)
-        if value is None:
-            return None
-        p = base / value if not os.path.isabs(value) else Path(value)
-        if not p.is_file():
-            self.bad(key, f"file {printable(value, 4096)} does not exist")
-            return None
-        return str(p)
-
-    def url(self, key: str) -> str | None:
-        value = self.text(key, required=True)
-        if value is None:
-            return None
-        u = urlparse(value)
-        if u.scheme not in ("http", "https") or not u.netloc:
-            self.bad(key, f"must be an http:// or https:// URL (got {value!r})")
-            return None
-        return value.rstrip("/")
-
-    def secret(self, key: str, env: str, base: Path, required: bool = False) -> str | None:
-        """A secret from ``key``, ``key_file`` or the environment variable ``env``."""
-        file_key = f"{key}_file"
-        if key in self.table and file_key in self.table:
-            self.bad(key, f"give either {self.name(key)} or {self.name(file_key)}, not both")
-            return None
-        if key in self.table:
-            value = self.table[key]
-            if not isinstance(value, str):
-                self.bad(key, "must be a string")
-                return None
-            return value
-        if file_key in self.table:
-            path = self.file(file_key, base)
-            if path is None:
-                return None
-            try:
-                return Path(path).read_text().strip()
-            except OSError as exc:
-                self.bad(file_key, f"cannot read the file: {exc.strerror}")
-                return None
-        value = os.environ.get(env)
-        if value:
-            return value
-        if required:
-            self.bad(key, f"required (or {self.name(file_key)}, or the variable {env})")
-        return None
-
-
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-
-
-def _plain_http(r: _Reader, url: str | None, has_credential: bool, key: str = "url") -> None:
-    """A token or password sent over plain HTTP to another machine can be read on the way."""
-    allowed = r.flag("allow_plain_http", False)
-    if not url or not has_credential or allowed:
-        return
-    u = urlparse(url)
-    host = (u.hostname or "").lower()
-    if u.scheme == "http" and host not in LOOPBACK_HOSTS and not host.startswith("127."):
-        r.bad(
-            key,
-            f"plain http:// to {host} would send the token unencrypted: use https://, or set "
-            f"{r.name('allow_plain_http')} = true on a network you trust",
-        )
-
-
 def _toml_key(key: str) -> str:
     """A key as TOML writes it: bare, or quoted with escapes (so a problem stays one line)."""
     if BARE_KEY_RE.fullmatch(key):
@@ -347,7 +199,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
                 if key not in allowed:
                     problems.append(f"{name}.{_toml_key(key)}: unknown key")
 
-    top = _Reader(data, "", problems)
+    top = Reader(data, "", problems)
     municipality = top.text("municipality", required=True) or ""
     if municipality and not MUNICIPALITY_RE.fullmatch(municipality):
         top.bad("municipality", f"must match {MUNICIPALITY_RE.pattern} (got {municipality!r})")
@@ -357,7 +209,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
         return t if isinstance(t, dict) else None
 
     # [mqtt]
-    r = _Reader(section("mqtt") or {}, "mqtt.", problems)
+    r = Reader(section("mqtt") or {}, "mqtt.", problems)
     tls = r.flag("tls", False)
     mqtt = MqttConfig(
         host=r.text("host", "127.0.0.1") or "127.0.0.1",
@@ -383,7 +235,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
     spool_t = section("spool")
     if spool_t is None and "spool" not in data:
         problems.append("spool: required section [spool] with path")
-    r = _Reader(spool_t or {}, "spool.", problems)
+    r = Reader(spool_t or {}, "spool.", problems)
     spool_path = r.text("path", required=spool_t is not None) or ""
     if spool_path:
         p = Path(spool_path) if os.path.isabs(spool_path) else base / spool_path
@@ -403,7 +255,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
     influx: InfluxConfig | None = None
     t = section("influxdb")
     if t is not None:
-        r = _Reader(t, "influxdb.", problems)
+        r = Reader(t, "influxdb.", problems)
         version = int(r.number("api_version", 2, 1, 2, integer=True))
         for key in V1_ONLY | {"password_file"} if version == 2 else V2_ONLY:
             if key in t:
@@ -424,7 +276,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
             batch_size=int(r.number("batch_size", 5000, 1, 1_000_000, integer=True)),
             flush_interval_s=r.number("flush_interval_s", 5, 0.01, 3600),
         )
-        _plain_http(r, influx.url, bool(influx.token or influx.password))
+        plain_http(r, influx.url, bool(influx.token or influx.password))
         if version == 2:
             if "org" not in t:
                 r.bad("org", "required with api_version = 2")
@@ -435,16 +287,16 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
     portal: PortalConfig | None = None
     t = section("portal")
     if t is not None:
-        r = _Reader(t, "portal.", problems)
+        r = Reader(t, "portal.", problems)
         portal = PortalConfig(
             url=r.url("url") or "",
             token=r.secret("token", "KLUPA_PORTAL_TOKEN", base, required=True),
             poll_sync_s=r.number("poll_sync_s", 60, 1, 86400),
         )
-        _plain_http(r, portal.url, bool(portal.token))
+        plain_http(r, portal.url, bool(portal.token))
 
     # [health]
-    r = _Reader(section("health") or {}, "health.", problems)
+    r = Reader(section("health") or {}, "health.", problems)
     expected: list[str] = []
     raw = r.table.get("expected", [])
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
@@ -462,7 +314,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
     ota: OtaConfig | None = None
     t = section("ota")
     if t is not None:
-        r = _Reader(t, "ota.", problems)
+        r = Reader(t, "ota.", problems)
         d = r.text("dir", required=True)
         if d is not None:
             dp = Path(d) if os.path.isabs(d) else base / d
@@ -475,17 +327,17 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
     metrics: MetricsConfig | None = None
     t = section("metrics")
     if t is not None:
-        r = _Reader(t, "metrics.", problems)
+        r = Reader(t, "metrics.", problems)
         metrics = MetricsConfig(port=int(r.number("port", 9108, 1, 65535, integer=True)))
 
     # [alerts]
     alerts: AlertsConfig | None = None
     t = section("alerts")
     if t is not None:
-        alerts = _alerts(_Reader(t, "alerts.", problems), base)
+        alerts = _alerts(Reader(t, "alerts.", problems), base)
 
     # [clock]
-    r = _Reader(section("clock") or {}, "clock.", problems)
+    r = Reader(section("clock") or {}, "clock.", problems)
     clock = ClockConfig(require_sync=r.flag("require_sync", True))
 
     if problems:
@@ -505,7 +357,7 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
     )
 
 
-def _alerts(r: _Reader, base: Path) -> AlertsConfig:
+def _alerts(r: Reader, base: Path) -> AlertsConfig:
     t = r.table
     quiet: tuple[int, int] | None = None
     if "quiet_hours" in t:
@@ -554,7 +406,7 @@ def _alerts(r: _Reader, base: Path) -> AlertsConfig:
         r.bad(
             "smtp_password", "required with smtp_user (or smtp_password_file, KLUPA_SMTP_PASSWORD)"
         )
-    _plain_http(r, a.webhook_url, bool(a.webhook_token), "webhook_url")
+    plain_http(r, a.webhook_url, bool(a.webhook_token), "webhook_url")
     return a
 
 

@@ -251,8 +251,8 @@ def main() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from edge_gateway.sinks.base import Sink
-    from edge_gateway.sinks.influx import InfluxSink
-    from edge_gateway.sinks.portal import PortalSink
+    from edge_gateway.sinks.influxdb.writer import InfluxSink
+    from edge_gateway.sinks.portal.writer import PortalSink
 
     names = sink_names(cfg)
     sinks: list[Sink] = []

@@ -16,8 +16,8 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from edge_gateway import protocol as P
-from edge_gateway.config import PortalConfig
 from edge_gateway.sinks.base import Rejected, Retry, http
+from edge_gateway.sinks.portal.config import PortalConfig
 
 if TYPE_CHECKING:
     from edge_gateway.service import Gateway

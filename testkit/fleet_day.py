@@ -4,7 +4,7 @@ The day is the last 24 hours up to now: each bench of the default inventory in i
 `boards.virtual.physics.World` (its sun, battery, people, phones), reported in 5-minute
 telemetry windows, with session events when a phone leaves, votes, status changes, the gateway's
 `daily` rows and its own `gateway` points. Every point is made by the gateway's own builders
-(`edge_gateway.points`) from messages decoded as the gateway decodes them, so the dashboards
+(`edge_gateway.sinks.influxdb.points`) from messages decoded as the gateway decodes them, so the dashboards
 are tested against exactly what the gateway writes. ``ravno-01`` goes offline two hours before
 the end. The truth (sums, counts, last values) is kept alongside, from the same numbers.
 """
@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 
 from boards.virtual.physics import World
-from edge_gateway import points as pts
 from edge_gateway.protocol import decode
+from edge_gateway.sinks.influxdb import points as pts
 from edge_gateway.store import day_bounds, local_day
 from klupa.grafana import Site, sites_of
 from klupa.influx import Server, setup

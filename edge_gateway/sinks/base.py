@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import json
 import logging
 import random
 import threading
@@ -11,6 +12,9 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+import msgspec
+
+from edge_gateway.protocol import Event, Telemetry, Vote
 from edge_gateway.store import Row, Store
 
 log = logging.getLogger("edge_gateway.sink")
@@ -19,6 +23,10 @@ WATERMARK_SAVE_S = 10.0
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 20.0  # a sink notices a receiver that came back within 30 s
 POISON_STRIKES = 3  # 5xx answers to one row alone, server otherwise up, before quarantine
+
+_telemetry = msgspec.json.Decoder(Telemetry)
+_event = msgspec.json.Decoder(Event)
+_vote = msgspec.json.Decoder(Vote)
 
 
 class Retry(Exception):
@@ -70,6 +78,19 @@ def http(
         raise Rejected(exc.code, text) from None
     except (OSError, TimeoutError) as exc:
         raise Retry(str(exc)) from None
+
+
+def decode_row(row: Row) -> Any:
+    """The typed message of a stored row (rows were validated before they were stored)."""
+    if row.kind == "telemetry":
+        return _telemetry.decode(row.body)
+    if row.kind == "event":
+        return _event.decode(row.body)
+    if row.kind == "vote":
+        return _vote.decode(row.body)
+    if row.kind == "state":
+        return json.loads(row.body)
+    return None
 
 
 class Sink(threading.Thread, abc.ABC):

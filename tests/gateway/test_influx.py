@@ -327,8 +327,8 @@ def test_v2_path_numeric_and_boolean_fields_read_back_from_victoria_metrics(
 
 
 def test_fast_telemetry_lines_equal_what_point_writes() -> None:
-    from edge_gateway.points import telemetry_lines, telemetry_points
     from edge_gateway.protocol import validate
+    from edge_gateway.sinks.influxdb.points import telemetry_lines, telemetry_points
     from testkit.gateway import dumps
 
     now = time.time()
@@ -367,8 +367,8 @@ def test_fast_telemetry_lines_equal_point_for_any_values(
     power: str,
 ) -> None:
     """Byte for byte what ``Point`` writes: float forms (1e-05, 1e+16, -0.0), ints, escapes."""
-    from edge_gateway.points import telemetry_lines, telemetry_points
     from edge_gateway.protocol import Batt, Env, Port, Seat, Solar, Telemetry, Touch, Wifi
+    from edge_gateway.sinks.influxdb.points import telemetry_lines, telemetry_points
 
     v = values
     msg = Telemetry(

@@ -16,8 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_gateway import protocol as P
-from edge_gateway.points import decode_row, event_point, telemetry_lines
 from edge_gateway.service import Gateway
+from edge_gateway.sinks.base import decode_row
+from edge_gateway.sinks.influxdb.points import event_point, telemetry_lines
 from edge_gateway.store import Row
 from klupa.services import Broker
 from testkit.fuzz import json_value, mutated

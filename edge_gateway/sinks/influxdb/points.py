@@ -7,21 +7,17 @@ in one second stay two points. Field types are forced to the schema's, whatever 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
-import msgspec
 from influxdb_client import Point, WritePrecision
 from influxdb_client.client.write.point import _ESCAPE_KEY, _ESCAPE_STRING
 
 from edge_gateway.protocol import Event, Telemetry, Vote
+from edge_gateway.sinks.base import decode_row
 from edge_gateway.store import Row, Store, day_bounds, local_day
 
 MS = WritePrecision.MS
-_telemetry = msgspec.json.Decoder(Telemetry)
-_event = msgspec.json.Decoder(Event)
-_vote = msgspec.json.Decoder(Vote)
 
 EVENT_FIELDS: dict[str, dict[str, type]] = {
     "boot": {"reset": str, "fw": str, "safe": bool},
@@ -210,19 +206,6 @@ def gateway_point(m: str, counters: dict[str, int], depth: int, lag: float, t: f
         .field("forward_lag_s", float(lag))
         .time(int(t * 1000), MS)
     )
-
-
-def decode_row(row: Row) -> Any:
-    """The typed message of a stored row (rows were validated before they were stored)."""
-    if row.kind == "telemetry":
-        return _telemetry.decode(row.body)
-    if row.kind == "event":
-        return _event.decode(row.body)
-    if row.kind == "vote":
-        return _vote.decode(row.body)
-    if row.kind == "state":
-        return json.loads(row.body)
-    return None
 
 
 def row_points(m: str, rows: Iterable[Row], store: Store, now: float) -> list[tuple[int, str]]:

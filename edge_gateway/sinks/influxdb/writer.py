@@ -16,9 +16,9 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from edge_gateway.config import InfluxConfig
-from edge_gateway.points import gateway_point, row_points, votes_point
 from edge_gateway.sinks.base import Rejected, Retry, Sink, http, transient
+from edge_gateway.sinks.influxdb.config import InfluxConfig
+from edge_gateway.sinks.influxdb.points import gateway_point, row_points, votes_point
 from edge_gateway.store import Row
 
 log = logging.getLogger("edge_gateway.sink.influxdb")
