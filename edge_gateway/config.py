@@ -21,6 +21,7 @@ from edge_gateway.config_reader import Reader, plain_http
 from edge_gateway.protocol import BENCH_RE, MUNICIPALITY_RE
 from edge_gateway.sinks.influxdb.config import InfluxConfig
 from edge_gateway.sinks.portal.config import PortalConfig
+from edge_gateway.sinks.registry import SINKS
 from edge_gateway.text import printable
 from klupa.notify import NotifyConfig
 
@@ -91,8 +92,8 @@ class Config:
     municipality: str
     mqtt: MqttConfig
     spool: SpoolConfig
-    influxdb: InfluxConfig | None = None
-    portal: PortalConfig | None = None
+    # Each configured sink's config by its name, in the registry's order (sinks.registry).
+    sinks: dict[str, Any] = field(default_factory=dict)
     health: HealthConfig = field(default_factory=HealthConfig)
     ota: OtaConfig | None = None
     metrics: MetricsConfig | None = None
@@ -103,13 +104,21 @@ class Config:
     def secrets(self) -> list[str]:
         """Every secret value in force, so a log filter can blank them."""
         out = [self.mqtt.password]
-        if self.influxdb:
-            out += [self.influxdb.token, self.influxdb.password]
-        if self.portal:
-            out.append(self.portal.token)
+        for kind in SINKS:
+            if kind.name in self.sinks:
+                out += kind.secrets(self.sinks[kind.name])
         if self.alerts:
             out += [self.alerts.smtp_password, self.alerts.webhook_token]
         return [s for s in out if s]
+
+    @property
+    def influxdb(self) -> InfluxConfig | None:
+        return self.sinks.get("influxdb")
+
+    @property
+    def portal(self) -> PortalConfig | None:
+        """The portal, which the gateway also asks for polls and tells it is alive."""
+        return self.sinks.get("portal")
 
 
 SECTIONS: dict[str, set[str]] = {
@@ -126,24 +135,7 @@ SECTIONS: dict[str, set[str]] = {
         "keyfile",
     },
     "spool": {"path", "retention_days", "max_mb"},
-    "influxdb": {
-        "url",
-        "api_version",
-        "org",
-        "bucket",
-        "token",
-        "token_file",
-        "database",
-        "retention_policy",
-        "create_database",
-        "username",
-        "password",
-        "password_file",
-        "batch_size",
-        "flush_interval_s",
-        "allow_plain_http",
-    },
-    "portal": {"url", "token", "token_file", "poll_sync_s", "allow_plain_http"},
+    **{kind.name: set(kind.keys) for kind in SINKS},
     "health": {"offline_after_s", "expected"},
     "ota": {"dir", "port"},
     "metrics": {"port"},
@@ -171,8 +163,6 @@ SECTIONS: dict[str, set[str]] = {
         "wet_after_s",
     },
 }
-V1_ONLY = {"database", "retention_policy", "create_database", "username", "password"}
-V2_ONLY = {"org", "bucket"}
 
 
 def _toml_key(key: str) -> str:
@@ -182,9 +172,8 @@ def _toml_key(key: str) -> str:
     return json.dumps(key)
 
 
-def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
-    """Build a Config from parsed TOML; relative file paths are relative to ``base``."""
-    problems: list[str] = []
+def _unknown(data: Mapping[str, Any], problems: list[str]) -> None:
+    """Unknown tables and keys: a typo must not silently switch something off."""
     for key, value in data.items():
         if key == "municipality":
             continue
@@ -199,17 +188,8 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
                 if key not in allowed:
                     problems.append(f"{name}.{_toml_key(key)}: unknown key")
 
-    top = Reader(data, "", problems)
-    municipality = top.text("municipality", required=True) or ""
-    if municipality and not MUNICIPALITY_RE.fullmatch(municipality):
-        top.bad("municipality", f"must match {MUNICIPALITY_RE.pattern} (got {municipality!r})")
 
-    def section(name: str) -> dict[str, Any] | None:
-        t = data.get(name)
-        return t if isinstance(t, dict) else None
-
-    # [mqtt]
-    r = Reader(section("mqtt") or {}, "mqtt.", problems)
+def _mqtt(r: Reader, base: Path, municipality: str) -> MqttConfig:
     tls = r.flag("tls", False)
     mqtt = MqttConfig(
         host=r.text("host", "127.0.0.1") or "127.0.0.1",
@@ -230,13 +210,11 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
         r.bad(
             "keyfile" if "certfile" in r.table else "certfile", "certfile and keyfile go together"
         )
+    return mqtt
 
-    # [spool]
-    spool_t = section("spool")
-    if spool_t is None and "spool" not in data:
-        problems.append("spool: required section [spool] with path")
-    r = Reader(spool_t or {}, "spool.", problems)
-    spool_path = r.text("path", required=spool_t is not None) or ""
+
+def _spool(r: Reader, base: Path, given: bool) -> SpoolConfig:
+    spool_path = r.text("path", required=given) or ""
     if spool_path:
         p = Path(spool_path) if os.path.isabs(spool_path) else base / spool_path
         spool_path = str(p)
@@ -245,58 +223,14 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
             parent = parent.parent
         if not os.access(parent, os.W_OK):
             r.bad("path", f"directory {printable(str(parent), 4096)} is not writable")
-    spool = SpoolConfig(
+    return SpoolConfig(
         path=spool_path,
         retention_days=r.number("retention_days", 35, 1, 36500),
         max_mb=r.number("max_mb", 2048, 1, 10_000_000),
     )
 
-    # [influxdb]
-    influx: InfluxConfig | None = None
-    t = section("influxdb")
-    if t is not None:
-        r = Reader(t, "influxdb.", problems)
-        version = int(r.number("api_version", 2, 1, 2, integer=True))
-        for key in V1_ONLY | {"password_file"} if version == 2 else V2_ONLY:
-            if key in t:
-                r.bad(key, f"not used with api_version = {version}")
-        influx = InfluxConfig(
-            url=r.url("url") or "",
-            api_version=version,
-            org=r.text("org", "") or "",
-            bucket=r.text("bucket", "") or "",
-            token=r.secret("token", "KLUPA_INFLUXDB_TOKEN", base, required=version == 2),
-            database=r.text("database", "", required=version == 1) or "",
-            retention_policy=r.text("retention_policy", "") or "",
-            create_database=r.flag("create_database", True),
-            username=r.text("username", "") or "",
-            password=(
-                r.secret("password", "KLUPA_INFLUXDB_PASSWORD", base) if version == 1 else None
-            ),
-            batch_size=int(r.number("batch_size", 5000, 1, 1_000_000, integer=True)),
-            flush_interval_s=r.number("flush_interval_s", 5, 0.01, 3600),
-        )
-        plain_http(r, influx.url, bool(influx.token or influx.password))
-        if version == 2:
-            if "org" not in t:
-                r.bad("org", "required with api_version = 2")
-            if "bucket" not in t:
-                r.bad("bucket", "required with api_version = 2")
 
-    # [portal]
-    portal: PortalConfig | None = None
-    t = section("portal")
-    if t is not None:
-        r = Reader(t, "portal.", problems)
-        portal = PortalConfig(
-            url=r.url("url") or "",
-            token=r.secret("token", "KLUPA_PORTAL_TOKEN", base, required=True),
-            poll_sync_s=r.number("poll_sync_s", 60, 1, 86400),
-        )
-        plain_http(r, portal.url, bool(portal.token))
-
-    # [health]
-    r = Reader(section("health") or {}, "health.", problems)
+def _health(r: Reader) -> HealthConfig:
     expected: list[str] = []
     raw = r.table.get("expected", [])
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
@@ -306,48 +240,62 @@ def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
             if not BENCH_RE.fullmatch(b):
                 r.bad("expected", f"{b!r} is not a bench id ({BENCH_RE.pattern})")
         expected = list(raw)
-    health = HealthConfig(
+    return HealthConfig(
         offline_after_s=r.number("offline_after_s", 300, 1, 30 * 86400), expected=expected
     )
 
-    # [ota]
-    ota: OtaConfig | None = None
-    t = section("ota")
-    if t is not None:
-        r = Reader(t, "ota.", problems)
-        d = r.text("dir", required=True)
-        if d is not None:
-            dp = Path(d) if os.path.isabs(d) else base / d
-            if not dp.is_dir():
-                r.bad("dir", f"directory {printable(d, 4096)} does not exist")
-            d = str(dp)
-        ota = OtaConfig(dir=d or "", port=int(r.number("port", 8070, 1, 65535, integer=True)))
 
-    # [metrics]
-    metrics: MetricsConfig | None = None
-    t = section("metrics")
-    if t is not None:
-        r = Reader(t, "metrics.", problems)
+def _ota(r: Reader, base: Path) -> OtaConfig:
+    d = r.text("dir", required=True)
+    if d is not None:
+        dp = Path(d) if os.path.isabs(d) else base / d
+        if not dp.is_dir():
+            r.bad("dir", f"directory {printable(d, 4096)} does not exist")
+        d = str(dp)
+    return OtaConfig(dir=d or "", port=int(r.number("port", 8070, 1, 65535, integer=True)))
+
+
+def parse(data: Mapping[str, Any], base: Path, env_path: str = "") -> Config:
+    """Build a Config from parsed TOML; relative file paths are relative to ``base``."""
+    problems: list[str] = []
+    _unknown(data, problems)
+
+    def section(name: str) -> dict[str, Any] | None:
+        t = data.get(name)
+        return t if isinstance(t, dict) else None
+
+    def reader(name: str) -> Reader:
+        return Reader(section(name) or {}, f"{name}.", problems)
+
+    top = Reader(data, "", problems)
+    municipality = top.text("municipality", required=True) or ""
+    if municipality and not MUNICIPALITY_RE.fullmatch(municipality):
+        top.bad("municipality", f"must match {MUNICIPALITY_RE.pattern} (got {municipality!r})")
+    mqtt = _mqtt(reader("mqtt"), base, municipality)
+    spool_given = section("spool") is not None
+    if not spool_given and "spool" not in data:
+        problems.append("spool: required section [spool] with path")
+    spool = _spool(reader("spool"), base, spool_given)
+    sinks = {
+        kind.name: kind.parse(reader(kind.name), base)
+        for kind in SINKS
+        if section(kind.name) is not None
+    }
+    health = _health(reader("health"))
+    ota = _ota(reader("ota"), base) if section("ota") is not None else None
+    metrics = None
+    if section("metrics") is not None:
+        r = reader("metrics")
         metrics = MetricsConfig(port=int(r.number("port", 9108, 1, 65535, integer=True)))
-
-    # [alerts]
-    alerts: AlertsConfig | None = None
-    t = section("alerts")
-    if t is not None:
-        alerts = _alerts(Reader(t, "alerts.", problems), base)
-
-    # [clock]
-    r = Reader(section("clock") or {}, "clock.", problems)
-    clock = ClockConfig(require_sync=r.flag("require_sync", True))
-
+    alerts = _alerts(reader("alerts"), base) if section("alerts") is not None else None
+    clock = ClockConfig(require_sync=reader("clock").flag("require_sync", True))
     if problems:
         raise ConfigError(problems)
     return Config(
         municipality=municipality,
         mqtt=mqtt,
         spool=spool,
-        influxdb=influx,
-        portal=portal,
+        sinks=sinks,
         health=health,
         ota=ota,
         metrics=metrics,

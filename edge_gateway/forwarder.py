@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from edge_gateway.config import Config
+from edge_gateway.sinks.registry import SINKS
 
 log = logging.getLogger("edge_gateway.forwarder")
 
@@ -50,7 +51,8 @@ _STOP = struct.Struct("<d")
 
 
 def sink_names(cfg: Config) -> list[str]:
-    return [n for n, on in (("influxdb", cfg.influxdb), ("portal", cfg.portal)) if on]
+    """The configured sinks, in the registry's order."""
+    return [kind.name for kind in SINKS if kind.name in cfg.sinks]
 
 
 @dataclass
@@ -250,16 +252,12 @@ def main() -> None:
     for noisy in ("urllib3", "influxdb_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from edge_gateway.sinks.base import Sink
-    from edge_gateway.sinks.influxdb.writer import InfluxSink
-    from edge_gateway.sinks.portal.writer import PortalSink
-
     names = sink_names(cfg)
-    sinks: list[Sink] = []
-    if cfg.influxdb:
-        sinks.append(InfluxSink(cfg.spool.path, cfg.municipality, cfg.influxdb, names))
-    if cfg.portal:
-        sinks.append(PortalSink(cfg.spool.path, cfg.municipality, cfg.portal))
+    sinks = [
+        kind.build(cfg.spool.path, cfg.municipality, cfg.sinks[kind.name], names)
+        for kind in SINKS
+        if kind.name in cfg.sinks
+    ]
     for s in sinks:
         for key, value in options.get(s.name, {}).items():
             setattr(s, key, value)
