@@ -196,8 +196,7 @@ class Gateway:
             log.warning("lost the broker (%s); reconnecting", reason)
 
     def _presence(self, state: str) -> bytes:
-        """The retained ``klupa/v1/{m}/gateway`` Status (docs/protocol.md); the will is the
-        offline one."""
+        """The retained ``klupa/v1/{m}/gateway`` Status (docs/protocol.md); the will is the offline one."""
         return P.encode({"v": 1, "state": state, "ts": int(time.time()), "version": __version__})
 
     def _where(self) -> tuple[str, int]:
@@ -390,78 +389,78 @@ class Gateway:
         receipted: list[tuple[str, int, int]] = []
         self.day_sums = {}
         saved = added = False
-        st.begin()
         try:
-            for item in batch:
-                counts["received"] += 1
-                try:
-                    msg = self._judge(item, now)
-                except P.ProtocolError as exc:
-                    counts["rejected"] += 1
-                    counts[f"rejected:{exc.reason}"] += 1
-                    st.quarantine(item.topic, exc.reason, exc.detail, item.payload, item.t)
-                    bench = ""
+            with st.transaction():
+                for item in batch:
+                    counts["received"] += 1
                     try:
-                        _, bench, kind = P.parse_topic(item.topic)
-                        ident = self._identity(kind, bench, item.payload)
-                    except P.ProtocolError:
-                        ident = None
-                    if exc.reason in P.CLOCK_REASONS:
-                        # Not receipted: the bench keeps it and sends it again, and it is taken
-                        # once the two clocks agree (docs/protocol.md, Receipt).
-                        counts["clock"] += 1
-                        ident = None
-                    if ident is not None:
-                        st.insert_message(bench, ident[0], ident[1], "rejected", 0, item.t, None)
-                        receipted.append((bench, ident[0], ident[1]))
-                    rejects.append((bench or item.topic, exc.reason, exc.detail))
-                    continue
-                if isinstance(msg, P.Status):
-                    c = self.health.on_status(
-                        msg.bench,
-                        msg.state,
-                        item.t,
-                        boot=msg.boot,  # type: ignore[arg-type]
-                        fw=msg.fw,
-                        until=msg.until,
-                        ts=msg.ts if msg.state == "online" else None,
-                    )
-                    counts["status"] += 1
+                        msg = self._judge(item, now)
+                    except P.ProtocolError as exc:
+                        counts["rejected"] += 1
+                        counts[f"rejected:{exc.reason}"] += 1
+                        st.quarantine(item.topic, exc.reason, exc.detail, item.payload, item.t)
+                        bench = ""
+                        try:
+                            _, bench, kind = P.parse_topic(item.topic)
+                            ident = self._identity(kind, bench, item.payload)
+                        except P.ProtocolError:
+                            ident = None
+                        if exc.reason in P.CLOCK_REASONS:
+                            # Not receipted: the bench keeps it and sends it again, and it is taken
+                            # once the two clocks agree (docs/protocol.md, Receipt).
+                            counts["clock"] += 1
+                            ident = None
+                        if ident is not None:
+                            st.insert_message(
+                                bench, ident[0], ident[1], "rejected", 0, item.t, None
+                            )
+                            receipted.append((bench, ident[0], ident[1]))
+                        rejects.append((bench or item.topic, exc.reason, exc.detail))
+                        continue
+                    if isinstance(msg, P.Status):
+                        c = self.health.on_status(
+                            msg.bench,
+                            msg.state,
+                            item.t,
+                            boot=msg.boot,  # type: ignore[arg-type]
+                            fw=msg.fw,
+                            until=msg.until,
+                            ts=msg.ts if msg.state == "online" else None,
+                        )
+                        counts["status"] += 1
+                        if c:
+                            changes.append(c)
+                        touched.add(msg.bench)
+                        self.receipt_dirty.discard(msg.bench)
+                        continue
+                    kind = P.kind_of(msg)
+                    bench, boot, seq, ts = msg.bench, int(msg.boot), int(msg.seq), int(msg.ts)
+                    rid = st.insert_message(bench, boot, seq, kind, ts, item.t, item.payload)
+                    receipted.append((bench, boot, seq))
+                    touched.add(bench)
+                    c = self.health.on_record(bench, item.t)
                     if c:
                         changes.append(c)
-                    touched.add(msg.bench)
-                    self.receipt_dirty.discard(msg.bench)
-                    continue
-                kind = P.kind_of(msg)
-                bench, boot, seq, ts = msg.bench, int(msg.boot), int(msg.seq), int(msg.ts)
-                rid = st.insert_message(bench, boot, seq, kind, ts, item.t, item.payload)
-                receipted.append((bench, boot, seq))
-                touched.add(bench)
-                c = self.health.on_record(bench, item.t)
-                if c:
-                    changes.append(c)
-                if rid is None:
-                    counts["duplicates"] += 1
-                    continue
-                counts["accepted"] += 1
-                self._derive(msg, rid)
-            if self.day_sums:
-                st.add_daily(self.day_sums)
-            for c in changes:
-                self._store_change(c)
-            counts["commits"] += 1
-            self.unsaved_counts.update(counts)
-            added = True
-            self.unsaved_benches |= touched
-            # Counters and bench state are saved at most every SAVE_EVERY_S (and with every
-            # health change): fewer pages per commit on an SD card. A crash loses at most
-            # that much of the counters; the messages themselves are in every commit.
-            if changes or now - self.last_save >= SAVE_EVERY_S:
-                self._save_state()
-                saved = True
-            st.commit()
+                    if rid is None:
+                        counts["duplicates"] += 1
+                        continue
+                    counts["accepted"] += 1
+                    self._derive(msg, rid)
+                if self.day_sums:
+                    st.add_daily(self.day_sums)
+                for c in changes:
+                    self._store_change(c)
+                counts["commits"] += 1
+                self.unsaved_counts.update(counts)
+                added = True
+                self.unsaved_benches |= touched
+                # Counters and bench state are saved at most every SAVE_EVERY_S (and with every
+                # health change): fewer pages per commit on an SD card. A crash loses at most
+                # that much of the counters; the messages themselves are in every commit.
+                if changes or now - self.last_save >= SAVE_EVERY_S:
+                    self._save_state()
+                    saved = True
         except BaseException:
-            st.rollback()
             if added:
                 self.unsaved_counts.subtract(counts)
                 self.unsaved_counts = +self.unsaved_counts
@@ -720,8 +719,7 @@ class Gateway:
         self.client.loop_start()
 
     def _wait_for_clock(self) -> None:
-        """Take nothing until the kernel says the clock is synchronised (../shared/DESIGN.md,
-        principle 7)."""
+        """Take nothing until the kernel says the clock is synchronised (DESIGN.md principle 7)."""
         logged = 0.0
         while not self.closing:
             if self.clock_synced():

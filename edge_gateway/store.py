@@ -166,14 +166,16 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` and re-raise on any exception."""
+        """``BEGIN IMMEDIATE`` … ``COMMIT``, or ``ROLLBACK`` and re-raise on any exception,
+        the ``COMMIT``'s own included (a full disk may refuse it: the next ``BEGIN`` must not
+        find the transaction still open)."""
         self.begin()
         try:
             yield
+            self.commit()
         except BaseException:
             self.rollback()
             raise
-        self.commit()
 
     def insert_message(
         self,

@@ -150,16 +150,11 @@ class Sink(threading.Thread, abc.ABC):
         return False
 
     def quarantine(self, row: Row, reason: str) -> None:
-        self.store.begin()
-        try:
+        with self.store.transaction():
             self.store.quarantine(
                 f"sink/{self.name}/{row.bench}/{row.kind}", reason, "", row.body or b"", time.time()
             )
             self.store.bump({f"sink_rejected:{self.name}": 1})
-            self.store.commit()
-        except Exception:
-            self.store.rollback()
-            raise
 
     def advance(self, msg_id: int, force: bool = False) -> None:
         """Move the watermark; it is saved at most every WATERMARK_SAVE_S (or when forced).
@@ -172,13 +167,8 @@ class Sink(threading.Thread, abc.ABC):
         if not force and now - self.saved_at < WATERMARK_SAVE_S:
             return
         self.saved_at = now
-        self.store.begin()
-        try:
+        with self.store.transaction():
             self.store.set_watermark(self.name, msg_id)
-            self.store.commit()
-        except Exception:
-            self.store.rollback()
-            raise
 
     def pass_once(self) -> int:
         """Forward one batch; returns the number of rows handled (0: nothing to do)."""

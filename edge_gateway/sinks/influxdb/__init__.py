@@ -1,4 +1,4 @@
-"""The InfluxDB sink: every record as points of INTERFACES.md's schema (``[influxdb]``)."""
+"""The InfluxDB sink: every record as points of docs/interfaces.md's schema (``[influxdb]``)."""
 
 from __future__ import annotations
 
