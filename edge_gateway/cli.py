@@ -6,9 +6,7 @@ import argparse
 import json
 import logging
 import os
-import secrets
 import signal
-import ssl
 import sys
 import threading
 import time
@@ -164,36 +162,9 @@ def _value(text: str) -> Any:
         return text
 
 
-OPS_PASSWORD_ENV = "KLUPA_OPS_PASSWORD"
-
-
-def ops_credentials(args: argparse.Namespace, cfg: Config) -> tuple[str, str | None, str]:
-    """The command tool's own MQTT user and password, and where the password came from.
-
-    Never the gateway's: with ``use_username_as_clientid`` the gateway's credentials would
-    take over its persistent session (docs/protocol.md, Names). The password comes from
-    ``--password-file``, else ``$KLUPA_OPS_PASSWORD``, else ``ops-{m}-mqtt.pass`` beside the
-    gateway's configuration (``/etc/klupa/ops-mostar-mqtt.pass``), else none (a broker that
-    takes anonymous clients, as in ``klupa demo``). Raises OSError for an unreadable file.
-    """
-    user = args.user or f"ops-{cfg.municipality}"
-    if args.password_file:
-        return user, _first_line(args.password_file), args.password_file
-    if os.environ.get(OPS_PASSWORD_ENV):
-        return user, os.environ[OPS_PASSWORD_ENV], OPS_PASSWORD_ENV
-    beside = os.path.join(os.path.dirname(os.path.abspath(args.config)), f"{user}-mqtt.pass")
-    if os.path.exists(beside):
-        return user, _first_line(beside), beside
-    return user, None, f"no password (--password-file, {OPS_PASSWORD_ENV} or {beside})"
-
-
-def _first_line(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        return f.readline().strip()
-
-
 def cmd_cmd(args: argparse.Namespace) -> int:
     from edge_gateway import protocol as P
+    from edge_gateway.commands import CommandLink, LinkError, Refused, ops_credentials
 
     prog = "klupa gateway cmd"
     cfg = _load(args.config, prog)
@@ -223,75 +194,19 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"{prog}: cannot read the password of ops-{cfg.municipality}: {exc}", file=sys.stderr)
         return 2
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    cid = f"c-{secrets.token_hex(3)}"
-    command = {"id": cid, "op": args.op, "args": cmd_args}
-    ack_topic = P.topic(cfg.municipality, args.bench, "cmd/ack")
-    got: dict[str, Any] = {}
-    done = threading.Event()
-    subscribed = threading.Event()
-    refused: list[str] = []
-    # The Pi's broker replaces the client id with the username (use_username_as_clientid), so
-    # there two commands at once end each other's connection; a broker without that setting
-    # (klupa demo, tests) lets several run side by side.
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"{user}-{secrets.token_hex(3)}", clean_session=True
-    )
-    client.username_pw_set(user, password)
-    if cfg.mqtt.tls:
-        client.tls_set(
-            ca_certs=cfg.mqtt.ca_file,
-            certfile=cfg.mqtt.certfile,
-            keyfile=cfg.mqtt.keyfile,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-
-    def on_connect(c: mqtt.Client, u: Any, f: Any, reason: Any, p: Any) -> None:
-        if reason.is_failure:
-            refused.append(str(reason))
-            subscribed.set()
-        else:
-            c.subscribe(ack_topic, qos=1)
-
-    def on_subscribe(c: mqtt.Client, u: Any, mid: int, codes: Any, p: Any) -> None:
-        if any(code.is_failure for code in codes):
-            refused.append(f"subscription to {ack_topic} refused")
-        subscribed.set()
-
-    def on_message(c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            obj = json.loads(msg.payload)
-        except ValueError:
-            return
-        if isinstance(obj, dict) and obj.get("id") == cid:
-            got.update(obj)
-            done.set()
-
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_message = on_message
+    link = CommandLink(cfg, user, password, bench=args.bench)
     try:
-        client.connect(cfg.mqtt.host, cfg.mqtt.port, keepalive=30)
-    except OSError as exc:
-        print(
-            f"{prog}: cannot reach the broker at {cfg.mqtt.host}:{cfg.mqtt.port}: {exc}",
-            file=sys.stderr,
-        )
+        link.open()
+    except Refused as exc:
+        print(f"{prog}: {exc}; password from {source}", file=sys.stderr)
         return 1
-    client.loop_start()
+    except LinkError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
     try:
-        if not subscribed.wait(10) or refused:
-            why = refused[0] if refused else "no answer"
-            print(
-                f"{prog}: the broker at {cfg.mqtt.host}:{cfg.mqtt.port} did not let {user} "
-                f"read {ack_topic} ({why}); password from {source}",
-                file=sys.stderr,
-            )
-            return 1
-        client.publish(P.topic(cfg.municipality, args.bench, "cmd"), P.encode(command), qos=1)
-        if not done.wait(args.timeout):
+        cid = link.send(args.bench, args.op, cmd_args)
+        got = link.wait_ack(cid, args.timeout)
+        if got is None:
             print(
                 f"{prog}: no answer from {args.bench} to {args.op} ({cid}) within "
                 f"{args.timeout:g} s; is it online? Commands are not queued for offline benches.",
@@ -299,8 +214,7 @@ def cmd_cmd(args: argparse.Namespace) -> int:
             )
             return 1
     finally:
-        client.disconnect()
-        client.loop_stop()
+        link.close()
     detail = got.get("detail", "")
     if got.get("ok") is True:
         print(f"{args.bench}: {args.op} ok{': ' + detail if detail else ''}")
@@ -366,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="MQTT user (default: ops-{municipality}, never the gateway's)")
     p.add_argument(
         "--password-file",
-        help=f"the user's password (default: ${OPS_PASSWORD_ENV}, else "
+        help="the user's password (default: $KLUPA_OPS_PASSWORD, else "
         "ops-{municipality}-mqtt.pass beside --config)",
     )
     p.set_defaults(func=cmd_cmd)

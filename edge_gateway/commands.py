@@ -4,54 +4,59 @@ One MQTT connection as ``ops-{m}`` (never the gateway's user, docs/protocol.md, 
 only what the broker's ACL lets that user do: write ``…/+/cmd`` and read ``…/+/cmd/ack``. A
 command is published once (QoS 1) under a fresh id; its ack is kept until asked for. Benches
 connect with a clean session, so a command to an offline bench is lost: the caller times out
-and decides what then.
+and decides what then. ``klupa gateway cmd`` sends one command through it, the rollout many.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import secrets
-import ssl
 import threading
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_gateway import broker
 from edge_gateway import protocol as P
 from edge_gateway.config import Config
+
+OPS_PASSWORD_ENV = "KLUPA_OPS_PASSWORD"
 
 
 class LinkError(Exception):
     """The broker cannot be reached, or refuses the ops user what it needs."""
 
 
+class Refused(LinkError):
+    """The broker answered, and refused the ops user (its password, or the ACL)."""
+
+
 class CommandLink:
     """Send commands to a municipality's benches and collect their acks (thread-safe)."""
 
-    def __init__(self, cfg: Config, user: str, password: str | None) -> None:
+    def __init__(
+        self, cfg: Config, user: str, password: str | None, bench: str | None = None
+    ) -> None:
+        """Acks of every bench, or of ``bench`` alone."""
         self.cfg = cfg
         self.user = user
-        self.ack_topic = P.topic(cfg.municipality, "+", "cmd/ack")
+        self.ack_topic = P.topic(cfg.municipality, bench or "+", "cmd/ack")
         self.acks: dict[str, dict[str, Any]] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.subscribed = threading.Event()
         self.refused: list[str] = []
         # On the Pi the broker replaces the client id by the username anyway
-        # (use_username_as_clientid): one ops connection at a time there.
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"{user}-{secrets.token_hex(3)}",
+        # (use_username_as_clientid), so there two ops connections at once end each other's;
+        # a broker without that setting (klupa demo, tests) lets several run side by side.
+        self.client = broker.client(
+            cfg.mqtt,
+            f"{user}-{secrets.token_hex(3)}",
             clean_session=True,
+            username=user,
+            password=password,
         )
-        self.client.username_pw_set(user, password)
-        if cfg.mqtt.tls:
-            self.client.tls_set(
-                ca_certs=cfg.mqtt.ca_file,
-                certfile=cfg.mqtt.certfile,
-                keyfile=cfg.mqtt.keyfile,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -78,6 +83,7 @@ class CommandLink:
                 if len(self.acks) > 10_000:
                     self.acks.clear()
                 self.acks[obj["id"]] = obj
+                self.lock.notify_all()
 
     def open(self, timeout: float = 10.0) -> None:
         where = f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}"
@@ -89,7 +95,7 @@ class CommandLink:
         if not self.subscribed.wait(timeout) or self.refused:
             why = self.refused[0] if self.refused else "no answer"
             self.close()
-            raise LinkError(
+            raise Refused(
                 f"the broker at {where} did not let {self.user} read {self.ack_topic} ({why})"
             )
 
@@ -104,6 +110,37 @@ class CommandLink:
         with self.lock:
             return self.acks.get(cid)
 
+    def wait_ack(self, cid: str, timeout: float) -> dict[str, Any] | None:
+        """The ack of ``cid`` once it is here, or None after ``timeout`` seconds."""
+        with self.lock:
+            self.lock.wait_for(lambda: cid in self.acks, timeout)
+            return self.acks.get(cid)
+
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def ops_credentials(args: argparse.Namespace, cfg: Config) -> tuple[str, str | None, str]:
+    """The command tool's own MQTT user and password, and where the password came from.
+
+    Never the gateway's: with ``use_username_as_clientid`` the gateway's credentials would
+    take over its persistent session (docs/protocol.md, Names). The password comes from
+    ``--password-file``, else ``$KLUPA_OPS_PASSWORD``, else ``ops-{m}-mqtt.pass`` beside the
+    gateway's configuration (``/etc/klupa/ops-mostar-mqtt.pass``), else none (a broker that
+    takes anonymous clients, as in ``klupa demo``). Raises OSError for an unreadable file.
+    """
+    user = args.user or f"ops-{cfg.municipality}"
+    if args.password_file:
+        return user, _first_line(args.password_file), args.password_file
+    if os.environ.get(OPS_PASSWORD_ENV):
+        return user, os.environ[OPS_PASSWORD_ENV], OPS_PASSWORD_ENV
+    beside = os.path.join(os.path.dirname(os.path.abspath(args.config)), f"{user}-mqtt.pass")
+    if os.path.exists(beside):
+        return user, _first_line(beside), beside
+    return user, None, f"no password (--password-file, {OPS_PASSWORD_ENV} or {beside})"
+
+
+def _first_line(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.readline().strip()

@@ -208,8 +208,8 @@ def _clock(t: float) -> str:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from edge_gateway.cli import _load, ops_credentials
-    from edge_gateway.commands import CommandLink, LinkError
+    from edge_gateway.cli import _load
+    from edge_gateway.commands import CommandLink, LinkError, ops_credentials
 
     prog = "klupa gateway ota rollout"
     cfg = _load(args.config, prog)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import queue
 import sqlite3
-import ssl
 import threading
 import time
 from collections import Counter
@@ -22,9 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_gateway import __version__
+from edge_gateway import __version__, broker
 from edge_gateway import protocol as P
 from edge_gateway.clock import clock_synchronised
 from edge_gateway.config import Config
@@ -143,24 +141,12 @@ class Gateway:
 
     def _make_client(self) -> mqtt.Client:
         c = self.cfg.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=c.client_id,
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+        client = broker.client(
+            c, c.client_id, clean_session=False, username=c.username, password=c.password
         )
         client.manual_ack_set(True)
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(0)
-        if c.username:
-            client.username_pw_set(c.username, c.password)
-        if c.tls:
-            client.tls_set(
-                ca_certs=c.ca_file,
-                certfile=c.certfile,
-                keyfile=c.keyfile,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
         client.will_set(self.gateway_topic, self._presence("offline"), qos=1, retain=True)
         client.reconnect_delay_set(1, 30)
         client.on_connect = self._on_connect
