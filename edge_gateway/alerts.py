@@ -20,7 +20,7 @@ from klupa.notify import Active, Channels, Condition, Engine, Notice, quiet
 
 if TYPE_CHECKING:
     from edge_gateway.config import AlertsConfig
-    from edge_gateway.service import Gateway
+    from edge_gateway.view import GatewayView
 
 __all__ = ["Alerts", "Channels", "Condition", "Notice", "conditions", "cut_off", "quiet"]
 
@@ -41,13 +41,13 @@ def _duration(s: float) -> str:
 # --------------------------------------------------------------------------- rules
 
 
-def cut_off(gw: Gateway) -> bool:
+def cut_off(gw: GatewayView) -> bool:
     """True while the portal has not taken a heartbeat for CUT_OFF_S (it says gateway down)."""
     ps = gw.poll_sync
     return ps is not None and time.time() - ps.beat_ok_at > CUT_OFF_S
 
 
-def conditions(gw: Gateway, cfg: AlertsConfig, now: float) -> list[Condition]:
+def conditions(gw: GatewayView, cfg: AlertsConfig, now: float) -> list[Condition]:
     """What holds now, from what the gateway knows."""
     out: list[Condition] = []
     benches = [] if cut_off(gw) else list(gw.health.benches.values())
@@ -109,7 +109,9 @@ def conditions(gw: Gateway, cfg: AlertsConfig, now: float) -> list[Condition]:
 class Alerts:
     """The gateway's alerts: its rules, evaluated every ``evaluate_s`` on its own thread."""
 
-    def __init__(self, gw: Gateway, cfg: AlertsConfig, channels: Channels | None = None) -> None:
+    def __init__(
+        self, gw: GatewayView, cfg: AlertsConfig, channels: Channels | None = None
+    ) -> None:
         self.gw = gw
         self.cfg = cfg
         self.store = Store(gw.cfg.spool.path)

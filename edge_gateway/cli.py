@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from edge_gateway.config import Config, ConfigError, load, redact
+from edge_gateway.config import Config, load_for_command, redact
 from edge_gateway.forwarder import sink_names
 from edge_gateway.text import printable
 from klupa.console import Parser
@@ -40,20 +40,11 @@ def setup_logging(cfg: Config | None, verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _load(path: str, prog: str) -> Config | None:
-    try:
-        return load(path)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(f"{prog}: {path}: {line}", file=sys.stderr)
-        return None
-
-
 # --------------------------------------------------------------------------- commands
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    cfg = _load(args.config, "klupa gateway check")
+    cfg = load_for_command(args.config, "klupa gateway check")
     if cfg is None:
         return 2
     sinks = sink_names(cfg)
@@ -65,7 +56,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load(args.config, "klupa gateway run")
+    cfg = load_for_command(args.config, "klupa gateway run")
     if cfg is None:
         return 2
     setup_logging(cfg, args.verbose)
@@ -136,7 +127,7 @@ def status_rows(cfg: Config) -> tuple[list[list[str]], list[str], int, float]:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    cfg = _load(args.config, "klupa gateway status")
+    cfg = load_for_command(args.config, "klupa gateway status")
     if cfg is None:
         return 2
     if not os.path.exists(cfg.spool.path):
@@ -167,7 +158,7 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     from edge_gateway.commands import CommandLink, LinkError, Refused, ops_credentials
 
     prog = "klupa gateway cmd"
-    cfg = _load(args.config, prog)
+    cfg = load_for_command(args.config, prog)
     if cfg is None:
         return 2
     if not P.BENCH_RE.fullmatch(args.bench):
@@ -228,7 +219,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     import sqlite3
     from datetime import date, timedelta
 
-    cfg = _load(args.config, "klupa gateway backup")
+    cfg = load_for_command(args.config, "klupa gateway backup")
     if cfg is None:
         return 2
     out_dir = os.path.abspath(args.dir)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -372,6 +373,16 @@ def load(path: str | os.PathLike[str]) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"not valid TOML: {exc}"]) from None
     return parse(data, p.resolve().parent, str(p))
+
+
+def load_for_command(path: str, prog: str) -> Config | None:
+    """For a command line: the config, or None with each problem printed as ``prog: path: …``."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"{prog}: {path}: {line}", file=sys.stderr)
+        return None
 
 
 def redact(text: str, secrets: list[str]) -> str:

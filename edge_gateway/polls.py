@@ -20,7 +20,7 @@ from edge_gateway.sinks.base import Rejected, Retry, http
 from edge_gateway.sinks.portal.config import PortalConfig
 
 if TYPE_CHECKING:
-    from edge_gateway.service import Gateway
+    from edge_gateway.view import GatewayView
 
 log = logging.getLogger("edge_gateway.polls")
 
@@ -43,7 +43,7 @@ def poll_payload(poll: dict[str, Any] | None) -> bytes:
 
 
 class PollSync(threading.Thread):
-    def __init__(self, gateway: Gateway, cfg: PortalConfig) -> None:
+    def __init__(self, gateway: GatewayView, cfg: PortalConfig) -> None:
         super().__init__(name="poll-sync", daemon=True)
         self.gateway = gateway
         self.cfg = cfg

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_gateway import rollout as R
-from edge_gateway.config import Config
+from edge_gateway.config import Config, load_for_command
 from edge_gateway.text import printable
 
 MANIFEST = "manifest.json"  # the bundle's manifest, as `klupa bundle` names it
@@ -208,11 +208,10 @@ def _clock(t: float) -> str:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from edge_gateway.cli import _load
     from edge_gateway.commands import CommandLink, LinkError, ops_credentials
 
     prog = "klupa gateway ota rollout"
-    cfg = _load(args.config, prog)
+    cfg = load_for_command(args.config, prog)
     if cfg is None:
         return 2
     try:

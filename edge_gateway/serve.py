@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 if TYPE_CHECKING:
-    from edge_gateway.service import Gateway
+    from edge_gateway.view import GatewayView
 
 
 class Server:
@@ -58,7 +58,7 @@ def serve_ota(directory: str, port: int, host: str = "0.0.0.0") -> Server:
     return Server(ThreadingHTTPServer((host, port), handler))
 
 
-def metrics_text(gw: Gateway) -> str:
+def metrics_text(gw: GatewayView) -> str:
     counts = gw.counts
     from edge_gateway.store import Store
 
@@ -129,7 +129,7 @@ def metrics_text(gw: Gateway) -> str:
     return "\n".join(lines) + "\n"
 
 
-def health(gw: Gateway) -> dict[str, Any]:
+def health(gw: GatewayView) -> dict[str, Any]:
     """The gateway's health in words, never a raw error: what an operator's probe reads."""
     broker = "connected" if gw.connected.is_set() else "disconnected"
     clock = "synchronised" if gw.clock_ok.is_set() else "waiting for sync"
@@ -137,7 +137,7 @@ def health(gw: Gateway) -> dict[str, Any]:
     return {"ok": ok, "broker": broker, "store": gw.store_state, "clock": clock}
 
 
-def serve_metrics(gw: Gateway, port: int, host: str = "0.0.0.0") -> Server:
+def serve_metrics(gw: GatewayView, port: int, host: str = "0.0.0.0") -> Server:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             path = self.path.split("?")[0]

@@ -17,23 +17,23 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 import paho.mqtt.client as mqtt
 
 from edge_gateway import __version__, broker
 from edge_gateway import protocol as P
+from edge_gateway.alerts import Alerts
 from edge_gateway.clock import clock_synchronised
 from edge_gateway.config import Config
 from edge_gateway.forwarder import Forwarder, SinkView
 from edge_gateway.health import Change, Health
+from edge_gateway.polls import PollSync
 from edge_gateway.receipts import Receipts
+from edge_gateway.serve import serve_metrics, serve_ota
 from edge_gateway.store import Store, local_day, state_body
 from edge_gateway.text import printable
-
-if TYPE_CHECKING:
-    from edge_gateway.polls import PollSync
 
 log = logging.getLogger("edge_gateway")
 
@@ -130,7 +130,7 @@ class Gateway:
         self.clock_synced = clock_synchronised
         self.clock_ok = threading.Event()
         self.clock_thread: threading.Thread | None = None
-        self.alerts: Any = None  # edge_gateway.alerts.Alerts with an [alerts] section
+        self.alerts: Alerts | None = None  # with an [alerts] section
 
     @property
     def sinks(self) -> list[SinkView]:
@@ -661,8 +661,6 @@ class Gateway:
         self.last_prune = time.time() - 3600 + 60  # first upkeep a minute after start
         self.writer.start()
         if self.cfg.portal:  # made before connecting: the connection subscribes for it
-            from edge_gateway.polls import PollSync
-
             self.poll_sync = PollSync(self, self.cfg.portal)
         if not self.cfg.clock.require_sync:
             log.warning(
@@ -681,19 +679,13 @@ class Gateway:
             self.poll_sync.start()
             self.extras.append(self.poll_sync)
         if self.cfg.ota:
-            from edge_gateway.serve import serve_ota
-
             self.extras.append(serve_ota(self.cfg.ota.dir, self.cfg.ota.port))
             log.info("serving OTA bundles from %s on port %d", self.cfg.ota.dir, self.cfg.ota.port)
         if self.cfg.alerts is not None:
-            from edge_gateway.alerts import Alerts
-
             self.alerts = Alerts(self, self.cfg.alerts)
             self.alerts.start()
             self.extras.append(self.alerts)
         if self.cfg.metrics:
-            from edge_gateway.serve import serve_metrics
-
             self.extras.append(serve_metrics(self, self.cfg.metrics.port))
             log.info("metrics on port %d at /metrics", self.cfg.metrics.port)
         sinks = ", ".join(s.name for s in self.sinks) or "none"
