@@ -5,8 +5,9 @@ system tests) validates with :func:`validate`, which returns a typed message or 
 :class:`ProtocolError` carrying a short reason code (``bad_type``, ``ts_future``, …) that the
 gateway counts by.
 
-msgspec decodes and type-checks in one pass; the rules msgspec cannot express (integers
-written as ``-61.0``, at most 3 decimals, ranges, the ``ts`` window) are checked after it.
+msgspec decodes and type-checks in one pass into the Structs of :mod:`edge_gateway.payloads`;
+the rules msgspec cannot express (integers written as ``-61.0``, at most 3 decimals, ranges,
+the ``ts`` window) are checked after it, here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,19 @@ import re
 from typing import Any
 
 import msgspec
+
+from edge_gateway.payloads import (
+    CommandAck,
+    Envelope,
+    Event,
+    Message,
+    Num,
+    Poll,
+    Status,
+    Telemetry,
+    Text,
+    Vote,
+)
 
 VERSION = 1
 ROOT = "klupa/v1"
@@ -120,138 +134,6 @@ class ProtocolError(ValueError):
         self.reason = reason
         self.detail = detail
 
-
-Num = int | float  # JSON numbers as decoded; the integer rule is checked after decoding.
-
-
-# --------------------------------------------------------------------------- payload shapes
-
-
-class Solar(msgspec.Struct):
-    v: float
-    a: float
-    wh: float
-
-
-class Batt(msgspec.Struct):
-    v: float
-    a: float
-    soc: float
-
-
-class Port(msgspec.Struct):
-    n: Num
-    on: bool
-    plug: bool
-    a: float
-    wh: float
-
-
-class Wifi(msgspec.Struct):
-    rssi: Num
-    clients: Num
-
-
-class Seat(msgspec.Struct):
-    occ: Num
-
-
-class Touch(msgspec.Struct):
-    n: Num
-
-
-class Env(msgspec.Struct):
-    t: float
-    rh: float
-
-
-class Envelope(msgspec.Struct):
-    v: Num
-    bench: str
-    boot: Num
-    seq: Num
-    ts: Num
-
-
-class Telemetry(Envelope):
-    period: Num
-    solar: Solar
-    batt: Batt
-    ports: list[Port]
-    wifi: Wifi
-    seat: Seat
-    touch: Touch
-    power: str
-    heap: Num
-    env: Env | None = None
-
-
-class Event(Envelope):
-    type: str
-    reset: str | None = None
-    fw: str | None = None
-    safe: bool | None = None
-    port: Num | None = None
-    s: Num | None = None
-    wh: float | None = None
-    from_: str | None = msgspec.field(default=None, name="from")
-    to: str | None = None
-    code: str | None = None
-    detail: str | None = None
-    offset: Num | None = None
-    state: str | None = None
-    version: str | None = None
-    kind: str | None = None
-
-
-class Vote(Envelope):
-    poll: str
-    choice: str
-
-
-class CommandAck(Envelope):
-    id: str
-    ok: bool
-    detail: str = ""
-
-
-class Status(msgspec.Struct):
-    v: Num
-    bench: str
-    state: str
-    boot: Num | None = None
-    fw: str | None = None
-    mpy: str | None = None
-    ts: Num | None = None
-    until: Num | None = None
-
-
-class Command(msgspec.Struct):
-    id: str
-    op: str
-    args: dict[str, Any] = msgspec.field(default_factory=dict)
-
-
-# A text per language: `bs` required, `hr`, `sr`, `en` optional; a bench shows any other
-# language it is given too, so every one is held to the same rules.
-Text = dict[str, str]
-
-
-class PollOption(msgspec.Struct):
-    id: str
-    label: Text
-
-
-class Poll(msgspec.Struct, omit_defaults=True):
-    v: Num
-    id: str | None
-    opens: Num | None = None
-    closes: Num | None = None
-    question: Text | None = None
-    options: list[PollOption] | None = None
-
-
-Message = Telemetry | Event | Vote | CommandAck | Status
 
 _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
     "telemetry": msgspec.json.Decoder(Telemetry),

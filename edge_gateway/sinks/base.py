@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from edge_gateway.protocol import Event, Telemetry, Vote
+from edge_gateway.payloads import Event, Telemetry, Vote
 from edge_gateway.store import Row, Store
 
 log = logging.getLogger("edge_gateway.sink")

@@ -367,7 +367,7 @@ def test_fast_telemetry_lines_equal_point_for_any_values(
     power: str,
 ) -> None:
     """Byte for byte what ``Point`` writes: float forms (1e-05, 1e+16, -0.0), ints, escapes."""
-    from edge_gateway.protocol import Batt, Env, Port, Seat, Solar, Telemetry, Touch, Wifi
+    from edge_gateway.payloads import Batt, Env, Port, Seat, Solar, Telemetry, Touch, Wifi
     from edge_gateway.sinks.influxdb.points import telemetry_lines, telemetry_points
 
     v = values

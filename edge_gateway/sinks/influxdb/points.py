@@ -13,7 +13,7 @@ from typing import Any
 from influxdb_client import Point, WritePrecision
 from influxdb_client.client.write.point import _ESCAPE_KEY, _ESCAPE_STRING
 
-from edge_gateway.protocol import Event, Telemetry, Vote
+from edge_gateway.payloads import Event, Telemetry, Vote
 from edge_gateway.sinks.base import decode_row
 from edge_gateway.store import Row, Store, day_bounds, local_day
 

@@ -16,7 +16,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from edge_gateway.protocol import Event, Telemetry, Vote
+from edge_gateway.payloads import Event, Telemetry, Vote
 from edge_gateway.sinks.base import Rejected, Retry, Sink, decode_row, http
 from edge_gateway.sinks.portal.config import PortalConfig
 from edge_gateway.store import Row, local_day
