@@ -1,4 +1,4 @@
-"""The payloads of PROTOCOL.md (version 1) as msgspec Structs: their fields and JSON types.
+"""The payloads of docs/protocol.md (version 1) as msgspec Structs: their fields and JSON types.
 
 msgspec decodes a payload into these in one pass; the rules it cannot express (integers
 written as ``-61.0``, decimals, ranges, the ``ts`` window) are :mod:`edge_gateway.protocol`'s.
