@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -38,6 +38,10 @@ SAVE_EVERY_S = 30.0
 REJECT_LOG_INTERVAL_S = 60.0
 STORE_RETRY_S = 5.0  # while the store cannot write (full disk): how often to try again
 STORE_LOG_INTERVAL_S = 60.0
+CLOCK_REJECTED = (
+    "clock: a record from %s is %s (%s) by this gateway's clock; quarantined and not "
+    "receipted, so the bench sends it again: check the bench's and this machine's time"
+)
 
 
 def store_unavailable(exc: BaseException) -> bool:
@@ -67,6 +71,17 @@ class Incoming:
     topic: str
     payload: bytes
     t: float
+
+
+@dataclass
+class Group:
+    """What one group's messages did, gathered for after its commit."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    touched: set[str] = field(default_factory=set)  # benches whose state the group changed
+    changes: list[Change] = field(default_factory=list)
+    rejects: list[tuple[str, str, str]] = field(default_factory=list)  # bench, reason, detail
+    receipted: list[tuple[str, int, int]] = field(default_factory=list)  # bench, boot, seq
 
 
 class Ingest(abc.ABC):
@@ -254,132 +269,129 @@ class Ingest(abc.ABC):
             raise P.ProtocolError("internal", f"{type(exc).__name__} while judging") from None
 
     def _commit_group(self, batch: list[Incoming], now: float) -> None:
-        st = self.store
-        counts: Counter[str] = Counter()
-        touched: set[str] = set()
-        changes: list[Change] = []
-        rejects: list[tuple[str, str, str]] = []
-        receipted: list[tuple[str, int, int]] = []
+        g = Group()
         self.day_sums = {}
         saved = added = False
         try:
-            with st.transaction():
+            with self.store.transaction():
                 for item in batch:
-                    counts["received"] += 1
-                    try:
-                        msg = self._judge(item, now)
-                    except P.ProtocolError as exc:
-                        counts["rejected"] += 1
-                        counts[f"rejected:{exc.reason}"] += 1
-                        st.quarantine(item.topic, exc.reason, exc.detail, item.payload, item.t)
-                        bench = ""
-                        try:
-                            _, bench, kind = P.parse_topic(item.topic)
-                            ident = self._identity(kind, bench, item.payload)
-                        except P.ProtocolError:
-                            ident = None
-                        if exc.reason in P.CLOCK_REASONS:
-                            # Not receipted: the bench keeps it and sends it again, and it is taken
-                            # once the two clocks agree (docs/protocol.md, Receipt).
-                            counts["clock"] += 1
-                            ident = None
-                        if ident is not None:
-                            st.insert_message(
-                                bench, ident[0], ident[1], "rejected", 0, item.t, None
-                            )
-                            receipted.append((bench, ident[0], ident[1]))
-                        rejects.append((bench or item.topic, exc.reason, exc.detail))
-                        continue
-                    if isinstance(msg, P.Status):
-                        c = self.health.on_status(
-                            msg.bench,
-                            msg.state,
-                            item.t,
-                            boot=msg.boot,  # type: ignore[arg-type]
-                            fw=msg.fw,
-                            until=msg.until,
-                            ts=msg.ts if msg.state == "online" else None,
-                        )
-                        counts["status"] += 1
-                        if c:
-                            changes.append(c)
-                        touched.add(msg.bench)
-                        self.receipt_dirty.discard(msg.bench)
-                        continue
-                    kind = P.kind_of(msg)
-                    bench, boot, seq, ts = msg.bench, int(msg.boot), int(msg.seq), int(msg.ts)
-                    rid = st.insert_message(bench, boot, seq, kind, ts, item.t, item.payload)
-                    receipted.append((bench, boot, seq))
-                    touched.add(bench)
-                    c = self.health.on_record(bench, item.t)
-                    if c:
-                        changes.append(c)
-                    if rid is None:
-                        counts["duplicates"] += 1
-                        continue
-                    counts["accepted"] += 1
-                    self._derive(msg, rid)
+                    self._add(item, now, g)
                 if self.day_sums:
-                    st.add_daily(self.day_sums)
-                for c in changes:
+                    self.store.add_daily(self.day_sums)
+                for c in g.changes:
                     self._store_change(c)
-                counts["commits"] += 1
-                self.unsaved_counts.update(counts)
+                g.counts["commits"] += 1
+                self.unsaved_counts.update(g.counts)
                 added = True
-                self.unsaved_benches |= touched
+                self.unsaved_benches |= g.touched
                 # Counters and bench state are saved at most every SAVE_EVERY_S (and with every
                 # health change): fewer pages per commit on an SD card. A crash loses at most
                 # that much of the counters; the messages themselves are in every commit.
-                if changes or now - self.last_save >= SAVE_EVERY_S:
+                if g.changes or now - self.last_save >= SAVE_EVERY_S:
                     self._save_state()
                     saved = True
         except BaseException:
             if added:
-                self.unsaved_counts.subtract(counts)
+                self.unsaved_counts.subtract(g.counts)
                 self.unsaved_counts = +self.unsaved_counts
             raise
         if saved:
             self._saved(now)
         self.commits += 1
-        self.counts.update(counts)
-        # Durable now: receipts may cover it, and it is acknowledged in the order received,
-        # on the connection it came on.
-        for bench, boot, seq in receipted:
+        self.counts.update(g.counts)
+        self._committed(batch, g, now)
+
+    def _add(self, item: Incoming, now: float, g: Group) -> None:
+        """One message of a group, in its open transaction: stored, or quarantined."""
+        st = self.store
+        g.counts["received"] += 1
+        try:
+            msg = self._judge(item, now)
+        except P.ProtocolError as exc:
+            self._reject(item, exc, g)
+            return
+        if isinstance(msg, P.Status):
+            c = self.health.on_status(
+                msg.bench,
+                msg.state,
+                item.t,
+                boot=msg.boot,  # type: ignore[arg-type]
+                fw=msg.fw,
+                until=msg.until,
+                ts=msg.ts if msg.state == "online" else None,
+            )
+            g.counts["status"] += 1
+            if c:
+                g.changes.append(c)
+            g.touched.add(msg.bench)
+            self.receipt_dirty.discard(msg.bench)
+            return
+        kind = P.kind_of(msg)
+        bench, boot, seq, ts = msg.bench, int(msg.boot), int(msg.seq), int(msg.ts)
+        rid = st.insert_message(bench, boot, seq, kind, ts, item.t, item.payload)
+        g.receipted.append((bench, boot, seq))
+        g.touched.add(bench)
+        c = self.health.on_record(bench, item.t)
+        if c:
+            g.changes.append(c)
+        if rid is None:
+            g.counts["duplicates"] += 1
+            return
+        g.counts["accepted"] += 1
+        self._derive(msg, rid)
+
+    def _reject(self, item: Incoming, exc: P.ProtocolError, g: Group) -> None:
+        """Quarantine a message that breaks the protocol; keep its identity when readable."""
+        st = self.store
+        g.counts["rejected"] += 1
+        g.counts[f"rejected:{exc.reason}"] += 1
+        st.quarantine(item.topic, exc.reason, exc.detail, item.payload, item.t)
+        bench = ""
+        try:
+            _, bench, kind = P.parse_topic(item.topic)
+            ident = self._identity(kind, bench, item.payload)
+        except P.ProtocolError:
+            ident = None
+        if exc.reason in P.CLOCK_REASONS:
+            # Not receipted: the bench keeps it and sends it again, and it is taken
+            # once the two clocks agree (docs/protocol.md, Receipt).
+            g.counts["clock"] += 1
+            ident = None
+        if ident is not None:
+            st.insert_message(bench, ident[0], ident[1], "rejected", 0, item.t, None)
+            g.receipted.append((bench, ident[0], ident[1]))
+        g.rejects.append((bench or item.topic, exc.reason, exc.detail))
+
+    def _committed(self, batch: list[Incoming], g: Group, now: float) -> None:
+        """Durable now: receipts may cover the group, and it is acknowledged in the order
+        received, on the connection it came on; then the logs, and the sinks are woken."""
+        for bench, boot, seq in g.receipted:
             self.receipts.add(bench, boot, seq)
-            touched.add(bench)
+            g.touched.add(bench)
         gen = self.generation
         for item in batch:
             if item.qos > 0 and item.generation == gen:
                 self.client.ack(item.mid, item.qos)
-        for bench in touched:
+        for bench in g.touched:
             if self.receipts.has_pending(bench):
                 self.receipt_dirty.add(bench)
         self._publish_receipts(now)
-        for c in changes:
+        for c in g.changes:
             self._log_change(c)
-        for bench, reason, detail in rejects:
-            key = (bench, reason)
-            if now - self.reject_logged.get(key, 0) >= REJECT_LOG_INTERVAL_S:
-                self.reject_logged[key] = now
-                if len(self.reject_logged) > 10_000:
-                    self.reject_logged.clear()
-                if reason in P.CLOCK_REASONS:
-                    log.warning(
-                        "clock: a record from %s is %s (%s) by this gateway's clock; "
-                        "quarantined and not receipted, so the bench sends it again: check "
-                        "the bench's and this machine's time",
-                        printable(bench, 80),
-                        reason,
-                        printable(detail),
-                    )
-                else:
-                    log.warning(
-                        "rejected a message from %s: %s %s",
-                        printable(bench, 80),
-                        reason,
-                        printable(detail),
-                    )
+        for bench, reason, detail in g.rejects:
+            self._log_reject(bench, reason, detail, now)
         self.forwarder.wake()
+
+    def _log_reject(self, bench: str, reason: str, detail: str, now: float) -> None:
+        """At most once a REJECT_LOG_INTERVAL_S per bench and reason."""
+        key = (bench, reason)
+        if now - self.reject_logged.get(key, 0) < REJECT_LOG_INTERVAL_S:
+            return
+        self.reject_logged[key] = now
+        if len(self.reject_logged) > 10_000:
+            self.reject_logged.clear()
+        text = CLOCK_REJECTED if reason in P.CLOCK_REASONS else "rejected a message from %s: %s %s"
+        log.warning(text, printable(bench, 80), reason, printable(detail))
 
     def _derive(self, msg: Any, rid: int) -> None:
         """Update the per-minute vote counts and the local day's sums (same transaction)."""
