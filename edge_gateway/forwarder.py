@@ -36,11 +36,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from edge_gateway.config import Config
 from edge_gateway.sinks.registry import SINKS
+
+if TYPE_CHECKING:
+    from edge_gateway.sinks.base import Sink
 
 log = logging.getLogger("edge_gateway.forwarder")
 
@@ -219,17 +223,8 @@ def _read_exact(fd: int, n: int) -> bytes:
     return data
 
 
-def main() -> None:
-    """The forwarder process: run every sink until told to stop or the gateway is gone."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    try:
-        os.nice(NICE)
-    except OSError:
-        pass
-    inp = sys.stdin.fileno()
-    out = sys.stdout.buffer
-    sys.stdout = sys.stderr  # stray prints must not corrupt the report stream
+def _sender(out: IO[bytes]) -> Callable[[Any], None]:
+    """Writes one JSON line to the gateway; exits when the gateway is gone."""
     lock = threading.Lock()
 
     def send(item: Any) -> None:
@@ -241,17 +236,10 @@ def main() -> None:
             except (BrokenPipeError, ValueError):
                 os._exit(0)  # the gateway is gone
 
-    try:
-        (size,) = struct.unpack("<I", _read_exact(inp, 4))
-        cfg, options = pickle.loads(_read_exact(inp, size))
-    except EOFError:
-        return
-    root = logging.getLogger()
-    root.handlers[:] = [_ToGateway(send)]
-    root.setLevel(logging.DEBUG)
-    for noisy in ("urllib3", "influxdb_client"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return send
 
+
+def _start_sinks(cfg: Config, options: dict[str, dict[str, Any]]) -> list[Sink]:
     names = sink_names(cfg)
     sinks = [
         kind.build(cfg.spool.path, cfg.municipality, cfg.sinks[kind.name], names)
@@ -262,15 +250,23 @@ def main() -> None:
         for key, value in options.get(s.name, {}).items():
             setattr(s, key, value)
         s.start()
+    return sinks
 
-    last: dict[str, tuple[int, int, int, str]] = {}
 
-    def report(force: bool = False) -> None:
-        for s in sinks:
+class _Reports:
+    """Each sink's state, sent to the gateway when it changed (or when forced)."""
+
+    def __init__(self, sinks: list[Sink], send: Callable[[Any], None]) -> None:
+        self.sinks = sinks
+        self.send = send
+        self.last: dict[str, tuple[int, int, int, str]] = {}
+
+    def __call__(self, force: bool = False) -> None:
+        for s in self.sinks:
             state = (s.watermark, s.sent, s.failures, s.last_error)
-            if force or state != last.get(s.name):
-                last[s.name] = state
-                send(
+            if force or state != self.last.get(s.name):
+                self.last[s.name] = state
+                self.send(
                     [
                         "state",
                         {
@@ -283,7 +279,9 @@ def main() -> None:
                     ]
                 )
 
-    report(force=True)
+
+def _until_stop(inp: int, sinks: list[Sink], report: _Reports) -> float:
+    """Wake the sinks at each ``w`` and report; the deadline the ``s`` message carries."""
     deadline = 0.0
     pending = b""
     while not deadline:
@@ -305,6 +303,34 @@ def main() -> None:
             for s in sinks:
                 s.wake.set()
         report()
+    return float(deadline)
+
+
+def main() -> None:
+    """The forwarder process: run every sink until told to stop or the gateway is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        os.nice(NICE)
+    except OSError:
+        pass
+    inp = sys.stdin.fileno()
+    send = _sender(sys.stdout.buffer)
+    sys.stdout = sys.stderr  # stray prints must not corrupt the report stream
+    try:
+        (size,) = struct.unpack("<I", _read_exact(inp, 4))
+        cfg, options = pickle.loads(_read_exact(inp, size))
+    except EOFError:
+        return
+    root = logging.getLogger()
+    root.handlers[:] = [_ToGateway(send)]
+    root.setLevel(logging.DEBUG)
+    for noisy in ("urllib3", "influxdb_client"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    sinks = _start_sinks(cfg, options)
+    report = _Reports(sinks, send)
+    report(force=True)
+    deadline = _until_stop(inp, sinks, report)
     for s in sinks:
         s.stop()
     for s in sinks:

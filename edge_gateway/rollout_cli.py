@@ -20,11 +20,14 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_gateway import rollout as R
 from edge_gateway.config import Config, load_for_command
 from edge_gateway.text import printable
+
+if TYPE_CHECKING:
+    from edge_gateway.commands import CommandLink
 
 MANIFEST = "manifest.json"  # the bundle's manifest, as `klupa bundle` names it
 UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -244,7 +247,29 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         print(f"{prog}: {exc}; password from {source}", file=sys.stderr)
         fleet.close()
         return 1
+    code = _watch(args, st, fleet, link, path)
+    if code is not None:
+        return code
+    print(R.table(st, fleet.benches(), time.time()))
+    fleet.close()
+    if st.halted:
+        print(
+            f"halted: {st.halted}. No more benches are sent {st.version}; see "
+            "docs/operations.md, Staged updates."
+        )
+        return 3
+    print(f"done: every bench runs {st.version}")
+    return 0
 
+
+def _watch(
+    args: argparse.Namespace,
+    st: R.RolloutState,
+    fleet: R.StoreFleet,
+    link: CommandLink,
+    path: str,
+) -> int | None:
+    """Step the rollout until it is over (None), or the exit status it ends with early."""
     changed = [True]
 
     def on_change(bench: str, run: R.BenchRun) -> None:
@@ -292,13 +317,4 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     finally:
         link.close()
         signal.signal(signal.SIGTERM, old_term)
-    print(R.table(st, fleet.benches(), time.time()))
-    fleet.close()
-    if st.halted:
-        print(
-            f"halted: {st.halted}. No more benches are sent {st.version}; see "
-            "docs/operations.md, Staged updates."
-        )
-        return 3
-    print(f"done: every bench runs {st.version}")
-    return 0
+    return None
