@@ -32,6 +32,27 @@ class BenchHealth:
     tamper_kind: str = ""
     wet_since: float | None = None  # touch_wet fault, and no press counted since
 
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> BenchHealth:
+        """A bench as the store's ``benches`` table keeps it."""
+        return cls(
+            bench=row["bench"],
+            online=bool(row["online"]),
+            sleeping=bool(row["sleeping"]),
+            until=row["until"],
+            last_seen=row["last_seen"],
+            period=row["period"],
+            boot=row["boot"],
+            fw=row["fw"],
+            soc=row["soc"],
+            power=row["power"],
+        )
+
+    @property
+    def reachable(self) -> bool:
+        """Online, awake, and with the battery to spare for a download and a reboot."""
+        return self.online and not self.sleeping and self.power != "critical"
+
 
 @dataclass
 class Change:
@@ -48,18 +69,7 @@ class Health:
         self.offline_after_s = offline_after_s
         self.benches: dict[str, BenchHealth] = {}
         for row in known or []:
-            self.benches[row["bench"]] = BenchHealth(
-                bench=row["bench"],
-                online=bool(row["online"]),
-                sleeping=bool(row["sleeping"]),
-                until=row["until"],
-                last_seen=row["last_seen"],
-                period=row["period"],
-                boot=row["boot"],
-                fw=row["fw"],
-                soc=row["soc"],
-                power=row["power"],
-            )
+            self.benches[row["bench"]] = BenchHealth.from_row(row)
 
     def get(self, bench: str) -> BenchHealth:
         b = self.benches.get(bench)

@@ -18,12 +18,13 @@ import json
 import math
 import os
 import re
-import sqlite3
 import statistics
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from edge_gateway.health import BenchHealth
+from edge_gateway.store import Store
 from edge_gateway.text import printable
 
 # A bench's state in a rollout. Halting states stop the whole rollout.
@@ -104,23 +105,6 @@ def plan_stages(
 
 
 @dataclass
-class BenchNow:
-    """A bench as the gateway's ``benches`` table has it."""
-
-    bench: str
-    online: bool = False
-    sleeping: bool = False
-    power: str | None = None
-    fw: str | None = None
-    boot: int | None = None
-
-    @property
-    def reachable(self) -> bool:
-        """Online, awake, and with the battery to spare for a download and a reboot."""
-        return self.online and not self.sleeping and self.power != "critical"
-
-
-@dataclass
 class Rec:
     """One stored record of a bench: an event or a telemetry window."""
 
@@ -132,7 +116,7 @@ class Rec:
 
 
 class Fleet(Protocol):
-    def benches(self) -> dict[str, BenchNow]: ...
+    def benches(self) -> dict[str, BenchHealth]: ...
     def last_id(self) -> int: ...
     def records(self, bench: str, after_id: int) -> list[Rec]: ...
     def heap_baseline(self, bench: str, before_id: int) -> int | None: ...
@@ -144,18 +128,17 @@ class StoreFleet:
     def __init__(self, path: str) -> None:
         if not os.path.exists(path):
             raise RolloutError(f"no store at {path}: is the gateway running with this config?")
-        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        self.store = Store(path, readonly=True)
+        self.conn = self.store.conn
 
     def close(self) -> None:
-        self.conn.close()
+        self.store.close()
 
-    def benches(self) -> dict[str, BenchNow]:
-        cur = self.conn.execute("SELECT bench, online, sleeping, power, fw, boot FROM benches")
-        return {b: BenchNow(b, bool(on), bool(sl), pw, fw, boot) for b, on, sl, pw, fw, boot in cur}
+    def benches(self) -> dict[str, BenchHealth]:
+        return {row["bench"]: BenchHealth.from_row(row) for row in self.store.benches()}
 
     def last_id(self) -> int:
-        row = self.conn.execute("SELECT max(id) FROM messages").fetchone()
-        return int(row[0] or 0)
+        return self.store.last_id()
 
     def records(self, bench: str, after_id: int) -> list[Rec]:
         cur = self.conn.execute(
@@ -270,25 +253,20 @@ def load_state(path: str) -> RolloutState | None:
             ) from None
 
 
+@dataclass
 class Rollout:
     """The stage-by-stage state machine. :meth:`step` does one round and says if it is over."""
 
-    def __init__(
-        self,
-        state: RolloutState,
-        fleet: Fleet,
-        sender: Sender,
-        limits: Limits,
-        on_change: Callable[[str, BenchRun], None] | None = None,
-    ) -> None:
-        self.s = state
-        self.fleet = fleet
-        self.sender = sender
-        self.limits = limits
-        self.on_change = on_change
-        for i, stage in enumerate(state.stages):
+    s: RolloutState
+    fleet: Fleet
+    sender: Sender
+    limits: Limits
+    on_change: Callable[[str, BenchRun], None] | None = None
+
+    def __post_init__(self) -> None:
+        for i, stage in enumerate(self.s.stages):
             for b in stage:
-                state.benches.setdefault(b, BenchRun(stage=i))
+                self.s.benches.setdefault(b, BenchRun(stage=i))
 
     # -- reading
     def active_stage(self) -> int:
@@ -329,7 +307,7 @@ class Rollout:
         for bench, run in self.s.benches.items():
             if self.s.halted:
                 break
-            b = benches.get(bench, BenchNow(bench))
+            b = benches.get(bench, BenchHealth(bench))
             if run.state == PLANNED and b.fw == self.s.version:
                 self._set(bench, run, SKIPPED, now, "already on the version")
             elif run.state == PLANNED and run.stage <= active:
@@ -344,7 +322,7 @@ class Rollout:
                 self._soak(bench, run, b, now)
         return bool(self.s.halted) or self.finished()
 
-    def _offer(self, bench: str, run: BenchRun, b: BenchNow, now: float) -> None:
+    def _offer(self, bench: str, run: BenchRun, b: BenchHealth, now: float) -> None:
         if b.fw == self.s.version:
             self._set(bench, run, SKIPPED, now, "already on the version")
             return
@@ -371,7 +349,7 @@ class Rollout:
                     return True
         return False
 
-    def _sending(self, bench: str, run: BenchRun, b: BenchNow, now: float) -> None:
+    def _sending(self, bench: str, run: BenchRun, b: BenchHealth, now: float) -> None:
         recs = self.fleet.records(bench, run.after_id)
         if self._ota_outcome(bench, run, recs, now):
             return
@@ -397,7 +375,7 @@ class Rollout:
         else:
             self._set(bench, run, WAITING, now, "no ack: offered again when back")
 
-    def _trial(self, bench: str, run: BenchRun, b: BenchNow, now: float) -> None:
+    def _trial(self, bench: str, run: BenchRun, b: BenchHealth, now: float) -> None:
         recs = self.fleet.records(bench, run.after_id)
         if self._ota_outcome(bench, run, recs, now):
             return
@@ -425,7 +403,7 @@ class Rollout:
         if b.online and now - run.sent_at > self.limits.commit_timeout_s:
             self._set(bench, run, STUCK, now, "neither committed nor rolled back in time")
 
-    def _soak(self, bench: str, run: BenchRun, b: BenchNow, now: float) -> None:
+    def _soak(self, bench: str, run: BenchRun, b: BenchHealth, now: float) -> None:
         recs = self.fleet.records(bench, run.after_id)
         if self._ota_outcome(bench, run, recs, now):
             return
@@ -476,14 +454,14 @@ def _since(t: float, now: float) -> str:
     return f"{s // 3600} h"
 
 
-def table(state: RolloutState, benches: dict[str, BenchNow], now: float) -> str:
+def table(state: RolloutState, benches: dict[str, BenchHealth], now: float) -> str:
     """bench, stage, state, version (what the store says it runs), since, detail."""
     head = ["bench", "stage", "state", "version", "since", "detail"]
     rows = [head]
     for i, stage in enumerate(state.stages):
         for bench in stage:
             run = state.benches[bench]
-            fw = printable(benches.get(bench, BenchNow(bench)).fw or "-", 40)
+            fw = printable(benches.get(bench, BenchHealth(bench)).fw or "-", 40)
             since = _since(run.since, now) if run.since else "-"
             detail = printable(run.detail)  # an ack's or a fault's text comes from the bench
             rows.append([bench, "canary" if i == 0 else str(i), run.state, fw, since, detail])
