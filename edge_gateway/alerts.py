@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from edge_gateway.store import Store
+from edge_gateway.store import Store, backlog
 from edge_gateway.text import printable
 from klupa.notify import Active, Channels, Condition, Engine, Notice, quiet
 
@@ -78,11 +78,7 @@ def conditions(gw: GatewayView, cfg: AlertsConfig, now: float) -> list[Condition
                 )
             )
     try:
-        st = Store(gw.cfg.spool.path, readonly=True)
-        try:
-            depth, lag = st.depth_and_lag([s.name for s in gw.sinks], time.time())
-        finally:
-            st.close()
+        depth, lag = backlog(gw.cfg.spool.path, [s.name for s in gw.sinks], time.time())
     except Exception:  # noqa: BLE001 - the store's own trouble is the disk rule's
         depth, lag = 0, 0.0
     if lag > cfg.lag_s or depth > cfg.backlog_rows:

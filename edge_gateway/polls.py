@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from edge_gateway import protocol as P
 from edge_gateway.sinks.base import Rejected, Retry, http
 from edge_gateway.sinks.portal.config import PortalConfig
+from edge_gateway.store import Store, backlog
 
 if TYPE_CHECKING:
     from edge_gateway.view import GatewayView
@@ -93,8 +94,6 @@ class PollSync(threading.Thread):
             if p.get("results") == "after_close" or p.get("hidden") is True
         }
         if hidden and hidden != self.hidden:
-            from edge_gateway.store import Store
-
             st = Store(self.gateway.cfg.spool.path)
             try:
                 st.set_hidden_polls(hidden)
@@ -106,14 +105,9 @@ class PollSync(threading.Thread):
         """Tell the portal this gateway is alive, with its version and forwarding lag, so a
         dead Pi shows its benches as *unknown* centrally, not as online for ever."""
         from edge_gateway import __version__
-        from edge_gateway.store import Store
 
         try:
-            st = Store(self.gateway.cfg.spool.path, readonly=True)
-            try:
-                _, lag = st.depth_and_lag([s.name for s in self.gateway.sinks], now)
-            finally:
-                st.close()
+            _, lag = backlog(self.gateway.cfg.spool.path, [s.name for s in self.gateway.sinks], now)
         except Exception:  # noqa: BLE001 - a store in trouble still sends its heartbeat
             lag = 0.0
         body = json.dumps({"version": __version__, "ts": int(now), "lag_s": round(lag, 1)})

@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, Thread
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from edge_gateway.store import backlog
+
 if TYPE_CHECKING:
     from edge_gateway.view import GatewayView
 
@@ -60,14 +62,8 @@ def serve_ota(directory: str, port: int, host: str = "0.0.0.0") -> Server:
 
 def metrics_text(gw: GatewayView) -> str:
     counts = gw.counts
-    from edge_gateway.store import Store
-
     try:
-        st = Store(gw.cfg.spool.path, readonly=True)
-        try:
-            depth, lag = st.depth_and_lag([s.name for s in gw.sinks], time.time())
-        finally:
-            st.close()
+        depth, lag = backlog(gw.cfg.spool.path, [s.name for s in gw.sinks], time.time())
     except Exception:  # noqa: BLE001 - the store's trouble is in store_writable, not a 500
         depth, lag = -1, -1.0
     lines = []

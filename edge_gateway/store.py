@@ -24,7 +24,6 @@ import json
 import os
 import shutil
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -453,31 +452,19 @@ class Store:
         """One step of the size policy: forwarded rows, then quarantine, then telemetry."""
         total = self.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
         step = max(1000, total // 10)
-        n = self.conn.execute(
-            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE id <= ? "
-            "ORDER BY id LIMIT ?)",
-            (low, step),
-        ).rowcount
-        if n:
-            return int(n)
-        n = self.conn.execute("DELETE FROM quarantine").rowcount
-        if n:
-            return int(n)
-        n = self.conn.execute(
-            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE kind = 'telemetry' "
-            "ORDER BY id LIMIT ?)",
-            (step,),
-        ).rowcount
-        if n:
-            self.bump({"dropped_unforwarded": int(n)})
-            return int(n)
-        n = self.conn.execute(
-            "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT ?)",
-            (step,),
-        ).rowcount
-        if n:
-            self.bump({"dropped_unforwarded": int(n)})
-        return int(n)
+        oldest = "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE {} ORDER BY id LIMIT ?)"
+        for sql, args, unforwarded in (
+            (oldest.format("id <= ?"), (low, step), False),
+            ("DELETE FROM quarantine", (), False),
+            (oldest.format("kind = 'telemetry'"), (step,), True),
+            (oldest.format("1"), (step,), True),
+        ):
+            n = int(self.conn.execute(sql, args).rowcount)
+            if n:
+                if unforwarded:
+                    self.bump({"dropped_unforwarded": n})
+                return n
+        return 0
 
     def size_bytes(self) -> int:
         total = 0
@@ -489,11 +476,16 @@ class Store:
         return total
 
 
+def backlog(path: str, sinks: list[str], now: float) -> tuple[int, float]:
+    """:meth:`Store.depth_and_lag` on a read-only connection of its own (any thread)."""
+    st = Store(path, readonly=True)
+    try:
+        return st.depth_and_lag(sinks, now)
+    finally:
+        st.close()
+
+
 def state_body(online: bool, sleeping: bool, boot: int | None, fw: str | None) -> bytes:
     return json.dumps(
         {"online": online, "sleeping": sleeping, "boot": boot, "fw": fw}, separators=(",", ":")
     ).encode()
-
-
-def now() -> float:
-    return time.time()
