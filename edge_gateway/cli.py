@@ -13,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from edge_gateway.commands import add_ops_arguments
 from edge_gateway.config import Config, load_for_command, redact
 from edge_gateway.forwarder import sink_names
 from edge_gateway.text import printable
@@ -268,12 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("op", help="ping, reboot, set, port, ota or selftest")
     p.add_argument("args", nargs="*", help="key=value arguments (values as JSON when they parse)")
     p.add_argument("--timeout", type=float, default=15.0, help="seconds to wait for the ack")
-    p.add_argument("--user", help="MQTT user (default: ops-{municipality}, never the gateway's)")
-    p.add_argument(
-        "--password-file",
-        help="the user's password (default: $KLUPA_OPS_PASSWORD, else "
-        "ops-{municipality}-mqtt.pass beside --config)",
-    )
+    add_ops_arguments(p)
     p.set_defaults(func=cmd_cmd)
     p = add("backup", "an online backup of the store; backups older than --keep-days removed")
     p.add_argument("--dir", default="/var/backups/klupa", help="where backups go")

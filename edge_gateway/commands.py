@@ -121,6 +121,16 @@ class CommandLink:
         self.client.loop_stop()
 
 
+def add_ops_arguments(p: argparse.ArgumentParser) -> None:
+    """``--user`` and ``--password-file``, for :func:`ops_credentials`."""
+    p.add_argument("--user", help="MQTT user (default: ops-{municipality}, never the gateway's)")
+    p.add_argument(
+        "--password-file",
+        help=f"the user's password (default: ${OPS_PASSWORD_ENV}, else "
+        "ops-{municipality}-mqtt.pass beside --config)",
+    )
+
+
 def ops_credentials(args: argparse.Namespace, cfg: Config) -> tuple[str, str | None, str]:
     """The command tool's own MQTT user and password, and where the password came from.
 

@@ -20,14 +20,12 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from edge_gateway import rollout as R
+from edge_gateway.commands import CommandLink, LinkError, add_ops_arguments, ops_credentials
 from edge_gateway.config import Config, load_for_command
 from edge_gateway.text import printable
-
-if TYPE_CHECKING:
-    from edge_gateway.commands import CommandLink
 
 MANIFEST = "manifest.json"  # the bundle's manifest, as `klupa bundle` names it
 UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -92,12 +90,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--retry", action="store_true", help="after a halt: offer the halted benches again"
     )
-    p.add_argument("--user", help="MQTT user (default: ops-{municipality}, never the gateway's)")
-    p.add_argument(
-        "--password-file",
-        help="the user's password (default: $KLUPA_OPS_PASSWORD, else "
-        "ops-{municipality}-mqtt.pass beside --config)",
-    )
+    add_ops_arguments(p)
     p.set_defaults(func=cmd_rollout)
 
 
@@ -211,8 +204,6 @@ def _clock(t: float) -> str:
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
-    from edge_gateway.commands import CommandLink, LinkError, ops_credentials
-
     prog = "klupa gateway ota rollout"
     cfg = load_for_command(args.config, prog)
     if cfg is None:
