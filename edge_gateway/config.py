@@ -24,7 +24,7 @@ from edge_gateway.sinks.influxdb.config import InfluxConfig
 from edge_gateway.sinks.portal.config import PortalConfig
 from edge_gateway.sinks.registry import SINKS
 from edge_gateway.text import printable
-from klupa.notify import NotifyConfig
+from klupa.notify import NotifyConfig, quiet_hours
 
 BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -310,15 +310,8 @@ def _alerts(r: Reader, base: Path) -> AlertsConfig:
     t = r.table
     quiet: tuple[int, int] | None = None
     if "quiet_hours" in t:
-        q = t["quiet_hours"]
-        if (
-            isinstance(q, list)
-            and len(q) == 2
-            and all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 23 for h in q)
-            and q[0] != q[1]
-        ):
-            quiet = (q[0], q[1])
-        else:
+        quiet = quiet_hours(t["quiet_hours"])
+        if quiet is None:
             r.bad("quiet_hours", "must be [start, end], local hours 0..23, e.g. [22, 7]")
     mail_to: list[str] = []
     raw = t.get("mail_to", [])

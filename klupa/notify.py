@@ -254,6 +254,19 @@ class NotifyConfig:
     webhook_token: str | None = field(default=None, repr=False)
 
 
+def quiet_hours(value: Any) -> tuple[int, int] | None:
+    """``quiet_hours`` as a config gives it: ``[start, end]``, two different local hours
+    0..23 (``[22, 7]``: 22:00 to 07:00); None when it is anything else."""
+    if (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 23 for h in value)
+        and value[0] != value[1]
+    ):
+        return (value[0], value[1])
+    return None
+
+
 def parse_config(table: dict[str, Any], env: dict[str, str] | None = None) -> NotifyConfig:
     """A NotifyConfig from an ``[alerts]`` table; ValueError with one line per problem.
 
@@ -287,15 +300,8 @@ def parse_config(table: dict[str, Any], env: dict[str, str] | None = None) -> No
 
     cfg.repeat_h = float(get("repeat_h", (int, float), 6))
     if "quiet_hours" in table:
-        q = table["quiet_hours"]
-        if (
-            isinstance(q, list)
-            and len(q) == 2
-            and all(isinstance(h, int) and not isinstance(h, bool) and 0 <= h <= 23 for h in q)
-            and q[0] != q[1]
-        ):
-            cfg.quiet_hours = (q[0], q[1])
-        else:
+        cfg.quiet_hours = quiet_hours(table["quiet_hours"])
+        if cfg.quiet_hours is None:
             problems.append("alerts.quiet_hours: must be [start, end], local hours 0..23")
     cfg.smtp_host = get("smtp_host", str, "")
     cfg.smtp_port = int(get("smtp_port", int, 587))
