@@ -22,7 +22,7 @@ from typing import Any
 from boards.virtual import firmware_path
 from boards.virtual.battery import SHUNT, ShuntErrors
 from boards.virtual.bench import load_profile
-from boards.virtual.chips import INA226, I2CBus
+from boards.virtual.mp.chips import INA226, I2CBus
 from boards.virtual.physics import Clouds, World
 
 WEEK_S = 7 * 86400

@@ -36,4 +36,4 @@ def install(board: VirtualBoard) -> None:
     sys.modules["network"] = board.network
     sys.modules["esp32"] = board.esp32
     sys.modules["ntptime"] = board.ntptime
-    use_clock(board.clock)
+    use_clock(board.virtual_clock)

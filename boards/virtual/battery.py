@@ -22,7 +22,7 @@ perfect shunt proves little, so this model differs from the profile where real b
   coulombic efficiency (``efficiency``, falling to ``efficiency_full`` at 100 % from the knee)
   drops as lead-acid gasses.
 - **Shunt errors** (:data:`SHUNT`): the battery INA226 of the virtual board reads
-  ``gain`` × true current + ``offset_a`` (:class:`boards.virtual.chips.INA226`).
+  ``gain`` × true current + ``offset_a`` (:class:`boards.virtual.mp.chips.INA226`).
 
 True SoC is the charge stored over the rated capacity (what a coulomb counter counts). The charge
 controller's set points (``absorb_v``, ``float_v``, ``absorb_s``) are here too, with the cell

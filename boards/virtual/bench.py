@@ -21,19 +21,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from boards.virtual import BOARDS, FIRMWARE, apploader, firmware_path, use_clock
+from boards.virtual import BOARDS, FIRMWARE, apploader, display, firmware_path, use_clock
 from boards.virtual.clock import VirtualClock
-from boards.virtual.hardware import (
-    HARD_RESET,
-    SOFT_RESET,
-    WDT_RESET,
-    VirtualBoard,
-    VirtualReset,
-    WatchdogBite,
-)
+from boards.virtual.hardware import VirtualBoard
+from boards.virtual.mp.virtualboard import HARD_RESET, SOFT_RESET, WDT_RESET, VirtualReset
 
 BLOCKED_S = 2.0  # real seconds without the event loop turning: the bench's code is stuck
 LATE_S = 1.0  # a turn of the event loop this late: the host stalled, not the bench
+
+
+class WatchdogBite(BaseException):  # noqa: N818 - it is the watchdog, not an error
+    """Raised in firmware stuck in synchronous code when its watchdog expires (VirtualBench)."""
 
 
 def load_profile(profile: str | Path | dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +201,7 @@ class VirtualBench:
 
     def screenshot(self, path: str | Path, scale: int = 1) -> Path:
         """Write what the bench's display shows as a PNG (scale 1: the exact 1-bit picture)."""
-        return self.board.display.save_png(path, scale)
+        return display.save_png(self.board.display, path, scale)
 
     def stop(self) -> None:
         self._stop = True

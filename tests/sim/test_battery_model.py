@@ -7,7 +7,7 @@ import calendar
 from boards.virtual import firmware_path
 from boards.virtual.battery import CELLS, SHUNT, Cell, interpolate
 from boards.virtual.bench import load_profile
-from boards.virtual.chips import INA226, I2CBus
+from boards.virtual.mp.chips import INA226, I2CBus
 from boards.virtual.physics import World
 from testkit.soc_week import DriverI2C
 

@@ -1,12 +1,11 @@
 # mypy: ignore-errors
-# (MicroPython code for the VM; the CPython originals are boards/virtual/chips.py and
-# boards/virtual/display.py.)
-# Register-level models of the bench's I2C chips on a simulated bus, for firmware that runs
-# inside the MicroPython VM. Measurement registers come from physical values a test sets
-# (volts, amps, degrees); the drivers read them through the same register traffic as on the
-# bench. A missing address NACKs with OSError(ENODEV).
+# Register-level models of the bench's I2C chips on a simulated bus: the one model of each,
+# run by the MicroPython VM (this folder is its /lib) and imported by CPython as
+# boards.virtual.mp.chips, so it keeps to what MicroPython has. Measurement registers come
+# from physical values a test or the physics sets (volts, amps, degrees); the drivers read
+# them through the same register traffic as on the bench. A missing address NACKs with
+# OSError(ENODEV).
 import errno
-import time
 
 
 def _clamp(v, lo, hi):
@@ -45,6 +44,10 @@ class INA226(Reg16Chip):
         self.shunt_ohm = shunt_ohm
         self.volts = 0.0
         self.amps = 0.0
+        # The shunt's errors as fitted (boards.virtual.battery.SHUNT): the chip reads
+        # gain x amps + offset_a. None by default: a test that sets amps reads amps.
+        self.gain = 1.0
+        self.offset_a = 0.0
         self.regs = {0x00: 0x4127, 0x05: 0, 0x06: 0, 0x07: 0, 0xFE: 0x5449, 0xFF: 0x2260}
 
     def store(self, reg, value):
@@ -57,7 +60,8 @@ class INA226(Reg16Chip):
             self.regs[reg] = value & 0x7FFF  # FS14..FS0; bit 15 is reserved
 
     def _shunt(self):
-        return _clamp(round(self.amps * self.shunt_ohm / 2.5e-6), -32768, 32767)
+        amps = self.amps * self.gain + self.offset_a
+        return _clamp(round(amps * self.shunt_ohm / 2.5e-6), -32768, 32767)
 
     def _bus(self):
         return _clamp(round(self.volts / 1.25e-3), 0, 0x7FFF)
@@ -96,8 +100,7 @@ class INA3221(Reg16Chip):
     def settle_ms(self):
         # After a change at its inputs, how long until a reading averages only the new level:
         # two conversion cycles as configured (channels on x averages x (bus + shunt
-        # conversion time), datasheet register 00h). Unlike the CPython model, which answers
-        # at once, this one makes a reader wait as it must on the bench.
+        # conversion time), datasheet register 00h). The board applies it to its ports.
         c = self.regs[0]
         chans = ((c >> 14) & 1) + ((c >> 13) & 1) + ((c >> 12) & 1)
         avg = (1, 4, 16, 64, 128, 256, 512, 1024)[(c >> 9) & 7]
@@ -164,8 +167,11 @@ def _invert(f, target, hi, rising):
 
 class BME280:
     # Byte registers; the raw ADC values are found by inverting the datasheet's floating
-    # point compensation, a path independent of the driver's integer maths.
-    def __init__(self):
+    # point compensation, a path independent of the driver's integer maths. `clock` (with
+    # MicroPython's ticks_ms and ticks_diff) times its first measurement, 9.3 ms as on the
+    # bench; without one it has a measurement as soon as it is started.
+    def __init__(self, clock=None):
+        self.clock = clock
         self.temp_c = 20.0
         self.rh = 50.0
         self.pa = 101325.0
@@ -203,8 +209,7 @@ class BME280:
                 # Until a first measurement is done (about 9.3 ms at x1 oversampling after
                 # ctrl_meas starts one; never while asleep), the data registers hold their
                 # reset values: 0x80000 for T and P, 0x8000 for H (datasheet, memory map).
-                # Unlike the CPython model, which measures at once.
-                if self.started is None or time.ticks_diff(time.ticks_ms(), self.started) < 10:
+                if self.started is None or not self._done():
                     m[0xF7:0xFF] = b"\x80\x00\x00\x80\x00\x00\x80\x00"
                     return bytes(m[reg : reg + n])
                 self.measured = True
@@ -214,6 +219,13 @@ class BME280:
             for i in range(8):
                 m[0xF7 + i] = data[i]
         return bytes(m[reg : reg + n])
+
+    def _done(self):
+        c = self.clock
+        return c is None or c.ticks_diff(c.ticks_ms(), self.started) >= 10
+
+    def _now(self):
+        return 0 if self.clock is None else self.clock.ticks_ms()
 
     def write(self, reg, data):
         for i in range(len(data)):
@@ -225,35 +237,54 @@ class BME280:
             elif r in (0xF2, 0xF4, 0xF5):
                 self.mem[r] = data[i]
                 if r == 0xF4 and data[i] & 3 and data[i] >> 5 and self.started is None:
-                    self.started = time.ticks_ms()  # forced or normal mode, T measured
+                    self.started = self._now()  # forced or normal mode, T measured
 
 
 # SSD1306 commands followed by argument bytes, and how many (datasheet table 9).
 _SSD_ARGS = {0x81: 1, 0x8D: 1, 0x20: 1, 0x21: 2, 0x22: 2, 0xA8: 1, 0xD3: 1, 0xD5: 1}
 _SSD_ARGS.update({0xD9: 1, 0xDA: 1, 0xDB: 1, 0x26: 6, 0x27: 6, 0x29: 5, 0x2A: 5, 0xA3: 2})
+WIDTH = 128
+HEIGHT = 64
 
 
 class SSD1306:
-    # The 128x64 OLED controller: decodes the I2C stream (control byte Co and D/C#,
-    # commands with their arguments, GDDRAM writes in page, horizontal or vertical mode).
-    # `gddram` is the chip's memory (page-major, one byte = eight rows of a column); `on`
-    # is true only once the display is on with the charge pump enabled.
+    # The 128x64 OLED controller. It decodes the I2C stream as the chip does (control byte
+    # Co and D/C# bits, commands with their argument bytes, GDDRAM writes in page, horizontal
+    # or vertical addressing mode), keeps the GDDRAM (page-major, one byte = eight rows of a
+    # column) and the display state, and renders what the glass would show (pixels()):
+    # segment remap, COM scan direction, start line, display offset, inverse, entire-on, and
+    # a dark panel while the display is off or the charge pump was never enabled.
+    # A writeto(addr, buf) reaches write() with buf[0], the control byte, as `reg`;
+    # i2c_write() takes a whole transaction after the address byte.
     def __init__(self):
-        self.gddram = bytearray(128 * 8)
-        self.commands = []
-        self.frames = 0
+        self.gddram = bytearray(WIDTH * HEIGHT // 8)
+        self.reset()
+        self.frames = 0  # GDDRAM data transactions received (one per show())
+        self.commands = []  # the latest command bytes, for tests
+
+    def reset(self):
+        # The chip's state after RESET# (datasheet table 9 reset values).
         self.display_on = False
         self.charge_pump = False
         self.contrast = 0x7F
-        self.inverse = False
-        self.mode = 2
-        self.cols = [0, 127]
-        self.pages = [0, 7]
+        self.mode = 2  # page addressing
+        self.cols = [0, WIDTH - 1]
+        self.pages = [0, HEIGHT // 8 - 1]
         self.col = 0
         self.page = 0
+        self.seg_remap = False
+        self.com_reversed = False
+        self.start_line = 0
+        self.offset = 0
+        self.mux = 63
+        self.com_pins = 0x12
+        self.inverse = False
+        self.entire_on = False
         self._cmd = []
 
-    def on(self):
+    @property
+    def lit(self):
+        # The panel glows only with the display on and the charge pump enabled.
         return self.display_on and self.charge_pump
 
     def read(self, reg, n):
@@ -261,14 +292,32 @@ class SSD1306:
         return bytes([0x00 if self.display_on else 0x40]) * n
 
     def write(self, reg, data):
-        # A writeto(addr, buf): reg is buf[0], the control byte.
-        if reg & 0x40:
+        self.i2c_write(bytes([reg]) + bytes(data))
+
+    def i2c_write(self, data):
+        i = 0
+        wrote = False
+        while i < len(data):
+            ctrl = data[i]
+            i += 1
+            if ctrl & 0x80:  # Co=1: one byte, then another control byte
+                if i < len(data):
+                    wrote = self._byte(ctrl, data[i]) or wrote
+                i += 1
+                continue
+            for b in data[i:]:
+                wrote = self._byte(ctrl, b) or wrote
+            break
+        if wrote:
             self.frames += 1
-            for b in data:
-                self._data(b)
-        else:
-            for b in data:
-                self._command_byte(b)
+
+    def _byte(self, ctrl, b):
+        # One byte after control byte ctrl; True when it went to the GDDRAM.
+        if ctrl & 0x40:
+            self._data(b)
+            return True
+        self._command_byte(b)
+        return False
 
     def _command_byte(self, b):
         self.commands.append(b)
@@ -278,15 +327,15 @@ class SSD1306:
         if len(c) <= _SSD_ARGS.get(c[0], 0):
             return
         self._cmd = []
-        op = c[0]
-        if op == 0xAE or op == 0xAF:
-            self.display_on = op == 0xAF
+        self._execute(c[0], c)
+
+    def _execute(self, op, c):
+        # Command op with its argument bytes in c[1:].
+        paged = self.mode == 2
+        if op == 0x81:
+            self.contrast = c[1]
         elif op == 0x8D:
             self.charge_pump = bool(c[1] & 0x04)
-        elif op == 0x81:
-            self.contrast = c[1]
-        elif op == 0xA6 or op == 0xA7:
-            self.inverse = op == 0xA7
         elif op == 0x20:
             self.mode = c[1] & 3
         elif op == 0x21:
@@ -295,38 +344,73 @@ class SSD1306:
         elif op == 0x22:
             self.pages = [c[1] & 7, c[2] & 7]
             self.page = self.pages[0]
-        elif 0xB0 <= op <= 0xB7:
+        elif op == 0xA8:
+            self.mux = c[1] & 0x3F
+        elif op == 0xD3:
+            self.offset = c[1] & 0x3F
+        elif op == 0xDA:
+            self.com_pins = c[1]
+        elif 0x40 <= op <= 0x7F:
+            self.start_line = op & 0x3F
+        elif op == 0xA0 or op == 0xA1:
+            self.seg_remap = op == 0xA1
+        elif op == 0xC0 or op == 0xC8:
+            self.com_reversed = op == 0xC8
+        elif op == 0xA4 or op == 0xA5:
+            self.entire_on = op == 0xA5
+        elif op == 0xA6 or op == 0xA7:
+            self.inverse = op == 0xA7
+        elif op == 0xAE or op == 0xAF:
+            self.display_on = op == 0xAF
+        elif 0xB0 <= op <= 0xB7 and paged:
             self.page = op & 7
-        elif op <= 0x0F:
+        elif op <= 0x0F and paged:
             self.col = (self.col & 0xF0) | op
-        elif op <= 0x1F:
+        elif 0x10 <= op <= 0x1F and paged:
             self.col = (self.col & 0x0F) | ((op & 0x0F) << 4)
+        # other commands (timing, scrolling off, VCOMH, ...) do not change the picture here
 
     def _data(self, b):
-        self.gddram[self.page * 128 + self.col] = b
-        if self.mode == 2:  # page addressing: the column wraps within the page
-            self.col = (self.col + 1) & 0x7F
-        elif self.mode == 0:  # horizontal
-            if self.col < self.cols[1]:
-                self.col += 1
-            else:
+        self.gddram[self.page * WIDTH + (self.col & 0x7F)] = b
+        if self.mode == 0:  # horizontal
+            self.col += 1
+            if self.col > self.cols[1]:
                 self.col = self.cols[0]
-                self.page = self.page + 1 if self.page < self.pages[1] else self.pages[0]
-        else:  # vertical
-            if self.page < self.pages[1]:
-                self.page += 1
-            else:
+                self.page = self.pages[0] if self.page >= self.pages[1] else self.page + 1
+        elif self.mode == 1:  # vertical
+            self.page += 1
+            if self.page > self.pages[1]:
                 self.page = self.pages[0]
-                self.col = self.col + 1 if self.col < self.cols[1] else self.cols[0]
+                self.col = self.cols[0] if self.col >= self.cols[1] else self.col + 1
+        else:  # page addressing: the column wraps, the page stays
+            self.col = 0 if self.col >= WIDTH - 1 else self.col + 1
 
-    def lit(self):
-        # How many pixels the GDDRAM holds on.
-        n = 0
-        for b in self.gddram:
-            while b:
-                n += b & 1
-                b >>= 1
-        return n
+    def pixels(self):
+        # pixels()[y][x]: True where the panel glows, as seen by a person at the bench.
+        out = [[False] * WIDTH for _ in range(HEIGHT)]
+        if not self.lit:
+            return out
+        for y in range(HEIGHT):
+            # The glass's top line is wired to COM63; 0xC8 scans COM63 first, so the picture
+            # is upright with 0xC8 and upside down with 0xC0.
+            com = HEIGHT - 1 - y
+            line = (HEIGHT - 1 - com) if self.com_reversed else com
+            if line > self.mux:
+                continue
+            if not self.com_pins & 0x10:  # sequential COM pins on an alternative-wired glass
+                line = (line >> 1) + (32 if line & 1 else 0)
+            row = (line + self.offset + self.start_line) % HEIGHT
+            bit = 1 << (row & 7)
+            page = (row >> 3) * WIDTH
+            for x in range(WIDTH):
+                col = x if self.seg_remap else WIDTH - 1 - x
+                on = self.entire_on or bool(self.gddram[page + col] & bit)
+                out[y][x] = on != self.inverse
+        return out
+
+    def text_rows(self):
+        # The picture as '#'/'.' rows, for a readable assertion message.
+        return ["".join("#" if p else "." for p in row) for row in self.pixels()]
 
 
 class I2CBus:
@@ -344,7 +428,7 @@ class I2CBus:
     def chip(self, addr):
         c = self.chips.get(addr)
         if c is None:
-            raise OSError(errno.ENODEV)
+            raise OSError(errno.ENODEV, "ENODEV")
         return c
 
     def scan(self):

@@ -1,5 +1,4 @@
 # mypy: ignore-errors
-# (MicroPython code for the VM; the CPython original is boards/virtual/hardware.py.)
 # The virtual board's `esp32`: NVS namespaces kept in machine.board.nvs (in memory: a new
 # VM, as after a reset of the REPL board, starts with them empty), and touch wake-up.
 import machine
@@ -42,4 +41,5 @@ def raw_temperature():
 
 
 def wake_on_touch(on):
-    machine._board().touch_wake = bool(on)
+    # Touch as a wake-up source from light sleep (each pad's threshold: TouchPad.config).
+    machine._board().wake_on_touch = bool(on)

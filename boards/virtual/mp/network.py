@@ -1,5 +1,4 @@
 # mypy: ignore-errors
-# (MicroPython code for the VM; the CPython original is boards/virtual/hardware.py.)
 # The virtual board's `network`: station and access point over machine.board's link state
 # (board.link_up, board.rssi, board.ap_clients).
 import machine

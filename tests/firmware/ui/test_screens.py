@@ -19,7 +19,7 @@ from bench.screens import Screens, Ui, local_hhmm, wrap
 from bench.voting import Voting
 from drivers.ssd1306 import SSD1306
 
-from boards.virtual.display import SSD1306Model, load_png_pixels
+from boards.virtual.display import SSD1306Model, load_png_pixels, save_png
 
 GOLDEN = Path(__file__).parent / "golden"
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "img"
@@ -96,9 +96,9 @@ def check_golden(model: SSD1306Model, name: str, doc: str | None = None) -> None
     path = GOLDEN / (name + ".png")
     if UPDATE:
         GOLDEN.mkdir(exist_ok=True)
-        model.save_png(path)
+        save_png(model, path)
         if doc:
-            model.save_png(DOCS / ("display-" + doc + ".png"), scale=4)
+            save_png(model, DOCS / ("display-" + doc + ".png"), scale=4)
     assert path.exists(), f"no golden {path.name}; run with KLUPA_UPDATE_GOLDENS=1"
     want = load_png_pixels(path)
     got = model.pixels()

@@ -1,8 +1,8 @@
 # Runs under pytest and inside the MicroPython VM: the firmware's drivers read the virtual
 # board's chips through register traffic, and the board-level self-test passes and names a
-# missing chip. On CPython the board is boards/virtual/hardware.py's VirtualBoard; in the VM
-# it is the MicroPython fake boards/virtual/mp/machine.py (machine.use(profile)), with the
-# same set_* API, so the same assertions hold for both.
+# missing chip. The board is the one model of boards/virtual/mp/ in both: in the VM through
+# its `machine` (machine.use(profile)), on CPython as boards/virtual/hardware.py's
+# VirtualBoard, whose chips answer at once (the host's firmware cannot wait synchronously).
 import json
 import sys
 import unittest
@@ -72,7 +72,7 @@ def scratch_dir():
 
 
 def settle():
-    # As the self-test waits after a port switch (the CPython model needs no wait).
+    # As the self-test waits after a port switch (the hosted board on CPython needs no wait).
     if sys.implementation.name == "micropython":
         import time
 
