@@ -33,10 +33,12 @@ datasheets and of the literature's orders of magnitude, not of one product.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
-def interpolate(curve: tuple[tuple[float, float], ...], x: float) -> float:
+def interpolate(curve: Sequence[tuple[float, float]], x: float) -> float:
+    """The curve's y at ``x``, linear between its points, flat past its ends."""
     if x <= curve[0][0]:
         return curve[0][1]
     for (x0, y0), (x1, y1) in zip(curve, curve[1:], strict=False):

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from boards.virtual import BOARDS, FIRMWARE, apploader, display, firmware_path, use_clock
-from boards.virtual.clock import VirtualClock
+from boards.virtual.clock import VirtualClock, first_done
 from boards.virtual.hardware import VirtualBoard
 from boards.virtual.mp.virtualboard import HARD_RESET, SOFT_RESET, WDT_RESET, VirtualReset
 
@@ -136,12 +136,7 @@ class VirtualBench:
         board (VirtualReset with WDT_RESET, as the ESP32's reset_cause() tells it)."""
         task = asyncio.ensure_future(app)
         bite = asyncio.ensure_future(self._watchdog())
-        try:
-            await asyncio.wait({task, bite}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            task.cancel()
-            bite.cancel()
-            raise
+        await first_done(task, bite)
         if task.done() and not isinstance(task.exception(), WatchdogBite):
             bite.cancel()
             return task.result()

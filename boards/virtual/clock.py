@@ -70,12 +70,7 @@ class VirtualClock:
             return await asyncio.wait_for(aw, self.real_s(ms))
         task = asyncio.ensure_future(aw)
         timer = asyncio.ensure_future(self.sleep_ms(ms))
-        try:
-            await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
-        except BaseException:
-            task.cancel()
-            timer.cancel()
-            raise
+        await first_done(task, timer)
         timer.cancel()
         if task.done():
             return task.result()
@@ -93,3 +88,13 @@ class VirtualClock:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (self._base_ms + ms, next(self._count), fut))
         await fut
+
+
+async def first_done(*tasks: asyncio.Future[Any]) -> None:
+    """Wait until one of ``tasks`` is done; cancelled (or failing) meanwhile, cancel them all."""
+    try:
+        await asyncio.wait(set(tasks), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        raise

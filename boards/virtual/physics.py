@@ -31,7 +31,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from boards.virtual.battery import SHUNT, Cell, ShuntErrors
+from boards.virtual.battery import SHUNT, Cell, ShuntErrors, interpolate
 
 # The twelve launch municipalities: latitude, longitude (degrees).
 COORDINATES: dict[str, tuple[float, float]] = {
@@ -77,15 +77,6 @@ OCV_CURVES: dict[str, list[tuple[float, float]]] = {
         (1.0, 12.73),
     ],
 }
-
-
-def interpolate(curve: list[tuple[float, float]], x: float) -> float:
-    if x <= curve[0][0]:
-        return curve[0][1]
-    for (x0, y0), (x1, y1) in zip(curve, curve[1:], strict=False):
-        if x <= x1:
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return curve[-1][1]
 
 
 # --------------------------------------------------------------------------- sun
