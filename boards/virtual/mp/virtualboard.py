@@ -11,7 +11,7 @@
 #   board.set_port(2, 0.9); board.set_seat(True); board.set_env(18, 55)
 #   board.bus.detach(0x41)   # that chip stops answering (OSError ENODEV)
 # `clock` is where it reads time, with the names of MicroPython's `time` (ticks_ms,
-# ticks_diff, time, gmtime): that module itself in the VM.
+# ticks_diff, time, gmtime, and sleep_ms for a light sleep): that module itself in the VM.
 import sys
 import time
 
@@ -38,7 +38,8 @@ class Board:
     # hosted: the bench runs under a host that supervises it (boards.virtual.bench on
     # CPython): its own watchdog bites from outside the app, so the board's does not at the
     # next call into the hardware; and its firmware cannot wait synchronously (CPython's
-    # `time` has no sleep_ms), so the chips answer at once instead of after their conversions.
+    # `time` has no sleep_ms), so the chips answer at once instead of after their
+    # conversions, and a light sleep is only recorded (the firmware waits on the host's clock).
     def __init__(self, profile, uid=b"\x01", clock=time, hosted=False):
         self.profile = profile
         self.uid = uid
@@ -149,6 +150,29 @@ class Board:
         if timed is not None and timed[1] <= self.clock.time() < timed[2]:
             return timed[0]
         return self.touch.get(pin, 0)
+
+    def touch_wakes(self):
+        # Would a touch end a light sleep now: touch is a wake-up source and a pad's reading
+        # is past its threshold (the ESP32 wakes below it, the S3, whose readings rise, above).
+        if not self.wake_on_touch:
+            return False
+        rises = self.profile["touch"].get("direction", "falls") == "rises"
+        for pin in self.touch_wake:
+            level = self.touch_wake[pin]
+            reading = self.touch_reading(pin)
+            if level and (reading > level if rises else reading < level):
+                return True
+        return False
+
+    def light_sleep(self, ms):
+        # machine.lightsleep(ms): the CPU stops for ms, or until a touch wakes it.
+        c = self.clock
+        start = c.ticks_ms()
+        while not self.touch_wakes():
+            left = ms - c.ticks_diff(c.ticks_ms(), start)
+            if left <= 0:
+                return
+            c.sleep_ms(min(left, 10))
 
     def set_link(self, up):
         self.link_up = up

@@ -7,52 +7,13 @@ import json
 import sys
 import unittest
 
-MICROPYTHON = sys.implementation.name == "micropython"
-if MICROPYTHON:
-    PROFILES = "/boards"
-else:
-    import pathlib
-
-    _ROOT = pathlib.Path(__file__).resolve().parents[3]
-    if str(_ROOT / "firmware") not in sys.path:
-        sys.path.insert(0, str(_ROOT / "firmware"))
-    PROFILES = str(_ROOT / "boards")
-
-from bench import selftest  # noqa: E402
-from drivers.bme280 import BME280  # noqa: E402
-from drivers.ina226 import INA226  # noqa: E402
-from drivers.ina3221 import INA3221  # noqa: E402
-from drivers.seat import Seat  # noqa: E402
-from drivers.ssd1306 import SSD1306  # noqa: E402
-
-
-def profile(name):
-    with open(PROFILES + "/" + name + ".json") as f:
-        return json.load(f)
-
-
-def make_board(prof):
-    # (board, machine module) for one bench of this profile.
-    if MICROPYTHON:
-        import machine
-
-        return machine.use(prof), machine
-    from boards.virtual.clock import VirtualClock
-    from boards.virtual.hardware import VirtualBoard
-
-    board = VirtualBoard(prof, VirtualClock())
-    return board, board.machine
-
-
-def radio_modules(board):
-    # (network, esp32, ntptime) of this board.
-    if MICROPYTHON:
-        import esp32
-        import network
-        import ntptime
-
-        return network, esp32, ntptime
-    return board.network, board.esp32, board.ntptime
+from bench import selftest
+from drivers.bme280 import BME280
+from drivers.ina226 import INA226
+from drivers.ina3221 import INA3221
+from drivers.seat import Seat
+from drivers.ssd1306 import SSD1306
+from vboard import MICROPYTHON, make_board, profile, radio_modules
 
 
 def scratch_dir():
