@@ -12,15 +12,15 @@ from __future__ import annotations
 import asyncio
 import builtins
 import types
-from pathlib import Path
+from importlib import resources
 from time import gmtime, struct_time
 from typing import Any
 
+from boards.virtual import mp
 from boards.virtual.clock import VirtualClock
 from boards.virtual.mp import virtualboard
 from boards.virtual.mp.virtualboard import Board
 
-MP = Path(__file__).resolve().parent / "mp"
 _code: dict[str, types.CodeType] = {}
 
 
@@ -49,7 +49,7 @@ def mp_module(name: str, lib: dict[str, Any]) -> types.ModuleType:
     """``mp/<name>.py`` loaded afresh, its imports of the names in ``lib`` answered with
     those modules, as the VM's ``/lib`` answers them: one bench's copy."""
     if name not in _code:
-        path = MP / f"{name}.py"
+        path = resources.files(mp) / f"{name}.py"
         _code[name] = compile(path.read_text(), str(path), "exec")
 
     def lib_import(
