@@ -339,7 +339,7 @@ class Ota:
             raise OtaError("ROMFS image in app/ damaged")
         from bench.romfs import write_rom
 
-        write_rom(part, image, rom[1], rom[2])
+        write_rom(part, image, rom[1], rom[2], OtaError)
         # Out of sys.path's way by renames (each atomic), so that a power cut cannot leave
         # half an app to shadow /rom; then forgotten, then deleted.
         gone = self._p("app.gone")
