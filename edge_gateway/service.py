@@ -91,6 +91,7 @@ class Gateway(Ingest):
         self.store_state = "ok"
         self.store_logged = 0.0
         self.held: list[Incoming] = []
+        self._open_log()  # [spool] batch_s: what a previous run left is stored first
         self.qos0_dropped = 0  # counted in the network thread, merged by the writer
         self.qos0_logged = 0.0
         # The system clock: until it is synchronised (or [clock] require_sync = false) the
@@ -285,7 +286,7 @@ class Gateway(Ingest):
         self.client.loop_start()
 
     def _wait_for_clock(self) -> None:
-        """Take nothing until the kernel says the clock is synchronised (DESIGN.md principle 7)."""
+        """Take nothing until the kernel says the clock is synchronised (../shared/DESIGN.md, principle 7)."""
         logged = 0.0
         while not self.closing:
             if self.clock_synced():
