@@ -44,6 +44,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--bench", default=None, help="the real bench's id (default: learned from its birth)"
     )
+    group.addoption(
+        "--ota-key",
+        default=None,
+        help="the deployment's OTA signing key (ota/signing-key.pem) the real bench trusts",
+    )
 
 
 @pytest.fixture
@@ -53,11 +58,15 @@ def real_bench(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-def needs_physics(real_bench: str | None) -> None:
+def needs_physics(request: pytest.FixtureRequest, real_bench: str | None) -> None:
+    """Skip on a real bench, naming what the scenario needs: the module's ``NEEDS_PHYSICS``
+    (a reason, or reasons by test name) says which control of the sun, battery, people,
+    Wi-Fi, power or fleet it takes, and which serial-only scenario covers the rest."""
     if real_bench:
-        pytest.skip(
-            "needs control of the bench's physics, which a real bench on a port does not give"
-        )
+        needs = getattr(request.module, "NEEDS_PHYSICS", None)
+        if isinstance(needs, dict):
+            needs = needs.get(request.node.originalname)
+        pytest.skip(f"needs {needs or 'control of the physics, which a real bench does not give'}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -670,6 +679,9 @@ def serial_bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ser
         else:
             bench, m = learn_bench(broker, console)
         system = System(tmp_path, broker, m)
+        key = request.config.getoption("--ota-key")
+        if key:  # bundles for the real bench are signed with the deployment's key
+            system.ota_key_file = Path(key)
         pace = 1.0
     else:
         bench = "mostar-01"

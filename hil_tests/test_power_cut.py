@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+NEEDS_PHYSICS = "cuts the bench's power (its process SIGKILLed) and its Wi-Fi at chosen moments"
 BENCH = "mostar-01"
 SPEED = 300.0
 

@@ -7,10 +7,9 @@ a SIGKILLed gateway, a power cut on the Pi (broker and gateway), and a stopped I
 from __future__ import annotations
 
 import time
-from typing import Any
-
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 LOCAL = ZoneInfo("Europe/Sarajevo")

@@ -487,6 +487,7 @@ def serve(args: argparse.Namespace) -> int:
         loop.add_reader(master, on_input)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
+
         async def drain() -> None:  # what the UART could not send yet
             while True:
                 await asyncio.sleep(0.05)
@@ -519,4 +520,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
