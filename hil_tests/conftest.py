@@ -581,7 +581,21 @@ class SerialBench:
         gateway runs); the new boot is the one whose birth follows the reset."""
         since = self.mark()
         self.console.hard_reset()
-        return self.boot_event(self.online(since))
+        boot = self.boot_event(self.online(since))
+        if boot.body["safe"]:  # a real bench left in safe mode: `reboot` tries normal mode
+            assert self.command("reboot").body["ok"]
+            boot = self.next_boot(boot.boot)
+        return boot
+
+    def healthy(self, boot: Record) -> list[Record]:
+        """Wait until ``boot`` ran 75 s with windows (healthy after 60 s: safe mode's count
+        is 0 again); its windows."""
+        recs: list[Record] = self.wait(
+            lambda: (w := self.windows(boot.boot)) and w[-1].ts - boot.ts >= 75 and w,
+            150,
+            f"75 s of boot {boot.boot}",
+        )
+        return recs
 
     def boot_event(self, boot: int) -> Record:
         def stored() -> Record | None:
