@@ -10,6 +10,11 @@ portal, and virtual benches through `klupa sim` (one process per bench, the unch
 firmware on the virtual board driven by the physics). Time is accelerated and starts in the
 past; the sim stops when the benches' clocks reach now, because the gateway refuses records
 from the future.
+
+The `serial_bench` fixture is a bench reached only through its serial port and its broker:
+the real one of --port/--broker, else a virtual one in a process of its own on a
+pseudo-terminal (testkit/serialbench.py), with the same `System` around it; its console is
+captured and attached to a failed test's report (docs/hil.md, "Serial-only scenarios").
 """
 
 from __future__ import annotations
