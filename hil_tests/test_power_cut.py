@@ -11,7 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-NEEDS_PHYSICS = "cuts the bench's power (its process SIGKILLed) and its Wi-Fi at chosen moments"
+NEEDS_PHYSICS = (
+    "the bench's power cut (its process SIGKILLed) and its Wi-Fi at chosen moments; resets "
+    "on EN run serial-only: test_serial_resets.py"
+)
 BENCH = "mostar-01"
 SPEED = 300.0
 
