@@ -19,11 +19,13 @@ captured and attached to a failed test's report (docs/hil.md, "Serial-only scena
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -516,6 +518,47 @@ def _is_mine(host: str) -> bool:
         return False
 
 
+class BirthWatch:
+    """The Status messages of a municipality's benches as the broker delivers them, retained
+    ones too: (bench, state, boot) in arrival order, from before the bench under test starts."""
+
+    def __init__(self, host: str, port: int, municipality: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.seen: list[tuple[str, str, int | None]] = []
+        self.lock = threading.Lock()
+        self.topic = f"klupa/v1/{municipality}/+/status"
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="klupa-hil-watch")
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
+        self.client.connect(host, port)
+        self.client.loop_start()
+        time.sleep(0.3)  # subscribed (and again after a broker restart: on_connect)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            body = json.loads(msg.payload)
+            entry = (str(body["bench"]), str(body["state"]), body.get("boot"))
+        except (ValueError, KeyError, TypeError):
+            return
+        with self.lock:
+            self.seen.append(entry)
+
+    def mark(self) -> int:
+        with self.lock:
+            return len(self.seen)
+
+    def boots(self, bench: str, since: int = 0, upto: int | None = None) -> list[int]:
+        """Boot numbers of the bench's online births in ``seen[since:upto]``, in order."""
+        with self.lock:
+            part = self.seen[since:upto]
+        return [b for n, st, b in part if n == bench and st == "online" and isinstance(b, int)]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
 @dataclass
 class SerialBench:
     """The bench under test, reached through ``console`` and the broker, with the system the
@@ -526,40 +569,34 @@ class SerialBench:
     bench: str
     pace: float  # bench seconds per real second (the virtual bench's clock; a real one: 1)
     virtual: Any = None  # testkit.serialbench.VirtualSerialBench, or None for a real bench
-    _births: Any = None
-
-    @property
-    def births(self) -> Any:
-        """hil_tests.ota_helpers.Births on the bench's broker, from the first use on."""
-        if self._births is None:
-            from hil_tests.ota_helpers import Births
-
-            self._births = Births(self.system.broker.host, self.system.broker.port, self.system.m)
-            time.sleep(0.3)  # subscribed
-        return self._births
+    births: BirthWatch | None = None
 
     def online(self, since: int, bench_s: float = 120) -> int:
-        """The boot number of the first online birth the bench published after
-        ``births.seen[since:]`` began (a birth is published once its link is up)."""
+        """The boot number of the first online birth the bench published after the watcher's
+        ``since`` mark, of a boot newer than every boot seen before the mark (a bench that
+        reconnects publishes its birth again, and one from before a reset may arrive late)."""
+        assert self.births is not None
+        births = self.births
 
         def birth() -> int | None:
-            with self.births.lock:
-                new = self.births.seen[since:]
-            return next(
-                (boot for b, st, boot, _ in new if b == self.bench and st == "online" and boot),
-                None,
-            )
+            known = max(births.boots(self.bench, upto=since), default=0)
+            return next((b for b in births.boots(self.bench, since=since) if b > known), None)
 
         boot: int = self.wait(birth, bench_s, f"an online birth of {self.bench}")
         return boot
 
     def mark(self) -> int:
-        with self.births.lock:
-            return len(self.births.seen)
+        """A mark in the births seen so far, once the bench's current boot is known (its
+        retained or live birth; at most 120 s of the bench's time)."""
+        assert self.births is not None
+        births = self.births
+        with contextlib.suppress(TimeoutError):
+            self.wait(lambda: births.boots(self.bench), 120, f"a birth of {self.bench}")
+        return births.mark()
 
     def close(self) -> None:
-        if self._births is not None:
-            self._births.close()
+        if self.births is not None:
+            self.births.close()
 
     def boots(self) -> list[Record]:
         return [r for r in self.system.records("event", self.bench) if r.body["type"] == "boot"]
@@ -698,6 +735,7 @@ def serial_bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ser
         else:
             bench, m = learn_bench(broker, console)
         system = System(tmp_path, broker, m)
+        births = BirthWatch(broker.host, broker.port, m)
         key = request.config.getoption("--ota-key")
         if key:  # bundles for the real bench are signed with the deployment's key
             system.ota_key_file = Path(key)
@@ -706,13 +744,14 @@ def serial_bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ser
         bench = "mostar-01"
         system = System(tmp_path, broker, "mostar")
         system.bench_config(bench, period=10, resend_s=120)
+        births = BirthWatch(broker.host, broker.port, "mostar")  # before the bench's first
         virtual = VirtualSerialBench(
             system.flash / bench, speed=VIRTUAL_SPEED, start_ago=VIRTUAL_AGO
         )
         console = SerialConsole(virtual.start(), log)
         request.node.stash[SERIAL_CONSOLE] = console
         pace = VIRTUAL_SPEED
-    sb = SerialBench(console, system, bench, pace, virtual)
+    sb = SerialBench(console, system, bench, pace, virtual, births)
     try:
         yield sb
     finally:

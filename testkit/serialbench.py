@@ -205,7 +205,8 @@ class VirtualSerialBench:
         argv = [sys.executable, "-P", "-m", "testkit.serialbench", "--root", str(self.root)]
         argv += ["--profile", self.profile, "--speed", str(self.speed)]
         argv += ["--start-ago", str(self.start_ago)]
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, env=env)
         assert self.proc.stdout is not None
