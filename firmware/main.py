@@ -106,8 +106,12 @@ def keep_fault(root, exc):
         print("fault:", repr(e))
 
 
+STOPPED = "klupa: app stopped at the console (Ctrl-C); the watchdog resets the bench"
+
+
 def run(root="/"):
     hw = Hardware()
+    console = False
     try:
         result, app_dir = prepare(root, hw.machine.reset_cause())
         forget_app()  # prepare() imported bench.ota from the provisioned app
@@ -116,11 +120,18 @@ def run(root="/"):
         from bench import runtime
 
         runtime.asyncio.run(start(root, hw, ota=result))
+    except KeyboardInterrupt:
+        # Ctrl-C on the USB console (mpremote sends it): the REPL, for a technician or the
+        # HIL tests. The watchdog the app started keeps running, so a bench left at the REPL
+        # resets itself (docs/firmware.md, "The console").
+        console = True
+        print(STOPPED)
     except Exception as e:
         sys.print_exception(e)
         keep_fault(root, e)
     finally:
-        hw.machine.reset()
+        if not console:
+            hw.machine.reset()
 
 
 if __name__ == "__main__":

@@ -10,15 +10,22 @@ portal, and virtual benches through `klupa sim` (one process per bench, the unch
 firmware on the virtual board driven by the physics). Time is accelerated and starts in the
 past; the sim stops when the benches' clocks reach now, because the gateway refuses records
 from the future.
+
+The `serial_bench` fixture is a bench reached only through its serial port and its broker:
+the real one of --port/--broker, else a virtual one in a process of its own on a
+pseudo-terminal (testkit/serialbench.py), with the same `System` around it; its console is
+captured and attached to a failed test's report (docs/hil.md, "Serial-only scenarios").
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -41,6 +48,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("klupa hil")
     group.addoption("--port", default=None, help="serial port of a real bench (default: virtual)")
     group.addoption("--broker", default=None, help="HOST:PORT of the real bench's broker")
+    group.addoption(
+        "--bench", default=None, help="the real bench's id (default: learned from its birth)"
+    )
+    group.addoption(
+        "--ota-key",
+        default=None,
+        help="the deployment's OTA signing key (ota/signing-key.pem) the real bench trusts",
+    )
 
 
 @pytest.fixture
@@ -50,11 +65,15 @@ def real_bench(request: pytest.FixtureRequest) -> str | None:
 
 
 @pytest.fixture
-def needs_physics(real_bench: str | None) -> None:
+def needs_physics(request: pytest.FixtureRequest, real_bench: str | None) -> None:
+    """Skip on a real bench, naming what the scenario needs: the module's ``NEEDS_PHYSICS``
+    (a reason, or reasons by test name) says which control of the sun, battery, people,
+    Wi-Fi, power or fleet it takes, and which serial-only scenario covers the rest."""
     if real_bench:
-        pytest.skip(
-            "needs control of the bench's physics, which a real bench on a port does not give"
-        )
+        needs = getattr(request.module, "NEEDS_PHYSICS", None)
+        if isinstance(needs, dict):
+            needs = needs.get(request.node.originalname)
+        pytest.skip(f"needs {needs or 'control of the physics, which a real bench does not give'}")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -213,7 +232,7 @@ class System:
         lines = [
             f'municipality = "{self.m}"',
             "[mqtt]",
-            'host = "127.0.0.1"',
+            f'host = "{self.broker.host}"',
             f"port = {self.broker.port}",
             "[spool]",
             f'path = "{self.store_path}"',
@@ -422,3 +441,322 @@ def system(needs_physics: None, mosquitto: Broker, tmp_path: Path) -> Iterator[S
 def hil() -> dict[str, Any]:
     """Helpers for the scenarios (test files cannot import siblings)."""
     return {"wait_until": wait_until, "window": window, "seq_gaps": seq_gaps}
+
+
+# --------------------------------------------------------------------------- serial-only bench
+#
+# A bench reached only through its serial port and its broker (docs/hil.md, "Serial-only
+# scenarios"): a real one from --port/--broker, else a virtual one in a process of its own
+# (testkit/serialbench.py) on a pseudo-terminal. Its console is captured from the start and
+# attached to the report of a failed test.
+
+SERIAL_CONSOLE = pytest.StashKey[Any]()
+VIRTUAL_SPEED, VIRTUAL_AGO = 10.0, 1800.0  # the virtual bench's clock, until it reaches now
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    console = item.stash.get(SERIAL_CONSOLE, None)
+    if console is not None and report.failed and report.when in ("setup", "call"):
+        report.sections.append(("Captured serial console", console.text()[-30000:]))
+
+
+@dataclass
+class ExternalBroker:
+    """A broker at --broker that the tests did not start: used as it is, never stopped."""
+
+    host: str
+    port: int
+
+    def kill(self) -> None:
+        pytest.skip(f"the broker at {self.host}:{self.port} is not the tests' own to stop")
+
+    def start(self) -> None:
+        pass
+
+
+def broker_for(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """Virtual: the `mosquitto` fixture. Real: Mosquitto started here on --broker's port when
+    that port is free on this machine (the bench provisioned with this machine's address),
+    else the broker already there."""
+    target = request.config.getoption("--broker")
+    if not request.config.getoption("--port"):
+        return request.getfixturevalue("mosquitto")
+    if not target:
+        pytest.fail("--port names a real bench: give its broker too, --broker HOST:PORT")
+    host, port = target.rsplit(":", 1)
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        taken = probe.connect_ex(("127.0.0.1", int(port))) == 0
+    if taken or host not in ("127.0.0.1", "0.0.0.0", "localhost") and not _is_mine(host):
+        return ExternalBroker(host, int(port))
+    workdir = tmp_path / "mosquitto"
+    workdir.mkdir()
+    broker = Broker(
+        binary=need_program("mosquitto"),
+        workdir=workdir,
+        port=int(port),
+        listener_block=f"listener {port}\nallow_anonymous true\n",
+    )
+    broker.start()
+    request.addfinalizer(broker.kill)
+    return broker
+
+
+def _is_mine(host: str) -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((host, 0))
+        return True
+    except OSError:
+        return False
+
+
+class BirthWatch:
+    """The Status messages of a municipality's benches as the broker delivers them, retained
+    ones too: (bench, state, boot) in arrival order, from before the bench under test starts."""
+
+    def __init__(self, host: str, port: int, municipality: str) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.seen: list[tuple[str, str, int | None]] = []
+        self.lock = threading.Lock()
+        self.topic = f"klupa/v1/{municipality}/+/status"
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="klupa-hil-watch")
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(self.topic, qos=1)
+        self.client.connect(host, port)
+        self.client.loop_start()
+        time.sleep(0.3)  # subscribed (and again after a broker restart: on_connect)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            body = json.loads(msg.payload)
+            entry = (str(body["bench"]), str(body["state"]), body.get("boot"))
+        except (ValueError, KeyError, TypeError):
+            return
+        with self.lock:
+            self.seen.append(entry)
+
+    def mark(self) -> int:
+        with self.lock:
+            return len(self.seen)
+
+    def boots(self, bench: str, since: int = 0, upto: int | None = None) -> list[int]:
+        """Boot numbers of the bench's online births in ``seen[since:upto]``, in order."""
+        with self.lock:
+            part = self.seen[since:upto]
+        return [b for n, st, b in part if n == bench and st == "online" and isinstance(b, int)]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@dataclass
+class SerialBench:
+    """The bench under test, reached through ``console`` and the broker, with the system the
+    scenario runs around it (its own gateway, store, InfluxDB, portal)."""
+
+    console: Any  # testkit.serialbench.SerialConsole
+    system: System
+    bench: str
+    pace: float  # bench seconds per real second (the virtual bench's clock; a real one: 1)
+    virtual: Any = None  # testkit.serialbench.VirtualSerialBench, or None for a real bench
+    births: BirthWatch | None = None
+
+    def online(self, since: int, bench_s: float = 120) -> int:
+        """The boot number of the first online birth the bench published after the watcher's
+        ``since`` mark, of a boot newer than every boot seen before the mark (a bench that
+        reconnects publishes its birth again, and one from before a reset may arrive late)."""
+        assert self.births is not None
+        births = self.births
+
+        def birth() -> int | None:
+            known = max(births.boots(self.bench, upto=since), default=0)
+            return next((b for b in births.boots(self.bench, since=since) if b > known), None)
+
+        boot: int = self.wait(birth, bench_s, f"an online birth of {self.bench}")
+        return boot
+
+    def mark(self) -> int:
+        """A mark in the births seen so far, once the bench's current boot is known (its
+        retained or live birth; at most 120 s of the bench's time)."""
+        assert self.births is not None
+        births = self.births
+        with contextlib.suppress(TimeoutError):
+            self.wait(lambda: births.boots(self.bench), 120, f"a birth of {self.bench}")
+        return births.mark()
+
+    def close(self) -> None:
+        if self.births is not None:
+            self.births.close()
+
+    def boots(self) -> list[Record]:
+        return [r for r in self.system.records("event", self.bench) if r.body["type"] == "boot"]
+
+    def wait(self, pred: Callable[[], Any], bench_s: float, what: str) -> Any:
+        """Wait until ``pred``: ``bench_s`` of the bench's time, plus a margin."""
+        return wait_until(pred, bench_s / self.pace + 30, what)
+
+    def next_boot(self, after: int, bench_s: float = 120) -> Record:
+        """The `boot` event of the first boot after boot number ``after``."""
+
+        def newer() -> Record | None:
+            return next((r for r in self.boots() if r.boot > after), None)
+
+        boot: Record = self.wait(newer, bench_s, f"{self.bench} to boot after boot {after}")
+        return boot
+
+    def last_boot(self) -> int:
+        boots = self.boots()
+        return boots[-1].boot if boots else 0
+
+    def fresh_boot(self) -> Record:
+        """A reset on EN, then the `boot` event of the bench's new boot, in the store (the
+        gateway runs); the new boot is the one whose birth follows the reset."""
+        since = self.mark()
+        self.console.hard_reset()
+        boot = self.boot_event(self.online(since))
+        if boot.body["safe"]:  # a real bench left in safe mode: `reboot` tries normal mode
+            assert self.command("reboot").body["ok"]
+            boot = self.next_boot(boot.boot)
+        return boot
+
+    def healthy(self, boot: Record) -> list[Record]:
+        """Wait until ``boot`` ran 75 s with windows (healthy after 60 s: safe mode's count
+        is 0 again); its windows."""
+        recs: list[Record] = self.wait(
+            lambda: (w := self.windows(boot.boot)) and w[-1].ts - boot.ts >= 75 and w,
+            150,
+            f"75 s of boot {boot.boot}",
+        )
+        return recs
+
+    def boot_event(self, boot: int) -> Record:
+        def stored() -> Record | None:
+            return next((r for r in self.boots() if r.boot == boot), None)
+
+        event: Record = self.wait(stored, 120, f"the boot event of boot {boot}")
+        return event
+
+    def period(self) -> int:
+        tele = self.system.records("telemetry", self.bench)
+        return int(tele[-1].body["period"]) if tele else 60
+
+    def windows(self, boot: int) -> list[Record]:
+        return [r for r in self.system.records("telemetry", self.bench) if r.boot == boot]
+
+    def wait_windows(self, boot: int, n: int) -> list[Record]:
+        """At least ``n`` telemetry windows of ``boot`` stored."""
+        recs: list[Record] = self.wait(
+            lambda: len(w := self.windows(boot)) >= n and w,
+            (n + 2) * self.period() + 60,
+            f"{n} windows of boot {boot} of {self.bench}",
+        )
+        return recs
+
+    def command(self, op: str, args: dict[str, Any] | None = None, cid: str = "") -> Record:
+        """Publish a Command to the bench (as `klupa gateway cmd` does) and wait for its ack
+        in the gateway's store; the newest ack with that id."""
+        import paho.mqtt.client as mqtt
+
+        cid = cid or f"hil-{op}-{time.monotonic_ns()}"
+        known = len(self.acks(cid))
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"klupa-hil-{cid}")
+        client.connect(self.system.broker.host, self.system.broker.port)
+        client.loop_start()
+        try:
+            body = {"id": cid, "op": op, "args": args or {}}
+            topic = f"klupa/v1/{self.system.m}/{self.bench}/cmd"
+            client.publish(topic, json.dumps(body), qos=1).wait_for_publish(10)
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        acks: list[Record] = self.wait(
+            lambda: len(a := self.acks(cid)) > known and a, 120, f"the ack of {op} ({cid})"
+        )
+        return acks[-1]
+
+    def acks(self, cid: str) -> list[Record]:
+        return [r for r in self.system.records("cmd/ack", self.bench) if r.body["id"] == cid]
+
+
+def learn_bench(broker: Any, console: Any) -> tuple[str, str]:
+    """A real bench's id and municipality, from the birth it publishes after a reset."""
+    import paho.mqtt.client as mqtt
+
+    births: list[dict[str, Any]] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="klupa-hil-learn")
+    client.on_message = lambda c, u, m: (
+        births.append(json.loads(m.payload)) if not m.retain else None
+    )
+    client.connect(broker.host, broker.port)
+    client.subscribe("klupa/v1/+/+/status", qos=1)
+    client.loop_start()
+    try:
+        time.sleep(0.5)
+        console.hard_reset()
+        birth = wait_until(
+            lambda: next((b for b in births if b.get("state") == "online"), None),
+            180,
+            "the bench's online birth after a reset (is --broker the one it publishes to?)",
+        )
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    bench = str(birth["bench"])
+    return bench, bench.rsplit("-", 1)[0]  # a bench id is {municipality}-NN
+
+
+@pytest.fixture
+def serial_bench(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SerialBench]:
+    """A bench reached only through its serial port and its broker: the real one of
+    --port/--broker, else a virtual one in a process of its own on a pseudo-terminal (its
+    config names the test's Mosquitto, a window every 10 s, re-sends after 120 s)."""
+    from testkit.serialbench import SerialConsole, VirtualSerialBench
+
+    broker = broker_for(request, tmp_path)
+    log = tmp_path / "serial.log"
+    port: str | None = request.config.getoption("--port")
+    virtual = None
+    if port:
+        console = SerialConsole(port, log)
+        request.node.stash[SERIAL_CONSOLE] = console
+        bench = request.config.getoption("--bench")
+        if bench:
+            m = bench.rsplit("-", 1)[0]
+        else:
+            bench, m = learn_bench(broker, console)
+        system = System(tmp_path, broker, m)
+        births = BirthWatch(broker.host, broker.port, m)
+        key = request.config.getoption("--ota-key")
+        if key:  # bundles for the real bench are signed with the deployment's key
+            system.ota_key_file = Path(key)
+        pace = 1.0
+    else:
+        bench = "mostar-01"
+        system = System(tmp_path, broker, "mostar")
+        system.bench_config(bench, period=10, resend_s=120)
+        births = BirthWatch(broker.host, broker.port, "mostar")  # before the bench's first
+        virtual = VirtualSerialBench(
+            system.flash / bench, speed=VIRTUAL_SPEED, start_ago=VIRTUAL_AGO
+        )
+        console = SerialConsole(virtual.start(), log)
+        request.node.stash[SERIAL_CONSOLE] = console
+        pace = VIRTUAL_SPEED
+    sb = SerialBench(console, system, bench, pace, virtual, births)
+    try:
+        yield sb
+    finally:
+        sb.close()
+        system.close()
+        console.close()
+        if virtual is not None:
+            virtual.stop()

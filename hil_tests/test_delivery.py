@@ -10,6 +10,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 BENCH = "mostar-01"
+_SERIAL = "; its serial-only version is in test_serial_delivery.py"
+NEEDS_PHYSICS = {
+    "test_wifi_outage_six_hours": "a six-hour Wi-Fi outage at the bench (the virtual physics)",
+    "test_gateway_sigkill_while_busy": "two busy benches (people, sun) of the simulator" + _SERIAL,
+    "test_pi_power_cut_broker_and_gateway": "the simulator's bench at x300" + _SERIAL,
+    "test_influxdb_down_for_an_hour": "the simulator's bench at x300" + _SERIAL,
+}
 LOCAL = ZoneInfo("Europe/Sarajevo")
 
 

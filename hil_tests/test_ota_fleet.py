@@ -27,6 +27,9 @@ from hil_tests.ota_helpers import (
 )
 from klupa.services import free_port
 
+NEEDS_PHYSICS = (
+    "a fleet of three benches; one bench's update and rollback run serial-only: test_serial_ota.py"
+)
 BENCHES = ["mostar-01", "mostar-02", "mostar-03"]
 ROLLED = "mostar-02"  # the bench that gets the broken app
 OLD, NEW, BROKEN = "1.0.0", "1.1.0", "1.2.0"

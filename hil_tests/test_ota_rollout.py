@@ -20,6 +20,10 @@ from typing import Any
 from hil_tests.ota_helpers import CRASH, KLUPA, broken_bundle, bundle, flash_matches
 from klupa.services import free_port, stop_process
 
+NEEDS_PHYSICS = (
+    "a fleet of four benches, one of them switched off; one bench's update runs serial-only: "
+    "test_serial_ota.py"
+)
 BENCHES = ["mostar-01", "mostar-02", "mostar-03", "mostar-04"]
 CANARY, AWAY = "mostar-01", "mostar-04"
 OLD, BROKEN, NEW = "1.0.0", "1.1.0", "1.2.0"

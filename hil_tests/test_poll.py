@@ -9,6 +9,10 @@ import time
 from collections import Counter
 from typing import Any
 
+NEEDS_PHYSICS = (
+    "people pressing the pads for votes (the sim's passers-by); the poll's delivery runs "
+    "serial-only: test_serial_poll.py"
+)
 BENCHES = ["mostar-01", "mostar-02"]
 SPEED = 60.0
 SPAN = 3600.0

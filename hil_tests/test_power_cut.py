@@ -11,6 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+NEEDS_PHYSICS = (
+    "the bench's power cut (its process SIGKILLed) and its Wi-Fi at chosen moments; resets "
+    "on EN run serial-only: test_serial_resets.py"
+)
 BENCH = "mostar-01"
 SPEED = 300.0
 

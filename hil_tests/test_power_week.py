@@ -23,6 +23,7 @@ from boards.virtual.clock import VirtualClock
 from boards.virtual.physics import Clouds, World
 from klupa.sim.bench import drive
 
+NEEDS_PHYSICS = "a grey November week and a battery run down to critical (the virtual physics)"
 PROFILE = "bench-s3-v2"
 WEEK = 7 * 86400
 STEP_MS = 20_000

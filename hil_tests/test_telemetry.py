@@ -12,6 +12,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from boards.virtual.bench import load_profile
 from boards.virtual.physics import interpolate
 
+NEEDS_PHYSICS = (
+    "a known sun: a night and a day span at the bench's coordinates (the virtual physics)"
+)
 SPEED = 400.0
 SPAN = 2 * 3600.0
 
