@@ -53,6 +53,7 @@ class SpoolConfig:
     path: str
     retention_days: float = 35
     max_mb: float = 2048
+    batch_s: float = 0  # > 0: small groups go to the ingest log, the store every batch_s
 
 
 @dataclass
@@ -135,7 +136,7 @@ SECTIONS: dict[str, set[str]] = {
         "certfile",
         "keyfile",
     },
-    "spool": {"path", "retention_days", "max_mb"},
+    "spool": {"path", "retention_days", "max_mb", "batch_s"},
     **{kind.name: set(kind.keys) for kind in SINKS},
     "health": {"offline_after_s", "expected"},
     "ota": {"dir", "port"},
@@ -228,6 +229,7 @@ def _spool(r: Reader, base: Path, given: bool) -> SpoolConfig:
         path=spool_path,
         retention_days=r.number("retention_days", 35, 1, 36500),
         max_mb=r.number("max_mb", 2048, 1, 10_000_000),
+        batch_s=r.number("batch_s", 0, 0, 300),
     )
 
 

@@ -26,6 +26,7 @@ from edge_gateway import protocol as P
 from edge_gateway.config import Config
 from edge_gateway.forwarder import Forwarder
 from edge_gateway.health import Change, Health
+from edge_gateway.ingestlog import Incoming, LogStage
 from edge_gateway.receipts import Receipts
 from edge_gateway.store import Store, local_day, state_body
 from edge_gateway.text import printable
@@ -64,16 +65,6 @@ def disk_full(exc: BaseException) -> bool:
 
 
 @dataclass
-class Incoming:
-    generation: int
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
-    t: float
-
-
-@dataclass
 class Group:
     """What one group's messages did, gathered for after its commit."""
 
@@ -84,7 +75,7 @@ class Group:
     receipted: list[tuple[str, int, int]] = field(default_factory=list)  # bench, boot, seq
 
 
-class Ingest(abc.ABC):
+class Ingest(LogStage, abc.ABC):
     """The writer side of :class:`~edge_gateway.service.Gateway`, which sets these up."""
 
     cfg: Config
@@ -124,9 +115,10 @@ class Ingest(abc.ABC):
         retry_at = 0.0
         while True:
             batch: list[Incoming] = []
-            if self.held:  # the store could not write: try the same group again, in order
+            retrying = bool(self.held)
+            if retrying:  # the store could not write: try the same group again, in order
                 if stop or self.closing:
-                    break  # not acknowledged: the broker keeps it for the next session
+                    break  # not acknowledged (or in the ingest log): kept for the next start
                 if time.time() < retry_at:
                     time.sleep(0.2)
                     try:
@@ -135,15 +127,23 @@ class Ingest(abc.ABC):
                         self._store_failed(exc, time.time(), "upkeep")
                     continue
                 batch = self.held
-            else:
-                if stop:
-                    break
+            elif stop and not self.logged:
+                break
+            elif not stop:
                 batch, stop = self._take(GROUP_MAX)
             now = time.time()
-            if batch:
+            if retrying:
                 self.held = self._store(batch, now)
-                if self.held:
-                    retry_at = now + STORE_RETRY_S
+                self._logged_stored()
+            elif batch and not self._log_group(batch, now):
+                if self.held:  # the log's messages are held for the store: this group after
+                    self.held.extend(batch)
+                else:
+                    self._flush_log(now, batch)  # in order: what the log holds goes first
+            if not self.held and self._log_due(now, stop):
+                self._flush_log(now)
+            if self.held:
+                retry_at = now + STORE_RETRY_S
             try:
                 self._housekeeping(now)
             except Exception as exc:  # noqa: BLE001
@@ -260,7 +260,10 @@ class Ingest(abc.ABC):
         return boot, seq
 
     def _judge(self, item: Incoming, now: float) -> P.Message:
-        """Validate one message; anything that goes wrong doing so is a ProtocolError."""
+        """Validate one message; anything that goes wrong doing so is a ProtocolError. One
+        from the ingest log is judged by the clock it arrived at, as it would have been."""
+        if item.generation < 0 and self.ingest_log is not None:
+            now = item.t
         try:
             return P.validate(item.topic, item.payload, now, self.m)
         except P.ProtocolError:

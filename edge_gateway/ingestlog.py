@@ -23,20 +23,43 @@ broker still has them): nothing acknowledged is lost, and nothing is read twice.
 
 from __future__ import annotations
 
+import abc
+import logging
 import mmap
 import os
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
+import paho.mqtt.client as mqtt
+
+from edge_gateway.config import Config
+from edge_gateway.text import printable
+
+log = logging.getLogger("edge_gateway")
 
 SECTOR = 512
 LOG_BYTES = 1 << 20  # 1 MiB: minutes of a municipality at idle; a bigger group skips the log
+LOG_GROUP_MAX = 200  # a bigger group is a burst: SQLite's commit costs little per message then
 MAGIC = b"KIL1"
 _HEAD = struct.Struct("<4sIII")  # magic, epoch, body length, crc32(epoch, length, body)
 
 Entry = tuple[str, bytes, float]  # topic, payload, arrival time (Unix seconds)
+
+
+@dataclass
+class Incoming:
+    """A message taken from the broker. ``generation`` is the connection it came on (its ack
+    goes only there); -1 for one acknowledged already (it came back from the ingest log)."""
+
+    generation: int
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    t: float
 
 
 class LogFull(Exception):
@@ -183,3 +206,93 @@ class IngestLog:
         os.close(self.fd)
         self.fd = os.open(self.path, os.O_RDWR | getattr(os, "O_DSYNC", 0))
         self.direct = False
+
+
+class LogStage(abc.ABC):
+    """The writer's use of the log (``[spool] batch_s`` > 0): a small group is appended and
+    acknowledged at once, and what the log holds is committed to the store when it is
+    ``batch_s`` old, when the log is full, before a group too big for it, and at a stop. A
+    restart commits what a previous run left in it first. While the store cannot write, no
+    group goes to the log: the writer holds it unacknowledged, as without a log."""
+
+    cfg: Config
+    client: mqtt.Client
+    generation: int
+    store_state: str
+    held: list[Incoming]
+    ingest_log: IngestLog | None
+    logged: list[Incoming]  # acknowledged, in the log, not yet in the store
+    logged_since: float
+
+    @abc.abstractmethod
+    def _store(self, batch: list[Incoming], now: float) -> list[Incoming]:
+        """Store and acknowledge a group; what is left when the store cannot write."""
+
+    def _open_log(self) -> None:
+        """Open the log, taking what a previous run left in it (committed first)."""
+        path = self.cfg.spool.path + ".ingest"
+        self.logged, self.logged_since = [], 0.0
+        if self.cfg.spool.batch_s <= 0 and not os.path.exists(path):
+            self.ingest_log = None
+            return
+        self.ingest_log = IngestLog(path)
+        left = self.ingest_log.open()
+        if left:
+            log.info("the ingest log holds %d acknowledged messages: storing them first", len(left))
+            self.logged = [Incoming(-1, 0, 1, t, p, a) for t, p, a in left]
+        if not self.ingest_log.direct:
+            log.info("the ingest log %s is written through the page cache (no O_DIRECT)", path)
+
+    def _log_group(self, batch: list[Incoming], now: float) -> bool:
+        """Make a small group durable in the log and acknowledge it; False: store it directly."""
+        lg = self.ingest_log
+        if lg is None or self.cfg.spool.batch_s <= 0 or self.store_state != "ok" or self.held:
+            return False
+        if len(batch) > LOG_GROUP_MAX:
+            return False
+        entries = [(i.topic, i.payload, i.t) for i in batch]
+        if not lg.fits(entries) and not self._flush_log(now):
+            return False
+        try:
+            lg.append(entries)
+        except (OSError, LogFull) as exc:
+            log.error(
+                "the ingest log cannot be written (%s); storing each group directly", printable(exc)
+            )
+            self.ingest_log = None
+            return False
+        gen = self.generation
+        for item in batch:
+            if item.qos > 0 and item.generation == gen:
+                self.client.ack(item.mid, item.qos)
+        if not self.logged:
+            self.logged_since = now
+        self.logged.extend(Incoming(-1, 0, i.qos, i.topic, i.payload, i.t) for i in batch)
+        return True
+
+    def _log_due(self, now: float, stop: bool) -> bool:
+        return bool(self.logged) and (stop or now - self.logged_since >= self.cfg.spool.batch_s)
+
+    def _flush_log(self, now: float, then: list[Incoming] | None = None) -> bool:
+        """Commit what the log holds (and ``then``, after it, in order); True when all is in."""
+        batch = self.logged + (then or [])
+        self.logged = []
+        self.held = self._store(batch, now) if batch else []
+        self._logged_stored()
+        return not self.held
+
+    def _logged_stored(self) -> None:
+        """After a commit: empty the log once nothing of it is left unstored."""
+        lg = self.ingest_log
+        if lg is None or lg.count == 0 or self.logged:
+            return
+        if any(i.generation < 0 for i in self.held):
+            return
+        try:
+            lg.reset()
+        except OSError as exc:
+            log.error(
+                "the ingest log cannot be reset (%s); storing each group directly", printable(exc)
+            )
+            lg.close()
+            self.ingest_log = None

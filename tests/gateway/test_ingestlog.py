@@ -3,11 +3,21 @@ empties it; a torn block and everything after it is not read; a full log says so
 
 from __future__ import annotations
 
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edge_gateway.ingestlog import SECTOR, IngestLog, LogFull, decode_blocks, encode_block
+from klupa.services import Broker
+from testkit.gateway import Publisher, telemetry, topic_of, wait_until, write_config
+from testkit.services import need_program
 
 T = "klupa/v1/mostar/mostar-01/telemetry"
 
@@ -103,3 +113,120 @@ def test_the_file_is_made_whole_once_and_kept(tmp_path: Path) -> None:
     inode = path.stat().st_ino
     IngestLog(path, size=64 * SECTOR).open()
     assert path.stat().st_ino == inode
+
+
+# --------------------------------------------------------------------------- in the gateway
+# The real gateway (a child process, as the Pi runs it) and real Mosquitto.
+
+
+def _rows(store: Path) -> int:
+    try:
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+        try:
+            return int(
+                conn.execute("SELECT count(*) FROM messages WHERE kind = 'telemetry'").fetchone()[0]
+            )
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return -1
+
+
+def _in_log(store: Path) -> int:
+    path = store.with_name(store.name + ".ingest")
+    return len(decode_blocks(path.read_bytes())[1]) if path.exists() else 0
+
+
+def _broker(workdir: Path) -> Broker:
+    workdir.mkdir()
+    return Broker(binary=need_program("mosquitto"), workdir=workdir).start()
+
+
+class Batched:
+    """A gateway with `[spool] batch_s = 300` as a child process, its store and its config."""
+
+    def __init__(self, tmp: Path, port: int) -> None:
+        self.store = tmp / "gw.sqlite"
+        self.log = tmp / "gw.log"
+        self.cfg = write_config(tmp / "gw.toml", "mostar", port, self.store, "")
+        text = self.cfg.read_text()
+        self.cfg.write_text(text.replace("[clock]", "batch_s = 300\n[clock]", 1))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_session: bool = True) -> None:
+        with open(self.log, "ab") as f:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edge_gateway", "run", "--config", str(self.cfg)],
+                stdout=f,
+                stderr=f,
+            )
+        ingest = self.store.with_name("gw.sqlite.ingest")
+        wait_until(lambda: _rows(self.store) >= 0 and ingest.exists(), 20, what="gateway up")
+        if wait_session:
+            time.sleep(1.0)  # its persistent session exists before the first publish
+
+    def publish(self, host: str, port: int, bench: str, boot: int, n: int) -> None:
+        pub = Publisher(host, port)
+        now = int(time.time())
+        for seq in range(1, n + 1):
+            pub.publish(topic_of(bench, "telemetry"), telemetry(bench, boot, seq, now - 100 + seq))
+        pub.wait_published()
+        pub.close()
+        wait_until(lambda: _in_log(self.store) == n, 20, what=f"{n} in the log")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(30)
+
+
+def test_acknowledged_messages_in_the_log_survive_sigkill_and_a_broker_that_forgot_them(
+    tmp_path: Path,
+) -> None:
+    """batch_s = 300: the gateway acknowledges each message once it is in the log, before the
+    store has it. SIGKILLed then, and restarted against a fresh broker that never saw the
+    messages, it stores every one of them from the log alone, once, and receipts them."""
+    broker = _broker(tmp_path / "broker-1")
+    gw = Batched(tmp_path, broker.port)
+    try:
+        gw.start()
+        gw.publish(broker.host, broker.port, "mostar-01", 4, 20)
+        assert _rows(gw.store) == 0  # acknowledged, and not in the store yet
+        gw.stop(signal.SIGKILL)
+    finally:
+        gw.stop(signal.SIGKILL)
+        broker.kill()
+    fresh = _broker(tmp_path / "broker-2")  # a new broker: nothing of those messages in it
+    gw.cfg.write_text(gw.cfg.read_text().replace(f"port = {broker.port}", f"port = {fresh.port}"))
+    watcher = Publisher(fresh.host, fresh.port)
+    watcher.subscribe("klupa/v1/mostar/mostar-01/receipt")
+    try:
+        gw.start(wait_session=False)
+        wait_until(lambda: _rows(gw.store) == 20, 30, what="the log's 20 messages in the store")
+
+        def receipted() -> bool:
+            with watcher.lock:
+                got = [json.loads(p) for t, p, _ in watcher.received if t.endswith("/receipt")]
+            return any(r["boots"].get("4") == [[1, 20]] for r in got)
+
+        wait_until(receipted, 15, what="a receipt covering seq 1..20 of boot 4")
+        wait_until(lambda: _in_log(gw.store) == 0, 10, what="the log emptied")
+        assert gw.stop() == 0
+        assert _rows(gw.store) == 20
+    finally:
+        watcher.close()
+        gw.stop(signal.SIGKILL)
+        fresh.kill()
+
+
+def test_a_clean_stop_stores_what_the_log_holds(tmp_path: Path, mosquitto: Any) -> None:
+    gw = Batched(tmp_path, mosquitto.port)
+    try:
+        gw.start()
+        gw.publish(mosquitto.host, mosquitto.port, "mostar-02", 1, 5)
+        assert gw.stop() == 0
+    finally:
+        gw.stop(signal.SIGKILL)
+    assert _rows(gw.store) == 5
+    assert _in_log(gw.store) == 0
