@@ -366,7 +366,7 @@ class Board:
     def _run(self, code: str, kind: str, raw: bool = False) -> bool:
         """Run REPL input on the host's Python with the board's ``machine`` and its flash as
         the file system's root. -> True when it raised (traceback written)."""
-        from boards.virtual.hardware import VirtualReset
+        from boards.virtual.mp.virtualboard import VirtualReset
 
         ns = self.namespace
         if not ns:
@@ -393,7 +393,7 @@ class Board:
 
     # -- the bench's life
     async def run(self) -> None:
-        from boards.virtual.hardware import WDT_RESET
+        from boards.virtual.mp.virtualboard import WDT_RESET
 
         vb = self.vb
         cause = 1
@@ -424,7 +424,7 @@ class Board:
                 vb.wdt_bites.append(vb.clock.time())
 
     async def _at_the_repl(self) -> int:
-        from boards.virtual.hardware import WDT_RESET
+        from boards.virtual.mp.virtualboard import WDT_RESET
 
         while True:
             try:
