@@ -69,16 +69,17 @@ def plan_stages(
     benches: list[str],
     online: set[str],
     current: set[str] | None = None,
+    rank: Callable[[str], Any] | None = None,
 ) -> list[list[str]]:
     """The benches of each stage: the canary alone, then each stage's share of those not yet
-    placed (a percentage rounded up, at least one), online benches first, then by id; whatever
-    is left after the last stage joins it (so ``--then 25%`` alone still reaches everyone).
-    Benches in ``current`` (already on the version) count for no share: they join the last
-    stage, where they are skipped."""
+    placed (a percentage rounded up, at least one), online benches first, then by id (or in
+    the order ``rank`` gives); whatever is left after the last stage joins it (so
+    ``--then 25%`` alone still reaches everyone). Benches in ``current`` (already on the
+    version) count for no share: they join the last stage, where they are skipped."""
     current = current or set()
     rest = sorted(
         (b for b in set(benches) if b != canary and b not in current),
-        key=lambda b: (b not in online, b),
+        key=rank or (lambda b: (b not in online, b)),
     )
     out = [[canary]]
     for stage in stages:
@@ -262,6 +263,8 @@ class Rollout:
     sender: Sender
     limits: Limits
     on_change: Callable[[str, BenchRun], None] | None = None
+    # Begin no stage after this one (``--upto``: a fleet rollout runs each Pi a stage at a time).
+    upto: int | None = None
 
     def __post_init__(self) -> None:
         for i, stage in enumerate(self.s.stages):
@@ -278,13 +281,23 @@ class Rollout:
                 return i
         return len(self.s.stages)
 
+    def last_stage(self) -> int:
+        """The last stage this run may begin: the last one, or ``upto``."""
+        last = len(self.s.stages) - 1
+        return last if self.upto is None else min(self.upto, last)
+
+    def _ours(self) -> dict[str, BenchRun]:
+        return {b: r for b, r in self.s.benches.items() if r.stage <= self.last_stage()}
+
     def finished(self) -> bool:
-        return all(r.state in FINISHED for r in self.s.benches.values())
+        """Every bench of the stages this run may begin is done or skipped."""
+        return all(r.state in FINISHED for r in self._ours().values())
 
     def only_waiting(self) -> list[str]:
-        """When every stage has begun and the only benches left wait for their return: those."""
-        left = {b: r for b, r in self.s.benches.items() if r.state not in FINISHED}
-        if self.active_stage() < len(self.s.stages) or self.s.halted:
+        """When every stage this run may begin has begun and the only benches left wait for
+        their return: those."""
+        left = {b: r for b, r in self._ours().items() if r.state not in FINISHED}
+        if self.active_stage() <= self.last_stage() or self.s.halted:
             return []
         return sorted(left) if all(r.state == WAITING for r in left.values()) else []
 
@@ -303,7 +316,7 @@ class Rollout:
         if not self.s.started:
             self.s.started = now
         benches = self.fleet.benches()
-        active = self.active_stage()
+        active = min(self.active_stage(), self.last_stage())
         for bench, run in self.s.benches.items():
             if self.s.halted:
                 break
