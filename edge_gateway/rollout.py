@@ -42,6 +42,7 @@ STUCK = "stuck"  # online, yet neither committed nor rolled back in time
 HALTING = (ROLLED_BACK, FAILED, REGRESSED, STUCK)
 FINISHED = (DONE, SKIPPED)
 
+UNITS = {"s": 1, "m": 60, "h": 3600}
 STAGE_RE = re.compile(r"^(all|\d+%|\d+)$")
 VERSION_FILE_RE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -61,6 +62,21 @@ def parse_stage(text: str) -> str:
     if text.endswith("%") and int(text[:-1]) > 100:
         raise ValueError(f"a stage of more than 100 % of the rest: {text!r}")
     return text
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``10m`` or ``1h`` in seconds; raises ValueError otherwise."""
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in UNITS:
+            value = float(text[:-1]) * UNITS[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a duration such as 90s or 10m: {text!r}") from None
+    if value < 0:
+        raise ValueError(f"a duration is not negative: {text!r}")
+    return value
 
 
 def plan_stages(
@@ -458,7 +474,8 @@ def soak_problem(recs: list[Rec], run: BenchRun, limits: Limits, now: float) -> 
 # --------------------------------------------------------------------------- the table
 
 
-def _since(t: float, now: float) -> str:
+def since_text(t: float, now: float) -> str:
+    """How long ago ``t`` was, as the table says it: 40 s, 4 min, 2 h."""
     s = max(0, int(now - t))
     if s < 120:
         return f"{s} s"
@@ -475,7 +492,7 @@ def table(state: RolloutState, benches: dict[str, BenchHealth], now: float) -> s
         for bench in stage:
             run = state.benches[bench]
             fw = printable(benches.get(bench, BenchHealth(bench)).fw or "-", 40)
-            since = _since(run.since, now) if run.since else "-"
+            since = since_text(run.since, now) if run.since else "-"
             detail = printable(run.detail)  # an ack's or a fault's text comes from the bench
             rows.append([bench, "canary" if i == 0 else str(i), run.state, fw, since, detail])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

@@ -30,25 +30,15 @@ from edge_gateway.health import BenchHealth
 from edge_gateway.text import printable
 
 MANIFEST = "manifest.json"  # the bundle's manifest, as `klupa bundle` names it
-UNITS = {"s": 1, "m": 60, "h": 3600}
 BENCH_WORD = re.compile(r"^[a-z][a-z0-9-]{1,39}$")
 
 
 def duration(text: str) -> float:
     """``90``, ``90s``, ``10m`` or ``1h`` in seconds."""
-    text = text.strip().lower()
     try:
-        if text and text[-1] in UNITS:
-            value = float(text[:-1]) * UNITS[text[-1]]
-        else:
-            value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration such as 90s or 10m: {text!r}"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a duration is not negative: {text!r}")
-    return value
+        return R.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def stage(text: str) -> str:
