@@ -172,8 +172,8 @@ class FleetState:
         return sorted(b for b, v in self.benches.items() if v.state == R.WAITING)
 
     def heard(self, m: str, line: str) -> BenchView | None:
-        """Take a ``--json-lines`` line of municipality ``m``'s Pi; the bench's view when it
-        changed it (a line that is not one is ignored: the Pi's own text)."""
+        """Take a ``--json-lines`` line of municipality ``m``'s Pi; the bench's view when its
+        state or detail changed (a line that is not one is ignored: the Pi's own text)."""
         line = line.strip()
         if not line.startswith("{"):
             return None
@@ -186,13 +186,13 @@ class FleetState:
         v = self.benches.get(str(obj.get("bench")))
         if v is None or v.m != m:  # a Pi speaks only for its own benches
             return None
-        before = (v.state, v.detail, v.fw)
+        before = (v.state, v.detail)
         v.state = str(obj.get("state", v.state))
         v.detail = str(obj.get("detail", ""))
         v.since = float(obj.get("since") or 0.0) or v.since
         if obj.get("fw"):
             v.fw = str(obj["fw"])
-        return v if (v.state, v.detail, v.fw) != before else None
+        return v if (v.state, v.detail) != before else None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1, sort_keys=True) + "\n"

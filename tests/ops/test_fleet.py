@@ -100,6 +100,8 @@ def test_a_pi_s_json_lines_change_only_its_own_benches() -> None:
     view = st.heard("mostar", line)
     assert view is not None and (view.state, view.fw, view.since) == ("trial", "1.0.0", 1.8e9)
     assert st.heard("mostar", line) is None  # nothing new
+    assert st.heard("mostar", line.replace('"1.0.0"', '"1.2.0"')) is None  # no change line
+    assert st.benches["mostar-01"].fw == "1.2.0"  # yet the table shows it
     assert st.heard("jablanica", line.replace("trial", "done")) is None  # not its bench
     assert st.benches["mostar-01"].state == "trial"
     for text in ("-- the canary: mostar-01", "{not json", '{"bench": "mostar-01"}', ""):
