@@ -281,10 +281,10 @@ def _clock(t: float) -> str:
 def cmd_rollout(args: argparse.Namespace) -> int:
     prog = "klupa gateway ota rollout"
     if bool(args.stage) == bool(args.canary) or (args.stage and args.then):
-        print(f"{prog}: give --canary (and --then), or --stage, not both", file=sys.stderr)
+        print(f"{prog}: error: give --canary (and --then), or --stage, not both", file=sys.stderr)
         return 2
     if args.upto is not None and args.upto < 0:
-        print(f"{prog}: --upto is a stage number, 0 or more", file=sys.stderr)
+        print(f"{prog}: error: --upto is a stage number, 0 or more", file=sys.stderr)
         return 2
     cfg = load_for_command(args.config, prog)
     if cfg is None:
