@@ -218,6 +218,10 @@ class Run:
                     return code
                 st.stage_done = max(st.stage_done, k)
                 F.save(self.path, st)
+        except KeyboardInterrupt:  # between stages, or while a bundle is copied
+            F.save(self.path, st)
+            print(f"stopped; the same command continues from {self.path}")
+            return 130
         finally:
             signal.signal(signal.SIGTERM, old_term)
         print(F.table(st, time.time()))
