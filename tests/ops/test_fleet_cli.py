@@ -104,7 +104,7 @@ def test_a_halt_on_one_pi_stops_the_others_and_a_second_run_asks_no_pi_anything(
     fleet: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     script = {
-        "jablanica/1": {"jablanica-01": "rolled_back", "status": 3},
+        "jablanica/1": {"jablanica-01": "rolled_back", "status": 3, "sleep": 1.5},
         "mostar/1": {"mostar-02": "sending", "sleep": 30},
         "trebinje/1": {"trebinje-01": "sending", "sleep": 30},
     }
