@@ -78,7 +78,12 @@ def parser() -> Parser:
         metavar="STAGE",
         help="a later stage: 25%% (of the fleet's benches left), 3 (benches) or all; repeatable",
     )
-    p.add_argument("--soak", type=_arg(R.parse_duration), default=600.0, help="(10m)")
+    p.add_argument(
+        "--soak",
+        type=_arg(R.parse_duration),
+        default=600.0,
+        help="each bench healthy this long after committing, before the next stage (10m)",
+    )
     p.add_argument("--only", help="these municipalities only (m1,m2); planned once")
     p.add_argument("--via", default=VIA, help=f"the command that runs a Pi's rollout ({VIA!r})")
     p.add_argument(
