@@ -666,3 +666,37 @@ def test_json_lines_carry_each_bench_s_state_for_the_fleet_command() -> None:
         "fw": "1.1.0",
         "rollout": 1,
     }
+
+
+def test_a_hang_up_stops_the_command_as_ctrl_c_does(
+    store: Store, tmp_path: Path, mosquitto: Any
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    Bench(store, "mostar-01", online=False)  # the canary is away: the rollout waits for it
+    folder = tmp_path / "ota" / V
+    folder.mkdir(parents=True)
+    entry = {"path": "main.py", "size": 1, "sha256": hashlib.sha256(b"\n").hexdigest()}
+    (folder / "main.py").write_bytes(b"\n")
+    (folder / "manifest.json").write_text(json.dumps({"version": V, "files": [entry]}))
+    cfg_path = write_config(
+        tmp_path / "gw.toml",
+        "mostar",
+        mosquitto.port,
+        store.path,
+        f'[ota]\ndir = "{tmp_path / "ota"}"\nport = 8070\n',
+    )
+    argv = [sys.executable, "-m", "klupa.cli", "gateway", "ota", "rollout", "--config"]
+    argv += [str(cfg_path), "--bundle", str(folder), "--canary", "mostar-01", "--every", "0.2"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # until its loop runs (the ssh of `klupa fleet` may go then)
+        seen.append(line)
+        if "mostar-01: waiting (offline)" in line:
+            break
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(20) == 130, "".join(seen)
+    assert "stopped; the same command continues" in proc.stdout.read()
