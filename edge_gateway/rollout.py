@@ -42,6 +42,7 @@ STUCK = "stuck"  # online, yet neither committed nor rolled back in time
 HALTING = (ROLLED_BACK, FAILED, REGRESSED, STUCK)
 FINISHED = (DONE, SKIPPED)
 
+UNITS = {"s": 1, "m": 60, "h": 3600}
 STAGE_RE = re.compile(r"^(all|\d+%|\d+)$")
 VERSION_FILE_RE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -63,22 +64,38 @@ def parse_stage(text: str) -> str:
     return text
 
 
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``10m`` or ``1h`` in seconds; raises ValueError otherwise."""
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in UNITS:
+            value = float(text[:-1]) * UNITS[text[-1]]
+        else:
+            value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a duration such as 90s or 10m: {text!r}") from None
+    if value < 0:
+        raise ValueError(f"a duration is not negative: {text!r}")
+    return value
+
+
 def plan_stages(
     canary: str,
     stages: list[str],
     benches: list[str],
     online: set[str],
     current: set[str] | None = None,
+    rank: Callable[[str], Any] | None = None,
 ) -> list[list[str]]:
     """The benches of each stage: the canary alone, then each stage's share of those not yet
-    placed (a percentage rounded up, at least one), online benches first, then by id; whatever
-    is left after the last stage joins it (so ``--then 25%`` alone still reaches everyone).
-    Benches in ``current`` (already on the version) count for no share: they join the last
-    stage, where they are skipped."""
+    placed (a percentage rounded up, at least one), online benches first, then by id (or in
+    the order ``rank`` gives); whatever is left after the last stage joins it (so
+    ``--then 25%`` alone still reaches everyone). Benches in ``current`` (already on the
+    version) count for no share: they join the last stage, where they are skipped."""
     current = current or set()
     rest = sorted(
         (b for b in set(benches) if b != canary and b not in current),
-        key=lambda b: (b not in online, b),
+        key=rank or (lambda b: (b not in online, b)),
     )
     out = [[canary]]
     for stage in stages:
@@ -262,6 +279,8 @@ class Rollout:
     sender: Sender
     limits: Limits
     on_change: Callable[[str, BenchRun], None] | None = None
+    # Begin no stage after this one (``--upto``: a fleet rollout runs each Pi a stage at a time).
+    upto: int | None = None
 
     def __post_init__(self) -> None:
         for i, stage in enumerate(self.s.stages):
@@ -278,13 +297,23 @@ class Rollout:
                 return i
         return len(self.s.stages)
 
+    def last_stage(self) -> int:
+        """The last stage this run may begin: the last one, or ``upto``."""
+        last = len(self.s.stages) - 1
+        return last if self.upto is None else min(self.upto, last)
+
+    def _ours(self) -> dict[str, BenchRun]:
+        return {b: r for b, r in self.s.benches.items() if r.stage <= self.last_stage()}
+
     def finished(self) -> bool:
-        return all(r.state in FINISHED for r in self.s.benches.values())
+        """Every bench of the stages this run may begin is done or skipped."""
+        return all(r.state in FINISHED for r in self._ours().values())
 
     def only_waiting(self) -> list[str]:
-        """When every stage has begun and the only benches left wait for their return: those."""
-        left = {b: r for b, r in self.s.benches.items() if r.state not in FINISHED}
-        if self.active_stage() < len(self.s.stages) or self.s.halted:
+        """When every stage this run may begin has begun and the only benches left wait for
+        their return: those."""
+        left = {b: r for b, r in self._ours().items() if r.state not in FINISHED}
+        if self.active_stage() <= self.last_stage() or self.s.halted:
             return []
         return sorted(left) if all(r.state == WAITING for r in left.values()) else []
 
@@ -303,7 +332,7 @@ class Rollout:
         if not self.s.started:
             self.s.started = now
         benches = self.fleet.benches()
-        active = self.active_stage()
+        active = min(self.active_stage(), self.last_stage())
         for bench, run in self.s.benches.items():
             if self.s.halted:
                 break
@@ -445,7 +474,8 @@ def soak_problem(recs: list[Rec], run: BenchRun, limits: Limits, now: float) -> 
 # --------------------------------------------------------------------------- the table
 
 
-def _since(t: float, now: float) -> str:
+def since_text(t: float, now: float) -> str:
+    """How long ago ``t`` was, as the table says it: 40 s, 4 min, 2 h."""
     s = max(0, int(now - t))
     if s < 120:
         return f"{s} s"
@@ -462,7 +492,7 @@ def table(state: RolloutState, benches: dict[str, BenchHealth], now: float) -> s
         for bench in stage:
             run = state.benches[bench]
             fw = printable(benches.get(bench, BenchHealth(bench)).fw or "-", 40)
-            since = _since(run.since, now) if run.since else "-"
+            since = since_text(run.since, now) if run.since else "-"
             detail = printable(run.detail)  # an ack's or a fault's text comes from the bench
             rows.append([bench, "canary" if i == 0 else str(i), run.state, fw, since, detail])
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

@@ -13,6 +13,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,27 +26,19 @@ from typing import Any
 from edge_gateway import rollout as R
 from edge_gateway.commands import CommandLink, LinkError, add_ops_arguments, ops_credentials
 from edge_gateway.config import Config, load_for_command
+from edge_gateway.health import BenchHealth
 from edge_gateway.text import printable
 
 MANIFEST = "manifest.json"  # the bundle's manifest, as `klupa bundle` names it
-UNITS = {"s": 1, "m": 60, "h": 3600}
+BENCH_WORD = re.compile(r"^[a-z][a-z0-9-]{1,39}$")
 
 
 def duration(text: str) -> float:
     """``90``, ``90s``, ``10m`` or ``1h`` in seconds."""
-    text = text.strip().lower()
     try:
-        if text and text[-1] in UNITS:
-            value = float(text[:-1]) * UNITS[text[-1]]
-        else:
-            value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration such as 90s or 10m: {text!r}"
-        ) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a duration is not negative: {text!r}")
-    return value
+        return R.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def stage(text: str) -> str:
@@ -53,6 +46,17 @@ def stage(text: str) -> str:
         return R.parse_stage(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def bench_list(text: str) -> list[str]:
+    """``a,b`` (benches) or ``-`` (none): a stage given whole."""
+    text = text.strip()
+    if text == "-":
+        return []
+    names = [b.strip() for b in text.split(",")]
+    if not all(BENCH_WORD.fullmatch(b) for b in names):
+        raise argparse.ArgumentTypeError(f"a stage is bench ids a,b or - for none: {text!r}")
+    return names
 
 
 def add_parser(sub: Any) -> None:
@@ -63,7 +67,7 @@ def add_parser(sub: Any) -> None:
     p = osub.add_parser("rollout", help=help_, description=help_)
     p.add_argument("--config", required=True, help="the gateway's TOML configuration file")
     p.add_argument("--bundle", required=True, help="the bundle folder (`klupa bundle --out`)")
-    p.add_argument("--canary", required=True, help="the bench that takes it first")
+    p.add_argument("--canary", help="the bench that takes it first (required unless --stage)")
     p.add_argument(
         "--then",
         type=stage,
@@ -71,6 +75,27 @@ def add_parser(sub: Any) -> None:
         default=[],
         metavar="STAGE",
         help="a later stage: 25%% (of the benches left), 3 (benches) or all; repeatable",
+    )
+    p.add_argument(
+        "--stage",
+        type=bench_list,
+        action="append",
+        default=[],
+        metavar="BENCHES",
+        help="instead of --canary and --then: a stage given as its benches (a,b; - for none), "
+        "repeated; the first is the canary stage (`klupa fleet ota rollout` plans so)",
+    )
+    p.add_argument(
+        "--upto",
+        type=int,
+        metavar="N",
+        help="begin no stage after stage N (the canary's is 0); end once those are done",
+    )
+    p.add_argument(
+        "--json-lines",
+        action="store_true",
+        help="also print each bench's state as a JSON line, at the start, at each change "
+        "and at the end (for `klupa fleet ota rollout`)",
     )
     p.add_argument("--soak", type=duration, default=600.0, help="healthy this long (10m)")
     p.add_argument(
@@ -179,13 +204,24 @@ def start_state(args: argparse.Namespace, cfg: Config, fleet: R.StoreFleet) -> R
                 f"{path} records a rollout of another build of {version}; a new build needs a "
                 "new version (or move that file away to start over)"
             )
-        if st.stages[0] != [args.canary]:
+        if args.stage and st.stages != args.stage:
+            raise R.RolloutError(
+                f"{path} records other stages ({describe_stages(st.stages)}); the stages stay "
+                "as first planned (move that file away to plan again)"
+            )
+        if not args.stage and st.stages[0] != [args.canary]:
             print(f"continuing with the canary {st.stages[0][0]} ({path} names it)")
         st.url = url
         print(f"continuing the rollout of {version} recorded in {path}")
         return st
     benches = fleet.benches()
     known = sorted(set(cfg.health.expected) | set(benches))
+    if args.stage:
+        stages = given_stages(args.stage, known)
+        st = R.RolloutState(version=version, url=url, sha256=sha, stages=stages)
+        R.save_state(path, st)
+        print(f"rollout of {version} ({url}), stages given, state in {path}")
+        return st
     if args.canary not in known:
         raise R.RolloutError(
             f"{args.canary} is not one of this gateway's benches ({', '.join(known) or 'none'})"
@@ -199,12 +235,57 @@ def start_state(args: argparse.Namespace, cfg: Config, fleet: R.StoreFleet) -> R
     return st
 
 
+def describe_stages(stages: list[list[str]]) -> str:
+    return " | ".join(",".join(s) or "-" for s in stages)
+
+
+def given_stages(stages: list[list[str]], known: list[str]) -> list[list[str]]:
+    """``--stage`` lists as the plan. A bench this gateway has never seen nor expects is
+    planned anyway (named): it waits, as an offline one does, until it connects."""
+    named = [b for s in stages for b in s]
+    if not named:
+        raise R.RolloutError("no bench in any --stage")
+    if len(set(named)) != len(named):
+        twice = sorted({b for b in named if named.count(b) > 1})
+        raise R.RolloutError(f"a bench in two stages: {', '.join(twice)}")
+    for b in named:
+        if b not in known:
+            print(f"{b} has never been seen by this gateway: it waits until it connects")
+    return [list(s) for s in stages]
+
+
+def json_lines(st: R.RolloutState, fleet: R.StoreFleet) -> None:
+    """Each bench's state as one JSON object a line (``--json-lines``)."""
+    benches = fleet.benches()
+    for bench, run in st.benches.items():
+        print(bench_json(bench, run, benches.get(bench, BenchHealth(bench)).fw))
+    sys.stdout.flush()
+
+
+def bench_json(bench: str, run: R.BenchRun, fw: str | None = None) -> str:
+    body = {"bench": bench, "stage": run.stage, "state": run.state, "detail": run.detail}
+    body.update({"since": run.since, "fw": fw, "rollout": 1})
+    return json.dumps(body, sort_keys=True)
+
+
+def _report(args: argparse.Namespace, st: R.RolloutState, fleet: R.StoreFleet) -> None:
+    print(R.table(st, fleet.benches(), time.time()), flush=True)
+    if args.json_lines:
+        json_lines(st, fleet)
+
+
 def _clock(t: float) -> str:
     return datetime.fromtimestamp(t).strftime("%H:%M:%S")
 
 
 def cmd_rollout(args: argparse.Namespace) -> int:
     prog = "klupa gateway ota rollout"
+    if bool(args.stage) == bool(args.canary) or (args.stage and args.then):
+        print(f"{prog}: error: give --canary (and --then), or --stage, not both", file=sys.stderr)
+        return 2
+    if args.upto is not None and args.upto < 0:
+        print(f"{prog}: error: --upto is a stage number, 0 or more", file=sys.stderr)
+        return 2
     cfg = load_for_command(args.config, prog)
     if cfg is None:
         return 2
@@ -222,7 +303,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         return 1
     path = R.state_path(cfg.spool.path, st.version)
     if st.halted and not args.retry:
-        print(R.table(st, fleet.benches(), time.time()))
+        _report(args, st, fleet)
         print(f"halted: {st.halted}. Fix the cause; --retry offers the halted benches again.")
         fleet.close()
         return 3
@@ -241,7 +322,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     code = _watch(args, st, fleet, link, path)
     if code is not None:
         return code
-    print(R.table(st, fleet.benches(), time.time()))
+    _report(args, st, fleet)
     fleet.close()
     if st.halted:
         print(
@@ -249,6 +330,9 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             "docs/operations.md, Staged updates."
         )
         return 3
+    if args.upto is not None and args.upto < len(st.stages) - 1:
+        print(f"done: every bench of stages 0 to {args.upto} runs {st.version}")
+        return 0
     print(f"done: every bench runs {st.version}")
     return 0
 
@@ -267,16 +351,20 @@ def _watch(
         changed[0] = True
         extra = f" ({printable(run.detail)})" if run.detail else ""
         print(f"{_clock(run.since)} {bench}: {run.state}{extra}", flush=True)
+        if args.json_lines:
+            print(bench_json(bench, run), flush=True)
 
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     old_term = signal.signal(signal.SIGTERM, on_term)
+    # A hang-up is the laptop's ssh going away (`klupa fleet ota rollout` interrupted).
+    old_hup = signal.signal(signal.SIGHUP, on_term)
     limits = R.Limits(
         soak_s=args.soak, ack_timeout_s=args.ack_timeout, commit_timeout_s=args.commit_timeout
     )
-    ro = R.Rollout(st, fleet, link, limits, on_change)
-    print(R.table(st, fleet.benches(), time.time()), flush=True)
+    ro = R.Rollout(st, fleet, link, limits, on_change, upto=args.upto)
+    _report(args, st, fleet)
     stage_seen = -1
     try:
         while True:
@@ -284,9 +372,13 @@ def _watch(
             if active != stage_seen and not st.halted:
                 stage_seen = active
                 name = "the canary" if active == 0 else f"stage {active}"
-                if active < len(st.stages):
+                if active <= ro.last_stage():
                     print(f"-- {name}: {', '.join(st.stages[active])}", flush=True)
-                elif waiting := [b for b, r in st.benches.items() if r.state not in R.FINISHED]:
+                elif waiting := [
+                    b
+                    for b, r in st.benches.items()
+                    if r.state not in R.FINISHED and r.stage <= ro.last_stage()
+                ]:
                     print(f"-- every stage begun; waiting for {', '.join(waiting)}", flush=True)
             over = ro.step(time.time())
             if changed[0]:
@@ -295,17 +387,18 @@ def _watch(
             if over:
                 break
             if args.no_wait and (left := ro.only_waiting()):
-                print(R.table(st, fleet.benches(), time.time()))
+                _report(args, st, fleet)
                 print(f"left waiting for their return: {', '.join(left)}; run again to reach them")
                 return 4
             time.sleep(args.every)
     except KeyboardInterrupt:
         R.save_state(path, st)
-        print(R.table(st, fleet.benches(), time.time()))
+        _report(args, st, fleet)
         print(f"stopped; the same command continues from {path}")
         fleet.close()
         return 130
     finally:
         link.close()
         signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGHUP, old_hup)
     return None

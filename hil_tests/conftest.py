@@ -438,6 +438,27 @@ def system(needs_physics: None, mosquitto: Broker, tmp_path: Path) -> Iterator[S
 
 
 @pytest.fixture
+def municipality_system(needs_physics: None, tmp_path: Path) -> Iterator[Callable[[str], System]]:
+    """Another municipality's stack with a Mosquitto of its own, as each Pi runs one (a
+    fleet-wide scenario): ``municipality_system("jablanica")``, in ``tmp_path / "jablanica"``."""
+    made: list[System] = []
+
+    def make(m: str) -> System:
+        (tmp_path / m / "mosquitto").mkdir(parents=True)
+        broker = Broker(binary=need_program("mosquitto"), workdir=tmp_path / m / "mosquitto")
+        broker.start()
+        made.append(System(tmp_path / m, broker, m))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for sys_ in made:
+            sys_.close()
+            sys_.broker.kill()
+
+
+@pytest.fixture
 def hil() -> dict[str, Any]:
     """Helpers for the scenarios (test files cannot import siblings)."""
     return {"wait_until": wait_until, "window": window, "seq_gaps": seq_gaps}

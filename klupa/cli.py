@@ -27,6 +27,7 @@ EXTRA = {
     "sim": "all",
     "bundle": "provision",
     "grafana": "provision",
+    "fleet": "provision",
 }
 
 # subcommand -> (module, one-line summary)
@@ -42,6 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bundle": ("provisioning.bundle", "build a signed app bundle for OTA and provisioning"),
     "grafana": ("klupa.grafana", "partners' Grafana dashboards from the inventory"),
     "influx": ("klupa.influx", "InfluxDB retention and hourly downsampling"),
+    "fleet": ("klupa.fleet_cli", "every municipality from the laptop: ota rollout"),
 }
 
 

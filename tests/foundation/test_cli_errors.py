@@ -19,6 +19,9 @@ from klupa.cli import main
         (["portal", "serve", "--port", "http"], "--port"),
         (["provision", "--bogus"], "COMMAND"),
         (["bundle", "--bogus"], "--bogus"),
+        (["fleet", "ota", "rollout", "--bundle", "b"], "--canary"),
+        (["fleet", "ota", "rollout", "--bundle", "b", "--canary", "m-01", "--then", "x"], "--then"),
+        (["gateway", "ota", "rollout", "--config", "c", "--bundle", "b"], "--canary"),
     ],
 )
 def test_a_usage_error_is_one_line_naming_what_is_wrong(

@@ -590,3 +590,113 @@ def test_retry_clears_a_halt_and_a_regressed_bench_on_the_version_counts_as_done
         "mostar-01": R.SKIPPED,
         "mostar-02": R.WAITING,
     }
+
+
+# --------------------------------------------------------------------------- a stage at a time
+
+
+def test_upto_begins_no_stage_after_it_and_ends_once_its_stages_are_done(store: Store) -> None:
+    c, a = Bench(store, "mostar-01"), Bench(store, "mostar-02")
+    sender = Sender()
+    state = R.RolloutState(version=V, url=URL, sha256=SHA, stages=[["mostar-01"], ["mostar-02"]])
+    ro = R.Rollout(state, R.StoreFleet(store.path), sender, LIMITS, upto=0)
+    ro.step(T0)
+    t = commit_and_soak(ro, c, sender, T0 + 1)
+    assert ro.step(t + 1) is True  # the canary's stage is done: over, as far as this run goes
+    assert ro.finished() and sender.benches() == ["mostar-01"]
+    assert states(ro)["mostar-02"] == R.PLANNED
+    # The next run, up to stage 1, sends it on.
+    ro2 = R.Rollout(state, R.StoreFleet(store.path), sender, LIMITS, upto=1)
+    assert ro2.step(t + 2) is False
+    assert sender.benches() == ["mostar-01", "mostar-02"]
+    commit_and_soak(ro2, a, sender, t + 3)
+    assert ro2.finished()
+
+
+def test_an_empty_canary_stage_lets_the_next_begin_and_upto_waits_only_for_its_own(
+    store: Store,
+) -> None:
+    Bench(store, "jablanica-01")
+    Bench(store, "jablanica-02", online=False)
+    sender = Sender()
+    stages: list[list[str]] = [[], ["jablanica-02"], ["jablanica-01"]]
+    state = R.RolloutState(version=V, url=URL, sha256=SHA, stages=stages)
+    ro = R.Rollout(state, R.StoreFleet(store.path), sender, LIMITS, upto=1)
+    ro.step(T0)
+    # jablanica-02 is offline: it waits; stage 2 is not this run's, so nothing is sent at all
+    assert sender.sent == [] and states(ro)["jablanica-01"] == R.PLANNED
+    assert ro.only_waiting() == ["jablanica-02"]
+
+
+def test_stages_given_whole_are_kept_and_other_stages_on_a_second_run_are_refused(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Bench(store, "mostar-01")
+    folder = tmp_path / "ota" / V
+    folder.mkdir(parents=True)
+    entry = {"path": "main.py", "size": 1, "sha256": hashlib.sha256(b"\n").hexdigest()}
+    (folder / "main.py").write_bytes(b"\n")
+    (folder / "manifest.json").write_text(json.dumps({"version": V, "files": [entry]}))
+    cfg_path = write_config(
+        tmp_path / "gw.toml", "mostar", 1, store.path, f'[ota]\ndir = "{tmp_path / "ota"}"\n'
+    )
+    argv = ["ota", "rollout", "--config", str(cfg_path), "--bundle", str(folder)]
+    assert gateway_main([*argv, "--canary", "mostar-01", "--stage", "mostar-01"]) == 2
+    assert gateway_main([*argv, "--stage", "mostar-01", "--stage", "mostar-01"]) == 1
+    assert "a bench in two stages: mostar-01" in capsys.readouterr().err
+    # No broker listens on port 1: the plan is saved before the link fails.
+    assert gateway_main([*argv, "--stage", "-", "--stage", "mostar-01,mostar-09"]) == 1
+    assert "mostar-09 has never been seen by this gateway" in capsys.readouterr().out
+    saved = R.load_state(R.state_path(store.path, V))
+    assert saved is not None and saved.stages == [[], ["mostar-01", "mostar-09"]]
+    assert gateway_main([*argv, "--stage", "mostar-01"]) == 1
+    assert "records other stages (- | mostar-01,mostar-09)" in capsys.readouterr().err
+
+
+def test_json_lines_carry_each_bench_s_state_for_the_fleet_command() -> None:
+    from edge_gateway.rollout_cli import bench_json
+
+    run = R.BenchRun(state=R.SOAKING, stage=2, detail="committed in boot 7", since=T0)
+    assert json.loads(bench_json("mostar-02", run, "1.1.0")) == {
+        "bench": "mostar-02",
+        "stage": 2,
+        "state": "soaking",
+        "detail": "committed in boot 7",
+        "since": T0,
+        "fw": "1.1.0",
+        "rollout": 1,
+    }
+
+
+def test_a_hang_up_stops_the_command_as_ctrl_c_does(
+    store: Store, tmp_path: Path, mosquitto: Any
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    Bench(store, "mostar-01", online=False)  # the canary is away: the rollout waits for it
+    folder = tmp_path / "ota" / V
+    folder.mkdir(parents=True)
+    entry = {"path": "main.py", "size": 1, "sha256": hashlib.sha256(b"\n").hexdigest()}
+    (folder / "main.py").write_bytes(b"\n")
+    (folder / "manifest.json").write_text(json.dumps({"version": V, "files": [entry]}))
+    cfg_path = write_config(
+        tmp_path / "gw.toml",
+        "mostar",
+        mosquitto.port,
+        store.path,
+        f'[ota]\ndir = "{tmp_path / "ota"}"\nport = 8070\n',
+    )
+    argv = [sys.executable, "-m", "klupa.cli", "gateway", "ota", "rollout", "--config"]
+    argv += [str(cfg_path), "--bundle", str(folder), "--canary", "mostar-01", "--every", "0.2"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # until its loop runs (the ssh of `klupa fleet` may go then)
+        seen.append(line)
+        if "mostar-01: waiting (offline)" in line:
+            break
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(20) == 130, "".join(seen)
+    assert "stopped; the same command continues" in proc.stdout.read()
