@@ -12,7 +12,6 @@ from __future__ import annotations
 import abc
 import logging
 import queue
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -29,6 +28,7 @@ from edge_gateway.health import Change, Health
 from edge_gateway.ingestlog import Incoming, LogStage
 from edge_gateway.receipts import Receipts
 from edge_gateway.store import Store, local_day, state_body
+from edge_gateway.storefail import disk_full, store_unavailable
 from edge_gateway.text import printable
 
 log = logging.getLogger("edge_gateway")
@@ -43,25 +43,6 @@ CLOCK_REJECTED = (
     "clock: a record from %s is %s (%s) by this gateway's clock; quarantined and not "
     "receipted, so the bench sends it again: check the bench's and this machine's time"
 )
-
-
-def store_unavailable(exc: BaseException) -> bool:
-    """True for a store error that no single message caused (so retrying later can help)."""
-    if isinstance(exc, sqlite3.OperationalError):
-        return True
-    if isinstance(exc, OSError):
-        return True
-    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
-        exc, sqlite3.IntegrityError | sqlite3.InterfaceError | sqlite3.ProgrammingError
-    )
-
-
-def disk_full(exc: BaseException) -> bool:
-    if getattr(exc, "sqlite_errorcode", None) == 13:  # SQLITE_FULL
-        return True
-    if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
-        return True
-    return "full" in str(exc).lower()
 
 
 @dataclass
@@ -109,6 +90,10 @@ class Ingest(LogStage, abc.ABC):
     @abc.abstractmethod
     def _housekeeping(self, now: float) -> None:
         """The gateway's upkeep, done by the writer between groups (it owns the store)."""
+
+    def save_every(self) -> float:
+        """Seconds between saves of counters and bench state (ten batches with the log)."""
+        return max(SAVE_EVERY_S, 10 * self.cfg.spool.batch_s)
 
     def _write_loop(self) -> None:
         stop = False
@@ -287,10 +272,10 @@ class Ingest(LogStage, abc.ABC):
                 self.unsaved_counts.update(g.counts)
                 added = True
                 self.unsaved_benches |= g.touched
-                # Counters and bench state are saved at most every SAVE_EVERY_S (and with every
+                # Counters and bench state are saved at most every save_every() (and with every
                 # health change): fewer pages per commit on an SD card. A crash loses at most
                 # that much of the counters; the messages themselves are in every commit.
-                if g.changes or now - self.last_save >= SAVE_EVERY_S:
+                if g.changes or now - self.last_save >= self.save_every():
                     self._save_state()
                     saved = True
         except BaseException:

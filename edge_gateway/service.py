@@ -32,7 +32,6 @@ from edge_gateway.health import Health
 from edge_gateway.ingest import (
     RECEIPT_MIN_INTERVAL_S,
     REJECT_LOG_INTERVAL_S,
-    SAVE_EVERY_S,
     Incoming,
     Ingest,
 )
@@ -187,7 +186,9 @@ class Gateway(Ingest):
     def _housekeeping(self, now: float) -> None:
         self._publish_receipts(now)
         self._merge_qos0(now)
-        if (self.unsaved_counts or self.unsaved_benches) and now - self.last_save >= SAVE_EVERY_S:
+        if (
+            self.unsaved_counts or self.unsaved_benches
+        ) and now - self.last_save >= self.save_every():
             with self.store.transaction():
                 self._save_state()
             self._saved(now)

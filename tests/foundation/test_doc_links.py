@@ -36,7 +36,7 @@ PATH_RE = re.compile(
 UPPER_MD_RE = re.compile(r"(?<![\w./-])([A-Z][A-Z0-9_-]+\.md)\b")
 MD_LINK_RE = re.compile(r"\]\(([^)\s#]+)(?:#[^)]*)?\)")
 OUTSIDE = "../shared/"
-DEPLOYMENT_FOLDERS = ("brokers/", "pki/", "ota/", "cache/")
+DEPLOYMENT_FOLDERS = ("brokers/", "pki/", "ota/", "cache/", "rollouts/")
 
 
 @dataclass(frozen=True)
