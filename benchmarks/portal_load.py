@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
-from edge_gateway.protocol import MUNICIPALITIES
+from klupa.contract import MUNICIPALITY_IDS
 from klupa.services import free_port, stop_process, wait_for_http
 from portal import checks, registry, store
 from portal.db import open_database
@@ -35,7 +35,7 @@ from portal.tokens import create_token
 def make_votes(n: int, now: int, poll: str) -> list[dict[str, Any]]:
     votes = []
     for i in range(n):
-        m = MUNICIPALITIES[i % 12]
+        m = MUNICIPALITY_IDS[i % 12]
         bench = f"{m}-01"
         votes.append(
             {
@@ -77,7 +77,7 @@ def main() -> int:
             {"id": "no", "label": {"bs": "Ne"}},
             {"id": "maybe", "label": {"bs": "Možda"}},
         ],
-        "municipalities": list(MUNICIPALITIES),
+        "municipalities": list(MUNICIPALITY_IDS),
     }
     votes = make_votes(args.votes, now, "load-poll")
 
@@ -85,9 +85,9 @@ def main() -> int:
         # Baseline: the same ingest in-process, no HTTP.
         base = open_database(str(Path(tmp) / "baseline.sqlite"))
         store.create_poll(base, checks.check_poll(poll))
-        registry.import_benches(base, [(f"{m}-01", m) for m in MUNICIPALITIES])
+        registry.import_benches(base, [(f"{m}-01", m) for m in MUNICIPALITY_IDS])
         # A gateway's batch is its own municipality's votes (as over HTTP below).
-        by_place_base: dict[str, list[dict[str, Any]]] = {m: [] for m in MUNICIPALITIES}
+        by_place_base: dict[str, list[dict[str, Any]]] = {m: [] for m in MUNICIPALITY_IDS}
         for v in votes:
             by_place_base[v["municipality"]].append(v)
         start = time.perf_counter()
@@ -100,8 +100,8 @@ def main() -> int:
         db = str(Path(tmp) / "portal.sqlite")
         engine = open_database(db)
         admin = create_token(engine, admin=True)
-        registry.import_benches(engine, [(f"{m}-01", m) for m in MUNICIPALITIES])
-        tokens = {m: create_token(engine, m) for m in MUNICIPALITIES}
+        registry.import_benches(engine, [(f"{m}-01", m) for m in MUNICIPALITY_IDS])
+        tokens = {m: create_token(engine, m) for m in MUNICIPALITY_IDS}
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = open(Path(tmp) / "portal.log", "wb")  # noqa: SIM115
@@ -118,7 +118,7 @@ def main() -> int:
                 )
                 assert r.status_code == 201, r.text
                 # A gateway's batch is its own municipality's votes.
-                by_place: dict[str, list[dict[str, Any]]] = {m: [] for m in MUNICIPALITIES}
+                by_place: dict[str, list[dict[str, Any]]] = {m: [] for m in MUNICIPALITY_IDS}
                 for v in votes:
                     by_place[v["municipality"]].append(v)
                 batches = [

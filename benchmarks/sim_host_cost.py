@@ -35,7 +35,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_gateway.protocol import MUNICIPALITIES
+from klupa.contract import MUNICIPALITY_IDS
 from klupa.services import Broker, children
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -91,7 +91,7 @@ def run(speed: float, benches: int, seconds: float, warmup: float) -> dict[str, 
     broker.workdir.mkdir()
     broker.start()
     collector = Collector(broker.port)
-    names = MUNICIPALITIES[:benches]
+    names = MUNICIPALITY_IDS[:benches]
     ago = (warmup + seconds) * speed + 3600
     sim = subprocess.Popen(
         [

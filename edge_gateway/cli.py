@@ -18,6 +18,7 @@ from edge_gateway.config import Config, load_for_command, redact
 from edge_gateway.forwarder import sink_names
 from edge_gateway.text import printable
 from klupa.console import Parser
+from klupa.contract import BENCH_RE
 
 
 class RedactingFormatter(logging.Formatter):
@@ -162,7 +163,7 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     cfg = load_for_command(args.config, prog)
     if cfg is None:
         return 2
-    if not P.BENCH_RE.fullmatch(args.bench):
+    if not BENCH_RE.fullmatch(args.bench):
         print(f"{prog}: {args.bench!r} is not a bench id", file=sys.stderr)
         return 2
     if args.op not in P.COMMAND_OPS:

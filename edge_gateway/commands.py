@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 from edge_gateway import broker
 from edge_gateway import protocol as P
 from edge_gateway.config import Config
+from klupa.contract import ops_user
 
 OPS_PASSWORD_ENV = "KLUPA_OPS_PASSWORD"
 
@@ -140,7 +141,7 @@ def ops_credentials(args: argparse.Namespace, cfg: Config) -> tuple[str, str | N
     gateway's configuration (``/etc/klupa/ops-mostar-mqtt.pass``), else none (a broker that
     takes anonymous clients, as in ``klupa demo``). Raises OSError for an unreadable file.
     """
-    user = args.user or f"ops-{cfg.municipality}"
+    user = args.user or ops_user(cfg.municipality)
     if args.password_file:
         return user, _first_line(args.password_file), args.password_file
     if os.environ.get(OPS_PASSWORD_ENV):

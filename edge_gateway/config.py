@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_gateway.config_reader import Reader, plain_http
-from edge_gateway.protocol import BENCH_RE, MUNICIPALITY_RE
 from edge_gateway.sinks.influxdb.config import InfluxConfig
 from edge_gateway.sinks.portal.config import PortalConfig
 from edge_gateway.sinks.registry import SINKS
 from edge_gateway.text import printable
+from klupa.contract import BENCH_RE, MUNICIPALITY_RE, gateway_user
 from klupa.notify import NotifyConfig, quiet_hours
 
 BARE_KEY_RE = re.compile(r"[A-Za-z0-9_-]+")
@@ -196,7 +196,7 @@ def _mqtt(r: Reader, base: Path, municipality: str) -> MqttConfig:
     mqtt = MqttConfig(
         host=r.text("host", "127.0.0.1") or "127.0.0.1",
         port=int(r.number("port", 8883 if tls else 1883, 1, 65535, integer=True)),
-        client_id=r.text("client_id", f"gateway-{municipality}") or f"gateway-{municipality}",
+        client_id=r.text("client_id", gateway_user(municipality)) or gateway_user(municipality),
         username=r.text("username"),
         password=r.secret("password", "KLUPA_MQTT_PASSWORD", base),
         tls=tls,

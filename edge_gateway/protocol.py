@@ -1,4 +1,5 @@
-"""The host's one definition of docs/protocol.md (version 1): names, topics, payloads and limits.
+"""docs/protocol.md (version 1) payloads as the host reads them (names, limits and topics are
+:mod:`klupa.contract`'s, imported here for the gateway's modules).
 
 Everything on the host that reads or writes bench messages (the gateway, the simulator, the
 system tests) validates with :func:`validate`, which returns a typed message or raises
@@ -30,58 +31,41 @@ from edge_gateway.payloads import (
     Vote,
 )
 
-VERSION = 1
-ROOT = "klupa/v1"
-MAX_PAYLOAD = 2048
-MAX_POLL_PAYLOAD = 4096
+# The names, limits and topics are klupa.contract's; the gateway's modules read them here.
+from klupa.contract import (
+    BENCH_KINDS,
+    BENCH_RE,
+    LABEL_MAX,
+    MAX_PAYLOAD,
+    MAX_POLL_PAYLOAD,
+    MUNICIPALITY_RE,
+    OPTION_ID_RE,
+    OPTIONS_MAX,
+    OPTIONS_MIN,
+    POLL_ID_RE,
+    POWER_STATES,
+    QUESTION_MAX,
+    ROOT,
+    SET_FRACTIONAL,
+    SET_RANGES,
+    VERSION,
+)
+from klupa.contract import topic as topic
+
 TS_MAX_FUTURE_S = 300
 TS_MAX_AGE_S = 35 * 86400
 
-MUNICIPALITY_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
-BENCH_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
-POLL_RE = re.compile(r"^[a-z0-9][a-z0-9-]{2,63}$")
-OPTION_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,15}$")
 FAULT_CODE_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")  # "short snake_case"
 
-MUNICIPALITIES = (
-    "mostar",
-    "jablanica",
-    "nevesinje",
-    "zavidovici",
-    "zepce",
-    "maglaj",
-    "prijedor",
-    "novi-grad",
-    "kostajnica",
-    "trebinje",
-    "ravno",
-    "berkovici",
-)
-
-# Topic kinds a bench publishes (and the gateway subscribes to).
-BENCH_KINDS = ("telemetry", "event", "vote", "status", "cmd/ack")
 # Kinds that carry the envelope (bench, boot, seq, ts) and are stored by (bench, boot, seq).
 RECORD_KINDS = ("telemetry", "event", "vote", "cmd/ack")
 
-POWER_STATES = ("normal", "saver", "critical")
 EVENT_TYPES = ("boot", "session", "power", "fault", "clock", "ota", "tamper")
 RESET_CAUSES = ("power_on", "hard", "wdt", "deepsleep", "soft")
 OTA_STATES = ("downloading", "verified", "applied", "rolled_back", "failed")
 TAMPER_KINDS = ("tilt", "shock", "port_overcurrent")
 STATUS_STATES = ("online", "offline", "sleeping")
 COMMAND_OPS = ("ping", "reboot", "set", "port", "ota", "selftest")
-# What `set` may change and its range; the bench's own copy is bench.config.SETTABLE (a test
-# holds the two equal). The SoC thresholds may be fractional; the rest are whole numbers.
-SET_RANGES: dict[str, tuple[int, int]] = {
-    "period": (10, 3600),
-    "sample_s": (1, 60),
-    "cooldown": (0, 600),
-    "vote_cap": (1, 1000),
-    "saver_soc": (0, 100),
-    "critical_soc": (0, 100),
-}
-
-SET_FRACTIONAL = ("saver_soc", "critical_soc")
 
 
 def set_arg_error(key: str, value: Any) -> str | None:
@@ -149,13 +133,6 @@ _ENCODER = msgspec.json.Encoder()
 # --------------------------------------------------------------------------- topics
 
 
-def topic(municipality: str, bench: str | None, kind: str) -> str:
-    """``klupa/v1/{m}/{b}/{kind}``, or ``klupa/v1/{m}/poll`` when ``bench`` is None."""
-    if bench is None:
-        return f"{ROOT}/{municipality}/{kind}"
-    return f"{ROOT}/{municipality}/{bench}/{kind}"
-
-
 _topic_cache: dict[str, tuple[str, str, str]] = {}
 
 
@@ -165,7 +142,7 @@ def parse_topic(t: str) -> tuple[str, str, str]:
     if hit is not None:
         return hit
     parts = t.split("/")
-    if len(parts) < 5 or parts[0] != "klupa" or parts[1] != "v1":
+    if len(parts) < 5 or parts[0] + "/" + parts[1] != ROOT:
         raise ProtocolError("bad_topic", t[:80])
     m, b = parts[2], parts[3]
     kind = "/".join(parts[4:])
@@ -380,9 +357,9 @@ def _check_event(e: Event) -> None:
 
 
 def _check_vote(v: Vote) -> None:
-    if not POLL_RE.fullmatch(v.poll):
+    if not POLL_ID_RE.fullmatch(v.poll):
         raise ProtocolError("bad_name", "poll")
-    if not OPTION_RE.fullmatch(v.choice):
+    if not OPTION_ID_RE.fullmatch(v.choice):
         raise ProtocolError("bad_name", "choice")
 
 
@@ -454,7 +431,7 @@ def validate_poll(payload: bytes) -> Poll:
         raise ProtocolError("bad_version")
     if poll.id is None:
         return poll
-    if not POLL_RE.fullmatch(poll.id):
+    if not POLL_ID_RE.fullmatch(poll.id):
         raise ProtocolError("bad_name", "id")
     poll.opens = _time(poll.opens, "opens")
     poll.closes = _time(poll.closes, "closes")
@@ -462,15 +439,15 @@ def validate_poll(payload: bytes) -> Poll:
         raise ProtocolError("out_of_range", "closes")
     if poll.question is None or poll.options is None:
         raise ProtocolError("missing_field", "question" if poll.question is None else "options")
-    _check_texts(poll.question, "question", 200)
-    if not 2 <= len(poll.options) <= 4:
+    _check_texts(poll.question, "question", QUESTION_MAX)
+    if not OPTIONS_MIN <= len(poll.options) <= OPTIONS_MAX:
         raise ProtocolError("out_of_range", "options")
     ids: set[str] = set()
     for opt in poll.options:
-        if not OPTION_RE.fullmatch(opt.id) or opt.id in ids:
+        if not OPTION_ID_RE.fullmatch(opt.id) or opt.id in ids:
             raise ProtocolError("bad_name", "options.id")
         ids.add(opt.id)
-        _check_texts(opt.label, "options.label", 24)
+        _check_texts(opt.label, "options.label", LABEL_MAX)
     return poll
 
 

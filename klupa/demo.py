@@ -23,9 +23,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from edge_gateway.protocol import MUNICIPALITIES
 from klupa import shipped
 from klupa.console import Parser
+from klupa.contract import MUNICIPALITY_IDS
 from klupa.services import (
     Broker,
     Influx1,
@@ -144,7 +144,7 @@ class Demo:
             capture_output=True,
             text=True,
         )
-        tokens = {m: self.token(m) for m in MUNICIPALITIES}
+        tokens = {m: self.token(m) for m in MUNICIPALITY_IDS}
         self.portal_port = self.args.portal_port or free_port()
         portal_url = f"http://127.0.0.1:{self.portal_port}"
         self.spawn(
@@ -163,7 +163,7 @@ class Demo:
         )
         wait_for_http(portal_url + "/healthz", self.procs[-1][1], "the portal", timeout=60)
         now = int(time.time())
-        for m in MUNICIPALITIES:
+        for m in MUNICIPALITY_IDS:
             self.post_json(f"{portal_url}/api/v1/polls", sample_poll(m, now), admin)
         self.log(f"portal on {portal_url} with a sample poll in each municipality")
 
@@ -176,7 +176,7 @@ class Demo:
         else:
             self.log("influxd not installed: metrics are kept in the gateways' stores only")
 
-        for m in MUNICIPALITIES:
+        for m in MUNICIPALITY_IDS:
             token_file = self.workdir / f"{m}.token"
             token_file.write_text(tokens[m])
             token_file.chmod(0o600)
@@ -208,7 +208,7 @@ class Demo:
                 ]
             config.write_text("\n".join(lines) + "\n")
             self.spawn(f"gateway-{m}", [*self.klupa, "gateway", "run", "--config", str(config)])
-        self.log(f"{len(MUNICIPALITIES)} gateways, one per municipality")
+        self.log(f"{len(MUNICIPALITY_IDS)} gateways, one per municipality")
 
         self.spawn(
             "benches",
@@ -218,7 +218,7 @@ class Demo:
                 "--broker",
                 f"127.0.0.1:{self.broker.port}",
                 "--municipalities",
-                ",".join(MUNICIPALITIES),
+                ",".join(MUNICIPALITY_IDS),
                 "--speed",
                 str(self.args.speed),
                 "--start-ago",

@@ -22,7 +22,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from edge_gateway.protocol import MUNICIPALITIES
+from klupa.contract import MUNICIPALITY_IDS
 from testkit.gateway import wait_until
 from testkit.services import need_program
 
@@ -79,7 +79,7 @@ def test_demo_runs_the_whole_system_and_a_ctrl_c_stops_it_in_order(tmp_path: Pat
     try:
         wait_until(lambda: any("Ctrl-C stops everything" in x for x in lines), 120, what="start")
         influx = next(m.group(1) for x in lines if (m := re.search(r"InfluxDB 1.x on (\S+)", x)))
-        benches = {f"{m}-01" for m in MUNICIPALITIES}
+        benches = {f"{m}-01" for m in MUNICIPALITY_IDS}
 
         wait_until(lambda: _influx_benches(influx) >= benches, 120, what="telemetry in InfluxDB")
         portal_db = work / "portal.sqlite"
@@ -106,7 +106,7 @@ def test_demo_runs_the_whole_system_and_a_ctrl_c_stops_it_in_order(tmp_path: Pat
                 proc.wait()
         reader.join(timeout=10)
     assert any("stopping" in x for x in lines)
-    for m in MUNICIPALITIES:
+    for m in MUNICIPALITY_IDS:
         log = (work / f"gateway-{m}.log").read_text()
         assert "0 rows wait in the store for forwarding" in log, log[-1500:]
         assert "not flushed at shutdown" not in log, log[-1500:]

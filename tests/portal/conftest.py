@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from edge_gateway.protocol import MUNICIPALITIES
+from klupa.contract import MUNICIPALITY_IDS
 from portal.db import open_database
 from portal.registry import VOTE_CAP_RANGE, add_bench, import_benches
 from portal.tokens import create_token
@@ -45,9 +45,9 @@ class RunningPortal:
         self.engine = open_database(self.db)
         self.admin = create_token(self.engine, admin=True)
         import_benches(
-            self.engine, [(f"{m}-{n:02d}", m) for m in MUNICIPALITIES for n in range(1, 10)]
+            self.engine, [(f"{m}-{n:02d}", m) for m in MUNICIPALITY_IDS for n in range(1, 10)]
         )
-        for m in MUNICIPALITIES:  # the load tests' benches: a busy square's cap
+        for m in MUNICIPALITY_IDS:  # the load tests' benches: a busy square's cap
             add_bench(self.engine, f"{m}-01", m, vote_cap=VOTE_CAP_RANGE[1])
         self._tokens: dict[str, str] = {}
         self.log = workdir / "portal.log"
