@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from klupa import contract
 from portal import checks, export, heartbeat, names, openapi, store
 from portal.db import current_revision
 from portal.tokens import Caller, find_caller
@@ -234,7 +235,7 @@ def create_app(engine: Engine) -> FastAPI:
         municipality = request.query_params.get("municipality")
         if not municipality:
             raise checks.BadField("municipality", "query parameter is required")
-        if not names.MUNICIPALITY_RE.fullmatch(municipality):
+        if not contract.MUNICIPALITY_RE.fullmatch(municipality):
             raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
         found = await run_in_threadpool(store.polls_for, engine, municipality, int(time.time()))
         # `results` (live | after_close) tells the gateway which polls' per-choice figures it
@@ -262,7 +263,7 @@ def create_app(engine: Engine) -> FastAPI:
     @app.put("/api/v1/benches/{bench}")
     async def put_bench(bench: str, request: Request) -> Response:
         caller = await need_caller(request)
-        if not names.BENCH_RE.fullmatch(bench):
+        if not contract.BENCH_RE.fullmatch(bench):
             raise checks.BadField("bench", f"{bench!r} is not a bench id")
         status = checks.check_bench_status(await json_body(request))
         must_write(caller, [status.municipality])
@@ -275,7 +276,7 @@ def create_app(engine: Engine) -> FastAPI:
     @app.put("/api/v1/gateways/{municipality}")
     async def put_gateway(municipality: str, request: Request) -> Response:
         caller = await need_caller(request)
-        if not names.MUNICIPALITY_RE.fullmatch(municipality):
+        if not contract.MUNICIPALITY_RE.fullmatch(municipality):
             raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
         beat = checks.check_heartbeat(await json_body(request))
         must_write(caller, [municipality])
@@ -285,7 +286,7 @@ def create_app(engine: Engine) -> FastAPI:
     @app.get("/api/v1/polls/{poll_id}/results")
     async def poll_results(poll_id: str, request: Request) -> Response:
         caller = await maybe_caller(request)
-        if not names.POLL_ID_RE.fullmatch(poll_id):
+        if not contract.POLL_ID_RE.fullmatch(poll_id):
             raise ApiError(404, f"poll: {poll_id!r} is not a poll id, so no poll has it")
         try:
             poll = await run_in_threadpool(store.get_poll, engine, poll_id)
@@ -308,7 +309,7 @@ def create_app(engine: Engine) -> FastAPI:
         poll_id = request.query_params.get("poll")
         if not poll_id:
             raise checks.BadField("poll", "query parameter is required")
-        if not names.POLL_ID_RE.fullmatch(poll_id):
+        if not contract.POLL_ID_RE.fullmatch(poll_id):
             raise ApiError(404, f"poll: {poll_id!r} is not a poll id, so no poll has it")
         try:
             poll = await run_in_threadpool(store.get_poll, engine, poll_id)
@@ -369,7 +370,7 @@ def create_app(engine: Engine) -> FastAPI:
         municipality = q.get("municipality")
         if not municipality:
             raise checks.BadField("municipality", "query parameter is required")
-        if not names.MUNICIPALITY_RE.fullmatch(municipality):
+        if not contract.MUNICIPALITY_RE.fullmatch(municipality):
             raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
         span = []
         for key in ("from", "to"):

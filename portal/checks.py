@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from klupa import contract
 from portal import names
 
 
@@ -190,8 +191,8 @@ def _texts(value: Any, field: str, limit: int) -> dict[str, str]:
     out: dict[str, str] = {}
     for lang, text in texts.items():
         where = f"{field}.{lang}"
-        if lang not in names.LANGUAGES:
-            raise BadField(where, f"unknown language; use {', '.join(names.LANGUAGES)}")
+        if lang not in contract.POLL_LANGUAGES:
+            raise BadField(where, f"unknown language; use {', '.join(contract.POLL_LANGUAGES)}")
         if not isinstance(text, str) or not text.strip():
             raise BadField(where, "must be a non-empty string")
         need_text(text, where)
@@ -216,7 +217,7 @@ class PollSpec:
     def wire(self) -> dict[str, Any]:
         """The Poll object exactly as docs/protocol.md has it (what benches and gateways get)."""
         return {
-            "v": names.PROTOCOL_VERSION,
+            "v": contract.VERSION,
             "id": self.id,
             "opens": self.opens,
             "closes": self.closes,
@@ -228,40 +229,41 @@ class PollSpec:
 def check_poll(body: Any) -> PollSpec:
     """Check a Poll plus `municipalities` (and optional `results`: live | after_close)."""
     obj = need_object(body, "body")
-    if "v" in obj and obj["v"] != names.PROTOCOL_VERSION:
-        raise BadField("v", f"must be {names.PROTOCOL_VERSION}")
-    poll_id = need_str(obj, "id", "id", names.POLL_ID_RE)
+    if "v" in obj and obj["v"] != contract.VERSION:
+        raise BadField("v", f"must be {contract.VERSION}")
+    poll_id = need_str(obj, "id", "id", contract.POLL_ID_RE)
     opens = need_time(obj, "opens")
     closes = need_time(obj, "closes")
     if closes <= opens:
         raise BadField("closes", "must be later than opens")
     if "question" not in obj:
         raise BadField("question", "is required")
-    question = _texts(obj["question"], "question", names.QUESTION_MAX)
+    question = _texts(obj["question"], "question", contract.QUESTION_MAX)
     raw_options = need_list(obj, "options", "options")
-    if not names.OPTIONS_MIN <= len(raw_options) <= names.OPTIONS_MAX:
+    if not contract.OPTIONS_MIN <= len(raw_options) <= contract.OPTIONS_MAX:
         raise BadField(
-            "options", f"has {len(raw_options)}; a poll has {names.OPTIONS_MIN} to 4 options"
+            "options",
+            f"has {len(raw_options)}; a poll has {contract.OPTIONS_MIN} to {contract.OPTIONS_MAX} options",
         )
     options: list[dict[str, Any]] = []
     seen: set[str] = set()
     for i, raw in enumerate(raw_options):
         where = f"options[{i}]"
         option = need_object(raw, where)
-        option_id = need_str(option, "id", f"{where}.id", names.OPTION_ID_RE)
+        option_id = need_str(option, "id", f"{where}.id", contract.OPTION_ID_RE)
         if option_id in seen:
             raise BadField(f"{where}.id", f"{option_id!r} is used twice")
         seen.add(option_id)
         if "label" not in option:
             raise BadField(f"{where}.label", "is required")
-        label = _texts(option["label"], f"{where}.label", names.LABEL_MAX)
+        label = _texts(option["label"], f"{where}.label", contract.LABEL_MAX)
         options.append({"id": option_id, "label": label})
     raw_places = need_list(obj, "municipalities", "municipalities")
     if not raw_places:
         raise BadField("municipalities", "must name at least one municipality")
     places: list[str] = []
     for i, place in enumerate(raw_places):
-        if not isinstance(place, str) or not names.MUNICIPALITY_RE.fullmatch(place):
+        if not isinstance(place, str) or not contract.MUNICIPALITY_RE.fullmatch(place):
             raise BadField(f"municipalities[{i}]", f"{place!r} is not a municipality id")
         if place not in places:
             places.append(place)
@@ -270,8 +272,8 @@ def check_poll(body: Any) -> PollSpec:
         raise BadField("results", f"must be one of {', '.join(names.RESULTS_MODES)}")
     spec = PollSpec(poll_id, opens, closes, question, options, places, results)
     size = len(json.dumps(spec.wire(), ensure_ascii=False, separators=(",", ":")).encode())
-    if size > names.POLL_MAX_BYTES:
-        raise BadField("body", f"the Poll is {size} bytes; at most {names.POLL_MAX_BYTES}")
+    if size > contract.MAX_POLL_PAYLOAD:
+        raise BadField("body", f"the Poll is {size} bytes; at most {contract.MAX_POLL_PAYLOAD}")
     return spec
 
 
@@ -295,19 +297,19 @@ def check_votes(body: dict[str, Any]) -> list[VoteItem]:
         where = f"votes[{i}]"
         obj = need_object(raw, where)
         vote_id = need_str(obj, "id", f"{where}.id")
-        bench = need_str(obj, "bench", f"{where}.bench", names.BENCH_RE)
+        bench = need_str(obj, "bench", f"{where}.bench", contract.BENCH_RE)
         vote_id = canonical_vote_id(vote_id, f"{where}.id")
         out.append(
             VoteItem(
                 id=vote_id,
                 municipality=need_str(
-                    obj, "municipality", f"{where}.municipality", names.MUNICIPALITY_RE
+                    obj, "municipality", f"{where}.municipality", contract.MUNICIPALITY_RE
                 ),
                 bench=bench,
                 # A vote for a malformed poll or choice id is judged (rejected) like an unknown one.
                 poll=need_short(obj, "poll", f"{where}.poll", names.POLL_REF_MAX),
                 choice=need_short(obj, "choice", f"{where}.choice", names.CHOICE_REF_MAX),
-                ts=need_int(obj, "ts", f"{where}.ts", low=0, high=names.TIME_MAX),
+                ts=need_int(obj, "ts", f"{where}.ts", low=0, high=contract.TIME_MAX),
             )
         )
     return out
@@ -354,9 +356,9 @@ def check_days(body: dict[str, Any]) -> list[BenchDay]:
         out.append(
             BenchDay(
                 municipality=need_str(
-                    obj, "municipality", f"{w}.municipality", names.MUNICIPALITY_RE
+                    obj, "municipality", f"{w}.municipality", contract.MUNICIPALITY_RE
                 ),
-                bench=need_str(obj, "bench", f"{w}.bench", names.BENCH_RE),
+                bench=need_str(obj, "bench", f"{w}.bench", contract.BENCH_RE),
                 date=date,
                 solar_wh=need_float(obj, "solar_wh", f"{w}.solar_wh", low=0) or 0.0,
                 charge_wh=need_float(obj, "charge_wh", f"{w}.charge_wh", low=0) or 0.0,
@@ -387,15 +389,15 @@ def check_bench_status(body: dict[str, Any]) -> BenchStatus:
     power = None
     if body.get("power") is not None:
         power = need_str(body, "power", "power")
-        if power not in names.POWER_STATES:
-            raise BadField("power", f"must be one of {', '.join(names.POWER_STATES)}")
+        if power not in contract.POWER_STATES:
+            raise BadField("power", f"must be one of {', '.join(contract.POWER_STATES)}")
     fw = None
     if body.get("fw") is not None:
         fw = need_str(body, "fw", "fw")
         if len(fw) > names.FW_MAX:
             raise BadField("fw", f"is longer than {names.FW_MAX} characters")
     return BenchStatus(
-        municipality=need_str(body, "municipality", "municipality", names.MUNICIPALITY_RE),
+        municipality=need_str(body, "municipality", "municipality", contract.MUNICIPALITY_RE),
         online=need_bool(body, "online", "online"),
         last_seen=last_seen,
         soc=need_float(body, "soc", "soc", low=0, high=100, optional=True),
@@ -421,6 +423,6 @@ def check_heartbeat(body: dict[str, Any]) -> Heartbeat:
         raise BadField("version", f"must be 1 to {names.VERSION_MAX} characters")
     return Heartbeat(
         version=version,
-        ts=need_int(body, "ts", "ts", low=0, high=names.TIME_MAX),
+        ts=need_int(body, "ts", "ts", low=0, high=contract.TIME_MAX),
         lag_s=need_float(body, "lag_s", "lag_s", low=0, high=LAG_MAX_S) or 0.0,
     )

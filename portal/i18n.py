@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import re
 
+from klupa.contract import MUNICIPALITIES
 from portal.store import LOCAL
 
 LANGS = ("bs", "hr", "sr-Latn", "sr-Cyrl", "en")
@@ -432,22 +433,6 @@ WORDS: dict[str, dict[str, str]] = {
     for key, (bs, hr, sr, en) in _WORDS.items()
 }
 
-# Display names of the launch municipalities (ids are ASCII-folded).
-PLACE_NAMES = {
-    "mostar": "Mostar",
-    "jablanica": "Jablanica",
-    "nevesinje": "Nevesinje",
-    "zavidovici": "Zavidovići",
-    "zepce": "Žepče",
-    "maglaj": "Maglaj",
-    "prijedor": "Prijedor",
-    "novi-grad": "Novi Grad",
-    "kostajnica": "Kostajnica",
-    "trebinje": "Trebinje",
-    "ravno": "Ravno",
-    "berkovici": "Berkovići",
-}
-
 MONTHS_EN = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 AT = {"bs": "u", "hr": "u", "sr-Latn": "u", "sr-Cyrl": "у"}
 
@@ -514,7 +499,11 @@ def text_lang(texts: dict[str, str], lang: str) -> str:
 
 
 def place_name(municipality: str, lang: str = DEFAULT) -> str:
-    name = PLACE_NAMES.get(municipality, municipality.replace("-", " ").title())
+    """A municipality's name as people write it (klupa.contract), in `lang`'s script."""
+    known = MUNICIPALITIES.get(municipality)
+    if known is not None:
+        return known.cyrillic if lang == "sr-Cyrl" else known.name
+    name = municipality.replace("-", " ").title()
     return to_cyrillic(name) if lang == "sr-Cyrl" else name
 
 

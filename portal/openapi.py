@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from klupa import contract
 from portal import names
 from portal.checks import BIDI_CONTROLS, LAG_MAX_S
 
@@ -77,15 +78,15 @@ def body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-MUNICIPALITY = named(names.MUNICIPALITY_RE, description="municipality id, e.g. `mostar`")
-BENCH = named(names.BENCH_RE, description="bench id, e.g. `mostar-01`")
-POLL_ID = named(names.POLL_ID_RE)
+MUNICIPALITY = named(contract.MUNICIPALITY_RE, description="municipality id, e.g. `mostar`")
+BENCH = named(contract.BENCH_RE, description="bench id, e.g. `mostar-01`")
+POLL_ID = named(contract.POLL_ID_RE)
 COUNT = {"type": "integer", "minimum": 0, "maximum": names.COUNT_MAX}
-TIME = {"type": "integer", "minimum": 0, "maximum": names.TIME_MAX, "description": "Unix s"}
+TIME = {"type": "integer", "minimum": 0, "maximum": contract.TIME_MAX, "description": "Unix s"}
 POLL_TIME = {
     "type": "number",
     "minimum": 0,
-    "maximum": names.TIME_MAX,
+    "maximum": contract.TIME_MAX,
     "description": "Unix s, at most 3 decimals; kept as the whole second at or after it",
 }
 TEXTS_OF = {"bs": "Bosnian (required)", "hr": "Croatian", "sr": "Serbian", "en": "English"}
@@ -106,21 +107,21 @@ POLL = {
     "type": "object",
     "required": ["v", "id", "opens", "closes", "question", "options"],
     "properties": {
-        "v": {"const": names.PROTOCOL_VERSION},
+        "v": {"const": contract.VERSION},
         "id": POLL_ID,
         "opens": POLL_TIME,
         "closes": POLL_TIME,
-        "question": texts(names.QUESTION_MAX),
+        "question": texts(contract.QUESTION_MAX),
         "options": {
             "type": "array",
-            "minItems": names.OPTIONS_MIN,
-            "maxItems": names.OPTIONS_MAX,
+            "minItems": contract.OPTIONS_MIN,
+            "maxItems": contract.OPTIONS_MAX,
             "items": {
                 "type": "object",
                 "required": ["id", "label"],
                 "properties": {
-                    "id": named(names.OPTION_ID_RE),
-                    "label": texts(names.LABEL_MAX),
+                    "id": named(contract.OPTION_ID_RE),
+                    "label": texts(contract.LABEL_MAX),
                 },
             },
         },
@@ -132,7 +133,7 @@ NEW_POLL = {
     "required": [*POLL["required"], "municipalities"],
     "description": "A Poll (PROTOCOL.md) plus where it runs. `closes` must be later than "
     "`opens` (with a whole second between), option ids distinct, and the Poll as published at "
-    f"most {names.POLL_MAX_BYTES} bytes.",
+    f"most {contract.MAX_POLL_PAYLOAD} bytes.",
     "properties": {
         **POLL["properties"],  # type: ignore[dict-item]
         "municipalities": {"type": "array", "minItems": 1, "items": MUNICIPALITY},
@@ -204,7 +205,7 @@ BENCH_STATE = {
         "online": {"type": "boolean"},
         "last_seen": nullable({"type": "integer", "minimum": 0, "maximum": names.LAST_SEEN_MAX}),
         "soc": nullable({"type": "number", "minimum": 0, "maximum": 100}),
-        "power": nullable({"enum": list(names.POWER_STATES)}),
+        "power": nullable({"enum": list(contract.POWER_STATES)}),
         "fw": nullable(text(names.FW_MAX)),
     },
 }

@@ -18,7 +18,8 @@ from markupsafe import Markup
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
-from portal import anomaly, charts, export, heartbeat, i18n, names, registry, store, votecap
+from klupa import contract
+from portal import anomaly, charts, export, heartbeat, i18n, registry, store, votecap
 
 router = APIRouter()
 
@@ -155,7 +156,7 @@ SERIES = (
 
 @router.get("/benches/{bench}", response_class=HTMLResponse)
 async def bench_page(bench: str, request: Request) -> Response:
-    if not names.BENCH_RE.fullmatch(bench):
+    if not contract.BENCH_RE.fullmatch(bench):
         return not_found_page(request)
     lang, _ = _lang(request)
     now = int(time.time())
@@ -236,7 +237,7 @@ def _poll_method(engine: Engine, poll_id: str, now: int) -> dict[str, Any]:
 
 @router.get("/polls/{poll_id}/method", response_class=HTMLResponse)
 async def poll_method_page(poll_id: str, request: Request) -> Response:
-    if not names.POLL_ID_RE.fullmatch(poll_id):
+    if not contract.POLL_ID_RE.fullmatch(poll_id):
         return not_found_page(request)
     try:
         info = await run_in_threadpool(

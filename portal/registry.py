@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, select
 
-from portal import names
+from klupa import contract
 from portal.db import bench_registry, reading, writing
 
 # Votes per hour per poll a bench may add when the registry gives it no `vote_cap`: the
@@ -39,11 +39,11 @@ class Registered:
 
 
 def _check(bench: str, municipality: str, vote_cap: int | None) -> None:
-    if not names.BENCH_RE.fullmatch(bench):
-        raise RegistryError(f"{bench!r} is not a bench id ({names.BENCH_RE.pattern})")
-    if not names.MUNICIPALITY_RE.fullmatch(municipality):
+    if not contract.BENCH_RE.fullmatch(bench):
+        raise RegistryError(f"{bench!r} is not a bench id ({contract.BENCH_RE.pattern})")
+    if not contract.MUNICIPALITY_RE.fullmatch(municipality):
         raise RegistryError(
-            f"{municipality!r} is not a municipality id ({names.MUNICIPALITY_RE.pattern})"
+            f"{municipality!r} is not a municipality id ({contract.MUNICIPALITY_RE.pattern})"
         )
     low, high = VOTE_CAP_RANGE
     if vote_cap is not None and not low <= vote_cap <= high:

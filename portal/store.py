@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Engine, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from klupa import contract
 from portal import anomaly, heartbeat, names, registry, votecap
 from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem
 from portal.db import bench_days, benches, poll_places, polls, reading, votes, writing
@@ -50,7 +51,7 @@ class Poll:
 
     def wire(self) -> dict[str, Any]:
         return {
-            "v": names.PROTOCOL_VERSION,
+            "v": contract.VERSION,
             "id": self.id,
             "opens": self.opens,
             "closes": self.closes,
@@ -175,7 +176,7 @@ def ingest_votes(
     repeats = 0
     with writing(engine) as conn:
         own = registry.own_benches(conn, municipality, {v.bench for v in items}, lock=True)
-        wanted = {v.poll for v in items if names.POLL_ID_RE.fullmatch(v.poll)}
+        wanted = {v.poll for v in items if contract.POLL_ID_RE.fullmatch(v.poll)}
         known = {p.id: p for p in _polls(conn, polls.c.id.in_(wanted))} if wanted else {}
         for vote in items:
             if vote.id in seen:

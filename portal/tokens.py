@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select, update
 
-from portal import names
+from klupa import contract
 from portal.db import reading, tokens, writing
 
 PREFIX = "klp_"
@@ -53,9 +53,9 @@ def create_token(engine: Engine, municipality: str | None = None, admin: bool = 
     """A new token for `municipality`, or the admin token when `admin`; returned once, stored hashed."""
     if admin == (municipality is not None):
         raise TokenError("give either a municipality or --admin")
-    if municipality is not None and not names.MUNICIPALITY_RE.fullmatch(municipality):
+    if municipality is not None and not contract.MUNICIPALITY_RE.fullmatch(municipality):
         raise TokenError(
-            f"{municipality!r} is not a municipality id ({names.MUNICIPALITY_RE.pattern})"
+            f"{municipality!r} is not a municipality id ({contract.MUNICIPALITY_RE.pattern})"
         )
     token = PREFIX + secrets.token_urlsafe(32)
     with writing(engine) as conn:

@@ -84,6 +84,7 @@ def test_trace_and_other_undeclared_methods_are_405_with_allow(
 
 
 def test_the_description_states_the_limits_the_checks_enforce(portal: Any) -> None:
+    from klupa import contract
     from portal import names
 
     spec = portal.http.get("/api/openapi.json").json()
@@ -91,7 +92,7 @@ def test_the_description_states_the_limits_the_checks_enforce(portal: Any) -> No
     body = vote["requestBody"]["content"]["application/json"]["schema"]
     assert body["properties"]["votes"]["maxItems"] == names.VOTES_PER_REQUEST
     item = body["properties"]["votes"]["items"]["properties"]
-    assert item["ts"]["maximum"] == 2**53 and item["bench"]["pattern"] == names.BENCH_RE.pattern
+    assert item["ts"]["maximum"] == 2**53 and item["bench"]["pattern"] == contract.BENCH_RE.pattern
     day = spec["paths"]["/api/v1/bench-days"]["put"]["requestBody"]["content"]
     assert (
         day["application/json"]["schema"]["properties"]["days"]["items"]["properties"]["touches"][
