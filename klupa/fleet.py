@@ -27,11 +27,9 @@ from typing import Any
 
 from edge_gateway import rollout as R
 from edge_gateway.text import printable
+from klupa.contract import MUNICIPALITY_IDS
 
-# TODO(contract): from klupa.contract import MUNICIPALITIES (ids in the contract's order)
-from provisioning.deployment import MUNICIPALITIES
-
-ORDER = [m for m, *_ in MUNICIPALITIES]
+ORDER = list(MUNICIPALITY_IDS)
 # Words handed to a Pi's command line: safe unquoted in a remote shell (ssh joins its words).
 SAFE_WORD = re.compile(r"^[A-Za-z0-9._,/:%=@+-]+$")
 PLACEHOLDER = re.compile(r"\{([a-z_]*)\}")

@@ -10,19 +10,18 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from klupa.contract import BENCH_KINDS, BENCH_READS, MAX_POLL_PAYLOAD, gateway_user, ops_user
+from klupa.contract import ROOT as TOPIC_ROOT
 from provisioning.deployment import write_private, write_public
 
-TOPIC_ROOT = "klupa/v1"
 # mosquitto_passwd's own choices: 101 iterations, 12-byte salt, 64-byte SHA-512 output.
 PBKDF2_ITERATIONS = 101
 SALT_BYTES = 12
 # What a bench may do on its own topics, and nothing else (docs/protocol.md, Topics).
-BENCH_WRITES = ("telemetry", "event", "vote", "status", "cmd/ack")
-BENCH_READS = ("cmd", "receipt")
+BENCH_WRITES = BENCH_KINDS
 # docs/protocol.md, Payloads: at most 2,048 bytes, a Poll 4,096. The broker refuses larger payloads
 # and disconnects a client whose packet is larger than the largest payload plus its header
 # (fixed header 5, topic at most 2 + 90, packet id 2): nothing a bench sends legitimately.
-MAX_POLL_PAYLOAD = 4096
 MAX_PACKET = MAX_POLL_PAYLOAD + 512
 # The gateway's loopback listener (its config's [mqtt] port).
 LOCAL_PORT = 1883
@@ -72,16 +71,6 @@ def set_password(path: Path, user: str, password: str) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_private(path, "".join(f"{u}:{f}\n" for u, f in users.items()))
     return True
-
-
-def gateway_user(municipality: str) -> str:
-    return f"gateway-{municipality}"
-
-
-def ops_user(municipality: str) -> str:
-    """The user `klupa gateway cmd` connects as: never the gateway's own (docs/protocol.md,
-    Names)."""
-    return f"ops-{municipality}"
 
 
 def service_users(municipality: str) -> tuple[str, str]:

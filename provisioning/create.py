@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from klupa.contract import MUNICIPALITY_IDS
 from provisioning import broker, pki
 from provisioning.deployment import (
-    MUNICIPALITIES,
     Deployment,
     generate_password,
     inventory_text,
@@ -37,7 +37,7 @@ def create_deployment(root: Path) -> Deployment:
     sec = root / "secrets.toml"
     if not sec.exists():
         users = {
-            u: generate_password() for mid, *_ in MUNICIPALITIES for u in broker.service_users(mid)
+            u: generate_password() for mid in MUNICIPALITY_IDS for u in broker.service_users(mid)
         }
         write_private(sec, secrets_text(users))
     _complete_gitignore(root / ".gitignore")

@@ -11,7 +11,6 @@ takes over (``next-signing-key.pem``), and the keys it replaced (``retired/``).
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import tomllib
 from dataclasses import dataclass
@@ -20,28 +19,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from klupa.contract import BENCH_RE, MUNICIPALITIES, RESERVED_PREFIXES
 from provisioning import signing
-
-MUNICIPALITY_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
-BENCH_RE = re.compile(r"^[a-z][a-z0-9-]{2,39}$")
-# The gateway's and the command tool's MQTT users (docs/protocol.md, Names): no bench is named so.
-RESERVED_PREFIXES = ("gateway-", "ops-")
-
-# id, display name, latitude, longitude (the town centre; a bench's own site is edited in).
-MUNICIPALITIES: list[tuple[str, str, float, float]] = [
-    ("mostar", "Mostar", 43.3438, 17.8078),
-    ("jablanica", "Jablanica", 43.6603, 17.7617),
-    ("nevesinje", "Nevesinje", 43.2586, 18.1136),
-    ("zavidovici", "Zavidovići", 44.4458, 18.1497),
-    ("zepce", "Žepče", 44.4267, 18.0375),
-    ("maglaj", "Maglaj", 44.5469, 18.0994),
-    ("prijedor", "Prijedor", 44.9794, 16.7139),
-    ("novi-grad", "Novi Grad", 45.0472, 16.3778),
-    ("kostajnica", "Kostajnica", 45.2194, 16.5406),
-    ("trebinje", "Trebinje", 42.7119, 18.3433),
-    ("ravno", "Ravno", 42.8894, 17.9706),
-    ("berkovici", "Berkovići", 43.0942, 18.1717),
-]
 
 WIFI_PLACEHOLDER = "CHANGE-ME"
 # The pinned MicroPython release. Its image URLs and SHA-256s are filled in by the
@@ -159,26 +138,27 @@ def inventory_text() -> str:
             f"offset = {offset:#x}",
             "",
         ]
-    for mid, name, lat, lon in MUNICIPALITIES:
+    # Each municipality's town centre (klupa.contract), until a bench's own site is edited in.
+    for m in MUNICIPALITIES.values():
         lines += [
-            f"[municipalities.{mid}]",
-            f"name = {_toml_str(name)}",
-            f"lat = {lat}",
-            f"lon = {lon}",
-            f"gateway_host = {_toml_str(f'klupa-{mid}.local')}",
+            f"[municipalities.{m.id}]",
+            f"name = {_toml_str(m.name)}",
+            f"lat = {m.lat}",
+            f"lon = {m.lon}",
+            f"gateway_host = {_toml_str(f'klupa-{m.id}.local')}",
             "mqtt_port = 8883",
-            f"wifi_ssid = {_toml_str(f'klupa-{mid}')}",
+            f"wifi_ssid = {_toml_str(f'klupa-{m.id}')}",
             '# ntp_server = ""  # the benches\' NTP server; default: gateway_host',
             "",
         ]
-    for mid, name, lat, lon in MUNICIPALITIES:
+    for m in MUNICIPALITIES.values():
         lines += [
-            f"[benches.{mid}-01]",
-            f"municipality = {_toml_str(mid)}",
+            f"[benches.{m.id}-01]",
+            f"municipality = {_toml_str(m.id)}",
             'board = "bench-v1"',
-            f"location = {_toml_str(f'{name}, site to be confirmed')}",
-            f"lat = {lat}",
-            f"lon = {lon}",
+            f"location = {_toml_str(f'{m.name}, site to be confirmed')}",
+            f"lat = {m.lat}",
+            f"lon = {m.lon}",
             'notes = ""',
             "",
         ]
@@ -193,7 +173,7 @@ def secrets_text(service_passwords: dict[str, str]) -> str:
         "[wifi]",
         f"# Wi-Fi password per municipality (replace {WIFI_PLACEHOLDER}).",
     ]
-    for mid, *_ in MUNICIPALITIES:
+    for mid in MUNICIPALITIES:
         lines.append(f"{mid} = {_toml_str(WIFI_PLACEHOLDER)}")
     lines += [
         "",

@@ -10,9 +10,9 @@ import pytest
 
 from edge_gateway import rollout as R
 from klupa import fleet as F
-from provisioning.deployment import MUNICIPALITIES
+from klupa.contract import MUNICIPALITY_IDS
 
-TWELVE = {f"{m}-01": m for m, *_ in MUNICIPALITIES}
+TWELVE = {f"{m}-01": m for m in MUNICIPALITY_IDS}
 TWO_EACH = {"mostar-01": "mostar", "mostar-02": "mostar"} | {
     "jablanica-01": "jablanica",
     "jablanica-02": "jablanica",
