@@ -35,7 +35,8 @@ from typing import Any
 import httpx
 import pytest
 
-from boards.virtual.physics import COORDINATES, solar_elevation
+from boards.virtual.physics import solar_elevation
+from klupa.contract import MUNICIPALITIES
 from klupa.services import Broker, Influx1, free_port, serve_portal, stop_process
 from testkit.gateway import wait_until as poll_until
 from testkit.services import need_program
@@ -89,7 +90,7 @@ def window(
 ) -> float:
     """Seconds ago at which a span of ``length_s`` starts that is wholly night (sun below
     −6°) or wholly day (sun above 8°) at the municipality, ending at least 10 min ago."""
-    lat, lon = COORDINATES[municipality]
+    lat, lon = MUNICIPALITIES[municipality].lat, MUNICIPALITIES[municipality].lon
     now = time.time()
     for ago in range(int(length_s) + 600, int(within_s), 300):
         start = now - ago

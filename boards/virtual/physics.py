@@ -32,22 +32,7 @@ import random
 from dataclasses import dataclass, field
 
 from boards.virtual.battery import SHUNT, Cell, ShuntErrors, interpolate
-
-# The twelve launch municipalities: latitude, longitude (degrees).
-COORDINATES: dict[str, tuple[float, float]] = {
-    "mostar": (43.3438, 17.8078),
-    "jablanica": (43.6603, 17.7617),
-    "nevesinje": (43.2587, 18.1133),
-    "zavidovici": (44.4458, 18.1497),
-    "zepce": (44.4267, 18.0378),
-    "maglaj": (44.5472, 18.0994),
-    "prijedor": (44.9797, 16.7131),
-    "novi-grad": (45.0469, 16.3775),
-    "kostajnica": (45.2192, 16.5414),
-    "trebinje": (42.7119, 18.3442),
-    "ravno": (42.8883, 17.9711),
-    "berkovici": (43.0936, 18.1725),
-}
+from klupa.contract import MUNICIPALITIES
 
 # Open-circuit voltage of a 12 V-class battery against state of charge (fraction), per chemistry.
 OCV_CURVES: dict[str, list[tuple[float, float]]] = {
@@ -282,7 +267,9 @@ class World:
 
     @property
     def latlon(self) -> tuple[float, float]:
-        return COORDINATES.get(self.municipality, COORDINATES["mostar"])
+        """The town centre's latitude and longitude (klupa.contract; Mostar's if unknown)."""
+        m = MUNICIPALITIES.get(self.municipality, MUNICIPALITIES["mostar"])
+        return m.lat, m.lon
 
     def irradiance(self) -> float:
         lat, lon = self.latlon

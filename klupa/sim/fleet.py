@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-from boards.virtual.physics import COORDINATES
 from klupa import shipped
 from klupa.console import Parser
+from klupa.contract import MUNICIPALITIES
 from klupa.sim.bench import BenchSpec, run_bench
 
 
@@ -57,14 +57,14 @@ def fleet(
 ) -> list[BenchSpec]:
     specs: list[BenchSpec] = []
     for m in municipalities:
-        if m not in COORDINATES:
+        if m not in MUNICIPALITIES:
             raise SystemExit(
-                f"klupa sim: unknown municipality {m!r} (one of {', '.join(COORDINATES)})"
+                f"klupa sim: unknown municipality {m!r} (one of {', '.join(MUNICIPALITIES)})"
             )
         specs.append(BenchSpec(f"{m}-01", m, profile, seed))
     for b in benches:
         m = b.rsplit("-", 1)[0]
-        if m not in COORDINATES:
+        if m not in MUNICIPALITIES:
             raise SystemExit(f"klupa sim: bench {b!r} does not name a known municipality")
         specs.append(BenchSpec(b, m, profile, seed))
     return specs
@@ -238,7 +238,7 @@ def main(argv: list[str]) -> int:
         return run_bench(bench_process_args(args))
 
     municipalities = (
-        list(COORDINATES)
+        list(MUNICIPALITIES)
         if args.municipalities == "all"
         else [m for m in args.municipalities.split(",") if m]
     )
