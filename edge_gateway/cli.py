@@ -18,7 +18,7 @@ from edge_gateway.config import Config, load_for_command, redact
 from edge_gateway.forwarder import sink_names
 from edge_gateway.text import printable
 from klupa.console import Parser
-from klupa.contract import BENCH_RE
+from klupa.contract import BENCH_RE, ops_user
 
 
 class RedactingFormatter(logging.Formatter):
@@ -185,7 +185,10 @@ def cmd_cmd(args: argparse.Namespace) -> int:
     try:
         user, password, source = ops_credentials(args, cfg)
     except OSError as exc:
-        print(f"{prog}: cannot read the password of ops-{cfg.municipality}: {exc}", file=sys.stderr)
+        print(
+            f"{prog}: cannot read the password of {ops_user(cfg.municipality)}: {exc}",
+            file=sys.stderr,
+        )
         return 2
     link = CommandLink(cfg, user, password, bench=args.bench)
     try:

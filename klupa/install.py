@@ -30,6 +30,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from klupa.contract import gateway_user
+
 MANIFEST = "/var/lib/klupa/install-{m}.json"
 KLUPA_BIN = "/opt/klupa/venv/bin/klupa"
 
@@ -147,7 +149,7 @@ municipality = "{m}"
 [mqtt]
 host = "127.0.0.1"
 port = {mqtt_port}
-username = "gateway-{m}"
+username = "{gateway_user(m)}"
 password_file = "{_p(root, f"/etc/klupa/gateway-{m}-mqtt.pass")}"
 
 [spool]
