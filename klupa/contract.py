@@ -1,4 +1,4 @@
-"""The host's one copy of the contract (PROTOCOL.md, version 1).
+"""The host's one copy of the contract (docs/protocol.md, version 1).
 
 Names and their rules, the twelve municipalities, the settings a ``set`` command may change
 and their ranges, the rules a Poll keeps, and the MQTT topics. Everything on the host that
@@ -85,7 +85,7 @@ MUNICIPALITY_IDS = tuple(MUNICIPALITIES)
 
 # --------------------------------------------------------------------------- settings
 
-# What a `set` command may change, and its range (PROTOCOL.md, Command). The gateway refuses
+# What a `set` command may change, and its range (docs/protocol.md, Command). The gateway refuses
 # an argument outside it before sending; the bench enforces the same in bench.config.SETTABLE.
 SET_RANGES: dict[str, tuple[int, int]] = {
     "period": (10, 3600),
