@@ -157,8 +157,8 @@ path = "{_p(root, f"/var/lib/klupa/{m}.sqlite")}"
 retention_days = 35
 max_mb = 2048
 # An SD card: messages are made durable in the ingest log (a few 512-byte sectors each) and
-# committed to the store every 30 s, about 3 KB written per message instead of 12 KB.
-batch_s = 30
+# committed to the store every 60 s: about a third of the bytes written per message.
+batch_s = 60
 
 [health]
 offline_after_s = 300
