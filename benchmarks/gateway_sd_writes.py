@@ -5,7 +5,7 @@
 from /proc/PID/io (write_bytes: what reached the block layer) of the gateway and its forwarder
 process. Target: <= 4 KB per message. Measured with the Pi's configuration (`[spool]
 batch_s = 60`, as `klupa gateway install` writes it: messages durable in the ingest log,
-committed to the store every 30 s) and, as the baseline in the same run, with each group
+committed to the store every 60 s) and, as the baseline in the same run, with each group
 committed to the store as it comes (batch_s = 0); the payload bytes are printed too.
 
     .venv/bin/python benchmarks/gateway_sd_writes.py [DURATION] [--no-sinks] [--batch-s N]
