@@ -397,6 +397,7 @@ class Board:
 
         vb = self.vb
         cause = 1
+        keep = set(asyncio.all_tasks())  # the process's own: this one, the catch-up, the UART
         while not self.stopping:
             vb.board.cause = cause
             self.uart.write(b"\r\nrst:0x%x (%s)\r\n" % (cause, CAUSES.get(cause, "SW").encode()))
@@ -406,10 +407,11 @@ class Board:
             await asyncio.wait({app, event}, return_when=asyncio.FIRST_COMPLETED)
             if app.done() and not event.done():
                 event.cancel()
+                await self._end_boot(keep)
                 cause = vb.board.cause  # the app's own reset: reboot, OTA, watchdog, crash
                 continue
             app.cancel()
-            await asyncio.gather(app, return_exceptions=True)
+            await self._end_boot(keep)
             what, cause = event.result()
             if what == "reset":
                 continue
@@ -422,6 +424,32 @@ class Board:
             cause = await self._at_the_repl()
             if cause == WDT_RESET:
                 vb.wdt_bites.append(vb.clock.time())
+
+    async def _end_boot(self, keep: set[asyncio.Task[Any]]) -> None:
+        """End every task the boot started, as a reset (or Ctrl-C, which stops the app's
+        event loop) ends all of the chip's work, before anything else runs on the board.
+
+        A cancelled task is not gone yet: it ends at its next turn, and it may not end at all,
+        since asyncio.wait_for (Python 3.11, which the firmware's timeouts use) returns the
+        result of what it waited for when that completed as the cancellation came. Such a
+        task (the link's session loop, say) would go on as the old boot beside the new one:
+        reconnecting with the bench's client id, taking its connection from the new boot,
+        answering Commands and publishing its birth with the old boot number. So each task
+        left is cancelled again until it is done, and the next boot starts only then."""
+        me = asyncio.current_task()
+        rounds = 0
+        while True:
+            left = {t for t in asyncio.all_tasks() if t is not me and t not in keep}
+            left = {t for t in left if not t.done()}
+            if not left:
+                return
+            if rounds:  # for the bench's log (the process's stderr), not its console
+                names = ", ".join(sorted(str(t.get_coro()) for t in left))
+                print(f"reset: cancelled again ({rounds}): {names}", file=sys.__stderr__)
+            rounds += 1
+            for t in left:
+                t.cancel()
+            await asyncio.wait(left, timeout=0.1)
 
     async def _at_the_repl(self) -> int:
         from boards.virtual.mp.virtualboard import WDT_RESET
