@@ -283,15 +283,19 @@ def create_app(engine: Engine) -> FastAPI:
         await run_in_threadpool(heartbeat.record, engine, municipality, beat)
         return JSONResponse({"ok": True})
 
-    @app.get("/api/v1/polls/{poll_id}/results")
-    async def poll_results(poll_id: str, request: Request) -> Response:
-        caller = await maybe_caller(request)
+    async def known_poll(poll_id: str) -> store.Poll:
+        """The poll `poll_id`; 404 if that is no poll id or no poll has it."""
         if not contract.POLL_ID_RE.fullmatch(poll_id):
             raise ApiError(404, f"poll: {poll_id!r} is not a poll id, so no poll has it")
         try:
-            poll = await run_in_threadpool(store.get_poll, engine, poll_id)
+            return await run_in_threadpool(store.get_poll, engine, poll_id)
         except store.UnknownPoll as exc:
             raise ApiError(404, f"poll: {exc}") from exc
+
+    @app.get("/api/v1/polls/{poll_id}/results")
+    async def poll_results(poll_id: str, request: Request) -> Response:
+        caller = await maybe_caller(request)
+        poll = await known_poll(poll_id)
         now = int(time.time())
         if poll.hidden(now) and not (caller and caller.admin):
             return JSONResponse({"poll": poll.id, "hidden": True, "closes": poll.closes})
@@ -309,12 +313,7 @@ def create_app(engine: Engine) -> FastAPI:
         poll_id = request.query_params.get("poll")
         if not poll_id:
             raise checks.BadField("poll", "query parameter is required")
-        if not contract.POLL_ID_RE.fullmatch(poll_id):
-            raise ApiError(404, f"poll: {poll_id!r} is not a poll id, so no poll has it")
-        try:
-            poll = await run_in_threadpool(store.get_poll, engine, poll_id)
-        except store.UnknownPoll as exc:
-            raise ApiError(404, f"poll: {exc}") from exc
+        poll = await known_poll(poll_id)
         now = int(time.time())
         if poll.hidden(now) and not (caller and caller.admin):
             raise ApiError(
