@@ -202,6 +202,20 @@ def _texts(value: Any, field: str, limit: int) -> dict[str, str]:
     return out
 
 
+def poll_wire(
+    poll_id: str, opens: int, closes: int, question: dict[str, str], options: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The Poll object exactly as docs/protocol.md has it (what benches and gateways get)."""
+    return {
+        "v": contract.VERSION,
+        "id": poll_id,
+        "opens": opens,
+        "closes": closes,
+        "question": question,
+        "options": options,
+    }
+
+
 @dataclass(frozen=True)
 class PollSpec:
     """A checked poll: the Poll of docs/protocol.md plus where it runs and how results are shown."""
@@ -215,15 +229,8 @@ class PollSpec:
     results: str = "live"
 
     def wire(self) -> dict[str, Any]:
-        """The Poll object exactly as docs/protocol.md has it (what benches and gateways get)."""
-        return {
-            "v": contract.VERSION,
-            "id": self.id,
-            "opens": self.opens,
-            "closes": self.closes,
-            "question": self.question,
-            "options": self.options,
-        }
+        """The Poll as benches and gateways get it (poll_wire)."""
+        return poll_wire(self.id, self.opens, self.closes, self.question, self.options)
 
 
 def check_poll(body: Any) -> PollSpec:

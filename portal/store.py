@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from klupa import contract
 from portal import anomaly, heartbeat, names, registry, votecap
-from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem
+from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem, poll_wire
 from portal.db import bench_days, benches, poll_places, polls, reading, votes, writing
 
 LOCAL = ZoneInfo(names.LOCAL_TZ)
@@ -50,14 +50,7 @@ class Poll:
     municipalities: list[str] = field(default_factory=list)
 
     def wire(self) -> dict[str, Any]:
-        return {
-            "v": contract.VERSION,
-            "id": self.id,
-            "opens": self.opens,
-            "closes": self.closes,
-            "question": self.question,
-            "options": self.options,
-        }
+        return poll_wire(self.id, self.opens, self.closes, self.question, self.options)
 
     def hidden(self, now: int) -> bool:
         return self.results == "after_close" and now < self.closes
