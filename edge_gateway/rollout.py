@@ -250,9 +250,15 @@ def state_path(store_path: str, version: str) -> str:
 
 
 def save_state(path: str, st: RolloutState) -> None:
+    write_whole(path, st.to_json())
+
+
+def write_whole(path: str, text: str) -> None:
+    """Write `text` to `path` through `path.part`, synced and renamed over it, so a crash leaves
+    the old file or the new one, never half of one (the rollout's and the fleet's state files)."""
     tmp = path + ".part"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(st.to_json())
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)

@@ -17,7 +17,6 @@ pure part (the plan, the fleet's state file, the table); :mod:`klupa.fleet_cli` 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from collections.abc import Callable
@@ -216,12 +215,7 @@ def state_path(deployment: Path, version: str) -> Path:
 
 def save(path: Path, st: FleetState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(st.to_json())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    R.write_whole(str(path), st.to_json())
 
 
 def load(path: Path) -> FleetState | None:
