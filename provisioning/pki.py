@@ -12,17 +12,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from provisioning.deployment import write_private, write_public
+from provisioning.signing import to_pem
 
 CA_YEARS = 20
 SERVER_YEARS = 10
-
-
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
 
 
 def _cert_pem(cert: x509.Certificate) -> str:
@@ -64,7 +57,7 @@ def ensure_ca(pki_dir: Path, name: str = "klupa deployment CA") -> tuple[Path, P
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .sign(key, hashes.SHA256())
     )
-    write_private(key_path, _key_pem(key))
+    write_private(key_path, to_pem(key))
     write_public(crt, _cert_pem(cert))
     return crt, key_path
 
@@ -98,7 +91,7 @@ def issue_server_cert(ca_crt: Path, ca_key: Path, host: str, out_dir: Path) -> t
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(loaded, hashes.SHA256())
     )
-    write_private(key_path, _key_pem(key))
+    write_private(key_path, to_pem(key))
     write_public(crt_path, _cert_pem(cert))
     return crt_path, key_path
 

@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 KEY_BITS = 3072  # 128-bit security, past 2030 (NIST SP 800-57); the bench takes 2048..4096
 EXPONENT = 65537  # the bench's verify is fixed to it: 16 squarings and one product
@@ -27,7 +27,8 @@ def generate() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=EXPONENT, key_size=KEY_BITS)
 
 
-def to_pem(key: rsa.RSAPrivateKey) -> str:
+def to_pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
+    """The private key as unencrypted PKCS#8 PEM (this OTA key, and pki's EC keys too)."""
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
