@@ -187,14 +187,8 @@ def bench_dashboard() -> dict[str, Any]:
         table(
             "Charging sessions",
             "Each phone charged: port, minutes, Wh.",
-            [
-                influx_target(
-                    "A",
-                    f'SELECT "port", "duration_s", "wh" FROM "session" WHERE {w} '
-                    "ORDER BY time DESC LIMIT 200",
-                    table=True,
-                )
-            ],
+            f'SELECT "port", "duration_s", "wh" FROM "session" WHERE {w} '
+            "ORDER BY time DESC LIMIT 200",
         ),
         12,
         8,
@@ -203,14 +197,7 @@ def bench_dashboard() -> dict[str, Any]:
         table(
             "Events",
             "Boots, power-state changes, faults, clock corrections, updates, tamper.",
-            [
-                influx_target(
-                    "A",
-                    f'SELECT "type", "code", "detail" FROM "event" WHERE {w} '
-                    "ORDER BY time DESC LIMIT 200",
-                    table=True,
-                )
-            ],
+            f'SELECT "type", "code", "detail" FROM "event" WHERE {w} ORDER BY time DESC LIMIT 200',
         ),
         12,
         8,
@@ -219,14 +206,7 @@ def bench_dashboard() -> dict[str, Any]:
         table(
             "Votes per choice",
             "Votes per poll and choice at this bench in the time range.",
-            [
-                influx_target(
-                    "A",
-                    f'SELECT sum("count") AS "votes" FROM "votes" WHERE {w} '
-                    'GROUP BY "poll", "choice"',
-                    table=True,
-                )
-            ],
+            f'SELECT sum("count") AS "votes" FROM "votes" WHERE {w} GROUP BY "poll", "choice"',
         ),
         12,
         8,
@@ -235,14 +215,8 @@ def bench_dashboard() -> dict[str, Any]:
         table(
             "Days",
             "Per local day: harvest, delivery, sessions, seat time, touches, votes, uptime.",
-            [
-                influx_target(
-                    "A",
-                    'SELECT "solar_wh", "charge_wh", "sessions", "seat_occ_s", "touches", '
-                    f'"votes", "uptime_pct" FROM "daily" WHERE {w}',
-                    table=True,
-                )
-            ],
+            'SELECT "solar_wh", "charge_wh", "sessions", "seat_occ_s", "touches", '
+            f'"votes", "uptime_pct" FROM "daily" WHERE {w}',
         ),
         24,
         8,

@@ -158,7 +158,7 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
         table(
             "Benches now",
             "The gateway's last word on each bench (online, announced sleeping, firmware).",
-            [influx_target("A", status_q, table=True)],
+            status_q,
             defaults={"mappings": ONLINE_MAPPINGS},
         ),
         12,
@@ -249,14 +249,8 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
         table(
             "Votes",
             "Votes per poll and choice in the time range, all selected benches together.",
-            [
-                influx_target(
-                    "A",
-                    f'SELECT sum("count") AS "votes" FROM "votes" WHERE {M} AND $timeFilter '
-                    'GROUP BY "poll", "choice"',
-                    table=True,
-                )
-            ],
+            f'SELECT sum("count") AS "votes" FROM "votes" WHERE {M} AND $timeFilter '
+            'GROUP BY "poll", "choice"',
         ),
         12,
         8,
@@ -266,14 +260,8 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
             "Days",
             "Per bench and local day (Europe/Sarajevo): harvest, delivery, sessions, votes, "
             "and the share of the day the bench was online or announced sleeping.",
-            [
-                influx_target(
-                    "A",
-                    'SELECT "solar_wh", "charge_wh", "sessions", "votes", "uptime_pct" '
-                    f'FROM "daily" WHERE {M} AND $timeFilter GROUP BY "bench"',
-                    table=True,
-                )
-            ],
+            'SELECT "solar_wh", "charge_wh", "sessions", "votes", "uptime_pct" '
+            f'FROM "daily" WHERE {M} AND $timeFilter GROUP BY "bench"',
         ),
         12,
         8,

@@ -121,8 +121,10 @@ def bars(title: str, description: str, query: str, unit: str) -> dict[str, Any]:
     return panel("bargauge", title, description, [influx_target("A", query)], unit, options)
 
 
-def table(title: str, description: str, targets: list[dict[str, Any]], **kw: Any) -> dict[str, Any]:
-    return panel("table", title, description, targets, options={"showHeader": True}, **kw)
+def table(title: str, description: str, query: str, **kw: Any) -> dict[str, Any]:
+    """A table of the rows one query returns."""
+    target = influx_target("A", query, table=True)
+    return panel("table", title, description, [target], options={"showHeader": True}, **kw)
 
 
 def variable_municipality(multi: bool) -> dict[str, Any]:
