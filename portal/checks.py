@@ -46,7 +46,12 @@ def need_list(obj: dict[str, Any], key: str, field: str, most: int | None = None
 
 
 def need_short(obj: dict[str, Any], key: str, field: str, most: int) -> str:
+    """Text of at most `most` characters, with nothing text_problem() refuses (the API's
+    schema says so: a vote's poll or choice with a control character is a 400, not an item)."""
     value = need_str(obj, key, field)
+    problem = text_problem(value)
+    if problem:
+        raise BadField(field, problem)
     if len(value) > most:
         raise BadField(field, f"is {len(value)} characters; at most {most}")
     return value

@@ -65,6 +65,23 @@ def test_huge_numbers_are_400_not_500(any_portal: Any) -> None:
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.parametrize("field", ["poll", "choice"])
+def test_a_votes_poll_or_choice_with_a_control_character_is_a_400(
+    any_portal: Any, make_vote: Any, field: str
+) -> None:
+    """The API's schema says these are text (no control characters): the portal says so too,
+    naming the field, instead of taking the vote as an item to reject."""
+    portal = any_portal
+    now = int(time.time())
+    poll = portal.make_poll(["maglaj"], opens=now - 3600, closes=now + 3600)
+    vote = {**make_vote(poll, "maglaj-04", 7, ts=now), field: "a\u0001b"}
+    r = portal.http.post(
+        "/api/v1/votes", json={"votes": [vote]}, headers=portal.auth(portal.token("maglaj"))
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["error"].startswith(f"votes[0].{field}:") and "control" in r.json()["error"]
+
+
 def test_poll_and_vote_times_up_to_2_to_the_53_are_kept(any_portal: Any, make_vote: Any) -> None:
     portal = any_portal
     now = int(time.time())
