@@ -24,8 +24,11 @@ typecheck:
 firmware-check:
 	$(PY) -m klupa.firmware_checks firmware
 
+# The unit and integration tests on two workers (each test file stays on one); the system
+# tests, whose virtual benches run on accelerated time, one at a time.
 pytest:
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile tests
+	$(VENV)/bin/pytest -q hil_tests
 
 bench: setup
 	@for f in benchmarks/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
