@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from portal import store
+from portal import names, store
 from testkit.services import need_program, services_required
 
 CHROMIUM_ARGS = [
@@ -59,6 +59,12 @@ def seed(portal: Any, make_vote: Any) -> str:
         "fw": "1.0.0",
     }
     assert portal.http.put("/api/v1/benches/mostar-05", json=status, headers=token).is_success
+    # The longest firmware version and gateway version the API takes, in one unbroken word:
+    # the pages must still fit 320 px.
+    long_fw = {**status, "fw": "1.0.0-" + "x" * (names.FW_MAX - 6)}
+    assert portal.http.put("/api/v1/benches/mostar-06", json=long_fw, headers=token).is_success
+    beat = {"version": "2.0.0-" + "y" * (names.VERSION_MAX - 6), "ts": now, "lag_s": 1.5}
+    assert portal.http.put("/api/v1/gateways/mostar", json=beat, headers=token).is_success
     today = datetime.datetime.fromtimestamp(now, store.LOCAL).date()
     days = [
         {
