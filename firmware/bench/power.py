@@ -10,7 +10,11 @@
 # span of the voltage +- the profile's "ocv_band_v": where the curve is flat that span is wide
 # and the count stands; near empty (and for lead-acid's sloped curve) it is narrow and binds.
 # Currents within _DEADBAND_MA are counted as none, as a BMV does, so the shunt's offset does
-# not integrate into drift while the battery idles. The count alone never says 100 %.
+# not integrate into drift while the battery idles. Under a charge current, however small, the
+# terminals read above the OCV (LiFePO4's charge branch, lead-acid's overpotential near full),
+# so then the voltage may only pull the count down. The count alone never says 100 %; near
+# full a lead-acid battery stores less of each amp-hour as it gasses (the profile's
+# "gassing_soc" and "charge_efficiency_full"), and it is full at a lower tail ("tail_c").
 from bench.runtime import const
 
 _REST_MA = const(200)
@@ -39,7 +43,15 @@ class PowerManager:
         self.capacity = int(battery["capacity_ah"] * 3600000000)  # mA*ms
         self.eff = int(battery["charge_efficiency"] * 1000)
         self.full_mv = int(battery["full_v"] * 1000)
-        self.tail_ma = int(battery["capacity_ah"] * 1000 / 20)
+        # Full: the charge voltage with a tail below tail_c * capacity held _FULL_HOLD_MS (C/20
+        # unless the profile says; a lead-acid battery still takes C/20 at ~97 %).
+        self.tail_ma = int(battery["capacity_ah"] * 1000 * battery.get("tail_c", 0.05))
+        # Charge acceptance: from gassing_soc % the efficiency falls linearly to
+        # charge_efficiency_full at 100 % (none unless the profile says: LiFePO4).
+        self.eff_full = int(
+            battery.get("charge_efficiency_full", battery["charge_efficiency"]) * 1000
+        )
+        self.knee = self.capacity * int(battery.get("gassing_soc", 100)) // 100
         # OCV curve inverted: mV -> SoC % (whole millivolts: small ints, no float objects)
         self.ocv = tuple((int(p[1] * 1000 + 0.5), p[0]) for p in battery["ocv"])
         self.band_mv = int(battery.get("ocv_band_v", _OCV_BAND_MV / 1000) * 1000 + 0.5)
@@ -82,7 +94,12 @@ class PowerManager:
             # a battery stores less of the charge than its efficiency says (lead-acid gasses).
             top = self.capacity * 99 // 100
             if self.q < top:
-                self.q = min(top, self.q + ma * dt_ms * self.eff // 1000)
+                eff = self.eff
+                if self.q > self.knee:
+                    eff -= (
+                        (eff - self.eff_full) * (self.q - self.knee) // (self.capacity - self.knee)
+                    )
+                self.q = min(top, self.q + ma * dt_ms * eff // 1000)
         else:
             self.q += ma * dt_ms
         if -_REST_MA < ma < _REST_MA:
@@ -94,7 +111,7 @@ class PowerManager:
             cap = self.capacity
             lo = int(cap * interpolate(self.ocv, mv - self.band_mv) / 100)
             hi = int(cap * interpolate(self.ocv, mv + self.band_mv) / 100)
-            if self.q < lo:
+            if self.q < lo and ma <= 0:  # a charge current lifts the voltage: no pull up
                 self.q += (lo - self.q) * dt_ms // _OCV_TAU_MS
             elif self.q > hi:
                 self.q -= (self.q - hi) * dt_ms // _OCV_TAU_MS

@@ -29,6 +29,18 @@ LIFEPO4 = {
     },
 }
 
+# A 55 Ah lead-acid pack as bench-s3-v2's: gassing from 80 %, full at a C/50 tail.
+LEAD = {
+    "capacity_ah": 55.0,
+    "charge_efficiency": 0.9,
+    "gassing_soc": 80.0,
+    "charge_efficiency_full": 0.6,
+    "full_v": 14.4,
+    "tail_c": 0.02,
+    "ocv": [[0, 11.5], [50, 12.2], [80, 12.5], [100, 12.73]],
+    "thresholds": LIFEPO4["thresholds"],
+}
+
 
 class Cell:
     # The true battery of the test: coulombs with charge efficiency, voltage from its OCV.
@@ -107,6 +119,48 @@ class PowerTest(unittest.TestCase):
         for _ in range(6 * 60):
             pm.update(13240, 0, 60000)
         self.assertLess(abs(pm.soc_cp() - 5000), 100)
+
+    def test_a_charge_current_does_not_pull_the_count_up(self):
+        # Dawn after a night at rest: 0.1 A of charge (below the rest line) lifts the terminals
+        # (the charge branch; a lead-acid overpotential near full). Only the count moves up.
+        pm = PowerManager(LIFEPO4, soc_pct=50)
+        for _ in range(60):
+            pm.update(13200, 0, 10000)
+        start = pm.soc_cp()
+        for _ in range(360):  # 1 h at 13.45 V, which the curve reads as 99 %
+            pm.update(13450, 100, 10000)
+        counted = 10000 * 100 * 3600000 * 980 // 1000 // pm.capacity  # 0.1 A, 1 h, eff 0.98
+        self.assertLessEqual(abs(pm.soc_cp() - start - counted), 2)
+        # At rest the same voltage does pull it up, and under charge a voltage too low to be
+        # the count's still pulls it down.
+        for _ in range(360):
+            pm.update(13450, 0, 10000)
+        self.assertGreater(pm.soc_cp(), start + 1000)
+        high = pm.soc_cp()
+        for _ in range(360):
+            pm.update(12900, 100, 10000)
+        self.assertLess(pm.soc_cp(), high - 1000)
+
+    def test_lead_acid_stores_less_of_the_charge_above_its_gassing_soc(self):
+        below = PowerManager(LEAD, soc_pct=50)
+        above = PowerManager(LEAD, soc_pct=90)
+        for _ in range(360):  # 2 A for 1 h, under the charge voltage
+            below.update(13000, 2000, 10000)
+            above.update(13500, 2000, 10000)
+        ah = 2.0 / 55 * 10000  # 2 Ah in 0.01 % of 55 Ah
+        self.assertLessEqual(abs(below.soc_cp() - 5000 - 0.9 * ah), 2)
+        # At 90-93 % the efficiency is ~0.74 (0.9 at 80 % to 0.6 at 100 %), not 0.9.
+        self.assertLess(above.soc_cp() - 9000, 0.76 * ah)
+        self.assertGreater(above.soc_cp() - 9000, 0.70 * ah)
+
+    def test_lead_acid_is_full_only_below_its_own_tail_current(self):
+        pm = PowerManager(LEAD, soc_pct=95)
+        for _ in range(600):  # C/20 (2.75 A) is not full for lead-acid: C/50 (1.1 A) is
+            pm.update(14500, 2000, 1000)
+        self.assertLess(pm.soc_cp(), 10000)
+        for _ in range(181):
+            pm.update(14500, 1000, 1000)
+        self.assertEqual(pm.soc_cp(), 10000)
 
     def test_full_charge_resets_to_100_after_three_minutes_of_tail_current(self):
         pm = PowerManager(LIFEPO4, soc_pct=90)
