@@ -70,8 +70,12 @@ def main() -> int:
     ap.add_argument("--baseline", default=BASELINE, help="git commit of the baseline estimator")
     args = ap.parse_args()
     firmware_path()
+    # This checkout's firmware, not the one klupa is installed with: worktrees share a venv
+    # whose editable install may map the firmware to another checkout (see conftest.py).
+    sys.path.insert(0, str(ROOT / "firmware"))
     from bench.power import PowerManager  # type: ignore[import-not-found]
 
+    print(f"estimator: {sys.modules['bench.power'].__file__}", file=sys.stderr)
     baseline = old_estimator(args.baseline)
     print(
         "| profile | scenario | estimator, shunt | max error | mean error | max after full | run |"
