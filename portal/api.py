@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -145,6 +145,20 @@ def must_write(caller: Caller, municipalities: list[str]) -> str:
     return caller.municipality
 
 
+async def write_batch(
+    request: Request,
+    engine: Engine,
+    check: Callable[[dict[str, Any]], Sequence[Any]],
+    apply: Callable[[Engine, str, Any], dict[str, Any]],
+) -> dict[str, Any]:
+    """A gateway's batch (votes, days): checked, all of the caller's own municipality, and
+    applied by `apply` in one transaction; what became of it."""
+    caller = await need_caller(request)
+    items = check(await json_body(request))
+    municipality = must_write(caller, [item.municipality for item in items])
+    return await run_in_threadpool(apply, engine, municipality, items)
+
+
 async def json_body(request: Request) -> dict[str, Any]:
     return checks.parse_body(await request.body())
 
@@ -244,20 +258,14 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.post("/api/v1/votes")
     async def post_votes(request: Request) -> Response:
-        caller = await need_caller(request)
-        items = checks.check_votes(await json_body(request))
-        municipality = must_write(caller, [v.municipality for v in items])
-        outcome = await run_in_threadpool(store.ingest_votes, engine, municipality, items)
+        outcome = await write_batch(request, engine, checks.check_votes, store.ingest_votes)
         if outcome["rejected"]:
             log.info("votes rejected", extra={"rejected": outcome["rejected"][:20]})
         return JSONResponse(outcome)
 
     @app.put("/api/v1/bench-days")
     async def put_days(request: Request) -> Response:
-        caller = await need_caller(request)
-        days = checks.check_days(await json_body(request))
-        municipality = must_write(caller, [d.municipality for d in days])
-        outcome = await run_in_threadpool(store.upsert_days, engine, municipality, days)
+        outcome = await write_batch(request, engine, checks.check_days, store.upsert_days)
         return JSONResponse(outcome)
 
     @app.put("/api/v1/benches/{bench}")

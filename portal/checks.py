@@ -12,6 +12,7 @@ import json
 import math
 import re
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -302,29 +303,31 @@ class VoteItem:
     ts: int
 
 
+def each_object(body: dict[str, Any], key: str, most: int) -> Iterator[tuple[dict[str, Any], str]]:
+    """Each item of the list `key` (at most `most`), an object, with where it is (`votes[3]`)."""
+    for i, raw in enumerate(need_list(body, key, key, most)):
+        where = f"{key}[{i}]"
+        yield need_object(raw, where), where
+
+
 def check_votes(body: dict[str, Any]) -> list[VoteItem]:
-    items = need_list(body, "votes", "votes", names.VOTES_PER_REQUEST)
-    out: list[VoteItem] = []
-    for i, raw in enumerate(items):
-        where = f"votes[{i}]"
-        obj = need_object(raw, where)
-        vote_id = need_str(obj, "id", f"{where}.id")
-        bench = need_str(obj, "bench", f"{where}.bench", contract.BENCH_RE)
-        vote_id = canonical_vote_id(vote_id, f"{where}.id")
-        out.append(
-            VoteItem(
-                id=vote_id,
-                municipality=need_str(
-                    obj, "municipality", f"{where}.municipality", contract.MUNICIPALITY_RE
-                ),
-                bench=bench,
-                # A vote for a malformed poll or choice id is judged (rejected) like an unknown one.
-                poll=need_short(obj, "poll", f"{where}.poll", names.POLL_REF_MAX),
-                choice=need_short(obj, "choice", f"{where}.choice", names.CHOICE_REF_MAX),
-                ts=need_int(obj, "ts", f"{where}.ts", low=0, high=contract.TIME_MAX),
-            )
-        )
-    return out
+    return [check_vote(obj, w) for obj, w in each_object(body, "votes", names.VOTES_PER_REQUEST)]
+
+
+def check_vote(obj: dict[str, Any], where: str) -> VoteItem:
+    vote_id = need_str(obj, "id", f"{where}.id")
+    bench = need_str(obj, "bench", f"{where}.bench", contract.BENCH_RE)
+    return VoteItem(
+        id=canonical_vote_id(vote_id, f"{where}.id"),
+        municipality=need_str(
+            obj, "municipality", f"{where}.municipality", contract.MUNICIPALITY_RE
+        ),
+        bench=bench,
+        # A vote for a malformed poll or choice id is judged (rejected) like an unknown one.
+        poll=need_short(obj, "poll", f"{where}.poll", names.POLL_REF_MAX),
+        choice=need_short(obj, "choice", f"{where}.choice", names.CHOICE_REF_MAX),
+        ts=need_int(obj, "ts", f"{where}.ts", low=0, high=contract.TIME_MAX),
+    )
 
 
 def canonical_vote_id(vote_id: str, field: str) -> str:
@@ -355,33 +358,27 @@ class BenchDay:
 
 
 def check_days(body: dict[str, Any]) -> list[BenchDay]:
-    items = need_list(body, "days", "days", names.DAYS_PER_REQUEST)
-    out: list[BenchDay] = []
-    for i, raw in enumerate(items):
-        w = f"days[{i}]"
-        obj = need_object(raw, w)
-        date = need_str(obj, "date", f"{w}.date", names.DATE_RE)
-        try:
-            datetime.date.fromisoformat(date)
-        except ValueError as exc:
-            raise BadField(f"{w}.date", f"{date!r} is not a calendar date") from exc
-        out.append(
-            BenchDay(
-                municipality=need_str(
-                    obj, "municipality", f"{w}.municipality", contract.MUNICIPALITY_RE
-                ),
-                bench=need_str(obj, "bench", f"{w}.bench", contract.BENCH_RE),
-                date=date,
-                solar_wh=need_float(obj, "solar_wh", f"{w}.solar_wh", low=0) or 0.0,
-                charge_wh=need_float(obj, "charge_wh", f"{w}.charge_wh", low=0) or 0.0,
-                sessions=need_int(obj, "sessions", f"{w}.sessions", low=0, high=names.COUNT_MAX),
-                seat_occ_s=need_int(obj, "seat_occ_s", f"{w}.seat_occ_s", low=0, high=86400),
-                touches=need_int(obj, "touches", f"{w}.touches", low=0, high=names.COUNT_MAX),
-                votes=need_int(obj, "votes", f"{w}.votes", low=0, high=names.COUNT_MAX),
-                uptime_pct=need_float(obj, "uptime_pct", f"{w}.uptime_pct", low=0, high=100) or 0.0,
-            )
-        )
-    return out
+    return [check_day(obj, w) for obj, w in each_object(body, "days", names.DAYS_PER_REQUEST)]
+
+
+def check_day(obj: dict[str, Any], w: str) -> BenchDay:
+    date = need_str(obj, "date", f"{w}.date", names.DATE_RE)
+    try:
+        datetime.date.fromisoformat(date)
+    except ValueError as exc:
+        raise BadField(f"{w}.date", f"{date!r} is not a calendar date") from exc
+    return BenchDay(
+        municipality=need_str(obj, "municipality", f"{w}.municipality", contract.MUNICIPALITY_RE),
+        bench=need_str(obj, "bench", f"{w}.bench", contract.BENCH_RE),
+        date=date,
+        solar_wh=need_float(obj, "solar_wh", f"{w}.solar_wh", low=0) or 0.0,
+        charge_wh=need_float(obj, "charge_wh", f"{w}.charge_wh", low=0) or 0.0,
+        sessions=need_int(obj, "sessions", f"{w}.sessions", low=0, high=names.COUNT_MAX),
+        seat_occ_s=need_int(obj, "seat_occ_s", f"{w}.seat_occ_s", low=0, high=86400),
+        touches=need_int(obj, "touches", f"{w}.touches", low=0, high=names.COUNT_MAX),
+        votes=need_int(obj, "votes", f"{w}.votes", low=0, high=names.COUNT_MAX),
+        uptime_pct=need_float(obj, "uptime_pct", f"{w}.uptime_pct", low=0, high=100) or 0.0,
+    )
 
 
 @dataclass(frozen=True)

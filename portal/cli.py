@@ -69,20 +69,42 @@ def _triple(value: str) -> tuple[str, str, str]:
     return lang.strip(), key, text
 
 
+def _command(sub: Any, name: str, help: str, **more: Any) -> argparse.ArgumentParser:
+    """A command on the database: `--db` first, then its own arguments."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help, **more)
+    _add_db(parser)
+    return parser
+
+
+def _actions(sub: Any, name: str, help: str) -> Any:
+    """A command whose ACTION names what it does (`token create`, `bench list`, ...)."""
+    return sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", metavar="ACTION")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="klupa portal",
         description="The civic-feedback portal: polls, vote results and bench metrics.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_serve(sub)
+    _command(sub, "migrate", "bring the database schema to the newest revision")
+    _add_token(_actions(sub, "token", "API tokens: create, list, revoke, rotate"))
+    _add_bench(
+        _actions(sub, "bench", "the bench registry: which municipality each bench belongs to")
+    )
+    _add_poll(_actions(sub, "poll", "polls: create, list"))
+    return parser
 
-    serve = sub.add_parser(
+
+def _add_serve(sub: Any) -> None:
+    serve = _command(
+        sub,
         "serve",
-        help="serve the API and pages (migrates the database first)",
+        "serve the API and pages (migrates the database first)",
         description="Serve the portal until SIGINT or SIGTERM (then exit 0). Logs are JSON lines "
         "on stderr. The database schema is migrated to the newest revision first.",
     )
-    _add_db(serve)
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
@@ -92,71 +114,62 @@ def build_parser() -> argparse.ArgumentParser:
         help="a TOML file with an [alerts] table: send 'gateway down' alerts (e-mail, webhook)",
     )
 
-    migrate = sub.add_parser("migrate", help="bring the database schema to the newest revision")
-    _add_db(migrate)
 
-    token = sub.add_parser("token", help="API tokens: create, list, revoke, rotate")
-    tsub = token.add_subparsers(dest="token_command", metavar="ACTION")
-    create = tsub.add_parser(
+def _add_token(actions: Any) -> None:
+    create = _command(
+        actions,
         "create",
-        help="a new token for a municipality's gateway, or the admin token",
+        "a new token for a municipality's gateway, or the admin token",
         description="Print a new token, alone on the last line (it is stored hashed and shown "
         "only now).",
     )
     create.add_argument("municipality", nargs="?", help="municipality id, e.g. mostar")
     create.add_argument("--admin", action="store_true", help="an admin token (manages polls)")
-    _add_db(create)
-    listing = tsub.add_parser("list", help="the tokens in use (never the tokens themselves)")
+    listing = _command(actions, "list", "the tokens in use (never the tokens themselves)")
     listing.add_argument("--all", action="store_true", help="revoked tokens too")
-    _add_db(listing)
-    revoke = tsub.add_parser("revoke", help="revoke a token by its id (see `token list`)")
-    revoke.add_argument("id", type=int)
-    _add_db(revoke)
-    rotate = tsub.add_parser(
-        "rotate", help="revoke a token and print a new one with the same scope (last line)"
-    )
-    rotate.add_argument("id", type=int)
-    _add_db(rotate)
+    for name, what in (
+        ("revoke", "revoke a token by its id (see `token list`)"),
+        ("rotate", "revoke a token and print a new one with the same scope (last line)"),
+    ):
+        _command(actions, name, what).add_argument("id", type=int)
 
-    bench = sub.add_parser(
-        "bench", help="the bench registry: which municipality each bench belongs to"
-    )
-    bsub = bench.add_subparsers(dest="bench_command", metavar="ACTION")
-    badd = bsub.add_parser(
+
+def _add_bench(actions: Any) -> None:
+    add = _command(
+        actions,
         "add",
-        help="register a bench to its municipality",
+        "register a bench to its municipality",
         description="Register BENCH to MUNICIPALITY: that municipality's token then writes its "
         "votes, bench-days and state, and no other token does. Running it again changes "
         "nothing; moving a registered bench to another municipality needs --move.",
     )
-    badd.add_argument("bench", help="bench id, e.g. mostar-01")
-    badd.add_argument("municipality", help="municipality id, e.g. mostar")
-    badd.add_argument("--move", action="store_true", help="move a bench registered elsewhere")
-    badd.add_argument(
+    add.add_argument("bench", help="bench id, e.g. mostar-01")
+    add.add_argument("municipality", help="municipality id, e.g. mostar")
+    add.add_argument("--move", action="store_true", help="move a bench registered elsewhere")
+    add.add_argument(
         "--vote-cap",
         type=int,
         help="votes per hour per poll the bench may add (default "
         f"{registry.DEFAULT_VOTE_CAP}, the firmware's own cap); the excess is refused",
     )
-    _add_db(badd)
-    bimport = bsub.add_parser(
+    inventory = _command(
+        actions,
         "import",
-        help="register every bench of the deployment's inventory",
+        "register every bench of the deployment's inventory",
         description="Register every [benches.<id>] of a deployment's inventory.toml (or of the "
         "deployment folder holding it) to its `municipality`, in one transaction. Idempotent; "
         "a bench registered to another municipality is an error unless --move is given.",
     )
-    bimport.add_argument("inventory", type=Path, help="inventory.toml or the deployment folder")
-    bimport.add_argument("--move", action="store_true", help="move benches registered elsewhere")
-    _add_db(bimport)
-    blist = bsub.add_parser("list", help="every registered bench")
-    _add_db(blist)
+    inventory.add_argument("inventory", type=Path, help="inventory.toml or the deployment folder")
+    inventory.add_argument("--move", action="store_true", help="move benches registered elsewhere")
+    _command(actions, "list", "every registered bench")
 
-    poll = sub.add_parser("poll", help="polls: create, list")
-    psub = poll.add_subparsers(dest="poll_command", metavar="ACTION")
-    pc = psub.add_parser(
+
+def _add_poll(actions: Any) -> None:
+    pc = _command(
+        actions,
         "create",
-        help="create a poll",
+        "create a poll",
         description='Create a poll, from --json FILE (a Poll plus "municipalities") or from the '
         "options below. Question and labels in Bosnian are required; hr, sr (Cyrillic or Latin, "
         "as given) and en are optional. Times: Unix seconds or ISO 8601 (Sarajevo time if no "
@@ -168,7 +181,6 @@ def build_parser() -> argparse.ArgumentParser:
         "    --question-en 'More lighting in the park?' \\\n"
         "    --option yes=Da --option no=Ne --label en:yes=Yes --label en:no=No",
     )
-    _add_db(pc)
     pc.add_argument("--json", type=Path, help="a JSON file with the whole poll")
     pc.add_argument("--id", help="poll id, e.g. mostar-2026-park-lights")
     pc.add_argument("--municipality", action="append", default=[], help="where it runs (repeat)")
@@ -177,31 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
     pc.add_argument("--question", help="the question in Bosnian")
     for lang in ("hr", "sr", "en"):
         pc.add_argument(f"--question-{lang}", help=f"the question in {lang}")
-    pc.add_argument(
-        "--option",
-        type=_pair,
-        action="append",
-        default=[],
-        metavar="ID=LABEL",
-        help="an option with its Bosnian label (2 to 4, in touch-pad order)",
-    )
-    pc.add_argument(
-        "--label",
-        type=_triple,
-        action="append",
-        default=[],
-        metavar="LANG:ID=LABEL",
-        help="an option's label in another language",
-    )
+    # Repeated: each gives an option (ID=LABEL) or another language's label (LANG:ID=LABEL).
+    for flag, parse, metavar, what in (
+        (
+            "--option",
+            _pair,
+            "ID=LABEL",
+            "an option with its Bosnian label (2 to 4, in touch-pad order)",
+        ),
+        ("--label", _triple, "LANG:ID=LABEL", "an option's label in another language"),
+    ):
+        pc.add_argument(flag, type=parse, action="append", default=[], metavar=metavar, help=what)
     pc.add_argument(
         "--results",
         choices=("live", "after_close"),
         default="live",
         help="show results while open (live) or only after it closes",
     )
-    pl = psub.add_parser("list", help="every poll, newest first")
-    _add_db(pl)
-    return parser
+    _command(actions, "list", "every poll, newest first")
 
 
 def poll_from_args(args: argparse.Namespace) -> dict[str, Any]:

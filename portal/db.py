@@ -64,32 +64,27 @@ poll_places = Table(
     Column("municipality", String(32), primary_key=True, index=True),
 )
 
-# A vote is its municipality's: (municipality, id) is its identity (migration 0003), so no
-# token can claim, shadow or duplicate another municipality's vote ids.
-votes = Table(
-    "votes",
-    metadata,
-    Column("municipality", String(32), primary_key=True),
-    Column("id", String(80), primary_key=True),  # bench/boot/seq
-    Column("poll_id", String(64), nullable=False),
-    Column("bench", String(40), nullable=False),
-    Column("choice", String(16), nullable=False),
-    Column("ts", BigInteger, nullable=False),
-    Column("received_at", BigInteger, nullable=False),
-)
+
+def _vote(*, choice: bool, poll_index: bool = False) -> list[Column]:
+    """A vote's columns, as `votes` keeps a counted one and `capped_votes` (no choice) a refused
+    one: a vote is its municipality's, (municipality, id) is its identity (migration 0003), so no
+    token can claim, shadow or duplicate another municipality's vote ids."""
+    return [
+        Column("municipality", String(32), primary_key=True),
+        Column("id", String(80), primary_key=True),  # bench/boot/seq
+        Column("poll_id", String(64), nullable=False, index=poll_index),
+        Column("bench", String(40), nullable=False),
+        *([Column("choice", String(16), nullable=False)] if choice else []),
+        Column("ts", BigInteger, nullable=False),
+        Column("received_at", BigInteger, nullable=False),
+    ]
+
+
+votes = Table("votes", metadata, *_vote(choice=True))
 
 # Votes refused for being over their bench's hourly cap (migration 0003): kept by identity, so a
 # re-sent refusal is counted once, and shown on the poll's page.
-capped_votes = Table(
-    "capped_votes",
-    metadata,
-    Column("municipality", String(32), primary_key=True),
-    Column("id", String(80), primary_key=True),
-    Column("poll_id", String(64), nullable=False, index=True),
-    Column("bench", String(40), nullable=False),
-    Column("ts", BigInteger, nullable=False),
-    Column("received_at", BigInteger, nullable=False),
-)
+capped_votes = Table("capped_votes", metadata, *_vote(choice=False, poll_index=True))
 
 # The bench registry (migration 0003): each bench belongs to one municipality, whose token
 # alone writes its votes, days and state. `vote_cap`: votes per hour per poll (None: default).
@@ -114,27 +109,39 @@ gateways = Table(
     Column("heard_at", BigInteger, nullable=False),
 )
 
+
+def _bench() -> list[Column]:
+    """A bench's identity in the tables of what its municipality's gateway reports."""
+    return [
+        Column("municipality", String(32), primary_key=True),
+        Column("bench", String(40), primary_key=True),
+    ]
+
+
+# A bench's figures of one day (portal.checks.BenchDay), each NOT NULL.
+DAY_FIGURES = (
+    ("solar_wh", Float),
+    ("charge_wh", Float),
+    ("sessions", Integer),
+    ("seat_occ_s", Integer),
+    ("touches", Integer),
+    ("votes", Integer),
+    ("uptime_pct", Float),
+)
+
 bench_days = Table(
     "bench_days",
     metadata,
-    Column("municipality", String(32), primary_key=True),
-    Column("bench", String(40), primary_key=True),
+    *_bench(),
     Column("date", String(10), primary_key=True),
-    Column("solar_wh", Float, nullable=False),
-    Column("charge_wh", Float, nullable=False),
-    Column("sessions", Integer, nullable=False),
-    Column("seat_occ_s", Integer, nullable=False),
-    Column("touches", Integer, nullable=False),
-    Column("votes", Integer, nullable=False),
-    Column("uptime_pct", Float, nullable=False),
+    *(Column(name, type_, nullable=False) for name, type_ in DAY_FIGURES),
     Column("updated_at", Integer, nullable=False),
 )
 
 benches = Table(
     "benches",
     metadata,
-    Column("municipality", String(32), primary_key=True),
-    Column("bench", String(40), primary_key=True),
+    *_bench(),
     Column("online", Boolean, nullable=False),
     Column("since", Integer, nullable=True),  # when it went online or offline (migration 0002)
     Column("last_seen", Integer, nullable=True),

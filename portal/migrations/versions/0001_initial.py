@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from portal.migrations.columns import vote_columns
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -43,16 +45,7 @@ def upgrade() -> None:
         sa.Column("municipality", sa.String(32), primary_key=True),
     )
     op.create_index("ix_poll_places_municipality", "poll_places", ["municipality"])
-    op.create_table(
-        "votes",
-        sa.Column("id", sa.String(80), primary_key=True),
-        sa.Column("poll_id", sa.String(64), nullable=False),
-        sa.Column("municipality", sa.String(32), nullable=False),
-        sa.Column("bench", sa.String(40), nullable=False),
-        sa.Column("choice", sa.String(16), nullable=False),
-        sa.Column("ts", sa.Integer, nullable=False),
-        sa.Column("received_at", sa.Integer, nullable=False),
-    )
+    op.create_table("votes", *vote_columns("0001"))
     op.create_index("ix_votes_poll", "votes", ["poll_id"])
     op.create_table(
         "bench_days",

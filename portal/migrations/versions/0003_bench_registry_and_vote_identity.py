@@ -16,6 +16,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from portal.migrations.columns import vote_columns
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -32,13 +34,7 @@ def _vote_indexes() -> None:
 def upgrade() -> None:
     op.create_table(
         "votes_new",
-        sa.Column("municipality", sa.String(32), nullable=False),
-        sa.Column("id", sa.String(80), nullable=False),
-        sa.Column("poll_id", sa.String(64), nullable=False),
-        sa.Column("bench", sa.String(40), nullable=False),
-        sa.Column("choice", sa.String(16), nullable=False),
-        sa.Column("ts", sa.BigInteger, nullable=False),
-        sa.Column("received_at", sa.BigInteger, nullable=False),
+        *vote_columns("0003"),
         sa.PrimaryKeyConstraint("municipality", "id", name="pk_votes"),
     )
     op.execute(f"INSERT INTO votes_new ({VOTE_COLUMNS}) SELECT {VOTE_COLUMNS} FROM votes")
@@ -50,12 +46,7 @@ def upgrade() -> None:
         batch.alter_column("closes", type_=sa.BigInteger, existing_nullable=False)
     op.create_table(
         "capped_votes",
-        sa.Column("municipality", sa.String(32), nullable=False),
-        sa.Column("id", sa.String(80), nullable=False),
-        sa.Column("poll_id", sa.String(64), nullable=False),
-        sa.Column("bench", sa.String(40), nullable=False),
-        sa.Column("ts", sa.BigInteger, nullable=False),
-        sa.Column("received_at", sa.BigInteger, nullable=False),
+        *vote_columns("0003", choice=False),
         sa.PrimaryKeyConstraint("municipality", "id", name="pk_capped_votes"),
     )
     op.create_index("ix_capped_votes_poll_id", "capped_votes", ["poll_id"])
@@ -86,16 +77,7 @@ def downgrade() -> None:
     with op.batch_alter_table("polls") as batch:
         batch.alter_column("opens", type_=sa.Integer, existing_nullable=False)
         batch.alter_column("closes", type_=sa.Integer, existing_nullable=False)
-    op.create_table(
-        "votes_old",
-        sa.Column("id", sa.String(80), primary_key=True),
-        sa.Column("poll_id", sa.String(64), nullable=False),
-        sa.Column("municipality", sa.String(32), nullable=False),
-        sa.Column("bench", sa.String(40), nullable=False),
-        sa.Column("choice", sa.String(16), nullable=False),
-        sa.Column("ts", sa.Integer, nullable=False),
-        sa.Column("received_at", sa.Integer, nullable=False),
-    )
+    op.create_table("votes_old", *vote_columns("0001"))
     # One vote per id, as 0002 keeps them: the first municipality's where two claimed one id.
     op.execute(
         f"INSERT INTO votes_old ({VOTE_COLUMNS}) SELECT {VOTE_COLUMNS} FROM votes v "

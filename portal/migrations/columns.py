@@ -1,0 +1,41 @@
+"""Columns that more than one revision writes alike.
+
+History, as the revisions are: what a revision made never changes here. A vote's table is made
+four times (0001; 0003's `votes_new` and `capped_votes`; 0003's downgrade back to 0001's), so
+its columns are written once, by revision.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+
+def vote_columns(revision: str, *, choice: bool = True) -> list[sa.Column]:
+    """A vote's columns as `revision` made them.
+
+    0001: the id alone is the identity (the primary key), times are 32-bit. 0003: the identity is
+    (municipality, id), a key the caller names, and times are 64-bit; a capped vote has no choice.
+    """
+    if revision == "0001":
+        time: type[sa.Integer] = sa.Integer
+        identity = [
+            sa.Column("id", sa.String(80), primary_key=True),
+            sa.Column("poll_id", sa.String(64), nullable=False),
+            sa.Column("municipality", sa.String(32), nullable=False),
+        ]
+    elif revision == "0003":
+        time = sa.BigInteger
+        identity = [
+            sa.Column("municipality", sa.String(32), nullable=False),
+            sa.Column("id", sa.String(80), nullable=False),
+            sa.Column("poll_id", sa.String(64), nullable=False),
+        ]
+    else:
+        raise ValueError(f"no vote columns of revision {revision}")
+    return [
+        *identity,
+        sa.Column("bench", sa.String(40), nullable=False),
+        *([sa.Column("choice", sa.String(16), nullable=False)] if choice else []),
+        sa.Column("ts", time, nullable=False),
+        sa.Column("received_at", time, nullable=False),
+    ]
