@@ -56,7 +56,6 @@ class App:
         self.checkins = {}
         self.critical = []  # the tasks that must check in: health and the watchdog's feeding
         self.healthy = False
-        self.hung = None  # the critical task found silent (the watchdog resets the bench)
         self.wdt = None
         self.trial = ota in ("switched", "trial")  # an app on trial, not committed yet
         self.trial_ran = False  # its trial noted as healthy in ota.json
@@ -307,18 +306,6 @@ class App:
                 if ms > 0:
                     await job("doze", "doze", self, ms)  # only in `critical`
 
-    async def guard(self):
-        # Safe mode's sampler: the power manager and the ports' protection, nothing else.
-        last = ticks_ms()
-        while True:
-            self.checkin("power")
-            await runtime.sleep_ms(self.cfg["sample_s"] * 1000)
-            now = ticks_ms()
-            self.read_battery(ticks_diff(now, last))
-            last = now
-            for n, _, addr, ch in self.ports:
-                self.read_port(n, addr, ch)
-
     # -- commands
     def on_command(self, payload):
         job("commands", "handle", self, payload)
@@ -327,34 +314,17 @@ class App:
     def checkin(self, name):
         self.checkins[name] = ticks_ms()
 
-    def stale(self, now):
-        # The first critical task silent past its limit, or None (docs/firmware.md, Watchdog).
-        for name in self.critical:
-            t = self.checkins.get(name)
-            limit = _LINK_SILENT_MS if name == "link" else 10000 + 3000 * self.cfg["sample_s"]
-            if t is None:
-                if self.uptime_ms() > limit:
-                    return name  # never started
-            elif ticks_diff(now, t) > limit:
-                return name
-        return None
-
-    def all_checked_in(self):
-        for name in self.critical:
-            if name not in self.checkins:
-                return False
-        return True
-
     def mark_healthy(self):
         # 60 s up with every critical task checking in: safe mode stops counting.
         self.healthy = True
         job("health", "healthy", self.state)
         self.save_state()
 
-    def trial_step(self, now, wifi_ms):
+    def trial_step(self, ms):
         # An app on trial (docs/protocol.md): committed once healthy with its birth Status
         # acknowledged; rolled back when not healthy in time, or after 10 min of Wi-Fi without
-        # an acknowledged birth; without Wi-Fi it stays on trial. -> True to reboot.
+        # an acknowledged birth (ms: this boot's time with Wi-Fi); without Wi-Fi it stays on trial.
+        # -> True to reboot.
         acked = self.link is not None and self.link.birth_acked
         if self.healthy and acked:
             self.trial = False
@@ -362,7 +332,7 @@ class App:
         if self.healthy and not self.trial_ran:
             self.trial_ran = True
             job("ota", "step", self, "ran")  # a reboot now keeps it on trial
-        if (not self.healthy and self.uptime_ms() >= _OTA_TRIAL_MS) or wifi_ms >= _TRIAL_WIFI_MS:
+        if (not self.healthy and self.uptime_ms() >= _OTA_TRIAL_MS) or ms >= _TRIAL_WIFI_MS:
             self.trial = False
             job("ota", "step", self, "rollback")
             return True
@@ -373,30 +343,45 @@ class App:
         wifi_ms = 0  # this boot's time with Wi-Fi, for a trial app's birth
         safe_ms = 0  # time in safe mode not yet added to state.json
         unfed = None  # since when the watchdog has not been fed
+        told = False  # the silent task is reported (the watchdog resets the bench)
         last = ticks_ms()
         while True:
             await runtime.sleep_ms(1000)
             now = ticks_ms()
             dt = ticks_diff(now, last)
             last = now
-            hung = self.stale(now)
+            # The first critical task silent past its limit (docs/firmware.md, Watchdog), and
+            # whether every one has checked in.
+            hung = None
+            seen = True
+            for name in self.critical:
+                t = self.checkins.get(name)
+                limit = _LINK_SILENT_MS if name == "link" else 10000 + 3000 * self.cfg["sample_s"]
+                if t is None:
+                    seen = False
+                    if self.uptime_ms() > limit:
+                        hung = name  # never started
+                        break
+                elif ticks_diff(now, t) > limit:
+                    hung = name
+                    break
             if hung is None:
                 unfed = None
                 if wdt is not None:
                     wdt.feed()
             elif unfed is None:
                 unfed = now
-            elif self.hung is None and ticks_diff(now, unfed) >= _HUNG_FAULT_MS:
+            elif not told and ticks_diff(now, unfed) >= _HUNG_FAULT_MS:
                 # Silent this long, not a passing hiccup: the watchdog resets the bench; say
                 # which task hung (the fault is in the spool, in flash, before the reset).
-                self.hung = hung
+                told = True
                 self.fault("task_hung", "%s silent; watchdog reset follows" % hung)
             if not self.healthy and not self.safe and hung is None:
-                if self.uptime_ms() >= _HEALTHY_AFTER_MS and self.all_checked_in():
+                if self.uptime_ms() >= _HEALTHY_AFTER_MS and seen:
                     self.mark_healthy()
             if self.link is not None and self.link.sta.isconnected():
                 wifi_ms += dt
-            if self.trial and self.reboot_requested is None and self.trial_step(now, wifi_ms):
+            if self.trial and self.reboot_requested is None and self.trial_step(wifi_ms):
                 self.reboot_requested = now
             if self.safe and self.state.get("safe"):  # safe mode for failed boots
                 safe_ms += dt
@@ -431,7 +416,8 @@ class App:
             tasks.append(asyncio.create_task(self.watched(self.sampler())))
             crit.append("sampler")  # the power manager and the ports' protection run in it
         elif self.power is not None:
-            tasks.append(asyncio.create_task(self.watched(self.guard())))
+            # safe mode's sampler (bench.health, resident only in safe mode)
+            tasks.append(asyncio.create_task(self.watched(job("health", "guard", self))))
             crit.append("power")
         if self.front is not None:
             tasks.append(asyncio.create_task(self.watched(self.front.run())))

@@ -3,6 +3,7 @@
 # without a USB visit. Written by main.py when the app crashes (at import too) and by the app
 # when a critical task dies; read once by bench.startup. Imported for one step: not resident.
 import io
+import sys
 
 from bench import runtime, store
 
@@ -29,7 +30,12 @@ def summary(text):
 
 def keep(root, exc):
     buf = io.StringIO()
-    runtime.print_exception(exc, buf)
+    # The traceback as MicroPython's sys.print_exception() writes it (CPython on the host:
+    # the virtual board; the ESP32 port has no traceback module).
+    if runtime.MICROPYTHON:
+        sys.print_exception(exc, buf)
+    else:
+        __import__("traceback").print_exception(type(exc), exc, exc.__traceback__, file=buf)
     text = buf.getvalue()
     store.save(root + "/fault.json", {"detail": summary(text), "trace": text[-_TRACE_MAX:]})
 

@@ -4,8 +4,10 @@
 # Keys: unhealthy (consecutive normal boots never healthy), pending (this boot is counted
 # and not healthy yet), safe (this boot's mode), trying (this normal boot is safe mode's
 # retry), wait (s before safe mode's next retry), safe_s (s spent in safe mode since).
-# Imported for one step (runtime.job, or by main.prepare) and dropped: not resident.
-from bench import store
+# Imported for one step (runtime.job, or by main.prepare) and dropped: not resident, except
+# in safe mode, whose sampler (guard) runs from here.
+from bench import runtime, store
+from bench.runtime import ticks_diff, ticks_ms
 
 LIMIT = 3  # boots that never became healthy before safe mode
 FIRST_WAIT_S = 3600
@@ -61,3 +63,17 @@ def boot(root, cause, ota):
     safe = count(st, cause == 1, ota == "rolled_back")  # 1: machine.PWRON_RESET
     store.save(path, st)
     return safe
+
+
+async def guard(app):
+    # Safe mode's sampler: the power manager and the ports' protection, nothing else. Started
+    # through runtime.job: the running coroutine holds this module while safe mode lasts.
+    last = ticks_ms()
+    while True:
+        app.checkin("power")
+        await runtime.sleep_ms(app.cfg["sample_s"] * 1000)
+        now = ticks_ms()
+        app.read_battery(ticks_diff(now, last))
+        last = now
+        for n, _, addr, ch in app.ports:
+            app.read_port(n, addr, ch)

@@ -112,14 +112,6 @@ async def net_wait_ms(aw, ms):
     return await asyncio.wait_for(aw, max(CLOCK.real_s(ms), ms / 1000))
 
 
-def print_exception(exc, f):
-    # The traceback into a file object, as MicroPython's sys.print_exception() writes it.
-    if MICROPYTHON:
-        sys.print_exception(exc, f)
-    else:  # CPython on the host; the ESP32 port has no traceback module
-        __import__("traceback").print_exception(type(exc), exc, exc.__traceback__, file=f)
-
-
 def unload(name):
     # Drop a module imported for one job (boot, a command, a doze, spool upkeep, OTA,
     # self-test) so its bytecode leaves the heap; its names stay interned.
