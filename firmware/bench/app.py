@@ -417,7 +417,7 @@ class App:
             crit.append("sampler")  # the power manager and the ports' protection run in it
         elif self.power is not None:
             # safe mode's sampler (bench.health, resident only in safe mode)
-            tasks.append(asyncio.create_task(self.watched(job("health", "guard", self))))
+            tasks.append(asyncio.create_task(self.watched(job("health", "sampler", self))))
             crit.append("power")
         if self.front is not None:
             tasks.append(asyncio.create_task(self.watched(self.front.run())))

@@ -5,7 +5,7 @@
 # and not healthy yet), safe (this boot's mode), trying (this normal boot is safe mode's
 # retry), wait (s before safe mode's next retry), safe_s (s spent in safe mode since).
 # Imported for one step (runtime.job, or by main.prepare) and dropped: not resident, except
-# in safe mode, whose sampler (guard) runs from here.
+# in safe mode, whose sampler runs from here.
 from bench import runtime, store
 from bench.runtime import ticks_diff, ticks_ms
 
@@ -65,7 +65,7 @@ def boot(root, cause, ota):
     return safe
 
 
-async def guard(app):
+async def sampler(app):
     # Safe mode's sampler: the power manager and the ports' protection, nothing else. Started
     # through runtime.job: the running coroutine holds this module while safe mode lasts.
     last = ticks_ms()
