@@ -234,6 +234,8 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 def create_app(engine: Engine) -> FastAPI:
+    """The API and the pages (build() puts the body limit and request log in front). Each area
+    registers its routes; the order is the order they are matched in."""
     app = FastAPI(
         title="klupa portal", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
     )
@@ -241,6 +243,21 @@ def create_app(engine: Engine) -> FastAPI:
     # The routes read their bodies through portal.checks; the description says what those take.
     description = openapi.spec()
     app.openapi = lambda: description  # type: ignore[method-assign]
+
+    _add_error_handlers(app)
+    _add_health(app, engine)
+    _add_gateway_routes(app, engine)
+    _add_result_routes(app, engine)
+    _add_admin_routes(app, engine)
+
+    from portal.pages import router
+
+    app.include_router(router)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as `{"error": ...}` with its status (the module says which)."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
@@ -278,6 +295,10 @@ def create_app(engine: Engine) -> FastAPI:
             return error(405, f"method: {request.method} is not one of {allow}", {"Allow": allow})
         return error(exc.status_code, str(exc.detail))
 
+
+def _add_health(app: FastAPI, engine: Engine) -> None:
+    """`/healthz`: whether the database answers, and its schema revision."""
+
     @app.get("/healthz")
     async def healthz() -> Response:
         def probe() -> str | None:
@@ -292,6 +313,10 @@ def create_app(engine: Engine) -> FastAPI:
             log.warning("health check: database unavailable", extra={"error": repr(exc)[:500]})
             return JSONResponse({"ok": False, "error": "database unavailable"}, status_code=503)
         return JSONResponse({"ok": True, "schema": revision})
+
+
+def _add_gateway_routes(app: FastAPI, engine: Engine) -> None:
+    """What a gateway reads and writes: the polls, votes, bench-days, bench states, heartbeats."""
 
     @app.get("/api/v1/polls")
     async def list_polls(request: Request) -> Response:
@@ -334,6 +359,10 @@ def create_app(engine: Engine) -> FastAPI:
         must_write(caller, [municipality])
         await run_in_threadpool(heartbeat.record, engine, municipality, beat)
         return JSONResponse({"ok": True})
+
+
+def _add_result_routes(app: FastAPI, engine: Engine) -> None:
+    """What anyone reads: a poll's results and the open-data exports."""
 
     @app.get("/api/v1/polls/{poll_id}/results")
     async def poll_results(poll_id: str, request: Request) -> Response:
@@ -405,6 +434,10 @@ def create_app(engine: Engine) -> FastAPI:
         body = export.to_csv(title, export.DAY_COLUMNS, rows)
         return csv_answer(body, f"{municipality}-bench-days.csv")
 
+
+def _add_admin_routes(app: FastAPI, engine: Engine) -> None:
+    """What only the admin token does: create polls."""
+
     @app.post("/api/v1/polls")
     async def post_poll(request: Request) -> Response:
         caller = await need_caller(request)
@@ -418,11 +451,6 @@ def create_app(engine: Engine) -> FastAPI:
         log.info("poll created", extra={"poll": poll.id, "municipalities": poll.municipalities})
         body = {**poll.wire(), "municipalities": poll.municipalities, "results": poll.results}
         return JSONResponse(body, status_code=201)
-
-    from portal.pages import router
-
-    app.include_router(router)
-    return app
 
 
 def build(engine: Engine) -> ASGIApp:
