@@ -124,6 +124,17 @@ class Demo:
         return out.stdout.strip().splitlines()[-1]
 
     def start(self) -> None:
+        """The broker, the portal, InfluxDB where installed, a gateway per municipality and
+        the benches, in that order (stop() ends them in reverse)."""
+        broker = self.start_broker()
+        portal_url, tokens = self.start_portal()
+        self.start_influx()
+        self.start_gateways(broker.port, portal_url, tokens)
+        self.start_benches(broker.port)
+        print(f"\n  Portal:  {portal_url}/\n  Benches: {portal_url}/benches\n", flush=True)
+        self.log(f"logs in {self.workdir}; Ctrl-C stops everything")
+
+    def start_broker(self) -> Broker:
         mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(mosquitto).exists():
             raise SystemExit("klupa demo: mosquitto is not installed (run `make demo` as root)")
@@ -131,7 +142,11 @@ class Demo:
         self.broker.workdir.mkdir(exist_ok=True)
         self.broker.start()
         self.log(f"Mosquitto on 127.0.0.1:{self.broker.port}")
+        return self.broker
 
+    def start_portal(self) -> tuple[str, dict[str, str]]:
+        """The portal with its registry, a token per municipality and a sample poll in each;
+        its URL and the tokens."""
         self.portal_db = self.workdir / "portal.sqlite"
         admin = self.token("--admin")
         # The benches' registry, from the deployment's inventory: each municipality's token
@@ -166,7 +181,9 @@ class Demo:
         for m in MUNICIPALITY_IDS:
             self.post_json(f"{portal_url}/api/v1/polls", sample_poll(m, now), admin)
         self.log(f"portal on {portal_url} with a sample poll in each municipality")
+        return portal_url, tokens
 
+    def start_influx(self) -> None:
         influxd = shutil.which("influxd")
         if influxd:
             self.influx = Influx1(binary=influxd, workdir=self.workdir / "influxdb", own_group=True)
@@ -176,47 +193,53 @@ class Demo:
         else:
             self.log("influxd not installed: metrics are kept in the gateways' stores only")
 
+    def start_gateways(self, broker_port: int, portal_url: str, tokens: dict[str, str]) -> None:
         for m in MUNICIPALITY_IDS:
             token_file = self.workdir / f"{m}.token"
             token_file.write_text(tokens[m])
             token_file.chmod(0o600)
             config = self.workdir / f"gateway-{m}.toml"
-            lines = [
-                f'municipality = "{m}"',
-                "[mqtt]",
-                'host = "127.0.0.1"',
-                f"port = {self.broker.port}",
-                "[spool]",
-                f'path = "{self.workdir / (m + ".sqlite")}"',
-                "[portal]",
-                f'url = "{portal_url}"',
-                f'token_file = "{token_file}"',
-                "poll_sync_s = 10",
-                "[health]",
-                "offline_after_s = 300",
-                f'expected = ["{m}-01"]',
-                # The demo runs on any laptop, NTP or not: the gateways say so in their log.
-                "[clock]",
-                "require_sync = false",
-            ]
-            if self.influx:
-                lines += [
-                    "[influxdb]",
-                    f'url = "{self.influx.url}"',
-                    "api_version = 1",
-                    'database = "benches"',
-                ]
-            config.write_text("\n".join(lines) + "\n")
+            config.write_text(self.gateway_config(m, broker_port, portal_url, token_file))
             self.spawn(f"gateway-{m}", [*self.klupa, "gateway", "run", "--config", str(config)])
         self.log(f"{len(MUNICIPALITY_IDS)} gateways, one per municipality")
 
+    def gateway_config(self, m: str, broker_port: int, portal_url: str, token_file: Path) -> str:
+        """The gateway of municipality `m`: the broker, its spool, the portal, InfluxDB."""
+        lines = [
+            f'municipality = "{m}"',
+            "[mqtt]",
+            'host = "127.0.0.1"',
+            f"port = {broker_port}",
+            "[spool]",
+            f'path = "{self.workdir / (m + ".sqlite")}"',
+            "[portal]",
+            f'url = "{portal_url}"',
+            f'token_file = "{token_file}"',
+            "poll_sync_s = 10",
+            "[health]",
+            "offline_after_s = 300",
+            f'expected = ["{m}-01"]',
+            # The demo runs on any laptop, NTP or not: the gateways say so in their log.
+            "[clock]",
+            "require_sync = false",
+        ]
+        if self.influx:
+            lines += [
+                "[influxdb]",
+                f'url = "{self.influx.url}"',
+                "api_version = 1",
+                'database = "benches"',
+            ]
+        return "\n".join(lines) + "\n"
+
+    def start_benches(self, broker_port: int) -> None:
         self.spawn(
             "benches",
             [
                 *self.klupa,
                 "sim",
                 "--broker",
-                f"127.0.0.1:{self.broker.port}",
+                f"127.0.0.1:{broker_port}",
                 "--municipalities",
                 ",".join(MUNICIPALITY_IDS),
                 "--speed",
@@ -236,8 +259,6 @@ class Demo:
             f"12 virtual benches replaying the last {self.args.replay_hours} h at ×{self.args.speed}, "
             "then in real time"
         )
-        print(f"\n  Portal:  {portal_url}/\n  Benches: {portal_url}/benches\n", flush=True)
-        self.log(f"logs in {self.workdir}; Ctrl-C stops everything")
 
     def post_json(self, url: str, body: dict[str, object], token: str) -> None:
         req = urllib.request.Request(

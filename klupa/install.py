@@ -29,8 +29,12 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from klupa.contract import gateway_user
+
+if TYPE_CHECKING:
+    from provisioning.broker import PiPaths
 
 MANIFEST = "/var/lib/klupa/install-{m}.json"
 KLUPA_BIN = "/opt/klupa/venv/bin/klupa"
@@ -251,10 +255,23 @@ def plan(o: Options) -> list[Item]:
             f"{src} lacks {', '.join(missing)}: run `klupa provision init` (and `register` for "
             "each bench) on the technician's laptop first"
         )
-    root = PurePosixPath(o.root)
-    pi = broker.PiPaths(m, root)
-    at = lambda path: Path(_p(o.root, path))  # noqa: E731
+    pi = broker.PiPaths(m, PurePosixPath(o.root))
     benches = sorted(b.id for b in dep.benches() if b.municipality == m)
+    return [
+        *_broker_items(o, pi, src, mun.mqtt_port),
+        *_gateway_items(o, pi, src, benches),
+        *_systemd_items(o),
+    ]
+
+
+def _at(o: Options, path: str) -> Path:
+    return Path(_p(o.root, path))
+
+
+def _broker_items(o: Options, pi: PiPaths, src: Path, bench_port: int) -> list[Item]:
+    """Mosquitto: its directories, the deployment's broker files, its configuration."""
+    from provisioning import broker
+
     items: list[Item] = [
         Item(Path(pi.broker_dir), "dir", mode=0o750, owner=o.broker_user, group=o.broker_user),
         Item(Path(pi.persistence_dir), "dir", mode=0o750, owner=o.broker_user, group=o.broker_user),
@@ -271,11 +288,16 @@ def plan(o: Options) -> list[Item]:
                 restarts="mosquitto",
             )
         )
-    conf = broker.mosquitto_conf(m, mun.mqtt_port, root, o.mqtt_port, o.broker_user)
-    items += [
-        Item(Path(pi.mosquitto_conf), content=conf.encode(), restarts="mosquitto"),
-        Item(at("/etc/chrony/conf.d/klupa.conf"), content=CHRONY.encode(), restarts="chrony"),
-        Item(at("/etc/klupa"), "dir", mode=0o750, group="klupa"),
+    conf = broker.mosquitto_conf(pi.municipality, bench_port, pi.root, o.mqtt_port, o.broker_user)
+    return [*items, Item(Path(pi.mosquitto_conf), content=conf.encode(), restarts="mosquitto")]
+
+
+def _gateway_items(o: Options, pi: PiPaths, src: Path, benches: list[str]) -> list[Item]:
+    """chrony for the benches, and the gateway's secrets, configuration, store and backups."""
+    m = pi.municipality
+    return [
+        Item(_at(o, "/etc/chrony/conf.d/klupa.conf"), content=CHRONY.encode(), restarts="chrony"),
+        Item(_at(o, "/etc/klupa"), "dir", mode=0o750, group="klupa"),
         Item(
             Path(pi.gateway_password),
             content=(src / "gateway-mqtt.pass").read_bytes(),
@@ -290,21 +312,28 @@ def plan(o: Options) -> list[Item]:
             group="klupa",
             keep=True,
         ),
-        Item(at("/var/lib/klupa"), "dir", mode=0o750, owner="klupa", group="klupa", data=True),
-        Item(at("/var/backups/klupa"), "dir", mode=0o750, owner="klupa", group="klupa", data=True),
+        Item(_at(o, "/var/lib/klupa"), "dir", mode=0o750, owner="klupa", group="klupa", data=True),
+        Item(
+            _at(o, "/var/backups/klupa"), "dir", mode=0o750, owner="klupa", group="klupa", data=True
+        ),
     ]
-    units = at("/etc/systemd/system")
+
+
+def _systemd_items(o: Options) -> list[Item]:
+    """The units (gateway, daily backup), enabled for this municipality, and journald's limits."""
+    m = o.municipality
+    units = _at(o, "/etc/systemd/system")
     gw_unit, bk_unit, bk_timer = (
         units / "klupa-gateway@.service",
         units / "klupa-backup@.service",
         units / "klupa-backup@.timer",
     )
-    items += [
+    return [
         Item(gw_unit, content=gateway_unit(o.root, o.klupa).encode(), restarts="systemd"),
         Item(bk_unit, content=backup_service(o.root, o.klupa).encode(), restarts="systemd"),
         Item(bk_timer, content=BACKUP_TIMER.encode(), restarts="systemd"),
         Item(
-            at("/etc/systemd/journald.conf.d/klupa.conf"),
+            _at(o, "/etc/systemd/journald.conf.d/klupa.conf"),
             content=JOURNALD.encode(),
             restarts="systemd-journald",
         ),
@@ -319,7 +348,6 @@ def plan(o: Options) -> list[Item]:
             target=_p("/", "/etc/systemd/system/klupa-backup@.timer"),
         ),
     ]
-    return items
 
 
 class InstallError(Exception):

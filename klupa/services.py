@@ -108,11 +108,45 @@ def stop_process(
         proc.wait(timeout=5)
 
 
+class Service:
+    """What the servers below share: one child process (`proc`), its log file and its stop."""
+
+    proc: subprocess.Popen[bytes] | None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def spawn(
+        self, argv: list[str], log_file: Path, own_group: bool = False, cwd: Path | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start `argv` with stdout and stderr appended to `log_file`; with `own_group`, in a
+        process group of its own that is told to stop when this process ends."""
+        with open(log_file, "ab") as log:
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=log,
+                cwd=cwd,
+                process_group=0 if own_group else None,
+                preexec_fn=die_with_parent if own_group else None,
+            )
+        return self.proc
+
+    def stop(self) -> None:
+        """A clean stop (SIGTERM): the server saves what it holds."""
+        stop_process(self.proc)
+
+    def kill(self) -> None:
+        """SIGKILL: what the server had not saved is lost, as in a power cut."""
+        stop_process(self.proc, signal.SIGKILL)
+
+
 # --------------------------------------------------------------------------- Mosquitto
 
 
 @dataclass
-class Broker:
+class Broker(Service):
     """A real Mosquitto on a free loopback port, with its own config and persistence dir."""
 
     binary: str
@@ -155,44 +189,27 @@ class Broker:
         )
 
     def start(self) -> Broker:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.running:
             return self
         self.write_config()
-        log = open(self.log_file, "ab")  # noqa: SIM115 - kept open for the process's life
-        self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.config_file)],
-            stdout=log,
-            stderr=log,
-            cwd=self.workdir,
-            process_group=0 if self.own_group else None,
-            preexec_fn=die_with_parent if self.own_group else None,
+        proc = self.spawn(
+            [self.binary, "-c", str(self.config_file)], self.log_file, self.own_group, self.workdir
         )
-        log.close()
         try:
-            wait_for_port(self.port, self.proc, "mosquitto")
+            wait_for_port(self.port, proc, "mosquitto")
             if self.tls_port:
-                wait_for_port(self.tls_port, self.proc, "mosquitto (TLS listener)")
+                wait_for_port(self.tls_port, proc, "mosquitto (TLS listener)")
         except RuntimeError as exc:
             raise RuntimeError(
                 f"{exc}\n{self.log_file.read_text(errors='replace')[-2000:]}"
             ) from exc
         return self
 
-    def stop(self) -> None:
-        """A clean stop: Mosquitto saves its persistence file."""
-        stop_process(self.proc)
-
-    def kill(self) -> None:
-        """SIGKILL: what Mosquitto had not saved is lost, as in a power cut."""
-        stop_process(self.proc, signal.SIGKILL)
+    # stop() is clean: Mosquitto saves its persistence file; kill() loses what it had not.
 
     def restart(self) -> None:
         self.stop()
         self.start()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
 
 def make_ca(
@@ -260,7 +277,7 @@ def make_ca(
 
 
 @dataclass
-class Influx1:
+class Influx1(Service):
     binary: str
     workdir: Path
     port: int = field(default_factory=free_port)
@@ -272,7 +289,7 @@ class Influx1:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Influx1:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.running:
             return self
         d = self.workdir
         conf = d / "influxdb.conf"
@@ -288,23 +305,9 @@ class Influx1:
             "[continuous_queries]\n  enabled = false\n"
             '[logging]\n  level = "warn"\n'
         )
-        log = open(d / "influxd.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [self.binary, "-config", str(conf)],
-            stdout=log,
-            stderr=log,
-            process_group=0 if self.own_group else None,
-            preexec_fn=die_with_parent if self.own_group else None,
-        )
-        log.close()
-        wait_for_http(self.url + "/ping", self.proc, "influxd")
+        proc = self.spawn([self.binary, "-config", str(conf)], d / "influxd.log", self.own_group)
+        wait_for_http(self.url + "/ping", proc, "influxd")
         return self
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-
-    def kill(self) -> None:
-        stop_process(self.proc, signal.SIGKILL)
 
     def query(self, q: str, db: str | None = None) -> dict[str, Any]:
         params = {"q": q, "epoch": "s"}
@@ -343,7 +346,7 @@ class Influx1:
 
 
 @dataclass
-class Victoria:
+class Victoria(Service):
     binary: str
     workdir: Path
     port: int = field(default_factory=free_port)
@@ -354,10 +357,9 @@ class Victoria:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Victoria:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.running:
             return self
-        log = open(self.workdir / "vm.log", "ab")  # noqa: SIM115
-        self.proc = subprocess.Popen(
+        proc = self.spawn(
             [
                 self.binary,
                 f"-storageDataPath={self.workdir / 'data'}",
@@ -366,11 +368,9 @@ class Victoria:
                 "-search.disableCache",
                 "-loggerLevel=ERROR",
             ],
-            stdout=log,
-            stderr=log,
+            self.workdir / "vm.log",
         )
-        log.close()
-        wait_for_http(self.url + "/health", self.proc, "victoria-metrics")
+        wait_for_http(self.url + "/health", proc, "victoria-metrics")
         return self
 
     def flush(self) -> None:
@@ -384,6 +384,3 @@ class Victoria:
         q = urllib.parse.urlencode({"match[]": match, "start": "0"})
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{q}", timeout=10) as resp:
             return [json.loads(line) for line in resp.read().splitlines() if line.strip()]
-
-    def stop(self) -> None:
-        stop_process(self.proc)

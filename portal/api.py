@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
 from typing import Any
@@ -163,6 +164,55 @@ async def json_body(request: Request) -> dict[str, Any]:
     return checks.parse_body(await request.body())
 
 
+def checked_id(field: str, value: str, pattern: re.Pattern[str], what: str) -> str:
+    """`value` of the path or query's `field`; 400, naming the field, unless it is `what`."""
+    if not pattern.fullmatch(value):
+        raise checks.BadField(field, f"{value!r} is not {what}")
+    return value
+
+
+def query_municipality(request: Request) -> str:
+    """The required `?municipality=` of a query; 400 if it is missing or no municipality id."""
+    municipality = request.query_params.get("municipality")
+    if not municipality:
+        raise checks.BadField("municipality", "query parameter is required")
+    return checked_id("municipality", municipality, contract.MUNICIPALITY_RE, "a municipality id")
+
+
+async def known_poll(engine: Engine, poll_id: str) -> store.Poll:
+    """The poll `poll_id`; 404 if that is no poll id or no poll has it."""
+    if not contract.POLL_ID_RE.fullmatch(poll_id):
+        raise ApiError(404, f"poll: {poll_id!r} is not a poll id, so no poll has it")
+    try:
+        return await run_in_threadpool(store.get_poll, engine, poll_id)
+    except store.UnknownPoll as exc:
+        raise ApiError(404, f"poll: {exc}") from exc
+
+
+async def exported_poll(request: Request, engine: Engine) -> tuple[store.Poll, bool]:
+    """The poll named by `?poll=`, and whether it has closed; 403 while its results are
+    hidden (the admin token sees them)."""
+    caller = await maybe_caller(request)
+    poll_id = request.query_params.get("poll")
+    if not poll_id:
+        raise checks.BadField("poll", "query parameter is required")
+    poll = await known_poll(engine, poll_id)
+    now = int(time.time())
+    if poll.hidden(now) and not (caller and caller.admin):
+        raise ApiError(
+            403, f"poll: results of {poll.id} are published when it closes ({poll.closes})"
+        )
+    return poll, now >= poll.closes
+
+
+def csv_answer(body: str, name: str) -> Response:
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'inline; filename="{name}"'},
+    )
+
+
 def _leaf_routes(routes: list[Any]) -> Iterator[Any]:
     for route in routes:
         inner = getattr(route, "original_router", None)  # an included router (the pages)
@@ -184,6 +234,8 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 def create_app(engine: Engine) -> FastAPI:
+    """The API and the pages (build() puts the body limit and request log in front). Each area
+    registers its routes; the order is the order they are matched in."""
     app = FastAPI(
         title="klupa portal", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
     )
@@ -191,6 +243,21 @@ def create_app(engine: Engine) -> FastAPI:
     # The routes read their bodies through portal.checks; the description says what those take.
     description = openapi.spec()
     app.openapi = lambda: description  # type: ignore[method-assign]
+
+    _add_error_handlers(app)
+    _add_health(app, engine)
+    _add_gateway_routes(app, engine)
+    _add_result_routes(app, engine)
+    _add_admin_routes(app, engine)
+
+    from portal.pages import router
+
+    app.include_router(router)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as `{"error": ...}` with its status (the module says which)."""
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> Response:
@@ -228,6 +295,10 @@ def create_app(engine: Engine) -> FastAPI:
             return error(405, f"method: {request.method} is not one of {allow}", {"Allow": allow})
         return error(exc.status_code, str(exc.detail))
 
+
+def _add_health(app: FastAPI, engine: Engine) -> None:
+    """`/healthz`: whether the database answers, and its schema revision."""
+
     @app.get("/healthz")
     async def healthz() -> Response:
         def probe() -> str | None:
@@ -243,14 +314,14 @@ def create_app(engine: Engine) -> FastAPI:
             return JSONResponse({"ok": False, "error": "database unavailable"}, status_code=503)
         return JSONResponse({"ok": True, "schema": revision})
 
+
+def _add_gateway_routes(app: FastAPI, engine: Engine) -> None:
+    """What a gateway reads and writes: the polls, votes, bench-days, bench states, heartbeats."""
+
     @app.get("/api/v1/polls")
     async def list_polls(request: Request) -> Response:
         await maybe_caller(request)
-        municipality = request.query_params.get("municipality")
-        if not municipality:
-            raise checks.BadField("municipality", "query parameter is required")
-        if not contract.MUNICIPALITY_RE.fullmatch(municipality):
-            raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
+        municipality = query_municipality(request)
         found = await run_in_threadpool(store.polls_for, engine, municipality, int(time.time()))
         # `results` (live | after_close) tells the gateway which polls' per-choice figures it
         # keeps back until they close (edge_gateway/polls.py, note_hidden).
@@ -271,8 +342,7 @@ def create_app(engine: Engine) -> FastAPI:
     @app.put("/api/v1/benches/{bench}")
     async def put_bench(bench: str, request: Request) -> Response:
         caller = await need_caller(request)
-        if not contract.BENCH_RE.fullmatch(bench):
-            raise checks.BadField("bench", f"{bench!r} is not a bench id")
+        checked_id("bench", bench, contract.BENCH_RE, "a bench id")
         status = checks.check_bench_status(await json_body(request))
         must_write(caller, [status.municipality])
         try:
@@ -284,26 +354,20 @@ def create_app(engine: Engine) -> FastAPI:
     @app.put("/api/v1/gateways/{municipality}")
     async def put_gateway(municipality: str, request: Request) -> Response:
         caller = await need_caller(request)
-        if not contract.MUNICIPALITY_RE.fullmatch(municipality):
-            raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
+        checked_id("municipality", municipality, contract.MUNICIPALITY_RE, "a municipality id")
         beat = checks.check_heartbeat(await json_body(request))
         must_write(caller, [municipality])
         await run_in_threadpool(heartbeat.record, engine, municipality, beat)
         return JSONResponse({"ok": True})
 
-    async def known_poll(poll_id: str) -> store.Poll:
-        """The poll `poll_id`; 404 if that is no poll id or no poll has it."""
-        if not contract.POLL_ID_RE.fullmatch(poll_id):
-            raise ApiError(404, f"poll: {poll_id!r} is not a poll id, so no poll has it")
-        try:
-            return await run_in_threadpool(store.get_poll, engine, poll_id)
-        except store.UnknownPoll as exc:
-            raise ApiError(404, f"poll: {exc}") from exc
+
+def _add_result_routes(app: FastAPI, engine: Engine) -> None:
+    """What anyone reads: a poll's results and the open-data exports."""
 
     @app.get("/api/v1/polls/{poll_id}/results")
     async def poll_results(poll_id: str, request: Request) -> Response:
         caller = await maybe_caller(request)
-        poll = await known_poll(poll_id)
+        poll = await known_poll(engine, poll_id)
         now = int(time.time())
         if poll.hidden(now) and not (caller and caller.admin):
             return JSONResponse({"poll": poll.id, "hidden": True, "closes": poll.closes})
@@ -314,38 +378,16 @@ def create_app(engine: Engine) -> FastAPI:
             )
         return JSONResponse(answer)
 
-    async def exported_poll(request: Request) -> tuple[store.Poll, bool]:
-        """The poll named by `?poll=`, and whether it has closed; 403 while its results are
-        hidden (the admin token sees them)."""
-        caller = await maybe_caller(request)
-        poll_id = request.query_params.get("poll")
-        if not poll_id:
-            raise checks.BadField("poll", "query parameter is required")
-        poll = await known_poll(poll_id)
-        now = int(time.time())
-        if poll.hidden(now) and not (caller and caller.admin):
-            raise ApiError(
-                403, f"poll: results of {poll.id} are published when it closes ({poll.closes})"
-            )
-        return poll, now >= poll.closes
-
-    def csv_answer(body: str, name: str) -> Response:
-        return Response(
-            body,
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'inline; filename="{name}"'},
-        )
-
     @app.get("/api/v1/export/votes.csv")
     async def export_votes_csv(request: Request) -> Response:
-        poll, _ = await exported_poll(request)
+        poll, _ = await exported_poll(request, engine)
         rows = await run_in_threadpool(export.poll_votes, engine, poll.id)
         title = f"Counted votes of poll {poll.id}"
         return csv_answer(export.to_csv(title, export.VOTE_COLUMNS, rows), f"{poll.id}-votes.csv")
 
     @app.get("/api/v1/export/votes.json")
     async def export_votes_json(request: Request) -> Response:
-        poll, _ = await exported_poll(request)
+        poll, _ = await exported_poll(request, engine)
         rows = await run_in_threadpool(export.poll_votes, engine, poll.id)
         return JSONResponse(
             {
@@ -359,7 +401,7 @@ def create_app(engine: Engine) -> FastAPI:
 
     @app.get("/api/v1/export/results.csv")
     async def export_results_csv(request: Request) -> Response:
-        poll, closed = await exported_poll(request)
+        poll, closed = await exported_poll(request, engine)
         res = await run_in_threadpool(store.results, engine, poll.id, poll)
         digests = (
             await run_in_threadpool(export.digests, engine, poll.id, res["benches"])
@@ -374,11 +416,7 @@ def create_app(engine: Engine) -> FastAPI:
     async def export_bench_days(request: Request) -> Response:
         await maybe_caller(request)
         q = request.query_params
-        municipality = q.get("municipality")
-        if not municipality:
-            raise checks.BadField("municipality", "query parameter is required")
-        if not contract.MUNICIPALITY_RE.fullmatch(municipality):
-            raise checks.BadField("municipality", f"{municipality!r} is not a municipality id")
+        municipality = query_municipality(request)
         span = []
         for key in ("from", "to"):
             value = q.get(key)
@@ -396,6 +434,10 @@ def create_app(engine: Engine) -> FastAPI:
         body = export.to_csv(title, export.DAY_COLUMNS, rows)
         return csv_answer(body, f"{municipality}-bench-days.csv")
 
+
+def _add_admin_routes(app: FastAPI, engine: Engine) -> None:
+    """What only the admin token does: create polls."""
+
     @app.post("/api/v1/polls")
     async def post_poll(request: Request) -> Response:
         caller = await need_caller(request)
@@ -409,11 +451,6 @@ def create_app(engine: Engine) -> FastAPI:
         log.info("poll created", extra={"poll": poll.id, "municipalities": poll.municipalities})
         body = {**poll.wire(), "municipalities": poll.municipalities, "results": poll.results}
         return JSONResponse(body, status_code=201)
-
-    from portal.pages import router
-
-    app.include_router(router)
-    return app
 
 
 def build(engine: Engine) -> ASGIApp:

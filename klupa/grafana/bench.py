@@ -19,11 +19,27 @@ from klupa.grafana.panels import (
     variable_municipality,
 )
 
+# Every query of one bench: its municipality, the bench, the dashboard's time range.
+W = f"{M} AND {B} AND $timeFilter"
+PER = "GROUP BY time($__interval) fill(none)"
+
 
 def bench_dashboard() -> dict[str, Any]:
     lay = Layout()
-    w = f"{M} AND {B} AND $timeFilter"
-    per = "GROUP BY time($__interval) fill(none)"
+    _totals(lay)
+    _power_charts(lay)
+    _use_and_link_charts(lay)
+    _tables(lay)
+    return dashboard(
+        BENCH_UID,
+        "klupa: bench",
+        [variable_municipality(multi=False), _bench_variable()],
+        lay.panels,
+    )
+
+
+def _totals(lay: Layout) -> None:
+    """The top row: online, state of charge and the time range's totals."""
     online = stat(
         "Online",
         "The gateway's last status for this bench: online, or offline (its will fired, or "
@@ -36,7 +52,7 @@ def bench_dashboard() -> dict[str, Any]:
         stat(
             "State of charge",
             "Latest battery state of charge in the time range.",
-            f'SELECT last("batt_soc") AS "soc" FROM "power" WHERE {w}',
+            f'SELECT last("batt_soc") AS "soc" FROM "power" WHERE {W}',
             "percent",
         ),
         4,
@@ -46,7 +62,7 @@ def bench_dashboard() -> dict[str, Any]:
         stat(
             "Harvested",
             "Solar energy in the time range.",
-            f'SELECT sum("solar_wh") AS "harvested" FROM "power" WHERE {w}',
+            f'SELECT sum("solar_wh") AS "harvested" FROM "power" WHERE {W}',
             "watth",
         ),
         4,
@@ -56,7 +72,7 @@ def bench_dashboard() -> dict[str, Any]:
         stat(
             "Delivered",
             "Energy delivered to phones in the time range.",
-            f'SELECT sum("wh") AS "delivered" FROM "port" WHERE {w}',
+            f'SELECT sum("wh") AS "delivered" FROM "port" WHERE {W}',
             "watth",
         ),
         4,
@@ -66,7 +82,7 @@ def bench_dashboard() -> dict[str, Any]:
         stat(
             "Sessions",
             "Phones charged in the time range.",
-            f'SELECT count("duration_s") AS "sessions" FROM "session" WHERE {w}',
+            f'SELECT count("duration_s") AS "sessions" FROM "session" WHERE {W}',
         ),
         4,
         4,
@@ -75,21 +91,25 @@ def bench_dashboard() -> dict[str, Any]:
         stat(
             "Votes",
             "Votes cast at this bench in the time range.",
-            f'SELECT sum("count") AS "votes" FROM "votes" WHERE {w}',
+            f'SELECT sum("count") AS "votes" FROM "votes" WHERE {W}',
         ),
         4,
         4,
     )
+
+
+def _power_charts(lay: Layout) -> None:
+    """Battery, panel and port currents over time."""
     lay.add(
         timeseries(
             "Battery",
             "State of charge (left) and battery voltage.",
             [
                 influx_target(
-                    "A", f'SELECT mean("batt_soc") FROM "power" WHERE {w} {per}', alias="SoC"
+                    "A", f'SELECT mean("batt_soc") FROM "power" WHERE {W} {PER}', alias="SoC"
                 ),
                 influx_target(
-                    "B", f'SELECT mean("batt_v") FROM "power" WHERE {w} {per}', alias="V"
+                    "B", f'SELECT mean("batt_v") FROM "power" WHERE {W} {PER}', alias="V"
                 ),
             ],
             "percent",
@@ -105,7 +125,7 @@ def bench_dashboard() -> dict[str, Any]:
                 influx_target(
                     "A",
                     f'SELECT mean("solar_a") AS "solar", mean("batt_a") AS "battery" '
-                    f'FROM "power" WHERE {w} {per}',
+                    f'FROM "power" WHERE {W} {PER}',
                     alias="$col",
                 )
             ],
@@ -121,7 +141,7 @@ def bench_dashboard() -> dict[str, Any]:
             [
                 influx_target(
                     "A",
-                    f'SELECT mean("a") FROM "port" WHERE {w} GROUP BY time($__interval), "port" '
+                    f'SELECT mean("a") FROM "port" WHERE {W} GROUP BY time($__interval), "port" '
                     "fill(none)",
                     alias="port $tag_port",
                 )
@@ -131,6 +151,10 @@ def bench_dashboard() -> dict[str, Any]:
         12,
         8,
     )
+
+
+def _use_and_link_charts(lay: Layout) -> None:
+    """Seat and touchpad, the uplink and controller, the air."""
     lay.add(
         timeseries(
             "Seat and touchpad",
@@ -139,7 +163,7 @@ def bench_dashboard() -> dict[str, Any]:
                 influx_target(
                     "A",
                     f'SELECT sum("seat_occ_s") AS "seat_s", sum("touches") AS "touches" '
-                    f'FROM "usage" WHERE {w} {per}',
+                    f'FROM "usage" WHERE {W} {PER}',
                     alias="$col",
                 )
             ],
@@ -156,10 +180,10 @@ def bench_dashboard() -> dict[str, Any]:
                 influx_target(
                     "A",
                     f'SELECT mean("rssi") AS "rssi", max("clients") AS "clients" FROM "link" '
-                    f"WHERE {w} {per}",
+                    f"WHERE {W} {PER}",
                     alias="$col",
                 ),
-                influx_target("B", f'SELECT min("heap") FROM "link" WHERE {w} {per}', alias="heap"),
+                influx_target("B", f'SELECT min("heap") FROM "link" WHERE {W} {PER}', alias="heap"),
             ],
             "none",
         ),
@@ -174,7 +198,7 @@ def bench_dashboard() -> dict[str, Any]:
                 influx_target(
                     "A",
                     f'SELECT mean("temp_c") AS "temp_c", mean("rh") AS "rh" FROM "env" '
-                    f"WHERE {w} {per}",
+                    f"WHERE {W} {PER}",
                     alias="$col",
                 )
             ],
@@ -183,11 +207,15 @@ def bench_dashboard() -> dict[str, Any]:
         12,
         8,
     )
+
+
+def _tables(lay: Layout) -> None:
+    """Charging sessions, events, votes per choice and days."""
     lay.add(
         table(
             "Charging sessions",
             "Each phone charged: port, minutes, Wh.",
-            f'SELECT "port", "duration_s", "wh" FROM "session" WHERE {w} '
+            f'SELECT "port", "duration_s", "wh" FROM "session" WHERE {W} '
             "ORDER BY time DESC LIMIT 200",
         ),
         12,
@@ -197,7 +225,7 @@ def bench_dashboard() -> dict[str, Any]:
         table(
             "Events",
             "Boots, power-state changes, faults, clock corrections, updates, tamper.",
-            f'SELECT "type", "code", "detail" FROM "event" WHERE {w} ORDER BY time DESC LIMIT 200',
+            f'SELECT "type", "code", "detail" FROM "event" WHERE {W} ORDER BY time DESC LIMIT 200',
         ),
         12,
         8,
@@ -206,7 +234,7 @@ def bench_dashboard() -> dict[str, Any]:
         table(
             "Votes per choice",
             "Votes per poll and choice at this bench in the time range.",
-            f'SELECT sum("count") AS "votes" FROM "votes" WHERE {w} GROUP BY "poll", "choice"',
+            f'SELECT sum("count") AS "votes" FROM "votes" WHERE {W} GROUP BY "poll", "choice"',
         ),
         12,
         8,
@@ -216,12 +244,16 @@ def bench_dashboard() -> dict[str, Any]:
             "Days",
             "Per local day: harvest, delivery, sessions, seat time, touches, votes, uptime.",
             'SELECT "solar_wh", "charge_wh", "sessions", "seat_occ_s", "touches", '
-            f'"votes", "uptime_pct" FROM "daily" WHERE {w}',
+            f'"votes", "uptime_pct" FROM "daily" WHERE {W}',
         ),
         24,
         8,
     )
-    bench_var = {
+
+
+def _bench_variable() -> dict[str, Any]:
+    """`$bench`: the benches of `$municipality` that report power."""
+    return {
         "name": "bench",
         "label": "Bench",
         "type": "query",
@@ -233,9 +265,3 @@ def bench_dashboard() -> dict[str, Any]:
         "includeAll": False,
         "current": {},
     }
-    return dashboard(
-        BENCH_UID,
-        "klupa: bench",
-        [variable_municipality(multi=False), bench_var],
-        lay.panels,
-    )

@@ -45,18 +45,37 @@ def sites_csv(sites: list[Site]) -> str:
     return "\n".join(lines)
 
 
+# The gateway's last word on each bench, one row a bench (the map's tooltip, "Benches now").
+STATUS_Q = (
+    'SELECT last("online") AS "online", last("sleeping") AS "sleeping", last("fw") AS "fw" '
+    f'FROM "bench_status" WHERE {M} GROUP BY "bench"'
+)
+
+
 def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
     lay = Layout()
+    lay.add(_map(sites), 12, 14)
+    _totals(lay)
+    _state_and_energy(lay)
+    _per_bench(lay)
+    _votes_and_days(lay)
+    _gateways(lay)
+    return dashboard(
+        FLEET_UID,
+        "klupa: fleet",
+        [variable_municipality(multi=True)],
+        lay.panels,
+    )
+
+
+def _map(sites: list[Site]) -> dict[str, Any]:
+    """The benches at their inventory coordinates, coloured by state of charge."""
     lat = sum(s.lat for s in sites) / len(sites) if sites else 44.0
     lon = sum(s.lon for s in sites) / len(sites) if sites else 17.8
     # One row per bench (table format), joined to the inventory's coordinates by `bench`.
     now_q = (
         'SELECT last("batt_soc") AS "soc", last("state") AS "power_state" FROM "power" '
         f'WHERE {M} AND $timeFilter GROUP BY "bench"'
-    )
-    status_q = (
-        'SELECT last("online") AS "online", last("sleeping") AS "sleeping", last("fw") AS "fw" '
-        f'FROM "bench_status" WHERE {M} GROUP BY "bench"'
     )
     sites_target = {
         "refId": "S",
@@ -71,7 +90,7 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
         "range; the tooltip shows its power state, whether the gateway sees it online, firmware.",
         [
             influx_target("A", now_q, table=True),
-            influx_target("B", status_q, table=True),
+            influx_target("B", STATUS_Q, table=True),
             sites_target,
         ],
         "percent",
@@ -113,7 +132,11 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
         },
         [{"id": "joinByField", "options": {"byField": "bench", "mode": "outer"}}],
     )
-    lay.add(geomap, 12, 14)
+    return geomap
+
+
+def _totals(lay: Layout) -> None:
+    """Benches online now, and the time range's sessions, harvest and delivery."""
     lay.add(
         stat(
             "Benches online now",
@@ -154,11 +177,15 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
         6,
         4,
     )
+
+
+def _state_and_energy(lay: Layout) -> None:
+    """Each bench now, state of charge over time, energy over time."""
     lay.add(
         table(
             "Benches now",
             "The gateway's last word on each bench (online, announced sleeping, firmware).",
-            status_q,
+            STATUS_Q,
             defaults={"mappings": ONLINE_MAPPINGS},
         ),
         12,
@@ -207,6 +234,10 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
         12,
         8,
     )
+
+
+def _per_bench(lay: Layout) -> None:
+    """Harvest and delivery per bench, sessions per interval."""
     lay.add(
         bars(
             "Harvested per bench",
@@ -245,6 +276,10 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
         12,
         8,
     )
+
+
+def _votes_and_days(lay: Layout) -> None:
+    """Votes per poll and choice, and the daily figures per bench."""
     lay.add(
         table(
             "Votes",
@@ -266,6 +301,10 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
         12,
         8,
     )
+
+
+def _gateways(lay: Layout) -> None:
+    """How far behind each municipality's gateway forwards."""
     lay.add(
         timeseries(
             "Gateways: forwarding lag",
@@ -283,10 +322,4 @@ def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
         ),
         12,
         8,
-    )
-    return dashboard(
-        FLEET_UID,
-        "klupa: fleet",
-        [variable_municipality(multi=True)],
-        lay.panels,
     )
