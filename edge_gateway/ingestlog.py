@@ -251,11 +251,17 @@ class LogStage(abc.ABC):
         if len(batch) > LOG_GROUP_MAX:
             return False
         entries = [(i.topic, i.payload, i.t) for i in batch]
-        if not lg.fits(entries) and not self._flush_log(now):
-            return False
         try:
-            lg.append(entries)
-        except (OSError, LogFull) as exc:
+            try:
+                lg.append(entries)
+            except LogFull:
+                if not self._flush_log(now):
+                    return False
+                try:
+                    lg.append(entries)
+                except LogFull:
+                    return False  # bigger than the whole log: stored directly; the log stays on
+        except OSError as exc:
             log.error(
                 "the ingest log cannot be written (%s); storing each group directly", printable(exc)
             )

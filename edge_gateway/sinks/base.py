@@ -19,7 +19,9 @@ from edge_gateway.store import Row, Store
 
 log = logging.getLogger("edge_gateway.sink")
 
-WATERMARK_SAVE_S = 10.0
+WATERMARK_SAVE_S = 10.0  # while busy: at most this often
+WATERMARK_BUSY_ROWS = 1_000  # rows forwarded since the last save that make a sink "busy"
+WATERMARK_IDLE_S = 300.0  # at idle: this often (a crash re-sends at most this much)
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 20.0  # a sink notices a receiver that came back within 30 s
 POISON_STRIKES = 3  # 5xx answers to one row alone, server otherwise up, before quarantine
@@ -107,6 +109,7 @@ class Sink(threading.Thread, abc.ABC):
         self.wake = threading.Event()
         self.watermark = self.store.watermark(self.name)
         self.saved_at = 0.0
+        self.saved_mark = self.watermark
         self.sent = 0
         self.failures = 0
         self.last_error = ""
@@ -156,17 +159,29 @@ class Sink(threading.Thread, abc.ABC):
             )
             self.store.bump({f"sink_rejected:{self.name}": 1})
 
+    def save_due(self, now: float) -> bool:
+        """Busy (WATERMARK_BUSY_ROWS since the last save): every WATERMARK_SAVE_S; at idle
+        every WATERMARK_IDLE_S. A save is a commit of its own, and at idle a commit costs the
+        SD card a few 4 KiB pages (the WAL's and its index's) whatever it holds."""
+        if self.watermark == self.saved_mark:
+            return False
+        since = now - self.saved_at
+        if self.watermark - self.saved_mark >= WATERMARK_BUSY_ROWS:
+            return since >= WATERMARK_SAVE_S
+        return since >= WATERMARK_IDLE_S
+
     def advance(self, msg_id: int, force: bool = False) -> None:
-        """Move the watermark; it is saved at most every WATERMARK_SAVE_S (or when forced).
+        """Move the watermark; it is saved when :meth:`save_due` (or when forced).
 
         After a crash the sink re-sends what it sent since the last save: forwarding is
         idempotent, and an SD card sees one commit fewer per batch.
         """
         self.watermark = msg_id
         now = time.monotonic()
-        if not force and now - self.saved_at < WATERMARK_SAVE_S:
+        if not force and not self.save_due(now):
             return
         self.saved_at = now
+        self.saved_mark = msg_id
         with self.store.transaction():
             self.store.set_watermark(self.name, msg_id)
 
@@ -214,10 +229,7 @@ class Sink(threading.Thread, abc.ABC):
                 self.last_error = ""
             backoff = BACKOFF_MIN_S
             if n < self.batch_rows:
-                if self.watermark != self.store.watermark(self.name):
-                    self.advance(
-                        self.watermark, force=time.monotonic() - self.saved_at >= WATERMARK_SAVE_S
-                    )
+                self.advance(self.watermark)  # saved when due, also with nothing new to send
                 self.wake.wait(self.interval_s)
                 self.wake.clear()
 

@@ -10,11 +10,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from edge_gateway.ingestlog import SECTOR, IngestLog, LogFull, decode_blocks, encode_block
+from edge_gateway.ingestlog import (
+    SECTOR,
+    Incoming,
+    IngestLog,
+    LogFull,
+    LogStage,
+    decode_blocks,
+    encode_block,
+)
 from klupa.services import Broker
 from testkit.gateway import Publisher, telemetry, topic_of, wait_until, write_config
 from testkit.services import need_program
@@ -91,6 +100,44 @@ def test_a_group_that_does_not_fit_is_refused_and_nothing_is_written(tmp_path: P
     assert not log.fits(entries(10, size=300))
     log.close()
     assert IngestLog(tmp_path / "gw.ingest", size=8 * SECTOR).open() == entries(4, size=300)
+
+
+class _Stage(LogStage):
+    """The writer's use of the log around a real IngestLog file. The store and the MQTT client
+    are stand-ins that record (the gateway-level tests below run the real ones): this is about
+    which group goes to the log and which goes straight to the store."""
+
+    def __init__(self, lg: IngestLog) -> None:
+        self.cfg = SimpleNamespace(spool=SimpleNamespace(batch_s=60.0))  # type: ignore[assignment]
+        self.acked: list[int] = []
+        self.client = SimpleNamespace(ack=lambda mid, qos: self.acked.append(mid))  # type: ignore[assignment]
+        self.generation, self.store_state, self.held = 1, "ok", []
+        self.ingest_log, self.logged, self.logged_since = lg, [], 0.0
+        self.stored: list[list[Incoming]] = []
+
+    def _store(self, batch: list[Incoming], now: float) -> list[Incoming]:
+        self.stored.append(batch)
+        return []
+
+
+def _group(first_mid: int, n: int, size: int) -> list[Incoming]:
+    return [Incoming(1, first_mid + i, 1, T, b"x" * size, 1.0) for i in range(n)]
+
+
+def test_a_group_bigger_than_the_whole_log_is_stored_directly_and_the_log_stays_on(
+    tmp_path: Path,
+) -> None:
+    lg = IngestLog(tmp_path / "s.ingest", size=4 * SECTOR)
+    lg.open()
+    stage = _Stage(lg)
+    assert stage._log_group(_group(1, 1, 100), 0.0)  # a small group: in the log, acked
+    assert stage.acked == [1]
+    big = _group(10, 8, 300)  # 2.4 KB: more than the log's 2 KB
+    assert not stage._log_group(big, 1.0)  # the writer stores it directly (and acks it then)
+    assert stage.stored == [stage.stored[0]] and len(stage.stored[0]) == 1  # the log went first
+    assert stage.ingest_log is lg and lg.count == 0
+    assert stage._log_group(_group(20, 1, 100), 2.0)  # the next small group: in the log again
+    assert stage.acked == [1, 20] and lg.count == 1
 
 
 def test_decoding_stops_at_garbage_and_at_another_epoch() -> None:

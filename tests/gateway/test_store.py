@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from edge_gateway.service import Gateway
-from edge_gateway.store import Store, day_bounds, local_day
+from edge_gateway.sinks import base as sink_base
+from edge_gateway.sinks.base import Sink
+from edge_gateway.store import Row, Store, day_bounds, local_day
 from klupa.services import Broker, Influx1
 from testkit.gateway import Publisher, one_day_now, telemetry, topic_of, wait_until
 
@@ -235,3 +237,46 @@ def test_a_days_sitting_is_capped_at_the_days_length(tmp_path: Path) -> None:
     assert (d["seat_occ_s"], d["sessions"], d["touches"]) == (86400, 3, 10)
     assert st.daily("mostar-01", "2026-10-25", day_bounds("2026-10-26")[0])["seat_occ_s"] == 90000
     st.close()
+
+
+class _Recorder(Sink):
+    """A sink that takes every row (the receiver always answers)."""
+
+    name = "recorder"
+
+    def send(self, rows: list[Row]) -> None:
+        self.got = getattr(self, "got", 0) + len(rows)
+
+
+def test_a_sink_saves_its_watermark_every_ten_seconds_while_busy_and_every_five_minutes_idle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At idle a watermark commit costs the SD card a few 4 KiB pages for one number: an idle
+    sink saves it every WATERMARK_IDLE_S; a busy one (WATERMARK_BUSY_ROWS since the last save)
+    every WATERMARK_SAVE_S; a stop saves it whatever the time."""
+    path = str(tmp_path / "s.sqlite")
+    st = Store(path)
+    fill(st, "telemetry", 1500, time.time() - 60, 1)
+    clock = [1000.0]
+    monkeypatch.setattr(sink_base.time, "monotonic", lambda: clock[0])
+    sink = _Recorder(path, batch_rows=1200, interval_s=1.0)
+    saved = lambda: st.watermark("recorder")  # noqa: E731
+
+    sink.pass_once()  # 1,200 rows: busy, and never saved before
+    assert saved() == 1200
+    clock[0] += 5
+    sink.pass_once()  # 300 more, 5 s later: not yet
+    assert (sink.watermark, saved()) == (1500, 1200)
+    clock[0] += sink_base.WATERMARK_SAVE_S
+    sink.advance(sink.watermark)  # 300 rows since the save: idle, so not after 10 s either
+    assert saved() == 1200
+    clock[0] += sink_base.WATERMARK_IDLE_S
+    sink.advance(sink.watermark)
+    assert saved() == 1500
+
+    fill(st, "telemetry", 1, time.time(), 1501)
+    clock[0] += 1
+    sink.pass_once()
+    assert (sink.watermark, saved()) == (1501, 1500)
+    sink.flush(time.time() + 5)  # a stop saves it at once
+    assert saved() == 1501
