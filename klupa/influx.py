@@ -26,7 +26,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from klupa.console import Parser
+from klupa.console import with_one_command
 
 RAW = "raw"
 RAW_DURATION = "90d"
@@ -294,12 +294,12 @@ def setup(server: Server, database: str = "benches") -> Report:
 
 
 def main(argv: list[str]) -> int:
-    parser = Parser(prog="klupa influx", description="InfluxDB set-up for the benches' data")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser(
+    parser, p = with_one_command(
+        "klupa influx",
+        "InfluxDB set-up for the benches' data",
         "setup",
-        help="retention policies and hourly continuous queries (1.x); advice for 2.x/3.x",
-        description="On InfluxDB 1.x: retention policy raw (90 days, default) and forever, "
+        "retention policies and hourly continuous queries (1.x); advice for 2.x/3.x",
+        "On InfluxDB 1.x: retention policy raw (90 days, default) and forever, "
         "and hourly continuous queries from raw into forever. Safe to run again. On 2.x and "
         "3.x: prints what to set there.",
     )

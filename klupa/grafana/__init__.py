@@ -19,7 +19,7 @@ import json
 import sys
 from pathlib import Path
 
-from klupa.console import Parser
+from klupa.console import with_one_command
 from klupa.grafana.bench import bench_dashboard
 from klupa.grafana.fleet import Site, fleet_dashboard
 
@@ -51,12 +51,12 @@ def write_dashboards(sites: list[Site], out: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    parser = Parser(prog="klupa grafana", description="Grafana dashboards for partners")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser(
+    parser, p = with_one_command(
+        "klupa grafana",
+        "Grafana dashboards for partners",
         "dashboards",
-        help="write fleet.json and bench.json from a deployment's inventory",
-        description="Write the Grafana dashboards (fleet.json, bench.json) for the benches of "
+        "write fleet.json and bench.json from a deployment's inventory",
+        "Write the Grafana dashboards (fleet.json, bench.json) for the benches of "
         "a deployment's inventory.toml; provision them as docs/dashboards.md says.",
     )
     p.add_argument("--deployment", type=Path, required=True, help="deployment folder")

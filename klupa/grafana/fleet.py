@@ -16,6 +16,7 @@ from klupa.grafana.panels import (
     SITES,
     Layout,
     M,
+    Placed,
     bars,
     dashboard,
     influx_target,
@@ -53,13 +54,9 @@ STATUS_Q = (
 
 
 def fleet_dashboard(sites: list[Site]) -> dict[str, Any]:
-    lay = Layout()
-    lay.add(_map(sites), 12, 14)
-    _totals(lay)
-    _state_and_energy(lay)
-    _per_bench(lay)
-    _votes_and_days(lay)
-    _gateways(lay)
+    lay = Layout(
+        [(_map(sites), 12, 14)], _totals(), _state_and_energy(), _per_bench(), _votes_days_and_lag()
+    )
     return dashboard(
         FLEET_UID,
         "klupa: fleet",
@@ -135,191 +132,143 @@ def _map(sites: list[Site]) -> dict[str, Any]:
     return geomap
 
 
-def _totals(lay: Layout) -> None:
+# Benches online now, and the time range's totals; 6 wide and 4 high each:
+# (title, description, query, unit)
+TOTALS = [
+    (
+        "Benches online now",
+        "Benches that sent telemetry in the last 20 minutes (a bench in critical power "
+        "state still reports every 15 minutes).",
+        'SELECT count("soc") AS "online" FROM (SELECT last("batt_soc") AS "soc" FROM "power" '
+        f'WHERE {M} AND time > now() - 20m GROUP BY "bench")',
+        "none",
+    ),
+    (
+        "Charging sessions",
+        "Phones charged in the time range (one per plug-in, from the session events).",
+        f'SELECT count("duration_s") AS "sessions" FROM "session" WHERE {M} AND $timeFilter',
+        "none",
+    ),
+    (
+        "Harvested",
+        "Solar energy into the batteries of the selected benches in the time range.",
+        f'SELECT sum("solar_wh") AS "harvested" FROM "power" WHERE {M} AND $timeFilter',
+        "watth",
+    ),
+    (
+        "Delivered to phones",
+        "Energy the charging ports (USB and wireless) delivered in the time range.",
+        f'SELECT sum("wh") AS "delivered" FROM "port" WHERE {M} AND $timeFilter',
+        "watth",
+    ),
+]
+
+
+def _totals() -> list[Placed]:
     """Benches online now, and the time range's sessions, harvest and delivery."""
-    lay.add(
-        stat(
-            "Benches online now",
-            "Benches that sent telemetry in the last 20 minutes (a bench in critical power "
-            "state still reports every 15 minutes).",
-            'SELECT count("soc") AS "online" FROM (SELECT last("batt_soc") AS "soc" FROM "power" '
-            f'WHERE {M} AND time > now() - 20m GROUP BY "bench")',
-        ),
-        6,
-        4,
-    )
-    lay.add(
-        stat(
-            "Charging sessions",
-            "Phones charged in the time range (one per plug-in, from the session events).",
-            f'SELECT count("duration_s") AS "sessions" FROM "session" WHERE {M} AND $timeFilter',
-        ),
-        6,
-        4,
-    )
-    lay.add(
-        stat(
-            "Harvested",
-            "Solar energy into the batteries of the selected benches in the time range.",
-            f'SELECT sum("solar_wh") AS "harvested" FROM "power" WHERE {M} AND $timeFilter',
-            "watth",
-        ),
-        6,
-        4,
-    )
-    lay.add(
-        stat(
-            "Delivered to phones",
-            "Energy the charging ports (USB and wireless) delivered in the time range.",
-            f'SELECT sum("wh") AS "delivered" FROM "port" WHERE {M} AND $timeFilter',
-            "watth",
-        ),
-        6,
-        4,
-    )
+    return [(stat(*row), 6, 4) for row in TOTALS]
 
 
-def _state_and_energy(lay: Layout) -> None:
+def _state_and_energy() -> list[Placed]:
     """Each bench now, state of charge over time, energy over time."""
-    lay.add(
-        table(
-            "Benches now",
-            "The gateway's last word on each bench (online, announced sleeping, firmware).",
-            STATUS_Q,
-            defaults={"mappings": ONLINE_MAPPINGS},
-        ),
-        12,
-        6,
+    now = table(
+        "Benches now",
+        "The gateway's last word on each bench (online, announced sleeping, firmware).",
+        STATUS_Q,
+        defaults={"mappings": ONLINE_MAPPINGS},
     )
-    lay.add(
-        timeseries(
-            "State of charge",
-            "Battery state of charge per bench, mean per interval.",
-            [
-                influx_target(
-                    "A",
-                    f'SELECT mean("batt_soc") FROM "power" WHERE {M} AND $timeFilter '
-                    'GROUP BY time($__interval), "bench" fill(none)',
-                    alias="$tag_bench",
-                )
-            ],
-            "percent",
-            min=0,
-            max=100,
-        ),
-        12,
-        8,
+    soc = _per_tag(
+        "State of charge",
+        "Battery state of charge per bench, mean per interval.",
+        'SELECT mean("batt_soc") FROM "power"',
+        "bench",
+        "percent",
+        min=0,
+        max=100,
     )
-    lay.add(
-        timeseries(
-            "Energy harvested and delivered",
-            "Wh per interval over the selected benches: solar harvest, and what the ports "
-            "delivered to phones.",
-            [
-                influx_target(
-                    "A",
-                    f'SELECT sum("solar_wh") FROM "power" WHERE {M} AND $timeFilter '
-                    "GROUP BY time($__interval) fill(0)",
-                    alias="harvested",
-                ),
-                influx_target(
-                    "B",
-                    f'SELECT sum("wh") FROM "port" WHERE {M} AND $timeFilter '
-                    "GROUP BY time($__interval) fill(0)",
-                    alias="delivered",
-                ),
-            ],
-            "watth",
-        ),
-        12,
-        8,
+    energy = timeseries(
+        "Energy harvested and delivered",
+        "Wh per interval over the selected benches: solar harvest, and what the ports "
+        "delivered to phones.",
+        [
+            influx_target(
+                "A",
+                f'SELECT sum("solar_wh") FROM "power" WHERE {M} AND $timeFilter '
+                "GROUP BY time($__interval) fill(0)",
+                alias="harvested",
+            ),
+            influx_target(
+                "B",
+                f'SELECT sum("wh") FROM "port" WHERE {M} AND $timeFilter '
+                "GROUP BY time($__interval) fill(0)",
+                alias="delivered",
+            ),
+        ],
+        "watth",
     )
+    return [(now, 12, 6), (soc, 12, 8), (energy, 12, 8)]
 
 
-def _per_bench(lay: Layout) -> None:
+def _per_bench() -> list[Placed]:
     """Harvest and delivery per bench, sessions per interval."""
-    lay.add(
-        bars(
-            "Harvested per bench",
-            "Solar energy per bench in the time range.",
-            f'SELECT sum("solar_wh") FROM "power" WHERE {M} AND $timeFilter GROUP BY "bench"',
-            "watth",
-        ),
-        6,
-        8,
+    harvested = bars(
+        "Harvested per bench",
+        "Solar energy per bench in the time range.",
+        f'SELECT sum("solar_wh") FROM "power" WHERE {M} AND $timeFilter GROUP BY "bench"',
+        "watth",
     )
-    lay.add(
-        bars(
-            "Delivered per bench",
-            "Energy delivered to phones per bench in the time range.",
-            f'SELECT sum("wh") FROM "port" WHERE {M} AND $timeFilter GROUP BY "bench"',
-            "watth",
-        ),
-        6,
-        8,
+    delivered = bars(
+        "Delivered per bench",
+        "Energy delivered to phones per bench in the time range.",
+        f'SELECT sum("wh") FROM "port" WHERE {M} AND $timeFilter GROUP BY "bench"',
+        "watth",
     )
-    lay.add(
-        timeseries(
-            "Sessions per interval",
-            "Charging sessions ended per interval, per bench.",
-            [
-                influx_target(
-                    "A",
-                    f'SELECT count("duration_s") FROM "session" WHERE {M} AND $timeFilter '
-                    'GROUP BY time($__interval), "bench" fill(none)',
-                    alias="$tag_bench",
-                )
-            ],
-            "none",
-            custom={"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal"}},
-        ),
-        12,
-        8,
+    sessions = _per_tag(
+        "Sessions per interval",
+        "Charging sessions ended per interval, per bench.",
+        'SELECT count("duration_s") FROM "session"',
+        "bench",
+        "none",
+        custom={"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal"}},
     )
+    return [(harvested, 6, 8), (delivered, 6, 8), (sessions, 12, 8)]
 
 
-def _votes_and_days(lay: Layout) -> None:
-    """Votes per poll and choice, and the daily figures per bench."""
-    lay.add(
-        table(
-            "Votes",
-            "Votes per poll and choice in the time range, all selected benches together.",
-            f'SELECT sum("count") AS "votes" FROM "votes" WHERE {M} AND $timeFilter '
-            'GROUP BY "poll", "choice"',
-        ),
-        12,
-        8,
+def _votes_days_and_lag() -> list[Placed]:
+    """Votes per poll and choice, the daily figures per bench, the gateways' forwarding lag."""
+    votes = table(
+        "Votes",
+        "Votes per poll and choice in the time range, all selected benches together.",
+        f'SELECT sum("count") AS "votes" FROM "votes" WHERE {M} AND $timeFilter '
+        'GROUP BY "poll", "choice"',
     )
-    lay.add(
-        table(
-            "Days",
-            "Per bench and local day (Europe/Sarajevo): harvest, delivery, sessions, votes, "
-            "and the share of the day the bench was online or announced sleeping.",
-            'SELECT "solar_wh", "charge_wh", "sessions", "votes", "uptime_pct" '
-            f'FROM "daily" WHERE {M} AND $timeFilter GROUP BY "bench"',
-        ),
-        12,
-        8,
+    days = table(
+        "Days",
+        "Per bench and local day (Europe/Sarajevo): harvest, delivery, sessions, votes, "
+        "and the share of the day the bench was online or announced sleeping.",
+        'SELECT "solar_wh", "charge_wh", "sessions", "votes", "uptime_pct" '
+        f'FROM "daily" WHERE {M} AND $timeFilter GROUP BY "bench"',
     )
+    lag = _per_tag(
+        "Gateways: forwarding lag",
+        "Seconds the oldest record waits at each municipality's gateway; a lag that only "
+        "grows means a sink is failing (docs/operations.md).",
+        'SELECT max("forward_lag_s") FROM "gateway"',
+        "municipality",
+        "s",
+    )
+    return [(votes, 12, 8), (days, 12, 8), (lag, 12, 8)]
 
 
-def _gateways(lay: Layout) -> None:
-    """How far behind each municipality's gateway forwards."""
-    lay.add(
-        timeseries(
-            "Gateways: forwarding lag",
-            "Seconds the oldest record waits at each municipality's gateway; a lag that only "
-            "grows means a sink is failing (docs/operations.md).",
-            [
-                influx_target(
-                    "A",
-                    f'SELECT max("forward_lag_s") FROM "gateway" WHERE {M} AND $timeFilter '
-                    'GROUP BY time($__interval), "municipality" fill(none)',
-                    alias="$tag_municipality",
-                )
-            ],
-            "s",
-        ),
-        12,
-        8,
+def _per_tag(
+    title: str, description: str, select: str, tag: str, unit: str, **defaults: Any
+) -> dict[str, Any]:
+    """A chart of one series per value of ``tag`` (a bench, a municipality), per interval.
+
+    ``select`` is the query up to its ``FROM``: the dashboard's municipalities and time range
+    and the grouping are added here.
+    """
+    query = f'{select} WHERE {M} AND $timeFilter GROUP BY time($__interval), "{tag}" fill(none)'
+    return timeseries(
+        title, description, [influx_target("A", query, alias=f"$tag_{tag}")], unit, **defaults
     )

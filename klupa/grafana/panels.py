@@ -31,12 +31,19 @@ B = "\"bench\" = '$bench'"
 # --------------------------------------------------------------------------- panel builders
 
 
+# A panel and its size on the grid: (panel, width in columns, height in rows)
+Placed = tuple[dict[str, Any], int, int]
+
+
 class Layout:
     """Places panels left to right on Grafana's 24-column grid and numbers them."""
 
-    def __init__(self) -> None:
+    def __init__(self, *sections: list[Placed]) -> None:
         self.x = self.y = self.row_h = 0
         self.panels: list[dict[str, Any]] = []
+        for section in sections:
+            for placed in section:
+                self.add(*placed)
 
     def add(self, panel: dict[str, Any], w: int, h: int) -> None:
         if self.x + w > 24:

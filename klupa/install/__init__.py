@@ -14,7 +14,8 @@ and the gateway from exactly the installed files). What was installed is listed 
 backups unless ``--purge``.
 
 The application layer: it reads the deployment folder (provisioning) and writes what the
-gateway (edge_gateway) runs from.
+gateway (edge_gateway) runs from. The texts of the files it writes (systemd units, chrony,
+journald, the gateway's configuration) are in ``files.py``.
 """
 
 from __future__ import annotations
@@ -31,158 +32,21 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
-from klupa.contract import gateway_user
+from klupa.install.files import (
+    BACKUP_TIMER,
+    CHRONY,
+    JOURNALD,
+    KLUPA_BIN,
+    at_root,
+    backup_service,
+    gateway_config,
+    gateway_unit,
+)
 
 if TYPE_CHECKING:
     from provisioning.broker import PiPaths
 
 MANIFEST = "/var/lib/klupa/install-{m}.json"
-KLUPA_BIN = "/opt/klupa/venv/bin/klupa"
-
-
-def gateway_unit(root: str = "/", klupa: str = KLUPA_BIN) -> str:
-    etc = _p(root, "/etc/klupa")
-    state = _p(root, "/var/lib/klupa")
-    # systemd makes these (owned by the service's user) only at their standard places
-    dirs = "StateDirectory=klupa\nConfigurationDirectory=klupa\n" if root == "/" else ""
-    return f"""# One gateway per municipality: `systemctl enable --now klupa-gateway@mostar`
-# reads {etc}/gateway-mostar.toml (its MQTT password: {etc}/gateway-mostar-mqtt.pass,
-# its store: {state}/mostar.sqlite). Installed by `klupa gateway install`;
-# see docs/operations.md.
-[Unit]
-Description=klupa bench gateway (%i)
-Documentation=file:///opt/klupa/docs/operations.md
-# time-sync.target: a Pi has no battery clock; the gateway judges records by its own clock,
-# so it starts once chrony has set it (and itself checks the kernel's sync state too).
-After=network-online.target time-sync.target mosquitto.service
-Wants=network-online.target time-sync.target
-Requires=mosquitto.service
-
-[Service]
-Type=simple
-User=klupa
-Group=klupa
-ExecStartPre={klupa} gateway check --config {etc}/gateway-%i.toml
-ExecStart={klupa} gateway run --config {etc}/gateway-%i.toml
-# SIGTERM: stop taking messages, store and acknowledge what was taken, flush, exit 0.
-# systemd signals the whole group; the forwarder process (the sinks) ignores it and is
-# stopped by the gateway after its last commit, so nothing is cut off mid-batch.
-KillSignal=SIGTERM
-TimeoutStopSec=60
-Restart=on-failure
-RestartSec=5
-# Secrets may come from the environment instead of the config (KLUPA_MQTT_PASSWORD, ...).
-EnvironmentFile=-{etc}/gateway-%i.env
-{dirs}NoNewPrivileges=true
-ProtectSystem=strict
-ProtectHome=true
-PrivateTmp=true
-ReadWritePaths={state}
-
-[Install]
-WantedBy=multi-user.target
-"""
-
-
-def backup_service(root: str = "/", klupa: str = KLUPA_BIN) -> str:
-    etc = _p(root, "/etc/klupa")
-    backups = _p(root, "/var/backups/klupa")
-    return f"""# The store's daily online backup (SQLite's backup API), 14 days kept.
-[Unit]
-Description=klupa gateway store backup (%i)
-
-[Service]
-Type=oneshot
-User=klupa
-Group=klupa
-ExecStart={klupa} gateway backup --config {etc}/gateway-%i.toml --dir {backups} --keep-days 14
-Nice=10
-IOSchedulingClass=idle
-NoNewPrivileges=true
-ProtectSystem=strict
-ProtectHome=true
-ReadWritePaths={backups}
-"""
-
-
-BACKUP_TIMER = """[Unit]
-Description=daily klupa gateway store backup (%i)
-
-[Timer]
-OnCalendar=*-*-* 03:30:00
-RandomizedDelaySec=20min
-Persistent=true
-
-[Install]
-WantedBy=timers.target
-"""
-
-JOURNALD = """# klupa: bound the journal on an SD card.
-[Journal]
-SystemMaxUse=200M
-MaxRetentionSec=30day
-"""
-
-CHRONY = """# /etc/chrony/conf.d/klupa.conf: the Pi serves time to its benches.
-# A bench's default NTP server is its MQTT host (the gateway), and a bench sends no records
-# until its clock is set, so the gateway machine must answer NTP on the benches' network.
-# The benches' Wi-Fi may use any private range: all are allowed, so none is left without
-# time. Narrow it to the benches' subnet where the Pi also faces other networks.
-allow 10.0.0.0/8
-allow 172.16.0.0/12
-allow 192.168.0.0/16
-allow fc00::/7
-# Keep serving (at a high stratum) while the upstream servers are unreachable: benches need
-# a consistent clock more than a perfect one.
-local stratum 10 orphan
-# Step a badly wrong clock at start (a Pi has no battery-backed clock).
-makestep 1.0 3
-"""
-
-
-def _p(root: str, path: str) -> str:
-    return str(PurePosixPath(root) / path.lstrip("/"))
-
-
-def gateway_config(m: str, root: str, mqtt_port: int, benches: list[str]) -> str:
-    expected = ", ".join(json.dumps(b) for b in benches)
-    return f"""# {_p("/", f"/etc/klupa/gateway-{m}.toml")}: written once by `klupa gateway install`, then
-# yours to edit (later runs keep it). Every key: docs/gateway.md, INTERFACES.md.
-municipality = "{m}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {mqtt_port}
-username = "{gateway_user(m)}"
-password_file = "{_p(root, f"/etc/klupa/gateway-{m}-mqtt.pass")}"
-
-[spool]
-path = "{_p(root, f"/var/lib/klupa/{m}.sqlite")}"
-retention_days = 35
-max_mb = 2048
-# An SD card: messages are made durable in the ingest log (a few 512-byte sectors each) and
-# committed to the store every 60 s: about a third of the bytes written per message.
-batch_s = 60
-
-[health]
-offline_after_s = 300
-expected = [{expected}]
-
-[clock]
-require_sync = true
-
-# Forwarding (uncomment and fill in; secrets in files readable by group klupa only):
-# [portal]
-# url = "https://portal.example.org"
-# token_file = "{_p(root, "/etc/klupa/portal.token")}"
-# [influxdb]
-# url = "https://influx.example.org"
-# api_version = 2
-# org = "link"
-# bucket = "benches"
-# token_file = "{_p(root, "/etc/klupa/influx.token")}"
-# [alerts]          (docs/operations.md, Alerts)
-"""
 
 
 # --------------------------------------------------------------------------- the plan
@@ -265,7 +129,7 @@ def plan(o: Options) -> list[Item]:
 
 
 def _at(o: Options, path: str) -> Path:
-    return Path(_p(o.root, path))
+    return Path(at_root(o.root, path))
 
 
 def _broker_items(o: Options, pi: PiPaths, src: Path, bench_port: int) -> list[Item]:
@@ -340,12 +204,12 @@ def _systemd_items(o: Options) -> list[Item]:
         Item(
             units / "multi-user.target.wants" / f"klupa-gateway@{m}.service",
             "link",
-            target=_p("/", "/etc/systemd/system/klupa-gateway@.service"),
+            target=at_root("/", "/etc/systemd/system/klupa-gateway@.service"),
         ),
         Item(
             units / "timers.target.wants" / f"klupa-backup@{m}.timer",
             "link",
-            target=_p("/", "/etc/systemd/system/klupa-backup@.timer"),
+            target=at_root("/", "/etc/systemd/system/klupa-backup@.timer"),
         ),
     ]
 
@@ -453,7 +317,7 @@ def install(o: Options) -> int:
             o.log.append(f"keep {item.path} (exists: yours to edit)")
         done.append(str(item.path))
     if not o.dry_run:
-        man = Path(_p(o.root, MANIFEST.format(m=o.municipality)))
+        man = Path(at_root(o.root, MANIFEST.format(m=o.municipality)))
         man.parent.mkdir(parents=True, exist_ok=True)
         record = {"municipality": o.municipality, "root": o.root, "files": done}
         text = json.dumps(record, indent=1) + "\n"
@@ -470,7 +334,7 @@ def install(o: Options) -> int:
 
 
 def uninstall(o: Options) -> int:
-    man = Path(_p(o.root, MANIFEST.format(m=o.municipality)))
+    man = Path(at_root(o.root, MANIFEST.format(m=o.municipality)))
     if not man.is_file():
         raise InstallError(f"{man} not found: nothing installed for {o.municipality} here")
     items = {str(i.path): i for i in plan(o)}
