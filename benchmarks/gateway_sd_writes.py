@@ -4,8 +4,8 @@
 (default 600), into a gateway with an InfluxDB 1.x sink, both real. Bytes written are read
 from /proc/PID/io (write_bytes: what reached the block layer) of the gateway and its forwarder
 process. Target: <= 4 KB per message. Measured with the Pi's configuration (`[spool]
-batch_s = 60`, as `klupa gateway install` writes it: messages durable in the ingest log,
-committed to the store every 60 s) and, as the baseline in the same run, with each group
+batch_s = 90`, as `klupa gateway install` writes it: messages durable in the ingest log,
+committed to the store every 90 s) and, as the baseline in the same run, with each group
 committed to the store as it comes (batch_s = 0); the payload bytes are printed too.
 
     .venv/bin/python benchmarks/gateway_sd_writes.py [DURATION] [--no-sinks] [--batch-s N]
@@ -26,7 +26,7 @@ from testkit.gateway import Publisher, dumps, telemetry, topic_of, wait_until, w
 
 DURATION = float(sys.argv[1]) if len(sys.argv) > 1 else 600.0
 SINKS = "--no-sinks" not in sys.argv  # the gateway alone, to see the forwarder's share
-BATCH_S = float(sys.argv[sys.argv.index("--batch-s") + 1]) if "--batch-s" in sys.argv else 60.0
+BATCH_S = float(sys.argv[sys.argv.index("--batch-s") + 1]) if "--batch-s" in sys.argv else 90.0
 BENCHES = [f"mostar-{i:02d}" for i in range(1, 13)]
 
 

@@ -137,9 +137,9 @@ password_file = "{at_root(root, f"/etc/klupa/gateway-{m}-mqtt.pass")}"
 path = "{at_root(root, f"/var/lib/klupa/{m}.sqlite")}"
 retention_days = 35
 max_mb = 2048
-# An SD card: messages are made durable in the ingest log (a few 512-byte sectors each) and
-# committed to the store every 60 s: about a third of the bytes written per message.
-batch_s = 60
+# An SD card: messages are made durable in the ingest log (one 512-byte sector each) and
+# committed to the store every 90 s: about a quarter of the bytes written per message.
+batch_s = 90
 
 [health]
 offline_after_s = 300

@@ -164,9 +164,9 @@ def test_install_is_idempotent_and_what_it_installs_runs(dep: Deployment, tmp_pa
             topic_of("mostar-01", "telemetry"), telemetry("mostar-01", 1, 1, int(time.time()))
         )
         pub.wait_published()
-        # The installed config batches commits for the SD card ([spool] batch_s = 60): the
+        # The installed config batches commits for the SD card ([spool] batch_s = 90): the
         # message is acknowledged from the ingest log, and a clean stop commits the log.
-        assert gw.cfg.spool.batch_s == 60
+        assert gw.cfg.spool.batch_s == 90
         wait_until(lambda: gw is not None and len(gw.logged) == 1, 10, what="in the ingest log")
         pub.close()
         gw.stop(flush_s=1)
