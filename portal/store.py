@@ -10,7 +10,7 @@ import datetime
 import json
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from klupa import contract
 from portal import anomaly, heartbeat, names, registry, votecap
-from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem, poll_wire
+from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem
 from portal.db import bench_days, benches, poll_places, polls, reading, votes, writing
 
 LOCAL = ZoneInfo(names.LOCAL_TZ)
@@ -37,20 +37,9 @@ class UnknownPoll(LookupError):
     pass
 
 
-@dataclass
-class Poll:
-    """A stored poll with where it runs and how its results are shown."""
-
-    id: str
-    opens: int
-    closes: int
-    question: dict[str, str]
-    options: list[dict[str, Any]]
-    results: str
-    municipalities: list[str] = field(default_factory=list)
-
-    def wire(self) -> dict[str, Any]:
-        return poll_wire(self.id, self.opens, self.closes, self.question, self.options)
+@dataclass(frozen=True)
+class Poll(PollSpec):
+    """A stored poll: the checked PollSpec it was created from, as the portal keeps it."""
 
     def hidden(self, now: int) -> bool:
         return self.results == "after_close" and now < self.closes
@@ -65,7 +54,13 @@ def _polls(conn: Connection, where: Any = None) -> list[Poll]:
         query = query.where(where)
     found = {
         r.id: Poll(
-            r.id, r.opens, r.closes, json.loads(r.question), json.loads(r.options), r.results
+            r.id,
+            r.opens,
+            r.closes,
+            json.loads(r.question),
+            json.loads(r.options),
+            municipalities=[],  # filled in from poll_places below
+            results=r.results,
         )
         for r in conn.execute(query)
     }
@@ -101,8 +96,8 @@ def create_poll(engine: Engine, spec: PollSpec, now: int | None = None) -> Poll:
         spec.closes,
         spec.question,
         spec.options,
-        spec.results,
-        list(spec.municipalities),
+        municipalities=list(spec.municipalities),
+        results=spec.results,
     )
 
 
