@@ -10,7 +10,7 @@ from bench.runtime import asyncio, const, job, ticks_add, ticks_diff, ticks_ms
 FW = "1.0.0"
 _HEALTHY_AFTER_MS = const(60000)
 _OTA_TRIAL_MS = const(300000)  # bench.ota.TRIAL_MS: the new app must be healthy within 5 min
-_TRIAL_WIFI_MS = const(600000)  # Wi-Fi this long without an acknowledged birth: roll back
+_TRIAL_WIFI_MS = const(600000)  # bench.ota.TRIAL_WIFI_MS: Wi-Fi this long, no acked birth
 _WDT_MS = const(120000)
 _LINK_SILENT_MS = const(300000)  # a connection attempt's own timeouts end well within this
 _SAFE_SAVE_MS = const(300000)  # safe mode adds its time to state.json this often
@@ -57,8 +57,9 @@ class App:
         self.critical = []  # the tasks that must check in: health and the watchdog's feeding
         self.healthy = False
         self.wdt = None
-        self.trial = ota in ("switched", "trial")  # an app on trial, not committed yet
-        self.trial_ran = False  # its trial noted as healthy in ota.json
+        # An app on trial, not committed yet: 1; 2 once its healthy run is noted in ota.json;
+        # 0 when not on trial (any more). bench.ota.trial moves it on.
+        self.trial = 1 if ota in ("switched", "trial") else 0
         self.spool = None
         self.window = None
         self.power = None
@@ -314,30 +315,6 @@ class App:
     def checkin(self, name):
         self.checkins[name] = ticks_ms()
 
-    def mark_healthy(self):
-        # 60 s up with every critical task checking in: safe mode stops counting.
-        self.healthy = True
-        job("health", "healthy", self.state)
-        self.save_state()
-
-    def trial_step(self, ms):
-        # An app on trial (docs/protocol.md): committed once healthy with its birth Status
-        # acknowledged; rolled back when not healthy in time, or after 10 min of Wi-Fi without
-        # an acknowledged birth (ms: this boot's time with Wi-Fi); without Wi-Fi it stays on trial.
-        # -> True to reboot.
-        acked = self.link is not None and self.link.birth_acked
-        if self.healthy and acked:
-            self.trial = False
-            return job("ota", "step", self, "healthy")  # True: the next boot puts it in ROMFS
-        if self.healthy and not self.trial_ran:
-            self.trial_ran = True
-            job("ota", "step", self, "ran")  # a reboot now keeps it on trial
-        if (not self.healthy and self.uptime_ms() >= _OTA_TRIAL_MS) or ms >= _TRIAL_WIFI_MS:
-            self.trial = False
-            job("ota", "step", self, "rollback")
-            return True
-        return False
-
     async def supervisor(self):
         wdt = self.wdt
         wifi_ms = 0  # this boot's time with Wi-Fi, for a trial app's birth
@@ -378,11 +355,23 @@ class App:
                 self.fault("task_hung", "%s silent; watchdog reset follows" % hung)
             if not self.healthy and not self.safe and hung is None:
                 if self.uptime_ms() >= _HEALTHY_AFTER_MS and seen:
-                    self.mark_healthy()
+                    # 60 s up with every critical task checking in: safe mode stops counting.
+                    self.healthy = True
+                    job("health", "healthy", self.state)
+                    self.save_state()
             if self.link is not None and self.link.sta.isconnected():
                 wifi_ms += dt
-            if self.trial and self.reboot_requested is None and self.trial_step(wifi_ms):
-                self.reboot_requested = now
+            # An app on trial (docs/protocol.md): bench.ota.trial is imported only when the
+            # trial can move: healthy with its birth acknowledged (committed), healthy and not
+            # yet noted so in ota.json, not healthy after 5 min, or 10 min of Wi-Fi without an
+            # acknowledged birth (rolled back). Without Wi-Fi it stays on trial.
+            if self.trial and self.reboot_requested is None:
+                if self.healthy:
+                    move = self.trial == 1 or (self.link is not None and self.link.birth_acked)
+                else:
+                    move = self.uptime_ms() >= _OTA_TRIAL_MS
+                if (move or wifi_ms >= _TRIAL_WIFI_MS) and job("ota", "trial", self, wifi_ms):
+                    self.reboot_requested = now
             if self.safe and self.state.get("safe"):  # safe mode for failed boots
                 safe_ms += dt
                 if safe_ms >= _SAFE_SAVE_MS:
@@ -407,7 +396,7 @@ class App:
         except Exception:
             self.wdt = None
         self.start()
-        tasks = [asyncio.create_task(self.supervisor_guard())]
+        tasks = [asyncio.create_task(self.supervisor())]
         crit = []
         if self.link is not None:
             tasks.append(asyncio.create_task(self.watched(self.link.run())))
@@ -442,9 +431,5 @@ class App:
         try:
             return await coro
         except Exception as e:
-            print("task died:", repr(e))
-            job("fault", "keep", self.root, e)
+            job("fault", "died", self.root, e)
             raise
-
-    async def supervisor_guard(self):
-        return await self.supervisor()

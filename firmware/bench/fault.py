@@ -40,6 +40,12 @@ def keep(root, exc):
     store.save(root + "/fault.json", {"detail": summary(text), "trace": text[-_TRACE_MAX:]})
 
 
+def died(root, exc):
+    # A critical task died (App.watched): said on the console, kept for the next boot.
+    print("task died:", repr(exc))
+    keep(root, exc)
+
+
 def report(app):
     # At boot, after the `boot` event: the kept crash as a `fault` event, once.
     path = app.root + "/fault.json"

@@ -27,6 +27,7 @@ from bench.trust import OtaError, hexlify, trust_of, verify_steps, version_key
 MANIFEST_MAX = 16384
 CHUNK = 512
 TRIAL_MS = 300000  # a trial app must be healthy within 5 minutes
+TRIAL_WIFI_MS = 600000  # and its birth acknowledged within 10 minutes with Wi-Fi
 
 
 # -- the file system, relative to a root the virtual board can place per bench ------------
@@ -395,6 +396,26 @@ async def command(app, args):
     finally:
         for name in ("trust", "http"):  # imported with this module: not resident
             unload(name)
+
+
+def trial(app, ms):
+    # An app on trial (docs/protocol.md), called by the supervisor when the trial can move
+    # (app.trial: 1 on trial, 2 with its healthy run noted here; 0 once it ends): committed
+    # once healthy with its birth Status acknowledged; rolled back when not healthy in time,
+    # or after TRIAL_WIFI_MS of Wi-Fi without an acknowledged birth (ms: this boot's time with
+    # Wi-Fi); without Wi-Fi it stays on trial. -> True to reboot.
+    acked = app.link is not None and app.link.birth_acked
+    if app.healthy and acked:
+        app.trial = 0
+        return step(app, "healthy")  # True: the next boot puts it in ROMFS
+    if app.healthy and app.trial == 1:
+        app.trial = 2
+        step(app, "ran")  # a reboot now keeps it on trial
+    if (not app.healthy and app.uptime_ms() >= TRIAL_MS) or ms >= TRIAL_WIFI_MS:
+        app.trial = 0
+        step(app, "rollback")
+        return True
+    return False
 
 
 def step(app, what):
