@@ -5,7 +5,7 @@ import json
 
 from bench import protocol, runtime, store
 from bench import spool as sp
-from bench.runtime import asyncio, const, job, ticks_add, ticks_diff, ticks_ms
+from bench.runtime import const, job, ticks_add, ticks_diff, ticks_ms
 
 FW = "1.0.0"
 _HEALTHY_AFTER_MS = const(60000)
@@ -395,24 +395,8 @@ class App:
             self.wdt = self.hw.machine.WDT(timeout=_WDT_MS)
         except Exception:
             self.wdt = None
-        self.start()
-        tasks = [asyncio.create_task(self.supervisor())]
-        crit = []
-        if self.link is not None:
-            tasks.append(asyncio.create_task(self.watched(self.link.run())))
-            crit.append("link")
-        if not self.safe:
-            tasks.append(asyncio.create_task(self.watched(self.sampler())))
-            crit.append("sampler")  # the power manager and the ports' protection run in it
-        elif self.power is not None:
-            # safe mode's sampler (bench.health, resident only in safe mode)
-            tasks.append(asyncio.create_task(self.watched(job("health", "sampler", self))))
-            crit.append("power")
-        if self.front is not None:
-            tasks.append(asyncio.create_task(self.watched(self.front.run())))
-            crit.append("front")
-        self.critical = crit
-        self.tasks = tasks
+        self.start()  # builds the app and starts its tasks (self.tasks), the supervisor first
+        tasks = self.tasks
         try:
             reason = await tasks[0]
         except BaseException:  # cancelled from outside (the host stopping a virtual bench)

@@ -6,7 +6,7 @@ import gc
 
 from bench import spool as sp
 from bench import store
-from bench.runtime import job, unload
+from bench.runtime import asyncio, job, unload
 
 
 def load(app):
@@ -186,3 +186,26 @@ def start(app):
             job("ota", "step", app, "report")
         except Exception as e:  # a damaged ota.json must not stop the boot
             app.fault("ota", repr(e))
+    tasks(app)
+
+
+def tasks(app):
+    # The app's tasks (App.main awaits the first, the supervisor's); the critical ones must
+    # check in for the bench to be healthy and the watchdog fed (docs/firmware.md, Watchdog).
+    t = [asyncio.create_task(app.supervisor())]
+    crit = []
+    if app.link is not None:
+        t.append(asyncio.create_task(app.watched(app.link.run())))
+        crit.append("link")
+    if not app.safe:
+        t.append(asyncio.create_task(app.watched(app.sampler())))
+        crit.append("sampler")  # the power manager and the ports' protection run in it
+    elif app.power is not None:
+        # safe mode's sampler (bench.health, resident only in safe mode)
+        t.append(asyncio.create_task(app.watched(job("health", "sampler", app))))
+        crit.append("power")
+    if app.front is not None:
+        t.append(asyncio.create_task(app.watched(app.front.run())))
+        crit.append("front")
+    app.critical = crit
+    app.tasks = t
