@@ -404,7 +404,7 @@ class App:
                 t.cancel()
             raise
         if self.link is not None:
-            await self.link.shutdown()
+            await job("connect", "shutdown", self.link)  # the offline Status, DISCONNECT
         for t in tasks[1:]:
             t.cancel()
         return reason

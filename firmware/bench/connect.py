@@ -1,7 +1,8 @@
 # How the link gets a session, once per connection attempt: Wi-Fi, the clock (NTP), TLS,
 # the broker, the subscriptions and the birth Status. bench.link imports this module for an
-# attempt (and for the 6-hourly clock check) and drops it afterwards; the session's loop,
-# which runs for as long as the connection lasts, stays in bench.link.
+# attempt (and for the 6-hourly clock check), App.main for the clean stop before a reboot
+# (shutdown), and each drops it afterwards; the session's loop, which runs for as long as the
+# connection lasts, stays in bench.link.
 import struct
 
 from bench import protocol, runtime
@@ -144,3 +145,18 @@ async def handshake(c, open_connection, host, port, ssl, hello, timeout_ms=15000
         raise MQTTError("expected CONNACK")
     if code:
         raise MQTTError("connection refused, code " + str(code))
+
+
+async def shutdown(link):
+    # Clean stop (App.main, before a reboot): the retained offline Status, then DISCONNECT
+    # (no will).
+    c = link.client
+    if c is None or not link.connected:
+        return
+    try:
+        st = protocol.status_json(link.cfg["bench"], "offline")
+        await c.publish(link.base + "status", st, True)
+        await runtime.sleep_ms(200)
+        await c.disconnect()
+    except Exception:
+        pass

@@ -240,17 +240,3 @@ class Link:
                 await runtime.wait_for_ms(self.resume.wait(), 1000)
             except asyncio.TimeoutError:
                 pass
-
-    async def shutdown(self):
-        # Clean stop (reboot): the retained offline Status, then DISCONNECT (no will).
-        c = self.client
-        if c is None or not self.connected:
-            return
-        try:
-            st = protocol.status_json(self.cfg["bench"], "offline")
-            await c.publish(self.base + "status", st, True)
-            await runtime.sleep_ms(200)
-            await c.disconnect()
-        except Exception:
-            pass
-
