@@ -47,11 +47,13 @@ class PowerManager:
         # unless the profile says; a lead-acid battery still takes C/20 at ~97 %).
         self.tail_ma = int(battery["capacity_ah"] * 1000 * battery.get("tail_c", 0.05))
         # Charge acceptance: from gassing_soc % the efficiency falls linearly to
-        # charge_efficiency_full at 100 % (none unless the profile says: LiFePO4).
-        self.eff_full = int(
-            battery.get("charge_efficiency_full", battery["charge_efficiency"]) * 1000
-        )
-        self.knee = self.capacity * int(battery.get("gassing_soc", 100)) // 100
+        # charge_efficiency_full at 100 %: (the knee in mA*ms, the fall in 0.1 %, the charge
+        # from knee to full), or None when the profile has no gassing_soc (LiFePO4).
+        self.taper = None
+        if "gassing_soc" in battery:
+            knee = self.capacity * int(battery["gassing_soc"]) // 100
+            full = int(battery.get("charge_efficiency_full", battery["charge_efficiency"]) * 1000)
+            self.taper = (knee, self.eff - full, self.capacity - knee)
         # OCV curve inverted: mV -> SoC % (whole millivolts: small ints, no float objects)
         self.ocv = tuple((int(p[1] * 1000 + 0.5), p[0]) for p in battery["ocv"])
         self.band_mv = int(battery.get("ocv_band_v", _OCV_BAND_MV / 1000) * 1000 + 0.5)
@@ -95,10 +97,9 @@ class PowerManager:
             top = self.capacity * 99 // 100
             if self.q < top:
                 eff = self.eff
-                if self.q > self.knee:
-                    eff -= (
-                        (eff - self.eff_full) * (self.q - self.knee) // (self.capacity - self.knee)
-                    )
+                t = self.taper
+                if t is not None and self.q > t[0]:
+                    eff -= t[1] * (self.q - t[0]) // t[2]
                 self.q = min(top, self.q + ma * dt_ms * eff // 1000)
         else:
             self.q += ma * dt_ms
