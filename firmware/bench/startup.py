@@ -1,5 +1,6 @@
 # What the app does once per boot: read and validate the board profile and the config,
-# count the boot, build the spool, link, drivers and front, and record the boot event.
+# count the boot, build the spool, link, drivers and front, record the boot event, and start
+# the app's tasks.
 # App.start() imports this module for the boot and drops it afterwards, so its bytecode
 # does not stay in the heap (docs/firmware.md, "Heap").
 import gc
