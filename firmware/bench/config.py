@@ -104,6 +104,10 @@ def validate_board(b):
     bat = b["battery"]
     for k in ("capacity_ah", "nominal_v", "full_v", "charge_efficiency"):
         _need(bat, k, float, "battery", c)
+    # Optional estimator keys: a fraction of capacity, a SoC %, an efficiency (bench.power).
+    for k, lo, hi in (("tail_c", 0, 1), ("gassing_soc", 0, 100), ("charge_efficiency_full", 0, 1)):
+        if k in bat and not lo < _need(bat, k, float, "battery", c) <= hi:
+            raise ConfigError(c, "battery.%s out of range" % k)
     chem = _need(bat, "chemistry", str, "battery", c)
     if chem not in ("lifepo4", "lead-acid"):
         raise ConfigError(c, "battery.chemistry unknown: " + chem)

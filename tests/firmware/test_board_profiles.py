@@ -51,6 +51,10 @@ def test_every_port_limit_is_measurable_by_its_chip() -> None:
         (lambda b: b["battery"]["thresholds"].pop("critical_v"), "battery.thresholds.critical_v"),
         (lambda b: b["display"].update(addr=0x99), "display.addr out of range"),
         (lambda b: b["solar"].update(shunt_ohm="x"), "solar.shunt_ohm has the wrong type"),
+        (lambda b: b["battery"].update(gassing_soc="80"), "battery.gassing_soc has the wrong"),
+        (lambda b: b["battery"].update(gassing_soc=0), "battery.gassing_soc out of range"),
+        (lambda b: b["battery"].update(tail_c=2.0), "battery.tail_c out of range"),
+        (lambda b: b["battery"].update(charge_efficiency_full=-1), "battery.charge_efficiency_full"),
         (lambda b: b["seat"].pop("pull"), "seat.pin 34 has no internal pull resistor"),
     ],
 )
