@@ -21,13 +21,15 @@ class Hardware:
         self.ntptime = ntptime
 
 
-def _is_dir(p):
+def _app_dir(root):
+    # <root>/app when an OTA installed an app there, else None.
     import os
 
+    app = root + "/app"
     try:
-        return os.stat(p)[0] & 0x4000 != 0
+        return app if os.stat(app)[0] & 0x4000 else None
     except OSError:
-        return False
+        return None
 
 
 def _rom_pending(root):
@@ -50,10 +52,10 @@ def prepare(root="/", cause=1):
     # "" (nothing to do) or "error". The app folder is <root>/app when an OTA installed one;
     # else the app provisioned at the root (or in ROMFS) runs.
     root = root.rstrip("/")
-    app = root + "/app"
     result = ""
     try:
-        if _rom_pending(root) and _is_dir(app):
+        app = _rom_pending(root) and _app_dir(root)
+        if app:
             # The committed app moves into ROMFS. Its own ota module writes the partition,
             # imported from app/ so that nothing was imported from /rom, whose flash it erases.
             sys.path.insert(0, app)
@@ -76,7 +78,7 @@ def prepare(root="/", cause=1):
         health.boot(root, cause, result)
     except Exception as e:  # a damaged state.json: the app starts afresh from its defaults
         print("health:", repr(e))
-    return result, (app if _is_dir(app) else None)
+    return result, _app_dir(root)
 
 
 def forget_app():

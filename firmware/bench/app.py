@@ -116,12 +116,11 @@ class App:
         # Spool a new record (durable before it is published), hand it to the link; -> seq.
         self.seq += 1
         now = self.now()
-        if now is None:
-            rec = sp.Record(
-                kind, self.boot_no, self.seq, self.uptime_ms() // 1000, sp.FLAG_UPTIME, body
-            )
+        if now is None:  # the clock is not set: the stamp is uptime seconds
+            now, flags = self.uptime_ms() // 1000, sp.FLAG_UPTIME
         else:
-            rec = sp.Record(kind, self.boot_no, self.seq, now, 0, body)
+            flags = 0
+        rec = sp.Record(kind, self.boot_no, self.seq, now, flags, body)
         try:
             self.spool.append(rec)
         except OSError as e:

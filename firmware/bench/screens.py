@@ -18,17 +18,44 @@ CONTRAST = {"normal": 0xCF, "saver": 0x08}
 # The strings the bench itself says, per language. `sr` is Cyrillic; `srl` is Serbian in
 # Latin script, used when the poll writes `sr` in Latin letters.
 TEXT = {
-    "bs": ("Hvala!", "Vaš glas:", "Pokušajte ponovo kasnije.", "Baterija", "Slobodni punjači",
-           "Baterija je skoro prazna.", "Dodirnite za glasanje."),
-    "hr": ("Hvala!", "Vaš glas:", "Pokušajte ponovno kasnije.", "Baterija", "Slobodni punjači",
-           "Baterija je skoro prazna.", "Dodirnite za glasanje."),
-    "sr": ("Хвала!", "Ваш глас:", "Покушајте поново касније.", "Батерија", "Слободни пуњачи",
-           "Батерија је скоро празна.", "Додирните за гласање."),
-    "srl": ("Hvala!", "Vaš glas:", "Pokušajte ponovo kasnije.", "Baterija", "Slobodni punjači",
-            "Baterija je skoro prazna.", "Dodirnite za glasanje."),
-    "en": ("Thank you!", "Your vote:", "Please try again later.", "Battery", "Free chargers",
-           "Battery is almost empty.", "Touch a pad to vote."),
+    "bs": (
+        "Hvala!",
+        "Vaš glas:",
+        "Pokušajte ponovo kasnije.",
+        "Baterija",
+        "Slobodni punjači",
+        "Baterija je skoro prazna.",
+        "Dodirnite za glasanje.",
+    ),
+    "hr": (
+        "Hvala!",
+        "Vaš glas:",
+        "Pokušajte ponovno kasnije.",
+        "Baterija",
+        "Slobodni punjači",
+        "Baterija je skoro prazna.",
+        "Dodirnite za glasanje.",
+    ),
+    "sr": (
+        "Хвала!",
+        "Ваш глас:",
+        "Покушајте поново касније.",
+        "Батерија",
+        "Слободни пуњачи",
+        "Батерија је скоро празна.",
+        "Додирните за гласање.",
+    ),
+    "en": (
+        "Thank you!",
+        "Your vote:",
+        "Please try again later.",
+        "Battery",
+        "Free chargers",
+        "Battery is almost empty.",
+        "Touch a pad to vote.",
+    ),
 }
+TEXT["srl"] = TEXT["bs"]  # in Latin letters, Serbian says these as Bosnian does
 _THANKS = 0
 _YOUR_VOTE = 1
 _TRY_LATER = 2

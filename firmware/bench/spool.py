@@ -24,21 +24,17 @@ _HEADER = const(17)
 OVERHEAD = const(21)
 FLAG_UPTIME = const(1)
 
-KIND_TELEMETRY = const(1)
-KIND_EVENT = const(2)
-KIND_VOTE = const(3)
-KIND_ACK = const(4)
+# The kinds of record, as the kind byte says.
+KIND_TELEMETRY, KIND_EVENT, KIND_VOTE, KIND_ACK = 1, 2, 3, 4
 
 
 class Record:
+    # One record: its identity (kind, boot, seq), its stamp in seconds (wall clock, or uptime
+    # under FLAG_UPTIME), the body it publishes, and the segment it was read from (0: new).
     def __init__(self, kind, boot, seq, stamp, flags, body, seg=0):
-        self.kind = kind
-        self.boot = boot
-        self.seq = seq
-        self.stamp = stamp
-        self.flags = flags
-        self.body = body
-        self.seg = seg
+        self.kind, self.boot, self.seq = kind, boot, seq
+        self.stamp, self.flags = stamp, flags
+        self.body, self.seg = body, seg
 
 
 def encode(rec):
@@ -97,7 +93,10 @@ def parse(read, base=0, seg=0):
             i += 1
             continue
         kind, _, boot, seq, stamp, flags = struct.unpack_from("<BHIIIB", buf, i + 1)
-        yield Record(kind, boot, seq, stamp, flags, bytes(mv[i + _HEADER : end]), seg), base + end + 4
+        yield (
+            Record(kind, boot, seq, stamp, flags, bytes(mv[i + _HEADER : end]), seg),
+            base + end + 4,
+        )
         i = end + 4
 
 

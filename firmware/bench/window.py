@@ -66,7 +66,15 @@ class Window:
         ports = []
         for n in sorted(self.ports):
             c = self.ports[n]
-            ports.append((n, port_on.get(n, False), self.plugged.get(n, False), max(0, c.avg_ma()), max(0, c.mwh())))
+            ports.append(
+                (
+                    n,
+                    port_on.get(n, False),
+                    self.plugged.get(n, False),
+                    max(0, c.avg_ma()),
+                    max(0, c.mwh()),
+                )
+            )
         return {
             "period": period,
             "solar_mv": max(0, self.solar.avg_mv()),
