@@ -27,6 +27,11 @@ def bench_key() -> list[sa.Column]:
     return [municipality(primary_key=True), bench(primary_key=True)]
 
 
+def not_null(type_: Any, *names: str) -> list[sa.Column]:
+    """NOT NULL columns of one type, in this order."""
+    return [sa.Column(name, type_, nullable=False) for name in names]
+
+
 def vote_columns(revision: str, *, choice: bool = True) -> list[sa.Column]:
     """A vote's columns as `revision` made them.
 

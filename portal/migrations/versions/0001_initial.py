@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from portal.migrations.columns import bench_key, municipality, vote_columns
+from portal.migrations.columns import bench_key, municipality, not_null, vote_columns
 
 revision = "0001"
 down_revision = None
@@ -48,14 +48,10 @@ def upgrade() -> None:
         "bench_days",
         *bench_key(),
         sa.Column("date", sa.String(10), primary_key=True),
-        sa.Column("solar_wh", sa.Float, nullable=False),
-        sa.Column("charge_wh", sa.Float, nullable=False),
-        sa.Column("sessions", sa.Integer, nullable=False),
-        sa.Column("seat_occ_s", sa.Integer, nullable=False),
-        sa.Column("touches", sa.Integer, nullable=False),
-        sa.Column("votes", sa.Integer, nullable=False),
-        sa.Column("uptime_pct", sa.Float, nullable=False),
-        sa.Column("updated_at", sa.Integer, nullable=False),
+        *not_null(sa.Float, "solar_wh", "charge_wh"),
+        *not_null(sa.Integer, "sessions", "seat_occ_s", "touches", "votes"),
+        *not_null(sa.Float, "uptime_pct"),
+        *not_null(sa.Integer, "updated_at"),
     )
     op.create_table(
         "benches",
