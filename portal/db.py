@@ -33,35 +33,55 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+# The column kinds that more than one table has, each defined once.
+def _municipality(**options: Any) -> Column:
+    return Column("municipality", String(32), **options)
+
+
+def _bench(**options: Any) -> Column:
+    return Column("bench", String(40), **options)
+
+
+def _poll_id(name: str = "poll_id", **options: Any) -> Column:
+    return Column(name, String(64), **options)
+
+
+def _seconds(name: str, type_: type[Integer] = Integer, *, nullable: bool = False) -> Column:
+    """Unix seconds: Integer as the first schema made them, BigInteger where migration 0003 made
+    the column or widened it (up to 2^53)."""
+    return Column(name, type_, nullable=nullable)
+
+
 tokens = Table(
     "tokens",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("municipality", String(32), nullable=True),  # NULL for the admin token
+    _municipality(nullable=True),  # NULL for the admin token
     Column("admin", Boolean, nullable=False, default=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("hint", String(16), nullable=False),  # the token's first characters, for `token list`
-    Column("created_at", Integer, nullable=False),
-    Column("revoked_at", Integer, nullable=True),
+    _seconds("created_at"),
+    _seconds("revoked_at", nullable=True),
 )
 
 polls = Table(
     "polls",
     metadata,
-    Column("id", String(64), primary_key=True),
-    Column("opens", BigInteger, nullable=False),  # up to 2^53 (migration 0003)
-    Column("closes", BigInteger, nullable=False),
+    _poll_id("id", primary_key=True),
+    _seconds("opens", BigInteger),
+    _seconds("closes", BigInteger),
     Column("question", Text, nullable=False),  # JSON: {"bs": ..., "en": ...}
     Column("options", Text, nullable=False),  # JSON: [{"id": ..., "label": {...}}, ...]
     Column("results", String(16), nullable=False, default="live"),
-    Column("created_at", Integer, nullable=False),
+    _seconds("created_at"),
 )
 
 poll_places = Table(
     "poll_places",
     metadata,
-    Column("poll_id", String(64), primary_key=True),
-    Column("municipality", String(32), primary_key=True, index=True),
+    _poll_id(primary_key=True),
+    _municipality(primary_key=True, index=True),
 )
 
 
@@ -70,13 +90,13 @@ def _vote(*, choice: bool, poll_index: bool = False) -> list[Column]:
     one: a vote is its municipality's, (municipality, id) is its identity (migration 0003), so no
     token can claim, shadow or duplicate another municipality's vote ids."""
     return [
-        Column("municipality", String(32), primary_key=True),
+        _municipality(primary_key=True),
         Column("id", String(80), primary_key=True),  # bench/boot/seq
-        Column("poll_id", String(64), nullable=False, index=poll_index),
-        Column("bench", String(40), nullable=False),
+        _poll_id(nullable=False, index=poll_index),
+        _bench(nullable=False),
         *([Column("choice", String(16), nullable=False)] if choice else []),
-        Column("ts", BigInteger, nullable=False),
-        Column("received_at", BigInteger, nullable=False),
+        _seconds("ts", BigInteger),
+        _seconds("received_at", BigInteger),
     ]
 
 
@@ -91,10 +111,10 @@ capped_votes = Table("capped_votes", metadata, *_vote(choice=False, poll_index=T
 bench_registry = Table(
     "bench_registry",
     metadata,
-    Column("bench", String(40), primary_key=True),
-    Column("municipality", String(32), nullable=False, index=True),
+    _bench(primary_key=True),
+    _municipality(nullable=False, index=True),
     Column("vote_cap", Integer, nullable=True),
-    Column("added_at", BigInteger, nullable=False),
+    _seconds("added_at", BigInteger),
 )
 
 # Each municipality's gateway heartbeat (migration 0003): its version, its own clock and its
@@ -102,20 +122,17 @@ bench_registry = Table(
 gateways = Table(
     "gateways",
     metadata,
-    Column("municipality", String(32), primary_key=True),
+    _municipality(primary_key=True),
     Column("version", String(40), nullable=False),
-    Column("ts", BigInteger, nullable=False),
+    _seconds("ts", BigInteger),
     Column("lag_s", Float, nullable=False),
-    Column("heard_at", BigInteger, nullable=False),
+    _seconds("heard_at", BigInteger),
 )
 
 
-def _bench() -> list[Column]:
+def _bench_key() -> list[Column]:
     """A bench's identity in the tables of what its municipality's gateway reports."""
-    return [
-        Column("municipality", String(32), primary_key=True),
-        Column("bench", String(40), primary_key=True),
-    ]
+    return [_municipality(primary_key=True), _bench(primary_key=True)]
 
 
 # A bench's figures of one day (portal.checks.BenchDay), each NOT NULL.
@@ -132,23 +149,23 @@ DAY_FIGURES = (
 bench_days = Table(
     "bench_days",
     metadata,
-    *_bench(),
+    *_bench_key(),
     Column("date", String(10), primary_key=True),
     *(Column(name, type_, nullable=False) for name, type_ in DAY_FIGURES),
-    Column("updated_at", Integer, nullable=False),
+    _seconds("updated_at"),
 )
 
 benches = Table(
     "benches",
     metadata,
-    *_bench(),
+    *_bench_key(),
     Column("online", Boolean, nullable=False),
-    Column("since", Integer, nullable=True),  # when it went online or offline (migration 0002)
-    Column("last_seen", Integer, nullable=True),
+    _seconds("since", nullable=True),  # when it went online or offline (migration 0002)
+    _seconds("last_seen", nullable=True),
     Column("soc", Float, nullable=True),
     Column("power", String(16), nullable=True),
     Column("fw", String(40), nullable=True),
-    Column("updated_at", Integer, nullable=False),
+    _seconds("updated_at"),
 )
 
 

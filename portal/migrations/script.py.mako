@@ -1,8 +1,6 @@
 """${message}
 
-Revision ID: ${up_revision}
-Revises: ${down_revision | comma,n}
-Create Date: ${create_date}
+Revision ${up_revision}, revises ${down_revision | comma,n}; created ${create_date}.
 """
 
 from __future__ import annotations
@@ -12,8 +10,7 @@ from alembic import op
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
-branch_labels = None
-depends_on = None
+branch_labels = depends_on = None
 
 
 def upgrade() -> None:

@@ -1,8 +1,6 @@
 """The first schema: tokens, polls and where they run, votes, bench days, bench status.
 
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-26
+Revision 0001, the first; created 2026-11-26.
 """
 
 from __future__ import annotations
@@ -10,19 +8,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from portal.migrations.columns import vote_columns
+from portal.migrations.columns import bench_key, municipality, not_null, vote_columns
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
+branch_labels = depends_on = None
 
 
 def upgrade() -> None:
     op.create_table(
         "tokens",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("municipality", sa.String(32), nullable=True),
+        municipality(nullable=True),
         sa.Column("admin", sa.Boolean, nullable=False),
         sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
         sa.Column("hint", sa.String(16), nullable=False),
@@ -42,29 +39,23 @@ def upgrade() -> None:
     op.create_table(
         "poll_places",
         sa.Column("poll_id", sa.String(64), primary_key=True),
-        sa.Column("municipality", sa.String(32), primary_key=True),
+        municipality(primary_key=True),
     )
     op.create_index("ix_poll_places_municipality", "poll_places", ["municipality"])
     op.create_table("votes", *vote_columns("0001"))
     op.create_index("ix_votes_poll", "votes", ["poll_id"])
     op.create_table(
         "bench_days",
-        sa.Column("municipality", sa.String(32), primary_key=True),
-        sa.Column("bench", sa.String(40), primary_key=True),
+        *bench_key(),
         sa.Column("date", sa.String(10), primary_key=True),
-        sa.Column("solar_wh", sa.Float, nullable=False),
-        sa.Column("charge_wh", sa.Float, nullable=False),
-        sa.Column("sessions", sa.Integer, nullable=False),
-        sa.Column("seat_occ_s", sa.Integer, nullable=False),
-        sa.Column("touches", sa.Integer, nullable=False),
-        sa.Column("votes", sa.Integer, nullable=False),
-        sa.Column("uptime_pct", sa.Float, nullable=False),
-        sa.Column("updated_at", sa.Integer, nullable=False),
+        *not_null(sa.Float, "solar_wh", "charge_wh"),
+        *not_null(sa.Integer, "sessions", "seat_occ_s", "touches", "votes"),
+        *not_null(sa.Float, "uptime_pct"),
+        *not_null(sa.Integer, "updated_at"),
     )
     op.create_table(
         "benches",
-        sa.Column("municipality", sa.String(32), primary_key=True),
-        sa.Column("bench", sa.String(40), primary_key=True),
+        *bench_key(),
         sa.Column("online", sa.Boolean, nullable=False),
         sa.Column("last_seen", sa.Integer, nullable=True),
         sa.Column("soc", sa.Float, nullable=True),

@@ -1,8 +1,6 @@
 """Since when a bench is online or offline; vote indexes that serve results and anomaly checks.
 
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-11-26
+Revision 0002, revises 0001; created 2026-11-26.
 """
 
 from __future__ import annotations
@@ -12,8 +10,7 @@ from alembic import op
 
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
+branch_labels = depends_on = None
 
 
 def upgrade() -> None:

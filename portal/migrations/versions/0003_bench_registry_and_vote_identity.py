@@ -6,9 +6,7 @@ Times that a client sends and the portal keeps as given (poll opens/closes, vote
 After upgrading, register the benches (`klupa portal bench import INVENTORY`): until a bench is
 registered, its municipality's token writes nothing for it.
 
-Revision ID: 0003
-Revises: 0002
-Create Date: 2026-12-07
+Revision 0003, revises 0002; created 2026-12-07.
 """
 
 from __future__ import annotations
@@ -16,12 +14,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from portal.migrations.columns import vote_columns
+from portal.migrations.columns import bench, municipality, vote_columns
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
+branch_labels = depends_on = None
 
 VOTE_COLUMNS = "municipality, id, poll_id, bench, choice, ts, received_at"
 
@@ -52,15 +49,15 @@ def upgrade() -> None:
     op.create_index("ix_capped_votes_poll_id", "capped_votes", ["poll_id"])
     op.create_table(
         "bench_registry",
-        sa.Column("bench", sa.String(40), primary_key=True),
-        sa.Column("municipality", sa.String(32), nullable=False),
+        bench(primary_key=True),
+        municipality(nullable=False),
         sa.Column("vote_cap", sa.Integer, nullable=True),
         sa.Column("added_at", sa.BigInteger, nullable=False),
     )
     op.create_index("ix_bench_registry_municipality", "bench_registry", ["municipality"])
     op.create_table(
         "gateways",
-        sa.Column("municipality", sa.String(32), primary_key=True),
+        municipality(primary_key=True),
         sa.Column("version", sa.String(40), nullable=False),
         sa.Column("ts", sa.BigInteger, nullable=False),
         sa.Column("lag_s", sa.Float, nullable=False),
