@@ -3,7 +3,9 @@
 Names and their rules, the twelve municipalities, the settings a ``set`` command may change
 and their ranges, the rules a Poll keeps, and the MQTT topics. Everything on the host that
 checks, writes or shows one of these (the gateway, the portal, provisioning, the virtual
-board, the simulator) imports it from here. A leaf: it imports nothing of ours.
+board, the simulator) imports it from here. The data (the municipalities, the settings and
+their ranges) is in ``klupa/contract.toml``, read and checked once as this module is imported.
+A leaf: it imports nothing of ours but ``klupa.datafile``, the reader of that file.
 
 The firmware ships alone, so it keeps its own copy (``bench.config``, ``bench.screens``,
 ``bench.pollcheck``, ``bench.protocol``, ``bench.voting``); ``tests/foundation/test_contract.py``
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from klupa.datafile import DataFile
 
 VERSION = 1
 ROOT = "klupa/v1"
@@ -48,6 +52,13 @@ def ops_user(municipality: str) -> str:
 
 # --------------------------------------------------------------------------- municipalities
 
+# The twelve launch municipalities are in klupa/contract.toml, in the project's order, with where
+# their coordinates come from; so are the settings below.
+_DATA = DataFile.read("klupa", "contract.toml")
+
+# The entities a municipality lies in: the Federation of Bosnia and Herzegovina, Republika Srpska.
+ENTITIES = ("FBiH", "RS")
+
 
 @dataclass(frozen=True)
 class Municipality:
@@ -56,47 +67,47 @@ class Municipality:
     cyrillic: str  # as people write it in Cyrillic
     lat: float  # the town centre, degrees north
     lon: float  # degrees east
+    entity: str  # one of ENTITIES
 
 
-# The twelve launch municipalities, in the project's order. Coordinates (WGS 84) of the town
-# itself, from the settlement's Wikipedia infobox where it is finer than whole minutes of arc
-# (Žepče: bs; Prijedor, Trebinje, Berkovići: en; Kostajnica: sr; Ravno: fr). For the others
-# (Mostar, Jablanica, Nevesinje, Zavidovići, Maglaj, Novi Grad) the town-centre point the
-# deployment inventory already used, which agrees with the infobox to the minute. The virtual
-# board's sun and the deployment's inventory both read these; four decimals are about 10 m.
-MUNICIPALITIES: dict[str, Municipality] = {
-    m.id: m
-    for m in (
-        Municipality("mostar", "Mostar", "Мостар", 43.3438, 17.8078),
-        Municipality("jablanica", "Jablanica", "Јабланица", 43.6603, 17.7617),
-        Municipality("nevesinje", "Nevesinje", "Невесиње", 43.2586, 18.1136),
-        Municipality("zavidovici", "Zavidovići", "Завидовићи", 44.4458, 18.1497),
-        Municipality("zepce", "Žepče", "Жепче", 44.4239, 18.0365),
-        Municipality("maglaj", "Maglaj", "Маглај", 44.5469, 18.0994),
-        Municipality("prijedor", "Prijedor", "Приједор", 44.9808, 16.7133),
-        Municipality("novi-grad", "Novi Grad", "Нови Град", 45.0472, 16.3778),
-        Municipality("kostajnica", "Kostajnica", "Костајница", 45.2180, 16.5469),
-        Municipality("trebinje", "Trebinje", "Требиње", 42.7120, 18.3460),
-        Municipality("ravno", "Ravno", "Равно", 42.8875, 17.9656),
-        Municipality("berkovici", "Berkovići", "Берковићи", 43.0947, 18.1644),
-    )
-}
+def _municipalities(data: DataFile) -> dict[str, Municipality]:
+    found: dict[str, Municipality] = {}
+    for i, m in enumerate(data.rows(Municipality, "municipalities")):
+        where = f"municipalities[{i}]"
+        if not MUNICIPALITY_RE.fullmatch(m.id) or m.id in found:
+            raise data.fail(f"{where}.id", f"{m.id!r} is not a new municipality name")
+        if m.entity not in ENTITIES:
+            raise data.fail(f"{where}.entity", f"{m.entity!r} is not one of {ENTITIES}")
+        found[m.id] = m
+    return found
+
+
+MUNICIPALITIES: dict[str, Municipality] = _municipalities(_DATA)
 MUNICIPALITY_IDS = tuple(MUNICIPALITIES)
 
 # --------------------------------------------------------------------------- settings
 
+
+@dataclass(frozen=True)
+class _Setting:
+    min: int
+    max: int
+    fractional: bool = False  # the SoC thresholds may be fractional; the rest are whole numbers
+
+
+def _settings(data: DataFile) -> dict[str, _Setting]:
+    found = data.table(_Setting, "settable")
+    for key, s in found.items():
+        if s.min > s.max:
+            raise data.fail(f"settable.{key}", f"min {s.min} is above max {s.max}")
+    return found
+
+
 # What a `set` command may change, and its range (docs/protocol.md, Command). The gateway refuses
 # an argument outside it before sending; the bench enforces the same in bench.config.SETTABLE.
-SET_RANGES: dict[str, tuple[int, int]] = {
-    "period": (10, 3600),
-    "sample_s": (1, 60),
-    "cooldown": (0, 600),
-    "vote_cap": (1, 1000),
-    "saver_soc": (0, 100),
-    "critical_soc": (0, 100),
-}
-# The SoC thresholds may be fractional; the rest are whole numbers.
-SET_FRACTIONAL = ("saver_soc", "critical_soc")
+_SETTINGS = _settings(_DATA)
+SET_RANGES: dict[str, tuple[int, int]] = {k: (s.min, s.max) for k, s in _SETTINGS.items()}
+SET_FRACTIONAL = tuple(k for k, s in _SETTINGS.items() if s.fractional)
 
 # --------------------------------------------------------------------------- polls
 

@@ -21,11 +21,13 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 from klupa import shipped
 from klupa.console import Parser
-from klupa.contract import MUNICIPALITY_IDS
+from klupa.contract import MUNICIPALITIES, MUNICIPALITY_IDS
+from klupa.datafile import DataFile
 from klupa.services import (
     Broker,
     Influx1,
@@ -36,38 +38,32 @@ from klupa.services import (
 )
 from provisioning.deployment import inventory_text
 
-# Republika Srpska: Cyrillic is official there.
-CYRILLIC = {"nevesinje", "prijedor", "novi-grad", "kostajnica", "trebinje", "berkovici"}
 
-QUESTIONS = {
-    "mostar": ("Da li želite više rasvjete u parku?", "Да ли желите више расвјете у парку?"),
-    "jablanica": ("Treba li obnoviti šetalište uz jezero?", ""),
-    "nevesinje": ("Da li želite novo dječije igralište?", "Да ли желите ново дјечије игралиште?"),
-    "zavidovici": ("Da li želite više klupa uz rijeku?", ""),
-    "zepce": ("Treba li gradski trg zatvoriti za auta vikendom?", ""),
-    "maglaj": ("Da li želite besplatan Wi-Fi u centru?", ""),
-    "prijedor": ("Da li želite više drveća u ulicama?", "Да ли желите више дрвећа у улицама?"),
-    "novi-grad": ("Treba li uvesti biciklističku stazu?", "Треба ли увести бициклистичку стазу?"),
-    "kostajnica": (
-        "Da li želite obnovu šetališta na Uni?",
-        "Да ли желите обнову шеталишта на Уни?",
-    ),
-    "trebinje": (
-        "Da li želite duže radno vrijeme biblioteke?",
-        "Да ли желите дуже радно вријеме библиотеке?",
-    ),
-    "ravno": ("Da li želite češći autobus do Trebinja?", ""),
-    "berkovici": ("Treba li urediti put do škole?", "Треба ли уредити пут до школе?"),
-}
+@dataclass(frozen=True)
+class SampleQuestion:
+    bs: str  # Bosnian
+    sr: str = ""  # Serbian in Cyrillic, shown where Cyrillic is official
+
+
+def _questions(data: DataFile) -> dict[str, SampleQuestion]:
+    found = data.table(SampleQuestion, "questions")
+    if set(found) != set(MUNICIPALITY_IDS):
+        raise data.fail("questions", f"needs one for each of {', '.join(MUNICIPALITY_IDS)}")
+    return found
+
+
+# The sample poll's question in each municipality: klupa/demo_polls.toml.
+QUESTIONS = _questions(DataFile.read("klupa", "demo_polls.toml"))
 
 
 def sample_poll(municipality: str, now: int) -> dict[str, object]:
-    latin, cyrillic = QUESTIONS[municipality]
-    question: dict[str, str] = {"bs": latin}
+    asked = QUESTIONS[municipality]
+    question: dict[str, str] = {"bs": asked.bs}
     yes: dict[str, str] = {"bs": "Da"}
     no: dict[str, str] = {"bs": "Ne"}
-    if municipality in CYRILLIC and cyrillic:
-        question["sr"] = cyrillic
+    # Republika Srpska: Cyrillic is official there.
+    if MUNICIPALITIES[municipality].entity == "RS" and asked.sr:
+        question["sr"] = asked.sr
         yes["sr"] = "Да"
         no["sr"] = "Не"
     question["en"] = "Sample question (demo)"

@@ -26,8 +26,9 @@ perfect shunt proves little, so this model differs from the profile where real b
 
 True SoC is the charge stored over the rated capacity (what a coulomb counter counts). The charge
 controller's set points (``absorb_v``, ``float_v``, ``absorb_s``) are here too, with the cell
-they suit. All parameters are in this file, for a 12 V-class pack; the figures are typical of
-datasheets and of the literature's orders of magnitude, not of one product.
+they suit. The parameters of each chemistry, for a 12 V-class pack, are data in ``cells.toml``
+beside this file; the figures are typical of datasheets and of the literature's orders of
+magnitude, not of one product.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from klupa.datafile import DataFile
 
 
 def interpolate(curve: Sequence[tuple[float, float]], x: float) -> float:
@@ -69,76 +72,19 @@ class CellParams:
     absorb_s: float
 
 
-CELLS: dict[str, CellParams] = {
-    # 4S LiFePO4: flat middle, ~80 mV between the branches (20 mV per cell), 10-min relaxation.
-    "lifepo4": CellParams(
-        ocv_mid=(
-            (0.0, 10.4),
-            (0.03, 12.2),
-            (0.06, 12.65),
-            (0.1, 12.84),
-            (0.2, 12.99),
-            (0.35, 13.12),
-            (0.5, 13.2),
-            (0.65, 13.25),
-            (0.8, 13.29),
-            (0.9, 13.33),
-            (0.96, 13.4),
-            (1.0, 13.58),
-        ),
-        hyst_v=0.04,
-        hyst_rate=25.0,
-        r0_ohm=0.015,
-        r1_ohm=0.008,
-        tau_s=600.0,
-        capacity_per_k=0.004,
-        ocv_v_per_k=-0.0002,
-        r_cold_per_k=0.015,
-        thermal_tau_s=4 * 3600.0,
-        cold_full_rate_c=0.1,
-        charge_knee=0.96,
-        charge_rise_v=0.9,
-        efficiency=0.995,
-        efficiency_full=0.97,
-        absorb_v=14.4,
-        float_v=13.5,
-        absorb_s=3600.0,
-    ),
-    # 6-cell flooded/AGM lead-acid: sloped curve, small hysteresis, slow (30-min) relaxation,
-    # gassing from ~80 %, more capacity lost in the cold.
-    "lead-acid": CellParams(
-        ocv_mid=(
-            (0.0, 11.52),
-            (0.1, 11.69),
-            (0.2, 11.86),
-            (0.3, 11.99),
-            (0.4, 12.09),
-            (0.5, 12.19),
-            (0.6, 12.31),
-            (0.7, 12.41),
-            (0.8, 12.51),
-            (0.9, 12.6),
-            (1.0, 12.72),
-        ),
-        hyst_v=0.015,
-        hyst_rate=20.0,
-        r0_ohm=0.03,
-        r1_ohm=0.02,
-        tau_s=1800.0,
-        capacity_per_k=0.006,
-        ocv_v_per_k=0.0012,
-        r_cold_per_k=0.01,
-        thermal_tau_s=6 * 3600.0,
-        cold_full_rate_c=0.05,
-        charge_knee=0.8,
-        charge_rise_v=2.0,
-        efficiency=0.92,
-        efficiency_full=0.5,
-        absorb_v=14.6,
-        float_v=13.6,
-        absorb_s=2 * 3600.0,
-    ),
-}
+def _cells(data: DataFile) -> dict[str, CellParams]:
+    cells = data.table(CellParams, "cells")
+    for name, p in cells.items():
+        socs = [soc for soc, _ in p.ocv_mid]
+        if socs != sorted(set(socs)) or socs[:1] + socs[-1:] != [0.0, 1.0]:
+            raise data.fail(f"cells.{name}.ocv_mid", "the SoC must rise from 0.0 to 1.0")
+        if not 0.0 <= p.charge_knee < 1.0:
+            raise data.fail(f"cells.{name}.charge_knee", "must be at least 0.0 and below 1.0")
+    return cells
+
+
+# The chemistries, by name: boards/virtual/cells.toml.
+CELLS: dict[str, CellParams] = _cells(DataFile.read("boards.virtual", "cells.toml"))
 
 
 @dataclass(frozen=True)

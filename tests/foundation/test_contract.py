@@ -9,12 +9,15 @@ to the host's one copy, so a change on either side alone fails here.
 from __future__ import annotations
 
 import re
+from importlib import resources
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from klupa import contract
+from klupa.datafile import DataFile, DataFileError
 from testkit.vm import FIRMWARE_DIR, firmware_module
 
 # Characters either side might treat differently: the allowed ones, their neighbours in
@@ -116,6 +119,35 @@ def test_the_twelve_municipalities_lie_in_bosnia_and_herzegovina() -> None:
     assert len(contract.MUNICIPALITIES) == 12
     for m in contract.MUNICIPALITIES.values():
         assert 42.55 <= m.lat <= 45.28 and 15.72 <= m.lon <= 19.62, m
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("lat = 44.4239", 'lat = "44.4239"', "municipalities[4].lat"),
+        ("lon = 18.0994, ", "", "municipalities[5].lon"),
+        ('{ id = "maglaj"', '{ id = "mostar"', "municipalities[5].id"),
+        (
+            'lon = 18.1136, entity = "RS"',
+            'lon = 18.1136, entity = "Srpska"',
+            "municipalities[2].entity",
+        ),
+        ("max = 1000 }", "max = 1000, step = 1 }", "settable.vote_cap.step"),
+        ("min = 1, max = 1000", "min = 1000, max = 1", "settable.vote_cap"),
+        (
+            "max = 100, fractional = true",
+            "max = 100, fractional = 1",
+            "settable.saver_soc.fractional",
+        ),
+    ],
+)
+def test_a_broken_contract_file_is_refused_naming_the_field(old: str, new: str, field: str) -> None:
+    text = (resources.files("klupa") / "contract.toml").read_text(encoding="utf-8")
+    assert old in text
+    data = DataFile("klupa/contract.toml", text.replace(old, new, 1))
+    with pytest.raises(DataFileError, match=re.escape(f"klupa/contract.toml: {field}: ")):
+        contract._municipalities(data)
+        contract._settings(data)
 
 
 # --------------------------------------------------------------------------- settings
