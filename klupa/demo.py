@@ -27,7 +27,7 @@ from pathlib import Path
 from klupa import shipped
 from klupa.console import Parser
 from klupa.contract import MUNICIPALITIES, MUNICIPALITY_IDS
-from klupa.datafile import DataFile
+from klupa.contract.datafile import DataFile
 from klupa.services import (
     Broker,
     Influx1,

@@ -37,7 +37,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from klupa.datafile import DataFile
+from klupa.contract.datafile import DataFile
 
 
 def interpolate(curve: Sequence[tuple[float, float]], x: float) -> float:

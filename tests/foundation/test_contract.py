@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from klupa import contract
-from klupa.datafile import DataFile, DataFileError
+from klupa.contract.datafile import DataFile, DataFileError
 from testkit.vm import FIRMWARE_DIR, firmware_module
 
 # Characters either side might treat differently: the allowed ones, their neighbours in
@@ -142,10 +142,10 @@ def test_the_twelve_municipalities_lie_in_bosnia_and_herzegovina() -> None:
     ],
 )
 def test_a_broken_contract_file_is_refused_naming_the_field(old: str, new: str, field: str) -> None:
-    text = (resources.files("klupa") / "contract.toml").read_text(encoding="utf-8")
+    text = (resources.files("klupa.contract") / "contract.toml").read_text(encoding="utf-8")
     assert old in text
-    data = DataFile("klupa/contract.toml", text.replace(old, new, 1))
-    with pytest.raises(DataFileError, match=re.escape(f"klupa/contract.toml: {field}: ")):
+    data = DataFile("klupa/contract/contract.toml", text.replace(old, new, 1))
+    with pytest.raises(DataFileError, match=re.escape(f"klupa/contract/contract.toml: {field}: ")):
         contract._municipalities(data)
         contract._settings(data)
 

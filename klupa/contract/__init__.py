@@ -4,8 +4,8 @@ Names and their rules, the twelve municipalities, the settings a ``set`` command
 and their ranges, the rules a Poll keeps, and the MQTT topics. Everything on the host that
 checks, writes or shows one of these (the gateway, the portal, provisioning, the virtual
 board, the simulator) imports it from here. The data (the municipalities, the settings and
-their ranges) is in ``klupa/contract.toml``, read and checked once as this module is imported.
-A leaf: it imports nothing of ours but ``klupa.datafile``, the reader of that file.
+their ranges) is in ``contract.toml`` beside it, read and checked once as this module is imported.
+A leaf: it imports nothing of ours outside this package, whose ``datafile`` reads that file.
 
 The firmware ships alone, so it keeps its own copy (``bench.config``, ``bench.screens``,
 ``bench.pollcheck``, ``bench.protocol``, ``bench.voting``); ``tests/foundation/test_contract.py``
@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from klupa.datafile import DataFile
+from klupa.contract.datafile import DataFile
 
 VERSION = 1
 ROOT = "klupa/v1"
@@ -52,9 +52,9 @@ def ops_user(municipality: str) -> str:
 
 # --------------------------------------------------------------------------- municipalities
 
-# The twelve launch municipalities are in klupa/contract.toml, in the project's order, with where
+# The twelve launch municipalities are in contract.toml, in the project's order, with where
 # their coordinates come from; so are the settings below.
-_DATA = DataFile.read("klupa", "contract.toml")
+_DATA = DataFile.read("klupa.contract", "contract.toml")
 
 # The entities a municipality lies in: the Federation of Bosnia and Herzegovina, Republika Srpska.
 ENTITIES = ("FBiH", "RS")

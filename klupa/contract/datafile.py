@@ -4,8 +4,9 @@ A module reads its file once, as it is imported. Each table is checked against t
 fills: a key for every field (or the field's default), no other key, each value of the field's
 type (a float may be written as a whole number; a tuple as an array). A broken file stops that
 import with one line naming the file and the field, e.g.
-``klupa/contract.toml: municipalities[3].lat: expected float, got '44.42'``,
-instead of a wrong value turning up later. A leaf: it imports nothing of ours.
+``klupa/contract/contract.toml: municipalities[3].lat: expected float, got '44.42'``,
+instead of a wrong value turning up later. Part of the leaf ``klupa.contract``: it imports nothing
+of ours. The virtual board and the demo read their data files with it too.
 """
 
 from __future__ import annotations
