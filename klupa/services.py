@@ -108,17 +108,26 @@ def stop_process(
         proc.wait(timeout=5)
 
 
+@dataclass(kw_only=True)
 class Service:
-    """What the servers below share: one child process (`proc`), its log file and its stop."""
+    """What the servers below share: a program (`binary`) with a folder of its own (`workdir`),
+    listening on a loopback port; its child process (`proc`), its log file and its stop."""
 
-    proc: subprocess.Popen[bytes] | None
+    binary: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    # In a process group of its own, a terminal's Ctrl-C reaches only the program that started
+    # it (klupa demo), which stops its parts in order instead of all at once; and it is told
+    # to stop when that program ends (die_with_parent).
+    own_group: bool = False
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
     def spawn(
-        self, argv: list[str], log_file: Path, own_group: bool = False, cwd: Path | None = None
+        self, argv: list[str], log_file: Path, cwd: Path | None = None
     ) -> subprocess.Popen[bytes]:
         """Start `argv` with stdout and stderr appended to `log_file`; with `own_group`, in a
         process group of its own that is told to stop when this process ends."""
@@ -128,8 +137,8 @@ class Service:
                 stdout=log,
                 stderr=log,
                 cwd=cwd,
-                process_group=0 if own_group else None,
-                preexec_fn=die_with_parent if own_group else None,
+                process_group=0 if self.own_group else None,
+                preexec_fn=die_with_parent if self.own_group else None,
             )
         return self.proc
 
@@ -142,26 +151,27 @@ class Service:
         stop_process(self.proc, signal.SIGKILL)
 
 
+@dataclass(kw_only=True)
+class HttpService(Service):
+    """A server that answers HTTP on its loopback port."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 # --------------------------------------------------------------------------- Mosquitto
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Broker(Service):
     """A real Mosquitto on a free loopback port, with its own config and persistence dir."""
 
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
     tls_port: int | None = None
     ca_file: Path | None = None
     extra: str = ""
     listener_block: str = ""
-    # In a process group of its own, a terminal's Ctrl-C reaches only the program that started
-    # it (klupa demo), which stops its parts in order instead of all at once; and it is told
-    # to stop when that program ends (die_with_parent).
-    own_group: bool = False
-    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def config_file(self) -> Path:
@@ -192,9 +202,7 @@ class Broker(Service):
         if self.running:
             return self
         self.write_config()
-        proc = self.spawn(
-            [self.binary, "-c", str(self.config_file)], self.log_file, self.own_group, self.workdir
-        )
+        proc = self.spawn([self.binary, "-c", str(self.config_file)], self.log_file, self.workdir)
         try:
             wait_for_port(self.port, proc, "mosquitto")
             if self.tls_port:
@@ -267,17 +275,9 @@ def make_ca(
 # --------------------------------------------------------------------------- InfluxDB 1.x
 
 
-@dataclass
-class Influx1(Service):
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    own_group: bool = False  # as Broker.own_group
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+@dataclass(kw_only=True)
+class Influx1(HttpService):
+    """A real influxd 1.x, its meta, data and WAL in `workdir`."""
 
     def start(self) -> Influx1:
         if self.running:
@@ -296,7 +296,7 @@ class Influx1(Service):
             "[continuous_queries]\n  enabled = false\n"
             '[logging]\n  level = "warn"\n'
         )
-        proc = self.spawn([self.binary, "-config", str(conf)], d / "influxd.log", self.own_group)
+        proc = self.spawn([self.binary, "-config", str(conf)], d / "influxd.log")
         wait_for_http(self.url + "/ping", proc, "influxd")
         return self
 
@@ -336,16 +336,9 @@ class Influx1(Service):
 # --------------------------------------------------------------------------- VictoriaMetrics
 
 
-@dataclass
-class Victoria(Service):
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+@dataclass(kw_only=True)
+class Victoria(HttpService):
+    """A real VictoriaMetrics (it takes InfluxDB v2 writes), its data in `workdir`."""
 
     def start(self) -> Victoria:
         if self.running:
