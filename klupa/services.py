@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from klupa.layout import Under
+
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -172,14 +174,8 @@ class Broker(Service):
     ca_file: Path | None = None
     extra: str = ""
     listener_block: str = ""
-
-    @property
-    def config_file(self) -> Path:
-        return self.workdir / "mosquitto.conf"
-
-    @property
-    def log_file(self) -> Path:
-        return self.workdir / "mosquitto.log"
+    config_file = Under[Path]("mosquitto.conf", base="workdir")
+    log_file = Under[Path]("mosquitto.log", base="workdir")
 
     def write_config(self) -> None:
         base = self.listener_block or (f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
