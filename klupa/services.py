@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from klupa.layout import Under
 
@@ -128,6 +128,16 @@ class Service:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def start(self) -> Self:
+        """Start the server unless it is running; return once it answers."""
+        if not self.running:
+            self._launch()
+        return self
+
+    def _launch(self) -> None:
+        """Start the child process and wait until it answers (each server's own)."""
+        raise NotImplementedError
+
     def spawn(
         self, argv: list[str], log_file: Path, cwd: Path | None = None
     ) -> subprocess.Popen[bytes]:
@@ -194,9 +204,7 @@ class Broker(Service):
             + self.extra
         )
 
-    def start(self) -> Broker:
-        if self.running:
-            return self
+    def _launch(self) -> None:
         self.write_config()
         proc = self.spawn([self.binary, "-c", str(self.config_file)], self.log_file, self.workdir)
         try:
@@ -207,7 +215,6 @@ class Broker(Service):
             raise RuntimeError(
                 f"{exc}\n{self.log_file.read_text(errors='replace')[-2000:]}"
             ) from exc
-        return self
 
     # stop() is clean: Mosquitto saves its persistence file; kill() loses what it had not.
 
@@ -275,9 +282,7 @@ def make_ca(
 class Influx1(HttpService):
     """A real influxd 1.x, its meta, data and WAL in `workdir`."""
 
-    def start(self) -> Influx1:
-        if self.running:
-            return self
+    def _launch(self) -> None:
         d = self.workdir
         conf = d / "influxdb.conf"
         bind = free_port()
@@ -294,7 +299,6 @@ class Influx1(HttpService):
         )
         proc = self.spawn([self.binary, "-config", str(conf)], d / "influxd.log")
         wait_for_http(self.url + "/ping", proc, "influxd")
-        return self
 
     def query(self, q: str, db: str | None = None) -> dict[str, Any]:
         params = {"q": q, "epoch": "s"}
@@ -336,9 +340,7 @@ class Influx1(HttpService):
 class Victoria(HttpService):
     """A real VictoriaMetrics (it takes InfluxDB v2 writes), its data in `workdir`."""
 
-    def start(self) -> Victoria:
-        if self.running:
-            return self
+    def _launch(self) -> None:
         proc = self.spawn(
             [
                 self.binary,
@@ -351,7 +353,6 @@ class Victoria(HttpService):
             self.workdir / "vm.log",
         )
         wait_for_http(self.url + "/health", proc, "victoria-metrics")
-        return self
 
     def flush(self) -> None:
         """Make recent writes searchable now instead of after VictoriaMetrics' buffer delay."""
