@@ -8,7 +8,8 @@ error() prints the whole usage block first; this one prints only what is wrong, 
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 
 class Parser(argparse.ArgumentParser):
@@ -16,12 +17,37 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-def with_one_command(
-    prog: str, description: str, command: str, help: str, about: str
-) -> tuple[Parser, argparse.ArgumentParser]:
-    """A parser for ``prog`` whose one sub-command ``command`` must be named (``klupa grafana
-    dashboards``, ``klupa influx setup``): the parser, and the sub-command's for its arguments.
-    ``help`` is its line in ``prog --help``, ``about`` its own ``--help``'s description."""
-    parser = Parser(prog=prog, description=description)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    return parser, sub.add_parser(command, help=help, description=about)
+@dataclass(frozen=True)
+class Option:
+    """One argument of a command, as ``add_argument(*flags, **settings)`` takes it."""
+
+    flags: tuple[str, ...]
+    settings: dict[str, Any]
+
+
+def option(*flags: str, **settings: Any) -> Option:
+    return Option(flags, settings)
+
+
+@dataclass(frozen=True)
+class OneCommand:
+    """A program whose one sub-command must be named (``klupa grafana dashboards``, ``klupa
+    influx setup``), as data: ``line``, the program and its command as typed; ``description``,
+    the program's ``--help``; ``help``, the command's line in it; ``about``, the command's own
+    ``--help``; ``options``, the command's arguments."""
+
+    line: str
+    description: str
+    help: str
+    about: str
+    options: tuple[Option, ...]
+
+    def parse(self, argv: list[str]) -> argparse.Namespace:
+        """The command's arguments from ``argv``; a usage error exits 2 (`Parser.error`)."""
+        prog, _, command = self.line.rpartition(" ")
+        parser = Parser(prog=prog, description=self.description)
+        sub = parser.add_subparsers(dest="cmd", required=True)
+        p = sub.add_parser(command, help=self.help, description=self.about)
+        for o in self.options:
+            p.add_argument(*o.flags, **o.settings)
+        return parser.parse_args(argv)

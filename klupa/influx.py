@@ -26,13 +26,47 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
-from klupa.console import with_one_command
+from klupa.console import OneCommand, option
 
 RAW = "raw"
 RAW_DURATION = "90d"
 RAW_DURATION_SHOWN = "2160h0m0s"  # how SHOW RETENTION POLICIES writes 90d
 FOREVER = "forever"
 RESAMPLE_FOR = "2d"
+
+# The command line main() parses: its help texts and options.
+SETUP = OneCommand(
+    "klupa influx setup",
+    "InfluxDB set-up for the benches' data",
+    "retention policies and hourly continuous queries (1.x); advice for 2.x/3.x",
+    "On InfluxDB 1.x: retention policy raw (90 days, default) and forever, "
+    "and hourly continuous queries from raw into forever. Safe to run again. On 2.x and "
+    "3.x: prints what to set there.",
+    (
+        option("--url", required=True, help="InfluxDB URL, e.g. http://127.0.0.1:8086"),
+        option("--database", default="benches", help="database (default: benches)"),
+        option("--username", default="", help="an admin user, where auth is enabled"),
+        option(
+            "--password-file",
+            default="",
+            help="file holding the password (or set KLUPA_INFLUXDB_PASSWORD)",
+        ),
+        option(
+            "--backfill",
+            type=int,
+            metavar="DAYS",
+            default=0,
+            help="1.x: also downsample the last DAYS days into forever now (after an import, or "
+            "records that arrived more than two days late)",
+        ),
+        option(
+            "--print",
+            action="store_true",
+            dest="print_only",
+            help="print the statements, connect nowhere",
+        ),
+    ),
+)
 
 # measurement -> its hourly aggregates, named as the raw fields where the meaning holds
 DOWNSAMPLED: dict[str, str] = {
@@ -294,38 +328,7 @@ def setup(server: Server, database: str = "benches") -> Report:
 
 
 def main(argv: list[str]) -> int:
-    parser, p = with_one_command(
-        "klupa influx",
-        "InfluxDB set-up for the benches' data",
-        "setup",
-        "retention policies and hourly continuous queries (1.x); advice for 2.x/3.x",
-        "On InfluxDB 1.x: retention policy raw (90 days, default) and forever, "
-        "and hourly continuous queries from raw into forever. Safe to run again. On 2.x and "
-        "3.x: prints what to set there.",
-    )
-    p.add_argument("--url", required=True, help="InfluxDB URL, e.g. http://127.0.0.1:8086")
-    p.add_argument("--database", default="benches", help="database (default: benches)")
-    p.add_argument("--username", default="", help="an admin user, where auth is enabled")
-    p.add_argument(
-        "--password-file",
-        default="",
-        help="file holding the password (or set KLUPA_INFLUXDB_PASSWORD)",
-    )
-    p.add_argument(
-        "--backfill",
-        type=int,
-        metavar="DAYS",
-        default=0,
-        help="1.x: also downsample the last DAYS days into forever now (after an import, or "
-        "records that arrived more than two days late)",
-    )
-    p.add_argument(
-        "--print",
-        action="store_true",
-        dest="print_only",
-        help="print the statements, connect nowhere",
-    )
-    args = parser.parse_args(argv)
+    args = SETUP.parse(argv)
     if args.print_only:
         print(
             f'CREATE RETENTION POLICY "{RAW}" ON "{args.database}" DURATION {RAW_DURATION} '

@@ -17,7 +17,9 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+from klupa.layout import Under
 
 
 def free_port() -> int:
@@ -108,17 +110,36 @@ def stop_process(
         proc.wait(timeout=5)
 
 
+@dataclass(kw_only=True)
 class Service:
-    """What the servers below share: one child process (`proc`), its log file and its stop."""
+    """What the servers below share: a program (`binary`) with a folder of its own (`workdir`),
+    listening on a loopback port; its child process (`proc`), its log file and its stop."""
 
-    proc: subprocess.Popen[bytes] | None
+    binary: str
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    # In a process group of its own, a terminal's Ctrl-C reaches only the program that started
+    # it (klupa demo), which stops its parts in order instead of all at once; and it is told
+    # to stop when that program ends (die_with_parent).
+    own_group: bool = False
+    proc: subprocess.Popen[bytes] | None = None
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def start(self) -> Self:
+        """Start the server unless it is running; return once it answers."""
+        if not self.running:
+            self._launch()
+        return self
+
+    def _launch(self) -> None:
+        """Start the child process and wait until it answers (each server's own)."""
+        raise NotImplementedError
+
     def spawn(
-        self, argv: list[str], log_file: Path, own_group: bool = False, cwd: Path | None = None
+        self, argv: list[str], log_file: Path, cwd: Path | None = None
     ) -> subprocess.Popen[bytes]:
         """Start `argv` with stdout and stderr appended to `log_file`; with `own_group`, in a
         process group of its own that is told to stop when this process ends."""
@@ -128,8 +149,8 @@ class Service:
                 stdout=log,
                 stderr=log,
                 cwd=cwd,
-                process_group=0 if own_group else None,
-                preexec_fn=die_with_parent if own_group else None,
+                process_group=0 if self.own_group else None,
+                preexec_fn=die_with_parent if self.own_group else None,
             )
         return self.proc
 
@@ -142,34 +163,29 @@ class Service:
         stop_process(self.proc, signal.SIGKILL)
 
 
+@dataclass(kw_only=True)
+class HttpService(Service):
+    """A server that answers HTTP on its loopback port."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
 # --------------------------------------------------------------------------- Mosquitto
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Broker(Service):
     """A real Mosquitto on a free loopback port, with its own config and persistence dir."""
 
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
     tls_port: int | None = None
     ca_file: Path | None = None
     extra: str = ""
     listener_block: str = ""
-    # In a process group of its own, a terminal's Ctrl-C reaches only the program that started
-    # it (klupa demo), which stops its parts in order instead of all at once; and it is told
-    # to stop when that program ends (die_with_parent).
-    own_group: bool = False
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def config_file(self) -> Path:
-        return self.workdir / "mosquitto.conf"
-
-    @property
-    def log_file(self) -> Path:
-        return self.workdir / "mosquitto.log"
+    config_file = Under[Path]("mosquitto.conf", base="workdir")
+    log_file = Under[Path]("mosquitto.log", base="workdir")
 
     def write_config(self) -> None:
         base = self.listener_block or (f"listener {self.port} 127.0.0.1\nallow_anonymous true\n")
@@ -188,13 +204,9 @@ class Broker(Service):
             + self.extra
         )
 
-    def start(self) -> Broker:
-        if self.running:
-            return self
+    def _launch(self) -> None:
         self.write_config()
-        proc = self.spawn(
-            [self.binary, "-c", str(self.config_file)], self.log_file, self.own_group, self.workdir
-        )
+        proc = self.spawn([self.binary, "-c", str(self.config_file)], self.log_file, self.workdir)
         try:
             wait_for_port(self.port, proc, "mosquitto")
             if self.tls_port:
@@ -203,7 +215,6 @@ class Broker(Service):
             raise RuntimeError(
                 f"{exc}\n{self.log_file.read_text(errors='replace')[-2000:]}"
             ) from exc
-        return self
 
     # stop() is clean: Mosquitto saves its persistence file; kill() loses what it had not.
 
@@ -224,20 +235,11 @@ def make_ca(
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
 
+    from provisioning.pki import self_signed_ca
+
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "klupa test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    ca_cert = self_signed_ca(ca_key, "klupa test CA", days=30, path_length=None)
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = []
     for h in hostnames:
@@ -248,7 +250,7 @@ def make_ca(
     cert = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])]))
-        .issuer_name(ca_name)
+        .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1))
@@ -276,21 +278,11 @@ def make_ca(
 # --------------------------------------------------------------------------- InfluxDB 1.x
 
 
-@dataclass
-class Influx1(Service):
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    own_group: bool = False  # as Broker.own_group
-    proc: subprocess.Popen[bytes] | None = None
+@dataclass(kw_only=True)
+class Influx1(HttpService):
+    """A real influxd 1.x, its meta, data and WAL in `workdir`."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Influx1:
-        if self.running:
-            return self
+    def _launch(self) -> None:
         d = self.workdir
         conf = d / "influxdb.conf"
         bind = free_port()
@@ -305,9 +297,8 @@ class Influx1(Service):
             "[continuous_queries]\n  enabled = false\n"
             '[logging]\n  level = "warn"\n'
         )
-        proc = self.spawn([self.binary, "-config", str(conf)], d / "influxd.log", self.own_group)
+        proc = self.spawn([self.binary, "-config", str(conf)], d / "influxd.log")
         wait_for_http(self.url + "/ping", proc, "influxd")
-        return self
 
     def query(self, q: str, db: str | None = None) -> dict[str, Any]:
         params = {"q": q, "epoch": "s"}
@@ -345,20 +336,11 @@ class Influx1(Service):
 # --------------------------------------------------------------------------- VictoriaMetrics
 
 
-@dataclass
-class Victoria(Service):
-    binary: str
-    workdir: Path
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
+@dataclass(kw_only=True)
+class Victoria(HttpService):
+    """A real VictoriaMetrics (it takes InfluxDB v2 writes), its data in `workdir`."""
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Victoria:
-        if self.running:
-            return self
+    def _launch(self) -> None:
         proc = self.spawn(
             [
                 self.binary,
@@ -371,7 +353,6 @@ class Victoria(Service):
             self.workdir / "vm.log",
         )
         wait_for_http(self.url + "/health", proc, "victoria-metrics")
-        return self
 
     def flush(self) -> None:
         """Make recent writes searchable now instead of after VictoriaMetrics' buffer delay."""

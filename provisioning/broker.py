@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from klupa.contract import BENCH_KINDS, BENCH_READS, MAX_POLL_PAYLOAD, gateway_user, ops_user
 from klupa.contract import ROOT as TOPIC_ROOT
+from klupa.layout import Under
 from provisioning.deployment import write_private, write_public
 
 # mosquitto_passwd's own choices: 101 iterations, 12-byte salt, 64-byte SHA-512 output.
@@ -85,41 +86,18 @@ class PiPaths:
     municipality: str
     root: PurePosixPath = PI_ROOT
 
-    def _at(self, path: str) -> PurePosixPath:
-        return self.root / path.lstrip("/")
-
-    @property
-    def mosquitto_conf(self) -> PurePosixPath:
-        # The whole file, not a conf.d drop-in: Debian's mosquitto.conf already sets
-        # persistence_location, and Mosquitto refuses a second one.
-        return self._at("/etc/mosquitto/mosquitto.conf")
-
-    @property
-    def broker_dir(self) -> PurePosixPath:
-        return self._at("/etc/mosquitto/klupa")
-
-    @property
-    def persistence_dir(self) -> PurePosixPath:
-        return self._at("/var/lib/mosquitto")
+    # The whole file, not a conf.d drop-in: Debian's mosquitto.conf already sets
+    # persistence_location, and Mosquitto refuses a second one.
+    mosquitto_conf = Under[PurePosixPath]("/etc/mosquitto/mosquitto.conf")
+    broker_dir = Under[PurePosixPath]("/etc/mosquitto/klupa")
+    persistence_dir = Under[PurePosixPath]("/var/lib/mosquitto")
+    gateway_config = Under[PurePosixPath]("/etc/klupa/gateway-{self.municipality}.toml")
+    gateway_password = Under[PurePosixPath]("/etc/klupa/gateway-{self.municipality}-mqtt.pass")
+    ops_password = Under[PurePosixPath]("/etc/klupa/ops-{self.municipality}-mqtt.pass")
+    store = Under[PurePosixPath]("/var/lib/klupa/{self.municipality}.sqlite")
 
     def broker_file(self, name: str) -> PurePosixPath:
         return self.broker_dir / name
-
-    @property
-    def gateway_config(self) -> PurePosixPath:
-        return self._at(f"/etc/klupa/gateway-{self.municipality}.toml")
-
-    @property
-    def gateway_password(self) -> PurePosixPath:
-        return self._at(f"/etc/klupa/gateway-{self.municipality}-mqtt.pass")
-
-    @property
-    def ops_password(self) -> PurePosixPath:
-        return self._at(f"/etc/klupa/ops-{self.municipality}-mqtt.pass")
-
-    @property
-    def store(self) -> PurePosixPath:
-        return self._at(f"/var/lib/klupa/{self.municipality}.sqlite")
 
 
 # The files of brokers/{m}/ that go to /etc/mosquitto/klupa/ as they are.

@@ -20,6 +20,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from klupa.contract import BENCH_RE, MUNICIPALITIES, RESERVED_PREFIXES
+from klupa.layout import Under
 from provisioning import signing
 
 WIFI_PLACEHOLDER = "CHANGE-ME"
@@ -210,6 +211,14 @@ def generate_password() -> str:
 class Deployment:
     """One deployment folder, loaded."""
 
+    # The folder's layout below root (besides inventory.toml and secrets.toml, read at once).
+    pki_dir = Under[Path]("pki")
+    cache_dir = Under[Path]("cache")
+    build_dir = Under[Path]("build")
+    ota_dir = Under[Path]("ota")
+    ota_key_path = Under[Path]("signing-key.pem", base="ota_dir")
+    ota_next_key_path = Under[Path]("next-signing-key.pem", base="ota_dir")
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.inventory_path = self.root / "inventory.toml"
@@ -241,20 +250,8 @@ class Deployment:
 
     # ---------------------------------------------------------------- paths
 
-    @property
-    def pki_dir(self) -> Path:
-        return self.root / "pki"
-
     def broker_dir(self, municipality: str) -> Path:
         return self.root / "brokers" / municipality
-
-    @property
-    def cache_dir(self) -> Path:
-        return self.root / "cache"
-
-    @property
-    def build_dir(self) -> Path:
-        return self.root / "build"
 
     # ---------------------------------------------------------------- inventory
 
@@ -361,18 +358,6 @@ class Deployment:
         self.reload()
 
     # ---------------------------------------------------------------- secrets
-
-    @property
-    def ota_dir(self) -> Path:
-        return self.root / "ota"
-
-    @property
-    def ota_key_path(self) -> Path:
-        return self.ota_dir / "signing-key.pem"
-
-    @property
-    def ota_next_key_path(self) -> Path:
-        return self.ota_dir / "next-signing-key.pem"
 
     @property
     def ota_signing_key(self) -> rsa.RSAPrivateKey:

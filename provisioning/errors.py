@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 
+
+# eq=False: an exception compares, and hashes, by identity.
+@dataclass(eq=False)
 class StepError(Exception):
     """A step failed in a way a technician can act on."""
 
-    def __init__(
-        self,
-        step: str,
-        port: str,
-        expected: str,
-        seen: str,
-        hint: str,
-    ) -> None:
-        self.step = step
-        self.port = port
-        self.expected = expected
-        self.seen = seen
-        self.hint = hint
-        super().__init__(self.line())
+    step: str
+    port: str
+    expected: str
+    seen: str
+    hint: str
+
+    def __post_init__(self) -> None:
+        super().__init__(self.line())  # args and str(): the one line
 
     def line(self) -> str:
         where = f" on {self.port}" if self.port else ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography import x509
@@ -22,6 +23,33 @@ def _cert_pem(cert: x509.Certificate) -> str:
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
+def self_signed_ca(
+    key: ec.EllipticCurvePrivateKey,
+    name: str,
+    days: int,
+    path_length: int | None,
+    extensions: Iterable[tuple[x509.ExtensionType, bool]] = (),
+) -> x509.Certificate:
+    """A CA certificate that ``key`` signs itself: subject and issuer CN ``name``, valid from a
+    day ago for ``days`` days, BasicConstraints with ``path_length`` (critical), then each of
+    ``extensions`` (with whether it is critical). The deployment's CA and the tests' CA."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+    )
+    for extension, critical in extensions:
+        builder = builder.add_extension(extension, critical)
+    return builder.sign(key, hashes.SHA256())
+
+
 def ensure_ca(pki_dir: Path, name: str = "klupa deployment CA") -> tuple[Path, Path]:
     """Create ``ca.crt`` and ``ca.key`` (0600) once; later calls keep them."""
     pki_dir.mkdir(parents=True, exist_ok=True)
@@ -29,34 +57,19 @@ def ensure_ca(pki_dir: Path, name: str = "klupa deployment CA") -> tuple[Path, P
     if crt.is_file() and key_path.is_file():
         return crt, key_path
     key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=365 * CA_YEARS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-        .sign(key, hashes.SHA256())
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
     )
+    key_id = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = self_signed_ca(key, name, 365 * CA_YEARS, 0, [(usage, True), (key_id, False)])
     write_private(key_path, to_pem(key))
     write_public(crt, _cert_pem(cert))
     return crt, key_path

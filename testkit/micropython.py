@@ -35,6 +35,7 @@ import threading
 import time
 import tty
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 
 import pytest
@@ -73,36 +74,33 @@ def copy_onto_board(fs_dir: Path, preload: Mapping[str, Path]) -> None:
             shutil.copy2(host, dest)
 
 
+@dataclass(eq=False)
 class MicroPythonBoard:
     """The WebAssembly MicroPython VM served as a REPL on a pseudo-terminal."""
 
-    def __init__(
-        self,
-        fs_dir: Path,
-        node: str,
-        port_module: Path,
-        heapsize: int = 56 * 1024,
-        run_main: bool = False,
-        log_file: Path | None = None,
-        rom_dir: Path | None = None,
-    ) -> None:
-        self.fs_dir = fs_dir
-        self.rom_dir = rom_dir
-        self.node = node
-        self.port_module = port_module
-        self.heapsize = heapsize
-        self.run_main = run_main
-        self.log_file = log_file or fs_dir.with_name(fs_dir.name + "-board.log")
-        self.output = b""
+    fs_dir: Path
+    node: str
+    port_module: Path
+    heapsize: int = 56 * 1024
+    run_main: bool = False
+    # Where node's stderr goes: ``log``, or ``<fs_dir>-board.log`` beside the flash folder.
+    log: InitVar[Path | None] = None
+    rom_dir: Path | None = None
+    log_file: Path = field(init=False)
+    output: bytes = field(default=b"", init=False)
+    port: str = field(init=False)
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+
+    def __post_init__(self, log: Path | None) -> None:
+        self.log_file = log or self.fs_dir.with_name(self.fs_dir.name + "-board.log")
         self._master, self._slave = os.openpty()
         # Raw line discipline: the REPL's control bytes (Ctrl-A..E) must pass untouched.
         tty.setraw(self._slave)
         tty.setraw(self._master)
         os.set_blocking(self._master, False)
         self.port = os.ttyname(self._slave)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -258,7 +256,7 @@ def micropython_board_factory(
             port_module,
             heapsize=heapsize,
             run_main=run_main,
-            log_file=workdir / "board.log",
+            log=workdir / "board.log",
             rom_dir=rom_dir,
         )
         boards.append(board)

@@ -39,6 +39,7 @@ import threading
 import time
 import traceback
 import tty
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -182,24 +183,22 @@ class SerialConsole:
             self.serial.close()
 
 
+@dataclass(eq=False)
 class VirtualSerialBench:
     """``python -m testkit.serialbench`` for one flash folder: start it, read its port."""
 
-    def __init__(
-        self,
-        root: Path,
-        profile: str = "bench-v1",
-        speed: float = 1.0,
-        start_ago: float = 0.0,
-        log: Path | None = None,
-    ) -> None:
-        self.root = root
-        self.profile = profile
-        self.speed = speed
-        self.start_ago = start_ago
-        self.log = log or root.with_name(root.name + ".bench.log")
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.port = ""
+    root: Path
+    profile: str = "bench-v1"
+    speed: float = 1.0
+    start_ago: float = 0.0
+    # Where its stderr goes: ``log``, or ``<root>.bench.log`` beside the flash folder.
+    log: InitVar[Path | None] = None
+    log_file: Path = field(init=False)
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    port: str = field(default="", init=False)
+
+    def __post_init__(self, log: Path | None) -> None:
+        self.log_file = log or self.root.with_name(self.root.name + ".bench.log")
 
     def start(self, timeout: float = 30.0) -> str:
         argv = [sys.executable, "-P", "-m", "testkit.serialbench", "--root", str(self.root)]
@@ -207,13 +206,13 @@ class VirtualSerialBench:
         argv += ["--start-ago", str(self.start_ago)]
         paths = [str(REPO), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-        with self.log.open("ab") as log:
+        with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, env=env)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline().decode().strip()  # its pty's path, first thing
         if not line.startswith("/dev/"):
             self.stop()
-            raise RuntimeError(f"the virtual bench did not start; see {self.log}")
+            raise RuntimeError(f"the virtual bench did not start; see {self.log_file}")
         self.port = line
         return line
 

@@ -19,11 +19,24 @@ import json
 import sys
 from pathlib import Path
 
-from klupa.console import with_one_command
+from klupa.console import OneCommand, option
 from klupa.grafana.bench import bench_dashboard
 from klupa.grafana.fleet import Site, fleet_dashboard
 
 __all__ = ["Site", "bench_dashboard", "fleet_dashboard", "main", "sites_of", "write_dashboards"]
+
+# The command line main() parses: its help texts and options.
+DASHBOARDS = OneCommand(
+    "klupa grafana dashboards",
+    "Grafana dashboards for partners",
+    "write fleet.json and bench.json from a deployment's inventory",
+    "Write the Grafana dashboards (fleet.json, bench.json) for the benches of "
+    "a deployment's inventory.toml; provision them as docs/dashboards.md says.",
+    (
+        option("--deployment", type=Path, required=True, help="deployment folder"),
+        option("--out", type=Path, required=True, help="folder for the JSON files"),
+    ),
+)
 
 
 def sites_of(root: Path) -> list[Site]:
@@ -51,17 +64,7 @@ def write_dashboards(sites: list[Site], out: Path) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    parser, p = with_one_command(
-        "klupa grafana",
-        "Grafana dashboards for partners",
-        "dashboards",
-        "write fleet.json and bench.json from a deployment's inventory",
-        "Write the Grafana dashboards (fleet.json, bench.json) for the benches of "
-        "a deployment's inventory.toml; provision them as docs/dashboards.md says.",
-    )
-    p.add_argument("--deployment", type=Path, required=True, help="deployment folder")
-    p.add_argument("--out", type=Path, required=True, help="folder for the JSON files")
-    args = parser.parse_args(argv)
+    args = DASHBOARDS.parse(argv)
     from provisioning.deployment import DeploymentError
 
     try:
