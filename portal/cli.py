@@ -25,6 +25,7 @@ from portal.server import ServeError
 from portal.tokens import TokenError, create_token, list_tokens, revoke_token, rotate_token
 
 DB_ENV = "KLUPA_PORTAL_DB"
+MUNICIPALITY_HELP = "municipality id, e.g. mostar"
 # The languages a poll may have besides Bosnian (required).
 OTHER_LANGUAGES = ("hr", "sr", "en")
 
@@ -115,142 +116,153 @@ def commands() -> dict[str, Command | Actions]:
     """Every command: its line in the parent's `--help`, its own description and arguments.
 
     Made anew for each parser, so that no two parsers share a default list (`--option`, ...)."""
-    municipality = "municipality id, e.g. mostar"
-    token_id = _arg("id", type=int)
     return {
-        "serve": Command(
-            "serve the API and pages (migrates the database first)",
-            "Serve the portal until SIGINT or SIGTERM (then exit 0). Logs are JSON lines on stderr. "
-            "The database schema is migrated to the newest revision first.",
-            (
-                _arg(
-                    "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
-                ),
-                _arg("--port", type=int, default=8080, help="port (default 8080)"),
-                _arg(
-                    "--alerts",
-                    help="a TOML file with an [alerts] table: send 'gateway down' alerts (e-mail, "
-                    "webhook)",
-                ),
+        "serve": _serve_parsers(),
+        "migrate": Command("bring the database schema to the newest revision"),
+        "token": _token_parsers(),
+        "bench": _bench_parsers(),
+        "poll": _poll_parsers(),
+    }
+
+
+def _serve_parsers() -> Command:
+    return Command(
+        "serve the API and pages (migrates the database first)",
+        "Serve the portal until SIGINT or SIGTERM (then exit 0). Logs are JSON lines on stderr. "
+        "The database schema is migrated to the newest revision first.",
+        (
+            _arg("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
+            _arg("--port", type=int, default=8080, help="port (default 8080)"),
+            _arg(
+                "--alerts",
+                help="a TOML file with an [alerts] table: send 'gateway down' alerts (e-mail, "
+                "webhook)",
             ),
         ),
-        "migrate": Command("bring the database schema to the newest revision"),
-        "token": Actions(
-            "API tokens: create, list, revoke, rotate",
-            {
-                "create": Command(
-                    "a new token for a municipality's gateway, or the admin token",
-                    "Print a new token, alone on the last line (it is stored hashed and shown only "
-                    "now).",
-                    (
-                        _arg("municipality", nargs="?", help=municipality),
-                        _switch("--admin", "an admin token (manages polls)"),
+    )
+
+
+def _token_parsers() -> Actions:
+    token_id = _arg("id", type=int)
+    return Actions(
+        "API tokens: create, list, revoke, rotate",
+        {
+            "create": Command(
+                "a new token for a municipality's gateway, or the admin token",
+                "Print a new token, alone on the last line (it is stored hashed and shown only "
+                "now).",
+                (
+                    _arg("municipality", nargs="?", help=MUNICIPALITY_HELP),
+                    _switch("--admin", "an admin token (manages polls)"),
+                ),
+            ),
+            "list": Command(
+                "the tokens in use (never the tokens themselves)",
+                args=(_switch("--all", "revoked tokens too"),),
+            ),
+            "revoke": Command("revoke a token by its id (see `token list`)", args=(token_id,)),
+            "rotate": Command(
+                "revoke a token and print a new one with the same scope (last line)",
+                args=(token_id,),
+            ),
+        },
+    )
+
+
+def _bench_parsers() -> Actions:
+    return Actions(
+        "the bench registry: which municipality each bench belongs to",
+        {
+            "add": Command(
+                "register a bench to its municipality",
+                "Register BENCH to MUNICIPALITY: that municipality's token then writes its "
+                "votes, bench-days and state, and no other token does. Running it again "
+                "changes nothing; moving a registered bench to another municipality needs "
+                "--move.",
+                (
+                    _arg("bench", help="bench id, e.g. mostar-01"),
+                    _arg("municipality", help=MUNICIPALITY_HELP),
+                    _switch("--move", "move a bench registered elsewhere"),
+                    _arg(
+                        "--vote-cap",
+                        type=int,
+                        help="votes per hour per poll the bench may add (default "
+                        f"{registry.DEFAULT_VOTE_CAP}, the firmware's own cap); the excess is "
+                        "refused",
                     ),
                 ),
-                "list": Command(
-                    "the tokens in use (never the tokens themselves)",
-                    args=(_switch("--all", "revoked tokens too"),),
+            ),
+            "import": Command(
+                "register every bench of the deployment's inventory",
+                "Register every [benches.<id>] of a deployment's inventory.toml (or of the "
+                "deployment folder holding it) to its `municipality`, in one transaction. "
+                "Idempotent; a bench registered to another municipality is an error unless "
+                "--move is given.",
+                (
+                    _arg("inventory", type=Path, help="inventory.toml or the deployment folder"),
+                    _switch("--move", "move benches registered elsewhere"),
                 ),
-                "revoke": Command("revoke a token by its id (see `token list`)", args=(token_id,)),
-                "rotate": Command(
-                    "revoke a token and print a new one with the same scope (last line)",
-                    args=(token_id,),
-                ),
-            },
-        ),
-        "bench": Actions(
-            "the bench registry: which municipality each bench belongs to",
-            {
-                "add": Command(
-                    "register a bench to its municipality",
-                    "Register BENCH to MUNICIPALITY: that municipality's token then writes its "
-                    "votes, bench-days and state, and no other token does. Running it again "
-                    "changes nothing; moving a registered bench to another municipality needs "
-                    "--move.",
-                    (
-                        _arg("bench", help="bench id, e.g. mostar-01"),
-                        _arg("municipality", help=municipality),
-                        _switch("--move", "move a bench registered elsewhere"),
-                        _arg(
-                            "--vote-cap",
-                            type=int,
-                            help="votes per hour per poll the bench may add (default "
-                            f"{registry.DEFAULT_VOTE_CAP}, the firmware's own cap); the excess is "
-                            "refused",
-                        ),
+            ),
+            "list": Command("every registered bench"),
+        },
+    )
+
+
+def _poll_parsers() -> Actions:
+    return Actions(
+        "polls: create, list",
+        {
+            "create": Command(
+                "create a poll",
+                'Create a poll, from --json FILE (a Poll plus "municipalities") or from the '
+                "options below. Question and labels in Bosnian are required; hr, sr (Cyrillic "
+                "or Latin, as given) and en are optional. Times: Unix seconds or ISO 8601 "
+                "(Sarajevo time if no zone is given).",
+                (
+                    _arg("--json", type=Path, help="a JSON file with the whole poll"),
+                    _arg("--id", help="poll id, e.g. mostar-2026-park-lights"),
+                    _arg(
+                        "--municipality",
+                        action="append",
+                        default=[],
+                        help="where it runs (repeat)",
+                    ),
+                    _arg("--opens", type=parse_time, help="opening time"),
+                    _arg("--closes", type=parse_time, help="closing time"),
+                    _arg("--question", help="the question in Bosnian"),
+                    *(
+                        _arg(f"--question-{lang}", help=f"the question in {lang}")
+                        for lang in OTHER_LANGUAGES
+                    ),
+                    _repeated(
+                        "--option",
+                        _pair,
+                        "ID=LABEL",
+                        "an option with its Bosnian label (2 to 4, in touch-pad order)",
+                    ),
+                    _repeated(
+                        "--label",
+                        _triple,
+                        "LANG:ID=LABEL",
+                        "an option's label in another language",
+                    ),
+                    _arg(
+                        "--results",
+                        choices=("live", "after_close"),
+                        default="live",
+                        help="show results while open (live) or only after it closes",
                     ),
                 ),
-                "import": Command(
-                    "register every bench of the deployment's inventory",
-                    "Register every [benches.<id>] of a deployment's inventory.toml (or of the "
-                    "deployment folder holding it) to its `municipality`, in one transaction. "
-                    "Idempotent; a bench registered to another municipality is an error unless "
-                    "--move is given.",
-                    (
-                        _arg(
-                            "inventory", type=Path, help="inventory.toml or the deployment folder"
-                        ),
-                        _switch("--move", "move benches registered elsewhere"),
-                    ),
-                ),
-                "list": Command("every registered bench"),
-            },
-        ),
-        "poll": Actions(
-            "polls: create, list",
-            {
-                "create": Command(
-                    "create a poll",
-                    'Create a poll, from --json FILE (a Poll plus "municipalities") or from the '
-                    "options below. Question and labels in Bosnian are required; hr, sr (Cyrillic "
-                    "or Latin, as given) and en are optional. Times: Unix seconds or ISO 8601 "
-                    "(Sarajevo time if no zone is given).",
-                    (
-                        _arg("--json", type=Path, help="a JSON file with the whole poll"),
-                        _arg("--id", help="poll id, e.g. mostar-2026-park-lights"),
-                        _arg(
-                            "--municipality",
-                            action="append",
-                            default=[],
-                            help="where it runs (repeat)",
-                        ),
-                        _arg("--opens", type=parse_time, help="opening time"),
-                        _arg("--closes", type=parse_time, help="closing time"),
-                        _arg("--question", help="the question in Bosnian"),
-                        *(
-                            _arg(f"--question-{lang}", help=f"the question in {lang}")
-                            for lang in OTHER_LANGUAGES
-                        ),
-                        _repeated(
-                            "--option",
-                            _pair,
-                            "ID=LABEL",
-                            "an option with its Bosnian label (2 to 4, in touch-pad order)",
-                        ),
-                        _repeated(
-                            "--label",
-                            _triple,
-                            "LANG:ID=LABEL",
-                            "an option's label in another language",
-                        ),
-                        _arg(
-                            "--results",
-                            choices=("live", "after_close"),
-                            default="live",
-                            help="show results while open (live) or only after it closes",
-                        ),
-                    ),
-                    epilog="example:\n"
-                    "  klupa portal poll create --db portal.sqlite --id mostar-2026-park \\\n"
-                    "    --municipality mostar --opens 2026-12-01T08:00 --closes 2026-12-31T20:00 \\\n"
-                    "    --question 'Da li želite više rasvjete u parku?' \\\n"
-                    "    --question-en 'More lighting in the park?' \\\n"
-                    "    --option yes=Da --option no=Ne --label en:yes=Yes --label en:no=No",
-                ),
-                "list": Command("every poll, newest first"),
-            },
-        ),
-    }
+                epilog="example:\n"
+                "  klupa portal poll create --db portal.sqlite --id mostar-2026-park \\\n"
+                "    --municipality mostar --opens 2026-12-01T08:00 --closes 2026-12-31T20:00 \\\n"
+                "    --question 'Da li želite više rasvjete u parku?' \\\n"
+                "    --question-en 'More lighting in the park?' \\\n"
+                "    --option yes=Da --option no=Ne --label en:yes=Yes --label en:no=No",
+            ),
+            "list": Command("every poll, newest first"),
+        },
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
