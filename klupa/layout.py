@@ -39,3 +39,10 @@ class Under(Generic[P]):
             return self
         base: P = getattr(obj, self.base)
         return base.joinpath(*(part.format(self=obj).lstrip("/") for part in self.parts))
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __set__(self, obj: object, value: object) -> None:
+        # Read-only, as a property is: a path follows its base, it is never set on its own.
+        raise AttributeError(f"{type(obj).__name__}.{self.name} is a place below {self.base}")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-# eq=False: an exception compares, and hashes, by identity.
-@dataclass(eq=False)
+# eq=False: an exception compares, and hashes, by identity; repr=False: its repr stays
+# Exception's, StepError('<the line>').
+@dataclass(eq=False, repr=False)
 class StepError(Exception):
     """A step failed in a way a technician can act on."""
 
