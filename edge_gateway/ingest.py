@@ -246,8 +246,9 @@ class Ingest(LogStage, abc.ABC):
 
     def _judge(self, item: Incoming, now: float) -> P.Message:
         """Validate one message; anything that goes wrong doing so is a ProtocolError. One
-        from the ingest log is judged by the clock it arrived at, as it would have been."""
-        if item.generation < 0 and self.ingest_log is not None:
+        from the ingest log is judged by the clock it arrived at, as it would have been, also
+        when the log broke while it waited there."""
+        if item.generation < 0:
             now = item.t
         try:
             return P.validate(item.topic, item.payload, now, self.m)

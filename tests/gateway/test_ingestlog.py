@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from edge_gateway.ingest import Ingest
 from edge_gateway.ingestlog import (
     SECTOR,
     Incoming,
@@ -24,6 +25,7 @@ from edge_gateway.ingestlog import (
     decode_blocks,
     encode_block,
 )
+from edge_gateway.protocol import TS_MAX_AGE_S, ProtocolError
 from klupa.services import Broker
 from testkit.gateway import Publisher, telemetry, topic_of, wait_until, write_config
 from testkit.services import need_program
@@ -138,6 +140,39 @@ def test_a_group_bigger_than_the_whole_log_is_stored_directly_and_the_log_stays_
     assert stage.ingest_log is lg and lg.count == 0
     assert stage._log_group(_group(20, 1, 100), 2.0)  # the next small group: in the log again
     assert stage.acked == [1, 20] and lg.count == 1
+
+
+class _Judge(Ingest):
+    """Only the writer's judging of a message (the gateway-level tests run the whole writer)."""
+
+    def __init__(self, ingest_log: IngestLog | None) -> None:
+        self.m, self.ingest_log = "mostar", ingest_log
+
+    def publish(self, topic: str, payload: bytes, retain: bool = True) -> None:
+        raise AssertionError("judging publishes nothing")
+
+    def _housekeeping(self, now: float) -> None:
+        raise AssertionError("judging does no upkeep")
+
+
+@pytest.mark.parametrize("log_state", ["open", "broken"])
+def test_a_message_from_the_log_is_judged_by_the_clock_it_arrived_at(
+    tmp_path: Path, log_state: str
+) -> None:
+    # A record 30 s inside the oldest ts the gateway takes when it arrived, committed 90 s
+    # later (batch_s): judged as it arrived, also when the log broke (an I/O error turns it
+    # off) while the record waited in it.
+    lg = IngestLog(tmp_path / "s.ingest", size=4 * SECTOR)
+    lg.open()
+    judge = _Judge(lg if log_state == "open" else None)
+    arrived = 1_795_000_000.0
+    ts = int(arrived) - TS_MAX_AGE_S + 30
+    body = json.dumps(telemetry("mostar-01", 3, 7, ts)).encode()
+    msg = judge._judge(Incoming(-1, 0, 1, T, body, arrived), arrived + 90)
+    assert msg.ts == ts  # type: ignore[union-attr]
+    # One straight from the broker is judged when it is committed, which is when it arrived.
+    with pytest.raises(ProtocolError, match="ts_too_old"):
+        judge._judge(Incoming(1, 5, 1, T, body, arrived + 90), arrived + 90)
 
 
 def test_decoding_stops_at_garbage_and_at_another_epoch() -> None:
