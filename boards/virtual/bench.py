@@ -130,6 +130,25 @@ class VirtualBench:
             await self.clock.sleep_ms(1000)
         finally:
             self.board.kill_sockets()
+        await self._end_tasks()
+
+    async def _end_tasks(self) -> None:
+        """End the tasks this boot's app started before the next boot runs, as a reset ends
+        all of the chip's work. App.main cancels them but cannot wait: a cancelled task ends
+        at its next turn, or not at all when it swallowed the cancellation (asyncio.wait_for on
+        Python 3.11, which the firmware's timeouts use, returns the result it waited for when
+        that came with the cancellation). Such a link would go on as the old boot beside the
+        new one, with the bench's client id. So each task left is cancelled again until done."""
+        tasks = getattr(self.app, "tasks", None) or ()
+        left = [t for t in tasks if isinstance(t, asyncio.Future)]
+        rounds = 0
+        while left := [t for t in left if not t.done()]:
+            if rounds:  # for the process's log, not the bench's console
+                print(f"reset: cancelled again ({rounds}): {len(left)} task(s)", file=sys.stderr)
+            rounds += 1
+            for t in left:
+                t.cancel()
+            await asyncio.wait(left, timeout=0.1)
 
     async def _until_watchdog(self, app: Any) -> Any:
         """Run the app until it returns, or until its watchdog, not fed in time, resets the
