@@ -132,18 +132,9 @@ async def opener(host, port):
 
 
 async def run(fig, peaks):
-    clock, app, loop, built = await vmapp.connected_app()
+    clock, app, loop, built, front = await vmapp.app_with_front(POLL)
     from bench import http, ota, trust
-    from bench.front import Front
 
-    with open(vmkit.BOARD_FILE) as f:
-        app.board = json.load(f)
-    front = Front(app)
-    app.front = front
-    app.board = None
-    front.on_poll(app, json.dumps(POLL).encode())
-    front.ui.redraw()
-    await loop.pump()
     with open(ANCHOR_FILE) as f:
         anchor = f.read().strip()
     with open("/manifest.json", "rb") as f:
