@@ -22,9 +22,6 @@ live set, are what carry over.
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,12 +29,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import unix32  # noqa: E402
-from vm_core import BOARD, BUNDLE_KEY, VM_DIR, kib  # noqa: E402
-from vm_romfs import describe, unix_micropython  # noqa: E402
-
-from provisioning import romfs  # noqa: E402
-from provisioning.bundle import build_bundle  # noqa: E402
-from testkit.vm import FIRMWARE_DIR  # noqa: E402
+from vm_core import kib  # noqa: E402
+from vm_romfs import describe, lay_out, run_harness, unix_micropython  # noqa: E402
 
 MARKER = "@@gc-pause "
 HARNESS = ("vmkit", "vmapp", "pressrun", "gc_pause", "unix_main")
@@ -45,35 +38,8 @@ HEAP = "4M"
 BASELINE_HEAP = "256K"  # the same app in a heap a plain ESP32 could give: the baseline
 
 
-def lay_out(root: Path) -> None:
-    bundle = build_bundle(FIRMWARE_DIR, root / "build" / "bundle", BUNDLE_KEY)
-    shutil.copytree(bundle.dir, root / "app")
-    (root / "app.rom").write_bytes(romfs.build_image(romfs.rom_files(bundle.contents())))
-    (root / "boards").mkdir()
-    shutil.copy(BOARD, root / "boards" / BOARD.name)
-    (root / "harness").mkdir()
-    for name in HARNESS:
-        shutil.copy(VM_DIR / f"{name}.py", root / "harness")
-
-
 def run(exe: Path, root: Path, mode: str, heap: str = HEAP) -> dict[str, int]:
-    flash = root / "flash"
-    shutil.rmtree(flash, ignore_errors=True)
-    flash.mkdir()
-    proc = subprocess.run(
-        [str(exe), "-X", f"heapsize={heap}", str(root / "harness" / "unix_main.py"), mode]
-        + [str(root), "gc_pause"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=root,
-        check=False,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith(MARKER):
-            data: dict[str, int] = json.loads(line[len(MARKER) :])
-            return data
-    raise SystemExit(f"no result from {exe} ({mode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    return run_harness(exe, root, mode, "gc_pause", MARKER, ["-X", f"heapsize={heap}"], timeout=600)
 
 
 def ms(us: int) -> str:
@@ -89,7 +55,7 @@ def main() -> int:
     ports.append(unix_micropython())
     with tempfile.TemporaryDirectory(prefix="klupa-gc-pause-") as tmp:
         root = Path(tmp)
-        lay_out(root)
+        lay_out(root, HARNESS)
         for exe in ports:
             version, bits = describe(exe)
             base = run(exe, root, "fs", BASELINE_HEAP)

@@ -49,6 +49,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,27 @@ def run_vm(script: str, bundle: Path, marker: str, timeout: float) -> dict[str, 
     raise SystemExit(f"no {marker!r} line in the VM's output:\n{result.output[-3000:]}")
 
 
+def run_on_bundle(
+    script: str,
+    marker: str,
+    prefix: str,
+    key: Any = None,
+    prepare: Callable[[Path], object] | None = None,
+) -> tuple[dict[str, int], dict[str, object]]:
+    """Build the bundle (signed with ``key``) in a temporary folder named ``prefix``…, let
+    ``prepare(bundle)`` add to it, and run the in-VM ``script`` on it: (the bundle's ``.mpy``
+    sizes, the result line's JSON). Without the VM: says why and exits with status 2."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        bundle = build(Path(tmp), key)
+        if prepare is not None:
+            prepare(bundle)
+        try:
+            return mpy_sizes(bundle), run_vm(script, bundle, marker, timeout=1800)
+        except VmUnavailable as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
 def name_pools(lines: list[str]) -> dict[str, tuple[int, int]]:
     """``vmkit.names(label)`` reports: label -> (interned names, bytes of the name pool)."""
     out: dict[str, tuple[int, int]] = {}
@@ -186,14 +208,7 @@ def kib(n: float) -> str:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="klupa-vm-core-") as tmp:
-        bundle = build(Path(tmp))
-        sizes = mpy_sizes(bundle)
-        try:
-            r = run_vm("core_day.py", bundle, "@@vm-core ", timeout=1800)
-        except VmUnavailable as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    sizes, r = run_on_bundle("core_day.py", "@@vm-core ", "klupa-vm-core-")
     start = int(str(r["start"]))
     harness = int(str(r["harness"]))
     after = start + harness  # figures taken once the harness is loaded include it

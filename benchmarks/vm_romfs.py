@@ -37,7 +37,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -78,8 +80,9 @@ def describe(exe: Path) -> tuple[str, int]:
     return version, int(words[-1])
 
 
-def lay_out(root: Path) -> int:
-    """The run folder (see unix_main.py); returns the ROMFS image's size."""
+def lay_out(root: Path, harness: tuple[str, ...] = HARNESS) -> int:
+    """The run folder (see unix_main.py) with the ``harness`` modules of ``benchmarks/vm/``;
+    returns the ROMFS image's size."""
     bundle = build_bundle(FIRMWARE_DIR, root / "build" / "bundle", bundle_key())
     shutil.copytree(bundle.dir, root / "app")
     image = romfs.build_image(romfs.rom_files(bundle.contents()))
@@ -87,30 +90,45 @@ def lay_out(root: Path) -> int:
     (root / "boards").mkdir()
     shutil.copy(BOARD, root / "boards" / BOARD.name)
     (root / "harness").mkdir()
-    for name in HARNESS:
+    for name in harness:
         shutil.copy(VM_DIR / f"{name}.py", root / "harness")
     return len(image)
 
 
-def run_unix(exe: Path, root: Path, mode: str) -> dict[str, object]:
-    """``ui_presses.py`` in the unix port ``exe``, the app from a folder (fs) or ROMFS (rom)."""
+def run_harness(
+    exe: Path,
+    root: Path,
+    mode: str,
+    script: str,
+    marker: str,
+    options: Sequence[str] = (),
+    timeout: float = 1800,
+) -> dict[str, Any]:
+    """``script``'s main() through unix_main.py in the unix port ``exe`` (with the command-line
+    ``options``), the app from a folder (fs) or ROMFS (rom), on an empty flash folder: the
+    JSON of the line it prints after ``marker``."""
     flash = root / "flash"
     shutil.rmtree(flash, ignore_errors=True)
     flash.mkdir()
     proc = subprocess.run(
-        [str(exe), str(root / "harness" / "unix_main.py"), mode, str(root), "ui_presses"],
+        [str(exe), *options, str(root / "harness" / "unix_main.py"), mode, str(root), script],
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=timeout,
         cwd=root,
         check=False,
     )
     for line in proc.stdout.splitlines():
-        if line.startswith(MARKER):
-            data = json.loads(line[len(MARKER) :])
+        if line.startswith(marker):
+            data = json.loads(line[len(marker) :])
             assert isinstance(data, dict)
             return data
     raise SystemExit(f"no result from {exe} ({mode}):\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+
+
+def run_unix(exe: Path, root: Path, mode: str) -> dict[str, object]:
+    """``ui_presses.py`` in the unix port ``exe``, the app from a folder (fs) or ROMFS (rom)."""
+    return run_harness(exe, root, mode, "ui_presses", MARKER)
 
 
 def high_of(r: dict[str, object]) -> int:

@@ -47,14 +47,11 @@ allocates.
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from vm_core import FRONT, build, kib, mpy_sizes, run_vm, size_of  # noqa: E402
-
-from testkit.vm import VmUnavailable  # noqa: E402
+from vm_core import FRONT, kib, run_on_bundle, size_of  # noqa: E402
 
 TARGET_WORST_US = 50_000
 TARGET_HIGH = 48 * 1024
@@ -68,14 +65,13 @@ def download_section() -> int:
     from provisioning import signing
 
     key = signing.generate()
-    with tempfile.TemporaryDirectory(prefix="klupa-vm-ota-") as tmp:
-        bundle = build(Path(tmp), key)
-        (bundle / "ota_anchor.txt").write_text(signing.anchor(key))
-        try:
-            r = run_vm("ota_presses.py", bundle, "@@vm-ota ", timeout=1800)
-        except VmUnavailable as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    _, r = run_on_bundle(
+        "ota_presses.py",
+        "@@vm-ota ",
+        "klupa-vm-ota-",
+        key,
+        lambda bundle: (bundle / "ota_anchor.txt").write_text(signing.anchor(key)),
+    )
     clock = "performance.now()" if r["fine"] else "ticks_us, 1-ms steps"
     base, worst = int(str(r["base_median_us"])), int(str(r["dl_worst_us"]))
     dl = int(str(r["dl_median_us"]))
@@ -115,14 +111,8 @@ def download_section() -> int:
 def main() -> int:
     if "--download-only" in sys.argv[1:]:
         return download_section()
-    with tempfile.TemporaryDirectory(prefix="klupa-vm-ui-") as tmp:
-        bundle = build(Path(tmp))
-        front_bytes = size_of(mpy_sizes(bundle), FRONT)
-        try:
-            r = run_vm("ui_presses.py", bundle, "@@vm-ui ", timeout=1800)
-        except VmUnavailable as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+    sizes, r = run_on_bundle("ui_presses.py", "@@vm-ui ", "klupa-vm-ui-")
+    front_bytes = size_of(sizes, FRONT)
     start = int(str(r["start"]))
     core = int(str(r["core"])) - start
     code = int(str(r["code"])) - int(str(r["core"]))

@@ -12,7 +12,6 @@ import json
 import time
 
 import vmapp
-import vmkit
 from pressrun import POLL
 
 RUNS = 50
@@ -32,17 +31,7 @@ def _median(xs):
 async def main():
     gc.collect()
     base = gc.mem_alloc()  # the launcher, the harness (and in "rom" mode the image) before the app
-    clock, app, loop, _ = await vmapp.connected_app()
-    from bench.front import Front
-
-    with open(vmkit.BOARD_FILE) as f:
-        app.board = json.load(f)
-    front = Front(app)
-    app.front = front
-    app.board = None
-    front.on_poll(app, json.dumps(POLL).encode())
-    front.ui.redraw()
-    await loop.pump()
+    clock, app, loop, _, front = await vmapp.app_with_front(POLL)
     gc.collect()
     live = gc.mem_alloc() - base
     heap = gc.mem_free() + gc.mem_alloc()

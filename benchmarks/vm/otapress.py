@@ -97,33 +97,29 @@ class Reader:
             self._open()
         return self.head.pop(0)
 
+    def _got(self, got):
+        # What the bundle's copy gave; closed at its end.
+        if not got:
+            self.f.close()
+        return got
+
     async def read(self, n):
         await _yield()
-        b = self.f.read(n)
-        if not b:
-            self.f.close()
-        return b
+        return self._got(self.f.read(n))
 
     async def readinto(self, buf):
         await _yield()
-        n = self.f.readinto(buf)
-        if not n:
-            self.f.close()
-        return n
+        return self._got(self.f.readinto(buf))
 
 
-class Writer:
+class Writer(vmapp.Sink):
+    # The request's stream: keeps what is sent (Reader opens the file it names).
     def __init__(self):
+        super().__init__()
         self.sent = b""
 
     def write(self, data):
         self.sent += data
-
-    async def drain(self):
-        pass
-
-    def close(self):
-        pass
 
 
 async def opener(host, port):
@@ -132,18 +128,9 @@ async def opener(host, port):
 
 
 async def run(fig, peaks):
-    clock, app, loop, built = await vmapp.connected_app()
+    clock, app, loop, built, front = await vmapp.app_with_front(POLL)
     from bench import http, ota, trust
-    from bench.front import Front
 
-    with open(vmkit.BOARD_FILE) as f:
-        app.board = json.load(f)
-    front = Front(app)
-    app.front = front
-    app.board = None
-    front.on_poll(app, json.dumps(POLL).encode())
-    front.ui.redraw()
-    await loop.pump()
     with open(ANCHOR_FILE) as f:
         anchor = f.read().strip()
     with open("/manifest.json", "rb") as f:

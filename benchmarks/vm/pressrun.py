@@ -4,7 +4,6 @@
 # 1,000 vote presses through the touch pads: TouchPads.sample() recognises each press from
 # pad readings, Front.on_touch -> Ui -> Voting.press -> App.record_vote (spooled) -> the
 # confirmation screen -> SSD1306.show() -> I2C writeto.
-import json
 
 import vmapp
 import vmkit
@@ -35,18 +34,7 @@ def _median(xs):
 
 
 async def run(fig, peaks):
-    clock, app, loop, built = await vmapp.connected_app()
-    from bench.front import Front
-
-    # As bench.startup.start() builds it: from the parsed profile, dropped afterwards.
-    with open(vmkit.BOARD_FILE) as f:
-        app.board = json.load(f)
-    front = Front(app)
-    app.front = front
-    app.board = None
-    front.on_poll(app, json.dumps(POLL).encode())
-    front.ui.redraw()
-    await loop.pump()
+    clock, app, loop, built, front = await vmapp.app_with_front(POLL)
     ready = await vmkit.settle()
     fine = vmkit.fine_us
     i2c = app.i2c

@@ -44,6 +44,7 @@ class Gateway:
         self.lock = threading.Lock()
         self.receipts = receipts
         self.stored: dict[str, dict[int, set[int]]] = {}
+        self.closed = False
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id="gateway-" + municipality,
@@ -96,22 +97,17 @@ class Gateway:
         self.client.publish(f"klupa/v1/{self.m}/{bench}/cmd", json.dumps(cmd), 1)
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.client.loop_stop()
         self.client.disconnect()
 
 
 def bench_config(port: int, bench: str = "mostar-01", **extra: Any) -> dict[str, Any]:
-    cfg: dict[str, Any] = {
-        "bench": bench,
-        "municipality": "mostar",
-        "wifi": {"ssid": "klupa-test", "password": "x"},
-        "mqtt": {"host": "127.0.0.1", "port": port},
-        "period": 10,
-        "keepalive": 30,
-        "boot": 3000000,
-    }
-    cfg.update(extra)
-    return cfg
+    from rig import base_config  # imported here: rig brings in the virtual bench
+
+    return base_config(port, **{"bench": bench, "period": 10, "keepalive": 30, **extra})
 
 
 def wait_until(cond: Callable[[], Any], timeout: float = 20.0, what: str = "") -> Any:
@@ -178,6 +174,23 @@ def bench_runner() -> Iterator[BenchRunner]:
         yield r
     finally:
         r.close()
+
+
+@pytest.fixture
+def gateway(mosquitto: Any) -> Iterator[Callable[..., Gateway]]:
+    """Opens a Gateway on the test's broker (``gateway(**options)``); each one opened is closed
+    when the test ends (a test may close one earlier, to take the gateway away)."""
+    opened: list[Gateway] = []
+
+    def open_gateway(**options: Any) -> Gateway:
+        opened.append(Gateway(mosquitto.host, mosquitto.port, **options))
+        return opened[-1]
+
+    try:
+        yield open_gateway
+    finally:
+        for gw in opened:
+            gw.close()
 
 
 @pytest.fixture

@@ -18,19 +18,23 @@ from boards.virtual.clock import VirtualClock
 KIND_TELEMETRY, KIND_EVENT = 1, 2
 
 
-def config(port: int = 9, **extra: Any) -> dict[str, Any]:
-    """A bench whose broker is ``port`` on loopback (9: nobody listens)."""
+def base_config(port: int, **extra: Any) -> dict[str, Any]:
+    """Bench mostar-01 of mostar, its broker ``port`` on loopback, with ``extra`` (the tuning
+    of the tests that use it)."""
     cfg: dict[str, Any] = {
         "bench": "mostar-01",
         "municipality": "mostar",
         "wifi": {"ssid": "klupa-test", "password": "x"},
         "mqtt": {"host": "127.0.0.1", "port": port},
-        "period": 60,
-        "sample_s": 5,
         "boot": 3000000,
     }
     cfg.update(extra)
     return cfg
+
+
+def config(port: int = 9, **extra: Any) -> dict[str, Any]:
+    """A bench whose broker is ``port`` on loopback (9: nobody listens)."""
+    return base_config(port, **{"period": 60, "sample_s": 5, **extra})
 
 
 class Rig:

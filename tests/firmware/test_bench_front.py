@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import pytest
 from bench.screens import Screens
 from drivers.ssd1306 import SSD1306
 
@@ -53,13 +54,21 @@ def expected(draw: Any) -> list[list[bool]]:
     return model.pixels()
 
 
-def publish_retained(host: str, port: int, topic: str, payload: bytes) -> None:
+def publish_poll(broker: Any, poll: dict[str, Any]) -> None:
+    """``poll`` published retained on the municipality's poll topic, as the portal does."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="poll-publisher")
-    c.connect(host, port, 10)
+    c.connect(broker.host, broker.port, 10)
     c.loop_start()
-    c.publish(topic, payload, 1, True).wait_for_publish(5)
+    c.publish(TOPIC_POLL, json.dumps(poll).encode(), 1, True).wait_for_publish(5)
     c.loop_stop()
     c.disconnect()
+
+
+@pytest.fixture
+def gw(mosquitto: Any, gateway: Any) -> Any:
+    """The stand-in gateway, opened once the broker holds POLL (retained)."""
+    publish_poll(mosquitto, POLL)
+    return gateway()
 
 
 def make_bench(
@@ -116,9 +125,8 @@ def test_retained_poll_appears_on_the_virtual_display(
     mosquitto, bench_runner, firmware_kit, tmp_path
 ):
     kit = firmware_kit
-    publish_retained(mosquitto.host, mosquitto.port, TOPIC_POLL, json.dumps(POLL).encode())
-    vb = make_bench(tmp_path, mosquitto.port, kit)
-    bench_runner.start(vb)
+    publish_poll(mosquitto, POLL)
+    vb = bench_runner.start(make_bench(tmp_path, mosquitto.port, kit))
     kit["wait_until"](lambda: ready(vb), what="bench up")
     kit["wait_until"](
         lambda: vb.app.front.voting.poll is not None and vb.app.front.ui.mode == "poll",
@@ -134,56 +142,45 @@ def test_retained_poll_appears_on_the_virtual_display(
 
 
 def test_presses_become_valid_votes_with_cooldown_and_cap(
-    mosquitto, bench_runner, firmware_kit, tmp_path
+    mosquitto, bench_runner, gw, firmware_kit, tmp_path
 ):
     kit = firmware_kit
-    publish_retained(mosquitto.host, mosquitto.port, TOPIC_POLL, json.dumps(POLL).encode())
-    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
-    vb = make_bench(tmp_path, mosquitto.port, kit, cooldown=5, vote_cap=3)
-    bench_runner.start(vb)
-    try:
-        kit["wait_until"](lambda: ready(vb) and vb.app.front.ui.mode == "poll", what="poll")
-        (snap,) = do(bench_runner, vb, [("wait", 500), ("press", 0), ("wait", 300), ("snap", 0)])
-        assert snap[0] == "confirm"
-        assert snap[2] == expected(lambda s: s.confirmation(POLL, 0, "bs"))
-        # 1 s later: inside the 3 s confirmation + 5 s cooldown, a touch and no vote
-        do(bench_runner, vb, [("wait", 200), ("press", 1)])
-        do(bench_runner, vb, [("wait", 9000), ("press", 1)])  # a vote
-        do(bench_runner, vb, [("wait", 9000), ("press", 0)])  # a vote: the third this hour
-        # over the cap of 3: "try again later", and no vote
-        (snap,) = do(bench_runner, vb, [("wait", 9000), ("press", 1), ("wait", 300), ("snap", 0)])
-        assert snap[0] == "later"
-        assert snap[2] == expected(lambda s: s.try_later(POLL, "bs"))
-        kit["wait_until"](lambda: len(vote_messages(gw)) >= 3, what="three votes")
-        time.sleep(0.5)
-        msgs = vote_messages(gw)
-        assert len({json.loads(raw)["seq"] for _, raw in msgs}) == 3
-        votes = {}
-        for topic, raw in msgs:
-            v = validate(topic, raw, time.time())
-            votes[(v.boot, v.seq)] = v  # a re-send repeats (boot, seq): counted once
-        votes = list(votes.values())
-        assert [v.choice for v in sorted(votes, key=lambda v: v.seq)] == ["da", "ne", "da"]
-        assert all(v.poll == POLL["id"] and v.bench == "mostar-01" for v in votes)
-        assert all(POLL["opens"] <= v.ts < POLL["closes"] for v in votes)
-        # every press counted in telemetry touch.n, votes or not
-        kit["wait_until"](
-            lambda: sum(t["touch"]["n"] for t in gw.of("telemetry")) >= 5, what="touch.n"
-        )
-    finally:
-        gw.close()
+    vb = bench_runner.start(make_bench(tmp_path, mosquitto.port, kit, cooldown=5, vote_cap=3))
+    kit["wait_until"](lambda: ready(vb) and vb.app.front.ui.mode == "poll", what="poll")
+    (snap,) = do(bench_runner, vb, [("wait", 500), ("press", 0), ("wait", 300), ("snap", 0)])
+    assert snap[0] == "confirm"
+    assert snap[2] == expected(lambda s: s.confirmation(POLL, 0, "bs"))
+    # 1 s later: inside the 3 s confirmation + 5 s cooldown, a touch and no vote
+    do(bench_runner, vb, [("wait", 200), ("press", 1)])
+    do(bench_runner, vb, [("wait", 9000), ("press", 1)])  # a vote
+    do(bench_runner, vb, [("wait", 9000), ("press", 0)])  # a vote: the third this hour
+    # over the cap of 3: "try again later", and no vote
+    (snap,) = do(bench_runner, vb, [("wait", 9000), ("press", 1), ("wait", 300), ("snap", 0)])
+    assert snap[0] == "later"
+    assert snap[2] == expected(lambda s: s.try_later(POLL, "bs"))
+    kit["wait_until"](lambda: len(vote_messages(gw)) >= 3, what="three votes")
+    time.sleep(0.5)
+    msgs = vote_messages(gw)
+    assert len({json.loads(raw)["seq"] for _, raw in msgs}) == 3
+    votes = {}
+    for topic, raw in msgs:
+        v = validate(topic, raw, time.time())
+        votes[(v.boot, v.seq)] = v  # a re-send repeats (boot, seq): counted once
+    votes = list(votes.values())
+    assert [v.choice for v in sorted(votes, key=lambda v: v.seq)] == ["da", "ne", "da"]
+    assert all(v.poll == POLL["id"] and v.bench == "mostar-01" for v in votes)
+    assert all(POLL["opens"] <= v.ts < POLL["closes"] for v in votes)
+    # every press counted in telemetry touch.n, votes or not
+    kit["wait_until"](lambda: sum(t["touch"]["n"] for t in gw.of("telemetry")) >= 5, what="touch.n")
 
 
 def test_outer_pads_held_5_s_show_the_service_screen_for_60_s(
-    mosquitto, bench_runner, firmware_kit, tmp_path
+    mosquitto, bench_runner, gw, firmware_kit, tmp_path
 ):
     from bench import service
 
     kit = firmware_kit
-    publish_retained(mosquitto.host, mosquitto.port, TOPIC_POLL, json.dumps(POLL).encode())
-    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
-    vb = make_bench(tmp_path, mosquitto.port, kit)
-    bench_runner.start(vb)
+    vb = bench_runner.start(make_bench(tmp_path, mosquitto.port, kit))
     pins = vb.profile["touch"]["pins"]
     outer = (pins[0], pins[-1])
 
@@ -208,106 +205,85 @@ def test_outer_pads_held_5_s_show_the_service_screen_for_60_s(
         snap()  # gone 60 s after it appeared
         return snaps
 
-    try:
-        kit["wait_until"](lambda: ready(vb) and vb.app.front.ui.mode == "poll", what="poll")
-        before, shown, later, after = asyncio.run_coroutine_threadsafe(
-            chord(), bench_runner.loop
-        ).result(60)
-        assert before[0] == "poll"
-        mode, pixels, info = shown
-        assert mode == "service"
-        assert info["bench"] == "mostar-01" and info["fw"] == vb.app.fw
-        assert info["boot"] == vb.app.boot_no and info["broker"] is True
-        assert isinstance(info["spool"], int) and info["fault"] is None
-        assert pixels == expected(lambda s: service.draw(s, info, "bs"))
-        assert service.lines(info, "bs")[2] == "Broker: spojen"
-        assert later[0] == "service" and later[1] == pixels
-        assert after[0] == "poll"
-        assert after[1] == expected(lambda s: s.poll(POLL, "bs", 0))
-        time.sleep(1.0)
-        assert vote_messages(gw) == []  # the gesture is never a vote
-    finally:
-        gw.close()
+    kit["wait_until"](lambda: ready(vb) and vb.app.front.ui.mode == "poll", what="poll")
+    before, shown, later, after = asyncio.run_coroutine_threadsafe(
+        chord(), bench_runner.loop
+    ).result(60)
+    assert before[0] == "poll"
+    mode, pixels, info = shown
+    assert mode == "service"
+    assert info["bench"] == "mostar-01" and info["fw"] == vb.app.fw
+    assert info["boot"] == vb.app.boot_no and info["broker"] is True
+    assert isinstance(info["spool"], int) and info["fault"] is None
+    assert pixels == expected(lambda s: service.draw(s, info, "bs"))
+    assert service.lines(info, "bs")[2] == "Broker: spojen"
+    assert later[0] == "service" and later[1] == pixels
+    assert after[0] == "poll"
+    assert after[1] == expected(lambda s: s.poll(POLL, "bs", 0))
+    time.sleep(1.0)
+    assert vote_messages(gw) == []  # the gesture is never a vote
 
 
 def test_vote_made_during_a_broker_outage_arrives_after_it(
-    mosquitto, bench_runner, firmware_kit, tmp_path
+    mosquitto, bench_runner, gw, gateway, firmware_kit, tmp_path
 ):
     kit = firmware_kit
-    publish_retained(mosquitto.host, mosquitto.port, TOPIC_POLL, json.dumps(POLL).encode())
-    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
     # resend_s short: the bench may publish the vote before the new gateway has subscribed
     # after the restart; the unreceipted vote is then sent again, as in the field
-    vb = make_bench(tmp_path, mosquitto.port, kit, resend_s=30)
-    bench_runner.start(vb)
-    try:
-        kit["wait_until"](lambda: ready(vb) and vb.app.front.ui.mode == "poll", what="poll")
-        gw.close()
-        mosquitto.stop()
-        kit["wait_until"](lambda: not vb.app.link.connected, what="link down")
-        (snap,) = do(bench_runner, vb, [("press", 1), ("wait", 300), ("snap", 0)])
-        assert snap[0] == "confirm"  # the vote was taken
-        assert vote_messages(gw) == []
-        mosquitto.start()
-        gw = kit["Gateway"](mosquitto.host, mosquitto.port)
-        kit["wait_until"](lambda: vote_messages(gw), timeout=45, what="the vote after the outage")
-        topic, raw = vote_messages(gw)[0]
-        v = validate(topic, raw, time.time())
-        assert v.choice == "ne" and v.poll == POLL["id"]
-    finally:
-        gw.close()
+    vb = bench_runner.start(make_bench(tmp_path, mosquitto.port, kit, resend_s=30))
+    kit["wait_until"](lambda: ready(vb) and vb.app.front.ui.mode == "poll", what="poll")
+    gw.close()
+    mosquitto.stop()
+    kit["wait_until"](lambda: not vb.app.link.connected, what="link down")
+    (snap,) = do(bench_runner, vb, [("press", 1), ("wait", 300), ("snap", 0)])
+    assert snap[0] == "confirm"  # the vote was taken
+    assert vote_messages(gw) == []
+    mosquitto.start()
+    gw = gateway()
+    kit["wait_until"](lambda: vote_messages(gw), timeout=45, what="the vote after the outage")
+    topic, raw = vote_messages(gw)[0]
+    v = validate(topic, raw, time.time())
+    assert v.choice == "ne" and v.poll == POLL["id"]
 
 
 def test_invalid_poll_is_a_fault_and_the_previous_poll_stays(
-    mosquitto, bench_runner, firmware_kit, tmp_path
+    mosquitto, bench_runner, gw, firmware_kit, tmp_path
 ):
     kit = firmware_kit
-    publish_retained(mosquitto.host, mosquitto.port, TOPIC_POLL, json.dumps(POLL).encode())
-    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
-    vb = make_bench(tmp_path, mosquitto.port, kit)
-    bench_runner.start(vb)
-    try:
-        kit["wait_until"](lambda: ready(vb) and vb.app.front.voting.poll, what="poll")
-        bad = dict(POLL, id="mostar-2026-bad", options=POLL["options"] * 3)  # 6 options
-        publish_retained(mosquitto.host, mosquitto.port, TOPIC_POLL, json.dumps(bad).encode())
-        fault = kit["wait_until"](
-            lambda: [
-                e for e in gw.of("event") if e["type"] == "fault" and e["code"] == "poll_invalid"
-            ],
-            what="poll_invalid fault",
-        )[0]
-        assert "options" in fault["detail"]
-        assert vb.app.front.voting.poll["id"] == POLL["id"]
-        assert json.loads((tmp_path / "flash" / "poll.json").read_bytes())["id"] == POLL["id"]
-        assert bench_runner.call(lambda: vb.board.display.pixels()) == expected(
-            lambda s: s.poll(POLL, "bs", 0)
-        )
-    finally:
-        gw.close()
+    vb = bench_runner.start(make_bench(tmp_path, mosquitto.port, kit))
+    kit["wait_until"](lambda: ready(vb) and vb.app.front.voting.poll, what="poll")
+    bad = dict(POLL, id="mostar-2026-bad", options=POLL["options"] * 3)  # 6 options
+    publish_poll(mosquitto, bad)
+    fault = kit["wait_until"](
+        lambda: [e for e in gw.of("event") if e["type"] == "fault" and e["code"] == "poll_invalid"],
+        what="poll_invalid fault",
+    )[0]
+    assert "options" in fault["detail"]
+    assert vb.app.front.voting.poll["id"] == POLL["id"]
+    assert json.loads((tmp_path / "flash" / "poll.json").read_bytes())["id"] == POLL["id"]
+    assert bench_runner.call(lambda: vb.board.display.pixels()) == expected(
+        lambda s: s.poll(POLL, "bs", 0)
+    )
 
 
 def test_selftest_command_answers_with_the_one_line_summary(
-    mosquitto, bench_runner, firmware_kit, tmp_path
+    mosquitto, bench_runner, gateway, firmware_kit, tmp_path
 ):
     kit = firmware_kit
-    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
-    vb = make_bench(tmp_path, mosquitto.port, kit)
-    bench_runner.start(vb)
-    try:
-        kit["wait_until"](lambda: ready(vb), what="bench up")
-        checks = 2 + 1 + len(vb.profile["ports"]) + 2  # INA226 x2, BME280, ports, pads, display
-        gw.command("mostar-01", {"id": "c-st1", "op": "selftest"})
-        ack = kit["wait_until"](lambda: [a for a in gw.of("cmd/ack") if a["id"] == "c-st1"])[0]
-        assert ack["ok"] is True and ack["detail"] == f"OK {checks}/{checks} checks"
-        assert all(vb.board.port_enabled(p["n"]) for p in vb.profile["ports"])  # restored
-        # a BME280 that stops answering fails its check, by name
-        env_addr = vb.profile["env"]["addr"]
-        bench_runner.call(lambda: vb.board.bus.chips.pop(env_addr))
-        gw.command("mostar-01", {"id": "c-st2", "op": "selftest"})
-        ack = kit["wait_until"](lambda: [a for a in gw.of("cmd/ack") if a["id"] == "c-st2"])[0]
-        assert ack["ok"] is False and ack["detail"] == f"FAIL 1/{checks}: env"
-    finally:
-        gw.close()
+    gw = gateway()
+    vb = bench_runner.start(make_bench(tmp_path, mosquitto.port, kit))
+    kit["wait_until"](lambda: ready(vb), what="bench up")
+    checks = 2 + 1 + len(vb.profile["ports"]) + 2  # INA226 x2, BME280, ports, pads, display
+    gw.command("mostar-01", {"id": "c-st1", "op": "selftest"})
+    ack = kit["wait_until"](lambda: [a for a in gw.of("cmd/ack") if a["id"] == "c-st1"])[0]
+    assert ack["ok"] is True and ack["detail"] == f"OK {checks}/{checks} checks"
+    assert all(vb.board.port_enabled(p["n"]) for p in vb.profile["ports"])  # restored
+    # a BME280 that stops answering fails its check, by name
+    env_addr = vb.profile["env"]["addr"]
+    bench_runner.call(lambda: vb.board.bus.chips.pop(env_addr))
+    gw.command("mostar-01", {"id": "c-st2", "op": "selftest"})
+    ack = kit["wait_until"](lambda: [a for a in gw.of("cmd/ack") if a["id"] == "c-st2"])[0]
+    assert ack["ok"] is False and ack["detail"] == f"FAIL 1/{checks}: env"
 
 
 def test_selftest_on_board_builds_the_drivers_from_board_json(tmp_path):
@@ -331,104 +307,91 @@ def test_selftest_on_board_builds_the_drivers_from_board_json(tmp_path):
 
 
 def test_critical_sleeps_announced_and_telemetry_every_15_minutes(
-    mosquitto, bench_runner, firmware_kit, tmp_path
+    mosquitto, bench_runner, gw, gateway, firmware_kit, tmp_path
 ):
     kit = firmware_kit
-    publish_retained(mosquitto.host, mosquitto.port, TOPIC_POLL, json.dumps(POLL).encode())
-    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
     # ×100: the 30 s allowed below is 0.3 s of real time a loaded host may stall the bench for
-    vb = make_bench(tmp_path, mosquitto.port, kit, speed=100.0)
-    bench_runner.start(vb)
-    try:
-        kit["wait_until"](lambda: ready(vb), what="bench up")
-        vb.board.set_battery(11.8, -2.0)  # LiFePO4 under load below 12.0 V: critical
-        sleeping = kit["wait_until"](
-            lambda: [s for s in gw.of("status") if s["state"] == "sleeping"], what="sleeping"
-        )[0]
-        assert set(sleeping) == {"v", "bench", "state", "until"}
-        validate("klupa/v1/mostar/mostar-01/status", json.dumps(sleeping).encode(), time.time())
-        assert not vb.board.display.lit  # the display is off in critical
-        # the Status goes out before the bench sleeps: its light-sleep request follows
-        kit["wait_until"](
-            lambda: any(kind == "light" for kind, _ in vb.board.sleep_requests),
-            what="a light-sleep request",
-        )
-        # the pads' wake thresholds (0, never, until set): a press (360) crosses each, the
-        # idle reading (600) does not
-        wake = vb.board.touch_wake
-        assert sorted(wake) == sorted(vb.profile["touch"]["pins"]), wake
-        assert all(360 < level < 600 for level in wake.values()), wake
-        # a touch wakes the display for a vote while the bench sleeps
-        kit["wait_until"](lambda: vb.app.asleep, what="asleep")
-        (snap,) = do(bench_runner, vb, [("press", 0), ("wait", 300), ("snap", 0)])
-        assert snap[0] == "confirm" and snap[1] is True  # lit again, and the vote taken
+    vb = bench_runner.start(make_bench(tmp_path, mosquitto.port, kit, speed=100.0))
+    kit["wait_until"](lambda: ready(vb), what="bench up")
+    vb.board.set_battery(11.8, -2.0)  # LiFePO4 under load below 12.0 V: critical
+    sleeping = kit["wait_until"](
+        lambda: [s for s in gw.of("status") if s["state"] == "sleeping"], what="sleeping"
+    )[0]
+    assert set(sleeping) == {"v", "bench", "state", "until"}
+    validate("klupa/v1/mostar/mostar-01/status", json.dumps(sleeping).encode(), time.time())
+    assert not vb.board.display.lit  # the display is off in critical
+    # the Status goes out before the bench sleeps: its light-sleep request follows
+    kit["wait_until"](
+        lambda: any(kind == "light" for kind, _ in vb.board.sleep_requests),
+        what="a light-sleep request",
+    )
+    # the pads' wake thresholds (0, never, until set): a press (360) crosses each, the
+    # idle reading (600) does not
+    wake = vb.board.touch_wake
+    assert sorted(wake) == sorted(vb.profile["touch"]["pins"]), wake
+    assert all(360 < level < 600 for level in wake.values()), wake
+    # a touch wakes the display for a vote while the bench sleeps
+    kit["wait_until"](lambda: vb.app.asleep, what="asleep")
+    (snap,) = do(bench_runner, vb, [("press", 0), ("wait", 300), ("snap", 0)])
+    assert snap[0] == "confirm" and snap[1] is True  # lit again, and the vote taken
 
-        def critical_telemetry() -> list[dict[str, Any]]:
-            return [t for t in gw.of("telemetry") if t["power"] == "critical"]
+    def critical_telemetry() -> list[dict[str, Any]]:
+        return [t for t in gw.of("telemetry") if t["power"] == "critical"]
 
-        tel = kit["wait_until"](
-            lambda: len(critical_telemetry()) >= 3 and critical_telemetry(),
-            timeout=60,
-            what="three critical windows",
-        )
-        for a, b in zip(tel[1:], tel[2:], strict=False):
-            assert b["period"] == 900 and abs((b["ts"] - a["ts"]) - 900) <= 30
-        kit["wait_until"](lambda: vote_messages(gw), what="the vote taken while asleep")
-        late = kit["Gateway"](mosquitto.host, mosquitto.port, receipts=False)
-        try:
-            st = kit["wait_until"](lambda: late.of("status"), what="retained status")[-1]
-            assert st["state"] in ("sleeping", "online")
-            # every sleep left the broker cleanly: the offline will never fired
-            assert all(s["state"] != "offline" for s in gw.of("status"))
-            if st["state"] == "sleeping":
-                assert st["until"] > tel[-1]["ts"] - 900
-        finally:
-            late.close()
-    finally:
-        gw.close()
+    tel = kit["wait_until"](
+        lambda: len(critical_telemetry()) >= 3 and critical_telemetry(),
+        timeout=60,
+        what="three critical windows",
+    )
+    for a, b in zip(tel[1:], tel[2:], strict=False):
+        assert b["period"] == 900 and abs((b["ts"] - a["ts"]) - 900) <= 30
+    kit["wait_until"](lambda: vote_messages(gw), what="the vote taken while asleep")
+    late = gateway(receipts=False)
+    st = kit["wait_until"](lambda: late.of("status"), what="retained status")[-1]
+    assert st["state"] in ("sleeping", "online")
+    # every sleep left the broker cleanly: the offline will never fired
+    assert all(s["state"] != "offline" for s in gw.of("status"))
+    if st["state"] == "sleeping":
+        assert st["until"] > tel[-1]["ts"] - 900
 
 
 def test_critical_without_wifi_keeps_its_15_minute_windows(
-    mosquitto, bench_runner, firmware_kit, tmp_path
+    mosquitto, bench_runner, gateway, firmware_kit, tmp_path
 ):
     """In `critical` the bench waits, awake, for the link to send a window before it sleeps; but
     not for a link that is down and waiting to retry: then it sleeps at once and its windows keep
     their 15 minutes (each recorded in the spool, delivered when the Wi-Fi is back)."""
     kit = firmware_kit
-    gw = kit["Gateway"](mosquitto.host, mosquitto.port)
-    vb = make_bench(tmp_path, mosquitto.port, kit, speed=150.0)
-    bench_runner.start(vb)
-    try:
-        kit["wait_until"](lambda: ready(vb), what="bench up")
-        vb.board.set_battery(11.8, -2.0)  # critical
-        kit["wait_until"](lambda: vb.app.asleep, what="asleep")
-        vb.board.set_link(False)
-        down_from = vb.clock.time()
-        # Five windows of the bench's time (30 s here); each would cost 20 s of real time if
-        # the bench waited for a link that cannot come.
-        kit["wait_until"](
-            lambda: vb.clock.time() - down_from > 5 * 900 + 60, timeout=60, what="5 windows"
-        )
-        vb.board.set_link(True)
-        up_at = vb.clock.time()
+    gw = gateway()
+    vb = bench_runner.start(make_bench(tmp_path, mosquitto.port, kit, speed=150.0))
+    kit["wait_until"](lambda: ready(vb), what="bench up")
+    vb.board.set_battery(11.8, -2.0)  # critical
+    kit["wait_until"](lambda: vb.app.asleep, what="asleep")
+    vb.board.set_link(False)
+    down_from = vb.clock.time()
+    # Five windows of the bench's time (30 s here); each would cost 20 s of real time if
+    # the bench waited for a link that cannot come.
+    kit["wait_until"](
+        lambda: vb.clock.time() - down_from > 5 * 900 + 60, timeout=60, what="5 windows"
+    )
+    vb.board.set_link(True)
+    up_at = vb.clock.time()
 
-        def offline_windows() -> list[dict[str, Any]]:
-            return sorted(
-                (
-                    t
-                    for t in gw.of("telemetry")
-                    if t["power"] == "critical" and down_from + 900 < t["ts"] < up_at - 900
-                ),
-                key=lambda t: t["ts"],
-            )
-
-        tel = kit["wait_until"](
-            lambda: len(offline_windows()) >= 3 and offline_windows(),
-            timeout=60,
-            what="the windows recorded while offline",
+    def offline_windows() -> list[dict[str, Any]]:
+        return sorted(
+            (
+                t
+                for t in gw.of("telemetry")
+                if t["power"] == "critical" and down_from + 900 < t["ts"] < up_at - 900
+            ),
+            key=lambda t: t["ts"],
         )
-        gaps = [b["ts"] - a["ts"] for a, b in zip(tel, tel[1:], strict=False)]
-        # 15 min each (a bench waiting 20 s of real time per window would make them ~50 min)
-        assert all(abs(g - 900) <= 60 for g in gaps), gaps
-    finally:
-        gw.close()
+
+    tel = kit["wait_until"](
+        lambda: len(offline_windows()) >= 3 and offline_windows(),
+        timeout=60,
+        what="the windows recorded while offline",
+    )
+    gaps = [b["ts"] - a["ts"] for a, b in zip(tel, tel[1:], strict=False)]
+    # 15 min each (a bench waiting 20 s of real time per window would make them ~50 min)
+    assert all(abs(g - 900) <= 60 for g in gaps), gaps
