@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from portal import store
+from tests.portal.conftest import bench_day
 
 POLL_KEYS = {"v", "id", "opens", "closes", "question", "options"}
 
@@ -300,19 +301,7 @@ def test_bench_days_are_upserted(portal: Any) -> None:
 def test_bad_bench_days_are_400_naming_the_field(
     portal: Any, change: dict[str, Any], field: str
 ) -> None:
-    day = {
-        "municipality": "maglaj",
-        "bench": "maglaj-01",
-        "date": "2026-11-20",
-        "solar_wh": 1.0,
-        "charge_wh": 1.0,
-        "sessions": 1,
-        "seat_occ_s": 1,
-        "touches": 1,
-        "votes": 1,
-        "uptime_pct": 50.0,
-        **change,
-    }
+    day = bench_day("maglaj-01", "2026-11-20", **change)
     r = portal.http.put(
         "/api/v1/bench-days", json={"days": [day]}, headers=portal.auth(portal.token("maglaj"))
     )
@@ -321,18 +310,7 @@ def test_bad_bench_days_are_400_naming_the_field(
 
 
 def test_bench_days_of_another_municipality_are_403(portal: Any) -> None:
-    day = {
-        "municipality": "ravno",
-        "bench": "ravno-01",
-        "date": "2026-11-20",
-        "solar_wh": 1,
-        "charge_wh": 1,
-        "sessions": 1,
-        "seat_occ_s": 1,
-        "touches": 1,
-        "votes": 1,
-        "uptime_pct": 50,
-    }
+    day = bench_day("ravno-01", "2026-11-20", solar_wh=1, charge_wh=1, uptime_pct=50)
     r = portal.http.put(
         "/api/v1/bench-days", json={"days": [day]}, headers=portal.auth(portal.token("maglaj"))
     )
@@ -444,6 +422,11 @@ GOOD_POLL: dict[str, Any] = {
 }
 
 
+def options(*pairs: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    """A change to GOOD_POLL: these options, each an (id, label) pair."""
+    return {"options": [{"id": id_, "label": label} for id_, label in pairs]}
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -461,44 +444,12 @@ GOOD_POLL: dict[str, Any] = {
         ({"question": {"en": "Only English?"}}, "question.bs"),
         ({"question": {"bs": "x" * 201}}, "question.bs"),
         ({"question": {"bs": "Pitanje?", "de": "Frage?"}}, "question.de"),
-        ({"options": [{"id": "yes", "label": {"bs": "Da"}}]}, "options"),
-        ({"options": [{"id": f"o{i}", "label": {"bs": "L"}} for i in range(5)]}, "options"),
-        (
-            {
-                "options": [
-                    {"id": "yes", "label": {"bs": "D" * 25}},
-                    {"id": "no", "label": {"bs": "Ne"}},
-                ]
-            },
-            "options[0].label.bs",
-        ),
-        (
-            {
-                "options": [
-                    {"id": "yes", "label": {"bs": "Da"}},
-                    {"id": "yes", "label": {"bs": "Ne"}},
-                ]
-            },
-            "options[1].id",
-        ),
-        (
-            {
-                "options": [
-                    {"id": "Yes!", "label": {"bs": "Da"}},
-                    {"id": "no", "label": {"bs": "Ne"}},
-                ]
-            },
-            "options[0].id",
-        ),
-        (
-            {
-                "options": [
-                    {"id": "yes", "label": {"en": "Yes"}},
-                    {"id": "no", "label": {"bs": "Ne"}},
-                ]
-            },
-            "options[0].label.bs",
-        ),
+        (options(("yes", {"bs": "Da"})), "options"),
+        (options(*((f"o{i}", {"bs": "L"}) for i in range(5))), "options"),
+        (options(("yes", {"bs": "D" * 25}), ("no", {"bs": "Ne"})), "options[0].label.bs"),
+        (options(("yes", {"bs": "Da"}), ("yes", {"bs": "Ne"})), "options[1].id"),
+        (options(("Yes!", {"bs": "Da"}), ("no", {"bs": "Ne"})), "options[0].id"),
+        (options(("yes", {"en": "Yes"}), ("no", {"bs": "Ne"})), "options[0].label.bs"),
         ({"municipalities": []}, "municipalities"),
         ({"municipalities": ["Mostar"]}, "municipalities[0]"),
         ({"results": "sometimes"}, "results"),
