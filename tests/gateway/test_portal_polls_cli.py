@@ -26,6 +26,7 @@ from testkit.gateway import (
     vote,
     wait_until,
 )
+from testkit.polls import protocol_poll
 
 
 def portal_extra(url: str) -> str:
@@ -116,15 +117,8 @@ def test_votes_reach_the_portal_once_through_500s_and_timeouts_with_days_and_sta
 
 
 def poll(pid: str, opens: int, closes: int) -> dict[str, Any]:
-    return {
-        "v": 1,
-        "id": pid,
-        "opens": opens,
-        "closes": closes,
-        "question": {"bs": "Pitanje?", "en": "Question?"},
-        "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
-        "municipalities": ["mostar"],
-    }
+    question = {"bs": "Pitanje?", "en": "Question?"}
+    return protocol_poll(pid, opens, closes, question=question, municipalities=["mostar"])
 
 
 def send_votes(

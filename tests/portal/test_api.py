@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from portal import store
+from testkit.polls import protocol_poll
 from tests.portal.conftest import bench_day
 
 POLL_KEYS = {"v", "id", "opens", "closes", "question", "options"}
@@ -391,15 +392,14 @@ def test_results_of_an_unknown_poll_are_404(portal: Any) -> None:
 
 
 def test_creating_a_poll_needs_the_admin_token(portal: Any) -> None:
-    body = {
-        "v": 1,
-        "id": "needs-admin-poll",
-        "opens": 1,
-        "closes": 2,
-        "question": {"bs": "Pitanje?"},
-        "options": [{"id": "a", "label": {"bs": "A"}}, {"id": "b", "label": {"bs": "B"}}],
-        "municipalities": ["mostar"],
-    }
+    body = protocol_poll(
+        "needs-admin-poll",
+        1,
+        2,
+        question={"bs": "Pitanje?"},
+        **options(("a", {"bs": "A"}), ("b", {"bs": "B"})),
+        municipalities=["mostar"],
+    )
     assert portal.http.post("/api/v1/polls", json=body).status_code == 401
     r = portal.http.post("/api/v1/polls", json=body, headers=portal.auth(portal.token("mostar")))
     assert r.status_code == 403
@@ -411,15 +411,7 @@ def test_creating_a_poll_needs_the_admin_token(portal: Any) -> None:
     assert "already exists" in again.json()["error"]
 
 
-GOOD_POLL: dict[str, Any] = {
-    "v": 1,
-    "id": "checked-poll",
-    "opens": 1795651000,
-    "closes": 1798243000,
-    "question": {"bs": "Da li želite više rasvjete u parku?"},
-    "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
-    "municipalities": ["mostar"],
-}
+GOOD_POLL = protocol_poll("checked-poll", 1795651000, 1798243000, municipalities=["mostar"])
 
 
 def options(*pairs: tuple[str, dict[str, str]]) -> dict[str, Any]:
