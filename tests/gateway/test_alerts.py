@@ -6,26 +6,23 @@ test's (`Alerts.evaluate(now)`), so a day's repeats and quiet hours run in secon
 
 from __future__ import annotations
 
-import email
-import email.policy
 import smtplib
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from edge_gateway.alerts import Channels, Notice, quiet
 from edge_gateway.config import ConfigError, load
 from edge_gateway.service import Gateway
 from edge_gateway.store import LOCAL_TZ
-from klupa.services import Broker, free_port, make_ca
+from klupa.services import Broker, make_ca
 from testkit.gateway import (
     Publisher,
     RecordingPortal,
@@ -34,35 +31,16 @@ from testkit.gateway import (
     wait_until,
     write_config,
 )
+from testkit.mailbox import Inbox, smtp_server
 
 B = "mostar-01"
 OFFLINE = b'{"v":1,"bench":"mostar-01","state":"offline"}'
 
 
-class Inbox:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.messages.append(
-            email.message_from_bytes(envelope.content, policy=email.policy.default)
-        )
-        return "250 OK"
-
-    def subjects(self) -> list[str]:
-        return [str(m["Subject"]) for m in self.messages]
-
-
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox = Inbox()
-    port = free_port()
-    c = Controller(inbox, hostname="127.0.0.1", port=port)
-    c.start()
-    try:
-        yield inbox, port
-    finally:
-        c.stop()
+    with smtp_server() as served:
+        yield served
 
 
 def alerts_extra(smtp_port: int, hook: str, more: str = "") -> str:
@@ -81,34 +59,60 @@ def alerts_extra(smtp_port: int, hook: str, more: str = "") -> str:
     )
 
 
-def local(day: datetime, hour: int, minute: int = 0) -> float:
-    return day.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
+@dataclass
+class Alerting:
+    """A Mostar gateway's alerts world: its broker, the SMTP inbox and the portal's /hook."""
+
+    broker: Broker
+    factory: Callable[..., Gateway]
+    inbox: Inbox
+    smtp_port: int
+    portal: RecordingPortal
+
+    def gateway(self, more: str = "", quiet_hours: bool = True) -> Gateway:
+        """A started gateway alerting by mail and webhook; ``more`` is TOML put after it."""
+        extra = alerts_extra(self.smtp_port, self.portal.url + "/hook", more)
+        if not quiet_hours:
+            extra = extra.replace("quiet_hours = [22, 7]\n", "")
+        return self.factory(self.broker.port, extra)
 
 
-def test_a_scripted_day_sends_each_alert_once_with_repeats_recoveries_and_quiet_hours(
+@pytest.fixture
+def alerting(
     mosquitto: Broker,
     gateway_factory: Callable[..., Gateway],
     smtp: tuple[Inbox, int],
     portal: RecordingPortal,
+) -> Alerting:
+    return Alerting(mosquitto, gateway_factory, *smtp, portal)
+
+
+def local(day: datetime, hour: int, minute: int = 0) -> float:
+    return day.replace(hour=hour, minute=minute, second=0, microsecond=0).timestamp()
+
+
+def bench_online(broker: Broker, gw: Gateway) -> Publisher:
+    """mostar-01 connected, its last will saying offline, and online once the gateway has it so."""
+    p = Publisher(broker.host, broker.port, client_id=B, will=(topic_of(B, "status"), OFFLINE))
+    p.publish(topic_of(B, "status"), {"v": 1, "bench": B, "state": "online"}, retain=True)
+    p.wait_published()
+    wait_until(lambda: gw.health.get(B).online, 5, what="online")
+    return p
+
+
+def drop(p: Publisher, gw: Gateway) -> None:
+    """The bench's link cut without a goodbye: its will is published; until the gateway sees it."""
+    p.drop()
+    wait_until(lambda: not gw.health.get(B).online, 5, what="offline")
+
+
+def test_a_scripted_day_sends_each_alert_once_with_repeats_recoveries_and_quiet_hours(
+    alerting: Alerting,
 ) -> None:
-    inbox, port = smtp
-    gw = gateway_factory(mosquitto.port, alerts_extra(port, portal.url + "/hook"))
+    inbox, gw = alerting.inbox, alerting.gateway()
     alerts = gw.alerts
     day = datetime.now(LOCAL_TZ) - timedelta(days=1)
     now = int(time.time())
-
-    def bench_online() -> Publisher:
-        p = Publisher(
-            mosquitto.host, mosquitto.port, client_id=B, will=(topic_of(B, "status"), OFFLINE)
-        )
-        p.publish(topic_of(B, "status"), {"v": 1, "bench": B, "state": "online"}, retain=True)
-        p.wait_published()
-        wait_until(lambda: gw.health.get(B).online, 5, what="online")
-        return p
-
-    def drop(p: Publisher) -> None:
-        p.drop()
-        wait_until(lambda: not gw.health.get(B).online, 5, what="offline")
 
     def power(p: Publisher, seq: int, state: str, soc: float) -> None:
         msg = telemetry(B, 2, seq, now - 100 + seq, power=state)
@@ -117,18 +121,18 @@ def test_a_scripted_day_sends_each_alert_once_with_repeats_recoveries_and_quiet_
         p.wait_published()
         wait_until(lambda: gw.health.get(B).power == state, 5, what=state)
 
-    pub = bench_online()
+    pub = bench_online(alerting.broker, gw)
     power(pub, 1, "normal", 80.0)
     alerts.evaluate(local(day, 9))
     assert inbox.subjects() == []
 
     # an outage: one alert, no duplicate, a repeat after 6 hours, a recovery
-    drop(pub)
+    drop(pub, gw)
     alerts.evaluate(local(day, 10))
     alerts.evaluate(local(day, 10, 5))
     alerts.evaluate(local(day, 15, 59))
     alerts.evaluate(local(day, 16, 1))
-    pub = bench_online()
+    pub = bench_online(alerting.broker, gw)
     alerts.evaluate(local(day, 16, 30))
     # a critical battery and its recovery
     power(pub, 2, "critical", 9.5)
@@ -136,12 +140,12 @@ def test_a_scripted_day_sends_each_alert_once_with_repeats_recoveries_and_quiet_
     power(pub, 3, "normal", 46.0)
     alerts.evaluate(local(day, 18))
     # quiet hours: an outage that comes and goes inside them is never sent
-    drop(pub)
+    drop(pub, gw)
     alerts.evaluate(local(day, 23))
-    pub = bench_online()
+    pub = bench_online(alerting.broker, gw)
     alerts.evaluate(local(day, 23, 30))
     # one that holds past their end fires when they end
-    drop(pub)
+    drop(pub, gw)
     alerts.evaluate(local(day, 23, 45))
     alerts.evaluate(local(day + timedelta(days=1), 6, 59))
     alerts.evaluate(local(day + timedelta(days=1), 7, 1))
@@ -156,7 +160,7 @@ def test_a_scripted_day_sends_each_alert_once_with_repeats_recoveries_and_quiet_
         f"{m} ALERT: mostar-01 is offline",
     ]
     assert inbox.subjects() == expected
-    hooks = portal.of("POST", "/hook")
+    hooks = alerting.portal.of("POST", "/hook")
     assert [h["text"] for h in hooks] == expected
     assert [h["state"] for h in hooks] == [
         "firing",
@@ -172,26 +176,15 @@ def test_a_scripted_day_sends_each_alert_once_with_repeats_recoveries_and_quiet_
 
 
 def test_what_was_sent_survives_a_restart(
-    mosquitto: Broker,
-    gateway_factory: Callable[..., Gateway],
-    smtp: tuple[Inbox, int],
-    portal: RecordingPortal,
+    alerting: Alerting,
 ) -> None:
-    inbox, port = smtp
-    gw = gateway_factory(mosquitto.port, alerts_extra(port, portal.url + "/hook"))
-    pub = Publisher(
-        mosquitto.host, mosquitto.port, client_id=B, will=(topic_of(B, "status"), OFFLINE)
-    )
-    pub.publish(topic_of(B, "status"), {"v": 1, "bench": B, "state": "online"}, retain=True)
-    pub.wait_published()
-    wait_until(lambda: gw.health.get(B).online, 5)
-    pub.drop()
-    wait_until(lambda: not gw.health.get(B).online, 5)
+    inbox, gw = alerting.inbox, alerting.gateway()
+    drop(bench_online(alerting.broker, gw), gw)
     day = datetime.now(LOCAL_TZ)
     gw.alerts.evaluate(local(day, 12))
     assert len(inbox.messages) == 1
     gw.stop(flush_s=1)
-    gw2 = gateway_factory(mosquitto.port, alerts_extra(port, portal.url + "/hook"))
+    gw2 = alerting.gateway()
     gw2.alerts.evaluate(local(day, 13))  # the same outage, within repeat_h: not again
     assert len(inbox.messages) == 1
 
@@ -200,7 +193,6 @@ def test_mail_goes_over_starttls_with_login(tmp_path: Path) -> None:
     certs = make_ca(tmp_path)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(certs["cert"], certs["key"])
-    inbox = Inbox()
 
     def auth(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
         ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
@@ -209,19 +201,13 @@ def test_mail_goes_over_starttls_with_login(tmp_path: Path) -> None:
         )
         return AuthResult(success=ok)
 
-    port = free_port()
-    c = Controller(
-        inbox,
-        hostname="127.0.0.1",
-        port=port,
+    with smtp_server(
         tls_context=ctx,
         require_starttls=True,
         authenticator=auth,
         auth_require_tls=True,
         auth_required=True,
-    )
-    c.start()
-    try:
+    ) as (inbox, port):
         cfg_path = write_config(
             tmp_path / "gw.toml",
             "mostar",
@@ -240,13 +226,11 @@ def test_mail_goes_over_starttls_with_login(tmp_path: Path) -> None:
         assert cfg.alerts is not None and "smtp-secret" in cfg.secrets()
         n = Notice("firing", "disk", "the gateway's disk is nearly full", "", 0, 60, "mostar")
         assert Channels(cfg.alerts).send(n)
-        assert [str(m["Subject"]) for m in inbox.messages] == [n.subject()]
+        assert inbox.subjects() == [n.subject()]
         cfg.alerts.smtp_user = ""  # without the login the server takes nothing
         with pytest.raises(smtplib.SMTPException):
             Channels(cfg.alerts).mail(n)
         assert not Channels(cfg.alerts).send(n) and len(inbox.messages) == 1
-    finally:
-        c.stop()
 
 
 def test_alerts_config_names_each_problem(tmp_path: Path) -> None:
@@ -280,53 +264,31 @@ def test_quiet_hours_wrap_past_midnight() -> None:
 
 
 def test_no_bench_alert_while_the_portal_has_had_no_heartbeat(
-    mosquitto: Broker,
-    gateway_factory: Callable[..., Gateway],
-    smtp: tuple[Inbox, int],
-    portal: RecordingPortal,
+    alerting: Alerting,
 ) -> None:
     """The portal says "gateway down" after 15 minutes without a heartbeat; meanwhile the
     gateway's bench alerts wait, and go out once its heartbeats get through again."""
-    inbox, port = smtp
-    gw = gateway_factory(
-        mosquitto.port,
-        alerts_extra(port, portal.url + "/hook")
-        + f'[portal]\nurl = "{portal.url}"\ntoken = "portal-token"\npoll_sync_s = 60\n',
+    inbox, portal = alerting.inbox, alerting.portal
+    gw = alerting.gateway(
+        f'[portal]\nurl = "{portal.url}"\ntoken = "portal-token"\npoll_sync_s = 60\n'
     )
     assert gw.poll_sync is not None
-    pub = Publisher(
-        mosquitto.host, mosquitto.port, client_id=B, will=(topic_of(B, "status"), OFFLINE)
-    )
-    pub.publish(topic_of(B, "status"), {"v": 1, "bench": B, "state": "online"}, retain=True)
-    pub.wait_published()
-    wait_until(lambda: gw.health.get(B).online, 5)
-    pub.drop()
-    wait_until(lambda: not gw.health.get(B).online, 5)
+    drop(bench_online(alerting.broker, gw), gw)
     day = datetime.now(LOCAL_TZ)
     gw.poll_sync.beat_ok_at = time.time() - 1000  # cut off from the portal for 16 minutes
     gw.alerts.evaluate(local(day, 12))
-    assert [str(m["Subject"]) for m in inbox.messages] == []
+    assert inbox.subjects() == []
     gw.poll_sync.beat_ok_at = time.time()
     gw.alerts.evaluate(local(day, 12, 1))
-    assert [str(m["Subject"]) for m in inbox.messages] == [
-        "[klupa mostar] ALERT: mostar-01 is offline"
-    ]
+    assert inbox.subjects() == ["[klupa mostar] ALERT: mostar-01 is offline"]
 
 
 def test_each_rule_fires_from_what_the_benches_send(
-    mosquitto: Broker,
-    gateway_factory: Callable[..., Gateway],
-    smtp: tuple[Inbox, int],
-    portal: RecordingPortal,
+    alerting: Alerting,
 ) -> None:
-    inbox, port = smtp
-    gw = gateway_factory(
-        mosquitto.port,
-        alerts_extra(
-            port, portal.url + "/hook", "disk_free_mb = 10000000\nwet_after_s = 300\n"
-        ).replace("quiet_hours = [22, 7]\n", ""),
-    )
-    pub = Publisher(mosquitto.host, mosquitto.port)
+    inbox = alerting.inbox
+    gw = alerting.gateway("disk_free_mb = 10000000\nwet_after_s = 300\n", quiet_hours=False)
+    pub = Publisher(alerting.broker.host, alerting.broker.port)
     now = int(time.time())
     ev = {"v": 1, "bench": B, "boot": 4}
     pub.publish(

@@ -32,6 +32,19 @@ BENCHES = [f"mostar-{i:02d}" for i in range(1, 13)]
 CHOICES = ["yes", "no", "maybe"]
 
 
+def influx(db: Influx1, flush_s: float | None = 0.2) -> str:
+    """The config table of a gateway forwarding to ``db`` (flushing every ``flush_s`` if given)."""
+    table = f'[influxdb]\nurl = "{db.url}"\napi_version = 1\ndatabase = "benches"\n'
+    return table + (f"flush_interval_s = {flush_s}\n" if flush_s is not None else "")
+
+
+def send_windows(pub: Publisher, bench: str, boot: int, seqs: range, t0: int) -> None:
+    """``bench``'s telemetry windows ``seqs`` of ``boot`` (window s at t0 + s), all published."""
+    for s in seqs:
+        pub.publish(topic_of(bench, "telemetry"), telemetry(bench, boot, s, t0 + s))
+    pub.wait_published()
+
+
 def running(pid: int) -> bool:
     """The process exists and has not ended (a zombie waiting for its reaper has ended)."""
     try:
@@ -121,9 +134,7 @@ def test_sigkill_and_restarts_under_a_stream_lose_nothing_and_double_nothing(
         "mostar",
         mosquitto.port,
         store,
-        f'[influxdb]\nurl = "{influxdb1.url}"\napi_version = 1\ndatabase = "benches"\n'
-        "flush_interval_s = 0.2\n"
-        f'[portal]\nurl = "{portal.url}"\ntoken = "portal-token"\n',
+        influx(influxdb1) + f'[portal]\nurl = "{portal.url}"\ntoken = "portal-token"\n',
     )
     gw = GatewayProcess(cfg, tmp_path / "gateway.log")
     gw.start()
@@ -189,45 +200,24 @@ def test_sigkill_and_restarts_under_a_stream_lose_nothing_and_double_nothing(
 
 
 def test_influxdb_down_then_up_everything_arrives(
-    mosquitto: Broker, influxdb1: Influx1, tmp_path: Path
+    mosquitto: Broker, influxdb1: Influx1, gateway_factory: Callable[..., Gateway]
 ) -> None:
-    from edge_gateway.config import load
-    from edge_gateway.service import Gateway
-
-    cfg = write_config(
-        tmp_path / "gw.toml",
-        "mostar",
-        mosquitto.port,
-        tmp_path / "store.sqlite",
-        f'[influxdb]\nurl = "{influxdb1.url}"\napi_version = 1\ndatabase = "benches"\n'
-        "flush_interval_s = 0.2\n",
+    gw = gateway_factory(mosquitto.port, influx(influxdb1))
+    influxdb1.stop()
+    now = int(time.time())
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    send_windows(pub, "mostar-03", 2, range(1, 301), now - 1000)
+    wait_until(lambda: gw.counts["accepted"] == 300, 10)
+    time.sleep(2)  # the sink fails and backs off meanwhile
+    assert gw.sinks[0].failures > 0
+    influxdb1.start()
+    wait_until(
+        lambda: influxdb1.count("SELECT count(batt_soc) FROM power") == 300,
+        90,
+        step=0.3,
+        what="300 power points after InfluxDB came back",
     )
-    gw = Gateway(load(cfg))
-    gw.start()
-    try:
-        wait_until(gw.connected.is_set, 10)
-        time.sleep(0.2)
-        influxdb1.stop()
-        now = int(time.time())
-        pub = Publisher(mosquitto.host, mosquitto.port)
-        for s in range(1, 301):
-            pub.publish(
-                topic_of("mostar-03", "telemetry"), telemetry("mostar-03", 2, s, now - 1000 + s)
-            )
-        pub.wait_published()
-        wait_until(lambda: gw.counts["accepted"] == 300, 10)
-        time.sleep(2)  # the sink fails and backs off meanwhile
-        assert gw.sinks[0].failures > 0
-        influxdb1.start()
-        wait_until(
-            lambda: influxdb1.count("SELECT count(batt_soc) FROM power") == 300,
-            90,
-            step=0.3,
-            what="300 power points after InfluxDB came back",
-        )
-        pub.close()
-    finally:
-        gw.stop(flush_s=2)
+    pub.close()
 
 
 def test_a_forwarder_that_dies_is_started_again_and_forwards_the_rest(
@@ -236,24 +226,16 @@ def test_a_forwarder_that_dies_is_started_again_and_forwards_the_rest(
     gateway_factory: Callable[..., Gateway],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    gw = gateway_factory(
-        mosquitto.port,
-        f'[influxdb]\nurl = "{influxdb1.url}"\napi_version = 1\ndatabase = "benches"\n'
-        "flush_interval_s = 0.2\n",
-    )
+    gw = gateway_factory(mosquitto.port, influx(influxdb1))
     first = gw.forwarder.proc
     assert first is not None
     now = int(time.time())
     pub = Publisher(mosquitto.host, mosquitto.port)
-    for s in range(1, 51):
-        pub.publish(topic_of("mostar-04", "telemetry"), telemetry("mostar-04", 2, s, now - 500 + s))
-    pub.wait_published()
+    send_windows(pub, "mostar-04", 2, range(1, 51), now - 500)
     wait_until(lambda: influxdb1.count("SELECT count(batt_soc) FROM power") == 50, 30)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
-    for s in range(51, 101):
-        pub.publish(topic_of("mostar-04", "telemetry"), telemetry("mostar-04", 2, s, now - 500 + s))
-    pub.wait_published()
+    send_windows(pub, "mostar-04", 2, range(51, 101), now - 500)
     wait_until(
         lambda: influxdb1.count("SELECT count(batt_soc) FROM power") == 100,
         30,
@@ -268,19 +250,14 @@ def test_a_forwarder_that_dies_is_started_again_and_forwards_the_rest(
 def test_a_flood_of_wake_ups_neither_blocks_the_gateway_nor_garbles_the_stop(
     mosquitto: Broker, influxdb1: Influx1, gateway_factory: Callable[..., Gateway]
 ) -> None:
-    gw = gateway_factory(
-        mosquitto.port,
-        f'[influxdb]\nurl = "{influxdb1.url}"\napi_version = 1\ndatabase = "benches"\n',
-    )
+    gw = gateway_factory(mosquitto.port, influx(influxdb1, flush_s=None))
     proc = gw.forwarder.proc
     assert proc is not None
     for _ in range(300_000):  # far more than a pipe holds: the writes that find it full drop
         gw.forwarder.wake()
     now = int(time.time())
     pub = Publisher(mosquitto.host, mosquitto.port)
-    for s in range(1, 21):
-        pub.publish(topic_of("mostar-05", "telemetry"), telemetry("mostar-05", 1, s, now - 100 + s))
-    pub.wait_published()
+    send_windows(pub, "mostar-05", 1, range(1, 21), now - 100)
     wait_until(lambda: gw.counts["accepted"] == 20, 10)
     gw.stop(flush_s=10)
     # The stop message came through behind the wake-ups: a clean exit, everything forwarded.

@@ -85,6 +85,24 @@ def bench(broker: Broker, name: str = "mostar-01", **kw: Any) -> Publisher:
     )
 
 
+def bench_listening(broker: Broker) -> Publisher:
+    """mostar-01 connected with its own password, subscribed to its receipts."""
+    pub = bench(broker)
+    pub.subscribe(topic_of("mostar-01", "receipt"))
+    return pub
+
+
+@pytest.fixture
+def link(
+    broker: Broker, start_gateway: Callable[..., Gateway]
+) -> Iterator[tuple[Gateway, Publisher]]:
+    """A gateway started with the defaults, and mostar-01 listening for its receipts."""
+    gw = start_gateway()
+    pub = bench_listening(broker)
+    yield gw, pub
+    pub.close()
+
+
 def stored(gw: Gateway, where: str = "seq IS NOT NULL AND kind != 'rejected'") -> list[tuple]:
     st = Store(gw.cfg.spool.path, readonly=True)
     try:
@@ -119,13 +137,11 @@ def good_record_goes_through(gw: Gateway, pub: Publisher, boot: int, seq: int) -
 
 
 def test_deeply_nested_json_is_a_counted_reject_not_a_crash(
-    broker: Broker, start_gateway: Callable[..., Gateway]
+    link: tuple[Gateway, Publisher], start_gateway: Callable[..., Gateway]
 ) -> None:
     """1,020 nested brackets made the decoder raise RecursionError and stopped the gateway,
     and the broker gave it the same message again at every restart."""
-    gw = start_gateway()
-    pub = bench(broker)
-    pub.subscribe(topic_of("mostar-01", "receipt"))
+    gw, pub = link
     poison = b"[" * 1020 + b"]" * 1020
     pub.publish(T1, poison)
     inner = b"[" * 990 + b"]" * 990  # inside an object, still under 2,048 bytes
@@ -138,15 +154,12 @@ def test_deeply_nested_json_is_a_counted_reject_not_a_crash(
     gw2 = start_gateway()
     time.sleep(1.0)
     assert gw2.counts["received"] == gw.counts["received"]
-    pub.close()
 
 
 def test_every_payload_size_and_byte_is_judged_and_the_gateway_goes_on(
-    broker: Broker, start_gateway: Callable[..., Gateway]
+    link: tuple[Gateway, Publisher],
 ) -> None:
-    gw = start_gateway()
-    pub = bench(broker)
-    pub.subscribe(topic_of("mostar-01", "receipt"))
+    gw, pub = link
     good = json.dumps(telemetry("mostar-01", 2, 1, int(time.time()) - 10)).encode()
     payloads = [b"", b"\x00", b"\xff\xfe\xfd", b'{"v":1,"bench":"mostar-01\x00"}', good[:-1]]
     payloads += [good.replace(b'"normal"', b'"\xc3\x28"')]  # invalid UTF-8 inside a string
@@ -160,7 +173,6 @@ def test_every_payload_size_and_byte_is_judged_and_the_gateway_goes_on(
     assert gw.counts["rejected"] == len(payloads) and gw.counts["accepted"] == 0
     assert gw.counts["rejected:too_large"] >= 6
     good_record_goes_through(gw, pub, 2, 2)
-    pub.close()
 
 
 def test_a_message_the_store_cannot_take_is_quarantined_and_the_rest_stored(
@@ -177,8 +189,7 @@ def test_a_message_the_store_cannot_take_is_quarantined_and_the_rest_stored(
         derive(msg, rid)
 
     gw._derive = broken  # type: ignore[method-assign]
-    pub = bench(broker)
-    pub.subscribe(topic_of("mostar-01", "receipt"))
+    pub = bench_listening(broker)
     now = int(time.time())
     for seq in range(1, 21):
         pub.publish(T1, telemetry("mostar-01", 3, seq, now - 100 + seq))
@@ -201,12 +212,10 @@ def test_a_message_the_store_cannot_take_is_quarantined_and_the_rest_stored(
 
 
 def test_a_qos0_flood_is_counted_and_rejected_and_memory_stays_bounded(
-    broker: Broker, start_gateway: Callable[..., Gateway]
+    link: tuple[Gateway, Publisher],
 ) -> None:
     """QoS 0 bypasses the broker's in-flight window: 25,619 were queued in 1.5 s."""
-    gw = start_gateway()
-    pub = bench(broker)
-    pub.subscribe(topic_of("mostar-01", "receipt"))
+    gw, pub = link
     now = int(time.time())
     n = 5000
     payload = json.dumps(telemetry("mostar-01", 4, 1, now)).encode()
@@ -216,15 +225,10 @@ def test_a_qos0_flood_is_counted_and_rejected_and_memory_stays_bounded(
     assert gw.queue.maxsize > 0 and gw.queue.qsize() <= gw.queue.maxsize
     assert stored(gw) == []
     good_record_goes_through(gw, pub, 4, 2)
-    pub.close()
 
 
-def test_a_bench_cannot_write_for_another_bench(
-    broker: Broker, start_gateway: Callable[..., Gateway]
-) -> None:
-    gw = start_gateway()
-    pub = bench(broker)
-    pub.subscribe(topic_of("mostar-01", "receipt"))
+def test_a_bench_cannot_write_for_another_bench(link: tuple[Gateway, Publisher]) -> None:
+    gw, pub = link
     now = int(time.time())
     # on another bench's topic: the broker's ACL drops it
     pub.publish(topic_of("mostar-02", "vote"), vote("mostar-02", 1, 1, now, "p-one", "yes"))
@@ -234,7 +238,6 @@ def test_a_bench_cannot_write_for_another_bench(
     wait_until(lambda: gw.counts["rejected:bench_mismatch"] == 1, 10, what="bench_mismatch")
     good_record_goes_through(gw, pub, 1, 3)
     assert [b for b, _, _ in stored(gw)] == ["mostar-01"]
-    pub.close()
 
 
 def test_a_bench_password_cannot_take_over_the_gateway_session(
@@ -268,13 +271,11 @@ def test_a_bench_password_cannot_take_over_the_gateway_session(
 
 
 def test_records_rejected_for_their_time_are_not_receipted_and_taken_later(
-    broker: Broker, start_gateway: Callable[..., Gateway]
+    link: tuple[Gateway, Publisher],
 ) -> None:
     """A receipted time reject made the bench delete the record: with a wrong clock on either
     side, votes were lost."""
-    gw = start_gateway()
-    pub = bench(broker)
-    pub.subscribe(topic_of("mostar-01", "receipt"))
+    gw, pub = link
     now = int(time.time())
     pub.publish(topic_of("mostar-01", "vote"), vote("mostar-01", 7, 1, now + 4000, "p-one", "yes"))
     pub.publish(T1, telemetry("mostar-01", 7, 2, now - 40 * 86400))
@@ -289,7 +290,6 @@ def test_records_rejected_for_their_time_are_not_receipted_and_taken_later(
     pub.wait_published()
     wait_until(lambda: receipted(pub, 7, 1) and receipted(pub, 7, 2), 10, what="receipts")
     assert [s for _, _, s in stored(gw)] == [1, 2, 3]
-    pub.close()
 
 
 def test_the_gateway_takes_nothing_before_its_clock_is_synchronised(
@@ -358,8 +358,7 @@ def test_a_full_disk_stops_acknowledging_and_resumes_by_itself(
 ) -> None:
     mport = free_port()
     gw = start_gateway(f"[metrics]\nport = {mport}\n", store=str(small_disk / "store.sqlite"))
-    pub = bench(broker)
-    pub.subscribe(topic_of("mostar-01", "receipt"))
+    pub = bench_listening(broker)
     good_record_goes_through(gw, pub, 9, 1)
     fill(small_disk / "filler")
     now = int(time.time())
@@ -417,11 +416,9 @@ def test_pruning_on_a_full_disk_does_not_vacuum(tmp_path: Path, monkeypatch: Any
 
 
 def test_bench_text_reaches_the_log_and_status_without_terminal_control(
-    broker: Broker, start_gateway: Callable[..., Gateway], caplog: pytest.LogCaptureFixture
+    link: tuple[Gateway, Publisher], caplog: pytest.LogCaptureFixture
 ) -> None:
-    gw = start_gateway()
-    pub = bench(broker)
-    pub.subscribe(topic_of("mostar-01", "receipt"))
+    gw, pub = link
     now = int(time.time())
     evil = "1.0\x1b[2J\x1b]0;pwned\x07\u202eevil"
     pub.publish(
@@ -439,7 +436,6 @@ def test_bench_text_reaches_the_log_and_status_without_terminal_control(
     text = "\n".join("  ".join(r) for r in rows) + caplog.text
     assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
     assert "\\x1b[2J" in "".join(rows[0]) and "x\\x0a2026 INFO forged" in caplog.text
-    pub.close()
 
 
 def test_the_ota_server_serves_files_only(tmp_path: Path) -> None:
@@ -472,8 +468,7 @@ def test_after_a_barrage_influxdb_holds_exactly_the_good_records(
         f'[influxdb]\nurl = "{influxdb1.url}"\napi_version = 1\ndatabase = "benches"\n'
         "flush_interval_s = 0.2\n"
     )
-    pub = bench(broker)
-    pub.subscribe(topic_of("mostar-01", "receipt"))
+    pub = bench_listening(broker)
     now = int(time.time())
     good = 0
     bad: list[bytes] = [

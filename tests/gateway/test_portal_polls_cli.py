@@ -26,6 +26,7 @@ from testkit.gateway import (
     vote,
     wait_until,
 )
+from testkit.polls import protocol_poll
 
 
 def portal_extra(url: str) -> str:
@@ -116,15 +117,17 @@ def test_votes_reach_the_portal_once_through_500s_and_timeouts_with_days_and_sta
 
 
 def poll(pid: str, opens: int, closes: int) -> dict[str, Any]:
-    return {
-        "v": 1,
-        "id": pid,
-        "opens": opens,
-        "closes": closes,
-        "question": {"bs": "Pitanje?", "en": "Question?"},
-        "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
-        "municipalities": ["mostar"],
-    }
+    question = {"bs": "Pitanje?", "en": "Question?"}
+    return protocol_poll(pid, opens, closes, question=question, municipalities=["mostar"])
+
+
+def send_votes(
+    pub: Publisher, bench: str, boot: int, seqs: range, t0: int, poll: str = "p-one"
+) -> None:
+    """``bench``'s yes votes ``seqs`` in ``poll`` from ``boot`` (vote s at t0 + s), published."""
+    for s in seqs:
+        pub.publish(topic_of(bench, "vote"), vote(bench, boot, s, t0 + s, poll, "yes"))
+    pub.wait_published()
 
 
 def quarantined(gw: Gateway) -> list[tuple[str, str]]:
@@ -145,9 +148,7 @@ def test_a_vote_the_portal_fails_on_is_quarantined_and_the_rest_go_on(
     gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
     now = one_day_now(after=30) - 300
     pub = Publisher(mosquitto.host, mosquitto.port)
-    for s in range(3, 13):
-        pub.publish(topic_of("mostar-01", "vote"), vote("mostar-01", 4, s, now + s, "p-one", "yes"))
-    pub.wait_published()
+    send_votes(pub, "mostar-01", 4, range(3, 13), now)
     good = {f"mostar-01/4/{s}" for s in range(3, 13)} - portal.poison_ids
     wait_until(lambda: set(portal.votes) == good, 30, what="every vote but the poisoned one")
     wait_until(lambda: quarantined(gw), 10, what="the poisoned vote in quarantine")
@@ -167,9 +168,7 @@ def test_a_portal_that_is_down_loses_nothing_and_quarantines_nothing(
     gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
     now = one_day_now(after=30) - 300
     pub = Publisher(mosquitto.host, mosquitto.port)
-    for s in range(1, 6):
-        pub.publish(topic_of("mostar-01", "vote"), vote("mostar-01", 5, s, now + s, "p-one", "yes"))
-    pub.wait_published()
+    send_votes(pub, "mostar-01", 5, range(1, 6), now)
     wait_until(lambda: len(portal.of("POST", "/api/v1/votes")) >= 5, 30, what="five tries")
     assert quarantined(gw) == [] and portal.votes == {}
     with portal.lock:
@@ -231,11 +230,7 @@ def test_an_answer_that_is_not_the_portals_is_retried_never_taken_as_delivered(
     gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
     now = one_day_now(after=10) - 120
     pub = Publisher(mosquitto.host, mosquitto.port)
-    for s in range(1, 6):
-        pub.publish(
-            topic_of("mostar-02", "vote"), vote("mostar-02", 8, s, now + s, "mostar-park", "yes")
-        )
-    pub.wait_published()
+    send_votes(pub, "mostar-02", 8, range(1, 6), now, poll="mostar-park")
 
     def retries() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.name == "edge_gateway.sink"]

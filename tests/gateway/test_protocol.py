@@ -23,6 +23,7 @@ from edge_gateway.store import Row
 from klupa.services import Broker
 from testkit.fuzz import json_value, mutated
 from testkit.gateway import Publisher, dumps, event, telemetry, topic_of, vote, wait_until
+from testkit.polls import protocol_poll
 from testkit.vm import firmware_module
 
 NOW = 1_795_712_460.0
@@ -38,14 +39,7 @@ B = "mostar-01"
 T = topic_of(B, "telemetry")
 
 
-PARK_POLL: dict[str, Any] = {
-    "v": 1,
-    "id": "mostar-2026-park-lights",
-    "opens": 1,
-    "closes": 2,
-    "question": {"bs": "Da li želite više rasvjete u parku?"},
-    "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
-}
+PARK_POLL = protocol_poll("mostar-2026-park-lights", 1, 2)
 
 
 def reason(topic: str, payload: bytes, now: float = NOW) -> str:

@@ -109,6 +109,19 @@ def rollout(store: Store, stages: list[list[str]], sender: Sender) -> R.Rollout:
     return R.Rollout(state, R.StoreFleet(store.path), sender, LIMITS)
 
 
+def canary_acked(store: Store, t: float, *then: str) -> tuple[Bench, Sender, R.Rollout]:
+    """mostar-01 the canary (then a stage of ``then``): begun at T0, its command acked at ``t``."""
+    c = Bench(store, "mostar-01")
+    for name in then:
+        Bench(store, name)
+    sender = Sender()
+    ro = rollout(store, [["mostar-01"], list(then)] if then else [["mostar-01"]], sender)
+    ro.step(T0)
+    sender.ack_last("mostar-01")
+    ro.step(t)
+    return c, sender, ro
+
+
 def states(ro: R.Rollout) -> dict[str, str]:
     return {b: r.state for b, r in ro.s.benches.items()}
 
@@ -124,6 +137,22 @@ def commit_and_soak(ro: R.Rollout, bench: Bench, sender: Sender, t: float) -> fl
         bench.window(t + 70 + 60 * k)
         ro.step(t + 70 + 60 * k)
     return t + 70 + 60 * 6
+
+
+def one_file_bundle(served: Path) -> Path:
+    """A bundle of version V (one file, a one-byte main.py) placed where the gateway serves it."""
+    folder = served / V
+    folder.mkdir(parents=True)
+    entry = {"path": "main.py", "size": 1, "sha256": hashlib.sha256(b"\n").hexdigest()}
+    (folder / "main.py").write_bytes(b"\n")
+    (folder / "manifest.json").write_text(json.dumps({"version": V, "files": [entry]}))
+    return folder
+
+
+def ota_config(tmp_path: Path, store: Store, broker: int, served: Path, http: int = 0) -> Path:
+    """The gateway's config for a Mostar gateway serving ``served`` (on port ``http`` if given)."""
+    ota = f'[ota]\ndir = "{served}"\n' + (f"port = {http}\n" if http else "")
+    return write_config(tmp_path / "gw.toml", "mostar", broker, store.path, ota)
 
 
 # --------------------------------------------------------------------------- planning
@@ -198,13 +227,7 @@ def test_no_bench_past_the_canary_is_sent_anything_until_it_committed_and_soaked
 def test_a_canary_that_rolls_back_halts_the_rollout_and_no_other_bench_is_sent_it(
     store: Store,
 ) -> None:
-    c = Bench(store, "mostar-01")
-    Bench(store, "mostar-02")
-    sender = Sender()
-    ro = rollout(store, [["mostar-01"], ["mostar-02"]], sender)
-    ro.step(T0)
-    sender.ack_last("mostar-01")
-    ro.step(T0 + 5)
+    c, sender, ro = canary_acked(store, T0 + 5, "mostar-02")
     c.event(T0 + 6, "ota", state="downloading", version=V)
     c.event(T0 + 7, "ota", state="verified", version=V)
     c.boot += 2  # the trial boot crashed; the one after put the old app back
@@ -253,13 +276,7 @@ def test_a_refused_command_or_a_failed_event_halts(store: Store) -> None:
 def test_a_committed_bench_that_regresses_in_its_soak_halts(
     store: Store, trouble: str, why: str
 ) -> None:
-    c = Bench(store, "mostar-01")
-    Bench(store, "mostar-02")
-    sender = Sender()
-    ro = rollout(store, [["mostar-01"], ["mostar-02"]], sender)
-    ro.step(T0)
-    sender.ack_last("mostar-01")
-    ro.step(T0 + 1)
+    c, sender, ro = canary_acked(store, T0 + 1, "mostar-02")
     c.commit(T0 + 2)
     ro.step(T0 + 70)
     assert states(ro)["mostar-01"] == R.SOAKING
@@ -380,9 +397,7 @@ def test_a_halt_is_kept_in_the_state_file_and_a_second_run_sends_nothing(
         ],
     }
     (bundle / "manifest.json").write_text(json.dumps(manifest))
-    cfg_path = write_config(
-        tmp_path / "gw.toml", "mostar", 1, store.path, f'[ota]\ndir = "{served}"\nport = 8070\n'
-    )
+    cfg_path = ota_config(tmp_path, store, 1, served, http=8070)
     served.mkdir()
     version, url, sha = place_bundle(load(str(cfg_path)), bundle, "http://10.0.0.2:8070")
     raw = (bundle / "manifest.json").read_bytes()
@@ -448,12 +463,7 @@ def test_an_offline_canary_holds_every_other_stage(store: Store) -> None:
 
 
 def test_a_trial_app_is_not_committed_before_its_applied_event(store: Store) -> None:
-    c = Bench(store, "mostar-01")
-    sender = Sender()
-    ro = rollout(store, [["mostar-01"]], sender)
-    ro.step(T0)
-    sender.ack_last("mostar-01")
-    ro.step(T0 + 1)
+    c, _, ro = canary_acked(store, T0 + 1)
     c.event(T0 + 2, "ota", state="downloading", version=V)
     c.event(T0 + 3, "ota", state="verified", version=V)
     c.reboot_into(V, T0 + 10)  # on trial: runs the new app, not yet healthy
@@ -467,12 +477,7 @@ def test_a_trial_app_is_not_committed_before_its_applied_event(store: Store) -> 
 
 
 def test_a_trial_that_neither_commits_nor_rolls_back_in_time_halts(store: Store) -> None:
-    c = Bench(store, "mostar-01")
-    sender = Sender()
-    ro = rollout(store, [["mostar-01"]], sender)
-    ro.step(T0)
-    sender.ack_last("mostar-01")
-    ro.step(T0 + 1)
+    c, _, ro = canary_acked(store, T0 + 1)
     c.reboot_into(V, T0 + 10)
     assert ro.step(T0 + 800) is False
     assert ro.step(T0 + 1000) is True
@@ -515,18 +520,8 @@ def test_the_command_ends_with_4_when_only_offline_benches_are_left_and_sends_th
     canary.row()  # on the version already: skipped
     Bench(store, "mostar-02", online=False)
     served = tmp_path / "ota"
-    folder = served / V
-    folder.mkdir(parents=True)
-    entry = {"path": "main.py", "size": 1, "sha256": hashlib.sha256(b"\n").hexdigest()}
-    (folder / "main.py").write_bytes(b"\n")
-    (folder / "manifest.json").write_text(json.dumps({"version": V, "files": [entry]}))
-    cfg_path = write_config(
-        tmp_path / "gw.toml",
-        "mostar",
-        mosquitto.port,
-        store.path,
-        f'[ota]\ndir = "{served}"\nport = 8070\n',
-    )
+    folder = one_file_bundle(served)
+    cfg_path = ota_config(tmp_path, store, mosquitto.port, served, http=8070)
     seen: list[str] = []
     spy = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     spy.on_message = lambda c, u, m: seen.append(m.topic)
@@ -559,18 +554,8 @@ def test_retry_clears_a_halt_and_a_regressed_bench_on_the_version_counts_as_done
     canary.fw = V
     canary.row()
     Bench(store, "mostar-02", online=False)
-    folder = tmp_path / "ota" / V
-    folder.mkdir(parents=True)
-    entry = {"path": "main.py", "size": 1, "sha256": hashlib.sha256(b"\n").hexdigest()}
-    (folder / "main.py").write_bytes(b"\n")
-    (folder / "manifest.json").write_text(json.dumps({"version": V, "files": [entry]}))
-    cfg_path = write_config(
-        tmp_path / "gw.toml",
-        "mostar",
-        mosquitto.port,
-        store.path,
-        f'[ota]\ndir = "{tmp_path / "ota"}"\nport = 8070\n',
-    )
+    folder = one_file_bundle(tmp_path / "ota")
+    cfg_path = ota_config(tmp_path, store, mosquitto.port, tmp_path / "ota", http=8070)
     sha = hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
     halted = R.RolloutState(
         version=V, url=URL, sha256=sha, stages=[["mostar-01"], ["mostar-02"]], halted="x"
@@ -632,14 +617,8 @@ def test_stages_given_whole_are_kept_and_other_stages_on_a_second_run_are_refuse
     store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     Bench(store, "mostar-01")
-    folder = tmp_path / "ota" / V
-    folder.mkdir(parents=True)
-    entry = {"path": "main.py", "size": 1, "sha256": hashlib.sha256(b"\n").hexdigest()}
-    (folder / "main.py").write_bytes(b"\n")
-    (folder / "manifest.json").write_text(json.dumps({"version": V, "files": [entry]}))
-    cfg_path = write_config(
-        tmp_path / "gw.toml", "mostar", 1, store.path, f'[ota]\ndir = "{tmp_path / "ota"}"\n'
-    )
+    folder = one_file_bundle(tmp_path / "ota")
+    cfg_path = ota_config(tmp_path, store, 1, tmp_path / "ota")
     argv = ["ota", "rollout", "--config", str(cfg_path), "--bundle", str(folder)]
     assert gateway_main([*argv, "--canary", "mostar-01", "--stage", "mostar-01"]) == 2
     assert gateway_main([*argv, "--stage", "mostar-01", "--stage", "mostar-01"]) == 1
@@ -676,18 +655,8 @@ def test_a_hang_up_stops_the_command_as_ctrl_c_does(
     import sys
 
     Bench(store, "mostar-01", online=False)  # the canary is away: the rollout waits for it
-    folder = tmp_path / "ota" / V
-    folder.mkdir(parents=True)
-    entry = {"path": "main.py", "size": 1, "sha256": hashlib.sha256(b"\n").hexdigest()}
-    (folder / "main.py").write_bytes(b"\n")
-    (folder / "manifest.json").write_text(json.dumps({"version": V, "files": [entry]}))
-    cfg_path = write_config(
-        tmp_path / "gw.toml",
-        "mostar",
-        mosquitto.port,
-        store.path,
-        f'[ota]\ndir = "{tmp_path / "ota"}"\nport = 8070\n',
-    )
+    folder = one_file_bundle(tmp_path / "ota")
+    cfg_path = ota_config(tmp_path, store, mosquitto.port, tmp_path / "ota", http=8070)
     argv = [sys.executable, "-m", "klupa.cli", "gateway", "ota", "rollout", "--config"]
     argv += [str(cfg_path), "--bundle", str(folder), "--canary", "mostar-01", "--every", "0.2"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

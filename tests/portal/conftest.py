@@ -15,6 +15,7 @@ import tempfile
 import time
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -125,14 +126,38 @@ def vote(
     }
 
 
-@pytest.fixture(scope="session")
-def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
-    running = RunningPortal(tmp_path_factory.mktemp("portal"))
+@contextmanager
+def serving(workdir: Path, db: str | None = None) -> Iterator[RunningPortal]:
+    """A portal served from ``workdir`` (on SQLite there unless ``db``), stopped at the end."""
+    running = RunningPortal(workdir, db)
     try:
         running.start()
         yield running
     finally:
         running.stop()
+
+
+def bench_day(bench: str, date: str, /, **values: Any) -> dict[str, Any]:
+    """A bench's day as PUT /api/v1/bench-days takes it: each figure 1 and 50 % up unless given."""
+    day = {
+        "municipality": bench.rsplit("-", 1)[0],
+        "bench": bench,
+        "date": date,
+        "solar_wh": 1.0,
+        "charge_wh": 1.0,
+        "sessions": 1,
+        "seat_occ_s": 1,
+        "touches": 1,
+        "votes": 1,
+        "uptime_pct": 50.0,
+    }
+    return {**day, **values}
+
+
+@pytest.fixture(scope="session")
+def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
+    with serving(tmp_path_factory.mktemp("portal")) as running:
+        yield running
 
 
 @pytest.fixture
@@ -216,13 +241,11 @@ def postgres_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
     server = Postgres()
     try:
         server.start()
-        running = RunningPortal(tmp_path_factory.mktemp("portal-pg"), db=server.url)
-        try:
-            running.start()
-            yield running
-        finally:
-            running.stop()
-            running.engine.dispose()
+        with serving(tmp_path_factory.mktemp("portal-pg"), db=server.url) as running:
+            try:
+                yield running
+            finally:
+                running.engine.dispose()
     finally:
         server.stop()
 

@@ -11,6 +11,8 @@ import httpx
 import pytest
 
 from portal import store
+from testkit.polls import protocol_poll
+from tests.portal.conftest import bench_day
 
 POLL_KEYS = {"v", "id", "opens", "closes", "question", "options"}
 
@@ -300,19 +302,7 @@ def test_bench_days_are_upserted(portal: Any) -> None:
 def test_bad_bench_days_are_400_naming_the_field(
     portal: Any, change: dict[str, Any], field: str
 ) -> None:
-    day = {
-        "municipality": "maglaj",
-        "bench": "maglaj-01",
-        "date": "2026-11-20",
-        "solar_wh": 1.0,
-        "charge_wh": 1.0,
-        "sessions": 1,
-        "seat_occ_s": 1,
-        "touches": 1,
-        "votes": 1,
-        "uptime_pct": 50.0,
-        **change,
-    }
+    day = bench_day("maglaj-01", "2026-11-20", **change)
     r = portal.http.put(
         "/api/v1/bench-days", json={"days": [day]}, headers=portal.auth(portal.token("maglaj"))
     )
@@ -321,18 +311,7 @@ def test_bad_bench_days_are_400_naming_the_field(
 
 
 def test_bench_days_of_another_municipality_are_403(portal: Any) -> None:
-    day = {
-        "municipality": "ravno",
-        "bench": "ravno-01",
-        "date": "2026-11-20",
-        "solar_wh": 1,
-        "charge_wh": 1,
-        "sessions": 1,
-        "seat_occ_s": 1,
-        "touches": 1,
-        "votes": 1,
-        "uptime_pct": 50,
-    }
+    day = bench_day("ravno-01", "2026-11-20", solar_wh=1, charge_wh=1, uptime_pct=50)
     r = portal.http.put(
         "/api/v1/bench-days", json={"days": [day]}, headers=portal.auth(portal.token("maglaj"))
     )
@@ -413,15 +392,14 @@ def test_results_of_an_unknown_poll_are_404(portal: Any) -> None:
 
 
 def test_creating_a_poll_needs_the_admin_token(portal: Any) -> None:
-    body = {
-        "v": 1,
-        "id": "needs-admin-poll",
-        "opens": 1,
-        "closes": 2,
-        "question": {"bs": "Pitanje?"},
-        "options": [{"id": "a", "label": {"bs": "A"}}, {"id": "b", "label": {"bs": "B"}}],
-        "municipalities": ["mostar"],
-    }
+    body = protocol_poll(
+        "needs-admin-poll",
+        1,
+        2,
+        question={"bs": "Pitanje?"},
+        **options(("a", {"bs": "A"}), ("b", {"bs": "B"})),
+        municipalities=["mostar"],
+    )
     assert portal.http.post("/api/v1/polls", json=body).status_code == 401
     r = portal.http.post("/api/v1/polls", json=body, headers=portal.auth(portal.token("mostar")))
     assert r.status_code == 403
@@ -433,15 +411,12 @@ def test_creating_a_poll_needs_the_admin_token(portal: Any) -> None:
     assert "already exists" in again.json()["error"]
 
 
-GOOD_POLL: dict[str, Any] = {
-    "v": 1,
-    "id": "checked-poll",
-    "opens": 1795651000,
-    "closes": 1798243000,
-    "question": {"bs": "Da li želite više rasvjete u parku?"},
-    "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
-    "municipalities": ["mostar"],
-}
+GOOD_POLL = protocol_poll("checked-poll", 1795651000, 1798243000, municipalities=["mostar"])
+
+
+def options(*pairs: tuple[str, dict[str, str]]) -> dict[str, Any]:
+    """A change to GOOD_POLL: these options, each an (id, label) pair."""
+    return {"options": [{"id": id_, "label": label} for id_, label in pairs]}
 
 
 @pytest.mark.parametrize(
@@ -461,44 +436,12 @@ GOOD_POLL: dict[str, Any] = {
         ({"question": {"en": "Only English?"}}, "question.bs"),
         ({"question": {"bs": "x" * 201}}, "question.bs"),
         ({"question": {"bs": "Pitanje?", "de": "Frage?"}}, "question.de"),
-        ({"options": [{"id": "yes", "label": {"bs": "Da"}}]}, "options"),
-        ({"options": [{"id": f"o{i}", "label": {"bs": "L"}} for i in range(5)]}, "options"),
-        (
-            {
-                "options": [
-                    {"id": "yes", "label": {"bs": "D" * 25}},
-                    {"id": "no", "label": {"bs": "Ne"}},
-                ]
-            },
-            "options[0].label.bs",
-        ),
-        (
-            {
-                "options": [
-                    {"id": "yes", "label": {"bs": "Da"}},
-                    {"id": "yes", "label": {"bs": "Ne"}},
-                ]
-            },
-            "options[1].id",
-        ),
-        (
-            {
-                "options": [
-                    {"id": "Yes!", "label": {"bs": "Da"}},
-                    {"id": "no", "label": {"bs": "Ne"}},
-                ]
-            },
-            "options[0].id",
-        ),
-        (
-            {
-                "options": [
-                    {"id": "yes", "label": {"en": "Yes"}},
-                    {"id": "no", "label": {"bs": "Ne"}},
-                ]
-            },
-            "options[0].label.bs",
-        ),
+        (options(("yes", {"bs": "Da"})), "options"),
+        (options(*((f"o{i}", {"bs": "L"}) for i in range(5))), "options"),
+        (options(("yes", {"bs": "D" * 25}), ("no", {"bs": "Ne"})), "options[0].label.bs"),
+        (options(("yes", {"bs": "Da"}), ("yes", {"bs": "Ne"})), "options[1].id"),
+        (options(("Yes!", {"bs": "Da"}), ("no", {"bs": "Ne"})), "options[0].id"),
+        (options(("yes", {"en": "Yes"}), ("no", {"bs": "Ne"})), "options[0].label.bs"),
         ({"municipalities": []}, "municipalities"),
         ({"municipalities": ["Mostar"]}, "municipalities[0]"),
         ({"results": "sometimes"}, "results"),

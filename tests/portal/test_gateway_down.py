@@ -4,46 +4,27 @@ duplicate, a recovery when it reports again."""
 
 from __future__ import annotations
 
-import email
-import email.policy
 import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from klupa.notify import LOCAL_TZ
-from klupa.services import free_port
 from portal import heartbeat
 from portal.alerts import GatewayWatch, load_config
 from portal.checks import Heartbeat
 from portal.cli import main as portal_main
 from portal.db import open_database
 from testkit.gateway import RecordingPortal
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.subjects: list[str] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.subjects.append(str(msg["Subject"]))
-        return "250 OK"
+from testkit.mailbox import Inbox, smtp_server
 
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    c = Controller(inbox, hostname="127.0.0.1", port=port)
-    c.start()
-    try:
-        yield inbox, port
-    finally:
-        c.stop()
+    with smtp_server() as served:
+        yield served
 
 
 def alerts_file(tmp_path: Path, smtp_port: int, hook: str) -> Path:
@@ -79,7 +60,7 @@ def test_a_silent_gateway_is_one_alert_then_a_recovery(
         watch.evaluate(now + 120)
         since = datetime.fromtimestamp(now - 1200, LOCAL_TZ).strftime("%Y-%m-%d %H:%M")
         text = f"the mostar gateway has not been heard from since {since}"
-        assert inbox.subjects == [
+        assert inbox.subjects() == [
             f"[klupa mostar] ALERT: {text}",
             f"[klupa mostar] RESOLVED: {text}",
         ]

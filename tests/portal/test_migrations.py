@@ -7,10 +7,32 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 
 from portal import checks, db, registry, store
 from portal.tokens import create_token, find_caller
+
+
+def poll_with_a_vote(engine: Engine, now: int) -> None:
+    """A live poll `old-poll` (choices a and b) at Mostar and one vote for a from mostar-01,
+    written as SQL, as a revision before 0003 stored them."""
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO polls VALUES ('old-poll', :o, :c, '{\"bs\": \"Pitanje?\"}',"
+                ' \'[{"id": "a", "label": {"bs": "A"}}, {"id": "b", "label": {"bs": "B"}}]\','
+                " 'live', :o)"
+            ),
+            {"o": now - 100, "c": now + 100},
+        )
+        conn.execute(text("INSERT INTO poll_places VALUES ('old-poll', 'mostar')"))
+        conn.execute(
+            text(
+                "INSERT INTO votes (id, poll_id, municipality, bench, choice, ts, received_at)"
+                " VALUES ('mostar-01/1/1', 'old-poll', 'mostar', 'mostar-01', 'a', :t, :t)"
+            ),
+            {"t": now - 50},
+        )
 
 
 def test_an_empty_database_is_migrated_to_the_newest_revision(tmp_path: Path) -> None:
@@ -48,23 +70,7 @@ def test_a_database_at_the_previous_revision_is_upgraded_keeping_its_data(tmp_pa
             ),
             {"seen": now - 30, "now": now},
         )
-        conn.execute(
-            text(
-                "INSERT INTO polls VALUES ('old-poll', :o, :c, '{\"bs\": \"Pitanje?\"}',"
-                ' \'[{"id": "a", "label": {"bs": "A"}}, {"id": "b", "label": {"bs": "B"}}]\','
-                " 'live', :o)"
-            ),
-            {"o": now - 100, "c": now + 100},
-        )
-        conn.execute(text("INSERT INTO poll_places VALUES ('old-poll', 'mostar')"))
-        conn.execute(
-            text(
-                "INSERT INTO votes VALUES ('mostar-01/1/1', 'old-poll', 'mostar', 'mostar-01', 'a',"
-                " :t, :t)"
-            ),
-            {"t": now - 50},
-        )
-
+    poll_with_a_vote(engine, now)
     db.migrate(engine)
     assert db.current_revision(engine) == "0003"
     indexes = {i["name"] for i in inspect(engine).get_indexes("votes")}
@@ -120,23 +126,7 @@ def test_postgres_is_upgraded_from_0002_keeping_votes_keyed_by_municipality(
     try:
         db.migrate(engine, "0002")
         now = int(time.time())
-        with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO polls VALUES ('old-poll', :o, :c, '{\"bs\": \"Pitanje?\"}',"
-                    ' \'[{"id": "a", "label": {"bs": "A"}}, {"id": "b", "label": {"bs": "B"}}]\','
-                    " 'live', :o)"
-                ),
-                {"o": now - 100, "c": now + 100},
-            )
-            conn.execute(text("INSERT INTO poll_places VALUES ('old-poll', 'mostar')"))
-            conn.execute(
-                text(
-                    "INSERT INTO votes (id, poll_id, municipality, bench, choice, ts, received_at)"
-                    " VALUES ('mostar-01/1/1', 'old-poll', 'mostar', 'mostar-01', 'a', :t, :t)"
-                ),
-                {"t": now - 50},
-            )
+        poll_with_a_vote(engine, now)
         db.migrate(engine)
         assert db.current_revision(engine) == "0003"
         pk = inspect(engine).get_pk_constraint("votes")["constrained_columns"]

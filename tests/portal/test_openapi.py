@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.portal.conftest import RunningPortal
+from tests.portal.conftest import RunningPortal, serving
 
 # Enough for each operation's examples, coverage cases and fuzzing; about 20 s on 2 cores.
 MAX_EXAMPLES = 25
@@ -21,12 +21,8 @@ MAX_EXAMPLES = 25
 @pytest.fixture(scope="module")
 def fresh_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPortal]:
     """A portal of its own: schemathesis writes what it likes for its municipality."""
-    running = RunningPortal(tmp_path_factory.mktemp("portal-openapi"))
-    try:
-        running.start()
+    with serving(tmp_path_factory.mktemp("portal-openapi")) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def test_schemathesis_finds_nothing_with_every_check(fresh_portal: RunningPortal) -> None:

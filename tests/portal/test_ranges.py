@@ -10,18 +10,9 @@ from typing import Any
 
 import pytest
 
-DAY = {
-    "municipality": "maglaj",
-    "bench": "maglaj-04",
-    "date": "2026-11-22",
-    "solar_wh": 1.0,
-    "charge_wh": 1.0,
-    "sessions": 1,
-    "seat_occ_s": 1,
-    "touches": 1,
-    "votes": 1,
-    "uptime_pct": 50.0,
-}
+from tests.portal.conftest import bench_day
+
+DAY = bench_day("maglaj-04", "2026-11-22")
 
 
 def put_raw(portal: Any, path: str, raw: str, token: str) -> Any:
