@@ -287,7 +287,7 @@ def test_commands_are_acked_applied_and_run_once(
     # come back whole, a long one and a non-ASCII one included, in UTF-8 without \u
     # escapes; the long one, delivered again, is acked again and not run again.
     long_id = "c-long-" + "x" * 120
-    burst = ["c-burst-%02d" % i for i in range(18)] + ["c-čćž-đš", long_id]
+    burst = [f"c-burst-{i:02d}" for i in range(18)] + ["c-čćž-đš", long_id]
     for cid in burst:
         gw.command("mostar-01", {"id": cid, "op": "ping"})
     kit["wait_until"](lambda: all(ack(c) for c in burst), what="an ack for every command")

@@ -54,7 +54,10 @@ def test_every_port_limit_is_measurable_by_its_chip() -> None:
         (lambda b: b["battery"].update(gassing_soc="80"), "battery.gassing_soc has the wrong"),
         (lambda b: b["battery"].update(gassing_soc=0), "battery.gassing_soc out of range"),
         (lambda b: b["battery"].update(tail_c=2.0), "battery.tail_c out of range"),
-        (lambda b: b["battery"].update(charge_efficiency_full=-1), "battery.charge_efficiency_full"),
+        (
+            lambda b: b["battery"].update(charge_efficiency_full=-1),
+            "battery.charge_efficiency_full",
+        ),
         (lambda b: b["seat"].pop("pull"), "seat.pin 34 has no internal pull resistor"),
     ],
 )

@@ -3,9 +3,8 @@
 import json
 import unittest
 
-from scratch import fresh
-
 from bench import fault
+from scratch import fresh
 
 
 def inner():

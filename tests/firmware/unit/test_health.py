@@ -1,9 +1,8 @@
 # Runs under pytest and inside the MicroPython VM: safe mode's bookkeeping (bench.health).
 import unittest
 
-from scratch import fresh
-
 from bench import health, store
+from scratch import fresh
 
 PWRON, HARD, WDT = 1, 2, 3
 

@@ -2,7 +2,6 @@
 # Modules imported for one job leave sys.modules when the job is done (docs/firmware.md,
 # "Heap: what stays resident"), and a failed NTP query is not repeated within 30 s.
 import gc
-import os
 import sys
 import unittest
 
@@ -136,6 +135,7 @@ class JobModulesTest(unittest.TestCase):
             self.assertFalse(loaded("connect"))
         finally:
             rt.CLOCK = None
+
 
 async def settle():
     # The VM port collects when control returns to JavaScript: collect, then yield (twice).

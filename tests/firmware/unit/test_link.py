@@ -166,7 +166,7 @@ class LinkInboxTest(unittest.IsolatedAsyncioTestCase):
 
         app = App(fresh("inbox-burst"))
         link = Link(app)
-        payloads = [json.dumps({"id": "c-%d" % i, "op": "ping"}).encode() for i in range(20)]
+        payloads = [json.dumps({"id": f"c-{i}", "op": "ping"}).encode() for i in range(20)]
         stream = Stream(
             b"".join(
                 mqtt.publish_packet(link.base + "cmd", p, qos=1, pid=i + 1)

@@ -8,11 +8,10 @@
 # Nothing else collects: no harness call of gc.collect(), no gc.threshold(). Then 10 presses
 # with a collection put into the press path (the vote callback), which the spy must see.
 # Prints "@@press-gc {json}".
+import asyncio
 import gc as _gc
 import json
 import sys
-
-import asyncio
 
 PRESSES = 1000
 
@@ -109,7 +108,7 @@ async def main():
             pad.v = 400
             sample()  # released: recognised, confirmed, then idle
             if SPY.path or front.ui.mode != "confirm":
-                raise AssertionError("press %d was not confirmed by a frame" % k)
+                raise AssertionError(f"press {k} was not confirmed by a frame")
             await loop.pump()
             await asyncio.sleep_ms(1)  # a collection asked for runs when JavaScript has control
 
