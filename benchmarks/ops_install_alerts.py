@@ -31,8 +31,9 @@ from edge_gateway.service import Gateway
 from klupa.cli import main as klupa_main
 from klupa.services import Broker, free_port
 from provisioning.create import create_deployment
+from testkit.benchrig import start_service
 from testkit.gateway import Publisher, telemetry, topic_of, wait_until, write_config
-from testkit.services import gateway_install_argv, register_bench, start_service
+from testkit.services import gateway_install_argv, register_bench
 
 OFFLINE_S = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 

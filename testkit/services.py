@@ -113,14 +113,6 @@ def _serve(
         stop(server)
 
 
-def start_service(kind: type[S], program: str, workdir: Path) -> S:
-    """Outside pytest (the benchmarks): ``kind`` of server on ``program`` (from PATH or an sbin
-    folder) in the new folder ``workdir``, returned once it answers; stop or kill it yourself."""
-    service = kind(binary=find_program(program) or program, workdir=workdir)
-    workdir.mkdir()
-    return service.start()
-
-
 # --------------------------------------------------------------------------- Mosquitto
 
 
