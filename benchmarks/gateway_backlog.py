@@ -15,13 +15,13 @@ import os
 import shutil
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 from klupa.services import Broker, Influx1, children
+from testkit.benchrig import gateway_process, influx1_sink, start_service, write_bytes
 from testkit.gateway import Publisher, telemetry, topic_of, wait_until, write_config
 
 BENCHES = [f"mostar-{i:02d}" for i in range(1, 13)]
@@ -53,36 +53,15 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def write_bytes(pid: int) -> int:
-    total = 0
-    for p in tree(pid):
-        for line in Path(f"/proc/{p}/io").read_text().splitlines():
-            if line.startswith("write_bytes"):
-                total += int(line.split(":")[1])
-    return total
-
-
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="klupa-backlog-"))
-    broker = Broker(binary=shutil.which("mosquitto") or "/usr/sbin/mosquitto", workdir=work / "b")
-    broker.workdir.mkdir()
-    broker.start()
-    influx = Influx1(binary=shutil.which("influxd") or "influxd", workdir=work / "i")
-    influx.workdir.mkdir()
-    influx.start()
+    broker = start_service(Broker, "mosquitto", work / "b")
+    influx = start_service(Influx1, "influxd", work / "i")
     influx.stop()
     store = work / "store.sqlite"
-    cfg = write_config(
-        work / "gw.toml",
-        "mostar",
-        broker.port,
-        store,
-        f'[influxdb]\nurl = "{influx.url}"\napi_version = 1\ndatabase = "benches"\n',
-    )
+    cfg = write_config(work / "gw.toml", "mostar", broker.port, store, influx1_sink(influx.url))
     log = open(work / "gw.log", "wb")  # noqa: SIM115
-    gw = subprocess.Popen(
-        [sys.executable, "-m", "edge_gateway", "run", "--config", str(cfg)], stderr=log
-    )
+    gw = gateway_process(cfg, stderr=log)
     try:
         wait_until(lambda: count(store) >= 0, 30)
         time.sleep(1.0)

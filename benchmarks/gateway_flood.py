@@ -12,30 +12,18 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-from klupa.services import Broker, children
+from klupa.services import Broker
+from testkit.benchrig import gateway_process, rss_kb, start_service
 from testkit.gateway import Publisher, dumps, telemetry, topic_of, wait_until, write_config
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
 T = topic_of("mostar-01", "telemetry")
-
-
-def rss_kb(pid: int) -> int:
-    total = 0
-    for p in [pid, *children(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
 
 
 class Peak(threading.Thread):
@@ -87,12 +75,10 @@ def flood(broker: Broker, gw_pid: int, qos: int, n: int) -> tuple[int, float]:
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="klupa-flood-"))
-    broker = Broker(binary=shutil.which("mosquitto") or "/usr/sbin/mosquitto", workdir=work / "b")
-    broker.workdir.mkdir()
-    broker.start()
+    broker = start_service(Broker, "mosquitto", work / "b")
     store = work / "store.sqlite"
     cfg = write_config(work / "gw.toml", "mostar", broker.port, store)
-    gw = subprocess.Popen([sys.executable, "-m", "edge_gateway", "run", "--config", str(cfg)])
+    gw = gateway_process(cfg)
     try:
         wait_until(lambda: store.exists(), 30)
         time.sleep(2)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from klupa.services import Broker, Influx1, children
+from klupa.services import Broker, Influx1
+from testkit.benchrig import gateway_process, influx1_sink, start_service, write_bytes
 from testkit.gateway import Publisher, dumps, telemetry, topic_of, wait_until, write_config
 
 DURATION = float(sys.argv[1]) if len(sys.argv) > 1 else 600.0
@@ -30,41 +30,18 @@ BATCH_S = float(sys.argv[sys.argv.index("--batch-s") + 1]) if "--batch-s" in sys
 BENCHES = [f"mostar-{i:02d}" for i in range(1, 13)]
 
 
-def write_bytes(pid: int) -> int:
-    total = 0
-    for p in [pid, *children(pid)]:
-        try:
-            for line in Path(f"/proc/{p}/io").read_text().splitlines():
-                if line.startswith("write_bytes:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
-
-
 def measure(batch_s: float) -> tuple[float, float]:
     """(bytes written per message, payload bytes per message) for one gateway run."""
     work = Path(tempfile.mkdtemp(prefix="klupa-sd-", dir="/var/tmp"))
-    broker = Broker(binary=shutil.which("mosquitto") or "/usr/sbin/mosquitto", workdir=work / "b")
-    broker.workdir.mkdir()
-    broker.start()
-    influx = Influx1(binary=shutil.which("influxd") or "influxd", workdir=work / "i")
-    influx.workdir.mkdir()
-    influx.start()
+    broker = start_service(Broker, "mosquitto", work / "b")
+    influx = start_service(Influx1, "influxd", work / "i")
     store = work / "store.sqlite"
-    cfg = write_config(
-        work / "gw.toml",
-        "mostar",
-        broker.port,
-        store,
-        f'[influxdb]\nurl = "{influx.url}"\napi_version = 1\ndatabase = "benches"\n'
-        if SINKS
-        else "",
-    )
+    sinks = influx1_sink(influx.url) if SINKS else ""
+    cfg = write_config(work / "gw.toml", "mostar", broker.port, store, sinks)
     cfg.write_text(
         cfg.read_text().replace(f'path = "{store}"\n', f'path = "{store}"\nbatch_s = {batch_s}\n')
     )
-    gw = subprocess.Popen([sys.executable, "-m", "edge_gateway", "run", "--config", str(cfg)])
+    gw = gateway_process(cfg)
     pub = Publisher(broker.host, broker.port)
     try:
         wait_until(lambda: store.exists(), 30)

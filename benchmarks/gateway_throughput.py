@@ -18,8 +18,6 @@ import argparse
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,6 +27,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from klupa.services import Broker, Influx1, children
+from testkit.benchrig import gateway_process, influx1_sink, start_service
 from testkit.gateway import Publisher, telemetry, topic_of, wait_until, write_config
 
 _ap = argparse.ArgumentParser(description="gateway throughput against a bare paho loop")
@@ -118,36 +117,24 @@ def stored(path: Path) -> tuple[int, int]:
 
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="klupa-bench-"))
-    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    broker = Broker(binary=mosquitto, workdir=work / "broker")
-    broker.workdir.mkdir()
-    broker.start()
-    influx = Influx1(binary=shutil.which("influxd") or "influxd", workdir=work / "influx")
-    influx.workdir.mkdir()
-    influx.start()
+    broker = start_service(Broker, "mosquitto", work / "broker")
+    influx = start_service(Influx1, "influxd", work / "influx")
     try:
         bare = bare_loop(broker, N)
         print(f"bare paho loop:        {bare:9.0f} msg/s  ({N} QoS 1 messages)")
 
         store = work / "store.sqlite"
-        cfg = write_config(
-            work / "gw.toml",
-            "mostar",
-            broker.port,
-            store,
-            f'[influxdb]\nurl = "{influx.url}"\napi_version = 1\ndatabase = "benches"\n'
-            "flush_interval_s = 0.5\n",
-        )
+        sinks = influx1_sink(influx.url) + "flush_interval_s = 0.5\n"
+        cfg = write_config(work / "gw.toml", "mostar", broker.port, store, sinks)
         cfg.write_text(cfg.read_text().replace("[spool]\n", f"[spool]\nbatch_s = {BATCH_S}\n"))
-        cmd = [sys.executable, "-m", "edge_gateway", "run", "--config", str(cfg)]
         log = open(work / "gw.log", "wb")  # noqa: SIM115
-        gw = subprocess.Popen(cmd, stderr=log)
+        gw = gateway_process(cfg, stderr=log)
         wait_until(lambda: stored(store)[0] >= 0, 30)
         time.sleep(1.5)  # persistent session in place
         gw.send_signal(signal.SIGTERM)
         gw.wait(30)
         fill(broker, N)
-        gw = subprocess.Popen(cmd, stderr=log)
+        gw = gateway_process(cfg, stderr=log)
         t0 = time.perf_counter()
         io0 = None
         while True:

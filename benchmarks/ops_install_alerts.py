@@ -31,8 +31,9 @@ from edge_gateway.service import Gateway
 from klupa.cli import main as klupa_main
 from klupa.services import Broker, free_port
 from provisioning.create import create_deployment
+from testkit.benchrig import start_service
 from testkit.gateway import Publisher, telemetry, topic_of, wait_until, write_config
-from testkit.services import register_bench
+from testkit.services import gateway_install_argv, register_bench
 
 OFFLINE_S = int(sys.argv[1]) if len(sys.argv) > 1 else 30
 
@@ -45,18 +46,7 @@ def install_figures(work: Path) -> None:
     dep = create_deployment(work / "deploy")
     register_bench(dep, "mostar-01")
     root = work / "root"
-    argv = [
-        "gateway",
-        "install",
-        "--deployment",
-        str(dep.root),
-        "--municipality",
-        "mostar",
-        "--root",
-        str(root),
-        "--broker-user",
-        os.environ.get("USER", "root"),
-    ]
+    argv = gateway_install_argv("install", dep, root, os.environ.get("USER", "root"))
     times = []
     for _ in range(2):
         t0 = time.perf_counter()
@@ -79,9 +69,7 @@ class Inbox:
 
 
 def alert_figures(work: Path) -> None:
-    broker = Broker(binary=shutil.which("mosquitto") or "/usr/sbin/mosquitto", workdir=work / "b")
-    broker.workdir.mkdir()
-    broker.start()
+    broker = start_service(Broker, "mosquitto", work / "b")
     inbox, port = Inbox(), free_port()
     smtp = Controller(inbox, hostname="127.0.0.1", port=port)
     smtp.start()

@@ -50,6 +50,28 @@ def make_votes(n: int, now: int, poll: str) -> list[dict[str, Any]]:
     return votes
 
 
+def by_municipality(votes: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The votes by municipality: a gateway's batch is its own municipality's votes."""
+    out: dict[str, list[dict[str, Any]]] = {m: [] for m in MUNICIPALITY_IDS}
+    for v in votes:
+        out[v["municipality"]].append(v)
+    return out
+
+
+def post_poll(http: httpx.Client, admin: str, poll: dict[str, Any]) -> None:
+    r = http.post("/api/v1/polls", json=poll, headers={"Authorization": f"Bearer {admin}"})
+    assert r.status_code == 201, r.text
+
+
+def post_votes(http: httpx.Client, token: str, body: bytes) -> httpx.Response:
+    """A gateway's POST of one batch of votes (JSON) with its municipality's token."""
+    return http.post(
+        "/api/v1/votes",
+        content=body,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+
+
 def timed(fn: Any, repeat: int) -> list[float]:
     out = []
     for _ in range(repeat):
@@ -86,12 +108,9 @@ def main() -> int:
         base = open_database(str(Path(tmp) / "baseline.sqlite"))
         store.create_poll(base, checks.check_poll(poll))
         registry.import_benches(base, [(f"{m}-01", m) for m in MUNICIPALITY_IDS])
-        # A gateway's batch is its own municipality's votes (as over HTTP below).
-        by_place_base: dict[str, list[dict[str, Any]]] = {m: [] for m in MUNICIPALITY_IDS}
-        for v in votes:
-            by_place_base[v["municipality"]].append(v)
+        by_place = by_municipality(votes)  # as over HTTP below
         start = time.perf_counter()
-        for m, vs in by_place_base.items():
+        for m, vs in by_place.items():
             for i in range(0, len(vs), args.batch):
                 store.ingest_votes(base, m, checks.check_votes({"votes": vs[i : i + args.batch]}))
         base_rate = len(votes) / (time.perf_counter() - start)
@@ -113,14 +132,7 @@ def main() -> int:
         try:
             wait_for_http(url + "/healthz", proc, "the portal", timeout=60)
             with httpx.Client(base_url=url, timeout=60) as http:
-                r = http.post(
-                    "/api/v1/polls", json=poll, headers={"Authorization": f"Bearer {admin}"}
-                )
-                assert r.status_code == 201, r.text
-                # A gateway's batch is its own municipality's votes.
-                by_place: dict[str, list[dict[str, Any]]] = {m: [] for m in MUNICIPALITY_IDS}
-                for v in votes:
-                    by_place[v["municipality"]].append(v)
+                post_poll(http, admin, poll)
                 batches = [
                     (m, vs[i : i + args.batch])
                     for m, vs in by_place.items()
@@ -132,14 +144,7 @@ def main() -> int:
                 start = time.perf_counter()
                 for m, body in bodies:
                     t0 = time.perf_counter()
-                    r = http.post(
-                        "/api/v1/votes",
-                        content=body,
-                        headers={
-                            "Authorization": f"Bearer {tokens[m]}",
-                            "Content-Type": "application/json",
-                        },
-                    )
+                    r = post_votes(http, tokens[m], body)
                     latencies.append((time.perf_counter() - t0) * 1000)
                     accepted += r.json()["accepted"]
                 elapsed = time.perf_counter() - start
@@ -149,14 +154,7 @@ def main() -> int:
                 start = time.perf_counter()
                 dups = 0
                 for m, body in bodies[:20]:
-                    dups += http.post(
-                        "/api/v1/votes",
-                        content=body,
-                        headers={
-                            "Authorization": f"Bearer {tokens[m]}",
-                            "Content-Type": "application/json",
-                        },
-                    ).json()["duplicates"]
+                    dups += post_votes(http, tokens[m], body).json()["duplicates"]
                 replay_rate = dups / (time.perf_counter() - start)
 
                 results_ms = timed(
@@ -167,12 +165,7 @@ def main() -> int:
                 page_ms = timed(lambda: http.get("/").raise_for_status(), 20)
 
                 # Second round: the same number of new votes from several gateways at once.
-                r = http.post(
-                    "/api/v1/polls",
-                    json={**poll, "id": "load-poll-2"},
-                    headers={"Authorization": f"Bearer {admin}"},
-                )
-                assert r.status_code == 201, r.text
+                post_poll(http, admin, {**poll, "id": "load-poll-2"})
                 second = [
                     (
                         m,
@@ -194,15 +187,7 @@ def main() -> int:
 
                 def send(item: tuple[str, bytes]) -> int:
                     m, body = item
-                    resp = http.post(
-                        "/api/v1/votes",
-                        content=body,
-                        headers={
-                            "Authorization": f"Bearer {tokens[m]}",
-                            "Content-Type": "application/json",
-                        },
-                    )
-                    return int(resp.json()["accepted"])
+                    return int(post_votes(http, tokens[m], body).json()["accepted"])
 
                 start = time.perf_counter()
                 with ThreadPoolExecutor(max_workers=args.gateways) as pool:

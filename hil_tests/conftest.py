@@ -100,6 +100,23 @@ def window(
     raise AssertionError(f"no {'day' if want_day else 'night'} span of {length_s} s found")
 
 
+def yes_no_poll(poll_id: str, now: int, municipality: str) -> dict[str, Any]:
+    """A portal poll ``poll_id`` in ``municipality``, yes or no, open from three days before
+    ``now`` to a day after."""
+    return {
+        "v": 1,
+        "id": poll_id,
+        "opens": now - 3 * 86400,
+        "closes": now + 86400,
+        "question": {"bs": "Da li želite više klupa?", "en": "More benches?"},
+        "options": [
+            {"id": "yes", "label": {"bs": "Da", "en": "Yes"}},
+            {"id": "no", "label": {"bs": "Ne", "en": "No"}},
+        ],
+        "municipalities": [municipality],
+    }
+
+
 @dataclass
 class Record:
     bench: str
@@ -462,7 +479,12 @@ def municipality_system(needs_physics: None, tmp_path: Path) -> Iterator[Callabl
 @pytest.fixture
 def hil() -> dict[str, Any]:
     """Helpers for the scenarios (test files cannot import siblings)."""
-    return {"wait_until": wait_until, "window": window, "seq_gaps": seq_gaps}
+    return {
+        "wait_until": wait_until,
+        "window": window,
+        "seq_gaps": seq_gaps,
+        "yes_no_poll": yes_no_poll,
+    }
 
 
 # --------------------------------------------------------------------------- serial-only bench

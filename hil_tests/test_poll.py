@@ -22,21 +22,7 @@ def test_poll_reaches_benches_and_votes_reach_portal(system: Any, hil: dict[str,
     portal = system.with_portal()
     now = int(time.time())
     poll_id = f"mostar-hil-{now}"
-    portal.post(
-        "/api/v1/polls",
-        {
-            "v": 1,
-            "id": poll_id,
-            "opens": now - 3 * 86400,
-            "closes": now + 86400,
-            "question": {"bs": "Da li želite više klupa?", "en": "More benches?"},
-            "options": [
-                {"id": "yes", "label": {"bs": "Da", "en": "Yes"}},
-                {"id": "no", "label": {"bs": "Ne", "en": "No"}},
-            ],
-            "municipalities": ["mostar"],
-        },
-    )
+    portal.post("/api/v1/polls", hil["yes_no_poll"](poll_id, now, "mostar"))
     system.start_gateway()
     ago = hil["window"]("mostar", SPAN, want_day=True)
     for bench in BENCHES:

@@ -10,7 +10,6 @@ minutes.
 from __future__ import annotations
 
 import asyncio
-import calendar
 import json
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ import pytest
 from boards.virtual import firmware_path
 from boards.virtual.bench import VirtualBench, load_profile
 from boards.virtual.clock import VirtualClock
-from boards.virtual.physics import Clouds, World
 from klupa.sim.bench import drive
+from testkit.soc_week import bench_world, first_grey_week
 
 NEEDS_PHYSICS = "a grey November week and a battery run down to critical (the virtual physics)"
 PROFILE = "bench-s3-v2"
@@ -29,24 +28,11 @@ WEEK = 7 * 86400
 STEP_MS = 20_000
 
 
-def grey_then_sunny(seed: int) -> int | None:
-    """First day (Unix day number) of a November week that starts under three overcast days
-    and ends with three clear ones, for this cloud seed; None if this seed has none."""
-    clouds = Clouds(seed)
-    for year in (2023, 2024, 2025):
-        first = calendar.timegm((year, 11, 1, 0, 0, 0)) // 86400
-        for day in range(first, first + 23):
-            covers = [clouds.day_cover(day + k) for k in range(7)]
-            if min(covers[:3]) > 0.7 and max(covers[4:]) < 0.3:
-                return day
-    return None
-
-
 def test_grey_november_week_power_states(
     tmp_path: Path, needs_physics: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seed, day = next((s, d) for s in range(200) if (d := grey_then_sunny(s)) is not None)
-    start = day * 86400.0
+    # The first seed whose November has a week of three overcast days, then three clear ones.
+    seed, start = first_grey_week()
     profile = load_profile(PROFILE)
     clock = VirtualClock(start=start, stepped=True)
     config = {
@@ -66,19 +52,8 @@ def test_grey_november_week_power_states(
 
     monkeypatch.setattr(runtime, "real_ms", lambda: clock.ticks_ms() % runtime.TICKS_PERIOD)
     monkeypatch.setattr(runtime, "real_sleep_ms", clock.sleep_ms)
-    battery = profile["battery"]
-    world = World(
-        "mostar",
-        seed,
-        start,
-        chemistry=battery["chemistry"],
-        capacity_ah=battery["capacity_ah"],
-        ports=len(profile["ports"]),
-        wireless_port=None,
-        soc=0.5,
-        people_scale=6.0,
-        outages=[(start, start + 2 * WEEK)],  # no Wi-Fi: nothing leaves the spool
-    )
+    # no Wi-Fi: nothing leaves the spool
+    world = bench_world(profile, seed, start, 0.5, 6.0, outages=[(start, start + 2 * WEEK)])
     windows: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
 

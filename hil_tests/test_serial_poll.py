@@ -35,18 +35,7 @@ def test_serial_poll_reaches_the_bench(serial_bench: Any, hil: dict[str, Any]) -
     portal = system.with_portal()
     now = int(time.time())
     poll_id = f"{system.m}-hil-serial-{now}"
-    poll = {
-        "v": 1,
-        "id": poll_id,
-        "opens": now - 3 * 86400,
-        "closes": now + 86400,
-        "question": {"bs": "Da li želite više klupa?", "en": "More benches?"},
-        "options": [
-            {"id": "yes", "label": {"bs": "Da", "en": "Yes"}},
-            {"id": "no", "label": {"bs": "Ne", "en": "No"}},
-        ],
-        "municipalities": [system.m],
-    }
+    poll = hil["yes_no_poll"](poll_id, now, system.m)
     portal.post("/api/v1/polls", poll)
     system.start_gateway()
     retained_poll(system, poll_id, hil)  # published by the gateway before the bench boots
@@ -57,6 +46,6 @@ def test_serial_poll_reaches_the_bench(serial_bench: Any, hil: dict[str, Any]) -
     assert kept["id"] == poll_id, kept
     assert (kept["opens"], kept["closes"]) == (poll["opens"], poll["closes"])
     assert [o["id"] for o in kept["options"]] == ["yes", "no"]
-    assert kept["question"]["bs"] == poll["question"]["bs"]  # type: ignore[index]
+    assert kept["question"]["bs"] == poll["question"]["bs"]
     after = sb.fresh_boot()  # the app runs again, the poll still in its flash
     assert after.boot > boot

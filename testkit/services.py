@@ -28,13 +28,14 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from klupa.services import (
     Broker,
     Influx1,
+    Service,
     Victoria,
     free_port,
     make_ca,
@@ -65,8 +66,8 @@ def services_required() -> bool:
     return os.environ.get(REQUIRE_ENV, "") not in ("", "0", "false", "no")
 
 
-def need_program(name: str, *candidates: str) -> str:
-    """Return the path of a program, or skip (fail when services are required) naming it."""
+def find_program(name: str, *candidates: str) -> str | None:
+    """The path of a program (on PATH, one of ``candidates``, or in an sbin folder), or None."""
     for cand in (name, *candidates):
         path = shutil.which(cand) or (
             cand if os.path.isabs(cand) and os.access(cand, os.X_OK) else None
@@ -77,10 +78,39 @@ def need_program(name: str, *candidates: str) -> str:
         p = os.path.join(d, name)
         if os.access(p, os.X_OK):
             return p
+    return None
+
+
+def need_program(name: str, *candidates: str) -> str:
+    """Return the path of a program, or skip (fail when services are required) naming it."""
+    path = find_program(name, *candidates)
+    if path:
+        return path
     msg = f"{name} is not installed (run `make test` as root to install it with apt-get)"
     if services_required():
         pytest.fail(f"{REQUIRE_ENV}=1 but {msg}")
     pytest.skip(msg)
+
+
+S = TypeVar("S", bound=Service)
+
+
+def _serve(
+    kind: type[S],
+    program: str,
+    folder: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    stop: Callable[[S], None],
+) -> Iterator[S]:
+    """A fixture's body: ``kind`` of server on ``program`` in a new temp dir named ``folder``,
+    yielded once it answers and stopped with ``stop`` (also when the test fails)."""
+    binary = need_program(program)
+    server = kind(binary=binary, workdir=tmp_path_factory.mktemp(folder))
+    server.start()
+    try:
+        yield server
+    finally:
+        stop(server)
 
 
 # --------------------------------------------------------------------------- Mosquitto
@@ -88,13 +118,7 @@ def need_program(name: str, *candidates: str) -> str:
 
 @pytest.fixture
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    binary = need_program("mosquitto")
-    broker = Broker(binary=binary, workdir=tmp_path_factory.mktemp("mosquitto"))
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.kill()
+    yield from _serve(Broker, "mosquitto", "mosquitto", tmp_path_factory, Broker.kill)
 
 
 def write_password_file(path: Path, passwords: dict[str, str]) -> None:
@@ -218,6 +242,42 @@ def register_bench(dep: Any, bid: str, municipality: str = "mostar") -> None:
     step_register(Run(dep=dep, port="-", bench=dep.bench(bid)))
 
 
+def local_deployment(folder: Path) -> Any:
+    """A deployment folder from ``klupa provision init`` whose mostar gateway is this machine
+    (``localhost``, its broker's TLS port a free one), with mostar-01 and mostar-02 registered."""
+    from provisioning.create import create_deployment
+
+    dep = create_deployment(folder)
+    text = dep.inventory_path.read_text()
+    text = text.replace('gateway_host = "klupa-mostar.local"', 'gateway_host = "localhost"')
+    text = text.replace("mqtt_port = 8883", f"mqtt_port = {free_port()}", 1)  # mostar is first
+    dep.inventory_path.write_text(text)
+    dep = create_deployment(dep.root)  # a certificate and a configuration for that host
+    for bid in ("mostar-01", "mostar-02"):
+        register_bench(dep, bid)
+    return dep
+
+
+def gateway_install_argv(
+    command: str, dep: Any, root: Path, broker_user: str, *more: str
+) -> list[str]:
+    """`klupa gateway install` (or ``uninstall``) of mostar's gateway from the deployment
+    ``dep`` into the root prefix ``root``, its Mosquitto run as ``broker_user``."""
+    return [
+        "gateway",
+        command,
+        "--deployment",
+        str(dep.root),
+        "--municipality",
+        "mostar",
+        "--root",
+        str(root),
+        "--broker-user",
+        broker_user,
+        *more,
+    ]
+
+
 def render_broker_conf(dep: Any, root: Path, local_port: int) -> str:
     from provisioning import broker
 
@@ -267,19 +327,9 @@ def start_pi_broker(dep: Any, work: Path) -> ProvisionedBroker:
 
 @pytest.fixture
 def provisioned_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProvisionedBroker]:
-    from provisioning.create import create_deployment
-
     need_program("mosquitto")
     work = tmp_path_factory.mktemp("pi")
-    dep = create_deployment(work / "deploy")
-    text = dep.inventory_path.read_text()
-    text = text.replace('gateway_host = "klupa-mostar.local"', 'gateway_host = "localhost"')
-    text = text.replace("mqtt_port = 8883", f"mqtt_port = {free_port()}", 1)  # mostar is first
-    dep.inventory_path.write_text(text)
-    dep = create_deployment(dep.root)  # a certificate and a configuration for that host
-    for bid in ("mostar-01", "mostar-02"):
-        register_bench(dep, bid)
-    broker = start_pi_broker(dep, work)
+    broker = start_pi_broker(local_deployment(work / "deploy"), work)
     try:
         yield broker
     finally:
@@ -291,13 +341,7 @@ def provisioned_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pro
 
 @pytest.fixture
 def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx1]:
-    binary = need_program("influxd")
-    server = Influx1(binary=binary, workdir=tmp_path_factory.mktemp("influxd"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
+    yield from _serve(Influx1, "influxd", "influxd", tmp_path_factory, Influx1.kill)
 
 
 # --------------------------------------------------------------------------- VictoriaMetrics
@@ -305,10 +349,4 @@ def influxdb1(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influx1]:
 
 @pytest.fixture
 def victoria_metrics(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Victoria]:
-    binary = need_program("victoria-metrics")
-    server = Victoria(binary=binary, workdir=tmp_path_factory.mktemp("victoria"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serve(Victoria, "victoria-metrics", "victoria", tmp_path_factory, Victoria.stop)

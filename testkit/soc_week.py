@@ -48,6 +48,27 @@ def first_grey_week() -> tuple[int, float]:
     return seed, day * 86400.0
 
 
+def bench_world(
+    profile: dict[str, Any], seed: int, start: float, soc: float, people: float, **more: Any
+) -> World:
+    """Mostar's world from ``start`` for a bench of ``profile`` (its battery, its ports, no
+    wireless port) with the battery at ``soc`` and ``people`` times the passers-by; ``more``
+    as ``World`` takes it (the shunt's errors, Wi-Fi outages)."""
+    battery = profile["battery"]
+    return World(
+        "mostar",
+        seed,
+        start,
+        chemistry=battery["chemistry"],
+        capacity_ah=battery["capacity_ah"],
+        ports=len(profile["ports"]),
+        wireless_port=None,
+        soc=soc,
+        people_scale=people,
+        **more,
+    )
+
+
 class DriverI2C:
     """The bus as the firmware's drivers see a machine.I2C."""
 
@@ -108,18 +129,7 @@ def run_week(
         seed, start = first_grey_week()
     profile = load_profile(profile_name)
     battery = profile["battery"]
-    world = World(
-        "mostar",
-        seed,
-        start,
-        chemistry=battery["chemistry"],
-        capacity_ah=battery["capacity_ah"],
-        ports=len(profile["ports"]),
-        wireless_port=None,
-        soc=soc,
-        people_scale=people,
-        shunt=shunt,
-    )
+    world = bench_world(profile, seed, start, soc, people, shunt=shunt)
     bus = I2CBus()
     chip = INA226(battery["shunt_ohm"])
     chip.gain, chip.offset_a = shunt.gain, shunt.offset_a

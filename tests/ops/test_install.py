@@ -26,7 +26,7 @@ from klupa.services import free_port, stop_process, wait_for_port
 from provisioning.create import create_deployment
 from provisioning.deployment import Deployment
 from testkit.gateway import Publisher, telemetry, topic_of, wait_until
-from testkit.services import need_program, register_bench
+from testkit.services import gateway_install_argv, local_deployment, need_program
 
 ROOT_FILES = [
     "etc/mosquitto/mosquitto.conf",
@@ -48,33 +48,13 @@ ROOT_FILES = [
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Deployment:
-    work = tmp_path_factory.mktemp("install")
-    d = create_deployment(work / "deploy")
-    text = d.inventory_path.read_text()
-    text = text.replace('gateway_host = "klupa-mostar.local"', 'gateway_host = "localhost"')
-    d.inventory_path.write_text(text.replace("mqtt_port = 8883", f"mqtt_port = {free_port()}", 1))
-    d = create_deployment(d.root)
-    for bid in ("mostar-01", "mostar-02"):
-        register_bench(d, bid)
-    return d
+    return local_deployment(tmp_path_factory.mktemp("install") / "deploy")
 
 
 def run_install(dep: Deployment, root: Path, port: int, *more: str) -> tuple[int, str]:
-    argv = [
-        "gateway",
-        "install",
-        "--deployment",
-        str(dep.root),
-        "--municipality",
-        "mostar",
-        "--root",
-        str(root),
-        "--mqtt-port",
-        str(port),
-        "--broker-user",
-        getpass.getuser(),
-        *more,
-    ]
+    argv = gateway_install_argv(
+        "install", dep, root, getpass.getuser(), "--mqtt-port", str(port), *more
+    )
     import contextlib
     import io
 
@@ -193,45 +173,13 @@ def test_install_is_idempotent_and_what_it_installs_runs(dep: Deployment, tmp_pa
     conn.close()
 
     # uninstall keeps the data; --purge removes it
-    assert (
-        klupa_main(
-            [
-                "gateway",
-                "uninstall",
-                "--deployment",
-                str(dep.root),
-                "--municipality",
-                "mostar",
-                "--root",
-                str(root),
-                "--broker-user",
-                getpass.getuser(),
-            ]
-        )
-        == 0
-    )
+    assert klupa_main(gateway_install_argv("uninstall", dep, root, getpass.getuser())) == 0
     assert not (root / "etc/systemd/system/klupa-gateway@.service").exists()
     assert not link.is_symlink()
     assert store.exists() and cfg.exists()
     run_install(dep, root, port)
-    assert (
-        klupa_main(
-            [
-                "gateway",
-                "uninstall",
-                "--deployment",
-                str(dep.root),
-                "--municipality",
-                "mostar",
-                "--root",
-                str(root),
-                "--broker-user",
-                getpass.getuser(),
-                "--purge",
-            ]
-        )
-        == 0
-    )
+    uninstall = gateway_install_argv("uninstall", dep, root, getpass.getuser(), "--purge")
+    assert klupa_main(uninstall) == 0
     assert not store.exists() and not cfg.exists()
 
 

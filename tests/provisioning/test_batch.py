@@ -41,6 +41,12 @@ def _rows(out: str) -> dict[str, list[str]]:
     return rows
 
 
+def _batch(ports: list[str], steps: str, deployment: Deployment, *more: str) -> int:
+    """`klupa provision batch` of ``steps`` on ``ports`` against the deployment folder."""
+    argv = ["batch", "--ports", ",".join(ports), "--steps", steps, "--deploy", str(deployment.root)]
+    return cli.main([*argv, *more])
+
+
 def test_batch_provisions_two_repl_boards_each_with_its_own_bench(
     micropython_board_factory: Callable[..., MicroPythonBoard],
     deployment: Deployment,
@@ -52,19 +58,7 @@ def test_batch_provisions_two_repl_boards_each_with_its_own_bench(
     want = [b.id for b in deployment.unprovisioned()[:2]]
     assert len(set(want)) == 2
 
-    code = cli.main(
-        [
-            "batch",
-            "--ports",
-            ",".join(b.port for b in boards),
-            "--steps",
-            "app,register",
-            "--deploy",
-            str(deployment.root),
-            "--firmware",
-            str(fw),
-        ]
-    )
+    code = _batch([b.port for b in boards], "app,register", deployment, "--firmware", str(fw))
 
     out = capsys.readouterr()
     assert code == 0, out.err
@@ -97,19 +91,7 @@ def test_batch_provisions_two_repl_boards_each_with_its_own_bench(
 
     # A second batch takes the next two unprovisioned benches, never the same ones again.
     nxt = [b.id for b in deployment.unprovisioned()[:2]]
-    code = cli.main(
-        [
-            "batch",
-            "--ports",
-            ",".join(b.port for b in boards),
-            "--steps",
-            "app",
-            "--deploy",
-            str(deployment.root),
-            "--firmware",
-            str(fw),
-        ]
-    )
+    code = _batch([b.port for b in boards], "app", deployment, "--firmware", str(fw))
     rows = _rows(capsys.readouterr().out)
     assert code == 0 and set(rows) == set(nxt) and not set(nxt) & set(want)
 
@@ -130,17 +112,7 @@ def test_batch_flashes_micropython_on_two_mock_bootloaders(
     mocks = [mock_bootloader("esp32"), mock_bootloader("esp32")]
     want = [b.id for b in deployment.unprovisioned()[:2]]
 
-    code = cli.main(
-        [
-            "batch",
-            "--ports",
-            ",".join(m.url for m in mocks),
-            "--steps",
-            "micropython",
-            "--deploy",
-            str(deployment.root),
-        ]
-    )
+    code = _batch([m.url for m in mocks], "micropython", deployment)
 
     out = capsys.readouterr()
     assert code == 0, out.err

@@ -17,6 +17,15 @@ from provisioning.deployment import Deployment, DeploymentError
 from provisioning.detect import BRIDGES, candidates
 from testkit.mp.romvfs import image_tree
 
+FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
+
+
+def _bundle(out: Path, dep: Deployment, *more: str) -> int:
+    """`klupa bundle` of the repository's firmware into ``out`` with the deployment's key."""
+    return bundle.main(
+        ["--firmware", str(FIRMWARE), "--out", str(out), "--deploy", str(dep.root), *more]
+    )
+
 
 def _port(device: str, vid: int | None, pid: int | None) -> SimpleNamespace:
     return SimpleNamespace(device=device, vid=vid, pid=pid, serial_number="X1", description="d")
@@ -89,9 +98,7 @@ def test_a_deployment_without_a_signing_key_says_how_to_get_one(tmp_path: Path) 
     shutil.rmtree(dep.ota_dir)  # a folder from before the key existed
     with pytest.raises(DeploymentError, match="klupa provision init"):
         Deployment(dep.root).ota_signing_key  # noqa: B018
-    fw = Path(__file__).resolve().parents[2] / "firmware"
-    out = tmp_path / "b"
-    assert bundle.main(["--firmware", str(fw), "--out", str(out), "--deploy", str(dep.root)]) == 1
+    assert _bundle(tmp_path / "b", dep) == 1
     create_deployment(dep.root)  # init again: adds the key, keeps the rest
     assert Deployment(dep.root).ota_key_path.stat().st_mode & 0o777 == 0o600
 
@@ -100,14 +107,8 @@ def test_a_rotation_bundle_names_the_next_key_signed_by_the_current_one(tmp_path
     dep = create_deployment(tmp_path / "d")
     old = dep.ota_anchor
     assert dep.ota_key_path.stat().st_mode & 0o777 == 0o600
-    fw = Path(__file__).resolve().parents[2] / "firmware"
     out = tmp_path / "rot"
-    assert (
-        bundle.main(
-            ["--firmware", str(fw), "--out", str(out), "--deploy", str(dep.root), "--rotate"]
-        )
-        == 0
-    )
+    assert _bundle(out, dep, "--rotate") == 0
     m = json.loads((out / "manifest.json").read_text())
     new = signing.anchor(dep.next_ota_signing_key())
     assert m["anchor"] == new and new != old
@@ -115,12 +116,7 @@ def test_a_rotation_bundle_names_the_next_key_signed_by_the_current_one(tmp_path
     assert dep.ota_next_key_path.stat().st_mode & 0o777 == 0o600
     # Once every bench committed it: the next key signs, the old one is kept, retired.
     out2 = tmp_path / "after"
-    assert (
-        bundle.main(
-            ["--firmware", str(fw), "--out", str(out2), "--deploy", str(dep.root), "--promote"]
-        )
-        == 0
-    )
+    assert _bundle(out2, dep, "--promote") == 0
     m2 = json.loads((out2 / "manifest.json").read_text())
     assert dep.ota_anchor == new and bundle.verify(m2, new) and "anchor" not in m2
     assert (dep.ota_dir / "retired" / f"{signing.key_id(old)}.pem").is_file()
