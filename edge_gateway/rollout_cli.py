@@ -13,7 +13,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -28,9 +27,9 @@ from edge_gateway.commands import CommandLink, LinkError, add_ops_arguments, ops
 from edge_gateway.config import Config, load_for_command
 from edge_gateway.health import BenchHealth
 from edge_gateway.text import printable
+from klupa.contract import BENCH_RE
 
 MANIFEST = "manifest.json"  # the bundle's manifest, as `klupa bundle` names it
-BENCH_WORD = re.compile(r"^[a-z][a-z0-9-]{1,39}$")
 
 
 def duration(text: str) -> float:
@@ -54,7 +53,7 @@ def bench_list(text: str) -> list[str]:
     if text == "-":
         return []
     names = [b.strip() for b in text.split(",")]
-    if not all(BENCH_WORD.fullmatch(b) for b in names):
+    if not all(BENCH_RE.fullmatch(b) for b in names):
         raise argparse.ArgumentTypeError(f"a stage is bench ids a,b or - for none: {text!r}")
     return names
 

@@ -4,6 +4,7 @@ Commands go to a recording sender; time is the test's own."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import time
@@ -630,6 +631,16 @@ def test_stages_given_whole_are_kept_and_other_stages_on_a_second_run_are_refuse
     assert saved is not None and saved.stages == [[], ["mostar-01", "mostar-09"]]
     assert gateway_main([*argv, "--stage", "mostar-01"]) == 1
     assert "records other stages (- | mostar-01,mostar-09)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["m1", "Mostar-01", "mostar-01,", "mostar 01", "1-mostar", ""])
+def test_a_stage_given_whole_names_benches_by_the_contract_s_rule(bad: str) -> None:
+    from edge_gateway.rollout_cli import bench_list
+
+    with pytest.raises(argparse.ArgumentTypeError, match="a stage is bench ids"):
+        bench_list(bad)
+    assert bench_list(" mostar-01, m-2 ") == ["mostar-01", "m-2"]
+    assert bench_list("-") == []
 
 
 def test_json_lines_carry_each_bench_s_state_for_the_fleet_command() -> None:
