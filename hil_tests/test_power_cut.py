@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import time
 from pathlib import Path
@@ -89,10 +90,20 @@ def test_sim_power_cut_reboots_on_with_time_and_battery(
     # Each boot's telemetry lies on its side of the cut (its clock went on, not back).
     assert max(r.ts for r in first) <= min(r.ts for r in second)
     assert min(r.ts for r in second) >= start + cut - 120, (min(r.ts for r in second), start)
-    # The battery's state went on from where the cut left it: the bench's own estimate does
-    # not jump across the reboot, and the world the second process ran ended at the run's end.
+    # The battery went on from where the cut left it (as the world last saved it, each simulated
+    # minute), not from the run's 50 %: half an hour of sun or of load moved it (at night, the
+    # controller alone takes more than 0.02 Ah of the 40).
+    back = re.findall(
+        rf"{BENCH} back after a power cut, its battery at ([0-9.]+) %", system.sim_log()
+    )
+    assert len(back) == 1, system.sim_log()[-2000:]
+    assert abs(float(back[0]) - 50.0) >= 0.05, back
+    # The bench's own estimate, counted before the cut and taken from the voltage after it,
+    # does not jump: within 5 points, what seeding from the voltage in the flat middle of the
+    # LiFePO4 curve can promise (50 mV there spans 20 points of charge).
     last_soc = first[-1].body["batt"]["soc"]
     next_soc = second[0].body["batt"]["soc"]
-    assert abs(next_soc - last_soc) <= 3, (last_soc, next_soc)
+    assert abs(next_soc - last_soc) <= 5, (last_soc, next_soc)
+    # The world the second process ran ended at the run's end.
     world = json.loads((system.flash / f"{BENCH}.world.json").read_text())
     assert start + span - 300 <= world["t"] <= start + span + 120, (world["t"] - start, span)

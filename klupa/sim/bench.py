@@ -192,6 +192,11 @@ class BenchProcess:
         self.presses_log = flash.parent / f"{flash.name}.presses.jsonl"
         if self.state.exists():  # back after a power cut: the battery is as the cut left it
             spec.soc = float(json.loads(self.state.read_text())["soc"])
+            print(
+                f"klupa sim: {spec.bench} back after a power cut, its battery at "
+                f"{100 * spec.soc:.2f} % as the cut left it",
+                flush=True,
+            )
         # After a power cut the bench comes back at the simulated time the cut happened, not at
         # the run's start: time never goes backwards. Outages stay relative to the run's start.
         self.clock = clock = VirtualClock(start=args.now, speed=args.speed)
