@@ -16,7 +16,12 @@ Schema = dict[str, Any]
 
 # A text field: no C0/C1 control characters and no bidi embeddings, overrides or isolates.
 _BIDI = "".join(f"\\u{ord(c):04x}" for c in sorted(BIDI_CONTROLS))
-TEXT_PATTERN = f"^[^\\u0000-\\u001f\\u007f-\\u009f{_BIDI}]*$"
+_REFUSED = f"\\u0000-\\u001f\\u007f-\\u009f{_BIDI}"
+TEXT_PATTERN = f"^[^{_REFUSED}]*$"
+# A text that must not be blank holds a character str.strip() keeps (portal.checks strips): the
+# white space Python knows, outside the controls refused anyway, written out from str.isspace.
+_SPACES = "".join(f"\\u{c:04x}" for c in [0x20, *range(0xA0, 0x10000)] if chr(c).isspace())
+NOT_BLANK_PATTERN = f"^[^{_REFUSED}]*[^{_REFUSED}{_SPACES}][^{_REFUSED}]*$"
 STRING: Schema = {"type": "string"}
 INTEGER: Schema = {"type": "integer"}
 
@@ -26,7 +31,9 @@ def _pattern(regex: Any) -> str:
 
 
 def text(most: int, least: int = 0, **extra: Any) -> Schema:
-    schema: Schema = {"type": "string", "pattern": TEXT_PATTERN, "maxLength": most}
+    """A text of at most ``most`` characters; with ``least``, also not blank (white space only)."""
+    pattern = NOT_BLANK_PATTERN if least else TEXT_PATTERN
+    schema: Schema = {"type": "string", "pattern": pattern, "maxLength": most}
     if least:
         schema["minLength"] = least
     return {**schema, **extra}
