@@ -4,6 +4,7 @@ VictoriaMetrics. Used by the test fixtures (testkit.services) and by `klupa demo
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import getpass
 import json
@@ -111,7 +112,7 @@ def stop_process(
 
 
 @dataclass(kw_only=True)
-class Service:
+class Service(abc.ABC):
     """What the servers below share: a program (`binary`) with a folder of its own (`workdir`),
     listening on a loopback port; its child process (`proc`), its log file and its stop."""
 
@@ -134,9 +135,9 @@ class Service:
             self._launch()
         return self
 
+    @abc.abstractmethod
     def _launch(self) -> None:
         """Start the child process and wait until it answers (each server's own)."""
-        raise NotImplementedError
 
     def spawn(
         self, argv: list[str], log_file: Path, cwd: Path | None = None
