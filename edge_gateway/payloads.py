@@ -72,21 +72,44 @@ class Telemetry(Envelope):
     env: Env | None = None
 
 
-class Event(Envelope):
+# An event's extra fields, one link per type of docs/protocol.md's Events table, in the order they
+# are written. msgspec allows only one base with fields, so the links form a chain and Event is
+# its end; every field is optional here, and _check_event requires those of the event's type.
+class _BootFields(Envelope):
     type: str
     reset: str | None = None
     fw: str | None = None
     safe: bool | None = None
+
+
+class _SessionFields(_BootFields):
     port: Num | None = None
     s: Num | None = None
     wh: float | None = None
+
+
+class _PowerFields(_SessionFields):
     from_: str | None = msgspec.field(default=None, name="from")
     to: str | None = None
+
+
+class _FaultFields(_PowerFields):
     code: str | None = None
-    detail: str | None = None
+    detail: str | None = None  # also a failed ota's reason, and a tamper's
+
+
+class _ClockFields(_FaultFields):
     offset: Num | None = None
+
+
+class _OtaFields(_ClockFields):
     state: str | None = None
     version: str | None = None
+
+
+class Event(_OtaFields):
+    """A record with a ``type`` and the extra fields of that type (the last link: tamper's)."""
+
     kind: str | None = None
 
 

@@ -9,6 +9,7 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,6 +64,33 @@ def test_the_documented_examples_validate() -> None:
     assert isinstance(v, P.Vote)
     st_ = P.validate(topic_of(B, "status"), b'{"v":1,"bench":"mostar-01","state":"offline"}', NOW)
     assert isinstance(st_, P.Status) and st_.state == "offline"
+
+
+def _documented_events() -> dict[str, set[str]]:
+    """The extra fields of each event type in docs/protocol.md's "One of each" examples."""
+    text = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
+    section = text.split("### Events", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    extras: dict[str, set[str]] = {}
+    for line in section.split("\n"):
+        if line.strip():
+            record = json.loads(line)
+            extras[record["type"]] = set(record) - set(P.Envelope.__struct_fields__) - {"type"}
+    return extras
+
+
+def test_event_declares_each_documented_type_s_extra_fields_in_its_link() -> None:
+    # Event is a chain of links, one per event type; a field dropped or moved to another type's
+    # link is caught here, and so is a field the examples do not show.
+    documented = _documented_events()
+    assert set(documented) == set(P.EVENT_TYPES)
+    wire = set(P.Event.__struct_encode_fields__) - set(P.Envelope.__struct_fields__) - {"type"}
+    assert wire == set().union(*documented.values())
+    links = [c for c in P.Event.__mro__ if c.__name__.endswith("Fields")] + [P.Event]
+    for link in links:
+        own = set(link.__struct_encode_fields__) - set(link.__mro__[1].__struct_encode_fields__)
+        kind = "tamper" if link is P.Event else link.__name__.strip("_").removesuffix("Fields")
+        assert own - {"type"} <= documented[kind.lower()], link.__name__
+    assert len(links) == len(documented)
 
 
 def test_integer_with_zero_fraction_is_accepted_as_the_integer() -> None:
