@@ -17,16 +17,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hil_tests.ota_helpers import CRASH, KLUPA, broken_bundle, bundle, flash_matches
-from klupa.services import free_port, stop_process
+from hil_tests.rollouts import Rollout, ota_states, rollout_states
+from klupa.services import free_port
 
 BENCHES = {"mostar": ["mostar-01", "mostar-02"], "jablanica": ["jablanica-01", "jablanica-02"]}
 CANARY = "mostar-01"
@@ -51,14 +52,6 @@ def received(system: Any, bench: str, kind: str, text: str = "") -> list[float]:
         conn.close()
     return [
         float(t) for t, body in rows if text in (body.decode() if isinstance(body, bytes) else body)
-    ]
-
-
-def ota_states(system: Any, bench: str) -> list[tuple[str, str]]:
-    return [
-        (r.body["state"], r.body["version"])
-        for r in system.records("event", bench)
-        if r.body["type"] == "ota"
     ]
 
 
@@ -169,28 +162,17 @@ def test_a_fleet_rollout_halts_everywhere_on_a_broken_canary_then_reaches_every_
     state_file = dep / "rollouts" / f"rollout-{NEW}.json"
     log = tmp_path / "fleet.log"
 
-    def states() -> dict[str, str]:
-        if not state_file.exists():
-            return {}
-        return {b: v["state"] for b, v in json.loads(state_file.read_text())["benches"].items()}
-
-    with log.open("w") as f:
-        proc = subprocess.Popen(fleet(NEW), stdout=f, stderr=subprocess.STDOUT)
-    try:
+    states = partial(rollout_states, state_file)
+    with Rollout(fleet(NEW), log, stop_timeout=30) as rollout:
+        rollout.start()
         wait_until(
             lambda: states().get("jablanica-01") in ("trial", "soaking"),
             90,
             "the canary to pass and stage 1 to be sent the update",
         )
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 130, log.read_text()
+        rollout.interrupt(60)
         assert states()[CANARY] == "done"
-        with log.open("a") as f:
-            proc = subprocess.Popen(fleet(NEW), stdout=f, stderr=subprocess.STDOUT)
-        rc = proc.wait(150)
-    finally:
-        if proc.poll() is None:
-            stop_process(proc, signal.SIGTERM, timeout=30)
+        rc = rollout.start().wait(150)
     text = log.read_text()
     assert rc == 0, text
     assert "stopped; the same command continues" in text

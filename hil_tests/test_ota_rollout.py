@@ -14,10 +14,12 @@ import json
 import signal
 import subprocess
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from hil_tests.ota_helpers import CRASH, KLUPA, broken_bundle, bundle, flash_matches
+from hil_tests.rollouts import Rollout, ota_states, rollout_states
 from klupa.services import free_port, stop_process
 
 NEEDS_PHYSICS = (
@@ -29,14 +31,6 @@ CANARY, AWAY = "mostar-01", "mostar-04"
 OLD, BROKEN, NEW = "1.0.0", "1.1.0", "1.2.0"
 SPEED, AGO = 60.0, 900.0  # 15 s of catch-up, then real time
 PERIOD = 10  # a window every 10 s: the soak sees several
-
-
-def ota_events(system: Any, bench: str) -> list[tuple[str, str]]:
-    return [
-        (r.body["state"], r.body["version"])
-        for r in system.records("event", bench)
-        if r.body["type"] == "ota"
-    ]
 
 
 def bench_row(system: Any, bench: str) -> dict[str, Any]:
@@ -69,11 +63,6 @@ def rollout_argv(system: Any, build: Path, base: str) -> list[str]:
         "--base-url",
         base,
     ]
-
-
-def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as f:
-        return subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
 
 
 def test_a_staged_rollout_halts_on_a_broken_canary_then_reaches_every_bench(
@@ -119,13 +108,13 @@ def test_a_staged_rollout_halts_on_a_broken_canary_then_reaches_every_bench(
     assert rc.returncode == 3, out + rc.stderr.decode()
     assert f"halted: {CANARY}: rolled_back" in out, out
     assert (www / BROKEN / "manifest.json").exists()  # placed where the gateway serves it
-    assert ota_events(system, CANARY) == [
+    assert ota_states(system, CANARY) == [
         ("downloading", BROKEN),
         ("verified", BROKEN),
         ("rolled_back", BROKEN),
     ]
     for b in BENCHES[1:]:
-        assert ota_events(system, b) == [], b
+        assert ota_states(system, b) == [], b
         assert system.records("cmd/ack", b) == [], b
     state = json.loads((system.workdir / f"rollout-{BROKEN}.json").read_text())
     assert state["halted"].startswith(f"{CANARY}: rolled_back"), state
@@ -141,14 +130,10 @@ def test_a_staged_rollout_halts_on_a_broken_canary_then_reaches_every_bench(
     acks_before = {b: len(system.records("cmd/ack", b)) for b in BENCHES}
     state_file = system.workdir / f"rollout-{NEW}.json"
 
-    def states() -> dict[str, str]:
-        if not state_file.exists():
-            return {}
-        return {b: r["state"] for b, r in json.loads(state_file.read_text())["benches"].items()}
-
+    states = partial(rollout_states, state_file)
     t0 = time.monotonic()
-    proc = start(rollout_argv(system, build / NEW, base), log)
-    try:
+    with Rollout(rollout_argv(system, build / NEW, base), log, stop_timeout=15) as rollout:
+        rollout.start()
         wait_until(
             lambda: (
                 states().get("mostar-02") in ("trial", "soaking", "done")
@@ -160,16 +145,12 @@ def test_a_staged_rollout_halts_on_a_broken_canary_then_reaches_every_bench(
         )
         # The canary had committed and soaked before anyone else was sent anything.
         assert states()[CANARY] == "done"
-        proc.send_signal(signal.SIGINT)  # Ctrl-C; a second run continues
-        assert proc.wait(30) == 130, log.read_text()
+        rollout.interrupt(30)  # Ctrl-C; a second run continues
         assert "stopped; the same command continues" in log.read_text()
-        proc = start(rollout_argv(system, build / NEW, base), log)
+        second = rollout.start()
         time.sleep(5)
         system.sim([AWAY], SPEED, 60.0, 0.0, "--catch-up")  # back
-        rc2 = proc.wait(300)
-    finally:
-        if proc.poll() is None:
-            stop_process(proc, signal.SIGTERM, timeout=15)
+        rc2 = second.wait(300)
     text = log.read_text()
     assert rc2 == 0, text
     assert f"done: every bench runs {NEW}" in text
@@ -184,7 +165,7 @@ def test_a_staged_rollout_halts_on_a_broken_canary_then_reaches_every_bench(
         # Exactly one `ota` command per bench for the good bundle (none sent twice across the
         # interruption), and it committed: its new boot runs NEW.
         assert len(system.records("cmd/ack", b)) == acks_before[b] + 1, b
-        events = ota_events(system, b)
+        events = ota_states(system, b)
         assert events[-3:] == [("downloading", NEW), ("verified", NEW), ("applied", NEW)], b
         boots = [r.body["fw"] for r in system.records("event", b) if r.body["type"] == "boot"]
         assert boots[-1] == NEW and OLD in boots, (b, boots)

@@ -1,4 +1,5 @@
-"""Polls as the protocol carries them (docs/protocol.md), for the gateway's and the portal's tests."""
+"""Polls as the protocol carries them (docs/protocol.md), for the tests of the gateway, the
+portal and the bench's screens."""
 
 from __future__ import annotations
 
@@ -17,3 +18,8 @@ def protocol_poll(poll_id: str, opens: float, closes: float, /, **fields: Any) -
         "options": [{"id": "yes", "label": {"bs": "Da"}}, {"id": "no", "label": {"bs": "Ne"}}],
         **fields,
     }
+
+
+def poll_options(*pairs: tuple[str, dict[str, str]]) -> list[dict[str, Any]]:
+    """A poll's ``options``, each given as an (id, label) pair."""
+    return [{"id": id_, "label": label} for id_, label in pairs]

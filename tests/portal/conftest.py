@@ -26,6 +26,7 @@ from klupa.contract import MUNICIPALITY_IDS
 from portal.db import open_database
 from portal.registry import VOTE_CAP_RANGE, add_bench, import_benches
 from portal.tokens import create_token
+from testkit.polls import poll_options, protocol_poll
 from testkit.services import (
     free_port,
     need_program,
@@ -81,25 +82,25 @@ class RunningPortal:
         closes: int | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
-        """Create a poll through the admin API; a fresh id every call."""
+        """Create a poll through the admin API; a fresh id every call. The park-lights question
+        in Bosnian, Serbian and English, yes or no, unless ``extra`` gives others; ``extra`` also
+        sets the id or adds keys (``results``)."""
         now = int(time.time())
-        body: dict[str, Any] = {
-            "v": 1,
-            "id": f"test-poll-{next(_ids)}-{now % 100000}",
-            "opens": now - 3600 if opens is None else opens,
-            "closes": now + 86400 if closes is None else closes,
-            "question": {
+        park_lights = protocol_poll(
+            f"test-poll-{next(_ids)}-{now % 100000}",
+            now - 3600 if opens is None else opens,
+            now + 86400 if closes is None else closes,
+            question={
                 "bs": "Da li želite više rasvjete u parku?",
                 "sr": "Да ли желите више расвјете у парку?",
                 "en": "Do you want more lighting in the park?",
             },
-            "options": [
-                {"id": "yes", "label": {"bs": "Da", "en": "Yes"}},
-                {"id": "no", "label": {"bs": "Ne", "en": "No"}},
-            ],
-            "municipalities": municipalities,
-            **extra,
-        }
+            options=poll_options(
+                ("yes", {"bs": "Da", "en": "Yes"}), ("no", {"bs": "Ne", "en": "No"})
+            ),
+            municipalities=municipalities,
+        )
+        body = {**park_lights, **extra}
         r = self.http.post("/api/v1/polls", json=body, headers=self.auth(self.admin))
         assert r.status_code == 201, r.text
         return body

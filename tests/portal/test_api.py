@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from portal import store
-from testkit.polls import protocol_poll
+from testkit.polls import poll_options, protocol_poll
 from tests.portal.conftest import bench_day
 
 POLL_KEYS = {"v", "id", "opens", "closes", "question", "options"}
@@ -416,7 +416,7 @@ GOOD_POLL = protocol_poll("checked-poll", 1795651000, 1798243000, municipalities
 
 def options(*pairs: tuple[str, dict[str, str]]) -> dict[str, Any]:
     """A change to GOOD_POLL: these options, each an (id, label) pair."""
-    return {"options": [{"id": id_, "label": label} for id_, label in pairs]}
+    return {"options": poll_options(*pairs)}
 
 
 @pytest.mark.parametrize(
@@ -474,10 +474,10 @@ def test_poll_texts_keep_their_letters(portal: Any) -> None:
             "bs": "Šta želite: čišće ulice ili đački park?",
             "sr": "Шта желите: чистије улице или ђачки парк?",
         },
-        "options": [
-            {"id": "a", "label": {"bs": "Čišće ulice", "sr": "Чистије улице"}},
-            {"id": "b", "label": {"bs": "Đački park", "sr": "Ђачки парк"}},
-        ],
+        **options(
+            ("a", {"bs": "Čišće ulice", "sr": "Чистије улице"}),
+            ("b", {"bs": "Đački park", "sr": "Ђачки парк"}),
+        ),
     }
     r = portal.http.post(
         "/api/v1/polls",

@@ -20,57 +20,51 @@ from bench.voting import Voting
 from drivers.ssd1306 import SSD1306
 
 from boards.virtual.display import SSD1306Model, load_png_pixels, save_png
+from testkit.polls import poll_options, protocol_poll
 
 GOLDEN = Path(__file__).parent / "golden"
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "img"
 UPDATE = os.environ.get("KLUPA_UPDATE_GOLDENS") == "1"
 TS = 1795712460  # 2026-11-26 17:01 UTC, 18:01 in Sarajevo
 
-POLL_LATIN = {
-    "v": 1,
-    "id": "zepce-2026-cesma",
-    "opens": TS - 86400,
-    "closes": TS + 86400,
-    "question": {
+OPEN = (TS - 86400, TS + 86400)  # the polls' opens and closes: a day either side of TS
+
+POLL_LATIN = protocol_poll(
+    "zepce-2026-cesma",
+    *OPEN,
+    question={
         "bs": "Čačak ili Ćićevac? Šuma, žuto, Đurđevak: ČĆŠŽĐ šta želite u parku?",
         "en": "What do you want in the park?",
     },
-    "options": [
-        {"id": "cesma", "label": {"bs": "Česma", "en": "Fountain"}},
-        {"id": "klupe", "label": {"bs": "Klupe", "en": "Benches"}},
-        {"id": "svjetla", "label": {"bs": "Svjetla", "en": "Lights"}},
-    ],
-}
-POLL_CYRILLIC = {
-    "v": 1,
-    "id": "trebinje-2026-park",
-    "opens": TS - 86400,
-    "closes": TS + 86400,
-    "question": {
+    options=poll_options(
+        ("cesma", {"bs": "Česma", "en": "Fountain"}),
+        ("klupe", {"bs": "Klupe", "en": "Benches"}),
+        ("svjetla", {"bs": "Svjetla", "en": "Lights"}),
+    ),
+)
+POLL_CYRILLIC = protocol_poll(
+    "trebinje-2026-park",
+    *OPEN,
+    question={
         "bs": "Da li želite više rasvjete u parku?",
         "sr": "Да ли желите више расвјете у парку? Ђурђевдан, Љубиње, Његош, Џеп, Ћуприја.",
     },
-    "options": [
-        {"id": "da", "label": {"bs": "Da", "sr": "Да"}},
-        {"id": "ne", "label": {"bs": "Ne", "sr": "Не"}},
-    ],
-}
-POLL_LONG = {
-    "v": 1,
-    "id": "mostar-2026-trg",
-    "opens": TS - 86400,
-    "closes": TS + 86400,
-    "question": {
+    options=poll_options(("da", {"bs": "Da", "sr": "Да"}), ("ne", {"bs": "Ne", "sr": "Не"})),
+)
+POLL_LONG = protocol_poll(
+    "mostar-2026-trg",
+    *OPEN,
+    question={
         "bs": "Šta bi najviše poboljšalo ovaj trg: više hlada i drveća, češće čišćenje, "
         "javna česma s pitkom vodom ili bolja rasvjeta noću?",
     },
-    "options": [
-        {"id": "hlad", "label": {"bs": "Hlad i drveće"}},
-        {"id": "cisto", "label": {"bs": "Češće čišćenje"}},
-        {"id": "voda", "label": {"bs": "Česma s vodom"}},
-        {"id": "svjetlo", "label": {"bs": "Rasvjeta noću"}},
-    ],
-}
+    options=poll_options(
+        ("hlad", {"bs": "Hlad i drveće"}),
+        ("cisto", {"bs": "Češće čišćenje"}),
+        ("voda", {"bs": "Česma s vodom"}),
+        ("svjetlo", {"bs": "Rasvjeta noću"}),
+    ),
+)
 
 
 class Bus:
