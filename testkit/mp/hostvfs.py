@@ -10,14 +10,6 @@
 import vfs
 
 
-def _passed_on(name):
-    # A method that hands its arguments to VfsPosix's method of the same name, through _call.
-    def method(self, *args):
-        return self._call(name, *args)
-
-    return method
-
-
 class _HostVfs:
     _ERRNO = {
         63: 1,
@@ -70,20 +62,35 @@ class _HostVfs:
             entries.append((entry[0], entry[1], entry[2], size))
         return iter(entries)
 
+    def chdir(self, path):
+        return self._call("chdir", path)
+
     def getcwd(self):
         cwd = self._call("getcwd")
         if self._root and cwd.startswith(self._root):
             cwd = cwd[len(self._root) :]
         return cwd or "/"
 
-    chdir = _passed_on("chdir")
-    mkdir = _passed_on("mkdir")
-    remove = _passed_on("remove")
-    rename = _passed_on("rename")
-    rmdir = _passed_on("rmdir")
-    stat = _passed_on("stat")
-    statvfs = _passed_on("statvfs")
-    open = _passed_on("open")
+    def mkdir(self, path):
+        return self._call("mkdir", path)
+
+    def remove(self, path):
+        return self._call("remove", path)
+
+    def rename(self, old, new):
+        return self._call("rename", old, new)
+
+    def rmdir(self, path):
+        return self._call("rmdir", path)
+
+    def stat(self, path):
+        return self._call("stat", path)
+
+    def statvfs(self, path):
+        return self._call("statvfs", path)
+
+    def open(self, path, mode):
+        return self._call("open", path, mode)
 
 
 def _mount_root(root):
