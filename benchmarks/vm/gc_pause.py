@@ -11,8 +11,7 @@ import gc
 import json
 import time
 
-import vmapp
-from pressrun import POLL
+from pressrun import POLL, app_with_front
 
 RUNS = 50
 
@@ -31,7 +30,7 @@ def _median(xs):
 async def main():
     gc.collect()
     base = gc.mem_alloc()  # the launcher, the harness (and in "rom" mode the image) before the app
-    clock, app, loop, _, front = await vmapp.app_with_front(POLL)
+    clock, app, loop, _, front = await app_with_front(POLL)
     gc.collect()
     live = gc.mem_alloc() - base
     heap = gc.mem_free() + gc.mem_alloc()

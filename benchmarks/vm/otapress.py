@@ -22,7 +22,7 @@ import time
 
 import vmapp
 import vmkit
-from pressrun import POLL
+from pressrun import POLL, app_with_front
 
 PRESSES = 60
 ANCHOR_FILE = "/ota_anchor.txt"  # the public half of the key that signed /manifest.json
@@ -128,7 +128,7 @@ async def opener(host, port):
 
 
 async def run(fig, peaks):
-    clock, app, loop, built, front = await vmapp.app_with_front(POLL)
+    clock, app, loop, built, front = await app_with_front(POLL)
     from bench import http, ota, trust
 
     with open(ANCHOR_FILE) as f:

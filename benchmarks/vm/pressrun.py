@@ -5,6 +5,8 @@
 # pad readings, Front.on_touch -> Ui -> Voting.press -> App.record_vote (spooled) -> the
 # confirmation screen -> SSD1306.show() -> I2C writeto.
 
+import json
+
 import vmapp
 import vmkit
 
@@ -27,6 +29,24 @@ POLL = {
 }
 
 
+async def app_with_front(poll):
+    # vmapp.connected_app() with the front as bench.startup.start() builds it (from the parsed
+    # profile, dropped afterwards), showing `poll` and settled: (clock, app, loopback, live
+    # heap once the app was built, front).
+    clock, app, loop, built = await vmapp.connected_app()
+    from bench.front import Front
+
+    with open(vmkit.BOARD_FILE) as f:
+        app.board = json.load(f)
+    front = Front(app)
+    app.front = front
+    app.board = None
+    front.on_poll(app, json.dumps(poll).encode())
+    front.ui.redraw()
+    await loop.pump()
+    return clock, app, loop, built, front
+
+
 def _median(xs):
     s = sorted(xs)
     n = len(s)
@@ -34,7 +54,7 @@ def _median(xs):
 
 
 async def run(fig, peaks):
-    clock, app, loop, built, front = await vmapp.app_with_front(POLL)
+    clock, app, loop, built, front = await app_with_front(POLL)
     ready = await vmkit.settle()
     fine = vmkit.fine_us
     i2c = app.i2c

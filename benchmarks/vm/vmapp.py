@@ -208,21 +208,3 @@ async def connected_app():
     loop = Loopback(app)
     await loop.pump()
     return clock, app, loop, await vmkit.settle()
-
-
-async def app_with_front(poll):
-    # connected_app() with the front as bench.startup.start() builds it (from the parsed
-    # profile, dropped afterwards), showing `poll` and settled: (clock, app, loopback, live
-    # heap once the app was built, front).
-    clock, app, loop, built = await connected_app()
-    from bench.front import Front
-
-    with open(vmkit.BOARD_FILE) as f:
-        app.board = json.load(f)
-    front = Front(app)
-    app.front = front
-    app.board = None
-    front.on_poll(app, json.dumps(poll).encode())
-    front.ui.redraw()
-    await loop.pump()
-    return clock, app, loop, built, front
