@@ -197,10 +197,21 @@ class I2C:
                 self.on_frame(data)
 
 
+class RTC:
+    # RTC memory (outside the GC heap on an ESP32; here the one bytes object it holds is on it).
+    v = b""
+
+    def memory(self, data=None):
+        if data is None:
+            return RTC.v
+        RTC.v = bytes(data)
+
+
 class Machine:
     Pin = Pin
     TouchPad = TouchPad
     I2C = I2C
+    RTC = RTC
 
     @staticmethod
     def reset_cause():

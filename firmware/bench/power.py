@@ -15,6 +15,7 @@
 # so then the voltage may only pull the count down. The count alone never says 100 %; near
 # full a lead-acid battery stores less of each amp-hour as it gasses (the profile's
 # "gassing_soc" and "charge_efficiency_full"), and it is full at a lower tail ("tail_c").
+from bench.protocol import POWER_STATES
 from bench.runtime import const
 
 _REST_MA = const(200)
@@ -38,8 +39,9 @@ def interpolate(curve, x):
 
 
 class PowerManager:
-    def __init__(self, battery, soc_pct=None):
-        # battery: the board profile's "battery" object.
+    def __init__(self, battery, soc_pct=None, machine=None):
+        # battery: the board profile's "battery" object; machine: the module, whose RTC memory
+        # keeps the count across a reset (see resume).
         self.capacity = int(battery["capacity_ah"] * 3600000000)  # mA*ms
         self.eff = int(battery["charge_efficiency"] * 1000)
         self.full_mv = int(battery["full_v"] * 1000)
@@ -67,6 +69,24 @@ class PowerManager:
         self.full_ms = 0
         self.low_v_ms = 0
         self.seeded = soc_pct is not None
+        self.machine = machine
+
+    def resume(self):
+        # After a reset (not a power cut, which clears RTC memory) the count and state go on
+        # where update() left them: the voltage under a load or a charge would seed a LiFePO4
+        # count 15 points off. RTC memory: b"kSoC", the capacity in mAh (3 bytes: another
+        # battery's count is not this one's), soc_cp * 4 + state (2 bytes). -> False for
+        # anything else, and the first sample seeds the count from the voltage.
+        d = self.machine.RTC().memory()
+        if len(d) != 9 or d[:4] != b"kSoC":
+            return False
+        k = int.from_bytes(d[7:], "big")
+        if int.from_bytes(d[4:7], "big") != self.capacity // 3600000 or k > 40002 or k & 3 > 2:
+            return False
+        self.q = self.capacity * (k >> 2) // 10000
+        self.state = POWER_STATES[k & 3]
+        self.seeded = True
+        return True
 
     def set_thresholds(self, saver_soc=None, critical_soc=None):
         # `set` moves the entry thresholds; the exit thresholds keep their hysteresis gap.
@@ -130,7 +150,12 @@ class PowerManager:
             self.low_v_ms += dt_ms
         else:
             self.low_v_ms = 0
-        return self.decide(mv)
+        change = self.decide(mv)
+        if self.machine is not None:  # RTC memory is RAM: each sample, for resume()
+            k = self.soc_cp() * 4 + POWER_STATES.index(self.state)
+            mah = self.capacity // 3600000
+            self.machine.RTC().memory(b"kSoC" + mah.to_bytes(3, "big") + k.to_bytes(2, "big"))
+        return change
 
     def decide(self, mv):
         soc = self.soc_cp() / 100

@@ -131,9 +131,13 @@ def setup_hardware(app):
             app.fault("wifi_ap", str(e))
     app.wifi_stats = WifiStats(app.link.sta, ap)
     app.window = Window([p["n"] for p in b["ports"]])
-    app.power = PowerManager(b["battery"])
+    app.power = PowerManager(b["battery"], None, m)
     th = app.state.get("settings", {})
     app.power.set_thresholds(th.get("saver_soc"), th.get("critical_soc"))
+    # After a reset (hard 2, watchdog 3, soft 5; not a power-on or a deep sleep, whose charge
+    # nobody counted) the count goes on where RTC memory kept it, in its power state.
+    if m.reset_cause() in (2, 3, 5) and app.power.resume():
+        app.apply_power_state(app.power.state)
 
 
 def start(app):

@@ -207,6 +207,54 @@ class PowerTest(unittest.TestCase):
         self.assertEqual(pm.th["recover_soc"], 30)
         self.assertEqual(pm.decide(13200), ("normal", "saver"))
 
+    def test_a_reset_resumes_the_count_and_state_that_rtc_memory_kept(self):
+        machine = Machine()
+        pm = PowerManager(LIFEPO4, machine=machine)
+        pm.update(13250, 0, 1000)  # seeded from the voltage: 60 %
+        pm.update(13250, -20000, 30 * 60000)  # 10 Ah out at a voltage held up: the count says 35
+        self.assertEqual(pm.state, "saver")  # below saver_soc (40 %)
+        after = PowerManager(LIFEPO4, machine=machine)
+        self.assertTrue(after.resume())
+        self.assertEqual((after.soc_cp(), after.state), (3500, "saver"))
+        after.update(13250, 0, 1000)  # the first sample no longer seeds from the voltage
+        self.assertEqual(after.soc_cp(), 3500)
+        self.assertTrue(PowerManager(LIFEPO4, machine=machine).resume())  # and kept it again
+
+    def test_what_is_not_this_battery_s_kept_count_is_refused(self):
+        machine = Machine()
+        PowerManager(LIFEPO4, machine=machine).update(13150, 0, 1000)  # 40 %: normal
+        good = machine.rtc.data
+        other = dict(LIFEPO4, capacity_ah=55.0)  # another battery's count
+        self.assertFalse(PowerManager(other, machine=Machine(good)).resume())
+        bad = [b"", good[:-1], good + b"\x00", b"kSoX" + good[4:], bytes(len(good))]
+        bad.append(good[:7] + (10001 * 4).to_bytes(2, "big"))  # 100.01 %
+        bad.append(good[:7] + (4000 * 4 + 3).to_bytes(2, "big"))  # no fourth power state
+        for data in bad:
+            fresh = PowerManager(LIFEPO4, machine=Machine(data))
+            self.assertFalse(fresh.resume(), data)
+            fresh.update(13250, 0, 1000)
+            self.assertEqual(fresh.soc_cp(), 6000, data)  # seeded from the voltage
+        self.assertTrue(PowerManager(LIFEPO4, machine=Machine(good)).resume())
+
+
+class Machine:
+    # The machine module's RTC: one RTC memory, which memory() reads and writes.
+    def __init__(self, data=b""):
+        self.rtc = Rtc(data)
+
+    def RTC(self):  # noqa: N802 - machine.RTC
+        return self.rtc
+
+
+class Rtc:
+    def __init__(self, data):
+        self.data = data
+
+    def memory(self, data=None):
+        if data is None:
+            return self.data
+        self.data = bytes(data)
+
 
 if __name__ == "__main__":
     unittest.main()
