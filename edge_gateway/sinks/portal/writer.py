@@ -26,6 +26,7 @@ log = logging.getLogger("edge_gateway.sink.portal")
 VOTES_PER_REQUEST = 500
 FW_MAX = 40  # characters of `fw` the portal keeps
 DAYS_PER_REQUEST = 200
+REFUSED_LOG_S = 3600.0  # a bench whose state the portal refuses: logged this often
 
 
 class PortalSink(Sink):
@@ -36,6 +37,7 @@ class PortalSink(Sink):
         self.municipality = municipality
         self.cfg = cfg
         self.timeout_s = 15.0
+        self.refused_logged: dict[str, float] = {}  # bench -> when its refusal was logged
 
     def headers(self) -> dict[str, str]:
         return {
@@ -211,8 +213,26 @@ class PortalSink(Sink):
         try:
             self.request("PUT", f"/api/v1/benches/{bench}", body, "ok")
         except Retry as exc:
+            if exc.status == 403:
+                # This bench is not registered to the municipality (not yet, or moved): the
+                # broker lets it in, the portal does not take its state. A wrong token would
+                # have failed on the bench-days sent before this; retried, this 403 would
+                # hold every later row of every bench back for ever.
+                self._refused(bench, str(exc))
+                return
             if not self.poisoned(exc) or not self.strike(("bench", bench)):
                 raise
             log.warning("portal failed on the state of %s (%s); skipped", bench, str(exc)[:120])
         except Rejected as exc:
-            log.warning("portal refused the state of %s: %s", bench, exc)
+            self._refused(bench, str(exc))
+
+    def _refused(self, bench: str, why: str) -> None:
+        """The portal refused a bench's state: skipped (the next of its rows sends it again),
+        logged at most once an hour per bench."""
+        now = time.monotonic()
+        if now - self.refused_logged.get(bench, -REFUSED_LOG_S) < REFUSED_LOG_S:
+            return
+        if len(self.refused_logged) > 10_000:
+            self.refused_logged.clear()
+        self.refused_logged[bench] = now
+        log.warning("portal refused the state of %s (skipped): %s", bench, why[:160])
