@@ -324,10 +324,40 @@ class Ingest(LogStage, abc.ABC):
         if c:
             g.changes.append(c)
         if rid is None:
+            other = self._other_record(bench, boot, seq, kind, item.payload)
+            if other:
+                # Not a re-send: another record under a stored identity (a boot counter
+                # that went back, a replaced bench not seeded, a replay). The stored one
+                # stays; this one is kept aside for a person, not dropped unseen.
+                g.counts["rejected"] += 1
+                g.counts["rejected:identity_reused"] += 1
+                st.quarantine(item.topic, "identity_reused", other, item.payload, item.t)
+                g.rejects.append((bench, "identity_reused", other))
+                return
             g.counts["duplicates"] += 1
             return
         g.counts["accepted"] += 1
         self._derive(msg, rid)
+
+    def _other_record(self, bench: str, boot: int, seq: int, kind: str, payload: bytes) -> str:
+        """Why a record whose identity is stored is not a re-send of the stored one, or "".
+
+        A re-send is the same record again (docs/protocol.md: it keeps its boot, seq and ts);
+        compared as JSON values, so spacing or a number's spelling does not matter.
+        """
+        stored = self.store.stored_record(bench, boot, seq)
+        if stored is None or stored[1] is None:
+            return ""  # a reject for good (its body not kept): re-sending it changes nothing
+        where = f"{boot}/{seq}"
+        if stored[0] != kind:
+            return f"{where} is stored as {stored[0]}, this is {kind}"
+        if stored[1] == payload:
+            return ""
+        try:
+            same = msgspec.json.decode(stored[1]) == msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            same = False
+        return "" if same else f"{where} is stored with another body"
 
     def _reject(self, item: Incoming, exc: P.ProtocolError, g: Group) -> None:
         """Quarantine a message that breaks the protocol; keep its identity when readable."""

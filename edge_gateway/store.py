@@ -194,6 +194,14 @@ class Store:
         )
         return cur.lastrowid if cur.rowcount == 1 else None
 
+    def stored_record(self, bench: str, boot: int, seq: int) -> tuple[str, bytes | None] | None:
+        """The kind and body stored under a record's identity (None: nothing stored)."""
+        row = self.conn.execute(
+            "SELECT kind, body FROM messages WHERE bench = ? AND boot = ? AND seq = ?",
+            (bench, boot, seq),
+        ).fetchone()
+        return None if row is None else (str(row[0]), row[1])
+
     def add_vote(self, bench: str, poll: str, choice: str, ts: int, msg: int) -> None:
         self.conn.execute(
             "INSERT INTO votes (bench, poll, choice, minute, msg) VALUES (?, ?, ?, ?, ?)",

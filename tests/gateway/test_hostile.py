@@ -267,6 +267,44 @@ def test_a_bench_password_cannot_take_over_the_gateway_session(
     pub.close()
 
 
+def test_another_record_under_a_stored_identity_is_kept_aside_not_dropped_unseen(
+    link: tuple[Gateway, Publisher],
+) -> None:
+    """A bench whose boot counter went back (re-flashed without its seed, a replacement not
+    provisioned) sends new records under identities already stored. Each was counted as a
+    duplicate of the stored record and dropped without a trace. A re-send still is one."""
+    gw, pub = link
+    now = int(time.time())
+    v = topic_of("mostar-01", "vote")
+    first = vote("mostar-01", 12, 1, now - 50, "p-one", "yes")
+    pub.publish(v, first)
+    pub.wait_published()
+    wait_until(lambda: receipted(pub, 12, 1), 10, what="the first vote receipted")
+    pub.publish(v, b" " + dumps(first).replace(b'"v":1', b'"v":1.0'))  # a re-send, respelled
+    pub.publish(v, vote("mostar-01", 12, 1, now - 5, "p-one", "no"))  # another vote
+    pub.publish(T1, telemetry("mostar-01", 12, 1, now - 4))  # another kind of record
+    pub.wait_published()
+    wait_until(lambda: gw.counts["received"] == 4, 10, what="all four judged")
+    assert gw.counts["accepted"] == 1 and gw.counts["duplicates"] == 1
+    assert gw.counts["rejected:identity_reused"] == 2
+    st = Store(gw.cfg.spool.path, readonly=True)
+    try:
+        kept = st.conn.execute(
+            "SELECT topic, detail, payload FROM quarantine WHERE reason = 'identity_reused' "
+            "ORDER BY id"
+        ).fetchall()
+        votes = st.conn.execute("SELECT choice FROM votes").fetchall()
+    finally:
+        st.close()
+    assert [(t, d) for t, d, _ in kept] == [
+        (v, "12/1 is stored with another body"),
+        (T1, "12/1 is stored as vote, this is telemetry"),
+    ]
+    assert json.loads(kept[0][2])["choice"] == "no" and votes == [("yes",)]
+    assert receipted(pub, 12, 1)
+    good_record_goes_through(gw, pub, 12, 2)
+
+
 # --------------------------------------------------------------------------- clocks
 
 
