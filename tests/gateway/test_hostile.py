@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -496,6 +497,53 @@ def test_the_ota_server_serves_files_only(tmp_path: Path) -> None:
             assert info.value.code == 404, path
     finally:
         server.stop()
+
+
+def test_idle_connections_neither_pile_up_nor_keep_the_http_servers_from_answering(
+    tmp_path: Path,
+) -> None:
+    """Each connection to the OTA server (on the benches' network) or the metrics endpoint took
+    a thread for as long as it was open, and an idle one stayed open for ever: anyone who
+    reached the port could open thousands and exhaust the gateway process."""
+    from edge_gateway import serve
+
+    (tmp_path / "manifest.json").write_text('{"version":"1.2.0"}')
+    server = serve.serve_ota(str(tmp_path), free_port(), host="127.0.0.1")
+
+    def handler_threads() -> int:
+        return sum("process_request" in t.name for t in threading.enumerate())
+
+    n = serve.MAX_CONNECTIONS + 20
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(n)]
+    try:
+        for s in idle:
+            s.settimeout(30)
+        # Past the cap a connection is closed at once; those within it wait for a request.
+        refused = [s for s in idle[serve.MAX_CONNECTIONS :] if s.recv(1) == b""]
+        assert len(refused) == n - serve.MAX_CONNECTIONS
+        assert handler_threads() <= serve.MAX_CONNECTIONS
+    finally:
+        for s in idle:
+            s.close()
+    # Their clients gone, their threads end, and the server answers again.
+    wait_until(lambda: handler_threads() == 0, 10, what="the idle connections' threads to end")
+    url = f"http://127.0.0.1:{server.port}/manifest.json"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        assert json.loads(r.read()) == {"version": "1.2.0"}
+    server.stop()
+    # A connection that says nothing is closed after idle_s, by either server.
+    gw_view: Any = type("V", (), {})()
+    for quick in (
+        serve.serve_ota(str(tmp_path), free_port(), host="127.0.0.1", idle_s=0.2),
+        serve.serve_metrics(gw_view, free_port(), host="127.0.0.1", idle_s=0.2),
+    ):
+        try:
+            s = socket.create_connection(("127.0.0.1", quick.port))
+            s.settimeout(30)
+            assert s.recv(1) == b""  # closed by the server, not timed out here
+            s.close()
+        finally:
+            quick.stop()
 
 
 def test_after_a_barrage_influxdb_holds_exactly_the_good_records(
