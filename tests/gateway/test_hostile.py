@@ -36,7 +36,12 @@ from testkit.gateway import (
     write_config,
 )
 
-USERS = {"gateway-mostar": "gw-secret-test", "mostar-01": "bench1-test", "mostar-02": "bench2-test"}
+USERS = {
+    "gateway-mostar": "gw-secret-test",
+    "ops-mostar": "ops-secret-test",
+    "mostar-01": "bench1-test",
+    "mostar-02": "bench2-test",
+}
 T1 = topic_of("mostar-01", "telemetry")
 
 
@@ -304,6 +309,56 @@ def test_another_record_under_a_stored_identity_is_kept_aside_not_dropped_unseen
     assert json.loads(kept[0][2])["choice"] == "no" and votes == [("yes",)]
     assert receipted(pub, 12, 1)
     good_record_goes_through(gw, pub, 12, 2)
+
+
+def ack(bench_id: str, seq: int, cid: str) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "bench": bench_id,
+        "boot": 13,
+        "seq": seq,
+        "ts": int(time.time()),
+        "id": cid,
+        "ok": True,
+        "detail": "",
+    }
+
+
+def test_an_ack_counts_only_from_the_bench_the_command_went_to(
+    broker: Broker, link: tuple[Gateway, Publisher]
+) -> None:
+    """The ops link (`gateway cmd`, the rollout) took an ack by its id alone: another bench
+    that learnt a command's id (a log, a screen) could ack it, say a reboot or an update was
+    taken, and a flood of acks for made-up ids emptied what the link had collected."""
+    from edge_gateway.commands import CommandLink
+
+    gw, one = link
+    ops = CommandLink(gw.cfg, "ops-mostar", USERS["ops-mostar"])  # every bench's acks
+    ops.open()
+    other = bench(broker, "mostar-02")
+    try:
+        cid = ops.send("mostar-01", "ota", {"url": "http://x/m.json", "version": "9.9.9"})
+        ack_topic = topic_of("mostar-02", "cmd/ack")
+        other.publish(ack_topic, ack("mostar-02", 1, cid))  # on its own topic, in its name
+        other.publish(ack_topic, ack("mostar-01", 2, cid))  # on its own topic, in another's
+        mine = ops.send("mostar-02", "ping", {})
+        other.publish(ack_topic, ack("mostar-02", 3, mine))  # in order after the two
+        other.wait_published()
+        assert ops.wait_ack(mine, 10) is not None
+        assert ops.ack(cid) is None
+        one.publish(topic_of("mostar-01", "cmd/ack"), ack("mostar-01", 1, cid))
+        one.wait_published()
+        assert (ops.wait_ack(cid, 10) or {}).get("bench") == "mostar-01"
+        for n in range(10_002):  # acks for ids never sent
+            other.publish(ack_topic, ack("mostar-02", 10 + n, f"c-{n:08x}"))
+        last = ops.send("mostar-02", "ping", {})
+        other.publish(ack_topic, ack("mostar-02", 99_999, last))
+        other.wait_published(60)
+        assert ops.wait_ack(last, 30) is not None
+        assert (ops.ack(cid) or {}).get("bench") == "mostar-01"
+    finally:
+        other.close()
+        ops.close()
 
 
 # --------------------------------------------------------------------------- clocks
