@@ -416,10 +416,14 @@ class Store:
     def prune(self, sinks: list[str], retention_days: float, max_mb: float, now: float) -> int:
         """Delete forwarded rows past retention; over ``max_mb``, drop oldest first (see docs).
 
-        Returns the number of message rows deleted.
+        Returns the number of message rows deleted. The newest row is never deleted: SQLite
+        numbers a new row one past the largest id left (1 in an empty table), and the sinks'
+        watermarks are ids, so after a quiet spell that emptied the table every new row would
+        lie below them and never be forwarded.
         """
         marks = self.watermarks()
-        low = min((marks.get(s, 0) for s in sinks), default=self.last_id())
+        top = self.last_id()
+        low = min(min((marks.get(s, 0) for s in sinks), default=top), top - 1)
         cutoff = now - retention_days * 86400
         deleted = 0
         with self.transaction():
@@ -434,7 +438,7 @@ class Store:
             if self.size_bytes() <= limit:
                 break
             with self.transaction():
-                n = self._drop_oldest(low)
+                n = self._drop_oldest(low, top)
             if n == 0:
                 break
             deleted += n
@@ -456,16 +460,20 @@ class Store:
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # VACUUM went through the WAL
         return True
 
-    def _drop_oldest(self, low: int) -> int:
-        """One step of the size policy: forwarded rows, then quarantine, then telemetry."""
+    def _drop_oldest(self, low: int, top: int) -> int:
+        """One step of the size policy: forwarded rows, then quarantine, then telemetry; never
+        the row ``top`` (the newest, see :meth:`prune`)."""
         total = self.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
         step = max(1000, total // 10)
-        oldest = "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE {} ORDER BY id LIMIT ?)"
+        oldest = (
+            "DELETE FROM messages WHERE id IN "
+            "(SELECT id FROM messages WHERE {} AND id < ? ORDER BY id LIMIT ?)"
+        )
         for sql, args, unforwarded in (
-            (oldest.format("id <= ?"), (low, step), False),
+            (oldest.format("id <= ?"), (low, top, step), False),
             ("DELETE FROM quarantine", (), False),
-            (oldest.format("kind = 'telemetry'"), (step,), True),
-            (oldest.format("1"), (step,), True),
+            (oldest.format("kind = 'telemetry'"), (top, step), True),
+            (oldest.format("1"), (top, step), True),
         ):
             n = int(self.conn.execute(sql, args).rowcount)
             if n:

@@ -27,6 +27,7 @@ from klupa.services import Broker, Influx1, free_port
 from provisioning.broker import acl_text
 from testkit.gateway import (
     Publisher,
+    RecordingPortal,
     dumps,
     event,
     telemetry,
@@ -407,6 +408,36 @@ def test_the_gateway_takes_nothing_before_its_clock_is_synchronised(
 
 
 # --------------------------------------------------------------------------- full disk
+
+
+def test_records_after_a_quiet_spell_longer_than_retention_are_forwarded(
+    broker: Broker, start_gateway: Callable[..., Gateway], portal: RecordingPortal
+) -> None:
+    """Once every row was forwarded and older than retention_days (benches stored for the
+    winter, a long outage), upkeep emptied the messages table and SQLite numbered the next
+    row 1 again: below the sinks' watermarks, so nothing after that, votes included, ever
+    reached the portal, and the backlog said 0."""
+    extra = f'[portal]\nurl = "{portal.url}"\ntoken = "{portal.token}"\n'
+    gw = start_gateway(extra, store="quiet.sqlite")
+    pub = bench_listening(broker)
+    now = int(time.time())
+    v = topic_of("mostar-01", "vote")
+    for seq in range(1, 4):
+        pub.publish(v, vote("mostar-01", 14, seq, now - 10 + seq, "p-one", "yes"))
+    pub.wait_published()
+    wait_until(lambda: len(portal.votes) == 3, 15, what="the first votes at the portal")
+    gw.stop(flush_s=2)  # its watermark saved
+    st = Store(gw.cfg.spool.path)
+    try:  # the hourly upkeep, 40 days later
+        st.prune(["portal"], gw.cfg.spool.retention_days, 2048, time.time() + 40 * 86400)
+    finally:
+        st.close()
+    start_gateway(extra, store="quiet.sqlite")
+    for seq in range(4, 6):
+        pub.publish(v, vote("mostar-01", 14, seq, now - 5 + seq, "p-one", "no"))
+    pub.wait_published()
+    wait_until(lambda: len(portal.votes) == 5, 15, what="the votes after the spell at the portal")
+    pub.close()
 
 
 @pytest.fixture

@@ -84,6 +84,23 @@ def test_size_bound_drops_forwarded_rows_then_telemetry_before_votes(tmp_path: P
     assert st.size_bytes() / 2**20 <= size_mb * 0.5
 
 
+def test_upkeep_never_hands_out_an_id_again_below_the_watermarks(tmp_path: Path) -> None:
+    """Every row forwarded, then pruned (retention) or dropped (size): the next row must come
+    after the watermarks. SQLite numbers a row one past the largest id left, so an emptied
+    table started again at 1, and the sinks never read past their watermark to it."""
+    now = time.time()
+    for retention_days, max_mb in ((35, 2048.0), (36500, 0.01)):
+        st = Store(str(tmp_path / f"s{retention_days}.sqlite"))
+        fill(st, "telemetry", 1500, now - 40 * 86400, 1)
+        with st.transaction():
+            st.set_watermark("influxdb", 1500)
+        assert st.prune(["influxdb"], retention_days, max_mb, now) > 0
+        with st.transaction():
+            st.insert_message("mostar-01", 2, 1, "vote", int(now), now, b"{}")
+        assert [(r.boot, r.seq) for r in st.rows_after(st.watermark("influxdb"), 10)] == [(2, 1)]
+        st.close()
+
+
 def test_local_days_follow_sarajevo_time_across_dst() -> None:
     start, end = day_bounds("2026-03-29")  # spring forward: a 23-hour day
     assert end - start == 23 * 3600
