@@ -37,6 +37,12 @@ GROUP_MAX = 2000
 RECEIPT_MIN_INTERVAL_S = 1.0
 SAVE_EVERY_S = 30.0
 REJECT_LOG_INTERVAL_S = 60.0
+# Lines a bench's own messages make (its health changes, faults, tampering, a critical
+# battery): this many of a kind per bench per window, the rest counted, not logged. A bench
+# that flaps its Status or sends a stream of fault events must not flood the journal on the
+# SD card that every bench's records share.
+BENCH_LOG_BURST = 10
+BENCH_LOG_WINDOW_S = 60.0
 STORE_RETRY_S = 5.0  # while the store cannot write (full disk): how often to try again
 STORE_LOG_INTERVAL_S = 60.0
 CLOCK_REJECTED = (
@@ -69,6 +75,7 @@ class Ingest(LogStage, abc.ABC):
     receipt_dirty: set[str]
     receipt_sent: dict[str, float]
     reject_logged: dict[tuple[str, str], float]
+    bench_logged: dict[tuple[str, str], tuple[float, int]]  # (bench, kind) -> window start, lines
     generation: int
     connected: threading.Event
     closing: bool
@@ -420,7 +427,14 @@ class Ingest(LogStage, abc.ABC):
             b.period = int(msg.period)
             b.soc = float(msg.batt.soc)
             if b.power != msg.power and msg.power == "critical":
-                log.warning("%s: battery critical (SoC %.1f %%)", msg.bench, msg.batt.soc)
+                self._bench_log(
+                    logging.WARNING,
+                    msg.bench,
+                    "critical",
+                    "%s: battery critical (SoC %.1f %%)",
+                    msg.bench,
+                    msg.batt.soc,
+                )
             b.power = msg.power
             d = self._day(msg.bench, int(msg.ts))
             d[0] += msg.solar.wh
@@ -441,7 +455,10 @@ class Ingest(LogStage, abc.ABC):
                     b.tamper_at, b.tamper_kind = time.time(), msg.kind or ""
                 elif msg.code == "touch_wet" and b.wet_since is None:
                     b.wet_since = min(float(msg.ts), time.time())
-                log.warning(
+                self._bench_log(
+                    logging.WARNING,
+                    msg.bench,
+                    msg.type,
                     "%s: %s %s %s",
                     msg.bench,
                     msg.type,
@@ -449,7 +466,14 @@ class Ingest(LogStage, abc.ABC):
                     printable(msg.detail or ""),
                 )
             elif msg.type == "power" and msg.to == "critical":
-                log.warning("%s: power state %s -> critical", msg.bench, msg.from_)
+                self._bench_log(
+                    logging.WARNING,
+                    msg.bench,
+                    "critical",
+                    "%s: power state %s -> critical",
+                    msg.bench,
+                    msg.from_,
+                )
         elif isinstance(msg, P.Vote):
             st.add_vote(msg.bench, msg.poll, msg.choice, int(msg.ts), rid)
             self._day(msg.bench, int(msg.ts))[5] += 1
@@ -501,7 +525,35 @@ class Ingest(LogStage, abc.ABC):
 
     def _log_change(self, c: Change) -> None:
         state = "online" if c.online else ("sleeping" if c.sleeping else "offline")
-        log.info("%s is %s (%s)", c.bench, state, c.why)
+        self._bench_log(logging.INFO, c.bench, "state", "%s is %s (%s)", c.bench, state, c.why)
+
+    def _bench_log(self, level: int, bench: str, kind: str, fmt: str, *args: Any) -> None:
+        """A line a bench's messages make: BENCH_LOG_BURST of a kind per bench per window;
+        past that, one line says so, and the next window's first line says how many were
+        left out."""
+        now = time.monotonic()
+        key = (bench, kind)
+        start, n = self.bench_logged.get(key, (now, 0))
+        if now - start >= BENCH_LOG_WINDOW_S:
+            if n > BENCH_LOG_BURST:
+                log.warning(
+                    "%s: %d more %s lines were not logged", bench, n - BENCH_LOG_BURST, kind
+                )
+            start, n = now, 0
+        n += 1
+        if len(self.bench_logged) > 10_000:
+            self.bench_logged.clear()
+        self.bench_logged[key] = (start, n)
+        if n <= BENCH_LOG_BURST:
+            log.log(level, fmt, *args)
+        elif n == BENCH_LOG_BURST + 1:
+            log.warning(
+                "%s: more than %d %s lines in %.0f s; the rest are counted, not logged",
+                bench,
+                BENCH_LOG_BURST,
+                kind,
+                BENCH_LOG_WINDOW_S,
+            )
 
     def _publish_receipts(self, now: float) -> None:
         if not self.connected.is_set():

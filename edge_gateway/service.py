@@ -64,6 +64,7 @@ class Gateway(Ingest):
         self.receipt_dirty: set[str] = set()
         self.receipt_sent: dict[str, float] = {}
         self.reject_logged: dict[tuple[str, str], float] = {}
+        self.bench_logged: dict[tuple[str, str], tuple[float, int]] = {}
         self.generation = 0
         self.poll_sync: PollSync | None = None
         self.poll_topic = P.topic(self.m, None, "poll")

@@ -5,6 +5,7 @@ records are stored and receipted, and nothing else is (../shared/DESIGN.md princ
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -561,6 +562,33 @@ def test_bench_text_reaches_the_log_and_status_without_terminal_control(
     text = "\n".join("  ".join(r) for r in rows) + caplog.text
     assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
     assert "\\x1b[2J" in "".join(rows[0]) and "x\\x0a2026 INFO forged" in caplog.text
+
+
+def test_a_flapping_or_chattering_bench_does_not_flood_the_log(
+    link: tuple[Gateway, Publisher], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each health change, and each fault, tamper or critical-power event a bench sent, was
+    a log line of its own: a bench flapping its Status or streaming fault events wrote the
+    journal on the SD card as fast as it could send. Rejects were limited already."""
+    from edge_gateway.ingest import BENCH_LOG_BURST
+
+    gw, pub = link
+    caplog.set_level(logging.INFO, logger="edge_gateway")
+    now = int(time.time())
+    status, ev = topic_of("mostar-01", "status"), topic_of("mostar-01", "event")
+    for i in range(60):
+        state = "online" if i % 2 == 0 else "offline"
+        pub.publish(status, {"v": 1, "bench": "mostar-01", "state": state})
+        fault = event("mostar-01", 15, i + 1, now - 100 + i, "fault", code="flash", detail="x")
+        pub.publish(ev, fault)
+    pub.wait_published()
+    wait_until(lambda: gw.counts["received"] == 120, 15, what="all 120 judged")
+    assert gw.counts["status"] == 60 and gw.counts["accepted"] == 60  # every one handled
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([t for t in lines if t.startswith("mostar-01 is ")]) == BENCH_LOG_BURST
+    assert len([t for t in lines if t.startswith("mostar-01: fault ")]) == BENCH_LOG_BURST
+    assert len([t for t in lines if "the rest are counted, not logged" in t]) == 2
+    good_record_goes_through(gw, pub, 15, 61)
 
 
 def test_the_ota_server_serves_files_only(tmp_path: Path) -> None:
