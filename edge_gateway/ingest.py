@@ -383,6 +383,10 @@ class Ingest(LogStage, abc.ABC):
             # once the two clocks agree (docs/protocol.md, Receipt).
             g.counts["clock"] += 1
             ident = None
+        elif exc.reason == "internal":
+            # The gateway's own fault, not the record's: not receipted either, so the bench
+            # keeps it and a fixed gateway takes it (a receipt would have it deleted).
+            ident = None
         if ident is not None:
             st.insert_message(bench, ident[0], ident[1], "rejected", 0, item.t, None)
             g.receipted.append((bench, ident[0], ident[1]))

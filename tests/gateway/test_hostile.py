@@ -216,6 +216,38 @@ def test_a_message_the_store_cannot_take_is_quarantined_and_the_rest_stored(
     pub.close()
 
 
+def test_a_record_the_gateway_fails_to_judge_is_not_receipted_and_is_taken_once_fixed(
+    link: tuple[Gateway, Publisher], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception while judging a message (a bug of the gateway's, not the record's) is an
+    `internal` reject, and it was receipted like a malformed record: the bench deleted a good
+    vote from its spool, and nothing could bring it back once the gateway was fixed."""
+    from edge_gateway import protocol as P
+
+    gw, pub = link
+    judge = P.validate
+
+    def buggy(topic: str, payload: bytes, now: float, m: str | None = None) -> P.Message:
+        if b'"seq":2,' in payload:
+            raise KeyError("a bug of the gateway's")
+        return judge(topic, payload, now, m)
+
+    monkeypatch.setattr(P, "validate", buggy)
+    v = topic_of("mostar-01", "vote")
+    now = int(time.time())
+    for seq in (1, 2, 3):
+        pub.publish(v, vote("mostar-01", 16, seq, now - 10 + seq, "p-one", "yes"))
+    pub.wait_published()
+    wait_until(lambda: receipted(pub, 16, 3), 10, what="the records judged")
+    assert gw.counts["rejected:internal"] == 1
+    assert receipted(pub, 16, 1) and not receipted(pub, 16, 2)
+    monkeypatch.undo()  # the gateway is fixed; the bench sends what is not receipted again
+    pub.publish(v, vote("mostar-01", 16, 2, now - 8, "p-one", "yes"))
+    pub.wait_published()
+    wait_until(lambda: receipted(pub, 16, 2), 10, what="the re-sent vote receipted")
+    assert [s for _, _, s in stored(gw)] == [1, 2, 3]
+
+
 # --------------------------------------------------------------------------- floods and other benches
 
 
