@@ -26,6 +26,7 @@ from edge_gateway.config import Config
 from edge_gateway.forwarder import Forwarder
 from edge_gateway.health import Change, Health
 from edge_gateway.ingestlog import Incoming, LogStage
+from edge_gateway.loglimit import BurstLog
 from edge_gateway.receipts import Receipts
 from edge_gateway.store import Store, local_day, state_body
 from edge_gateway.storefail import disk_full, store_unavailable
@@ -37,12 +38,6 @@ GROUP_MAX = 2000
 RECEIPT_MIN_INTERVAL_S = 1.0
 SAVE_EVERY_S = 30.0
 REJECT_LOG_INTERVAL_S = 60.0
-# Lines a bench's own messages make (its health changes, faults, tampering, a critical
-# battery): this many of a kind per bench per window, the rest counted, not logged. A bench
-# that flaps its Status or sends a stream of fault events must not flood the journal on the
-# SD card that every bench's records share.
-BENCH_LOG_BURST = 10
-BENCH_LOG_WINDOW_S = 60.0
 STORE_RETRY_S = 5.0  # while the store cannot write (full disk): how often to try again
 STORE_LOG_INTERVAL_S = 60.0
 CLOCK_REJECTED = (
@@ -75,7 +70,7 @@ class Ingest(LogStage, abc.ABC):
     receipt_dirty: set[str]
     receipt_sent: dict[str, float]
     reject_logged: dict[tuple[str, str], float]
-    bench_logged: dict[tuple[str, str], tuple[float, int]]  # (bench, kind) -> window start, lines
+    bench_log: BurstLog  # the lines a bench's own messages make, limited
     generation: int
     connected: threading.Event
     closing: bool
@@ -532,32 +527,9 @@ class Ingest(LogStage, abc.ABC):
         self._bench_log(logging.INFO, c.bench, "state", "%s is %s (%s)", c.bench, state, c.why)
 
     def _bench_log(self, level: int, bench: str, kind: str, fmt: str, *args: Any) -> None:
-        """A line a bench's messages make: BENCH_LOG_BURST of a kind per bench per window;
-        past that, one line says so, and the next window's first line says how many were
-        left out."""
-        now = time.monotonic()
-        key = (bench, kind)
-        start, n = self.bench_logged.get(key, (now, 0))
-        if now - start >= BENCH_LOG_WINDOW_S:
-            if n > BENCH_LOG_BURST:
-                log.warning(
-                    "%s: %d more %s lines were not logged", bench, n - BENCH_LOG_BURST, kind
-                )
-            start, n = now, 0
-        n += 1
-        if len(self.bench_logged) > 10_000:
-            self.bench_logged.clear()
-        self.bench_logged[key] = (start, n)
-        if n <= BENCH_LOG_BURST:
-            log.log(level, fmt, *args)
-        elif n == BENCH_LOG_BURST + 1:
-            log.warning(
-                "%s: more than %d %s lines in %.0f s; the rest are counted, not logged",
-                bench,
-                BENCH_LOG_BURST,
-                kind,
-                BENCH_LOG_WINDOW_S,
-            )
+        """A line a bench's messages make (a health change, a fault): limited per bench and
+        kind, so a flapping or chattering bench cannot flood the journal on the SD card."""
+        self.bench_log.log(level, bench, kind, fmt, *args)
 
     def _publish_receipts(self, now: float) -> None:
         if not self.connected.is_set():

@@ -602,7 +602,7 @@ def test_a_flapping_or_chattering_bench_does_not_flood_the_log(
     """Each health change, and each fault, tamper or critical-power event a bench sent, was
     a log line of its own: a bench flapping its Status or streaming fault events wrote the
     journal on the SD card as fast as it could send. Rejects were limited already."""
-    from edge_gateway.ingest import BENCH_LOG_BURST
+    from edge_gateway.loglimit import BURST
 
     gw, pub = link
     caplog.set_level(logging.INFO, logger="edge_gateway")
@@ -617,8 +617,8 @@ def test_a_flapping_or_chattering_bench_does_not_flood_the_log(
     wait_until(lambda: gw.counts["received"] == 120, 15, what="all 120 judged")
     assert gw.counts["status"] == 60 and gw.counts["accepted"] == 60  # every one handled
     lines = [r.getMessage() for r in caplog.records]
-    assert len([t for t in lines if t.startswith("mostar-01 is ")]) == BENCH_LOG_BURST
-    assert len([t for t in lines if t.startswith("mostar-01: fault ")]) == BENCH_LOG_BURST
+    assert len([t for t in lines if t.startswith("mostar-01 is ")]) == BURST
+    assert len([t for t in lines if t.startswith("mostar-01: fault ")]) == BURST
     assert len([t for t in lines if "the rest are counted, not logged" in t]) == 2
     good_record_goes_through(gw, pub, 15, 61)
 

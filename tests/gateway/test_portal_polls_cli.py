@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import time
 import urllib.request
 from collections.abc import Callable
@@ -158,6 +159,29 @@ def test_a_vote_the_portal_fails_on_is_quarantined_and_the_rest_go_on(
     pub.publish(topic_of("mostar-01", "vote"), vote("mostar-01", 4, 13, now + 13, "p-one", "no"))
     pub.wait_published()
     wait_until(lambda: "mostar-01/4/13" in portal.votes, 15, what="a later vote")
+    pub.close()
+
+
+def test_a_bench_whose_votes_the_portal_rejects_by_the_hundred_does_not_flood_the_log(
+    mosquitto: Broker,
+    portal: RecordingPortal,
+    gateway_factory: Callable[..., Gateway],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each vote the portal rejected (an unknown poll, over the bench's cap) was a log line:
+    a bench pressing out votes, or one whose credentials were stolen, wrote the journal on
+    the SD card a line per vote. Every one is still quarantined with the portal's reason."""
+    from edge_gateway.loglimit import BURST
+
+    caplog.set_level(logging.INFO, logger="edge_gateway")
+    gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
+    now = one_day_now(after=80) - 300
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    send_votes(pub, "mostar-01", 6, range(1, 61), now, poll="unknown-poll")
+    wait_until(lambda: len(quarantined(gw)) == 60, 30, what="all 60 votes quarantined")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([t for t in lines if t.startswith("portal rejected vote mostar-01/")]) == BURST
+    assert len([t for t in lines if "the rest are counted, not logged" in t]) == 1
     pub.close()
 
 

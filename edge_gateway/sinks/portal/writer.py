@@ -16,6 +16,7 @@ import time
 import urllib.parse
 from typing import Any
 
+from edge_gateway.loglimit import BurstLog
 from edge_gateway.payloads import Event, Telemetry, Vote
 from edge_gateway.sinks.base import Rejected, Retry, Sink, decode_row, http
 from edge_gateway.sinks.portal.config import PortalConfig
@@ -38,6 +39,7 @@ class PortalSink(Sink):
         self.cfg = cfg
         self.timeout_s = 15.0
         self.refused_logged: dict[str, float] = {}  # bench -> when its refusal was logged
+        self.vote_log = BurstLog(log)  # a line per vote refused or failed, limited per bench
 
     def headers(self) -> dict[str, str]:
         return {
@@ -127,7 +129,10 @@ class PortalSink(Sink):
                 return
             if not self.strike(("vote", chunk[0][0].id)):
                 raise
-            log.warning(
+            self.vote_log.log(
+                logging.WARNING,
+                chunk[0][0].bench,
+                "vote failed",
                 "portal failed on vote %s (%s) while it answers otherwise: quarantined",
                 chunk[0][1]["id"],
                 str(exc)[:120],
@@ -136,7 +141,14 @@ class PortalSink(Sink):
             return
         except Rejected as exc:
             if len(chunk) == 1:
-                log.warning("portal refused vote %s: %s", chunk[0][1]["id"], exc.reason[:120])
+                self.vote_log.log(
+                    logging.WARNING,
+                    chunk[0][0].bench,
+                    "vote refused",
+                    "portal refused vote %s: %s",
+                    chunk[0][1]["id"],
+                    exc.reason[:120],
+                )
                 self.quarantine(chunk[0][0], f"portal_{exc.status}")
                 return
             for one in chunk:
@@ -156,7 +168,14 @@ class PortalSink(Sink):
             row = by_id.get(str(item.get("id")))
             if row is not None:
                 reason = str(item.get("reason", ""))[:80]
-                log.info("portal rejected vote %s: %s", item.get("id"), reason)
+                self.vote_log.log(
+                    logging.INFO,
+                    row.bench,
+                    "vote rejected",
+                    "portal rejected vote %s: %s",
+                    item.get("id"),
+                    reason,
+                )
                 self.quarantine(row, f"portal_rejected: {reason}")
 
     def _send_days(self, days: list[tuple[str, str]]) -> None:
