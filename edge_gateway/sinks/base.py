@@ -113,6 +113,7 @@ class Sink(threading.Thread, abc.ABC):
         self.sent = 0
         self.failures = 0
         self.last_error = ""
+        self.tick_error = ""  # the periodic work's failure, as last logged
         self._up: bool | None = None  # probe() during this pass, once
         self.strikes: dict[Any, int] = {}
 
@@ -203,10 +204,7 @@ class Sink(threading.Thread, abc.ABC):
             now = time.time()
             if now - last_tick >= 1:
                 last_tick = now
-                try:
-                    self.tick(now)
-                except Exception as exc:  # noqa: BLE001 - a sink must not die
-                    log.warning("%s: periodic work failed: %s", self.name, exc)
+                self._tick(now)
             try:
                 n = self.pass_once()
             except Retry as exc:
@@ -232,6 +230,23 @@ class Sink(threading.Thread, abc.ABC):
                 self.advance(self.watermark)  # saved when due, also with nothing new to send
                 self.wake.wait(self.interval_s)
                 self.wake.clear()
+
+    def _tick(self, now: float) -> None:
+        """:meth:`tick`, once a second: a failure is logged when it starts or changes, not
+        at every try (a receiver down for a night would write a line a second)."""
+        try:
+            self.tick(now)
+        except Exception as exc:  # noqa: BLE001 - a sink must not die
+            text = str(exc)
+            if text != self.tick_error:
+                log.warning(
+                    "%s: periodic work failed (tried again every second): %s", self.name, exc
+                )
+            self.tick_error = text
+            return
+        if self.tick_error:
+            log.info("%s: periodic work done again", self.name)
+            self.tick_error = ""
 
     def flush(self, deadline: float) -> None:
         """On shutdown: forward what is left, as long as the receiver answers and time allows."""

@@ -265,6 +265,43 @@ class _Recorder(Sink):
         self.got = getattr(self, "got", 0) + len(rows)
 
 
+def test_a_receiver_down_at_a_hidden_polls_close_is_one_log_line_not_one_a_second(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At a hidden poll's close the InfluxDB sink writes its counts, tried every second while
+    InfluxDB is down: each try logged `periodic work failed`, a line a second all night."""
+    from edge_gateway.sinks.influxdb.config import InfluxConfig
+    from edge_gateway.sinks.influxdb.writer import InfluxSink
+    from klupa.services import free_port
+
+    path = str(tmp_path / "s.sqlite")
+    st = Store(path)
+    closes = int(time.time()) - 10
+    st.set_hidden_polls({"mostar-hidden-poll": closes})  # closed: its counts are due
+    with st.transaction():
+        st.add_vote("mostar-01", "mostar-hidden-poll", "yes", closes - 100, 1)
+    st.close()
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    down = InfluxConfig(url=url, api_version=1, database="b", flush_interval_s=0.1)
+    sink = InfluxSink(path, "mostar", down, ["influxdb"])
+    tries = [0]
+    tick = sink.tick
+
+    def counted(now: float) -> None:
+        tries[0] += 1
+        tick(now)
+
+    sink.tick = counted  # type: ignore[method-assign]
+    sink.start()
+    try:
+        wait_until(lambda: tries[0] >= 4, 20, what="four tries of the periodic work")
+    finally:
+        sink.stop()
+        sink.join(10)
+    failed = [r for r in caplog.records if "periodic work failed" in r.getMessage()]
+    assert len(failed) == 1 and "Connection refused" in failed[0].getMessage()
+
+
 def test_a_sink_saves_its_watermark_every_ten_seconds_while_busy_and_every_five_minutes_idle(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
