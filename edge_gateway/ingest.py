@@ -344,8 +344,10 @@ class Ingest(LogStage, abc.ABC):
     def _other_record(self, bench: str, boot: int, seq: int, kind: str, payload: bytes) -> str:
         """Why a record whose identity is stored is not a re-send of the stored one, or "".
 
-        A re-send is the same record again (docs/protocol.md: it keeps its boot, seq and ts);
-        compared as JSON values, so spacing or a number's spelling does not matter.
+        A re-send is the same record again (docs/protocol.md); compared as JSON values, so
+        spacing or a number's spelling does not matter, and without `ts`: the bench keeps a
+        record made before its clock was set with an uptime stamp, and a re-send after a
+        clock correction can carry another `ts` for the same record.
         """
         stored = self.store.stored_record(bench, boot, seq)
         if stored is None or stored[1] is None:
@@ -356,10 +358,13 @@ class Ingest(LogStage, abc.ABC):
         if stored[1] == payload:
             return ""
         try:
-            same = msgspec.json.decode(stored[1]) == msgspec.json.decode(payload)
+            old, new = msgspec.json.decode(stored[1]), msgspec.json.decode(payload)
         except msgspec.DecodeError:
-            same = False
-        return "" if same else f"{where} is stored with another body"
+            return f"{where} is stored with another body"
+        if isinstance(old, dict) and isinstance(new, dict):
+            old.pop("ts", None)
+            new.pop("ts", None)
+        return "" if old == new else f"{where} is stored with another body"
 
     def _reject(self, item: Incoming, exc: P.ProtocolError, g: Group) -> None:
         """Quarantine a message that breaks the protocol; keep its identity when readable."""
