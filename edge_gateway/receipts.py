@@ -32,6 +32,7 @@ class Receipts:
         for bench, boots in (ranges or {}).items():
             for boot, rs in boots.items():
                 self.ranges.setdefault(bench, {})[boot] = sorted([lo, hi] for lo, hi in rs)
+            self._trim(bench)  # the store holds every boot; memory keeps the newest
 
     def add(self, bench: str, boot: int, seq: int) -> None:
         boots = self.ranges.setdefault(bench, {})

@@ -95,6 +95,18 @@ def test_a_bench_sending_each_record_under_a_new_boot_costs_little_per_record(
     assert len(r.ranges["b"]) == receipts_module.MAX_BOOTS_KEPT  # and then forgotten
 
 
+def test_a_restart_keeps_in_memory_only_the_newest_boots_of_each_bench() -> None:
+    """The store's ranges of every boot were loaded whole at a start and kept until the bench
+    next sent something: a bench that had sent a million boots held them all in memory."""
+    from edge_gateway.receipts import MAX_BOOTS_KEPT
+
+    r = Receipts({"b": {boot: [(1, 3)] for boot in range(1, 5001)}, "c": {7: [(1, 2)]}})
+    assert sorted(r.ranges["b"]) == list(range(5001 - MAX_BOOTS_KEPT, 5001))
+    assert r.ranges["c"] == {7: [[1, 2]]}
+    r.add("b", 1, 4)  # a late record of a forgotten boot is receipted all the same
+    assert covered(r.boots("b"), 1, 4)
+
+
 def test_receipts_after_a_mixed_stream_cover_exactly_the_store(
     mosquitto: Broker, gateway_factory: Callable[..., Gateway]
 ) -> None:
