@@ -5,9 +5,11 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +185,57 @@ def test_a_bench_whose_votes_the_portal_rejects_by_the_hundred_does_not_flood_th
     assert len([t for t in lines if t.startswith("portal rejected vote mostar-01/")]) == BURST
     assert len([t for t in lines if "the rest are counted, not logged" in t]) == 1
     pub.close()
+
+
+class Redirector:
+    """An HTTP server that answers every request with a 302 to the same path on ``target``."""
+
+    def __init__(self, target: str) -> None:
+        self.hits = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def _redirect(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.hits += 1
+                self.send_response(302)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = _redirect  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        outer = self
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_a_portal_url_that_redirects_gets_neither_the_token_nor_the_votes(
+    mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
+) -> None:
+    """The sinks followed redirects: the portal's token went to wherever a redirect pointed
+    (another host, plain http), and a vote POST came back as a GET whose answer, had it the
+    portal's shape, would have marked the votes delivered. Now a 3xx is retried, the token
+    stays home, and the votes wait."""
+    elsewhere = RecordingPortal()  # another host: it answers in the portal's shape
+    elsewhere.token = "portal-token"
+    front = Redirector(elsewhere.url.replace("127.0.0.1", "localhost"))
+    try:
+        gw = gateway_factory(mosquitto.port, portal_extra(front.url))
+        pub = Publisher(mosquitto.host, mosquitto.port)
+        send_votes(pub, "mostar-01", 7, range(1, 3), one_day_now(after=30) - 300)
+        wait_until(lambda: front.hits >= 6, 30, what="the sink and the poll sync to try")
+        assert elsewhere.requests == []  # no token, no request at all
+        wait_until(lambda: "redirected" in gw.sinks[0].last_error, 10, what="the reason")
+        assert gw.sinks[0].watermark == 0 and portal.votes == {}  # the votes wait
+        pub.close()
+    finally:
+        for server in (front, elsewhere):
+            server.httpd.shutdown()
+            server.httpd.server_close()
 
 
 def test_a_portal_that_is_down_loses_nothing_and_quarantines_nothing(
