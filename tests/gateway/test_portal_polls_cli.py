@@ -494,6 +494,36 @@ def test_cmd_publishes_a_command_and_prints_the_ack(
     assert main(["cmd", "--config", str(cfg), "mostar-01", "dance"]) == 2
 
 
+def test_cmd_prints_a_bench_s_ack_without_its_terminal_control(
+    mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`klupa gateway cmd` printed the ack's `detail` as the bench wrote it: a bench could clear
+    the operator's screen, retitle the terminal or forge lines after the answer."""
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(
+        f'municipality = "mostar"\n[mqtt]\nport = {mosquitto.port}\n[spool]\npath = "s.sqlite"\n'
+    )
+    bench = Publisher(mosquitto.host, mosquitto.port, client_id="mostar-01")
+    bench.subscribe(topic_of("mostar-01", "cmd"))
+    evil = "done\x1b[2J\x1b]0;pwned\x07\u202e\nmostar-02: reboot ok"
+    ok = [True, False]
+
+    def answer(c: Any, u: Any, msg: Any) -> None:
+        cmd = json.loads(msg.payload)
+        ack = {"v": 1, "bench": "mostar-01", "boot": 1, "seq": 9, "ts": int(time.time())}
+        ack |= {"id": cmd["id"], "ok": ok.pop(0), "detail": evil}
+        c.publish(topic_of("mostar-01", "cmd/ack"), json.dumps(ack), qos=1)
+
+    bench.client.on_message = answer
+    assert main(["cmd", "--config", str(cfg), "mostar-01", "selftest"]) == 0
+    assert main(["cmd", "--config", str(cfg), "mostar-01", "selftest"]) == 1
+    printed = capsys.readouterr()
+    for text in (printed.out, printed.err):
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+        assert "done\\x1b[2J" in text and "\nmostar-02" not in text
+    bench.close()
+
+
 def test_status_metrics_and_ota(
     mosquitto: Broker,
     tmp_path: Path,
