@@ -61,6 +61,7 @@ class Gateway(Ingest):
         self.queue: queue.Queue[Incoming | None] = queue.Queue(QUEUE_MAX)
         self.counts: Counter[str] = Counter(self.store.counters())
         self.health = Health(cfg.health.offline_after_s, self.store.benches())
+        self.health.resume(self.store.last_changes())
         self.receipts = Receipts(self.store.receipt_ranges())
         self.receipt_dirty: set[str] = set()
         self.receipt_sent: dict[str, float] = {}

@@ -377,6 +377,11 @@ class Store:
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur]
 
+    def last_changes(self) -> dict[str, float]:
+        """The gateway's time of each bench's latest health change still in the store."""
+        cur = self.conn.execute("SELECT bench, max(t) FROM states GROUP BY bench")
+        return {bench: float(t) for bench, t in cur}
+
     def receipt_ranges(self) -> dict[str, dict[int, list[tuple[int, int]]]]:
         """Stored seq ranges per bench and boot (every boot; the caller trims)."""
         out: dict[str, dict[int, list[tuple[int, int]]]] = {}

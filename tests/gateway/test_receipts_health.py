@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -242,3 +243,47 @@ def test_status_points_take_the_status_ts_and_stay_in_order() -> None:
     assert ahead is not None and ahead.ts == 8250.0
     gone = h.on_status("b", "offline", 8010.0)  # the will, by the gateway's clock
     assert gone is not None and gone.ts > 8250.0  # still after the online point
+
+
+def test_a_retained_birth_after_a_restart_does_not_slip_before_the_last_offline_point(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    """A bench_status point takes an online Status's ts, kept after the bench's previous point.
+    That order lived in memory only: after a restart the retained birth (hours old) that the
+    new subscription delivers again placed the online point before the offline one the last
+    run wrote, and InfluxDB's latest bench_status said offline while the bench was online."""
+    from edge_gateway.config import load
+    from edge_gateway.store import Store
+    from testkit.gateway import write_config
+
+    cfg = write_config(
+        tmp_path / "gw.toml",
+        "mostar",
+        mosquitto.port,
+        tmp_path / "s.sqlite",
+        "[health]\noffline_after_s = 1\n",
+    )
+    bench = Publisher(mosquitto.host, mosquitto.port)
+    birth = {"v": 1, "bench": "mostar-01", "state": "online", "ts": int(time.time()) - 3600}
+    bench.publish(topic_of("mostar-01", "status"), birth, retain=True)
+    bench.wait_published()
+
+    def points() -> list[tuple[bool, float]]:
+        st = Store(str(tmp_path / "s.sqlite"), readonly=True)
+        try:
+            rows = st.conn.execute("SELECT body FROM messages WHERE kind = 'state' ORDER BY id")
+            return [(json.loads(b)["online"], json.loads(b)["t"]) for (b,) in rows]
+        finally:
+            st.close()
+
+    for run in (1, 2):  # the birth, then silence: offline; a restart, the birth again
+        gw = Gateway(load(cfg))
+        gw.start()
+        try:
+            wait_until(lambda n=run: len(points()) >= 2 * n, 15, what=f"run {run}'s two points")
+        finally:
+            gw.stop(flush_s=1)
+    (on1, t_on1), (off1, t_off1), (on2, t_on2) = points()[:3]
+    assert on1 and not off1 and on2
+    assert t_on1 == birth["ts"] and t_on2 > t_off1
+    bench.close()
