@@ -211,7 +211,8 @@ def cmd_cmd(args: argparse.Namespace) -> int:
             return 1
     finally:
         link.close()
-    detail = got.get("detail", "")
+    # The bench's own text, on the operator's terminal: escaped, as in the log.
+    detail = printable(got.get("detail", ""), 200)
     if got.get("ok") is True:
         print(f"{args.bench}: {args.op} ok{': ' + detail if detail else ''}")
         return 0

@@ -44,7 +44,11 @@ class CommandLink:
         self.cfg = cfg
         self.user = user
         self.ack_topic = P.topic(cfg.municipality, bench or "+", "cmd/ack")
+        # The acks of the commands this link sent, by id (each from the bench it went to), and
+        # the others its subscription sees (a command of an earlier run), bounded.
         self.acks: dict[str, dict[str, Any]] = {}
+        self.other_acks: dict[str, dict[str, Any]] = {}
+        self.targets: dict[str, str] = {}  # id -> the bench the command went to
         self.lock = threading.Condition()
         self.subscribed = threading.Event()
         self.refused: list[str] = []
@@ -75,16 +79,30 @@ class CommandLink:
         self.subscribed.set()
 
     def _on_message(self, c: mqtt.Client, u: Any, msg: mqtt.MQTTMessage) -> None:
+        """An ack counts only from the bench its command went to: on that bench's topic, in
+        its name. Another bench cannot answer for it, and a flood of acks for ids never sent
+        cannot push out the ack of one that was."""
         try:
+            _, bench, _ = P.parse_topic(msg.topic)
             obj = json.loads(msg.payload)
-        except ValueError:
+        except (P.ProtocolError, ValueError):
             return
-        if isinstance(obj, dict) and isinstance(obj.get("id"), str):
-            with self.lock:
-                if len(self.acks) > 10_000:
-                    self.acks.clear()
-                self.acks[obj["id"]] = obj
-                self.lock.notify_all()
+        if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+            return
+        if obj.get("bench") != bench:
+            return
+        cid = obj["id"]
+        with self.lock:
+            target = self.targets.get(cid)
+            if target is None:
+                if len(self.other_acks) > 10_000:
+                    self.other_acks.clear()
+                self.other_acks[cid] = obj
+            elif target == bench:
+                self.acks[cid] = obj
+            else:
+                return
+            self.lock.notify_all()
 
     def open(self, timeout: float = 10.0) -> None:
         where = f"{self.cfg.mqtt.host}:{self.cfg.mqtt.port}"
@@ -104,18 +122,25 @@ class CommandLink:
         """Publish a command; its id, to look its ack up with :meth:`ack`."""
         cid = f"c-{secrets.token_hex(4)}"
         command = {"id": cid, "op": op, "args": args}
+        with self.lock:
+            self.targets[cid] = bench
         self.client.publish(P.topic(self.cfg.municipality, bench, "cmd"), P.encode(command), qos=1)
         return cid
 
     def ack(self, cid: str) -> dict[str, Any] | None:
         with self.lock:
+            return self._ack(cid)
+
+    def _ack(self, cid: str) -> dict[str, Any] | None:
+        if cid in self.targets:
             return self.acks.get(cid)
+        return self.other_acks.get(cid)
 
     def wait_ack(self, cid: str, timeout: float) -> dict[str, Any] | None:
         """The ack of ``cid`` once it is here, or None after ``timeout`` seconds."""
         with self.lock:
-            self.lock.wait_for(lambda: cid in self.acks, timeout)
-            return self.acks.get(cid)
+            self.lock.wait_for(lambda: self._ack(cid) is not None, timeout)
+            return self._ack(cid)
 
     def close(self) -> None:
         self.client.disconnect()

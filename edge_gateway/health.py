@@ -71,6 +71,14 @@ class Health:
         for row in known or []:
             self.benches[row["bench"]] = BenchHealth.from_row(row)
 
+    def resume(self, last_changes: dict[str, float]) -> None:
+        """After a restart: each bench's next point goes after its last change's, so a retained
+        birth Status days old (delivered again at the new subscription) cannot place an online
+        point before the offline one a previous run wrote, which would stay the latest."""
+        for bench, t in last_changes.items():
+            b = self.get(bench)
+            b.point_t = max(b.point_t, t)
+
     def get(self, bench: str) -> BenchHealth:
         b = self.benches.get(bench)
         if b is None:

@@ -26,6 +26,7 @@ from edge_gateway.config import Config
 from edge_gateway.forwarder import Forwarder
 from edge_gateway.health import Change, Health
 from edge_gateway.ingestlog import Incoming, LogStage
+from edge_gateway.loglimit import BurstLog
 from edge_gateway.receipts import Receipts
 from edge_gateway.store import Store, local_day, state_body
 from edge_gateway.storefail import disk_full, store_unavailable
@@ -69,6 +70,7 @@ class Ingest(LogStage, abc.ABC):
     receipt_dirty: set[str]
     receipt_sent: dict[str, float]
     reject_logged: dict[tuple[str, str], float]
+    bench_log: BurstLog  # the lines a bench's own messages make, limited
     generation: int
     connected: threading.Event
     closing: bool
@@ -324,10 +326,45 @@ class Ingest(LogStage, abc.ABC):
         if c:
             g.changes.append(c)
         if rid is None:
+            other = self._other_record(bench, boot, seq, kind, item.payload)
+            if other:
+                # Not a re-send: another record under a stored identity (a boot counter
+                # that went back, a replaced bench not seeded, a replay). The stored one
+                # stays; this one is kept aside for a person, not dropped unseen.
+                g.counts["rejected"] += 1
+                g.counts["rejected:identity_reused"] += 1
+                st.quarantine(item.topic, "identity_reused", other, item.payload, item.t)
+                g.rejects.append((bench, "identity_reused", other))
+                return
             g.counts["duplicates"] += 1
             return
         g.counts["accepted"] += 1
         self._derive(msg, rid)
+
+    def _other_record(self, bench: str, boot: int, seq: int, kind: str, payload: bytes) -> str:
+        """Why a record whose identity is stored is not a re-send of the stored one, or "".
+
+        A re-send is the same record again (docs/protocol.md); compared as JSON values, so
+        spacing or a number's spelling does not matter, and without `ts`: the bench keeps a
+        record made before its clock was set with an uptime stamp, and a re-send after a
+        clock correction can carry another `ts` for the same record.
+        """
+        stored = self.store.stored_record(bench, boot, seq)
+        if stored is None or stored[1] is None:
+            return ""  # a reject for good (its body not kept): re-sending it changes nothing
+        where = f"{boot}/{seq}"
+        if stored[0] != kind:
+            return f"{where} is stored as {stored[0]}, this is {kind}"
+        if stored[1] == payload:
+            return ""
+        try:
+            old, new = msgspec.json.decode(stored[1]), msgspec.json.decode(payload)
+        except msgspec.DecodeError:
+            return f"{where} is stored with another body"
+        if isinstance(old, dict) and isinstance(new, dict):
+            old.pop("ts", None)
+            new.pop("ts", None)
+        return "" if old == new else f"{where} is stored with another body"
 
     def _reject(self, item: Incoming, exc: P.ProtocolError, g: Group) -> None:
         """Quarantine a message that breaks the protocol; keep its identity when readable."""
@@ -345,6 +382,10 @@ class Ingest(LogStage, abc.ABC):
             # Not receipted: the bench keeps it and sends it again, and it is taken
             # once the two clocks agree (docs/protocol.md, Receipt).
             g.counts["clock"] += 1
+            ident = None
+        elif exc.reason == "internal":
+            # The gateway's own fault, not the record's: not receipted either, so the bench
+            # keeps it and a fixed gateway takes it (a receipt would have it deleted).
             ident = None
         if ident is not None:
             st.insert_message(bench, ident[0], ident[1], "rejected", 0, item.t, None)
@@ -390,7 +431,14 @@ class Ingest(LogStage, abc.ABC):
             b.period = int(msg.period)
             b.soc = float(msg.batt.soc)
             if b.power != msg.power and msg.power == "critical":
-                log.warning("%s: battery critical (SoC %.1f %%)", msg.bench, msg.batt.soc)
+                self._bench_log(
+                    logging.WARNING,
+                    msg.bench,
+                    "critical",
+                    "%s: battery critical (SoC %.1f %%)",
+                    msg.bench,
+                    msg.batt.soc,
+                )
             b.power = msg.power
             d = self._day(msg.bench, int(msg.ts))
             d[0] += msg.solar.wh
@@ -411,7 +459,10 @@ class Ingest(LogStage, abc.ABC):
                     b.tamper_at, b.tamper_kind = time.time(), msg.kind or ""
                 elif msg.code == "touch_wet" and b.wet_since is None:
                     b.wet_since = min(float(msg.ts), time.time())
-                log.warning(
+                self._bench_log(
+                    logging.WARNING,
+                    msg.bench,
+                    msg.type,
                     "%s: %s %s %s",
                     msg.bench,
                     msg.type,
@@ -419,7 +470,14 @@ class Ingest(LogStage, abc.ABC):
                     printable(msg.detail or ""),
                 )
             elif msg.type == "power" and msg.to == "critical":
-                log.warning("%s: power state %s -> critical", msg.bench, msg.from_)
+                self._bench_log(
+                    logging.WARNING,
+                    msg.bench,
+                    "critical",
+                    "%s: power state %s -> critical",
+                    msg.bench,
+                    msg.from_,
+                )
         elif isinstance(msg, P.Vote):
             st.add_vote(msg.bench, msg.poll, msg.choice, int(msg.ts), rid)
             self._day(msg.bench, int(msg.ts))[5] += 1
@@ -471,7 +529,12 @@ class Ingest(LogStage, abc.ABC):
 
     def _log_change(self, c: Change) -> None:
         state = "online" if c.online else ("sleeping" if c.sleeping else "offline")
-        log.info("%s is %s (%s)", c.bench, state, c.why)
+        self._bench_log(logging.INFO, c.bench, "state", "%s is %s (%s)", c.bench, state, c.why)
+
+    def _bench_log(self, level: int, bench: str, kind: str, fmt: str, *args: Any) -> None:
+        """A line a bench's messages make (a health change, a fault): limited per bench and
+        kind, so a flapping or chattering bench cannot flood the journal on the SD card."""
+        self.bench_log.log(level, bench, kind, fmt, *args)
 
     def _publish_receipts(self, now: float) -> None:
         if not self.connected.is_set():

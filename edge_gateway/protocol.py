@@ -101,6 +101,7 @@ REASONS = (
     "qos0",
     "internal",
     "unstorable",
+    "identity_reused",
 )
 # Rejects for a record's time alone: the clock that judged them may be the wrong one, so they
 # are quarantined but never receipted (docs/protocol.md, Receipt); the bench sends them again.

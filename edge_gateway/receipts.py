@@ -27,9 +27,12 @@ class Receipts:
     def __init__(self, ranges: dict[str, dict[int, list[tuple[int, int]]]] | None = None) -> None:
         self.ranges: dict[str, dict[int, list[list[int]]]] = {}
         self.pending: dict[str, dict[int, set[int]]] = {}
+        # Boots held per bench past which add() trims again (see _trim).
+        self.trim_at: dict[str, int] = {}
         for bench, boots in (ranges or {}).items():
             for boot, rs in boots.items():
                 self.ranges.setdefault(bench, {})[boot] = sorted([lo, hi] for lo, hi in rs)
+            self._trim(bench)  # the store holds every boot; memory keeps the newest
 
     def add(self, bench: str, boot: int, seq: int) -> None:
         boots = self.ranges.setdefault(bench, {})
@@ -50,11 +53,25 @@ class Receipts:
             rs[i][0] = seq
         else:
             rs.insert(i, [seq, seq])
+        if len(boots) > self.trim_at.get(bench, MAX_BOOTS_KEPT):
+            self._trim(bench)
+
+    def _trim(self, bench: str) -> None:
+        """Forget the oldest boots past MAX_BOOTS_KEPT, but none with seqs still to receipt.
+
+        A trim sorts every boot held, and a bench that sends each record under a new boot
+        keeps them all pending until receipts drain them: trimmed at every add, each record
+        cost a sort of them all (20,000 such records: 12 s of the one writer thread, which
+        serves every bench). So add() trims again only once the boots held have doubled
+        since the last trim; every receipt trims too.
+        """
+        boots = self.ranges.get(bench, {})
         if len(boots) > MAX_BOOTS_KEPT:
             keep = self.pending.get(bench, {})
             for old in sorted(boots)[: len(boots) - MAX_BOOTS_KEPT]:
                 if old not in keep:
                     del boots[old]
+        self.trim_at[bench] = 2 * max(len(boots), MAX_BOOTS_KEPT)
 
     def has_pending(self, bench: str) -> bool:
         return bool(self.pending.get(bench))
@@ -111,6 +128,8 @@ class Receipts:
                         break
                 if full:
                     break
+        if len(boots) > MAX_BOOTS_KEPT:
+            self._trim(bench)
         return {b: sorted(rs) for b, rs in chosen.items()}
 
     def payload(self, bench: str) -> bytes:

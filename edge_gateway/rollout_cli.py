@@ -303,7 +303,10 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     path = R.state_path(cfg.spool.path, st.version)
     if st.halted and not args.retry:
         _report(args, st, fleet)
-        print(f"halted: {st.halted}. Fix the cause; --retry offers the halted benches again.")
+        print(
+            f"halted: {printable(st.halted, 200)}. Fix the cause; --retry offers the halted "
+            "benches again."
+        )
         fleet.close()
         return 3
     if st.halted:
@@ -325,7 +328,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     fleet.close()
     if st.halted:
         print(
-            f"halted: {st.halted}. No more benches are sent {st.version}; see "
+            f"halted: {printable(st.halted, 200)}. No more benches are sent {st.version}; see "
             "docs/operations.md, Staged updates."
         )
         return 3

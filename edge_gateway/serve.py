@@ -17,6 +17,41 @@ if TYPE_CHECKING:
     from edge_gateway.view import GatewayView
 
 
+# Each connection takes a thread for as long as it is open. Anyone who reaches the port (the
+# OTA server listens on the benches' network) could open thousands and leave them idle: the
+# gateway process would run out of threads and memory. So a connection silent for IDLE_S is
+# closed, and past MAX_CONNECTIONS at once a new one is closed as soon as it is accepted.
+IDLE_S = 20.0
+MAX_CONNECTIONS = 32
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A ThreadingHTTPServer with at most ``max_connections`` connections (threads) at once."""
+
+    daemon_threads = True
+    request_queue_size = 64  # the listen backlog: a burst of benches is accepted, not dropped
+
+    def __init__(self, address: tuple[str, int], handler: Any, max_connections: int) -> None:
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(max_connections)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)  # full: refused at once, no thread
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)  # type: ignore[misc]
+        finally:
+            self.slots.release()
+
+
 class Server:
     def __init__(self, httpd: ThreadingHTTPServer) -> None:
         self.httpd = httpd
@@ -54,10 +89,17 @@ class _QuietFiles(SimpleHTTPRequestHandler):
         pass
 
 
-def serve_ota(directory: str, port: int, host: str = "0.0.0.0") -> Server:
+def serve_ota(
+    directory: str,
+    port: int,
+    host: str = "0.0.0.0",
+    idle_s: float = IDLE_S,
+    max_connections: int = MAX_CONNECTIONS,
+) -> Server:
     """Serve a bundle directory read-only over HTTP (benches fetch manifests and files)."""
-    handler = functools.partial(_QuietFiles, directory=directory)
-    return Server(ThreadingHTTPServer((host, port), handler))
+    timed = type("Files", (_QuietFiles,), {"timeout": idle_s})  # the socket's, per operation
+    handler = functools.partial(timed, directory=directory)
+    return Server(BoundedHTTPServer((host, port), handler, max_connections))
 
 
 def metrics_text(gw: GatewayView) -> str:
@@ -133,8 +175,16 @@ def health(gw: GatewayView) -> dict[str, Any]:
     return {"ok": ok, "broker": broker, "store": gw.store_state, "clock": clock}
 
 
-def serve_metrics(gw: GatewayView, port: int, host: str = "0.0.0.0") -> Server:
+def serve_metrics(
+    gw: GatewayView,
+    port: int,
+    host: str = "0.0.0.0",
+    idle_s: float = IDLE_S,
+    max_connections: int = MAX_CONNECTIONS,
+) -> Server:
     class Handler(BaseHTTPRequestHandler):
+        timeout = idle_s  # the socket's, per operation
+
         def do_GET(self) -> None:  # noqa: N802
             path = self.path.split("?")[0]
             if path == "/healthz":
@@ -159,4 +209,4 @@ def serve_metrics(gw: GatewayView, port: int, host: str = "0.0.0.0") -> Server:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
-    return Server(ThreadingHTTPServer((host, port), Handler))
+    return Server(BoundedHTTPServer((host, port), Handler, max_connections))

@@ -35,6 +35,7 @@ from edge_gateway.ingest import (
     Incoming,
     Ingest,
 )
+from edge_gateway.loglimit import BurstLog
 from edge_gateway.polls import PollSync
 from edge_gateway.receipts import Receipts
 from edge_gateway.serve import serve_metrics, serve_ota
@@ -60,10 +61,12 @@ class Gateway(Ingest):
         self.queue: queue.Queue[Incoming | None] = queue.Queue(QUEUE_MAX)
         self.counts: Counter[str] = Counter(self.store.counters())
         self.health = Health(cfg.health.offline_after_s, self.store.benches())
+        self.health.resume(self.store.last_changes())
         self.receipts = Receipts(self.store.receipt_ranges())
         self.receipt_dirty: set[str] = set()
         self.receipt_sent: dict[str, float] = {}
         self.reject_logged: dict[tuple[str, str], float] = {}
+        self.bench_log = BurstLog(log)
         self.generation = 0
         self.poll_sync: PollSync | None = None
         self.poll_topic = P.topic(self.m, None, "poll")

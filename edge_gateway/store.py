@@ -194,6 +194,14 @@ class Store:
         )
         return cur.lastrowid if cur.rowcount == 1 else None
 
+    def stored_record(self, bench: str, boot: int, seq: int) -> tuple[str, bytes | None] | None:
+        """The kind and body stored under a record's identity (None: nothing stored)."""
+        row = self.conn.execute(
+            "SELECT kind, body FROM messages WHERE bench = ? AND boot = ? AND seq = ?",
+            (bench, boot, seq),
+        ).fetchone()
+        return None if row is None else (str(row[0]), row[1])
+
     def add_vote(self, bench: str, poll: str, choice: str, ts: int, msg: int) -> None:
         self.conn.execute(
             "INSERT INTO votes (bench, poll, choice, minute, msg) VALUES (?, ?, ?, ?, ?)",
@@ -369,6 +377,11 @@ class Store:
         cols = [d[0] for d in cur.description]
         return [dict(zip(cols, r, strict=True)) for r in cur]
 
+    def last_changes(self) -> dict[str, float]:
+        """The gateway's time of each bench's latest health change still in the store."""
+        cur = self.conn.execute("SELECT bench, max(t) FROM states GROUP BY bench")
+        return {bench: float(t) for bench, t in cur}
+
     def receipt_ranges(self) -> dict[str, dict[int, list[tuple[int, int]]]]:
         """Stored seq ranges per bench and boot (every boot; the caller trims)."""
         out: dict[str, dict[int, list[tuple[int, int]]]] = {}
@@ -408,10 +421,14 @@ class Store:
     def prune(self, sinks: list[str], retention_days: float, max_mb: float, now: float) -> int:
         """Delete forwarded rows past retention; over ``max_mb``, drop oldest first (see docs).
 
-        Returns the number of message rows deleted.
+        Returns the number of message rows deleted. The newest row is never deleted: SQLite
+        numbers a new row one past the largest id left (1 in an empty table), and the sinks'
+        watermarks are ids, so after a quiet spell that emptied the table every new row would
+        lie below them and never be forwarded.
         """
         marks = self.watermarks()
-        low = min((marks.get(s, 0) for s in sinks), default=self.last_id())
+        top = self.last_id()
+        low = min(min((marks.get(s, 0) for s in sinks), default=top), top - 1)
         cutoff = now - retention_days * 86400
         deleted = 0
         with self.transaction():
@@ -426,7 +443,7 @@ class Store:
             if self.size_bytes() <= limit:
                 break
             with self.transaction():
-                n = self._drop_oldest(low)
+                n = self._drop_oldest(low, top)
             if n == 0:
                 break
             deleted += n
@@ -448,16 +465,20 @@ class Store:
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # VACUUM went through the WAL
         return True
 
-    def _drop_oldest(self, low: int) -> int:
-        """One step of the size policy: forwarded rows, then quarantine, then telemetry."""
+    def _drop_oldest(self, low: int, top: int) -> int:
+        """One step of the size policy: forwarded rows, then quarantine, then telemetry; never
+        the row ``top`` (the newest, see :meth:`prune`)."""
         total = self.conn.execute("SELECT count(*) FROM messages").fetchone()[0]
         step = max(1000, total // 10)
-        oldest = "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE {} ORDER BY id LIMIT ?)"
+        oldest = (
+            "DELETE FROM messages WHERE id IN "
+            "(SELECT id FROM messages WHERE {} AND id < ? ORDER BY id LIMIT ?)"
+        )
         for sql, args, unforwarded in (
-            (oldest.format("id <= ?"), (low, step), False),
+            (oldest.format("id <= ?"), (low, top, step), False),
             ("DELETE FROM quarantine", (), False),
-            (oldest.format("kind = 'telemetry'"), (step,), True),
-            (oldest.format("1"), (step,), True),
+            (oldest.format("kind = 'telemetry'"), (top, step), True),
+            (oldest.format("1"), (top, step), True),
         ):
             n = int(self.conn.execute(sql, args).rowcount)
             if n:

@@ -16,6 +16,7 @@ import msgspec
 
 from edge_gateway.payloads import Event, Telemetry, Vote
 from edge_gateway.store import Row, Store
+from edge_gateway.text import printable
 
 log = logging.getLogger("edge_gateway.sink")
 
@@ -61,6 +62,18 @@ def transient(status: int) -> bool:
     return status in RETRY_STATUSES or status >= 500 or status == 0
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the 3xx it is. Followed, it carried the Authorization header
+    (the portal's token, InfluxDB's password) to wherever it pointed, another host or plain
+    http:// included, and a POST came back as a GET whose answer was taken for the POST's."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 def http(
     method: str,
     url: str,
@@ -68,13 +81,22 @@ def http(
     headers: dict[str, str],
     timeout: float = 10,
 ) -> tuple[int, bytes]:
-    """One HTTP request; returns (status, body) for 2xx, raises Retry or Rejected otherwise."""
+    """One HTTP request; returns (status, body) for 2xx, raises Retry or Rejected otherwise.
+    Redirects are not followed: a 3xx is a Retry naming where it points (the configured
+    url must be the receiver's own address), and the data waits."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with _OPENER.open(req, timeout=timeout) as resp:
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as exc:
         text = exc.read()[:300].decode("utf-8", "replace")
+        if 300 <= exc.code < 400:
+            where = printable(exc.headers.get("Location", ""), 120)
+            raise Retry(
+                f"HTTP {exc.code}: redirected to {where!r}, not followed (it would carry the "
+                "credentials); set the url to the receiver's own address",
+                exc.code,
+            ) from None
         if transient(exc.code):
             raise Retry(f"HTTP {exc.code}: {text}", exc.code) from None
         raise Rejected(exc.code, text) from None
@@ -113,6 +135,7 @@ class Sink(threading.Thread, abc.ABC):
         self.sent = 0
         self.failures = 0
         self.last_error = ""
+        self.tick_error = ""  # the periodic work's failure, as last logged
         self._up: bool | None = None  # probe() during this pass, once
         self.strikes: dict[Any, int] = {}
 
@@ -203,10 +226,7 @@ class Sink(threading.Thread, abc.ABC):
             now = time.time()
             if now - last_tick >= 1:
                 last_tick = now
-                try:
-                    self.tick(now)
-                except Exception as exc:  # noqa: BLE001 - a sink must not die
-                    log.warning("%s: periodic work failed: %s", self.name, exc)
+                self._tick(now)
             try:
                 n = self.pass_once()
             except Retry as exc:
@@ -232,6 +252,23 @@ class Sink(threading.Thread, abc.ABC):
                 self.advance(self.watermark)  # saved when due, also with nothing new to send
                 self.wake.wait(self.interval_s)
                 self.wake.clear()
+
+    def _tick(self, now: float) -> None:
+        """:meth:`tick`, once a second: a failure is logged when it starts or changes, not
+        at every try (a receiver down for a night would write a line a second)."""
+        try:
+            self.tick(now)
+        except Exception as exc:  # noqa: BLE001 - a sink must not die
+            text = str(exc)
+            if text != self.tick_error:
+                log.warning(
+                    "%s: periodic work failed (tried again every second): %s", self.name, exc
+                )
+            self.tick_error = text
+            return
+        if self.tick_error:
+            log.info("%s: periodic work done again", self.name)
+            self.tick_error = ""
 
     def flush(self, deadline: float) -> None:
         """On shutdown: forward what is left, as long as the receiver answers and time allows."""

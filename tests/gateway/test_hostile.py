@@ -5,7 +5,9 @@ records are stored and receipted, and nothing else is (../shared/DESIGN.md princ
 from __future__ import annotations
 
 import json
+import logging
 import os
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -26,6 +28,7 @@ from klupa.services import Broker, Influx1, free_port
 from provisioning.broker import acl_text
 from testkit.gateway import (
     Publisher,
+    RecordingPortal,
     dumps,
     event,
     telemetry,
@@ -35,7 +38,12 @@ from testkit.gateway import (
     write_config,
 )
 
-USERS = {"gateway-mostar": "gw-secret-test", "mostar-01": "bench1-test", "mostar-02": "bench2-test"}
+USERS = {
+    "gateway-mostar": "gw-secret-test",
+    "ops-mostar": "ops-secret-test",
+    "mostar-01": "bench1-test",
+    "mostar-02": "bench2-test",
+}
 T1 = topic_of("mostar-01", "telemetry")
 
 
@@ -208,6 +216,38 @@ def test_a_message_the_store_cannot_take_is_quarantined_and_the_rest_stored(
     pub.close()
 
 
+def test_a_record_the_gateway_fails_to_judge_is_not_receipted_and_is_taken_once_fixed(
+    link: tuple[Gateway, Publisher], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception while judging a message (a bug of the gateway's, not the record's) is an
+    `internal` reject, and it was receipted like a malformed record: the bench deleted a good
+    vote from its spool, and nothing could bring it back once the gateway was fixed."""
+    from edge_gateway import protocol as P
+
+    gw, pub = link
+    judge = P.validate
+
+    def buggy(topic: str, payload: bytes, now: float, m: str | None = None) -> P.Message:
+        if b'"seq":2,' in payload:
+            raise KeyError("a bug of the gateway's")
+        return judge(topic, payload, now, m)
+
+    monkeypatch.setattr(P, "validate", buggy)
+    v = topic_of("mostar-01", "vote")
+    now = int(time.time())
+    for seq in (1, 2, 3):
+        pub.publish(v, vote("mostar-01", 16, seq, now - 10 + seq, "p-one", "yes"))
+    pub.wait_published()
+    wait_until(lambda: receipted(pub, 16, 3), 10, what="the records judged")
+    assert gw.counts["rejected:internal"] == 1
+    assert receipted(pub, 16, 1) and not receipted(pub, 16, 2)
+    monkeypatch.undo()  # the gateway is fixed; the bench sends what is not receipted again
+    pub.publish(v, vote("mostar-01", 16, 2, now - 8, "p-one", "yes"))
+    pub.wait_published()
+    wait_until(lambda: receipted(pub, 16, 2), 10, what="the re-sent vote receipted")
+    assert [s for _, _, s in stored(gw)] == [1, 2, 3]
+
+
 # --------------------------------------------------------------------------- floods and other benches
 
 
@@ -267,6 +307,96 @@ def test_a_bench_password_cannot_take_over_the_gateway_session(
     pub.close()
 
 
+def test_another_record_under_a_stored_identity_is_kept_aside_not_dropped_unseen(
+    link: tuple[Gateway, Publisher],
+) -> None:
+    """A bench whose boot counter went back (re-flashed without its seed, a replacement not
+    provisioned) sends new records under identities already stored. Each was counted as a
+    duplicate of the stored record and dropped without a trace. A re-send still is one."""
+    gw, pub = link
+    now = int(time.time())
+    v = topic_of("mostar-01", "vote")
+    first = vote("mostar-01", 12, 1, now - 50, "p-one", "yes")
+    pub.publish(v, first)
+    pub.wait_published()
+    wait_until(lambda: receipted(pub, 12, 1), 10, what="the first vote receipted")
+    pub.publish(v, b" " + dumps(first).replace(b'"v":1', b'"v":1.0'))  # a re-send, respelled
+    # a re-send of a record made before the bench's clock was set, after a correction
+    pub.publish(v, {**first, "ts": now - 48})
+    pub.publish(v, vote("mostar-01", 12, 1, now - 5, "p-one", "no"))  # another vote
+    pub.publish(T1, telemetry("mostar-01", 12, 1, now - 4))  # another kind of record
+    pub.wait_published()
+    wait_until(lambda: gw.counts["received"] == 5, 10, what="all five judged")
+    assert gw.counts["accepted"] == 1 and gw.counts["duplicates"] == 2
+    assert gw.counts["rejected:identity_reused"] == 2
+    st = Store(gw.cfg.spool.path, readonly=True)
+    try:
+        kept = st.conn.execute(
+            "SELECT topic, detail, payload FROM quarantine WHERE reason = 'identity_reused' "
+            "ORDER BY id"
+        ).fetchall()
+        votes = st.conn.execute("SELECT choice FROM votes").fetchall()
+    finally:
+        st.close()
+    assert [(t, d) for t, d, _ in kept] == [
+        (v, "12/1 is stored with another body"),
+        (T1, "12/1 is stored as vote, this is telemetry"),
+    ]
+    assert json.loads(kept[0][2])["choice"] == "no" and votes == [("yes",)]
+    assert receipted(pub, 12, 1)
+    good_record_goes_through(gw, pub, 12, 2)
+
+
+def ack(bench_id: str, seq: int, cid: str) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "bench": bench_id,
+        "boot": 13,
+        "seq": seq,
+        "ts": int(time.time()),
+        "id": cid,
+        "ok": True,
+        "detail": "",
+    }
+
+
+def test_an_ack_counts_only_from_the_bench_the_command_went_to(
+    broker: Broker, link: tuple[Gateway, Publisher]
+) -> None:
+    """The ops link (`gateway cmd`, the rollout) took an ack by its id alone: another bench
+    that learnt a command's id (a log, a screen) could ack it, say a reboot or an update was
+    taken, and a flood of acks for made-up ids emptied what the link had collected."""
+    from edge_gateway.commands import CommandLink
+
+    gw, one = link
+    ops = CommandLink(gw.cfg, "ops-mostar", USERS["ops-mostar"])  # every bench's acks
+    ops.open()
+    other = bench(broker, "mostar-02")
+    try:
+        cid = ops.send("mostar-01", "ota", {"url": "http://x/m.json", "version": "9.9.9"})
+        ack_topic = topic_of("mostar-02", "cmd/ack")
+        other.publish(ack_topic, ack("mostar-02", 1, cid))  # on its own topic, in its name
+        other.publish(ack_topic, ack("mostar-01", 2, cid))  # on its own topic, in another's
+        mine = ops.send("mostar-02", "ping", {})
+        other.publish(ack_topic, ack("mostar-02", 3, mine))  # in order after the two
+        other.wait_published()
+        assert ops.wait_ack(mine, 10) is not None
+        assert ops.ack(cid) is None
+        one.publish(topic_of("mostar-01", "cmd/ack"), ack("mostar-01", 1, cid))
+        one.wait_published()
+        assert (ops.wait_ack(cid, 10) or {}).get("bench") == "mostar-01"
+        for n in range(10_002):  # acks for ids never sent
+            other.publish(ack_topic, ack("mostar-02", 10 + n, f"c-{n:08x}"))
+        last = ops.send("mostar-02", "ping", {})
+        other.publish(ack_topic, ack("mostar-02", 99_999, last))
+        other.wait_published(60)
+        assert ops.wait_ack(last, 30) is not None
+        assert (ops.ack(cid) or {}).get("bench") == "mostar-01"
+    finally:
+        other.close()
+        ops.close()
+
+
 # --------------------------------------------------------------------------- clocks
 
 
@@ -313,6 +443,36 @@ def test_the_gateway_takes_nothing_before_its_clock_is_synchronised(
 
 
 # --------------------------------------------------------------------------- full disk
+
+
+def test_records_after_a_quiet_spell_longer_than_retention_are_forwarded(
+    broker: Broker, start_gateway: Callable[..., Gateway], portal: RecordingPortal
+) -> None:
+    """Once every row was forwarded and older than retention_days (benches stored for the
+    winter, a long outage), upkeep emptied the messages table and SQLite numbered the next
+    row 1 again: below the sinks' watermarks, so nothing after that, votes included, ever
+    reached the portal, and the backlog said 0."""
+    extra = f'[portal]\nurl = "{portal.url}"\ntoken = "{portal.token}"\n'
+    gw = start_gateway(extra, store="quiet.sqlite")
+    pub = bench_listening(broker)
+    now = int(time.time())
+    v = topic_of("mostar-01", "vote")
+    for seq in range(1, 4):
+        pub.publish(v, vote("mostar-01", 14, seq, now - 10 + seq, "p-one", "yes"))
+    pub.wait_published()
+    wait_until(lambda: len(portal.votes) == 3, 15, what="the first votes at the portal")
+    gw.stop(flush_s=2)  # its watermark saved
+    st = Store(gw.cfg.spool.path)
+    try:  # the hourly upkeep, 40 days later
+        st.prune(["portal"], gw.cfg.spool.retention_days, 2048, time.time() + 40 * 86400)
+    finally:
+        st.close()
+    start_gateway(extra, store="quiet.sqlite")
+    for seq in range(4, 6):
+        pub.publish(v, vote("mostar-01", 14, seq, now - 5 + seq, "p-one", "no"))
+    pub.wait_published()
+    wait_until(lambda: len(portal.votes) == 5, 15, what="the votes after the spell at the portal")
+    pub.close()
 
 
 @pytest.fixture
@@ -438,6 +598,33 @@ def test_bench_text_reaches_the_log_and_status_without_terminal_control(
     assert "\\x1b[2J" in "".join(rows[0]) and "x\\x0a2026 INFO forged" in caplog.text
 
 
+def test_a_flapping_or_chattering_bench_does_not_flood_the_log(
+    link: tuple[Gateway, Publisher], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each health change, and each fault, tamper or critical-power event a bench sent, was
+    a log line of its own: a bench flapping its Status or streaming fault events wrote the
+    journal on the SD card as fast as it could send. Rejects were limited already."""
+    from edge_gateway.loglimit import BURST
+
+    gw, pub = link
+    caplog.set_level(logging.INFO, logger="edge_gateway")
+    now = int(time.time())
+    status, ev = topic_of("mostar-01", "status"), topic_of("mostar-01", "event")
+    for i in range(60):
+        state = "online" if i % 2 == 0 else "offline"
+        pub.publish(status, {"v": 1, "bench": "mostar-01", "state": state})
+        fault = event("mostar-01", 15, i + 1, now - 100 + i, "fault", code="flash", detail="x")
+        pub.publish(ev, fault)
+    pub.wait_published()
+    wait_until(lambda: gw.counts["received"] == 120, 15, what="all 120 judged")
+    assert gw.counts["status"] == 60 and gw.counts["accepted"] == 60  # every one handled
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([t for t in lines if t.startswith("mostar-01 is ")]) == BURST
+    assert len([t for t in lines if t.startswith("mostar-01: fault ")]) == BURST
+    assert len([t for t in lines if "the rest are counted, not logged" in t]) == 2
+    good_record_goes_through(gw, pub, 15, 61)
+
+
 def test_the_ota_server_serves_files_only(tmp_path: Path) -> None:
     """No directory listing (which bundles exist), no dotfiles (a `.git`, a key left behind)."""
     from edge_gateway.serve import serve_ota
@@ -458,6 +645,53 @@ def test_the_ota_server_serves_files_only(tmp_path: Path) -> None:
             assert info.value.code == 404, path
     finally:
         server.stop()
+
+
+def test_idle_connections_neither_pile_up_nor_keep_the_http_servers_from_answering(
+    tmp_path: Path,
+) -> None:
+    """Each connection to the OTA server (on the benches' network) or the metrics endpoint took
+    a thread for as long as it was open, and an idle one stayed open for ever: anyone who
+    reached the port could open thousands and exhaust the gateway process."""
+    from edge_gateway import serve
+
+    (tmp_path / "manifest.json").write_text('{"version":"1.2.0"}')
+    server = serve.serve_ota(str(tmp_path), free_port(), host="127.0.0.1")
+
+    def handler_threads() -> int:
+        return sum("process_request" in t.name for t in threading.enumerate())
+
+    n = serve.MAX_CONNECTIONS + 20
+    idle = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(n)]
+    try:
+        for s in idle:
+            s.settimeout(30)
+        # Past the cap a connection is closed at once; those within it wait for a request.
+        refused = [s for s in idle[serve.MAX_CONNECTIONS :] if s.recv(1) == b""]
+        assert len(refused) == n - serve.MAX_CONNECTIONS
+        assert handler_threads() <= serve.MAX_CONNECTIONS
+    finally:
+        for s in idle:
+            s.close()
+    # Their clients gone, their threads end, and the server answers again.
+    wait_until(lambda: handler_threads() == 0, 10, what="the idle connections' threads to end")
+    url = f"http://127.0.0.1:{server.port}/manifest.json"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        assert json.loads(r.read()) == {"version": "1.2.0"}
+    server.stop()
+    # A connection that says nothing is closed after idle_s, by either server.
+    gw_view: Any = type("V", (), {})()
+    for quick in (
+        serve.serve_ota(str(tmp_path), free_port(), host="127.0.0.1", idle_s=0.2),
+        serve.serve_metrics(gw_view, free_port(), host="127.0.0.1", idle_s=0.2),
+    ):
+        try:
+            s = socket.create_connection(("127.0.0.1", quick.port))
+            s.settimeout(30)
+            assert s.recv(1) == b""  # closed by the server, not timed out here
+            s.close()
+        finally:
+            quick.stop()
 
 
 def test_after_a_barrage_influxdb_holds_exactly_the_good_records(

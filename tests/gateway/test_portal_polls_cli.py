@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +162,80 @@ def test_a_vote_the_portal_fails_on_is_quarantined_and_the_rest_go_on(
     pub.wait_published()
     wait_until(lambda: "mostar-01/4/13" in portal.votes, 15, what="a later vote")
     pub.close()
+
+
+def test_a_bench_whose_votes_the_portal_rejects_by_the_hundred_does_not_flood_the_log(
+    mosquitto: Broker,
+    portal: RecordingPortal,
+    gateway_factory: Callable[..., Gateway],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each vote the portal rejected (an unknown poll, over the bench's cap) was a log line:
+    a bench pressing out votes, or one whose credentials were stolen, wrote the journal on
+    the SD card a line per vote. Every one is still quarantined with the portal's reason."""
+    from edge_gateway.loglimit import BURST
+
+    caplog.set_level(logging.INFO, logger="edge_gateway")
+    gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
+    now = one_day_now(after=80) - 300
+    pub = Publisher(mosquitto.host, mosquitto.port)
+    send_votes(pub, "mostar-01", 6, range(1, 61), now, poll="unknown-poll")
+    wait_until(lambda: len(quarantined(gw)) == 60, 30, what="all 60 votes quarantined")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([t for t in lines if t.startswith("portal rejected vote mostar-01/")]) == BURST
+    assert len([t for t in lines if "the rest are counted, not logged" in t]) == 1
+    pub.close()
+
+
+class Redirector:
+    """An HTTP server that answers every request with a 302 to the same path on ``target``."""
+
+    def __init__(self, target: str) -> None:
+        self.hits = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def _redirect(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.hits += 1
+                self.send_response(302)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = _redirect  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        outer = self
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+def test_a_portal_url_that_redirects_gets_neither_the_token_nor_the_votes(
+    mosquitto: Broker, portal: RecordingPortal, gateway_factory: Callable[..., Gateway]
+) -> None:
+    """The sinks followed redirects: the portal's token went to wherever a redirect pointed
+    (another host, plain http), and a vote POST came back as a GET whose answer, had it the
+    portal's shape, would have marked the votes delivered. Now a 3xx is retried, the token
+    stays home, and the votes wait."""
+    elsewhere = RecordingPortal()  # another host: it answers in the portal's shape
+    elsewhere.token = "portal-token"
+    front = Redirector(elsewhere.url.replace("127.0.0.1", "localhost"))
+    try:
+        gw = gateway_factory(mosquitto.port, portal_extra(front.url))
+        pub = Publisher(mosquitto.host, mosquitto.port)
+        send_votes(pub, "mostar-01", 7, range(1, 3), one_day_now(after=30) - 300)
+        wait_until(lambda: front.hits >= 6, 30, what="the sink and the poll sync to try")
+        assert elsewhere.requests == []  # no token, no request at all
+        wait_until(lambda: "redirected" in gw.sinks[0].last_error, 10, what="the reason")
+        assert gw.sinks[0].watermark == 0 and portal.votes == {}  # the votes wait
+        pub.close()
+    finally:
+        for server in (front, elsewhere):
+            server.httpd.shutdown()
+            server.httpd.server_close()
 
 
 def test_a_portal_that_is_down_loses_nothing_and_quarantines_nothing(
@@ -415,6 +492,36 @@ def test_cmd_publishes_a_command_and_prints_the_ack(
     err = capsys.readouterr().err
     assert "no answer from mostar-01" in err and "not queued for offline benches" in err
     assert main(["cmd", "--config", str(cfg), "mostar-01", "dance"]) == 2
+
+
+def test_cmd_prints_a_bench_s_ack_without_its_terminal_control(
+    mosquitto: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`klupa gateway cmd` printed the ack's `detail` as the bench wrote it: a bench could clear
+    the operator's screen, retitle the terminal or forge lines after the answer."""
+    cfg = tmp_path / "gw.toml"
+    cfg.write_text(
+        f'municipality = "mostar"\n[mqtt]\nport = {mosquitto.port}\n[spool]\npath = "s.sqlite"\n'
+    )
+    bench = Publisher(mosquitto.host, mosquitto.port, client_id="mostar-01")
+    bench.subscribe(topic_of("mostar-01", "cmd"))
+    evil = "done\x1b[2J\x1b]0;pwned\x07\u202e\nmostar-02: reboot ok"
+    ok = [True, False]
+
+    def answer(c: Any, u: Any, msg: Any) -> None:
+        cmd = json.loads(msg.payload)
+        ack = {"v": 1, "bench": "mostar-01", "boot": 1, "seq": 9, "ts": int(time.time())}
+        ack |= {"id": cmd["id"], "ok": ok.pop(0), "detail": evil}
+        c.publish(topic_of("mostar-01", "cmd/ack"), json.dumps(ack), qos=1)
+
+    bench.client.on_message = answer
+    assert main(["cmd", "--config", str(cfg), "mostar-01", "selftest"]) == 0
+    assert main(["cmd", "--config", str(cfg), "mostar-01", "selftest"]) == 1
+    printed = capsys.readouterr()
+    for text in (printed.out, printed.err):
+        assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+        assert "done\\x1b[2J" in text and "\nmostar-02" not in text
+    bench.close()
 
 
 def test_status_metrics_and_ota(

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from edge_gateway.service import Gateway
+from edge_gateway.store import Store
 from klupa.services import Broker, free_port, serve_portal, stop_process
 from testkit.gateway import Publisher, one_day_now, telemetry, topic_of, vote, wait_until
+from testkit.polls import protocol_poll
 
 
 class RealPortal:
@@ -132,3 +134,56 @@ def test_polls_votes_and_bench_state_through_the_real_portal(
     # The gateway's heartbeat reached the portal: its benches' states hold.
     beat = wait_until(lambda: portal_rows("SELECT municipality, version, lag_s FROM gateways"), 10)
     assert beat[0][0] == "mostar" and beat[0][1] and beat[0][2] >= 0
+
+
+def test_a_bench_the_portal_does_not_know_keeps_no_other_bench_s_votes_from_it(
+    mosquitto: Broker, real_portal: RealPortal, gateway_factory: Callable[..., Gateway]
+) -> None:
+    """A bench the broker lets in but the portal has not registered (provisioning's register
+    step not done yet, or moved to another municipality) gets 403 for its state. That 403 was
+    retried for ever: the portal sink never moved past the batch holding it, and no later vote
+    of any bench reached the portal."""
+    now = one_day_now(before=120, after=10)
+    poll = protocol_poll(
+        "mostar-unknown-bench-test", now - 3600, now + 86400, municipalities=["mostar"]
+    )
+    real_portal.call("POST", "/api/v1/polls", poll)
+    gw = gateway_factory(
+        mosquitto.port,
+        f'[portal]\nurl = "{real_portal.url}"\ntoken = "{real_portal.token}"\n',
+        sink_options={"portal": {"batch_rows": 2}},  # the stranger's rows in a batch of their own
+    )
+    bench = Publisher(mosquitto.host, mosquitto.port)
+    stranger = "mostar-77"  # not registered at the portal
+    bench.publish(topic_of(stranger, "telemetry"), telemetry(stranger, 1, 1, now - 100))
+    bench.publish(topic_of(stranger, "vote"), vote(stranger, 1, 2, now - 99, poll["id"], "no"))
+    bench.wait_published()
+    wait_until(lambda: gw.counts["accepted"] == 2, 10, what="the stranger's records stored")
+    b = "mostar-01"
+    for seq in range(1, 5):
+        bench.publish(topic_of(b, "vote"), vote(b, 3, seq, now - 90 + seq, poll["id"], "yes"))
+    bench.wait_published()
+
+    def total() -> Any:
+        r = real_portal.call("GET", f"/api/v1/polls/{poll['id']}/results")
+        return r if r.get("total") == 4 else None
+
+    r = wait_until(total, 30, what="mostar-01's 4 votes in the portal's results")
+    assert r["benches"] == {b: {"yes": 4, "no": 0}}
+
+    # The stranger's vote is the portal's to refuse (not_your_bench), and it is kept aside.
+    def store() -> Store:
+        return Store(gw.cfg.spool.path, readonly=True)
+
+    def refused() -> bool:
+        st = store()
+        try:
+            return any("not_your_bench" in k for k in st.quarantine_counts())
+        finally:
+            st.close()
+
+    wait_until(refused, 10, what="the stranger's vote quarantined with the portal's reason")
+    st = store()
+    last = st.last_id()
+    st.close()
+    wait_until(lambda: gw.sinks[0].watermark >= last, 15, what="the portal sink past every row")

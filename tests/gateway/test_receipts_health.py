@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
 
 from edge_gateway.health import Health
 from edge_gateway.receipts import Receipts
@@ -61,6 +65,47 @@ def test_receipts_stay_small_and_in_turn_cover_everything() -> None:
     assert set(sent) <= seen
     # and nothing in a receipt that was not stored
     assert seen == set(sent)
+
+
+def test_a_bench_sending_each_record_under_a_new_boot_costs_little_per_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each record's receipt bookkeeping sorted every boot its bench held once past 64, and
+    a bench that sends every record under a new boot keeps them all until receipts drain
+    them: quadratic in the one writer thread every bench waits on (20,000 such records took
+    12 s). Counted in elements sorted, not in seconds: at most a few per record."""
+    from edge_gateway import receipts as receipts_module
+
+    work = [0]
+
+    def counting_sorted(items: Any, **kw: Any) -> list[Any]:
+        out = sorted(items, **kw)
+        work[0] += len(out)
+        return out
+
+    monkeypatch.setattr(receipts_module, "sorted", counting_sorted, raising=False)
+    r = Receipts()
+    n = 5000
+    for boot in range(1, n + 1):
+        r.add("b", 1_000_000 + boot, 1)
+    assert work[0] <= 4 * n
+    seen: set[int] = set()
+    while r.has_pending("b"):
+        seen.update(int(b) for b in json.loads(r.payload("b"))["boots"])
+    assert seen == {1_000_000 + boot for boot in range(1, n + 1)}
+    assert len(r.ranges["b"]) == receipts_module.MAX_BOOTS_KEPT  # and then forgotten
+
+
+def test_a_restart_keeps_in_memory_only_the_newest_boots_of_each_bench() -> None:
+    """The store's ranges of every boot were loaded whole at a start and kept until the bench
+    next sent something: a bench that had sent a million boots held them all in memory."""
+    from edge_gateway.receipts import MAX_BOOTS_KEPT
+
+    r = Receipts({"b": {boot: [(1, 3)] for boot in range(1, 5001)}, "c": {7: [(1, 2)]}})
+    assert sorted(r.ranges["b"]) == list(range(5001 - MAX_BOOTS_KEPT, 5001))
+    assert r.ranges["c"] == {7: [[1, 2]]}
+    r.add("b", 1, 4)  # a late record of a forgotten boot is receipted all the same
+    assert covered(r.boots("b"), 1, 4)
 
 
 def test_receipts_after_a_mixed_stream_cover_exactly_the_store(
@@ -198,3 +243,47 @@ def test_status_points_take_the_status_ts_and_stay_in_order() -> None:
     assert ahead is not None and ahead.ts == 8250.0
     gone = h.on_status("b", "offline", 8010.0)  # the will, by the gateway's clock
     assert gone is not None and gone.ts > 8250.0  # still after the online point
+
+
+def test_a_retained_birth_after_a_restart_does_not_slip_before_the_last_offline_point(
+    mosquitto: Broker, tmp_path: Path
+) -> None:
+    """A bench_status point takes an online Status's ts, kept after the bench's previous point.
+    That order lived in memory only: after a restart the retained birth (hours old) that the
+    new subscription delivers again placed the online point before the offline one the last
+    run wrote, and InfluxDB's latest bench_status said offline while the bench was online."""
+    from edge_gateway.config import load
+    from edge_gateway.store import Store
+    from testkit.gateway import write_config
+
+    cfg = write_config(
+        tmp_path / "gw.toml",
+        "mostar",
+        mosquitto.port,
+        tmp_path / "s.sqlite",
+        "[health]\noffline_after_s = 1\n",
+    )
+    bench = Publisher(mosquitto.host, mosquitto.port)
+    birth = {"v": 1, "bench": "mostar-01", "state": "online", "ts": int(time.time()) - 3600}
+    bench.publish(topic_of("mostar-01", "status"), birth, retain=True)
+    bench.wait_published()
+
+    def points() -> list[tuple[bool, float]]:
+        st = Store(str(tmp_path / "s.sqlite"), readonly=True)
+        try:
+            rows = st.conn.execute("SELECT body FROM messages WHERE kind = 'state' ORDER BY id")
+            return [(json.loads(b)["online"], json.loads(b)["t"]) for (b,) in rows]
+        finally:
+            st.close()
+
+    for run in (1, 2):  # the birth, then silence: offline; a restart, the birth again
+        gw = Gateway(load(cfg))
+        gw.start()
+        try:
+            wait_until(lambda n=run: len(points()) >= 2 * n, 15, what=f"run {run}'s two points")
+        finally:
+            gw.stop(flush_s=1)
+    (on1, t_on1), (off1, t_off1), (on2, t_on2) = points()[:3]
+    assert on1 and not off1 and on2
+    assert t_on1 == birth["ts"] and t_on2 > t_off1
+    bench.close()

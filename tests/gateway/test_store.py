@@ -84,6 +84,23 @@ def test_size_bound_drops_forwarded_rows_then_telemetry_before_votes(tmp_path: P
     assert st.size_bytes() / 2**20 <= size_mb * 0.5
 
 
+def test_upkeep_never_hands_out_an_id_again_below_the_watermarks(tmp_path: Path) -> None:
+    """Every row forwarded, then pruned (retention) or dropped (size): the next row must come
+    after the watermarks. SQLite numbers a row one past the largest id left, so an emptied
+    table started again at 1, and the sinks never read past their watermark to it."""
+    now = time.time()
+    for retention_days, max_mb in ((35, 2048.0), (36500, 0.01)):
+        st = Store(str(tmp_path / f"s{retention_days}.sqlite"))
+        fill(st, "telemetry", 1500, now - 40 * 86400, 1)
+        with st.transaction():
+            st.set_watermark("influxdb", 1500)
+        assert st.prune(["influxdb"], retention_days, max_mb, now) > 0
+        with st.transaction():
+            st.insert_message("mostar-01", 2, 1, "vote", int(now), now, b"{}")
+        assert [(r.boot, r.seq) for r in st.rows_after(st.watermark("influxdb"), 10)] == [(2, 1)]
+        st.close()
+
+
 def test_local_days_follow_sarajevo_time_across_dst() -> None:
     start, end = day_bounds("2026-03-29")  # spring forward: a 23-hour day
     assert end - start == 23 * 3600
@@ -246,6 +263,43 @@ class _Recorder(Sink):
 
     def send(self, rows: list[Row]) -> None:
         self.got = getattr(self, "got", 0) + len(rows)
+
+
+def test_a_receiver_down_at_a_hidden_polls_close_is_one_log_line_not_one_a_second(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At a hidden poll's close the InfluxDB sink writes its counts, tried every second while
+    InfluxDB is down: each try logged `periodic work failed`, a line a second all night."""
+    from edge_gateway.sinks.influxdb.config import InfluxConfig
+    from edge_gateway.sinks.influxdb.writer import InfluxSink
+    from klupa.services import free_port
+
+    path = str(tmp_path / "s.sqlite")
+    st = Store(path)
+    closes = int(time.time()) - 10
+    st.set_hidden_polls({"mostar-hidden-poll": closes})  # closed: its counts are due
+    with st.transaction():
+        st.add_vote("mostar-01", "mostar-hidden-poll", "yes", closes - 100, 1)
+    st.close()
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    down = InfluxConfig(url=url, api_version=1, database="b", flush_interval_s=0.1)
+    sink = InfluxSink(path, "mostar", down, ["influxdb"])
+    tries = [0]
+    tick = sink.tick
+
+    def counted(now: float) -> None:
+        tries[0] += 1
+        tick(now)
+
+    sink.tick = counted  # type: ignore[method-assign]
+    sink.start()
+    try:
+        wait_until(lambda: tries[0] >= 4, 20, what="four tries of the periodic work")
+    finally:
+        sink.stop()
+        sink.join(10)
+    failed = [r for r in caplog.records if "periodic work failed" in r.getMessage()]
+    assert len(failed) == 1 and "Connection refused" in failed[0].getMessage()
 
 
 def test_a_sink_saves_its_watermark_every_ten_seconds_while_busy_and_every_five_minutes_idle(

@@ -16,6 +16,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+from edge_gateway.loglimit import BurstLog
 from edge_gateway.sinks.base import Rejected, Retry, Sink, http, transient
 from edge_gateway.sinks.influxdb.config import InfluxConfig
 from edge_gateway.sinks.influxdb.points import gateway_point, row_points, votes_point
@@ -41,6 +42,7 @@ class InfluxSink(Sink):
         self.last_gateway_point = 0.0
         self._writes: Any = None  # influxdb-client WriteService
         self._client: Any = None
+        self.row_log = BurstLog(log)  # a line per row refused, limited per bench
 
     # ------------------------------------------------------------------ transport
 
@@ -147,12 +149,26 @@ class InfluxSink(Sink):
             try:
                 self.write_lines(texts)
             except Rejected as exc:
-                log.warning("influxdb refused row %s (%s): quarantined", rid, exc.reason[:120])
+                self.row_log.log(
+                    logging.WARNING,
+                    index[rid].bench,
+                    "row refused",
+                    "influxdb refused row %s (%s): quarantined",
+                    rid,
+                    exc.reason[:120],
+                )
                 self.quarantine(index[rid], f"influxdb_{exc.status}")
             except Retry as exc:
                 if not self.poisoned(exc) or not self.strike(rid):
                     raise
-                log.warning("influxdb failed on row %s (%s): quarantined", rid, str(exc)[:120])
+                self.row_log.log(
+                    logging.WARNING,
+                    index[rid].bench,
+                    "row failed",
+                    "influxdb failed on row %s (%s): quarantined",
+                    rid,
+                    str(exc)[:120],
+                )
                 self.quarantine(index[rid], f"influxdb_{exc.status}")
 
     def tick(self, now: float) -> None:

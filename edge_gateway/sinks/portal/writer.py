@@ -16,6 +16,7 @@ import time
 import urllib.parse
 from typing import Any
 
+from edge_gateway.loglimit import BurstLog
 from edge_gateway.payloads import Event, Telemetry, Vote
 from edge_gateway.sinks.base import Rejected, Retry, Sink, decode_row, http
 from edge_gateway.sinks.portal.config import PortalConfig
@@ -26,6 +27,7 @@ log = logging.getLogger("edge_gateway.sink.portal")
 VOTES_PER_REQUEST = 500
 FW_MAX = 40  # characters of `fw` the portal keeps
 DAYS_PER_REQUEST = 200
+REFUSED_LOG_S = 3600.0  # a bench whose state the portal refuses: logged this often
 
 
 class PortalSink(Sink):
@@ -36,6 +38,8 @@ class PortalSink(Sink):
         self.municipality = municipality
         self.cfg = cfg
         self.timeout_s = 15.0
+        self.refused_logged: dict[str, float] = {}  # bench -> when its refusal was logged
+        self.vote_log = BurstLog(log)  # a line per vote refused or failed, limited per bench
 
     def headers(self) -> dict[str, str]:
         return {
@@ -125,7 +129,10 @@ class PortalSink(Sink):
                 return
             if not self.strike(("vote", chunk[0][0].id)):
                 raise
-            log.warning(
+            self.vote_log.log(
+                logging.WARNING,
+                chunk[0][0].bench,
+                "vote failed",
                 "portal failed on vote %s (%s) while it answers otherwise: quarantined",
                 chunk[0][1]["id"],
                 str(exc)[:120],
@@ -134,7 +141,14 @@ class PortalSink(Sink):
             return
         except Rejected as exc:
             if len(chunk) == 1:
-                log.warning("portal refused vote %s: %s", chunk[0][1]["id"], exc.reason[:120])
+                self.vote_log.log(
+                    logging.WARNING,
+                    chunk[0][0].bench,
+                    "vote refused",
+                    "portal refused vote %s: %s",
+                    chunk[0][1]["id"],
+                    exc.reason[:120],
+                )
                 self.quarantine(chunk[0][0], f"portal_{exc.status}")
                 return
             for one in chunk:
@@ -154,7 +168,14 @@ class PortalSink(Sink):
             row = by_id.get(str(item.get("id")))
             if row is not None:
                 reason = str(item.get("reason", ""))[:80]
-                log.info("portal rejected vote %s: %s", item.get("id"), reason)
+                self.vote_log.log(
+                    logging.INFO,
+                    row.bench,
+                    "vote rejected",
+                    "portal rejected vote %s: %s",
+                    item.get("id"),
+                    reason,
+                )
                 self.quarantine(row, f"portal_rejected: {reason}")
 
     def _send_days(self, days: list[tuple[str, str]]) -> None:
@@ -211,8 +232,26 @@ class PortalSink(Sink):
         try:
             self.request("PUT", f"/api/v1/benches/{bench}", body, "ok")
         except Retry as exc:
+            if exc.status == 403:
+                # This bench is not registered to the municipality (not yet, or moved): the
+                # broker lets it in, the portal does not take its state. A wrong token would
+                # have failed on the bench-days sent before this; retried, this 403 would
+                # hold every later row of every bench back for ever.
+                self._refused(bench, str(exc))
+                return
             if not self.poisoned(exc) or not self.strike(("bench", bench)):
                 raise
             log.warning("portal failed on the state of %s (%s); skipped", bench, str(exc)[:120])
         except Rejected as exc:
-            log.warning("portal refused the state of %s: %s", bench, exc)
+            self._refused(bench, str(exc))
+
+    def _refused(self, bench: str, why: str) -> None:
+        """The portal refused a bench's state: skipped (the next of its rows sends it again),
+        logged at most once an hour per bench."""
+        now = time.monotonic()
+        if now - self.refused_logged.get(bench, -REFUSED_LOG_S) < REFUSED_LOG_S:
+            return
+        if len(self.refused_logged) > 10_000:
+            self.refused_logged.clear()
+        self.refused_logged[bench] = now
+        log.warning("portal refused the state of %s (skipped): %s", bench, why[:160])
