@@ -7,6 +7,7 @@ import json
 import os
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
@@ -89,17 +90,25 @@ class _QuietFiles(SimpleHTTPRequestHandler):
         pass
 
 
-def serve_ota(
-    directory: str,
-    port: int,
-    host: str = "0.0.0.0",
-    idle_s: float = IDLE_S,
-    max_connections: int = MAX_CONNECTIONS,
-) -> Server:
+@dataclass(frozen=True)
+class Listen:
+    """Where a server listens, and how it bounds its connections (see IDLE_S)."""
+
+    port: int
+    host: str = "0.0.0.0"
+    idle_s: float = IDLE_S
+    max_connections: int = MAX_CONNECTIONS
+
+    def serve(self, handler: type[BaseHTTPRequestHandler], **kwargs: Any) -> Server:
+        """Serve ``handler`` (made with ``kwargs``) in a thread; silent sockets time out."""
+        timed = type(handler.__name__, (handler,), {"timeout": self.idle_s})  # per operation
+        made = functools.partial(timed, **kwargs) if kwargs else timed
+        return Server(BoundedHTTPServer((self.host, self.port), made, self.max_connections))
+
+
+def serve_ota(directory: str, at: Listen) -> Server:
     """Serve a bundle directory read-only over HTTP (benches fetch manifests and files)."""
-    timed = type("Files", (_QuietFiles,), {"timeout": idle_s})  # the socket's, per operation
-    handler = functools.partial(timed, directory=directory)
-    return Server(BoundedHTTPServer((host, port), handler, max_connections))
+    return at.serve(_QuietFiles, directory=directory)
 
 
 def metrics_text(gw: GatewayView) -> str:
@@ -175,16 +184,8 @@ def health(gw: GatewayView) -> dict[str, Any]:
     return {"ok": ok, "broker": broker, "store": gw.store_state, "clock": clock}
 
 
-def serve_metrics(
-    gw: GatewayView,
-    port: int,
-    host: str = "0.0.0.0",
-    idle_s: float = IDLE_S,
-    max_connections: int = MAX_CONNECTIONS,
-) -> Server:
-    class Handler(BaseHTTPRequestHandler):
-        timeout = idle_s  # the socket's, per operation
-
+def serve_metrics(gw: GatewayView, at: Listen) -> Server:
+    class Metrics(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             path = self.path.split("?")[0]
             if path == "/healthz":
@@ -209,4 +210,4 @@ def serve_metrics(
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass
 
-    return Server(BoundedHTTPServer((host, port), Handler, max_connections))
+    return at.serve(Metrics)

@@ -38,7 +38,7 @@ from edge_gateway.ingest import (
 from edge_gateway.loglimit import BurstLog
 from edge_gateway.polls import PollSync
 from edge_gateway.receipts import Receipts
-from edge_gateway.serve import serve_metrics, serve_ota
+from edge_gateway.serve import Listen, serve_metrics, serve_ota
 from edge_gateway.store import Store
 from edge_gateway.text import printable
 
@@ -272,14 +272,14 @@ class Gateway(Ingest):
             self.poll_sync.start()
             self.extras.append(self.poll_sync)
         if self.cfg.ota:
-            self.extras.append(serve_ota(self.cfg.ota.dir, self.cfg.ota.port))
+            self.extras.append(serve_ota(self.cfg.ota.dir, Listen(self.cfg.ota.port)))
             log.info("serving OTA bundles from %s on port %d", self.cfg.ota.dir, self.cfg.ota.port)
         if self.cfg.alerts is not None:
             self.alerts = Alerts(self, self.cfg.alerts)
             self.alerts.start()
             self.extras.append(self.alerts)
         if self.cfg.metrics:
-            self.extras.append(serve_metrics(self, self.cfg.metrics.port))
+            self.extras.append(serve_metrics(self, Listen(self.cfg.metrics.port)))
             log.info("metrics on port %d at /metrics", self.cfg.metrics.port)
         sinks = ", ".join(s.name for s in self.sinks) or "none"
         log.info("gateway %s started: store %s, sinks: %s", self.m, self.cfg.spool.path, sinks)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edge_gateway.serve import serve_ota
+from edge_gateway.serve import Listen, serve_ota
 from hil_tests.ota_helpers import (
     CRASH,
     KLUPA,
@@ -69,7 +69,7 @@ def test_ota_across_the_fleet_and_a_rollback(
         system.bench_config(b, period=PERIOD)
     good = bundle(www / NEW, system.ota_key_file, NEW)
     broken_bundle(www / BROKEN, system.ota_key_file, BROKEN)
-    server = serve_ota(str(www), free_port(), host="127.0.0.1")
+    server = serve_ota(str(www), Listen(free_port(), host="127.0.0.1"))
     base = f"http://127.0.0.1:{server.port}"
     births = Births(system.broker.host, system.broker.port, system.m)
     try:

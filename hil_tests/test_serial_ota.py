@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from edge_gateway.serve import serve_ota
+from edge_gateway.serve import Listen, serve_ota
 from hil_tests.ota_helpers import CRASH, broken_bundle, bundle, ota_args
 from klupa.services import free_port
 
@@ -42,7 +42,7 @@ def test_serial_ota_and_rollback(serial_bench: Any, tmp_path: Path) -> None:
     bundle(www / new, system.ota_key_file, new)
     broken_bundle(www / broken, system.ota_key_file, broken)
     host = "127.0.0.1" if sb.virtual is not None else system.broker.host  # the bench reaches it
-    server = serve_ota(str(www), free_port(), host="0.0.0.0")
+    server = serve_ota(str(www), Listen(free_port()))
     base = f"http://{host}:{server.port}"
     try:
         args = dict(a.split("=", 1) for a in ota_args(base, www / new, new))

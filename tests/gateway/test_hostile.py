@@ -627,14 +627,14 @@ def test_a_flapping_or_chattering_bench_does_not_flood_the_log(
 
 def test_the_ota_server_serves_files_only(tmp_path: Path) -> None:
     """No directory listing (which bundles exist), no dotfiles (a `.git`, a key left behind)."""
-    from edge_gateway.serve import serve_ota
+    from edge_gateway.serve import Listen, serve_ota
 
     (tmp_path / "1.2.0").mkdir()
     (tmp_path / "1.2.0" / "manifest.json").write_text('{"version":"1.2.0"}')
     (tmp_path / ".signing-key").write_text("secret")
     (tmp_path / ".git").mkdir()
     (tmp_path / ".git" / "config").write_text("[core]")
-    server = serve_ota(str(tmp_path), free_port(), host="127.0.0.1")
+    server = serve_ota(str(tmp_path), Listen(free_port(), host="127.0.0.1"))
     base = f"http://127.0.0.1:{server.port}"
     try:
         with urllib.request.urlopen(base + "/1.2.0/manifest.json", timeout=5) as r:
@@ -656,7 +656,7 @@ def test_idle_connections_neither_pile_up_nor_keep_the_http_servers_from_answeri
     from edge_gateway import serve
 
     (tmp_path / "manifest.json").write_text('{"version":"1.2.0"}')
-    server = serve.serve_ota(str(tmp_path), free_port(), host="127.0.0.1")
+    server = serve.serve_ota(str(tmp_path), serve.Listen(free_port(), host="127.0.0.1"))
 
     def handler_threads() -> int:
         return sum("process_request" in t.name for t in threading.enumerate())
@@ -682,8 +682,8 @@ def test_idle_connections_neither_pile_up_nor_keep_the_http_servers_from_answeri
     # A connection that says nothing is closed after idle_s, by either server.
     gw_view: Any = type("V", (), {})()
     for quick in (
-        serve.serve_ota(str(tmp_path), free_port(), host="127.0.0.1", idle_s=0.2),
-        serve.serve_metrics(gw_view, free_port(), host="127.0.0.1", idle_s=0.2),
+        serve.serve_ota(str(tmp_path), serve.Listen(free_port(), "127.0.0.1", idle_s=0.2)),
+        serve.serve_metrics(gw_view, serve.Listen(free_port(), "127.0.0.1", idle_s=0.2)),
     ):
         try:
             s = socket.create_connection(("127.0.0.1", quick.port))

@@ -129,27 +129,18 @@ class PortalSink(Sink):
                 return
             if not self.strike(("vote", chunk[0][0].id)):
                 raise
-            self.vote_log.log(
-                logging.WARNING,
-                chunk[0][0].bench,
-                "vote failed",
-                "portal failed on vote %s (%s) while it answers otherwise: quarantined",
-                chunk[0][1]["id"],
-                str(exc)[:120],
+            why = f"{str(exc)[:120]}, while it answers otherwise"
+            row, vote = chunk[0]
+            self._set_aside(
+                row, vote["id"], "failed on", why, f"portal_{exc.status}: {str(exc)[:100]}"
             )
-            self.quarantine(chunk[0][0], f"portal_{exc.status}: {str(exc)[:100]}")
             return
         except Rejected as exc:
             if len(chunk) == 1:
-                self.vote_log.log(
-                    logging.WARNING,
-                    chunk[0][0].bench,
-                    "vote refused",
-                    "portal refused vote %s: %s",
-                    chunk[0][1]["id"],
-                    exc.reason[:120],
+                row, vote = chunk[0]
+                self._set_aside(
+                    row, vote["id"], "refused", exc.reason[:120], f"portal_{exc.status}"
                 )
-                self.quarantine(chunk[0][0], f"portal_{exc.status}")
                 return
             for one in chunk:
                 self._send_votes([one])
@@ -165,18 +156,21 @@ class PortalSink(Sink):
         ):
             raise Retry(f"POST /api/v1/votes: the answer does not account for {len(chunk)} votes")
         for item in rejected:
-            row = by_id.get(str(item.get("id")))
-            if row is not None:
+            refused = by_id.get(str(item.get("id")))
+            if refused is not None:
                 reason = str(item.get("reason", ""))[:80]
-                self.vote_log.log(
-                    logging.INFO,
-                    row.bench,
-                    "vote rejected",
-                    "portal rejected vote %s: %s",
-                    item.get("id"),
-                    reason,
+                self._set_aside(
+                    refused, item.get("id"), "rejected", reason, f"portal_rejected: {reason}"
                 )
-                self.quarantine(row, f"portal_rejected: {reason}")
+
+    def _set_aside(self, row: Row, vote_id: Any, how: str, why: str, reason: str) -> None:
+        """A vote the portal will not take (the rest go on): quarantined as ``reason``, with a
+        line ``portal {how} vote {id}: {why}``, at most 10 of a kind per bench a minute."""
+        level = logging.INFO if how == "rejected" else logging.WARNING
+        self.vote_log.log(
+            level, row.bench, f"vote {how}", "portal %s vote %s: %s", how, vote_id, why
+        )
+        self.quarantine(row, reason)
 
     def _send_days(self, days: list[tuple[str, str]]) -> None:
         now = time.time()
