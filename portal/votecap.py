@@ -71,11 +71,20 @@ def split_over_cap(
 
 
 def reason(row: dict[str, Any], cap: int) -> str:
-    start = datetime.datetime.fromtimestamp(row["ts"] // HOUR * HOUR, datetime.UTC)
     return (
         f"over_vote_cap: {row['bench']} already added its {cap} votes per hour to poll "
-        f"{row['poll_id']!r} in the hour from {start:%Y-%m-%d %H:00} UTC"
+        f"{row['poll_id']!r} in the hour from {_hour_named(row['ts'] // HOUR * HOUR)}"
     )
+
+
+def _hour_named(start: int) -> str:
+    """The hour starting at Unix `start`, in UTC; past the calendar's last year (a vote time
+    may be as late as 2^53 s when its poll closes that late) as its Unix seconds."""
+    try:
+        when = datetime.datetime.fromtimestamp(start, datetime.UTC)
+    except (ValueError, OverflowError, OSError):
+        return f"{start} (Unix s)"
+    return f"{when:%Y-%m-%d %H:00} UTC"
 
 
 def keep_capped(conn: Connection, rows: list[dict[str, Any]]) -> None:
