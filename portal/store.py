@@ -191,7 +191,9 @@ def ingest_votes(
                     "received_at": received,
                 }
             )
-        known_ids = votecap.known_ids(conn, municipality, [r["id"] for r in fresh])
+        # A vote the bench's former municipality counted is a duplicate too (a moved bench).
+        places = {municipality}.union(*(known[r["poll_id"]].municipalities for r in fresh))
+        known_ids = votecap.known_ids(conn, places, [r["id"] for r in fresh])
         new = [r for r in fresh if r["id"] not in known_ids]
         kept, over = votecap.split_over_cap(conn, municipality, new, own)
         accepted = _insert_ignoring_known(conn, kept) if kept else 0

@@ -26,13 +26,20 @@ HOUR = 3600
 CHUNK = 500
 
 
-def known_ids(conn: Connection, municipality: str, ids: Iterable[str]) -> set[str]:
-    """Of `ids`, those `municipality` already has a vote for."""
+def known_ids(conn: Connection, municipalities: Iterable[str], ids: Iterable[str]) -> set[str]:
+    """Of `ids`, those one of `municipalities` already has a vote for.
+
+    An id is bench/boot/seq, and only the municipality a bench is registered to writes its
+    votes, so one id under two municipalities is one vote of a bench that has moved: the
+    caller names the municipality writing and those of the votes' polls (a vote stored under
+    another municipality counted for its poll only if the poll runs there).
+    """
+    places = sorted(set(municipalities))
     wanted = sorted(set(ids))
     found: set[str] = set()
     for start in range(0, len(wanted), CHUNK):
         query = select(votes.c.id).where(
-            votes.c.municipality == municipality, votes.c.id.in_(wanted[start : start + CHUNK])
+            votes.c.municipality.in_(places), votes.c.id.in_(wanted[start : start + CHUNK])
         )
         found.update(r.id for r in conn.execute(query))
     return found
