@@ -191,11 +191,12 @@ def ingest_votes(
                     "received_at": received,
                 }
             )
-        # A vote the bench's former municipality counted is a duplicate too (a moved bench).
+        # A vote the bench's former municipality counted is a duplicate too, and counts
+        # against its hourly cap (a moved bench).
         places = {municipality}.union(*(known[r["poll_id"]].municipalities for r in fresh))
         known_ids = votecap.known_ids(conn, places, [r["id"] for r in fresh])
         new = [r for r in fresh if r["id"] not in known_ids]
-        kept, over = votecap.split_over_cap(conn, municipality, new, own)
+        kept, over = votecap.split_over_cap(conn, places, new, own)
         accepted = _insert_ignoring_known(conn, kept) if kept else 0
         votecap.keep_capped(conn, over)
         rejected += [{"id": r["id"], "reason": votecap.reason(r, own[r["bench"]])} for r in over]

@@ -46,9 +46,14 @@ def known_ids(conn: Connection, municipalities: Iterable[str], ids: Iterable[str
 
 
 def split_over_cap(
-    conn: Connection, municipality: str, rows: list[dict[str, Any]], caps: dict[str, int]
+    conn: Connection,
+    municipalities: Iterable[str],
+    rows: list[dict[str, Any]],
+    caps: dict[str, int],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """New vote rows split into (within their bench's hourly cap, over it), earliest first."""
+    """New vote rows split into (within their bench's hourly cap, over it), earliest first.
+    The votes counted so far are looked up under `municipalities`, as by known_ids: a moved
+    bench's votes its former municipality counted are the same bench's."""
     if not rows:
         return [], []
     keys = {(r["bench"], r["poll_id"], r["ts"] // HOUR) for r in rows}
@@ -56,7 +61,7 @@ def split_over_cap(
     query = (
         select(votes.c.bench, votes.c.poll_id, hour, func.count())
         .where(
-            votes.c.municipality == municipality,
+            votes.c.municipality.in_(sorted(set(municipalities))),
             votes.c.bench.in_(sorted({k[0] for k in keys})),
             votes.c.poll_id.in_(sorted({k[1] for k in keys})),
             votes.c.ts >= min(k[2] for k in keys) * HOUR,
