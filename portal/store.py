@@ -382,8 +382,11 @@ def bench_overview(engine: Engine, now: int) -> list[BenchOverview]:
             for r in conn.execute(select(bench_days.c.municipality, bench_days.c.bench).distinct())
         }
         heard = heartbeat.last_heard(conn)
+        home = registry.homes(conn)
     out = []
     for key in sorted(set(status) | known):
+        if home.get(key[1], key[0]) != key[0]:
+            continue  # a moved bench's last state and days from its former municipality
         s = status.get(key)
         out.append(
             BenchOverview(
@@ -421,7 +424,9 @@ def bench_history(
         ]
         if not places:
             raise LookupError(f"bench {bench!r} not found")
-        municipality = places[0]
+        # Where it is registered now, unless only a former municipality has its figures yet.
+        home = registry.homes(conn, [bench]).get(bench)
+        municipality = home if home is not None and home in places else places[0]
         rows = {
             r.date: r._asdict()
             for r in conn.execute(
