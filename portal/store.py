@@ -319,7 +319,9 @@ def set_bench_status(
         "updated_at": stamp,
     }
     with writing(engine) as conn:
-        if bench not in registry.own_benches(conn, status.municipality, [bench]):
+        # The registry row locked (PostgreSQL): two states of a new bench sent at once insert
+        # its row one after the other, not both (a duplicate key, a 500).
+        if bench not in registry.own_benches(conn, status.municipality, [bench], lock=True):
             raise NotYourBench(f"bench: {bench} is not registered to {status.municipality}")
         old = conn.execute(select(benches.c.online, benches.c.since).where(key)).first()
         if old is None:
