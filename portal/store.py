@@ -73,10 +73,12 @@ def _polls(conn: Connection, where: Any = None) -> list[Poll]:
 
 def create_poll(engine: Engine, spec: PollSpec, now: int | None = None) -> Poll:
     with writing(engine) as conn:
-        if conn.execute(select(polls.c.id).where(polls.c.id == spec.id)).first():
-            raise PollExists(f"poll {spec.id!r} already exists")
-        conn.execute(
-            polls.insert().values(
+        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        # One statement that inserts unless the id is taken, so two requests for one new id at
+        # once (PostgreSQL) are a 201 and a 409, never a duplicate key.
+        stmt = (
+            insert(polls)
+            .values(
                 id=spec.id,
                 opens=spec.opens,
                 closes=spec.closes,
@@ -85,7 +87,11 @@ def create_poll(engine: Engine, spec: PollSpec, now: int | None = None) -> Poll:
                 results=spec.results,
                 created_at=int(time.time()) if now is None else now,
             )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(polls.c.id)
         )
+        if conn.execute(stmt).first() is None:
+            raise PollExists(f"poll {spec.id!r} already exists")
         conn.execute(
             poll_places.insert(),
             [{"poll_id": spec.id, "municipality": m} for m in spec.municipalities],

@@ -7,12 +7,14 @@ collides."""
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from collections import Counter
 from typing import Any
 
 import httpx
 
 from portal import registry
+from testkit.polls import protocol_poll
 
 ROUNDS = 15
 AT_ONCE = 8
@@ -44,3 +46,14 @@ def test_a_new_benchs_state_sent_at_once_is_stored_not_a_500(any_portal: Any) ->
             portal, "PUT", f"/api/v1/benches/{bench}", state, portal.token("zavidovici")
         )
     assert codes == {200: ROUNDS * AT_ONCE}
+
+
+def test_one_new_poll_posted_at_once_is_one_201_and_409s_not_a_500(any_portal: Any) -> None:
+    portal = any_portal
+    now = int(time.time())
+    codes: Counter[int] = Counter()
+    for n in range(ROUNDS):
+        poll_id = f"race-poll-{n}-{now % 100000}"
+        body = protocol_poll(poll_id, now, now + 3600, municipalities=["zavidovici"])
+        codes += at_once(portal, "POST", "/api/v1/polls", body, portal.admin)
+    assert codes == {201: ROUNDS, 409: ROUNDS * (AT_ONCE - 1)}
