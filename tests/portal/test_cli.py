@@ -55,6 +55,8 @@ def test_token_commands_refuse_bad_input_with_one_line(tmp_path: Path) -> None:
         ["token", "create", "mostar", "--admin", "--db", db],
         ["token", "create", "Mostar!", "--db", db],
         ["token", "revoke", "99", "--db", db],
+        ["token", "revoke", str(2**64), "--db", db],  # no id: beyond any integer column
+        ["token", "rotate", str(-(2**63) - 1), "--db", db],
         ["token", "create", "mostar", "--db", str(tmp_path / "missing" / "p.sqlite")],
     ):
         out = klupa_portal(*args)
