@@ -57,8 +57,24 @@ def parse_time(value: str) -> int:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{value!r} is neither Unix seconds nor ISO 8601") from exc
     if t.tzinfo is None:
-        t = t.replace(tzinfo=store.LOCAL)
+        t = _sarajevo(t, value)
     return int(t.timestamp())
+
+
+def _sarajevo(t: datetime.datetime, value: str) -> datetime.datetime:
+    """`t` as Sarajevo wall time; a time the clock change skips or repeats names no single
+    moment, so it is refused (with an offset given, it is one)."""
+    first, second = t.replace(tzinfo=store.LOCAL), t.replace(tzinfo=store.LOCAL, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+    if first.astimezone(datetime.UTC).astimezone(store.LOCAL).replace(tzinfo=None) != t:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} does not exist in Sarajevo time (the clocks go forward over it)"
+        )
+    offsets = " or ".join(x.isoformat()[-6:] for x in (first, second))
+    raise argparse.ArgumentTypeError(
+        f"{value!r} happens twice in Sarajevo time, give its offset: {offsets}"
+    )
 
 
 def _pair(value: str) -> tuple[str, str]:
