@@ -15,12 +15,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from klupa import contract
 from portal import anomaly, heartbeat, names, registry, votecap
 from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem
-from portal.db import bench_days, benches, poll_places, polls, reading, votes, writing
+from portal.db import (
+    bench_days,
+    benches,
+    insert_into,
+    poll_places,
+    polls,
+    reading,
+    votes,
+    writing,
+)
 
 LOCAL = ZoneInfo(names.LOCAL_TZ)
 UPCOMING_S = 7 * 86400  # GET /polls lists polls opening within this
@@ -73,11 +81,10 @@ def _polls(conn: Connection, where: Any = None) -> list[Poll]:
 
 def create_poll(engine: Engine, spec: PollSpec, now: int | None = None) -> Poll:
     with writing(engine) as conn:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         # One statement that inserts unless the id is taken, so two requests for one new id at
         # once (PostgreSQL) are a 201 and a 409, never a duplicate key.
         stmt = (
-            insert(polls)
+            insert_into(conn, polls)
             .values(
                 id=spec.id,
                 opens=spec.opens,
@@ -147,9 +154,8 @@ def _insert_ignoring_known(conn: Connection, rows: list[dict[str, Any]]) -> int:
     compiled form, and RETURNING names only the rows that went in (a vote another request
     stored a moment ago is skipped, not an error).
     """
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(votes)
+        insert_into(conn, votes)
         .on_conflict_do_nothing(index_elements=["municipality", "id"])
         .returning(votes.c.id)
     )
@@ -294,11 +300,10 @@ def upsert_days(
                 rejected.append({"bench": d.bench, "date": d.date, "reason": NOT_YOUR_BENCH})
             else:
                 rows.append({**d.__dict__, "updated_at": stamp})
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         # The last row for a key wins when a batch names one day twice.
         unique = list({(r["municipality"], r["bench"], r["date"]): r for r in rows}.values())
         for start in range(0, len(unique), CHUNK):
-            stmt = insert(bench_days).values(unique[start : start + CHUNK])
+            stmt = insert_into(conn, bench_days).values(unique[start : start + CHUNK])
             keys = ("municipality", "bench", "date")
             stmt = stmt.on_conflict_do_update(
                 index_elements=list(keys),

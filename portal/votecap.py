@@ -18,9 +18,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from portal.db import capped_votes, reading, votes
+from portal.db import capped_votes, insert_into, reading, votes
 
 HOUR = 3600
 CHUNK = 500
@@ -103,8 +102,9 @@ def keep_capped(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Remember votes refused over the cap (a re-sent one is counted once)."""
     if not rows:
         return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(capped_votes).on_conflict_do_nothing(index_elements=["municipality", "id"])
+    stmt = insert_into(conn, capped_votes).on_conflict_do_nothing(
+        index_elements=["municipality", "id"]
+    )
     conn.execute(
         stmt,
         [
