@@ -293,7 +293,9 @@ def upsert_days(
     stamp = int(time.time()) if now is None else now
     rejected: list[dict[str, str]] = []
     with writing(engine) as conn:
-        own = registry.own_benches(conn, municipality, {d.bench for d in days})
+        # Its benches' registry rows locked, in bench order (PostgreSQL): batches naming the
+        # same days in other orders take turns instead of deadlocking on each other's rows.
+        own = registry.own_benches(conn, municipality, {d.bench for d in days}, lock=True)
         rows = []
         for d in days:
             if d.bench not in own or d.municipality != municipality:
