@@ -77,6 +77,17 @@ def _sarajevo(t: datetime.datetime, value: str) -> datetime.datetime:
     )
 
 
+def _port(value: str) -> int:
+    """A TCP port to listen on: 0 (one the system picks) to 65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: give 0 to 65535")
+    return port
+
+
 def _pair(value: str) -> tuple[str, str]:
     key, sep, text = value.partition("=")
     if not sep:
@@ -148,7 +159,7 @@ def _serve_parsers() -> Command:
         "The database schema is migrated to the newest revision first.",
         (
             _arg("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
-            _arg("--port", type=int, default=8080, help="port (default 8080)"),
+            _arg("--port", type=_port, default=8080, help="port, 0 to 65535 (default 8080)"),
             _arg(
                 "--alerts",
                 help="a TOML file with an [alerts] table: send 'gateway down' alerts (e-mail, "

@@ -260,3 +260,11 @@ def test_serve_on_a_busy_port_fails_with_one_line(tmp_path: Path) -> None:
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith(f"klupa portal: cannot serve on 127.0.0.1:{port}")
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("port", ["65536", "-1"])
+def test_serve_refuses_a_port_out_of_range_as_a_usage_error(tmp_path: Path, port: str) -> None:
+    out = klupa_portal("serve", "--db", str(tmp_path / "p.sqlite"), "--port", port)
+    assert out.returncode == 2, out.stderr
+    assert f"--port: {port} is not a port: give 0 to 65535" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "OverflowError" not in out.stderr
