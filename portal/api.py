@@ -237,7 +237,13 @@ def create_app(engine: Engine) -> FastAPI:
     """The API and the pages (build() puts the body limit and request log in front). Each area
     registers its routes; the order is the order they are matched in."""
     app = FastAPI(
-        title="klupa portal", docs_url=None, redoc_url=None, openapi_url="/api/openapi.json"
+        title="klupa portal",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+        # No redirect from `/benches/` to `/benches`: Starlette's names the host the request's
+        # Host header gave, so it would send a visitor wherever that header said (a 404 instead).
+        redirect_slashes=False,
     )
     app.state.engine = engine
     # The routes read their bodies through portal.checks; the description says what those take.

@@ -57,8 +57,35 @@ def parse_time(value: str) -> int:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{value!r} is neither Unix seconds nor ISO 8601") from exc
     if t.tzinfo is None:
-        t = t.replace(tzinfo=store.LOCAL)
+        t = _sarajevo(t, value)
     return int(t.timestamp())
+
+
+def _sarajevo(t: datetime.datetime, value: str) -> datetime.datetime:
+    """`t` as Sarajevo wall time; a time the clock change skips or repeats names no single
+    moment, so it is refused (with an offset given, it is one)."""
+    first, second = t.replace(tzinfo=store.LOCAL), t.replace(tzinfo=store.LOCAL, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+    if first.astimezone(datetime.UTC).astimezone(store.LOCAL).replace(tzinfo=None) != t:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} does not exist in Sarajevo time (the clocks go forward over it)"
+        )
+    offsets = " or ".join(x.isoformat()[-6:] for x in (first, second))
+    raise argparse.ArgumentTypeError(
+        f"{value!r} happens twice in Sarajevo time, give its offset: {offsets}"
+    )
+
+
+def _port(value: str) -> int:
+    """A TCP port to listen on: 0 (one the system picks) to 65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: give 0 to 65535")
+    return port
 
 
 def _pair(value: str) -> tuple[str, str]:
@@ -132,7 +159,7 @@ def _serve_parsers() -> Command:
         "The database schema is migrated to the newest revision first.",
         (
             _arg("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"),
-            _arg("--port", type=int, default=8080, help="port (default 8080)"),
+            _arg("--port", type=_port, default=8080, help="port, 0 to 65535 (default 8080)"),
             _arg(
                 "--alerts",
                 help="a TOML file with an [alerts] table: send 'gateway down' alerts (e-mail, "

@@ -14,10 +14,9 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.checks import Heartbeat
-from portal.db import benches, gateways, reading, writing
+from portal.db import benches, gateways, insert_into, reading, writing
 
 STALE_AFTER_S = 15 * 60
 
@@ -43,8 +42,7 @@ def record(engine: Engine, municipality: str, beat: Heartbeat, now: int | None =
         "heard_at": int(time.time()) if now is None else now,
     }
     with writing(engine) as conn:
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(gateways).values(**values)
+        stmt = insert_into(conn, gateways).values(**values)
         stmt = stmt.on_conflict_do_update(
             index_elements=["municipality"],
             set_={k: stmt.excluded[k] for k in values if k != "municipality"},

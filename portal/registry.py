@@ -130,6 +130,14 @@ def registered(engine: Engine) -> list[Registered]:
     return [Registered(r.bench, r.municipality, r.vote_cap) for r in rows]
 
 
+def homes(conn: Connection, benches: Iterable[str] | None = None) -> dict[str, str]:
+    """The municipality each registered bench (of `benches`, else every one) belongs to now."""
+    query = select(bench_registry.c.bench, bench_registry.c.municipality)
+    if benches is not None:
+        query = query.where(bench_registry.c.bench.in_(sorted(set(benches))))
+    return {r.bench: r.municipality for r in conn.execute(query)}
+
+
 def own_benches(
     conn: Connection, municipality: str, benches: Iterable[str], lock: bool = False
 ) -> dict[str, int]:

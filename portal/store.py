@@ -15,12 +15,20 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from klupa import contract
 from portal import anomaly, heartbeat, names, registry, votecap
 from portal.checks import BenchDay, BenchStatus, PollSpec, VoteItem
-from portal.db import bench_days, benches, poll_places, polls, reading, votes, writing
+from portal.db import (
+    bench_days,
+    benches,
+    insert_into,
+    poll_places,
+    polls,
+    reading,
+    votes,
+    writing,
+)
 
 LOCAL = ZoneInfo(names.LOCAL_TZ)
 UPCOMING_S = 7 * 86400  # GET /polls lists polls opening within this
@@ -73,10 +81,11 @@ def _polls(conn: Connection, where: Any = None) -> list[Poll]:
 
 def create_poll(engine: Engine, spec: PollSpec, now: int | None = None) -> Poll:
     with writing(engine) as conn:
-        if conn.execute(select(polls.c.id).where(polls.c.id == spec.id)).first():
-            raise PollExists(f"poll {spec.id!r} already exists")
-        conn.execute(
-            polls.insert().values(
+        # One statement that inserts unless the id is taken, so two requests for one new id at
+        # once (PostgreSQL) are a 201 and a 409, never a duplicate key.
+        stmt = (
+            insert_into(conn, polls)
+            .values(
                 id=spec.id,
                 opens=spec.opens,
                 closes=spec.closes,
@@ -85,7 +94,11 @@ def create_poll(engine: Engine, spec: PollSpec, now: int | None = None) -> Poll:
                 results=spec.results,
                 created_at=int(time.time()) if now is None else now,
             )
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(polls.c.id)
         )
+        if conn.execute(stmt).first() is None:
+            raise PollExists(f"poll {spec.id!r} already exists")
         conn.execute(
             poll_places.insert(),
             [{"poll_id": spec.id, "municipality": m} for m in spec.municipalities],
@@ -141,9 +154,8 @@ def _insert_ignoring_known(conn: Connection, rows: list[dict[str, Any]]) -> int:
     compiled form, and RETURNING names only the rows that went in (a vote another request
     stored a moment ago is skipped, not an error).
     """
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
     stmt = (
-        insert(votes)
+        insert_into(conn, votes)
         .on_conflict_do_nothing(index_elements=["municipality", "id"])
         .returning(votes.c.id)
     )
@@ -191,9 +203,12 @@ def ingest_votes(
                     "received_at": received,
                 }
             )
-        known_ids = votecap.known_ids(conn, municipality, [r["id"] for r in fresh])
+        # A vote the bench's former municipality counted is a duplicate too, and counts
+        # against its hourly cap (a moved bench).
+        places = {municipality}.union(*(known[r["poll_id"]].municipalities for r in fresh))
+        known_ids = votecap.known_ids(conn, places, [r["id"] for r in fresh])
         new = [r for r in fresh if r["id"] not in known_ids]
-        kept, over = votecap.split_over_cap(conn, municipality, new, own)
+        kept, over = votecap.split_over_cap(conn, places, new, own)
         accepted = _insert_ignoring_known(conn, kept) if kept else 0
         votecap.keep_capped(conn, over)
         rejected += [{"id": r["id"], "reason": votecap.reason(r, own[r["bench"]])} for r in over]
@@ -278,18 +293,19 @@ def upsert_days(
     stamp = int(time.time()) if now is None else now
     rejected: list[dict[str, str]] = []
     with writing(engine) as conn:
-        own = registry.own_benches(conn, municipality, {d.bench for d in days})
+        # Its benches' registry rows locked, in bench order (PostgreSQL): batches naming the
+        # same days in other orders take turns instead of deadlocking on each other's rows.
+        own = registry.own_benches(conn, municipality, {d.bench for d in days}, lock=True)
         rows = []
         for d in days:
             if d.bench not in own or d.municipality != municipality:
                 rejected.append({"bench": d.bench, "date": d.date, "reason": NOT_YOUR_BENCH})
             else:
                 rows.append({**d.__dict__, "updated_at": stamp})
-        insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
         # The last row for a key wins when a batch names one day twice.
         unique = list({(r["municipality"], r["bench"], r["date"]): r for r in rows}.values())
         for start in range(0, len(unique), CHUNK):
-            stmt = insert(bench_days).values(unique[start : start + CHUNK])
+            stmt = insert_into(conn, bench_days).values(unique[start : start + CHUNK])
             keys = ("municipality", "bench", "date")
             stmt = stmt.on_conflict_do_update(
                 index_elements=list(keys),
@@ -316,7 +332,9 @@ def set_bench_status(
         "updated_at": stamp,
     }
     with writing(engine) as conn:
-        if bench not in registry.own_benches(conn, status.municipality, [bench]):
+        # The registry row locked (PostgreSQL): two states of a new bench sent at once insert
+        # its row one after the other, not both (a duplicate key, a 500).
+        if bench not in registry.own_benches(conn, status.municipality, [bench], lock=True):
             raise NotYourBench(f"bench: {bench} is not registered to {status.municipality}")
         old = conn.execute(select(benches.c.online, benches.c.since).where(key)).first()
         if old is None:
@@ -379,8 +397,11 @@ def bench_overview(engine: Engine, now: int) -> list[BenchOverview]:
             for r in conn.execute(select(bench_days.c.municipality, bench_days.c.bench).distinct())
         }
         heard = heartbeat.last_heard(conn)
+        home = registry.homes(conn)
     out = []
     for key in sorted(set(status) | known):
+        if home.get(key[1], key[0]) != key[0]:
+            continue  # a moved bench's last state and days from its former municipality
         s = status.get(key)
         out.append(
             BenchOverview(
@@ -418,7 +439,9 @@ def bench_history(
         ]
         if not places:
             raise LookupError(f"bench {bench!r} not found")
-        municipality = places[0]
+        # Where it is registered now, unless only a former municipality has its figures yet.
+        home = registry.homes(conn, [bench]).get(bench)
+        municipality = home if home is not None and home in places else places[0]
         rows = {
             r.date: r._asdict()
             for r in conn.execute(

@@ -84,16 +84,26 @@ def list_tokens(engine: Engine, include_revoked: bool = False) -> list[TokenInfo
     ]
 
 
+ID_RANGE = (-(2**63), 2**63 - 1)  # any token id fits; SQLite cannot be asked beyond 64 bits
+
+
 def revoke_token(engine: Engine, token_id: int) -> TokenInfo:
+    low, high = ID_RANGE
+    if not low <= token_id <= high:  # no token has it, and no database could be asked
+        raise _unknown(token_id)
     with writing(engine) as conn:
         row = conn.execute(select(tokens).where(tokens.c.id == token_id)).first()
         if row is None:
-            raise TokenError(f"no token with id {token_id}; see `klupa portal token list`")
+            raise _unknown(token_id)
         if row.revoked_at is not None:
             raise TokenError(f"token {token_id} is already revoked")
         now = int(time.time())
         conn.execute(update(tokens).where(tokens.c.id == token_id).values(revoked_at=now))
     return TokenInfo(row.id, row.municipality, bool(row.admin), row.hint, row.created_at, now)
+
+
+def _unknown(token_id: int) -> TokenError:
+    return TokenError(f"no token with id {token_id}; see `klupa portal token list`")
 
 
 def rotate_token(engine: Engine, token_id: int) -> str:

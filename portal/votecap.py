@@ -18,30 +18,41 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from portal.db import capped_votes, reading, votes
+from portal.db import capped_votes, insert_into, reading, votes
 
 HOUR = 3600
 CHUNK = 500
 
 
-def known_ids(conn: Connection, municipality: str, ids: Iterable[str]) -> set[str]:
-    """Of `ids`, those `municipality` already has a vote for."""
+def known_ids(conn: Connection, municipalities: Iterable[str], ids: Iterable[str]) -> set[str]:
+    """Of `ids`, those one of `municipalities` already has a vote for.
+
+    An id is bench/boot/seq, and only the municipality a bench is registered to writes its
+    votes, so one id under two municipalities is one vote of a bench that has moved: the
+    caller names the municipality writing and those of the votes' polls (a vote stored under
+    another municipality counted for its poll only if the poll runs there).
+    """
+    places = sorted(set(municipalities))
     wanted = sorted(set(ids))
     found: set[str] = set()
     for start in range(0, len(wanted), CHUNK):
         query = select(votes.c.id).where(
-            votes.c.municipality == municipality, votes.c.id.in_(wanted[start : start + CHUNK])
+            votes.c.municipality.in_(places), votes.c.id.in_(wanted[start : start + CHUNK])
         )
         found.update(r.id for r in conn.execute(query))
     return found
 
 
 def split_over_cap(
-    conn: Connection, municipality: str, rows: list[dict[str, Any]], caps: dict[str, int]
+    conn: Connection,
+    municipalities: Iterable[str],
+    rows: list[dict[str, Any]],
+    caps: dict[str, int],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """New vote rows split into (within their bench's hourly cap, over it), earliest first."""
+    """New vote rows split into (within their bench's hourly cap, over it), earliest first.
+    The votes counted so far are looked up under `municipalities`, as by known_ids: a moved
+    bench's votes its former municipality counted are the same bench's."""
     if not rows:
         return [], []
     keys = {(r["bench"], r["poll_id"], r["ts"] // HOUR) for r in rows}
@@ -49,7 +60,7 @@ def split_over_cap(
     query = (
         select(votes.c.bench, votes.c.poll_id, hour, func.count())
         .where(
-            votes.c.municipality == municipality,
+            votes.c.municipality.in_(sorted(set(municipalities))),
             votes.c.bench.in_(sorted({k[0] for k in keys})),
             votes.c.poll_id.in_(sorted({k[1] for k in keys})),
             votes.c.ts >= min(k[2] for k in keys) * HOUR,
@@ -71,19 +82,29 @@ def split_over_cap(
 
 
 def reason(row: dict[str, Any], cap: int) -> str:
-    start = datetime.datetime.fromtimestamp(row["ts"] // HOUR * HOUR, datetime.UTC)
     return (
         f"over_vote_cap: {row['bench']} already added its {cap} votes per hour to poll "
-        f"{row['poll_id']!r} in the hour from {start:%Y-%m-%d %H:00} UTC"
+        f"{row['poll_id']!r} in the hour from {_hour_named(row['ts'] // HOUR * HOUR)}"
     )
+
+
+def _hour_named(start: int) -> str:
+    """The hour starting at Unix `start`, in UTC; past the calendar's last year (a vote time
+    may be as late as 2^53 s when its poll closes that late) as its Unix seconds."""
+    try:
+        when = datetime.datetime.fromtimestamp(start, datetime.UTC)
+    except (ValueError, OverflowError, OSError):
+        return f"{start} (Unix s)"
+    return f"{when:%Y-%m-%d %H:00} UTC"
 
 
 def keep_capped(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Remember votes refused over the cap (a re-sent one is counted once)."""
     if not rows:
         return
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(capped_votes).on_conflict_do_nothing(index_elements=["municipality", "id"])
+    stmt = insert_into(conn, capped_votes).on_conflict_do_nothing(
+        index_elements=["municipality", "id"]
+    )
     conn.execute(
         stmt,
         [

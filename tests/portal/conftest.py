@@ -228,6 +228,25 @@ class Postgres:
         )
         log.close()
         wait_for_port(self.port, self.proc, "postgres", timeout=60)
+        self._wait_for_connections(timeout=60)
+
+    def _wait_for_connections(self, timeout: float) -> None:
+        """Until the server takes a connection: it listens before it has finished starting
+        ("the database system is starting up"), which a loaded machine makes long enough for
+        the portal's first connection to fail."""
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user=klupa dbname=postgres"
+                ).close()
+                return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline or (self.proc and self.proc.poll() is not None):
+                    raise
+                time.sleep(0.1)
 
     def stop(self) -> None:
         if self.proc is not None:

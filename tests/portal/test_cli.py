@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import signal
 import socket
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytest
 
+from portal import store
 from portal.cli import main
+from portal.db import open_database
 from testkit.services import free_port, stop_process, wait_for_http
 
 KLUPA = [sys.executable, "-m", "klupa.cli", "portal"]
@@ -55,6 +58,8 @@ def test_token_commands_refuse_bad_input_with_one_line(tmp_path: Path) -> None:
         ["token", "create", "mostar", "--admin", "--db", db],
         ["token", "create", "Mostar!", "--db", db],
         ["token", "revoke", "99", "--db", db],
+        ["token", "revoke", str(2**64), "--db", db],  # no id: beyond any integer column
+        ["token", "rotate", str(-(2**63) - 1), "--db", db],
         ["token", "create", "mostar", "--db", str(tmp_path / "missing" / "p.sqlite")],
     ):
         out = klupa_portal(*args)
@@ -113,7 +118,7 @@ def test_poll_create_from_flags_reaches_the_api(
             "--opens",
             str(now - 60),
             "--closes",
-            time.strftime("%Y-%m-%dT%H:%M", time.localtime(now + 3 * 86400)),
+            f"{datetime.date.today() + datetime.timedelta(days=3)}T12:00",  # never a clock change
             "--question",
             "Treba li urediti put do škole?",
             "--question-sr",
@@ -173,6 +178,32 @@ def test_poll_create_from_flags_reaches_the_api(
 
 
 @pytest.mark.parametrize(
+    ("when", "problem"),
+    [
+        ("2026-03-29T02:30", "does not exist in Sarajevo time"),  # 02:00 -> 03:00 that night
+        ("2026-10-25T02:30", "happens twice in Sarajevo time, give its offset: +02:00 or +01:00"),
+    ],
+)
+def test_a_poll_time_the_clock_change_skips_or_repeats_is_refused_by_name(
+    tmp_path: Path, when: str, problem: str
+) -> None:
+    """A local time without a zone is Sarajevo's; one the clock change skips or repeats names
+    no single moment, so it is refused by name rather than taken as an hour off."""
+    db = str(tmp_path / "p.sqlite")
+    poll = ["--municipality", "ravno", "--question", "Q?", "--option", "a=A", "--option", "b=B"]
+    window = ["--opens", when, "--closes", "2026-11-01T00:00"]
+    out = klupa_portal("poll", "create", "--db", db, "--id", "dst-poll", *poll, *window)
+    assert out.returncode == 2, out.stderr
+    assert "--opens" in out.stderr and problem in out.stderr, out.stderr
+    # With its offset it is one moment, and the poll is made.
+    window[1] = f"{when}+01:00"
+    out = klupa_portal("poll", "create", "--db", db, "--id", "dst-poll", *poll, *window)
+    assert out.returncode == 0, out.stderr
+    moment = datetime.datetime.fromisoformat(window[1]).timestamp()
+    assert store.get_poll(open_database(db), "dst-poll").opens == moment
+
+
+@pytest.mark.parametrize(
     "args",
     [
         [],
@@ -229,3 +260,11 @@ def test_serve_on_a_busy_port_fails_with_one_line(tmp_path: Path) -> None:
     last = out.stderr.strip().splitlines()[-1]
     assert last.startswith(f"klupa portal: cannot serve on 127.0.0.1:{port}")
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("port", ["65536", "-1"])
+def test_serve_refuses_a_port_out_of_range_as_a_usage_error(tmp_path: Path, port: str) -> None:
+    out = klupa_portal("serve", "--db", str(tmp_path / "p.sqlite"), "--port", port)
+    assert out.returncode == 2, out.stderr
+    assert f"--port: {port} is not a port: give 0 to 65535" in out.stderr, out.stderr
+    assert "Traceback" not in out.stderr and "OverflowError" not in out.stderr

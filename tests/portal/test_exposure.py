@@ -17,15 +17,21 @@ from portal.db import make_engine
 from testkit.services import free_port
 
 
-def raw_get(portal: Any, target: str) -> tuple[int, str]:
-    """GET with the request target exactly as given (an HTTP client would normalise `//`)."""
+def raw_request(portal: Any, target: str, host: str = "portal", method: str = "GET") -> str:
+    """The whole answer to a request whose target and Host header are exactly as given (an
+    HTTP client would normalise `//`)."""
     with socket.create_connection(("127.0.0.1", portal.port), timeout=30) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: portal\r\nConnection: close\r\n\r\n".encode())
+        head = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n"
+        sock.sendall(f"{head}Connection: close\r\n\r\n".encode())
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode("utf-8", "replace")
+    return data.decode("utf-8", "replace")
+
+
+def raw_get(portal: Any, target: str) -> tuple[int, str]:
+    head, _, body = raw_request(portal, target).partition("\r\n\r\n")
+    return int(head.split()[1]), body
 
 
 @pytest.mark.parametrize(
@@ -46,6 +52,27 @@ def test_no_page_links_off_site_whatever_its_path(portal: Any, target: str) -> N
         assert not href.startswith("//"), href
         assert "evil.example" not in href, href
         assert not re.match(r"^[a-z][a-z0-9+.-]*:", href) or href.startswith("data:"), href
+
+
+@pytest.mark.parametrize(
+    ("method", "target"),
+    [
+        ("GET", "/benches/"),
+        ("GET", "/method/"),
+        ("GET", "/api/v1/polls/some-poll/results/"),
+        ("GET", "/api/openapi.json/"),
+        ("POST", "/api/v1/votes/"),
+    ],
+)
+def test_a_trailing_slash_is_not_a_redirect_to_the_host_header(
+    portal: Any, method: str, target: str
+) -> None:
+    """A redirect to the path without its slash would name the host the request's Host header
+    gave: a link off-site (or a poisoned cache) from the portal's own answer."""
+    answer = raw_request(portal, target, host="evil.example", method=method)
+    head = answer.partition("\r\n\r\n")[0].lower()
+    assert head.split()[1] == "404", answer[:300]
+    assert "location:" not in head and "evil.example" not in answer, answer[:300]
 
 
 def test_the_language_switch_stays_on_the_same_page(portal: Any) -> None:

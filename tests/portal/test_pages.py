@@ -7,7 +7,8 @@ import re
 import time
 from typing import Any
 
-from portal import anomaly, store
+from portal import anomaly, registry, store
+from tests.portal.conftest import bench_day
 
 
 def page(portal: Any, path: str, lang_cookie: str | None = None) -> str:
@@ -173,3 +174,33 @@ def test_benches_page_and_a_bench_page(portal: Any) -> None:
     assert f"{today.isoformat()[5:]}: 100" in bench  # today's solar bar, with its value
     missing = portal.http.get("/benches/no-such-bench")
     assert missing.status_code == 404 and "<html" in missing.text
+
+
+def test_a_moved_bench_shows_once_where_it_is_registered_now(portal: Any) -> None:
+    """After `bench add --move` the bench's last state from its former municipality must not
+    stay on the benches page as a second card (online for ever while that town's gateway is
+    heard), and the bench's own page is its new municipality's."""
+    today = datetime.date.today().isoformat()
+
+    def report(municipality: str, online: bool, soc: float) -> None:
+        token = portal.auth(portal.token(municipality))
+        state = {"municipality": municipality, "online": online, "soc": soc}
+        r = portal.http.put("/api/v1/benches/berkovici-11", json=state, headers=token)
+        assert r.json() == {"ok": True}
+        day = bench_day("berkovici-11", today, municipality=municipality)
+        r = portal.http.put("/api/v1/bench-days", json={"days": [day]}, headers=token)
+        assert r.json() == {"upserted": 1, "rejected": []}
+
+    registry.add_bench(portal.engine, "berkovici-11", "berkovici")
+    report("berkovici", True, 91.0)
+    registry.add_bench(portal.engine, "berkovici-11", "trebinje", move=True)
+    report("trebinje", False, 12.0)
+    html = page(portal, "/benches?lang=en")
+    cards = re.findall(
+        r'<article class="card bench" id="bench-berkovici-11">(.*?)</article>', html, re.S
+    )
+    assert len(cards) == 1, cards
+    assert "Trebinje" in cards[0] and "offline" in cards[0] and "12 %" in cards[0]
+    bench = page(portal, "/benches/berkovici-11?lang=en")
+    heading = re.search(r"<h1>(.*?)</h1>", bench, re.S)
+    assert heading and "Trebinje" in heading.group(1), heading

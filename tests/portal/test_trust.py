@@ -77,6 +77,25 @@ def test_votes_of_an_unregistered_bench_are_rejected_not_stored(
     assert results(portal, poll)["benches"] == {"ravno-01": {"yes": 1, "no": 0}}
 
 
+def test_a_moved_benchs_vote_counts_once_when_its_new_gateway_sends_it_again(
+    any_portal: Any, make_vote: Any
+) -> None:
+    """(bench, boot, seq) names a vote for ever (PROTOCOL.md): once a bench has moved to
+    another municipality (`bench add --move`), the vote its old gateway forwarded and its new
+    one sends again is a duplicate, not a second vote."""
+    portal = any_portal
+    poll = portal.make_poll(["kostajnica", "prijedor"])
+    registry.add_bench(portal.engine, "kostajnica-11", "kostajnica")
+    cast = make_vote(poll, "kostajnica-11", 1, "no", boot=9)
+    assert post_votes(portal, portal.token("kostajnica"), [cast]).json()["accepted"] == 1
+    registry.add_bench(portal.engine, "kostajnica-11", "prijedor", move=True)
+    again = {**cast, "municipality": "prijedor"}
+    later = make_vote(poll, "kostajnica-11", 2, "yes", boot=9, municipality="prijedor")
+    r = post_votes(portal, portal.token("prijedor"), [again, later])
+    assert r.json() == {"accepted": 1, "duplicates": 1, "rejected": []}
+    assert results(portal, poll)["benches"] == {"kostajnica-11": {"yes": 1, "no": 1}}
+
+
 def test_bench_days_of_another_municipalitys_bench_are_rejected_items(any_portal: Any) -> None:
     portal = any_portal
     token = portal.auth(portal.token("zepce"))

@@ -80,3 +80,43 @@ def test_each_poll_has_its_own_hourly_cap(any_portal: Any, make_vote: Any) -> No
     batch = [make_vote(p, "jablanica-08", n, ts=ts) for p in (a, b) for n in range(1, 5)]
     out = post(portal, "jablanica", batch)
     assert out["accepted"] == 6 and len(out["rejected"]) == 2
+
+
+def test_a_vote_over_the_cap_late_in_time_is_refused_by_name_not_a_500(
+    any_portal: Any, make_vote: Any
+) -> None:
+    """A poll may close as late as 2^53 s, so a vote's hour may lie past the calendar's last
+    year: its refusal still names the hour (in Unix seconds) and the rest of the batch applies."""
+    portal = any_portal
+    registry.add_bench(portal.engine, "jablanica-10", "jablanica", vote_cap=1)
+    poll = portal.make_poll(["jablanica"], closes=2**53)
+    late = 2**53 - 10  # year 285 million
+    batch = [make_vote(poll, "jablanica-10", n, ts=late) for n in (1, 2)]
+    out = post(portal, "jablanica", batch)
+    assert out["accepted"] == 1
+    [refused] = out["rejected"]
+    assert refused["id"] == batch[1]["id"]
+    assert refused["reason"].startswith("over_vote_cap: jablanica-10 already added its 1 votes")
+    assert f"in the hour from {late // 3600 * 3600} (Unix s)" in refused["reason"]
+    r = portal.http.get(f"/api/v1/polls/{poll['id']}/results").json()
+    assert r["benches"] == {"jablanica-10": {"yes": 1, "no": 0}}
+
+
+def test_a_moved_bench_has_one_hourly_cap_not_one_per_municipality(
+    any_portal: Any, make_vote: Any
+) -> None:
+    """The cap is the bench's: after `bench add --move`, the votes its former municipality
+    counted in an hour still count against it."""
+    portal = any_portal
+    poll = portal.make_poll(["kostajnica", "prijedor"])
+    registry.add_bench(portal.engine, "kostajnica-12", "kostajnica", vote_cap=2)
+    ts = int(time.time()) - 30
+    first = [make_vote(poll, "kostajnica-12", n, ts=ts, boot=4) for n in (1, 2)]
+    assert post(portal, "kostajnica", first)["accepted"] == 2
+    registry.add_bench(portal.engine, "kostajnica-12", "prijedor", move=True)
+    third = make_vote(poll, "kostajnica-12", 3, ts=ts, boot=4, municipality="prijedor")
+    out = post(portal, "prijedor", [third])
+    assert out["accepted"] == 0
+    assert [r["reason"][:44] for r in out["rejected"]] == [
+        "over_vote_cap: kostajnica-12 already added i"
+    ]
