@@ -26,6 +26,8 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+from klupa.outbound import OPENER
+
 LOCAL_TZ = ZoneInfo("Europe/Sarajevo")
 log = logging.getLogger("klupa.notify")
 
@@ -164,7 +166,8 @@ class Channels:
         req = urllib.request.Request(
             self.cfg.webhook_url or "", data=body, method="POST", headers=headers
         )
-        with urllib.request.urlopen(req, timeout=15) as resp:  # a non-2xx raises HTTPError
+        # A non-2xx raises HTTPError; a 3xx too: followed, it would carry the token elsewhere.
+        with OPENER.open(req, timeout=15) as resp:
             resp.read()
 
 

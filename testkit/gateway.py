@@ -307,3 +307,29 @@ class RecordingPortal:
     def of(self, method: str, path: str) -> list[Any]:
         with self.lock:
             return [b for m, p, b, _ in self.requests if m == method and p.startswith(path)]
+
+
+class Redirector:
+    """An HTTP server that answers every request with a 302 to the same path on ``target``."""
+
+    def __init__(self, target: str) -> None:
+        self.hits = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def _redirect(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                outer.hits += 1
+                self.send_response(302)
+                self.send_header("Location", target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = _redirect  # noqa: N815
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        outer = self
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()

@@ -17,6 +17,7 @@ import msgspec
 from edge_gateway.payloads import Event, Telemetry, Vote
 from edge_gateway.store import Row, Store
 from edge_gateway.text import printable
+from klupa.outbound import OPENER
 
 log = logging.getLogger("edge_gateway.sink")
 
@@ -62,18 +63,6 @@ def transient(status: int) -> bool:
     return status in RETRY_STATUSES or status >= 500 or status == 0
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is answered as the 3xx it is. Followed, it carried the Authorization header
-    (the portal's token, InfluxDB's password) to wherever it pointed, another host or plain
-    http:// included, and a POST came back as a GET whose answer was taken for the POST's."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
 def http(
     method: str,
     url: str,
@@ -86,7 +75,7 @@ def http(
     url must be the receiver's own address), and the data waits."""
     req = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
-        with _OPENER.open(req, timeout=timeout) as resp:
+        with OPENER.open(req, timeout=timeout) as resp:  # no redirect followed: klupa.outbound
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as exc:
         text = exc.read()[:300].decode("utf-8", "replace")

@@ -26,6 +26,7 @@ from klupa.services import Broker, make_ca
 from testkit.gateway import (
     Publisher,
     RecordingPortal,
+    Redirector,
     telemetry,
     topic_of,
     wait_until,
@@ -231,6 +232,35 @@ def test_mail_goes_over_starttls_with_login(tmp_path: Path) -> None:
         with pytest.raises(smtplib.SMTPException):
             Channels(cfg.alerts).mail(n)
         assert not Channels(cfg.alerts).send(n) and len(inbox.messages) == 1
+
+
+def test_a_webhook_url_that_redirects_gets_neither_the_token_nor_the_alert(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """urllib follows a redirect with the request's headers, and a 302 turns the POST into a GET:
+    the webhook's token went to wherever the hook's address pointed. Now the 3xx is a failed
+    send, named in the log, and retried like any other."""
+    elsewhere = RecordingPortal()  # another host
+    front = Redirector(elsewhere.url.replace("127.0.0.1", "localhost"))
+    try:
+        cfg = load(
+            write_config(
+                tmp_path / "gw.toml",
+                "mostar",
+                1883,
+                tmp_path / "s.sqlite",
+                f'[alerts]\nwebhook_url = "{front.url}/hook"\nwebhook_token = "hook-token"\n',
+            )
+        )
+        assert cfg.alerts is not None
+        n = Notice("firing", "disk", "the gateway's disk is nearly full", "", 0, 60, "mostar")
+        assert not Channels(cfg.alerts).send(n)
+        assert front.hits == 1 and elsewhere.requests == []
+        assert "could not send an alert by webhook: HTTP Error 302" in caplog.text
+    finally:
+        for server in (front, elsewhere):
+            server.httpd.shutdown()
+            server.httpd.server_close()
 
 
 def test_alerts_config_names_each_problem(tmp_path: Path) -> None:

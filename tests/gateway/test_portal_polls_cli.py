@@ -5,11 +5,9 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ from klupa.services import Broker, free_port
 from testkit.gateway import (
     Publisher,
     RecordingPortal,
+    Redirector,
     event,
     one_day_now,
     telemetry,
@@ -185,32 +184,6 @@ def test_a_bench_whose_votes_the_portal_rejects_by_the_hundred_does_not_flood_th
     assert len([t for t in lines if t.startswith("portal rejected vote mostar-01/")]) == BURST
     assert len([t for t in lines if "the rest are counted, not logged" in t]) == 1
     pub.close()
-
-
-class Redirector:
-    """An HTTP server that answers every request with a 302 to the same path on ``target``."""
-
-    def __init__(self, target: str) -> None:
-        self.hits = 0
-
-        class Handler(BaseHTTPRequestHandler):
-            def _redirect(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                outer.hits += 1
-                self.send_response(302)
-                self.send_header("Location", target + self.path)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            do_GET = do_POST = do_PUT = _redirect  # noqa: N815
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-                pass
-
-        outer = self
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
 
 def test_a_portal_url_that_redirects_gets_neither_the_token_nor_the_votes(

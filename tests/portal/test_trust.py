@@ -80,7 +80,7 @@ def test_votes_of_an_unregistered_bench_are_rejected_not_stored(
 def test_a_moved_benchs_vote_counts_once_when_its_new_gateway_sends_it_again(
     any_portal: Any, make_vote: Any
 ) -> None:
-    """(bench, boot, seq) names a vote for ever (PROTOCOL.md): once a bench has moved to
+    """(bench, boot, seq) names a vote for ever (docs/protocol.md): once a bench has moved to
     another municipality (`bench add --move`), the vote its old gateway forwarded and its new
     one sends again is a duplicate, not a second vote."""
     portal = any_portal
