@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
@@ -34,6 +35,9 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+DATABASE_DOWN = "database: unavailable; try again (a write is safe to repeat)"
 
 
 class ApiError(Exception):
@@ -283,6 +287,14 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BodyTooLarge)
     async def _too_large(_: Request, exc: BodyTooLarge) -> Response:
         return error(413, f"body: larger than {names.MAX_BODY_BYTES} bytes (1 MiB)")
+
+    @app.exception_handler(OperationalError)
+    async def _database(_: Request, exc: OperationalError) -> Response:
+        # Unreachable, locked past its wait, or still starting. The detail (paths, hosts,
+        # driver messages) goes to the log; the client is told to send the request again,
+        # which every write allows (votes by id, the rest by key; a poll created is a 409).
+        log.warning("database unavailable", extra={"error": repr(exc)[:500]})
+        return error(503, DATABASE_DOWN, {"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> Response:

@@ -44,6 +44,8 @@ WHY = {
     405: "The path does not take this method (the `Allow` header lists those it takes)",
     409: "A poll with this id exists",
     413: "The body is over 1 MiB",
+    503: "The database does not answer: send the request again after `Retry-After` seconds "
+    "(every write may be repeated: votes count by id, the rest by key)",
 }
 
 
@@ -56,12 +58,14 @@ def answers(ok: dict[int, tuple[str, Schema]], *errors: int) -> dict[str, Any]:
         str(code): {"description": what, "content": {"application/json": {"schema": schema}}}
         for code, (what, schema) in ok.items()
     }
-    for code in sorted({*errors, 405, 413}):
+    for code in sorted({*errors, 405, 413, 503} - set(ok)):
         entry = error_answer(WHY[code])
         if code == 401:
             entry["headers"] = {"WWW-Authenticate": {"schema": STRING}}
         if code == 405:
             entry["headers"] = {"Allow": {"schema": STRING}}
+        if code == 503:
+            entry["headers"] = {"Retry-After": {"schema": STRING}}
         out[str(code)] = entry
     return out
 
@@ -157,8 +161,7 @@ def page(summary: str, params: list[dict[str, Any]] | None = None) -> dict[str, 
             "responses": {
                 "200": {"description": "The page", "content": HTML},
                 "404": {"description": "No such page or bench", "content": HTML},
-                "405": answers({}, 405)["405"],
-                "413": answers({}, 413)["413"],
+                **{code: answers({})[code] for code in ("405", "413", "503")},
             },
         }
     }

@@ -81,21 +81,51 @@ def test_the_language_switch_stays_on_the_same_page(portal: Any) -> None:
     assert 'href="?lang=en"' in html
 
 
-@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
-def test_healthz_says_the_database_is_down_without_its_details(tmp_path: Path, where: str) -> None:
+def database_down(tmp_path: Path, where: str) -> tuple[Any, str]:
+    """An engine whose database cannot be reached, and a word of its address that no answer
+    may show."""
     if where == "sqlite":
         folder = tmp_path / "secret-folder"
         folder.mkdir()
         engine = make_engine(str(folder / "portal.sqlite"))
         shutil.rmtree(folder)
-        secret = "secret-folder"
-    else:
-        pytest.importorskip("psycopg")
-        port = free_port()  # nothing listens there
-        engine = make_engine(f"postgresql://klupa:hunter2@127.0.0.1:{port}/secretdb")
-        secret = str(port)
+        return engine, "secret-folder"
+    pytest.importorskip("psycopg")
+    port = free_port()  # nothing listens there
+    return make_engine(f"postgresql://klupa:hunter2@127.0.0.1:{port}/secretdb"), str(port)
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
+def test_healthz_says_the_database_is_down_without_its_details(tmp_path: Path, where: str) -> None:
+    engine, secret = database_down(tmp_path, where)
     with TestClient(build(engine)) as client:  # type: ignore[arg-type]
         r = client.get("/healthz")
     assert r.status_code == 503
     assert r.json() == {"ok": False, "error": "database unavailable"}
     assert secret not in r.text and "hunter2" not in r.text
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
+def test_a_request_while_the_database_is_down_is_a_json_503_not_a_500(
+    tmp_path: Path, where: str
+) -> None:
+    """The database unreachable, locked past its wait or still starting: the API's answer is
+    its usual `{"error": ...}`, 503 with Retry-After (a gateway sends the batch again), and
+    names no path, host or driver message."""
+    engine, secret = database_down(tmp_path, where)
+    requests = [
+        ("GET", "/api/v1/polls?municipality=mostar", None),
+        ("GET", "/api/v1/polls/some-poll/results", None),
+        ("POST", "/api/v1/votes", "klp_any"),  # the token is looked up first
+        ("GET", "/", None),
+    ]
+    with TestClient(build(engine), raise_server_exceptions=False) as client:  # type: ignore[arg-type]
+        for method, path, token in requests:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            r = client.request(method, path, json={"votes": []}, headers=headers)
+            assert r.status_code == 503, (path, r.text)
+            assert r.headers["retry-after"] == "5"
+            assert r.json() == {
+                "error": "database: unavailable; try again (a write is safe to repeat)"
+            }
+            assert secret not in r.text and "hunter2" not in r.text
