@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime
 import re
-import time
 from typing import Any
 
 from portal import anomaly, registry, store
-from tests.portal.conftest import bench_day
+from tests.portal.conftest import bench_day, today_for_a_minute
 
 
 def page(portal: Any, path: str, lang_cookie: str | None = None) -> str:
@@ -82,19 +81,6 @@ def test_english_is_one_link_away_and_the_choice_is_remembered(portal: Any) -> N
     portal.http.cookies.clear()
 
 
-def today_for_a_minute() -> int:
-    """Now, once the local day has a minute left: a test that stamps records with now and then
-    reads a page (which takes its own today) has both on one day."""
-    now = time.time()
-    today = datetime.datetime.fromtimestamp(now, store.LOCAL).date()
-    midnight = datetime.datetime.combine(
-        today + datetime.timedelta(days=1), datetime.time(), store.LOCAL
-    ).timestamp()
-    if midnight - now < 60:
-        time.sleep(midnight - now)
-    return int(time.time())
-
-
 def test_a_bench_voting_far_above_its_own_history_is_flagged(portal: Any, make_vote: Any) -> None:
     now = today_for_a_minute()  # today's votes (at now) and the page's today: one local day
     poll = portal.make_poll(["maglaj"], opens=now - 10 * 86400)
@@ -132,7 +118,7 @@ def test_spike_rule_needs_history_and_a_real_jump() -> None:
 
 def test_benches_page_and_a_bench_page(portal: Any) -> None:
     token = portal.auth(portal.token("novi-grad"))
-    now = int(time.time())
+    now = today_for_a_minute()  # the page's today is the days' today
     today = datetime.datetime.fromtimestamp(now, store.LOCAL).date()
     status = {
         "municipality": "novi-grad",
