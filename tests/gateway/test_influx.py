@@ -19,6 +19,7 @@ from testkit.gateway import (
     Publisher,
     RecordingPortal,
     event,
+    one_day_now,
     telemetry,
     topic_of,
     vote,
@@ -76,7 +77,7 @@ def test_every_schema_row_reads_back_from_influxdb_1x(
     mosquitto: Broker, influxdb1: Influx1, gateway_factory: Callable[..., Gateway]
 ) -> None:
     gateway_factory(mosquitto.port, influx_extra_v1(influxdb1.url))
-    now = int(time.time())
+    now = one_day_now(before=3660)  # the stream (an hour back, from a minute's start): one day
     born = now - 7  # the birth Status was made a moment before it arrived
     bench = Publisher(
         mosquitto.host,
@@ -281,7 +282,7 @@ def test_v2_path_numeric_and_boolean_fields_read_back_from_victoria_metrics(
         'bucket = "benches"\ntoken = "vm-token"\nflush_interval_s = 0.2\n'
     )
     gateway_factory(mosquitto.port, extra)
-    now = int(time.time())
+    now = one_day_now(before=3660)  # the stream (an hour back, from a minute's start): one day
     pub = Publisher(mosquitto.host, mosquitto.port)
     for t, p in stream(now):
         pub.publish(t, p)

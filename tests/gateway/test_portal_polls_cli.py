@@ -46,7 +46,7 @@ def test_votes_reach_the_portal_once_through_500s_and_timeouts_with_days_and_sta
     gw = gateway_factory(
         mosquitto.port, portal_extra(portal.url), sink_options={"portal": {"timeout_s": 0.5}}
     )
-    now = one_day_now(after=30) - 300  # the records' day is one bench-days row
+    now = one_day_now(before=300) - 300  # the records (now .. now + 22): one bench-days row
     pub = Publisher(mosquitto.host, mosquitto.port)
     pub.publish(
         topic_of("mostar-01", "status"),
@@ -148,7 +148,7 @@ def test_a_vote_the_portal_fails_on_is_quarantined_and_the_rest_go_on(
     without it), and after the same 500 on three passes quarantines it with the answer."""
     portal.poison_ids = {"mostar-01/4/7"}
     gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
-    now = one_day_now(after=30) - 300
+    now = one_day_now(before=300) - 300
     pub = Publisher(mosquitto.host, mosquitto.port)
     send_votes(pub, "mostar-01", 4, range(3, 13), now)
     good = {f"mostar-01/4/{s}" for s in range(3, 13)} - portal.poison_ids
@@ -176,7 +176,7 @@ def test_a_bench_whose_votes_the_portal_rejects_by_the_hundred_does_not_flood_th
 
     caplog.set_level(logging.INFO, logger="edge_gateway")
     gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
-    now = one_day_now(after=80) - 300
+    now = one_day_now(before=300) - 300
     pub = Publisher(mosquitto.host, mosquitto.port)
     send_votes(pub, "mostar-01", 6, range(1, 61), now, poll="unknown-poll")
     wait_until(lambda: len(quarantined(gw)) == 60, 30, what="all 60 votes quarantined")
@@ -199,7 +199,7 @@ def test_a_portal_url_that_redirects_gets_neither_the_token_nor_the_votes(
     try:
         gw = gateway_factory(mosquitto.port, portal_extra(front.url))
         pub = Publisher(mosquitto.host, mosquitto.port)
-        send_votes(pub, "mostar-01", 7, range(1, 3), one_day_now(after=30) - 300)
+        send_votes(pub, "mostar-01", 7, range(1, 3), one_day_now(before=300) - 300)
         wait_until(lambda: front.hits >= 6, 30, what="the sink and the poll sync to try")
         assert elsewhere.requests == []  # no token, no request at all
         wait_until(lambda: "redirected" in gw.sinks[0].last_error, 10, what="the reason")
@@ -216,7 +216,7 @@ def test_a_portal_that_is_down_loses_nothing_and_quarantines_nothing(
 ) -> None:
     portal.down = True  # every request 500, the probe's too
     gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
-    now = one_day_now(after=30) - 300
+    now = one_day_now(before=300) - 300
     pub = Publisher(mosquitto.host, mosquitto.port)
     send_votes(pub, "mostar-01", 5, range(1, 6), now)
     wait_until(lambda: len(portal.of("POST", "/api/v1/votes")) >= 5, 30, what="five tries")
@@ -236,7 +236,7 @@ def test_a_day_the_portal_refuses_does_not_keep_the_others_from_it(
     portal.refuse_days_of = {"mostar-03"}
     portal.fail_next = 10**6  # 500s until one request carries both benches' days
     gateway_factory(mosquitto.port, portal_extra(portal.url))
-    now = one_day_now(after=10) - 60
+    now = one_day_now(before=60) - 60
     pub = Publisher(mosquitto.host, mosquitto.port)
     for b in ("mostar-03", "mostar-04"):
         pub.publish(topic_of(b, "telemetry"), telemetry(b, 2, 1, now))
@@ -278,7 +278,7 @@ def test_an_answer_that_is_not_the_portals_is_retried_never_taken_as_delivered(
     # the votes: both 200, and neither may mark a vote delivered.
     portal.wrong_next = 10**6
     gw = gateway_factory(mosquitto.port, portal_extra(portal.url))
-    now = one_day_now(after=10) - 120
+    now = one_day_now(before=120) - 120
     pub = Publisher(mosquitto.host, mosquitto.port)
     send_votes(pub, "mostar-02", 8, range(1, 6), now, poll="mostar-park")
 

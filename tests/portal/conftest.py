@@ -5,6 +5,7 @@ largest hourly vote cap, for the tests that send many votes at once; the others 
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import os
 import pwd
@@ -25,6 +26,7 @@ import pytest
 from klupa.contract import MUNICIPALITY_IDS
 from portal.db import open_database
 from portal.registry import VOTE_CAP_RANGE, add_bench, import_benches
+from portal.store import LOCAL
 from portal.tokens import create_token
 from testkit.polls import poll_options, protocol_poll
 from testkit.services import (
@@ -136,6 +138,19 @@ def serving(workdir: Path, db: str | None = None) -> Iterator[RunningPortal]:
         yield running
     finally:
         running.stop()
+
+
+def today_for_a_minute() -> int:
+    """Now, once the local day has a minute left: a test that stamps records with now and then
+    reads a page (which takes its own today, a few seconds later) has both on one day."""
+    now = time.time()
+    today = datetime.datetime.fromtimestamp(now, LOCAL).date()
+    midnight = datetime.datetime.combine(
+        today + datetime.timedelta(days=1), datetime.time(), LOCAL
+    ).timestamp()
+    if midnight - now < 60:
+        time.sleep(midnight - now)
+    return int(time.time())
 
 
 def bench_day(bench: str, date: str, /, **values: Any) -> dict[str, Any]:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import datetime
 import html as html_module
 import re
-import time
 from importlib import resources
 from typing import Any
 
 import pytest
 
 from portal import i18n, store
+from tests.portal.conftest import today_for_a_minute
 
 HEADINGS = {"bs": "Ankete", "hr": "Ankete", "sr-Latn": "Ankete", "sr-Cyrl": "Анкете", "en": "Polls"}
 
@@ -144,7 +144,8 @@ def test_poll_texts_in_the_chosen_language_else_the_first(portal: Any, make_vote
 
 def test_numbers_on_the_pages_in_each_locale(portal: Any) -> None:
     token = portal.auth(portal.token("berkovici"))
-    today = datetime.datetime.fromtimestamp(time.time(), store.LOCAL).date().isoformat()
+    now = today_for_a_minute()  # the benches page's today is the day's date
+    today = datetime.datetime.fromtimestamp(now, store.LOCAL).date().isoformat()
     day = {
         "municipality": "berkovici",
         "bench": "berkovici-03",

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import datetime
 import re
-import time
 from typing import Any
 
 from portal import anomaly, registry, store
-from tests.portal.conftest import bench_day
+from tests.portal.conftest import bench_day, today_for_a_minute
 
 
 def page(portal: Any, path: str, lang_cookie: str | None = None) -> str:
@@ -83,7 +82,7 @@ def test_english_is_one_link_away_and_the_choice_is_remembered(portal: Any) -> N
 
 
 def test_a_bench_voting_far_above_its_own_history_is_flagged(portal: Any, make_vote: Any) -> None:
-    now = int(time.time())
+    now = today_for_a_minute()  # today's votes (at now) and the page's today: one local day
     poll = portal.make_poll(["maglaj"], opens=now - 10 * 86400)
     votes, seq = [], 0
     for bench, today in (("maglaj-07", 60), ("maglaj-08", 6)):
@@ -93,7 +92,7 @@ def test_a_bench_voting_far_above_its_own_history_is_flagged(portal: Any, make_v
                 votes.append(make_vote(poll, bench, seq, ts=now - days_ago * 86400))
         for _ in range(today):
             seq += 1
-            votes.append(make_vote(poll, bench, seq, ts=now - 1))
+            votes.append(make_vote(poll, bench, seq, ts=now))
     r = portal.http.post(
         "/api/v1/votes", json={"votes": votes}, headers=portal.auth(portal.token("maglaj"))
     )
@@ -119,7 +118,7 @@ def test_spike_rule_needs_history_and_a_real_jump() -> None:
 
 def test_benches_page_and_a_bench_page(portal: Any) -> None:
     token = portal.auth(portal.token("novi-grad"))
-    now = int(time.time())
+    now = today_for_a_minute()  # the page's today is the days' today
     today = datetime.datetime.fromtimestamp(now, store.LOCAL).date()
     status = {
         "municipality": "novi-grad",
