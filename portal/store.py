@@ -11,10 +11,11 @@ import json
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, case, func, select
 
 from klupa import contract
 from portal import anomaly, heartbeat, names, registry, votecap
@@ -258,24 +259,51 @@ def results(engine: Engine, poll_id: str, poll: Poll | None = None) -> dict[str,
     }
 
 
-def vote_spikes(engine: Engine, bench_ids: Iterable[str], now: int, days: int = 15) -> set[str]:
-    """Benches (of `bench_ids`) whose votes today are far above their own usual day."""
-    ids = list(bench_ids)
-    if not ids:
-        return set()
-    utc_offset = datetime.datetime.fromtimestamp(now, LOCAL).utcoffset()
-    offset_s = int(utc_offset.total_seconds()) if utc_offset else 0
-    day = (votes.c.ts + offset_s) // 86400
+def _local_day(ts: Any, start: int, end: int) -> Any:
+    """SQL for the local day number (days since 1970-01-01 in Europe/Sarajevo) of ``ts`` in
+    [start, end]: each stretch of the span with the UTC offset in force in it, so a vote before a
+    change of clock falls on its own day, not an hour off (offsets change on the hour)."""
+    at = start - start % 3600
+    offsets: list[tuple[int, int]] = []  # (from, offset s), in order
+    while at <= end + 3600:
+        off = datetime.datetime.fromtimestamp(at, LOCAL).utcoffset()
+        off_s = int(off.total_seconds()) if off else 0
+        if not offsets or offsets[-1][1] != off_s:
+            offsets.append((at, off_s))
+        at += 3600
+    day = (ts + offsets[-1][1]) // 86400
+    if len(offsets) == 1:
+        return day
+    whens = [(ts < nxt, (ts + off) // 86400) for (_, off), (nxt, _) in pairwise(offsets)]
+    return case(*whens, else_=day)
+
+
+def daily_votes(
+    engine: Engine, bench_ids: list[str], now: int, days: int
+) -> tuple[dict[str, dict[int, int]], int]:
+    """Each bench's votes per local day over the last ``days`` days, and today's day number."""
+    start = now - days * 86400
+    day = _local_day(votes.c.ts, start, now)
     query = (
         select(votes.c.bench, day, func.count())
-        .where(votes.c.bench.in_(ids), votes.c.ts >= now - days * 86400)
+        .where(votes.c.bench.in_(bench_ids), votes.c.ts >= start)
         .group_by(votes.c.bench, day)
     )
     daily: dict[str, dict[int, int]] = {}
     with reading(engine) as conn:
         for bench, day_no, count in conn.execute(query):
             daily.setdefault(bench, {})[int(day_no)] = count
-    return anomaly.spiking_benches(daily, (now + offset_s) // 86400)
+    today = datetime.datetime.fromtimestamp(now, LOCAL).date()
+    return daily, (today - datetime.date(1970, 1, 1)).days
+
+
+def vote_spikes(engine: Engine, bench_ids: Iterable[str], now: int, days: int = 15) -> set[str]:
+    """Benches (of `bench_ids`) whose votes today are far above their own usual day."""
+    ids = list(bench_ids)
+    if not ids:
+        return set()
+    daily, today = daily_votes(engine, ids, now, days)
+    return anomaly.spiking_benches(daily, today)
 
 
 # --------------------------------------------------------------------------- benches

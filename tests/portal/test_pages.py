@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import re
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from portal import anomaly, registry, store
 from tests.portal.conftest import bench_day, today_for_a_minute
@@ -105,6 +106,29 @@ def test_a_bench_voting_far_above_its_own_history_is_flagged(portal: Any, make_v
     }
     assert "neuobičajeno mnogo glasova" in rows["maglaj-07"]
     assert "neuobičajeno" not in rows["maglaj-08"]
+
+
+def test_a_vote_before_the_clock_change_counts_on_its_own_local_day(
+    portal: Any, make_vote: Any
+) -> None:
+    """The spike rule's days are local days: after the October change (UTC+2 -> UTC+1) a vote
+    at 00:30 on a summer-time day is on that day, not the one before, as it was when every
+    day was cut at today's offset."""
+    local = ZoneInfo("Europe/Sarajevo")
+    summer = int(datetime.datetime(2026, 10, 20, 0, 30, tzinfo=local).timestamp())
+    winter = int(datetime.datetime(2026, 10, 27, 0, 30, tzinfo=local).timestamp())
+    now = int(datetime.datetime(2026, 10, 28, 12, 0, tzinfo=local).timestamp())
+    poll = portal.make_poll(["maglaj"], opens=summer - 86400, closes=now + 86400)
+    votes = [make_vote(poll, "maglaj-09", seq, ts=ts) for seq, ts in ((1, summer), (2, winter))]
+    r = portal.http.post(
+        "/api/v1/votes", json={"votes": votes}, headers=portal.auth(portal.token("maglaj"))
+    )
+    assert r.json()["accepted"] == 2
+    daily, today = store.daily_votes(portal.engine, ["maglaj-09"], now, 15)
+    epoch = datetime.date(1970, 1, 1)
+    oct_20, oct_27 = ((datetime.date(2026, 10, d) - epoch).days for d in (20, 27))
+    assert daily == {"maglaj-09": {oct_20: 1, oct_27: 1}}
+    assert today == (datetime.date(2026, 10, 28) - epoch).days
 
 
 def test_spike_rule_needs_history_and_a_real_jump() -> None:
