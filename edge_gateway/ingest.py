@@ -70,7 +70,9 @@ class Ingest(LogStage, abc.ABC):
     receipt_dirty: set[str]
     receipt_sent: dict[str, float]
     reject_logged: dict[tuple[str, str], float]
-    bench_log: BurstLog  # the lines a bench's own messages make, limited
+    # The lines a bench's own messages make (a health change, a fault): limited per bench and
+    # kind, so a flapping or chattering bench cannot flood the journal on the SD card.
+    bench_log: BurstLog
     generation: int
     connected: threading.Event
     closing: bool
@@ -431,7 +433,7 @@ class Ingest(LogStage, abc.ABC):
             b.period = int(msg.period)
             b.soc = float(msg.batt.soc)
             if b.power != msg.power and msg.power == "critical":
-                self._bench_log(
+                self.bench_log.log(
                     logging.WARNING,
                     msg.bench,
                     "critical",
@@ -459,7 +461,7 @@ class Ingest(LogStage, abc.ABC):
                     b.tamper_at, b.tamper_kind = time.time(), msg.kind or ""
                 elif msg.code == "touch_wet" and b.wet_since is None:
                     b.wet_since = min(float(msg.ts), time.time())
-                self._bench_log(
+                self.bench_log.log(
                     logging.WARNING,
                     msg.bench,
                     msg.type,
@@ -470,7 +472,7 @@ class Ingest(LogStage, abc.ABC):
                     printable(msg.detail or ""),
                 )
             elif msg.type == "power" and msg.to == "critical":
-                self._bench_log(
+                self.bench_log.log(
                     logging.WARNING,
                     msg.bench,
                     "critical",
@@ -529,12 +531,7 @@ class Ingest(LogStage, abc.ABC):
 
     def _log_change(self, c: Change) -> None:
         state = "online" if c.online else ("sleeping" if c.sleeping else "offline")
-        self._bench_log(logging.INFO, c.bench, "state", "%s is %s (%s)", c.bench, state, c.why)
-
-    def _bench_log(self, level: int, bench: str, kind: str, fmt: str, *args: Any) -> None:
-        """A line a bench's messages make (a health change, a fault): limited per bench and
-        kind, so a flapping or chattering bench cannot flood the journal on the SD card."""
-        self.bench_log.log(level, bench, kind, fmt, *args)
+        self.bench_log.log(logging.INFO, c.bench, "state", "%s is %s (%s)", c.bench, state, c.why)
 
     def _publish_receipts(self, now: float) -> None:
         if not self.connected.is_set():

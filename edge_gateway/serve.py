@@ -102,7 +102,7 @@ class Listen:
     def serve(self, handler: type[BaseHTTPRequestHandler], **kwargs: Any) -> Server:
         """Serve ``handler`` (made with ``kwargs``) in a thread; silent sockets time out."""
         timed = type(handler.__name__, (handler,), {"timeout": self.idle_s})  # per operation
-        made = functools.partial(timed, **kwargs) if kwargs else timed
+        made = functools.partial(timed, **kwargs)
         return Server(BoundedHTTPServer((self.host, self.port), made, self.max_connections))
 
 

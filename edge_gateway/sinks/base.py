@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 
+from edge_gateway.loglimit import BurstLog
 from edge_gateway.payloads import Event, Telemetry, Vote
 from edge_gateway.store import Row, Store
 from edge_gateway.text import printable
@@ -125,6 +126,7 @@ class Sink(threading.Thread, abc.ABC):
         self.failures = 0
         self.last_error = ""
         self.tick_error = ""  # the periodic work's failure, as last logged
+        self.row_log = BurstLog(log)  # a line per row set aside, limited per bench (a writer's own)
         self._up: bool | None = None  # probe() during this pass, once
         self.strikes: dict[Any, int] = {}
 
@@ -163,6 +165,14 @@ class Sink(threading.Thread, abc.ABC):
             del self.strikes[key]
             return True
         return False
+
+    def set_aside(
+        self, row: Row, reason: str, kind: str, fmt: str, *args: Any, level: int = logging.WARNING
+    ) -> None:
+        """A row the receiver will not take (the rest go on): quarantined as ``reason``, with
+        its line, at most BURST lines of ``kind`` per bench a minute (edge_gateway.loglimit)."""
+        self.row_log.log(level, row.bench, kind, fmt, *args)
+        self.quarantine(row, reason)
 
     def quarantine(self, row: Row, reason: str) -> None:
         with self.store.transaction():

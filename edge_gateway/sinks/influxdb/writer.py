@@ -42,7 +42,7 @@ class InfluxSink(Sink):
         self.last_gateway_point = 0.0
         self._writes: Any = None  # influxdb-client WriteService
         self._client: Any = None
-        self.row_log = BurstLog(log)  # a line per row refused, limited per bench
+        self.row_log = BurstLog(log)  # set_aside's lines, under this writer's logger
 
     # ------------------------------------------------------------------ transport
 
@@ -149,27 +149,25 @@ class InfluxSink(Sink):
             try:
                 self.write_lines(texts)
             except Rejected as exc:
-                self.row_log.log(
-                    logging.WARNING,
-                    index[rid].bench,
+                self.set_aside(
+                    index[rid],
+                    f"influxdb_{exc.status}",
                     "row refused",
                     "influxdb refused row %s (%s): quarantined",
                     rid,
                     exc.reason[:120],
                 )
-                self.quarantine(index[rid], f"influxdb_{exc.status}")
             except Retry as exc:
                 if not self.poisoned(exc) or not self.strike(rid):
                     raise
-                self.row_log.log(
-                    logging.WARNING,
-                    index[rid].bench,
+                self.set_aside(
+                    index[rid],
+                    f"influxdb_{exc.status}",
                     "row failed",
                     "influxdb failed on row %s (%s): quarantined",
                     rid,
                     str(exc)[:120],
                 )
-                self.quarantine(index[rid], f"influxdb_{exc.status}")
 
     def tick(self, now: float) -> None:
         self.release_hidden(now)

@@ -39,7 +39,7 @@ class PortalSink(Sink):
         self.cfg = cfg
         self.timeout_s = 15.0
         self.refused_logged: dict[str, float] = {}  # bench -> when its refusal was logged
-        self.vote_log = BurstLog(log)  # a line per vote refused or failed, limited per bench
+        self.row_log = BurstLog(log)  # set_aside's lines, under this writer's logger
 
     def headers(self) -> dict[str, str]:
         return {
@@ -164,13 +164,11 @@ class PortalSink(Sink):
                 )
 
     def _set_aside(self, row: Row, vote_id: Any, how: str, why: str, reason: str) -> None:
-        """A vote the portal will not take (the rest go on): quarantined as ``reason``, with a
-        line ``portal {how} vote {id}: {why}``, at most 10 of a kind per bench a minute."""
+        """A vote the portal will not take: ``portal {how} vote {id}: {why}``, see set_aside."""
         level = logging.INFO if how == "rejected" else logging.WARNING
-        self.vote_log.log(
-            level, row.bench, f"vote {how}", "portal %s vote %s: %s", how, vote_id, why
+        self.set_aside(
+            row, reason, f"vote {how}", "portal %s vote %s: %s", how, vote_id, why, level=level
         )
-        self.quarantine(row, reason)
 
     def _send_days(self, days: list[tuple[str, str]]) -> None:
         now = time.time()
