@@ -119,8 +119,14 @@ def test_bench_publishes_what_the_protocol_says(observed: tuple[Listener, float]
     assert len(seqs) >= 3, seqs
     ts = [windows[s].ts for s in seqs]
     assert ts == sorted(ts), "telemetry of one boot out of time order"
+    # One window per period. Windows close on a fixed grid and a record is stamped when its
+    # window closes, so a late wake-up makes one gap short by its lateness (and the next long):
+    # at ×60 a quarter of a real second is 15 s of the bench's. Never two windows closer than
+    # the period less that, and over the run the grid holds.
+    late_s = 2 + 0.25 * SPEED
     for a, b in zip(seqs, seqs[1:], strict=False):
-        # One window per period: never two closer than the period (ts in whole seconds).
         gap = windows[b].ts - windows[a].ts
-        assert gap >= windows[b].period - 2, (a, b, gap, windows[b].period)
+        assert gap >= windows[b].period - late_s, (a, b, gap, windows[b].period)
+    span = sum(windows[s].period for s in seqs[1:])
+    assert ts[-1] - ts[0] >= span - late_s, (ts, span)
     assert all(0 <= windows[s].batt.soc <= 100 for s in seqs)
